@@ -1,0 +1,134 @@
+public import Bus
+import Crypto
+import Foundation
+public import NIOCore
+
+/// A stream delivered to this agent: verified against its SHA-256 and written to ``path``.
+/// The file is the application's to move or delete.
+public struct IncomingStream: Acknowledgeable {
+    public var deliveryID: UInt64
+    public var from: String
+    public var streamID: String
+    public var size: UInt64
+    public var path: String
+    let connection: ClientConnection
+
+    public func ack() { connection.done(deliveryID) }
+}
+
+/// Where an upload's bytes come from: read in chunks, never loaded whole.
+public protocol StreamSource: Sendable {
+    var size: UInt64 { get }
+    /// Bytes `offset..<offset+count`.
+    func read(offset: UInt64, count: Int) throws -> ByteBuffer
+}
+
+/// A file on disk as a stream source.
+public struct FileSource: StreamSource {
+    public let path: String
+    public let size: UInt64
+
+    public init(path: String) throws {
+        self.path = path
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        self.size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    public func read(offset: UInt64, count: Int) throws -> ByteBuffer {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw BusError(.invalidArgument, "cannot open \(path)")
+        }
+        defer { try? handle.close() }
+        try handle.seek(toOffset: offset)
+        return ByteBuffer(bytes: try handle.read(upToCount: count) ?? Data())
+    }
+}
+
+/// Bytes in memory as a stream source.
+public struct BufferSource: StreamSource {
+    public let buffer: ByteBuffer
+    public init(_ buffer: ByteBuffer) { self.buffer = buffer }
+    public var size: UInt64 { UInt64(buffer.readableBytes) }
+    public func read(offset: UInt64, count: Int) throws -> ByteBuffer {
+        buffer.getSlice(at: buffer.readerIndex + Int(offset), length: count)!
+    }
+}
+
+extension ACBClient {
+    /// Uploads a payload of any size to one agent as a chunked stream with a SHA-256 checksum.
+    ///
+    /// If the connection breaks, the upload waits for the client to reconnect, asks the bus how far
+    /// it got (STREAM_RESUME) and sends only the rest.
+    /// - Parameters:
+    ///   - streamID: names the upload for resumption; a fresh UUID by default.
+    ///   - progress: called with bytes stored by the bus and the total.
+    /// - Returns: the bus's OK once the receiver has it (verified on the bus).
+    @discardableResult
+    public func upload(to target: Target, from source: some StreamSource, streamID: String? = nil,
+                       progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) async throws -> Ok {
+        let streamID = streamID ?? UUID().uuidString
+        var connection = try currentConnection()
+        let chunkSize = connection.welcome.limits.chunkSize
+        let open = StreamOpen(ref: 0, streamID: streamID, target: target, totalSize: source.size,
+                              chunkSize: chunkSize, sha256: try Self.sha256(of: source, chunkSize: Int(chunkSize)))
+        var statuses = connection.watchUpload(streamID)
+        var next = try await startOrResume(connection) { ref in
+            var frame = open
+            frame.ref = ref
+            return .streamOpen(frame)
+        }
+        while true {
+            do {
+                try await sendChunks(open, from: next, source: source, connection: connection, statuses: statuses,
+                                     progress: progress)
+                let frame = try await connection.call { .streamEnd(StreamRef(ref: $0, streamID: streamID)) }
+                connection.unwatchUpload(streamID)
+                guard case .ok(let ok) = frame else { throw Self.unexpected(frame) }
+                return ok
+            } catch let error as BusError where error.code == .unavailable && configuration.reconnect {
+                connection = try await nextConnection()
+                statuses = connection.watchUpload(streamID)
+                next = try await startOrResume(connection) { .streamResume(StreamRef(ref: $0, streamID: streamID)) }
+            }
+        }
+    }
+
+    private func startOrResume(_ connection: ClientConnection, _ build: (UInt64) -> Frame) async throws -> UInt32 {
+        let frame = try await connection.call(build)
+        guard case .streamStatus(let status) = frame else { throw Self.unexpected(frame) }
+        return status.nextIndex
+    }
+
+    /// Sends chunks from `first`, keeping at most `uploadWindow` unconfirmed.
+    private func sendChunks(_ open: StreamOpen, from first: UInt32, source: some StreamSource,
+                            connection: ClientConnection, statuses: AsyncStream<StreamStatus>,
+                            progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws {
+        let count = UInt32(open.chunkCount)
+        var stored = first
+        var sent = first
+        var updates = statuses.makeAsyncIterator()
+        while stored < count {
+            while sent < count, sent - stored < configuration.uploadWindow {
+                let offset = UInt64(sent) * UInt64(open.chunkSize)
+                let length = Int(min(UInt64(open.chunkSize), open.totalSize - offset))
+                connection.fire(.streamChunk(StreamChunk(streamID: open.streamID, index: sent,
+                                                         data: try source.read(offset: offset, count: length))))
+                sent += 1
+            }
+            guard let status = await updates.next() else { throw ClientConnection.closedError }
+            stored = max(stored, status.nextIndex)
+            progress?(status.bytes, open.totalSize)
+        }
+    }
+
+    static func sha256(of source: some StreamSource, chunkSize: Int) throws -> [UInt8] {
+        var hasher = SHA256()
+        var offset: UInt64 = 0
+        while offset < source.size {
+            let chunk = try source.read(offset: offset, count: Int(min(UInt64(chunkSize), source.size - offset)))
+            chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+            offset += UInt64(chunk.readableBytes)
+        }
+        return Array(hasher.finalize())
+    }
+}

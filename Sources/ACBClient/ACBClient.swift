@@ -1,0 +1,274 @@
+public import Bus
+import Foundation
+import NIOConcurrencyHelpers
+public import NIOCore
+
+/// An agent's connection to ACB: async/await over one long-lived TCP connection.
+///
+/// Commands (`send`, `request`, …) return once the bus answered them and throw ``BusError`` with the
+/// bus's code when refused. Deliveries arrive on ``deliveries`` and verified streams on ``streams``;
+/// requests go to the handler given to ``serve(_:)`` if there is one. After an unexpected disconnect
+/// the client reconnects with exponential backoff and registers and subscribes again; commands made
+/// meanwhile fail with ``ErrorCode/unavailable``.
+public final class ACBClient: Sendable {
+    /// A request handler: gets the request, returns the reply payload; a thrown error becomes an
+    /// error reply carrying its description.
+    public typealias RequestHandler = @Sendable (Delivery) async throws -> ByteBuffer
+
+    private struct Link {
+        var connection: ClientConnection?
+        var description: AgentDescription?
+        var patterns: Set<String> = []
+        var readiness = Readiness.ready
+        var handler: RequestHandler?
+        var reconnecting: Task<Void, Never>?
+        var heartbeat: RepeatedTask?
+        var closed = false
+    }
+
+    public let configuration: ClientConfiguration
+    private let link = NIOLockedValueBox(Link())
+    private let deliveryInbox: (stream: AsyncStream<Delivery>, continuation: AsyncStream<Delivery>.Continuation)
+    private let streamInbox: (stream: AsyncStream<IncomingStream>, continuation: AsyncStream<IncomingStream>.Continuation)
+    private let reconnects = AsyncStream<ClientConnection>.makeStream(bufferingPolicy: .bufferingNewest(1))
+
+    private init(configuration: ClientConfiguration) {
+        self.configuration = configuration
+        self.deliveryInbox = AsyncStream.makeStream()
+        self.streamInbox = AsyncStream.makeStream()
+    }
+
+    /// Connects and completes the handshake.
+    /// - Throws: ``BusError`` (`unauthenticated`, `unsupported_version`, …) or a connection error.
+    public static func connect(_ configuration: ClientConfiguration) async throws -> ACBClient {
+        let client = ACBClient(configuration: configuration)
+        try await client.establish()
+        return client
+    }
+
+    /// What the server said in WELCOME on the current connection.
+    public var welcome: Welcome? { link.withLockedValue { $0.connection?.welcome } }
+
+    /// Messages delivered to this agent (direct, broadcast, topic, and requests when no handler is set).
+    public var deliveries: Deliveries<Delivery> { Deliveries(base: deliveryInbox.stream) }
+
+    /// Streams delivered to this agent, verified and written to disk.
+    public var streams: Deliveries<IncomingStream> { Deliveries(base: streamInbox.stream) }
+
+    /// Publishes this agent's description to the registry (again after each reconnect).
+    public func register(_ description: AgentDescription) async throws {
+        _ = try await call { .register(Register(ref: $0, description: description)) }
+        link.withLockedValue { $0.description = description }
+    }
+
+    public func unregister() async throws {
+        _ = try await call { .unregister(RefOnly(ref: $0)) }
+        link.withLockedValue { $0.description = nil }
+    }
+
+    /// One page of the tenant's registered agents; pass the returned cursor for the next page.
+    public func discover(type: String = "", capability: String = "", status: AgentStatus = .any,
+                         cursor: String = "", limit: UInt16 = 0) async throws -> Discovered {
+        let frame = try await call {
+            .discover(Discover(ref: $0, agentType: type, capability: capability, status: status, cursor: cursor,
+                               limit: limit))
+        }
+        guard case .discovered(let page) = frame else { throw Self.unexpected(frame) }
+        return page
+    }
+
+    /// Announces readiness now and with every heartbeat: capability routing skips busy and draining agents.
+    public func setReadiness(_ readiness: Readiness) {
+        let connection = link.withLockedValue { link in
+            link.readiness = readiness
+            return link.connection
+        }
+        connection?.fire(.heartbeat(Heartbeat(readiness: readiness)))
+    }
+
+    /// Sends a payload to one agent, by id or capability. - Returns: the bus's OK.
+    @discardableResult
+    public func send(to target: Target, _ payload: ByteBuffer, idempotencyKey: String = "",
+                     deadline: UInt64? = nil) async throws -> Ok {
+        try await ok {
+            .send(Send(ref: $0, target: target, idempotencyKey: idempotencyKey,
+                       deadline: deadline ?? RequestContext.deadline, payload: payload))
+        }
+    }
+
+    /// Sends to every other online agent of the tenant. - Returns: how many received it.
+    @discardableResult
+    public func broadcast(_ payload: ByteBuffer, deadline: UInt64? = nil) async throws -> UInt32 {
+        try await ok { .broadcast(Fanout(ref: $0, deadline: deadline, payload: payload)) }.recipients
+    }
+
+    /// Publishes on a topic. - Returns: how many subscribers received it.
+    @discardableResult
+    public func publish(topic: String, _ payload: ByteBuffer, deadline: UInt64? = nil) async throws -> UInt32 {
+        try await ok { .publish(Fanout(ref: $0, topic: topic, deadline: deadline, payload: payload)) }.recipients
+    }
+
+    /// Subscribes to a topic pattern (`*` one token, `>` the rest); matches arrive on ``deliveries``.
+    public func subscribe(_ pattern: String) async throws {
+        _ = try await call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) }
+        link.withLockedValue { _ = $0.patterns.insert(pattern) }
+    }
+
+    public func unsubscribe(_ pattern: String) async throws {
+        _ = try await call { .unsubscribe(PatternCommand(ref: $0, pattern: pattern)) }
+        link.withLockedValue { _ = $0.patterns.remove(pattern) }
+    }
+
+    /// Asks one agent and waits for its answer.
+    ///
+    /// The deadline is `timeoutMs` from now, or what is left of the request being handled
+    /// (``RequestContext/deadline``) if that is sooner.
+    /// - Throws: ``ErrorCode/timeout`` when no reply came in time, and the routing codes of `send`.
+    public func request(_ target: Target, _ payload: ByteBuffer, timeoutMs: UInt64? = nil,
+                        idempotencyKey: String = "") async throws -> RequestResult {
+        var deadline = WallClockMs.now() + (timeoutMs ?? configuration.defaultRequestTimeoutMs)
+        if let inherited = RequestContext.deadline { deadline = min(deadline, inherited) }
+        let frame = try await call {
+            .request(Send(ref: $0, target: target, idempotencyKey: idempotencyKey, deadline: deadline,
+                          payload: payload))
+        }
+        guard case .response(let response) = frame else { throw Self.unexpected(frame) }
+        return RequestResult(from: response.from, status: response.status, payload: response.payload)
+    }
+
+    /// Answers requests with `handler`, one task per request (bounded by the bus's unacked window).
+    /// Each request is acknowledged once its reply is sent.
+    public func serve(_ handler: @escaping RequestHandler) {
+        link.withLockedValue { $0.handler = handler }
+    }
+
+    /// Closes the connection for good (no reconnect).
+    public func close() async {
+        let (connection, task, heartbeat) = link.withLockedValue { link in
+            link.closed = true
+            return (link.connection, link.reconnecting, link.heartbeat)
+        }
+        task?.cancel()
+        heartbeat?.cancel()
+        try? await connection?.channel.close()
+        deliveryInbox.continuation.finish()
+        streamInbox.continuation.finish()
+        reconnects.continuation.finish()
+    }
+
+    /// Cuts the TCP connection without GOAWAY, as a network failure would (for tests and demos of
+    /// reconnect and resume).
+    public func dropConnection() async {
+        try? await link.withLockedValue { $0.connection }?.channel.close()
+    }
+
+    // MARK: internals
+
+    func call(_ build: (UInt64) -> Frame) async throws -> Frame {
+        try await currentConnection().call(build)
+    }
+
+    private func ok(_ build: (UInt64) -> Frame) async throws -> Ok {
+        let frame = try await call(build)
+        guard case .ok(let ok) = frame else { throw Self.unexpected(frame) }
+        return ok
+    }
+
+    func currentConnection() throws -> ClientConnection {
+        guard let connection = link.withLockedValue({ $0.connection }), connection.isActive else {
+            throw ClientConnection.closedError
+        }
+        return connection
+    }
+
+    /// Waits until the client has reconnected, for uploads that resume.
+    func nextConnection() async throws -> ClientConnection {
+        for await connection in reconnects.stream where connection.isActive { return connection }
+        throw ClientConnection.closedError
+    }
+
+    static func unexpected(_ frame: Frame) -> BusError {
+        BusError(.badFrame, "unexpected answer \(frame.type)")
+    }
+
+    /// Connects, then restores registration and subscriptions.
+    private func establish() async throws {
+        let connection = try await ClientConnection.open(configuration, delegate: self)
+        let interval = TimeAmount.milliseconds(Int64(connection.welcome.limits.heartbeatIntervalMs))
+        let heartbeat = connection.channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) {
+            [weak self] _ in
+            guard let readiness = self?.link.withLockedValue({ $0.readiness }) else { return }
+            connection.fire(.heartbeat(Heartbeat(readiness: readiness)))
+        }
+        let (description, patterns, readiness, previous) = link.withLockedValue { link in
+            let previous = link.heartbeat
+            link.connection = connection
+            link.heartbeat = heartbeat
+            return (link.description, link.patterns, link.readiness, previous)
+        }
+        previous?.cancel()
+        if readiness != .ready { connection.fire(.heartbeat(Heartbeat(readiness: readiness))) }
+        if let description { _ = try await connection.call { .register(Register(ref: $0, description: description)) } }
+        for pattern in patterns { _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) } }
+        reconnects.continuation.yield(connection)
+    }
+
+    private func reconnect() async {
+        var backoff = configuration.initialBackoffMs
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(backoff))
+            do {
+                try await establish()
+                return
+            } catch {
+                backoff = min(backoff * 2, configuration.maxBackoffMs)
+            }
+        }
+    }
+}
+
+extension ACBClient: ClientConnectionDelegate {
+    func delivered(_ delivery: Delivery) {
+        guard delivery.kind == .request, let handler = link.withLockedValue({ $0.handler }) else {
+            deliveryInbox.continuation.yield(delivery)
+            return
+        }
+        // One unstructured task per request: the handler is the application's async code, and the
+        // bus bounds how many requests can be in flight (its unacked window).
+        Task {
+            let reply: Bus.Reply
+            do {
+                let payload = try await RequestContext.$deadline.withValue(delivery.deadline) {
+                    try await handler(delivery)
+                }
+                reply = Bus.Reply(correlationID: delivery.correlationID, status: .ok, payload: payload)
+            } catch {
+                reply = Bus.Reply(correlationID: delivery.correlationID, status: .error,
+                                  payload: ByteBuffer(string: "\(error)"))
+            }
+            delivery.connection.fire(.reply(reply))
+            delivery.ack()
+        }
+    }
+
+    func streamArrived(_ stream: IncomingStream) {
+        streamInbox.continuation.yield(stream)
+    }
+
+    func connectionLost(_ connection: ClientConnection, goAway: GoAway?) {
+        link.withLockedValue { link in
+            guard link.connection === connection else { return }
+            link.connection = nil
+            link.heartbeat?.cancel()
+            link.heartbeat = nil
+            guard configuration.reconnect, !link.closed, goAway?.code != .replaced else { return }
+            // Unstructured: it outlives the connection that died; close() cancels it.
+            link.reconnecting = Task { [weak self] in await self?.reconnect() }
+        }
+    }
+}
+
+/// Unix milliseconds, the clock of deadlines on the wire.
+enum WallClockMs {
+    static func now() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+}

@@ -1,0 +1,31 @@
+import Bus
+
+/// How an ``ACBClient`` connects and behaves. Every default is safe.
+public struct ClientConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// The bearer token presented in HELLO.
+    public var token: String
+    /// A name for logs on the server.
+    public var clientName: String
+    /// Reconnect after an unexpected disconnect (never after being replaced by another connection).
+    public var reconnect = true
+    /// First reconnect delay, doubled after each failure up to ``maxBackoffMs``.
+    public var initialBackoffMs: UInt64 = 100
+    public var maxBackoffMs: UInt64 = 5_000
+    /// Timeout of a request that names none, in milliseconds.
+    public var defaultRequestTimeoutMs: UInt64 = 30_000
+    /// Chunks of an upload in flight before waiting for the server's STREAM_STATUS.
+    public var uploadWindow: UInt32 = 4
+    /// Where downloaded streams are written.
+    public var downloadDirectory = "/tmp"
+    /// Called as a download advances: stream id, bytes received, total.
+    public var downloadProgress: (@Sendable (String, UInt64, UInt64) -> Void)?
+
+    public init(host: String = "127.0.0.1", port: Int = 7400, token: String, clientName: String = "acb-swift") {
+        self.host = host
+        self.port = port
+        self.token = token
+        self.clientName = clientName
+    }
+}

@@ -1,0 +1,286 @@
+import Bus
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// What a connection reports to its client.
+protocol ClientConnectionDelegate: AnyObject, Sendable {
+    func delivered(_ delivery: Delivery)
+    func streamArrived(_ stream: IncomingStream)
+    func connectionLost(_ connection: ClientConnection, goAway: GoAway?)
+}
+
+/// One TCP connection to the bus after a successful handshake: it matches answers to commands by
+/// `ref`, coalesces acknowledgements, and assembles downloads.
+final class ClientConnection: Sendable {
+    private struct State {
+        var nextRef: UInt64 = 0
+        var calls: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
+        var acks = AckTracker()
+        var ackFlushScheduled = false
+        var uploads: [String: AsyncStream<StreamStatus>.Continuation] = [:]
+        var goAway: GoAway?
+        var closed = false
+    }
+
+    let channel: any Channel
+    let welcome: Welcome
+    private let state = NIOLockedValueBox(State())
+    private let downloads: NIOLoopBoundBox<[String: Download]>
+    private let configuration: ClientConfiguration
+    private weak let delegate: (any ClientConnectionDelegate)?
+
+    private init(channel: any Channel, welcome: Welcome, configuration: ClientConfiguration,
+                 delegate: any ClientConnectionDelegate) {
+        self.channel = channel
+        self.welcome = welcome
+        self.configuration = configuration
+        self.delegate = delegate
+        self.downloads = NIOLoopBoundBox([:], eventLoop: channel.eventLoop)
+    }
+
+    /// Connects, sends HELLO and waits for WELCOME.
+    /// - Throws: the server's ``BusError`` (bad token, wrong version) or a connection error.
+    static func open(_ configuration: ClientConfiguration, delegate: any ClientConnectionDelegate) async throws
+        -> ClientConnection
+    {
+        let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Frame.self)
+        let channel = try await ClientBootstrap(group: handshake.futureResult.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: UInt32.max >> 1)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ClientFrameRouter(handshake: handshake),
+                    ])
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .get()
+        try await channel.writeAndFlush(Frame.hello(Hello(token: configuration.token,
+                                                          clientName: configuration.clientName)))
+        switch try await handshake.futureResult.get() {
+        case .welcome(let welcome):
+            return try await channel.eventLoop.submit {
+                let connection = ClientConnection(channel: channel, welcome: welcome, configuration: configuration,
+                                                  delegate: delegate)
+                try channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self).attach(connection)
+                return connection
+            }.get()
+        case .error(let error):
+            try? await channel.close()
+            throw error.error
+        default:
+            try? await channel.close()
+            throw BusError(.badFrame, "the server did not answer HELLO with WELCOME")
+        }
+    }
+
+    /// Sends a command built with a fresh `ref` and waits for its answer (OK, DISCOVERED, RESPONSE,
+    /// STREAM_STATUS); an ERROR answer is thrown as its ``BusError``.
+    func call(_ build: (UInt64) -> Frame) async throws -> Frame {
+        let answer: Frame = try await withCheckedThrowingContinuation { continuation in
+            let ref: UInt64? = state.withLockedValue { state in
+                guard !state.closed else { return nil }
+                state.nextRef += 1
+                state.calls[state.nextRef] = continuation
+                return state.nextRef
+            }
+            guard let ref else { return continuation.resume(throwing: Self.closedError) }
+            channel.writeAndFlush(build(ref), promise: nil)
+        }
+        if case .error(let error) = answer { throw error.error }
+        return answer
+    }
+
+    /// Sends a frame that gets no answer.
+    func fire(_ frame: Frame) {
+        channel.writeAndFlush(frame, promise: nil)
+    }
+
+    /// Records that delivery `id` is handled; ACKs go out coalesced, once per event-loop tick.
+    func done(_ id: UInt64) {
+        let schedule = state.withLockedValue { state in
+            state.acks.done(id)
+            defer { state.ackFlushScheduled = true }
+            return !state.ackFlushScheduled
+        }
+        guard schedule else { return }
+        channel.eventLoop.execute { [self] in
+            let acks = state.withLockedValue { state in
+                state.ackFlushScheduled = false
+                return state.acks.takeAcks()
+            }
+            for ack in acks { channel.write(Frame.ack(ack), promise: nil) }
+            channel.flush()
+        }
+    }
+
+    func nack(_ id: UInt64) {
+        fire(.nack(Ack(deliveryID: id)))
+    }
+
+    /// The STREAM_STATUS progress reports of an upload, until it ends or the connection closes.
+    func watchUpload(_ streamID: String) -> AsyncStream<StreamStatus> {
+        let (stream, continuation) = AsyncStream<StreamStatus>.makeStream()
+        let closed = state.withLockedValue { state in
+            if !state.closed { state.uploads[streamID] = continuation }
+            return state.closed
+        }
+        if closed { continuation.finish() }
+        return stream
+    }
+
+    func unwatchUpload(_ streamID: String) {
+        state.withLockedValue { $0.uploads.removeValue(forKey: streamID) }?.finish()
+    }
+
+    var isActive: Bool { !state.withLockedValue { $0.closed } }
+
+    static let closedError = BusError(.unavailable, "the connection to the bus is closed")
+
+    /// Handles a frame from the server. Runs on the channel's event loop.
+    func received(_ frame: Frame) {
+        switch frame {
+        case .ok(let ok): answer(ok.ref, frame)
+        case .discovered(let page): answer(page.ref, frame)
+        case .response(let response): answer(response.ref, frame)
+        case .error(let error): answer(error.ref, frame)
+        case .streamStatus(let status):
+            if status.ref != 0 { answer(status.ref, frame) }
+            _ = state.withLockedValue { $0.uploads[status.streamID] }?.yield(status)
+        case .streamAbort(let abort):
+            state.withLockedValue { $0.uploads.removeValue(forKey: abort.streamID) }?.finish()
+            downloads.value[abort.streamID] = nil
+        case .deliver(let deliver):
+            delegate?.delivered(Delivery(deliver, connection: self))
+        case .streamOpen(let open): beginDownload(open)
+        case .streamChunk(let chunk): downloadChunk(chunk)
+        case .streamEnd(let end): finishDownload(end)
+        case .goAway(let goAway): state.withLockedValue { $0.goAway = goAway }
+        default: break
+        }
+    }
+
+    /// The channel closed: every waiting call fails, every upload watcher ends.
+    func closed() {
+        let (calls, uploads, goAway) = state.withLockedValue { state in
+            state.closed = true
+            defer {
+                state.calls.removeAll()
+                state.uploads.removeAll()
+            }
+            return (Array(state.calls.values), Array(state.uploads.values), state.goAway)
+        }
+        let error = goAway.map { BusError($0.code, $0.message) } ?? Self.closedError
+        for call in calls { call.resume(throwing: error) }
+        for upload in uploads { upload.finish() }
+        downloads.value.removeAll()
+        delegate?.connectionLost(self, goAway: goAway)
+    }
+
+    private func answer(_ ref: UInt64, _ frame: Frame) {
+        guard ref != 0, let call = state.withLockedValue({ $0.calls.removeValue(forKey: ref) }) else { return }
+        call.resume(returning: frame)
+    }
+
+    // MARK: downloads (on the event loop; file writes block it briefly, which bounds memory to one chunk)
+
+    private func beginDownload(_ open: StreamOpen) {
+        let path = "\(configuration.downloadDirectory)/acb-\(UUID().uuidString)"
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: path)
+        else { return nack(open.ref) }
+        downloads.value[open.streamID] = Download(open: open, path: path, handle: handle)
+    }
+
+    private func downloadChunk(_ chunk: StreamChunk) {
+        guard var download = downloads.value[chunk.streamID] else { return }
+        chunk.data.withUnsafeReadableBytes { bytes in
+            download.handle.write(Data(bytes))
+            download.hasher.update(bufferPointer: bytes)
+        }
+        download.received += UInt64(chunk.data.readableBytes)
+        downloads.value[chunk.streamID] = download
+        configuration.downloadProgress?(chunk.streamID, download.received, download.open.totalSize)
+    }
+
+    private func finishDownload(_ end: StreamRef) {
+        guard let download = downloads.value.removeValue(forKey: end.streamID) else { return }
+        try? download.handle.close()
+        let digest = Array(download.hasher.finalize())
+        guard download.received == download.open.totalSize, digest == download.open.sha256 else {
+            try? FileManager.default.removeItem(atPath: download.path)
+            return nack(end.ref)
+        }
+        delegate?.streamArrived(IncomingStream(deliveryID: end.ref, from: download.open.target.name,
+                                               streamID: end.streamID, size: download.open.totalSize,
+                                               path: download.path, connection: self))
+    }
+}
+
+/// A download being written to disk.
+private struct Download {
+    var open: StreamOpen
+    var path: String
+    var handle: FileHandle
+    var hasher = SHA256()
+    var received: UInt64 = 0
+}
+
+/// Routes inbound frames: the handshake answer to its promise, frames that arrive before the
+/// connection object exists to a buffer, and everything after to the connection.
+private final class ClientFrameRouter: ChannelInboundHandler {
+    typealias InboundIn = Frame
+
+    private enum State {
+        case handshaking(EventLoopPromise<Frame>)
+        case buffering([Frame])
+        case connected(ClientConnection)
+        case closed
+    }
+
+    private var state: State
+
+    init(handshake: EventLoopPromise<Frame>) { self.state = .handshaking(handshake) }
+
+    /// Hands the connection every frame from now on, starting with those buffered.
+    func attach(_ connection: ClientConnection) {
+        guard case .buffering(let frames) = state else { return connection.closed() }
+        state = .connected(connection)
+        for frame in frames { connection.received(frame) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch state {
+        case .handshaking(let promise):
+            state = .buffering([])
+            promise.succeed(frame)
+        case .buffering(var frames):
+            frames.append(frame)
+            state = .buffering(frames)
+        case .connected(let connection):
+            connection.received(frame)
+        case .closed:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .handshaking(let promise): promise.fail(ClientConnection.closedError)
+        case .connected(let connection): connection.closed()
+        case .buffering, .closed: break
+        }
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,36 @@
+import Bus
+import NIOConcurrencyHelpers
+
+extension AgentSession {
+    /// Whether to run a command or answer it from the idempotency window.
+    enum IdempotentStart {
+        /// Run it; complete or forget the scoped key afterwards (empty when the command had no key).
+        case run(scopedKey: String)
+        /// A retry of a finished command: answer with this.
+        case answered(IdempotentResult)
+    }
+
+    /// Looks up an idempotency key, scoped to this tenant and agent.
+    /// - Throws: ``ErrorCode/conflict`` while the first attempt still runs.
+    func beginIdempotent(_ key: String, now: UInt64) throws(BusError) -> IdempotentStart {
+        guard !key.isEmpty else { return .run(scopedKey: "") }
+        try Identifier.validate(key, field: "idempotency_key")
+        let scoped = "\(identity.tenant)/\(identity.agentID)/\(key)"
+        switch supervisor.idempotency.withLockedValue({ $0.begin(scoped, now: now) }) {
+        case .new: return .run(scopedKey: scoped)
+        case .done(let result): return .answered(result)
+        case .pending: throw BusError(.conflict, "a command with this idempotency key is still running",
+                                      retryAfterMs: 100)
+        }
+    }
+
+    func completeIdempotent(_ scoped: String, _ result: IdempotentResult, now: UInt64) {
+        guard !scoped.isEmpty else { return }
+        supervisor.idempotency.withLockedValue { $0.complete(scoped, with: result, now: now) }
+    }
+
+    func forgetIdempotencyKey(_ scoped: String) {
+        guard !scoped.isEmpty else { return }
+        supervisor.idempotency.withLockedValue { $0.cancel(scoped) }
+    }
+}

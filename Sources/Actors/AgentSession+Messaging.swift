@@ -1,0 +1,105 @@
+public import Bus
+import NIOCore
+
+extension AgentSession {
+    func handleSend(_ send: Send) {
+        do throws(BusError) {
+            let now = WallClock.nowMs()
+            try checkInline(send.payload)
+            try checkDeadline(send.deadline, now: now)
+            let key = try beginIdempotent(send.idempotencyKey, now: now)
+            switch key {
+            case .answered(.ok(let outcome, let recipients)):
+                return write(.ok(Ok(ref: send.ref, outcome: outcome, recipients: recipients)))
+            case .answered(.response):
+                throw BusError(.conflict, "idempotency key was used for a request")
+            case .run(let scoped):
+                do throws(BusError) {
+                    let receiver = try resolve(send.target)
+                    try receiver.enqueue(.message(Message(kind: .direct, from: identity.agentID,
+                                                          deadline: send.deadline, payload: send.payload)))
+                    completeIdempotent(scoped, .ok(.delivered, recipients: 1), now: now)
+                    write(.ok(Ok(ref: send.ref, outcome: .delivered, recipients: 1)))
+                } catch {
+                    forgetIdempotencyKey(scoped)
+                    throw error
+                }
+            }
+        } catch {
+            fail(send.ref, error)
+        }
+    }
+
+    /// BROADCAST (every other live agent of the tenant) and PUBLISH (every matching subscriber).
+    /// Receivers whose mailbox is full are skipped; OK counts those that took it.
+    func handleFanout(_ fanout: Fanout, kind: DeliveryKind) {
+        do throws(BusError) {
+            try checkInline(fanout.payload)
+            try checkDeadline(fanout.deadline, now: WallClock.nowMs())
+            let receivers: [AgentSession]
+            if kind == .topic {
+                try Topic.validate(fanout.topic)
+                receivers = supervisor.routing.subscribers(tenant: identity.tenant, topic: fanout.topic)
+            } else {
+                guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
+                receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
+            }
+            let envelope = Envelope.message(Message(kind: kind, from: identity.agentID, subject: fanout.topic,
+                                                    deadline: fanout.deadline, payload: fanout.payload))
+            var delivered: UInt32 = 0
+            for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
+            write(.ok(Ok(ref: fanout.ref, outcome: .delivered, recipients: delivered)))
+        } catch {
+            fail(fanout.ref, error)
+        }
+    }
+
+    /// Offers `envelope` to this session's mailbox, from any thread.
+    /// - Throws: ``ErrorCode/overloaded`` when the mailbox is full, ``ErrorCode/offline`` once closed.
+    public nonisolated func enqueue(_ envelope: Envelope) throws(BusError) {
+        let (accepted, wake) = mailbox.offer(envelope)
+        if wake { scheduleDrain() }
+        guard accepted else {
+            throw BusError(.overloaded, "\(identity.agentID) is not keeping up", retryAfterMs: 100)
+        }
+    }
+
+    /// Hands deliveries back after a reconnect or a takeover, ahead of anything newer.
+    nonisolated func requeue(_ envelopes: [Envelope]) {
+        guard !envelopes.isEmpty else { return }
+        if mailbox.requeueFront(envelopes) { scheduleDrain() }
+    }
+
+    nonisolated func scheduleDrain() {
+        channel.eventLoop.execute { self.assumeIsolated { $0.drain() } }
+    }
+
+    /// The live session a target names, in the caller's tenant only.
+    func resolve(_ target: Target) throws(BusError) -> AgentSession {
+        try Identifier.validate(target.name, field: "target.name")
+        switch target.kind {
+        case .agent:
+            let key = AgentKey(tenant: identity.tenant, agentID: target.name)
+            if let session = supervisor.routing.session(for: key) { return session }
+            throw supervisor.registry.isRegistered(key)
+                ? BusError(.offline, "\(target.name) is offline")
+                : BusError(.unknownAgent, "no agent \(target.name) in this tenant")
+        case .capability:
+            guard let session = supervisor.routing.leastLoaded(tenant: identity.tenant, capability: target.name,
+                                                               excluding: number)
+            else { throw BusError(.noCapableAgent, "no ready agent offers \(target.name)") }
+            return session
+        }
+    }
+
+    func checkInline(_ payload: ByteBuffer) throws(BusError) {
+        let limit = configuration.limits.maxInlinePayload
+        guard payload.readableBytes <= Int(limit) else {
+            throw BusError(.tooLarge, "payload of \(payload.readableBytes) bytes exceeds \(limit); send it as a stream")
+        }
+    }
+
+    func checkDeadline(_ deadline: UInt64?, now: UInt64) throws(BusError) {
+        if let deadline, deadline <= now { throw BusError(.deadlineExceeded, "the deadline has passed") }
+    }
+}

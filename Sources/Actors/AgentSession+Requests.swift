@@ -1,0 +1,104 @@
+import Bus
+import NIOCore
+
+extension AgentSession {
+    /// REQUEST: route like a SEND, remember it with a deadline, answer with RESPONSE or ERROR.
+    func handleRequest(_ request: Send) {
+        do throws(BusError) {
+            let now = WallClock.nowMs()
+            try checkInline(request.payload)
+            let deadline = try requestDeadline(request.deadline, now: now)
+            switch try beginIdempotent(request.idempotencyKey, now: now) {
+            case .answered(.response(let from, let status, let payload)):
+                return write(.response(Response(ref: request.ref, from: from, status: status, payload: payload)))
+            case .answered(.ok):
+                throw BusError(.conflict, "idempotency key was used for a send")
+            case .run(let scoped):
+                do throws(BusError) {
+                    try dispatch(request, deadline: deadline, scopedKey: scoped, now: now)
+                } catch {
+                    forgetIdempotencyKey(scoped)
+                    throw error
+                }
+            }
+        } catch {
+            fail(request.ref, error)
+        }
+    }
+
+    private func dispatch(_ request: Send, deadline: UInt64, scopedKey: String, now: UInt64) throws(BusError) {
+        let responder = try resolve(request.target)
+        guard !responder.isDraining, responder.load.readiness != .draining else {
+            throw BusError(.unavailable, "\(responder.identity.agentID) is draining")
+        }
+        let local = try requests.insert(PendingRequest(ref: request.ref, responder: responder.identity.agentID,
+                                                       idempotencyKey: scopedKey))
+        let message = Message(kind: .request, from: identity.agentID,
+                              correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local),
+                              deadline: deadline, payload: request.payload)
+        do throws(BusError) {
+            try responder.enqueue(.message(message))
+        } catch {
+            _ = requests.remove(local)
+            throw error
+        }
+        let delay = TimeAmount.milliseconds(Int64(deadline - now))
+        requests[local]?.timer = channel.eventLoop.scheduleTask(in: delay) { [self] in
+            assumeIsolated { $0.expireRequest(local) }
+        }
+    }
+
+    private func requestDeadline(_ asked: UInt64?, now: UInt64) throws(BusError) -> UInt64 {
+        guard let asked else { return now + configuration.defaultRequestTimeoutMs }
+        try checkDeadline(asked, now: now)
+        return min(asked, now + configuration.maxRequestTimeoutMs)
+    }
+
+    private func expireRequest(_ local: UInt32) {
+        guard let pending = requests.remove(local) else { return }
+        forgetIdempotencyKey(pending.idempotencyKey)
+        fail(pending.ref, BusError(.timeout, "no reply from \(pending.responder) before the deadline"))
+        flush()
+    }
+
+    /// REPLY from this agent as a responder: hand it to the requester's session, in this tenant only.
+    /// A reply nobody waits for any more is dropped and counted.
+    func handleReply(_ reply: Reply) {
+        do throws(BusError) {
+            try checkInline(reply.payload)
+        } catch {
+            return fail(0, error)
+        }
+        let (session, local) = CorrelationTable<PendingRequest>.split(reply.correlationID)
+        guard let requester = supervisor.routing.session(number: session),
+              requester.identity.tenant == identity.tenant,
+              (try? requester.enqueue(.response(local: local, from: identity.agentID, status: reply.status,
+                                                payload: reply.payload))) != nil
+        else { return supervisor.countLateReply() }
+    }
+
+    /// A reply reached this session, the requester.
+    func complete(local: UInt32, from: String, status: ReplyStatus, payload: ByteBuffer) {
+        guard let pending = requests[local], pending.responder == from else { return supervisor.countLateReply() }
+        _ = requests.remove(local)
+        pending.timer?.cancel()
+        completeIdempotent(pending.idempotencyKey, .response(from: from, status: status, payload: payload),
+                           now: WallClock.nowMs())
+        write(.response(Response(ref: pending.ref, from: from, status: status, payload: payload)))
+    }
+
+    /// This session's request `local` cannot be answered.
+    func failRequest(local: UInt32, _ error: BusError) {
+        guard let pending = requests.remove(local) else { return }
+        pending.timer?.cancel()
+        forgetIdempotencyKey(pending.idempotencyKey)
+        fail(pending.ref, error)
+    }
+
+    /// Tells the requester of a request this session received that it will get no reply.
+    func failRequester(of message: Message, _ error: BusError) {
+        let (session, local) = CorrelationTable<PendingRequest>.split(message.correlationID)
+        guard let requester = supervisor.routing.session(number: session) else { return }
+        try? requester.enqueue(.requestFailed(local: local, error))
+    }
+}

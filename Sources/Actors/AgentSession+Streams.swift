@@ -1,0 +1,161 @@
+import Bus
+import Foundation
+import NIOPosix
+import NIOCore
+
+extension AgentSession {
+    /// Most uploads one session may have open at once.
+    static let maxOpenUploads = 16
+
+    func handleStreamOpen(_ open: StreamOpen) {
+        do throws(BusError) {
+            try Identifier.validate(open.streamID, field: "stream_id")
+            guard uploads[open.streamID] == nil else {
+                throw BusError(.invalidArgument, "stream \(open.streamID) is already open")
+            }
+            guard uploads.count < Self.maxOpenUploads else {
+                throw BusError(.overloaded, "at most \(Self.maxOpenUploads) open streams per session", retryAfterMs: 1000)
+            }
+            try checkDeadline(open.deadline, now: WallClock.nowMs())
+            _ = try resolve(open.target)
+            let assembly = try StreamAssembly(totalSize: open.totalSize, chunkSize: open.chunkSize,
+                                              maxChunkSize: configuration.limits.chunkSize,
+                                              maxTotalSize: configuration.maxStreamBytes)
+            let file = try SpoolFile(path: "\(configuration.streamDirectory)/\(number)-\(UUID().uuidString)")
+            let spool = UploadSpool(owner: identity.key, open: open, file: file, assembly: assembly)
+            uploads[open.streamID] = ActiveUpload(spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture())
+            write(.streamStatus(StreamStatus(ref: open.ref, streamID: open.streamID, nextIndex: 0, bytes: 0)))
+        } catch {
+            fail(open.ref, error)
+        }
+    }
+
+    /// Stores a chunk on the thread pool, after the previous one, and reports progress once stored.
+    func handleStreamChunk(_ chunk: StreamChunk) {
+        guard var upload = uploads[chunk.streamID] else {
+            return write(.streamAbort(StreamAbort(streamID: chunk.streamID, code: .unknownStream,
+                                                  message: "no open stream \(chunk.streamID)")))
+        }
+        let offset: UInt64
+        do throws(BusError) {
+            guard case .store(let at) = try upload.spool.receive(index: chunk.index, length: chunk.data.readableBytes)
+            else { return }
+            offset = at
+        } catch {
+            uploads[chunk.streamID] = nil
+            return write(.streamAbort(StreamAbort(streamID: chunk.streamID, code: error.code, message: error.message)))
+        }
+        let spool = upload.spool
+        let (pool, loop) = (supervisor.threadPool, channel.eventLoop)
+        upload.chain = upload.chain.flatMap { spool.store(chunk.data, at: offset, pool: pool, loop: loop) }
+        upload.chain.whenComplete { [self] result in
+            assumeIsolated { $0.chunkStored(spool, result) }
+        }
+        uploads[chunk.streamID] = upload
+    }
+
+    private func chunkStored(_ spool: UploadSpool, _ result: Result<Void, any Error>) {
+        guard state != .closed else { return }
+        let id = spool.open.streamID
+        switch result {
+        case .success:
+            let assembly = spool.assembly
+            write(.streamStatus(StreamStatus(ref: 0, streamID: id, nextIndex: assembly.storedIndex,
+                                             bytes: assembly.storedBytes)))
+        case .failure(let error):
+            guard uploads[id]?.spool === spool else { return }
+            uploads[id] = nil
+            write(.streamAbort(StreamAbort(streamID: id, code: .internal, message: "spooling failed: \(error)")))
+        }
+        flush()
+    }
+
+    /// STREAM_END: once every chunk is stored, verify the checksum and deliver.
+    func handleStreamEnd(_ end: StreamRef) {
+        guard let upload = uploads.removeValue(forKey: end.streamID) else {
+            return fail(end.ref, BusError(.unknownStream, "no open stream \(end.streamID)"))
+        }
+        upload.chain.whenComplete { [self] result in
+            assumeIsolated { $0.finishUpload(upload.spool, ref: end.ref, stored: result) }
+        }
+    }
+
+    private func finishUpload(_ spool: UploadSpool, ref: UInt64, stored: Result<Void, any Error>) {
+        guard state != .closed else { return }
+        defer { flush() }
+        do throws(BusError) {
+            if case .failure(let error) = stored { throw BusError(.internal, "spooling failed: \(error)") }
+            guard spool.assembly.isComplete else {
+                throw BusError(.checksumMismatch, "stream ended after \(spool.assembly.storedBytes) of \(spool.open.totalSize) bytes")
+            }
+            guard spool.verify() else { throw BusError(.checksumMismatch, "SHA-256 of the payload does not match") }
+            let receiver = try resolve(spool.open.target)
+            try receiver.enqueue(.stream(CompletedStream(from: identity.agentID, open: spool.open, file: spool.file)))
+            audit("stream.completed", ["stream": spool.open.streamID, "bytes": "\(spool.open.totalSize)"])
+            write(.ok(Ok(ref: ref, outcome: .delivered, recipients: 1)))
+        } catch {
+            fail(ref, error)
+        }
+    }
+
+    /// STREAM_RESUME: where an upload stands, taking it back from the parking lot after a reconnect.
+    func handleStreamResume(_ resume: StreamRef) {
+        let spool = uploads[resume.streamID]?.spool
+            ?? supervisor.streams.take(owner: identity.key, streamID: resume.streamID, now: WallClock.nowMs())
+        guard let spool else {
+            return fail(resume.ref, BusError(.unknownStream, "no stream \(resume.streamID) to resume"))
+        }
+        if uploads[resume.streamID] == nil {
+            uploads[resume.streamID] = ActiveUpload(spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture())
+        }
+        let assembly = spool.assembly
+        write(.streamStatus(StreamStatus(ref: resume.ref, streamID: resume.streamID, nextIndex: assembly.storedIndex,
+                                         bytes: assembly.storedBytes)))
+    }
+
+    /// Sends a verified stream to this agent: STREAM_OPEN (ref = delivery id), chunks read from the
+    /// spool one at a time (the next is read once the previous is written), STREAM_END.
+    func startDownload(_ stream: CompletedStream, deliveryID: UInt64) {
+        var open = stream.open
+        open.ref = deliveryID
+        open.target = .agent(stream.from)
+        write(.streamOpen(open))
+        sendChunk(stream, index: 0, deliveryID: deliveryID)
+    }
+
+    private func sendChunk(_ stream: CompletedStream, index: UInt32, deliveryID: UInt64) {
+        guard state != .closed else { return }
+        let open = stream.open
+        window.touch(deliveryID, now: WallClock.nowMs())
+        guard UInt64(index) < open.chunkCount else {
+            write(.streamEnd(StreamRef(ref: deliveryID, streamID: open.streamID)))
+            return flush()
+        }
+        let offset = UInt64(index) * UInt64(open.chunkSize)
+        let count = Int(min(UInt64(open.chunkSize), open.totalSize - offset))
+        let allocator = channel.allocator
+        supervisor.threadPool.runIfActive(eventLoop: channel.eventLoop) {
+            try stream.file.read(count: count, at: offset, allocator: allocator)
+        }.whenComplete { [self] result in
+            assumeIsolated { $0.chunkRead(stream, index: index, deliveryID: deliveryID, result) }
+        }
+    }
+
+    private func chunkRead(_ stream: CompletedStream, index: UInt32, deliveryID: UInt64,
+                           _ result: Result<ByteBuffer, any Error>) {
+        guard state != .closed else { return }
+        switch result {
+        case .success(let data):
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            channel.writeAndFlush(Frame.streamChunk(StreamChunk(streamID: stream.open.streamID, index: index, data: data)),
+                                  promise: written)
+            written.futureResult.whenSuccess { [self] in
+                assumeIsolated { $0.sendChunk(stream, index: index + 1, deliveryID: deliveryID) }
+            }
+        case .failure(let error):
+            write(.streamAbort(StreamAbort(streamID: stream.open.streamID, code: .internal,
+                                           message: "reading the spool failed: \(error)")))
+            flush()
+        }
+    }
+}

@@ -1,0 +1,235 @@
+public import Bus
+public import NIOCore
+import Foundation
+import Synchronization
+
+/// The actor of one connected agent. It runs on its connection's event loop, so reading, routing
+/// and writing for the agent need no executor hop; other sessions reach it only through its
+/// bounded ``Mailbox``.
+///
+/// The gateway calls ``receive(_:)`` for each decoded frame and ``flush()`` at the end of each
+/// read batch, both on the channel's event loop (via `assumeIsolated`), and ``channelClosed()``
+/// once when the connection ends.
+public actor AgentSession {
+    enum State { case active, draining, closed }
+
+    /// One request this session made and is waiting on.
+    struct PendingRequest {
+        var ref: UInt64
+        /// The agent the request went to; only its reply is accepted.
+        var responder: String
+        var idempotencyKey: String
+        var timer: Scheduled<Void>?
+    }
+
+    /// One upload in progress: its spool and the chain of chunk writes, in order.
+    struct ActiveUpload {
+        var spool: UploadSpool
+        var chain: EventLoopFuture<Void>
+    }
+
+    /// Session number, unique while the server runs; the high half of correlation ids.
+    public nonisolated let number: UInt32
+    public nonisolated let identity: Identity
+    public nonisolated let channel: any Channel
+    nonisolated let supervisor: Supervisor
+    nonisolated let mailbox: Mailbox
+    nonisolated let load = SessionLoad()
+    private nonisolated let drainingFlag = Atomic<Bool>(false)
+
+    var state = State.active
+    var window: DeliveryWindow<Envelope>
+    var requests: CorrelationTable<PendingRequest>
+    var patterns: [String: [Substring]] = [:]
+    var uploads: [String: ActiveUpload] = [:]
+    var lastHeard = WallClock.nowMs()
+    var ticker: RepeatedTask?
+    var needsFlush = false
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        channel.eventLoop.executor.asUnownedSerialExecutor()
+    }
+
+    nonisolated var configuration: SupervisorConfiguration { supervisor.configuration }
+
+    /// Whether the session is draining for shutdown (it takes no new work).
+    public nonisolated var isDraining: Bool { drainingFlag.load(ordering: .relaxed) }
+
+    init(number: UInt32, identity: Identity, channel: any Channel, supervisor: Supervisor) {
+        let configuration = supervisor.configuration
+        self.number = number
+        self.identity = identity
+        self.channel = channel
+        self.supervisor = supervisor
+        self.mailbox = Mailbox(capacity: configuration.mailboxCapacity,
+                               controlCapacity: 2 * Int(configuration.limits.maxPendingRequests))
+        self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
+        self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
+    }
+
+    /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks). Call once, after WELCOME.
+    public func start() {
+        let period = TimeAmount.milliseconds(Int64(configuration.tickMs))
+        ticker = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [self] _ in
+            assumeIsolated { $0.tick() }
+        }
+    }
+
+    /// Handles one frame from the agent.
+    public func receive(_ frame: Frame) {
+        guard state != .closed else { return }
+        lastHeard = WallClock.nowMs()
+        guard Role.anyAllows(identity.roles, frame.type) else {
+            let error = BusError(.forbidden, "roles \(identity.roles) may not send \(frame.type)")
+            supervisor.audit.record(AuditEvent(kind: "security.denied", tenant: identity.tenant,
+                                               agentID: identity.agentID, detail: ["frame": "\(frame.type)"]))
+            return fail(frame.ref, error)
+        }
+        if state == .draining, frame.startsWork {
+            return fail(frame.ref, BusError(.shuttingDown, "the server is shutting down"))
+        }
+        switch frame {
+        case .register(let register): handleRegister(register)
+        case .unregister(let command): handleUnregister(command.ref)
+        case .discover(let discover): handleDiscover(discover)
+        case .heartbeat(let heartbeat): load.readiness = heartbeat.readiness
+        case .send(let send): handleSend(send)
+        case .broadcast(let fanout): handleFanout(fanout, kind: .broadcast)
+        case .publish(let fanout): handleFanout(fanout, kind: .topic)
+        case .subscribe(let command): handleSubscribe(command)
+        case .unsubscribe(let command): handleUnsubscribe(command)
+        case .ack(let ack): handleAck(ack)
+        case .nack(let nack): handleNack(nack)
+        case .request(let request): handleRequest(request)
+        case .reply(let reply): handleReply(reply)
+        case .streamOpen(let open): handleStreamOpen(open)
+        case .streamChunk(let chunk): handleStreamChunk(chunk)
+        case .streamEnd(let end): handleStreamEnd(end)
+        case .streamResume(let resume): handleStreamResume(resume)
+        case .streamAbort(let abort): uploads[abort.streamID] = nil
+        case .hello, .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus:
+            fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
+        }
+    }
+
+    /// Flushes what this batch wrote. Called at the end of each read batch and after each drain.
+    public func flush() {
+        guard needsFlush else { return }
+        needsFlush = false
+        channel.flush()
+    }
+
+    /// The connection is gone: give back what the session held so nothing is lost or leaked.
+    ///
+    /// Unacknowledged deliveries wait for the agent's next session; requests this agent was
+    /// answering fail at their requesters with `unavailable`; uploads are parked for resume;
+    /// its own pending requests and subscriptions go.
+    public func channelClosed() {
+        guard state != .closed else { return }
+        state = .closed
+        drainingFlag.store(true, ordering: .relaxed)
+        ticker?.cancel()
+        for pending in requests.removeAll() {
+            pending.timer?.cancel()
+            forgetIdempotencyKey(pending.idempotencyKey)
+        }
+        let now = WallClock.nowMs()
+        for (_, upload) in uploads {
+            upload.chain.whenComplete { [supervisor] _ in supervisor.streams.park(upload.spool, now: now) }
+        }
+        uploads.removeAll()
+        var orphans: [Envelope] = []
+        let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.takeAll()
+        for envelope in held {
+            switch envelope {
+            case .message(let message) where message.kind == .request:
+                failRequester(of: message, BusError(.unavailable, "\(identity.agentID) disconnected"))
+            case .message, .stream: orphans.append(envelope)
+            case .response, .requestFailed: break
+            }
+        }
+        supervisor.retire(self, patterns: Array(patterns.values), orphans: orphans)
+    }
+
+    /// Writes GOAWAY and closes the connection.
+    public func close(_ goAway: GoAway) {
+        guard state != .closed else { return }
+        write(.goAway(goAway))
+        flush()
+        channel.close(promise: nil)
+    }
+
+    /// Closes the session from any thread (another agent took over, or an operator asked).
+    public nonisolated func closeSoon(_ goAway: GoAway) {
+        channel.eventLoop.execute { self.assumeIsolated { $0.close(goAway) } }
+    }
+
+    /// Shutdown: GOAWAY `shutting_down`, refuse new work, close once every delivery is acknowledged.
+    nonisolated func drainSoon() {
+        channel.eventLoop.execute {
+            self.assumeIsolated { session in
+                guard session.state == .active else { return }
+                session.state = .draining
+                session.drainingFlag.store(true, ordering: .relaxed)
+                session.write(.goAway(GoAway(code: .shuttingDown, message: "the server is shutting down")))
+                session.drain()
+            }
+        }
+    }
+
+    func write(_ frame: Frame) {
+        channel.write(frame, promise: nil)
+        needsFlush = true
+    }
+
+    func fail(_ ref: UInt64, _ error: BusError) {
+        write(.error(ErrorFrame(ref: ref, error: error)))
+    }
+
+    func audit(_ kind: String, _ detail: [String: String] = [:]) {
+        supervisor.audit.record(AuditEvent(kind: kind, tenant: identity.tenant, agentID: identity.agentID,
+                                           detail: detail))
+    }
+
+    private func tick() {
+        let now = WallClock.nowMs()
+        let silence = UInt64(configuration.limits.heartbeatIntervalMs) * UInt64(configuration.missedHeartbeats)
+        if now > lastHeard + silence {
+            audit("session.heartbeat_timeout")
+            return close(GoAway(code: .heartbeatTimeout, message: "no frame for \(silence) ms"))
+        }
+        if let since = mailbox.fullSince, now > since + configuration.slowConsumerTimeoutMs {
+            audit("session.slow_consumer", ["unacked": "\(window.count)"])
+            return close(GoAway(code: .slowConsumer, message: "deliveries not acknowledged in time"))
+        }
+        for entry in window.expire(now: now, timeout: configuration.ackTimeoutMs) {
+            retryOrDeadLetter(entry.item, attempts: entry.attempt, reason: .timeout)
+        }
+        drain()
+    }
+}
+
+extension Frame {
+    /// The command reference of a client frame, 0 for frames without one.
+    var ref: UInt64 {
+        switch self {
+        case .register(let f): f.ref
+        case .unregister(let f): f.ref
+        case .discover(let f): f.ref
+        case .send(let f), .request(let f): f.ref
+        case .broadcast(let f), .publish(let f): f.ref
+        case .subscribe(let f), .unsubscribe(let f): f.ref
+        case .streamOpen(let f): f.ref
+        case .streamEnd(let f), .streamResume(let f): f.ref
+        default: 0
+        }
+    }
+
+    /// Whether the frame starts new work (refused while draining), as opposed to finishing work.
+    var startsWork: Bool {
+        switch self {
+        case .send, .broadcast, .publish, .request, .streamOpen, .register, .subscribe: true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,59 @@
+public import Bus
+public import NIOCore
+
+/// What one session hands another through its ``Mailbox``.
+public enum Envelope: Sendable {
+    /// A message to deliver (direct, broadcast, topic or request).
+    case message(Message)
+    /// A verified stream upload to deliver.
+    case stream(CompletedStream)
+    /// The reply to the receiver's own pending request `local`.
+    case response(local: UInt32, from: String, status: ReplyStatus, payload: ByteBuffer)
+    /// The receiver's pending request `local` cannot be answered (its responder left).
+    case requestFailed(local: UInt32, BusError)
+
+    /// The same envelope, recording `attempts` delivery attempts made.
+    func with(attempts: UInt16) -> Envelope {
+        switch self {
+        case .message(var message):
+            message.attempts = attempts
+            return .message(message)
+        case .stream(var stream):
+            stream.attempts = attempts
+            return .stream(stream)
+        case .response, .requestFailed:
+            return self
+        }
+    }
+
+    /// Whether this envelope rides the control lane (answers to the receiver's own requests).
+    var isControl: Bool {
+        switch self {
+        case .message, .stream: false
+        case .response, .requestFailed: true
+        }
+    }
+}
+
+/// A message on its way to one receiver.
+public struct Message: Sendable {
+    public var kind: DeliveryKind
+    public var from: String
+    public var subject: String
+    /// For requests: the requester's session and pending id, see ``CorrelationTable/wireID(session:local:)``.
+    public var correlationID: UInt64
+    public var deadline: UInt64?
+    public var payload: ByteBuffer
+    /// Delivery attempts already made (0 for a new message).
+    public var attempts: UInt16 = 0
+
+    public init(kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
+                deadline: UInt64?, payload: ByteBuffer) {
+        self.kind = kind
+        self.from = from
+        self.subject = subject
+        self.correlationID = correlationID
+        self.deadline = deadline
+        self.payload = payload
+    }
+}

@@ -1,0 +1,86 @@
+import Bus
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The bounded inbox of one session, written by any session and drained by its owner.
+///
+/// Two lanes: messages (bounded by `capacity`; a full lane refuses, and the sender hears
+/// `overloaded`) and control — answers to the owner's own requests, bounded by twice its
+/// pending-request limit since only that many can be awaited. The owner is woken at most once per
+/// batch: ``offer(_:)`` says whether the caller must schedule a drain.
+final class Mailbox: Sendable {
+    private struct State {
+        var control = CircularBuffer<Envelope>()
+        var messages = CircularBuffer<Envelope>()
+        var wakeScheduled = false
+        /// Since when (ms) the message lane has refused offers; nil while it has room.
+        var fullSince: UInt64?
+    }
+
+    let capacity: Int
+    let controlCapacity: Int
+    private let state = NIOLockedValueBox(State())
+
+    init(capacity: Int, controlCapacity: Int) {
+        self.capacity = capacity
+        self.controlCapacity = controlCapacity
+    }
+
+    /// Adds `envelope` to its lane.
+    /// - Returns: whether it was accepted, and whether the caller must wake the owner.
+    func offer(_ envelope: Envelope) -> (accepted: Bool, wake: Bool) {
+        state.withLockedValue { state in
+            if envelope.isControl {
+                guard state.control.count < controlCapacity else { return (false, false) }
+                state.control.append(envelope)
+            } else {
+                guard state.messages.count < capacity else {
+                    if state.fullSince == nil { state.fullSince = WallClock.nowMs() }
+                    return (false, false)
+                }
+                state.messages.append(envelope)
+            }
+            defer { state.wakeScheduled = true }
+            return (true, !state.wakeScheduled)
+        }
+    }
+
+    /// Puts envelopes back at the front of the message lane, ignoring the bound (they were accepted
+    /// once already): redeliveries to a reconnected agent.
+    func requeueFront(_ envelopes: [Envelope]) -> Bool {
+        state.withLockedValue { state in
+            state.messages.insert(contentsOf: envelopes, at: state.messages.startIndex)
+            defer { state.wakeScheduled = true }
+            return !state.wakeScheduled
+        }
+    }
+
+    /// Called by the owner at the start of a drain: later offers must wake it again.
+    func beginDrain() {
+        state.withLockedValue { $0.wakeScheduled = false }
+    }
+
+    /// Takes the next envelope: control first, then a message if `takeMessage`.
+    func next(takeMessage: Bool) -> Envelope? {
+        state.withLockedValue { state in
+            if let control = state.control.popFirst() { return control }
+            guard takeMessage, let message = state.messages.popFirst() else { return nil }
+            state.fullSince = nil
+            return message
+        }
+    }
+
+    /// Empties both lanes (the owner is closing).
+    func takeAll() -> [Envelope] {
+        state.withLockedValue { state in
+            defer {
+                state.control.removeAll()
+                state.messages.removeAll()
+            }
+            return Array(state.control) + Array(state.messages)
+        }
+    }
+
+    var fullSince: UInt64? { state.withLockedValue { $0.fullSince } }
+    var messageCount: Int { state.withLockedValue { $0.messages.count } }
+}

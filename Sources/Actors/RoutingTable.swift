@@ -1,0 +1,122 @@
+public import Bus
+import NIOConcurrencyHelpers
+
+/// Who is online and who listens to what, per tenant: read by every session on the hot path
+/// under one short lock, never through an actor hop.
+///
+/// Every lookup takes the caller's tenant, so an agent of another tenant cannot be found.
+public final class RoutingTable: Sendable {
+    private struct State {
+        var byNumber: [UInt32: AgentSession] = [:]
+        var byAgent: [AgentKey: AgentSession] = [:]
+        var members: [String: Set<UInt32>] = [:]
+        var capabilities: [String: [String: Set<String>]] = [:]
+        var topics: [String: SubscriptionIndex<UInt32>] = [:]
+        /// Deliveries of agents whose session closed before they were acknowledged, kept for the
+        /// agent's next session (bounded: at most what one session held, per agent).
+        var orphans: [AgentKey: [Envelope]] = [:]
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    init() {}
+
+    /// Makes `session` the live session of its agent.
+    /// - Returns: the session it replaced, which the caller closes, and the agent's orphaned deliveries.
+    func attach(_ session: AgentSession) -> (replaced: AgentSession?, orphans: [Envelope]) {
+        state.withLockedValue { state in
+            let key = session.identity.key
+            let replaced = state.byAgent.updateValue(session, forKey: key)
+            state.byNumber[session.number] = session
+            state.members[key.tenant, default: []].insert(session.number)
+            return (replaced, state.orphans.removeValue(forKey: key) ?? [])
+        }
+    }
+
+    /// Forgets `session` and its subscriptions. Its unacknowledged deliveries go to the agent's
+    /// newer session if one took over (returned, for the caller to requeue), else they wait for the next.
+    func detach(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) -> AgentSession? {
+        let key = session.identity.key
+        return state.withLockedValue { state in
+            state.byNumber[session.number] = nil
+            state.members[key.tenant]?.remove(session.number)
+            for pattern in patterns { state.topics[key.tenant]?.remove(pattern, session.number) }
+            if state.byAgent[key] === session { state.byAgent[key] = nil }
+            if let successor = state.byAgent[key] { return successor }
+            if !orphans.isEmpty { state.orphans[key, default: []].append(contentsOf: orphans) }
+            return nil
+        }
+    }
+
+    /// Drops the orphaned deliveries of an agent that unregistered, for dead-lettering.
+    func dropOrphans(of key: AgentKey) -> [Envelope] {
+        state.withLockedValue { $0.orphans.removeValue(forKey: key) ?? [] }
+    }
+
+    public func session(number: UInt32) -> AgentSession? {
+        state.withLockedValue { $0.byNumber[number] }
+    }
+
+    public func session(for key: AgentKey) -> AgentSession? {
+        state.withLockedValue { $0.byAgent[key] }
+    }
+
+    /// Every live session of `tenant`.
+    public func members(of tenant: String) -> [AgentSession] {
+        state.withLockedValue { state in
+            (state.members[tenant] ?? []).compactMap { state.byNumber[$0] }
+        }
+    }
+
+    /// Records the capabilities an agent registered (replacing earlier ones).
+    func setCapabilities(_ capabilities: [String], for key: AgentKey) {
+        state.withLockedValue { state in
+            var table = state.capabilities[key.tenant, default: [:]]
+            for (name, agents) in table where agents.contains(key.agentID) {
+                table[name] = agents.subtracting([key.agentID])
+            }
+            for name in capabilities { table[name, default: []].insert(key.agentID) }
+            state.capabilities[key.tenant] = table.filter { !$0.value.isEmpty }
+        }
+    }
+
+    /// The live, ready agent of `tenant` with `capability` and the fewest deliveries in flight.
+    public func leastLoaded(tenant: String, capability: String, excluding: UInt32) -> AgentSession? {
+        state.withLockedValue { state in
+            var best: AgentSession?
+            var bestLoad = Int.max
+            for agentID in state.capabilities[tenant]?[capability] ?? [] {
+                guard let session = state.byAgent[AgentKey(tenant: tenant, agentID: agentID)],
+                      session.number != excluding, session.load.readiness == .ready,
+                      !session.isDraining
+                else { continue }
+                let load = session.load.inFlight
+                if load < bestLoad || (load == bestLoad && agentID < (best?.identity.agentID ?? "\u{10FFFF}")) {
+                    best = session
+                    bestLoad = load
+                }
+            }
+            return best
+        }
+    }
+
+    /// Adds a subscription of session `number` in `tenant`.
+    func subscribe(tenant: String, pattern: [Substring], number: UInt32) {
+        _ = state.withLockedValue { $0.topics[tenant, default: SubscriptionIndex()].insert(pattern, number) }
+    }
+
+    /// Removes a subscription. - Returns: whether it existed.
+    func unsubscribe(tenant: String, pattern: [Substring], number: UInt32) -> Bool {
+        state.withLockedValue { $0.topics[tenant]?.remove(pattern, number) ?? false }
+    }
+
+    /// Live sessions of `tenant` subscribed to a pattern matching `topic`.
+    public func subscribers(tenant: String, topic: String) -> [AgentSession] {
+        state.withLockedValue { state in
+            (state.topics[tenant]?.subscribers(of: topic) ?? []).compactMap { state.byNumber[$0] }
+        }
+    }
+
+    /// Every live session (shutdown).
+    var all: [AgentSession] { state.withLockedValue { Array($0.byNumber.values) } }
+}

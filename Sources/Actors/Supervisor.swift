@@ -1,0 +1,109 @@
+public import Bus
+public import Logging
+public import NIOCore
+import NIOConcurrencyHelpers
+import NIOPosix
+import Synchronization
+
+/// The root of the actor tree: it creates and retires sessions and owns what they share — the
+/// routing table, the registry, parked uploads, the idempotency window and the dead letters.
+///
+/// Sessions reach the shared parts directly (each is lock-protected and never awaited), so no
+/// message passes through this actor; it only serialises shutdown.
+public actor Supervisor {
+    public nonisolated let configuration: SupervisorConfiguration
+    public nonisolated let routing = RoutingTable()
+    public nonisolated let registry = Registry()
+    public nonisolated let streams: StreamStore
+    public nonisolated let deadLetters: DeadLetterLog
+    public nonisolated let audit: any AuditSink
+    public nonisolated let logger: Logger
+    let idempotency: NIOLockedValueBox<IdempotencyWindow<IdempotentResult>>
+    /// Runs blocking file I/O for stream spooling, off the event loops.
+    let threadPool: NIOThreadPool
+    private let nextSessionNumber = Atomic<UInt32>(0)
+    private let isShuttingDown = Atomic<Bool>(false)
+    private let lateReplyCount = Atomic<Int>(0)
+
+    /// Replies that arrived after their request timed out or its requester left; they are dropped.
+    public nonisolated var lateReplies: Int { lateReplyCount.load(ordering: .relaxed) }
+
+    nonisolated func countLateReply() { lateReplyCount.add(1, ordering: .relaxed) }
+
+    public init(configuration: SupervisorConfiguration, audit: any AuditSink, logger: Logger) throws(BusError) {
+        self.configuration = configuration
+        self.audit = audit
+        self.logger = logger
+        self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
+        self.deadLetters = DeadLetterLog(capacity: configuration.deadLetterCapacity)
+        self.idempotency = NIOLockedValueBox(
+            IdempotencyWindow(windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity))
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.streamDirectory,
+                                                    withIntermediateDirectories: true)
+        } catch {
+            throw BusError(.internal, "cannot create stream directory \(configuration.streamDirectory): \(error)")
+        }
+        self.threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+    }
+
+    /// Creates the session of an authenticated connection and makes it its agent's live session.
+    /// A previous session of the same agent gets GOAWAY `replaced`. Call on `channel`'s event loop.
+    public nonisolated func openSession(identity: Identity, channel: any Channel) throws(BusError) -> AgentSession {
+        guard !isShuttingDown.load(ordering: .relaxed) else {
+            throw BusError(.shuttingDown, "the server is shutting down")
+        }
+        let number = nextSessionNumber.add(1, ordering: .relaxed).newValue
+        let session = AgentSession(number: number, identity: identity, channel: channel, supervisor: self)
+        let (replaced, orphans) = routing.attach(session)
+        replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
+        session.requeue(orphans)
+        registry.setOnline(identity.key, true)
+        audit.record(AuditEvent(kind: "session.opened", tenant: identity.tenant, agentID: identity.agentID,
+                                detail: ["session": "\(number)"]))
+        return session
+    }
+
+    /// Retires a closed session: the agent goes offline unless a newer session took over.
+    nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
+        routing.detach(session, patterns: patterns, orphans: orphans)?.requeue(orphans)
+        let key = session.identity.key
+        if routing.session(for: key) == nil { registry.setOnline(key, false) }
+        audit.record(AuditEvent(kind: "session.closed", tenant: key.tenant, agentID: key.agentID,
+                                detail: ["session": "\(session.number)"]))
+    }
+
+    /// Records a dead letter and its audit event.
+    nonisolated func deadLetter(_ message: Message, to key: AgentKey, reason: ErrorCode, attempts: UInt16) {
+        deadLetters.append(DeadLetter(tenant: key.tenant, agentID: key.agentID, from: message.from, reason: reason,
+                                      attempts: attempts, at: WallClock.nowMs(), payload: message.payload))
+        audit.record(AuditEvent(kind: "message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
+                                detail: ["from": message.from, "reason": reason.name, "attempts": "\(attempts)"]))
+    }
+
+    /// Stops taking sessions, sends every session GOAWAY `shutting_down`, lets each drain its
+    /// deliveries for up to `drainTimeout`, then closes what is left.
+    public func shutdown(drainTimeout: TimeAmount) async {
+        isShuttingDown.store(true, ordering: .relaxed)
+        let sessions = routing.all
+        logger.info("draining sessions", metadata: ["count": "\(sessions.count)"])
+        for session in sessions { session.drainSoon() }
+        let deadline = NIODeadline.now() + drainTimeout
+        for session in sessions {
+            let closed = session.channel.closeFuture
+            let timer = session.channel.eventLoop.scheduleTask(deadline: deadline) { session.channel.close(promise: nil) }
+            try? await closed.get()
+            timer.cancel()
+        }
+        try? await threadPool.shutdownGracefully()
+    }
+}
+
+/// What an idempotency key's first attempt produced.
+enum IdempotentResult: Sendable, Equatable {
+    case ok(Outcome, recipients: UInt32)
+    case response(from: String, status: ReplyStatus, payload: ByteBuffer)
+}
+
+import Foundation

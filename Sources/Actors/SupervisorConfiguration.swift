@@ -1,0 +1,37 @@
+public import Bus
+
+/// Settings of the supervisor tree and its sessions. Every default is safe for production.
+public struct SupervisorConfiguration: Sendable {
+    /// Limits announced in WELCOME and enforced per session.
+    public var limits = Limits()
+    /// A delivery not acknowledged within this many milliseconds is sent again.
+    public var ackTimeoutMs: UInt64 = 30_000
+    /// Deliveries are attempted this many times, then dead-lettered.
+    public var maxDeliveryAttempts: UInt16 = 5
+    /// An agent silent for this many heartbeat intervals is offline and its session closed.
+    public var missedHeartbeats: UInt32 = 3
+    /// Deliveries waiting for a session beyond its unacked window; a full mailbox refuses with `overloaded`.
+    public var mailboxCapacity = 4_096
+    /// A session whose mailbox stays full this long is disconnected with `slow_consumer`.
+    public var slowConsumerTimeoutMs: UInt64 = 10_000
+    /// How long idempotency keys are remembered.
+    public var idempotencyWindowMs: UInt64 = 60_000
+    /// Most idempotency keys remembered at once (oldest forgotten first).
+    public var idempotencyCapacity = 100_000
+    /// Deadline of a request that names none.
+    public var defaultRequestTimeoutMs: UInt64 = 30_000
+    /// Longest deadline a request may ask for.
+    public var maxRequestTimeoutMs: UInt64 = 600_000
+    /// Where stream uploads are spooled; created if missing.
+    public var streamDirectory = "/tmp/acb-streams"
+    /// Largest streamed payload accepted.
+    public var maxStreamBytes: UInt64 = 64 << 30
+    /// How long a broken upload can be resumed.
+    public var streamResumeTTLMs: UInt64 = 600_000
+    /// Dead letters kept in memory (oldest dropped first; the audit stream has all of them).
+    public var deadLetterCapacity = 10_000
+    /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.
+    public var tickMs: UInt64 = 250
+
+    public init() {}
+}

@@ -1,0 +1,112 @@
+import NIOCore
+
+/// The deliveries a session has written and the receiver has not acknowledged yet.
+///
+/// Delivery ids increase by one per write, so an ACK may be cumulative. A redelivery gets a new id
+/// (keeping ids monotonic on the wire) and one more attempt. Bounded by `capacity`: the session stops
+/// writing while it is full. Not thread-safe: the owning session serialises access.
+public struct DeliveryWindow<Item> {
+    /// One unacknowledged delivery.
+    public struct Entry {
+        public var id: UInt64
+        public var item: Item
+        /// 1 for the first delivery.
+        public var attempt: UInt16
+        /// When it was written, in the caller's clock (milliseconds).
+        public var sentAt: UInt64
+    }
+
+    public let capacity: Int
+    /// Id of `slots.first`; slots hold nil once acknowledged.
+    private var baseID: UInt64 = 1
+    private var slots = CircularBuffer<Entry?>()
+    public private(set) var count = 0
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    public var hasRoom: Bool { count < capacity }
+
+    /// The id the next ``send(_:attempt:now:)`` will use.
+    public var nextID: UInt64 { baseID + UInt64(slots.count) }
+
+    /// Records a delivery about to be written and returns its id.
+    public mutating func send(_ item: Item, attempt: UInt16, now: UInt64) -> UInt64 {
+        let id = nextID
+        slots.append(Entry(id: id, item: item, attempt: attempt, sentAt: now))
+        count += 1
+        return id
+    }
+
+    /// Acknowledges `id`, or every id up to it when `cumulative`; unknown ids are ignored.
+    /// - Returns: the entries acknowledged now.
+    public mutating func ack(_ id: UInt64, cumulative: Bool) -> [Entry] {
+        guard id >= baseID, id < nextID else { return [] }
+        var acked: [Entry] = []
+        if cumulative {
+            while baseID <= id, let slot = slots.popFirst() {
+                baseID += 1
+                if let entry = slot { acked.append(entry) }
+            }
+        } else if let entry = take(id) {
+            acked.append(entry)
+        }
+        count -= acked.count
+        trimFront()
+        return acked
+    }
+
+    /// Removes `id` (a NACK) and returns it for redelivery or dead-lettering.
+    public mutating func remove(_ id: UInt64) -> Entry? {
+        guard id >= baseID, id < nextID, let entry = take(id) else { return nil }
+        count -= 1
+        trimFront()
+        return entry
+    }
+
+    /// Restarts the acknowledgement clock of `id` (a long stream delivery still being written).
+    /// Entries are expired front to back, so one touched entry may delay the expiry of younger ones.
+    public mutating func touch(_ id: UInt64, now: UInt64) {
+        guard id >= baseID, id < nextID else { return }
+        let index = slots.index(slots.startIndex, offsetBy: Int(id - baseID))
+        slots[index]?.sentAt = now
+    }
+
+    /// Removes and returns every entry written at or before `now - timeout`, oldest first.
+    public mutating func expire(now: UInt64, timeout: UInt64) -> [Entry] {
+        var expired: [Entry] = []
+        var index = slots.startIndex
+        while index != slots.endIndex {
+            if let entry = slots[index] {
+                guard entry.sentAt + timeout <= now else { break }
+                expired.append(entry)
+                slots[index] = nil
+            }
+            index = slots.index(after: index)
+        }
+        count -= expired.count
+        trimFront()
+        return expired
+    }
+
+    /// Removes and returns every entry (the session is closing), oldest first.
+    public mutating func removeAll() -> [Entry] {
+        let all = slots.compactMap { $0 }
+        baseID = nextID
+        slots.removeAll()
+        count = 0
+        return all
+    }
+
+    private mutating func take(_ id: UInt64) -> Entry? {
+        let index = slots.index(slots.startIndex, offsetBy: Int(id - baseID))
+        defer { slots[index] = nil }
+        return slots[index]
+    }
+
+    private mutating func trimFront() {
+        while let first = slots.first, first == nil {
+            slots.removeFirst()
+            baseID += 1
+        }
+    }
+}

@@ -1,0 +1,161 @@
+public import NIOCore
+
+/// One frame of wire protocol v1. On the wire: `u32` length of what follows, `u8` type, body.
+///
+/// `docs/protocol.md` specifies every body field by field.
+public enum Frame: Sendable, Equatable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case error(ErrorFrame)
+    case goAway(GoAway)
+    case ok(Ok)
+    case register(Register)
+    case unregister(RefOnly)
+    case discover(Discover)
+    case discovered(Discovered)
+    case heartbeat(Heartbeat)
+    case send(Send)
+    case broadcast(Fanout)
+    case publish(Fanout)
+    case subscribe(PatternCommand)
+    case unsubscribe(PatternCommand)
+    case deliver(Deliver)
+    case ack(Ack)
+    case nack(Ack)
+    case request(Send)
+    case reply(Reply)
+    case response(Response)
+    case streamOpen(StreamOpen)
+    case streamChunk(StreamChunk)
+    case streamEnd(StreamRef)
+    case streamResume(StreamRef)
+    case streamStatus(StreamStatus)
+    case streamAbort(StreamAbort)
+
+    /// The frame's type byte.
+    public var type: FrameType {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .error: .error
+        case .goAway: .goAway
+        case .ok: .ok
+        case .register: .register
+        case .unregister: .unregister
+        case .discover: .discover
+        case .discovered: .discovered
+        case .heartbeat: .heartbeat
+        case .send: .send
+        case .broadcast: .broadcast
+        case .publish: .publish
+        case .subscribe: .subscribe
+        case .unsubscribe: .unsubscribe
+        case .deliver: .deliver
+        case .ack: .ack
+        case .nack: .nack
+        case .request: .request
+        case .reply: .reply
+        case .response: .response
+        case .streamOpen: .streamOpen
+        case .streamChunk: .streamChunk
+        case .streamEnd: .streamEnd
+        case .streamResume: .streamResume
+        case .streamStatus: .streamStatus
+        case .streamAbort: .streamAbort
+        }
+    }
+
+    private var body: any FrameBody {
+        switch self {
+        case .hello(let b): b
+        case .welcome(let b): b
+        case .error(let b): b
+        case .goAway(let b): b
+        case .ok(let b): b
+        case .register(let b): b
+        case .unregister(let b): b
+        case .discover(let b): b
+        case .discovered(let b): b
+        case .heartbeat(let b): b
+        case .send(let b), .request(let b): b
+        case .broadcast(let b), .publish(let b): b
+        case .subscribe(let b), .unsubscribe(let b): b
+        case .deliver(let b): b
+        case .ack(let b), .nack(let b): b
+        case .reply(let b): b
+        case .response(let b): b
+        case .streamOpen(let b): b
+        case .streamChunk(let b): b
+        case .streamEnd(let b), .streamResume(let b): b
+        case .streamStatus(let b): b
+        case .streamAbort(let b): b
+        }
+    }
+
+    /// Size of the length prefix in front of every frame.
+    public static let headerBytes = 4
+
+    /// Appends the frame, length prefix included, to `buffer`.
+    public func encode(into buffer: inout ByteBuffer) {
+        let start = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(type.rawValue)
+        body.write(to: &buffer)
+        buffer.setInteger(UInt32(buffer.writerIndex - start - Self.headerBytes), at: start)
+    }
+
+    /// Decodes one frame from `buffer` if a whole one is there, consuming it.
+    ///
+    /// - Returns: nil when more bytes are needed (nothing is consumed).
+    /// - Throws: ``BusError`` ``ErrorCode/tooLarge`` for a length over `maxFrameBytes` (checked before
+    ///   waiting for the bytes, so an oversized length never makes the reader buffer it), and
+    ///   ``ErrorCode/badFrame`` for an empty frame, an unknown type or a malformed body.
+    public static func decode(from buffer: inout ByteBuffer, maxFrameBytes: UInt32) throws(BusError) -> Frame? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard length <= maxFrameBytes else {
+            throw BusError(.tooLarge, "frame of \(length) bytes exceeds the limit of \(maxFrameBytes)")
+        }
+        guard length >= 1 else { throw BusError(.badFrame, "empty frame") }
+        guard buffer.readableBytes >= headerBytes + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: headerBytes)
+        var frame = buffer.readSlice(length: Int(length))!  // length checked just above
+        let raw = frame.readInteger(as: UInt8.self)!  // length >= 1
+        guard let type = FrameType(rawValue: raw) else { throw BusError(.badFrame, "unknown frame type \(raw)") }
+        var reader = WireReader(frame)
+        let decoded = try decodeBody(type, &reader)
+        try reader.finish("\(type)")
+        return decoded
+    }
+
+    private static func decodeBody(_ type: FrameType, _ r: inout WireReader) throws(BusError) -> Frame {
+        switch type {
+        case .hello: .hello(try Hello(reading: &r))
+        case .welcome: .welcome(try Welcome(reading: &r))
+        case .error: .error(try ErrorFrame(reading: &r))
+        case .goAway: .goAway(try GoAway(reading: &r))
+        case .ok: .ok(try Ok(reading: &r))
+        case .register: .register(try Register(reading: &r))
+        case .unregister: .unregister(try RefOnly(reading: &r))
+        case .discover: .discover(try Discover(reading: &r))
+        case .discovered: .discovered(try Discovered(reading: &r))
+        case .heartbeat: .heartbeat(try Heartbeat(reading: &r))
+        case .send: .send(try Send(reading: &r))
+        case .broadcast: .broadcast(try Fanout(reading: &r))
+        case .publish: .publish(try Fanout(reading: &r))
+        case .subscribe: .subscribe(try PatternCommand(reading: &r))
+        case .unsubscribe: .unsubscribe(try PatternCommand(reading: &r))
+        case .deliver: .deliver(try Deliver(reading: &r))
+        case .ack: .ack(try Ack(reading: &r))
+        case .nack: .nack(try Ack(reading: &r))
+        case .request: .request(try Send(reading: &r))
+        case .reply: .reply(try Reply(reading: &r))
+        case .response: .response(try Response(reading: &r))
+        case .streamOpen: .streamOpen(try StreamOpen(reading: &r))
+        case .streamChunk: .streamChunk(try StreamChunk(reading: &r))
+        case .streamEnd: .streamEnd(try StreamRef(reading: &r))
+        case .streamResume: .streamResume(try StreamRef(reading: &r))
+        case .streamStatus: .streamStatus(try StreamStatus(reading: &r))
+        case .streamAbort: .streamAbort(try StreamAbort(reading: &r))
+        }
+    }
+}

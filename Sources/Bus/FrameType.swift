@@ -1,0 +1,20 @@
+public import NIOCore
+
+/// The one-byte type that follows every frame's length prefix. Values never change meaning.
+public enum FrameType: UInt8, Sendable, CaseIterable {
+    case hello = 0x01, welcome = 0x02, error = 0x03, goAway = 0x04, ok = 0x05
+    case register = 0x10, unregister = 0x11, discover = 0x12, discovered = 0x13, heartbeat = 0x14
+    case send = 0x20, broadcast = 0x21, publish = 0x22, subscribe = 0x23, unsubscribe = 0x24
+    case deliver = 0x25, ack = 0x26, nack = 0x27
+    case request = 0x30, reply = 0x31, response = 0x32
+    case streamOpen = 0x40, streamChunk = 0x41, streamEnd = 0x42
+    case streamResume = 0x43, streamStatus = 0x44, streamAbort = 0x45
+}
+
+/// A frame's body: how it is read from and written to the wire, in field order.
+public protocol FrameBody: Sendable, Equatable {
+    /// Reads the body's fields in wire order. The caller checks for trailing bytes.
+    init(reading: inout WireReader) throws(BusError)
+    /// Writes the body's fields in wire order.
+    func write(to buffer: inout ByteBuffer)
+}

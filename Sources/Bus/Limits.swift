@@ -1,0 +1,42 @@
+/// The limits a server enforces and announces in WELCOME. Each default has a reason.
+public struct Limits: Sendable, Equatable {
+    /// Largest frame, length prefix excluded: one full chunk plus room for its header fields.
+    public var maxFrameBytes: UInt32
+    /// Largest payload sent inline; anything bigger travels as a stream (1 MiB).
+    public var maxInlinePayload: UInt32
+    /// Chunk size for streams (1 MiB): large enough to amortise framing, small enough to bound memory.
+    public var chunkSize: UInt32
+    /// Deliveries a session may have written but not acknowledged before the bus stops sending to it.
+    public var maxUnacked: UInt32
+    /// Requests one session may have waiting for replies.
+    public var maxPendingRequests: UInt32
+    /// How often an agent should send HEARTBEAT, in milliseconds.
+    public var heartbeatIntervalMs: UInt32
+
+    public init(
+        maxFrameBytes: UInt32 = Limits.defaultChunkSize + 64 * 1024,
+        maxInlinePayload: UInt32 = 1 << 20,
+        chunkSize: UInt32 = Limits.defaultChunkSize,
+        maxUnacked: UInt32 = 1024,
+        maxPendingRequests: UInt32 = 1024,
+        heartbeatIntervalMs: UInt32 = 5_000
+    ) {
+        self.maxFrameBytes = maxFrameBytes
+        self.maxInlinePayload = maxInlinePayload
+        self.chunkSize = chunkSize
+        self.maxUnacked = maxUnacked
+        self.maxPendingRequests = maxPendingRequests
+        self.heartbeatIntervalMs = heartbeatIntervalMs
+    }
+
+    /// 1 MiB, the stream chunk size unless configured otherwise.
+    public static let defaultChunkSize: UInt32 = 1 << 20
+    /// Longest identifier (agent id, tenant, capability, stream id, idempotency key) in UTF-8 bytes.
+    public static let maxIdentifierBytes = 128
+    /// Longest topic or topic pattern in UTF-8 bytes.
+    public static let maxTopicBytes = 256
+    /// Most entries in one list field (capabilities, metadata, discovered agents).
+    public static let maxListCount = 256
+    /// The wire protocol version this code speaks.
+    public static let protocolVersion: UInt16 = 1
+}

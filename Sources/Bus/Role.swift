@@ -1,0 +1,32 @@
+/// The roles a token may grant, and which client frames each allows.
+///
+/// A session may send a frame if any of its roles allows it. ACK, NACK, HEARTBEAT and STREAM_ABORT
+/// only finish what the bus already started, so every role may send them.
+public enum Role: String, Sendable, CaseIterable {
+    case admin
+    case agentFull = "agent-full"
+    case agentProducer = "agent-producer"
+    case agentConsumer = "agent-consumer"
+    case observer
+
+    /// Whether this role may send a frame of `type`.
+    public func allows(_ type: FrameType) -> Bool {
+        switch type {
+        case .ack, .nack, .heartbeat, .streamAbort:
+            return true
+        case .register, .unregister, .discover:
+            return self != .observer || type == .discover
+        case .send, .broadcast, .publish, .request, .streamOpen, .streamChunk, .streamEnd, .streamResume:
+            return self == .admin || self == .agentFull || self == .agentProducer
+        case .subscribe, .unsubscribe, .reply:
+            return self == .admin || self == .agentFull || self == .agentConsumer
+        case .hello, .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus:
+            return false
+        }
+    }
+
+    /// Whether any of `roles` (names as in the token) allows `type`; unknown names allow nothing.
+    public static func anyAllows(_ roles: [String], _ type: FrameType) -> Bool {
+        roles.contains { Role(rawValue: $0)?.allows(type) ?? false }
+    }
+}

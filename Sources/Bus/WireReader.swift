@@ -1,0 +1,109 @@
+public import NIOCore
+
+/// Reads the fields of one frame body, in wire order, from a slice of the inbound buffer.
+///
+/// Every read checks the remaining length; a short body throws ``ErrorCode/badFrame``
+/// naming the field. Payloads are returned as slices of the same storage, not copies.
+public struct WireReader {
+    private var buffer: ByteBuffer
+
+    public init(_ buffer: ByteBuffer) {
+        self.buffer = buffer
+    }
+
+    public mutating func u8(_ field: String) throws(BusError) -> UInt8 {
+        guard let value = buffer.readInteger(as: UInt8.self) else { throw Self.truncated(field) }
+        return value
+    }
+
+    public mutating func u16(_ field: String) throws(BusError) -> UInt16 {
+        guard let value = buffer.readInteger(as: UInt16.self) else { throw Self.truncated(field) }
+        return value
+    }
+
+    public mutating func u32(_ field: String) throws(BusError) -> UInt32 {
+        guard let value = buffer.readInteger(as: UInt32.self) else { throw Self.truncated(field) }
+        return value
+    }
+
+    public mutating func u64(_ field: String) throws(BusError) -> UInt64 {
+        guard let value = buffer.readInteger(as: UInt64.self) else { throw Self.truncated(field) }
+        return value
+    }
+
+    /// A `str`: u16 byte length, then that many bytes of valid UTF-8.
+    public mutating func string(_ field: String) throws(BusError) -> String {
+        let length = Int(try u16(field))
+        guard let view = buffer.readSlice(length: length) else { throw Self.truncated(field) }
+        guard let string = String(validating: view.readableBytesView, as: UTF8.self) else {
+            throw BusError(.badFrame, "\(field) is not valid UTF-8")
+        }
+        return string
+    }
+
+    /// A `bytes`: u32 byte length, then that many bytes, returned as a slice.
+    public mutating func bytes(_ field: String) throws(BusError) -> ByteBuffer {
+        let length = Int(try u32(field))
+        guard let slice = buffer.readSlice(length: length) else { throw Self.truncated(field) }
+        return slice
+    }
+
+    /// Exactly `count` raw bytes with no length prefix (used for the SHA-256 digest).
+    public mutating func fixed(_ count: Int, _ field: String) throws(BusError) -> [UInt8] {
+        guard let bytes = buffer.readBytes(length: count) else { throw Self.truncated(field) }
+        return bytes
+    }
+
+    /// A `list<T>`: u16 count, then that many items, at most ``Limits/maxListCount``.
+    public mutating func list<T>(
+        _ field: String,
+        _ item: (inout WireReader) throws(BusError) -> T
+    ) throws(BusError) -> [T] {
+        let count = Int(try u16(field))
+        guard count <= Limits.maxListCount else {
+            throw BusError(.badFrame, "\(field) has \(count) items, more than \(Limits.maxListCount)")
+        }
+        var items: [T] = []
+        items.reserveCapacity(count)
+        for _ in 0..<count { items.append(try item(&self)) }
+        return items
+    }
+
+    /// Throws unless every byte of the body was consumed.
+    public func finish(_ frame: String) throws(BusError) {
+        guard buffer.readableBytes == 0 else {
+            throw BusError(.badFrame, "\(frame) has \(buffer.readableBytes) trailing bytes")
+        }
+    }
+
+    private static func truncated(_ field: String) -> BusError {
+        BusError(.badFrame, "frame ends inside \(field)")
+    }
+}
+
+extension ByteBuffer {
+    /// Writes a `str` field: u16 length and the UTF-8 bytes. Strings longer than 65,535 bytes are a
+    /// programming error: every string field is validated against a much smaller limit first.
+    @inlinable
+    public mutating func writeWireString(_ string: String) {
+        let lengthIndex = writerIndex
+        writeInteger(UInt16(0))
+        let written = writeString(string)
+        precondition(written <= Int(UInt16.max), "str field over 65535 bytes")
+        setInteger(UInt16(written), at: lengthIndex)
+    }
+
+    /// Writes a `bytes` field: u32 length and the bytes.
+    @inlinable
+    public mutating func writeWireBytes(_ bytes: ByteBuffer) {
+        writeInteger(UInt32(bytes.readableBytes))
+        writeImmutableBuffer(bytes)
+    }
+
+    /// Writes a `list<T>` field: u16 count and each item.
+    @inlinable
+    public mutating func writeWireList<T>(_ items: [T], _ item: (inout ByteBuffer, T) -> Void) {
+        writeInteger(UInt16(items.count))
+        for element in items { item(&self, element) }
+    }
+}

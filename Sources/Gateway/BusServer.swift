@@ -1,0 +1,26 @@
+public import Actors
+public import Logging
+import NIOCore
+import NIOPosix
+
+/// Everything `acb serve` runs, assembled from one ``ServerConfiguration``: the supervisor tree
+/// and the agent listener, bound and ready for a `ServiceGroup`.
+public struct BusServer: Sendable {
+    public let supervisor: Supervisor
+    public let listener: AgentListener
+    public let authority: TokenAuthority
+
+    /// Builds the supervisor and binds the agent port on NIO's shared event loops.
+    public static func start(configuration: ServerConfiguration, logger: Logger) async throws -> BusServer {
+        let supervisor = try Supervisor(configuration: configuration.supervisor, audit: LogAuditSink(logger: logger),
+                                        logger: logger)
+        let authority = try await TokenAuthority(secret: configuration.tokenSecret)
+        let listener = try await AgentListener.bind(configuration: configuration, supervisor: supervisor,
+                                                    authority: authority, group: MultiThreadedEventLoopGroup.singleton)
+        logger.warning("no persistence backend configured: state is in memory and nothing is durable")
+        return BusServer(supervisor: supervisor, listener: listener, authority: authority)
+    }
+
+    /// The port agents connect to.
+    public var port: Int { listener.localAddress.port ?? 0 }
+}

@@ -1,0 +1,142 @@
+import Actors
+import Bus
+import Logging
+import NIOCore
+
+/// The last handler of an agent connection: runs the handshake, then hands every frame to the
+/// connection's ``AgentSession`` on this event loop, with no hop and no task per frame.
+final class SessionHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    private enum State {
+        case awaitingHello
+        case authenticating
+        case active(AgentSession)
+        case closed
+    }
+
+    private var state = State.awaitingHello
+    private var handshakeTimer: Scheduled<Void>?
+    private let supervisor: Supervisor
+    private let authority: TokenAuthority
+    private let handshakeTimeout: TimeAmount
+
+    init(supervisor: Supervisor, authority: TokenAuthority, handshakeTimeout: TimeAmount) {
+        self.supervisor = supervisor
+        self.authority = authority
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        handshakeTimer = context.eventLoop.scheduleTask(in: handshakeTimeout) {
+            let (handler, context) = bound.value
+            guard case .awaitingHello = handler.state else { return }
+            handler.refuse(context, BusError(.unauthenticated, "no HELLO within the handshake timeout"))
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch state {
+        case .active(let session):
+            session.assumeIsolated { $0.receive(frame) }
+        case .awaitingHello:
+            guard case .hello(let hello) = frame else {
+                return refuse(context, BusError(.badFrame, "the first frame must be HELLO"))
+            }
+            guard hello.version == Limits.protocolVersion else {
+                return refuse(context, BusError(.unsupportedVersion,
+                                                "protocol version \(hello.version) is not supported; this server speaks \(Limits.protocolVersion)"))
+            }
+            state = .authenticating
+            authenticate(hello, context: context)
+        case .authenticating:
+            refuse(context, BusError(.badFrame, "wait for WELCOME before sending \(frame.type)"))
+        case .closed:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .active(let session) = state { session.assumeIsolated { $0.flush() } }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .active(let session) = state, context.channel.isWritable {
+            session.assumeIsolated { $0.writable() }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        if case .active(let session) = state { session.assumeIsolated { $0.channelClosed() } }
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    /// Decoding errors (oversized or malformed frames) end the connection with their code.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let error = error as? BusError else {
+            return context.close(promise: nil)
+        }
+        if case .active(let session) = state {
+            session.assumeIsolated { $0.close(GoAway(code: error.code, message: error.message)) }
+        } else {
+            refuse(context, error)
+        }
+    }
+
+    /// Verifies the token off the event loop (jwt-kit's key collection is an actor), then opens the
+    /// session back on it. The task is unstructured because a channel handler cannot await; it is
+    /// short-lived and holds only this connection.
+    private func authenticate(_ hello: Hello, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let (authority, loop) = (self.authority, context.eventLoop)
+        Task {
+            let result: Result<Identity, BusError>
+            do throws(BusError) {
+                result = .success(try await authority.verify(hello.token))
+            } catch {
+                result = .failure(error)
+            }
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.authenticated(result, clientName: hello.clientName, context: context)
+            }
+        }
+    }
+
+    private func authenticated(_ result: Result<Identity, BusError>, clientName: String,
+                               context: ChannelHandlerContext) {
+        guard case .authenticating = state else { return }
+        handshakeTimer?.cancel()
+        do throws(BusError) {
+            let identity = try result.get()
+            let session = try supervisor.openSession(identity: identity, channel: context.channel)
+            state = .active(session)
+            let welcome = Welcome(sessionID: UInt64(session.number), tenant: identity.tenant,
+                                  agentID: identity.agentID, limits: supervisor.configuration.limits)
+            context.writeAndFlush(wrapOutboundOut(.welcome(welcome)), promise: nil)
+            session.assumeIsolated { $0.start() }
+            supervisor.logger.debug("session opened", metadata: [
+                "agent": "\(identity.key)", "client": "\(clientName)", "session": "\(session.number)",
+            ])
+        } catch {
+            supervisor.audit.record(AuditEvent(kind: "security.auth_failed", tenant: "", agentID: "",
+                                               detail: ["code": error.code.name, "client": clientName]))
+            refuse(context, error)
+        }
+    }
+
+    /// Answers the handshake with ERROR and closes.
+    private func refuse(_ context: ChannelHandlerContext, _ error: BusError) {
+        state = .closed
+        context.writeAndFlush(wrapOutboundOut(.error(ErrorFrame(ref: 0, error: error))), promise: nil)
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+
+/// One setting's sources, in order of precedence: flag, environment (`ACB_…`), config file, default.
+struct Settings {
+    private let file: [String: Any]
+
+    /// Loads the optional JSON config file (an object whose keys are the long flag names).
+    init(configPath: String?) throws {
+        guard let configPath else {
+            file = [:]
+            return
+        }
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            throw SettingError("config file \(configPath) cannot be read")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw SettingError("config file \(configPath) is not a JSON object")
+        }
+        file = object
+    }
+
+    /// The value of setting `name` (its long flag name), as a string, if any source sets it.
+    func string(_ name: String, flag: String?) -> String? {
+        if let flag { return flag }
+        let variable = "ACB_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+        if let value = ProcessInfo.processInfo.environment[variable] { return value }
+        return file[name].map { "\($0)" }
+    }
+
+    /// An integer setting within `range`, or `fallback` when no source sets it.
+    func integer<T: FixedWidthInteger>(_ name: String, flag: String?, default fallback: T,
+                                       in range: ClosedRange<T> = T.min...T.max) throws -> T {
+        guard let text = string(name, flag: flag) else { return fallback }
+        guard let value = T(text), range.contains(value) else {
+            throw SettingError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        }
+        return value
+    }
+}
+
+/// A bad setting: printed as one line on stderr, exit code 2.
+struct SettingError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension SettingError {
+    /// Prints the error as `acb: <message>` and returns the exit code to throw.
+    func exit() -> ExitCode {
+        FileHandle.standardError.write(Data("acb: \(description)\n".utf8))
+        return ExitCode(2)
+    }
+}
