@@ -88,7 +88,21 @@ extension ACBClient {
             } catch let error as BusError where error.code == .unavailable && configuration.reconnect {
                 connection = try await nextConnection()
                 statuses = connection.watchUpload(streamID)
-                next = try await startOrResume(connection) { .streamResume(StreamRef(ref: $0, streamID: streamID)) }
+                next = try await resume(streamID, on: connection)
+            }
+        }
+    }
+
+    /// STREAM_RESUME, retried for a moment while the bus may still be closing the old connection
+    /// (until it has, the upload is not yet parked and the bus answers `unknown_stream`).
+    private func resume(_ streamID: String, on connection: ClientConnection) async throws -> UInt32 {
+        var attempt = 0
+        while true {
+            do {
+                return try await startOrResume(connection) { .streamResume(StreamRef(ref: $0, streamID: streamID)) }
+            } catch let error as BusError where error.code == .unknownStream && attempt < 20 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(100))
             }
         }
     }

@@ -59,9 +59,7 @@ extension AgentSession {
         let id = spool.open.streamID
         switch result {
         case .success:
-            let assembly = spool.assembly
-            write(.streamStatus(StreamStatus(ref: 0, streamID: id, nextIndex: assembly.storedIndex,
-                                             bytes: assembly.storedBytes)))
+            writeStatus(spool, ref: 0)
         case .failure(let error):
             guard uploads[id]?.spool === spool else { return }
             uploads[id] = nil
@@ -99,17 +97,32 @@ extension AgentSession {
     }
 
     /// STREAM_RESUME: where an upload stands, taking it back from the parking lot after a reconnect.
+    /// The answer waits for the old connection's last chunk writes, then resume starts after the
+    /// last stored chunk.
     func handleStreamResume(_ resume: StreamRef) {
-        let spool = uploads[resume.streamID]?.spool
-            ?? supervisor.streams.take(owner: identity.key, streamID: resume.streamID, now: WallClock.nowMs())
-        guard let spool else {
+        if let upload = uploads[resume.streamID] {
+            return writeStatus(upload.spool, ref: resume.ref)
+        }
+        guard let parked = supervisor.streams.take(owner: identity.key, streamID: resume.streamID,
+                                                   now: WallClock.nowMs())
+        else {
             return fail(resume.ref, BusError(.unknownStream, "no stream \(resume.streamID) to resume"))
         }
-        if uploads[resume.streamID] == nil {
-            uploads[resume.streamID] = ActiveUpload(spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture())
+        let spool = parked.spool
+        // A failed write leaves the assembly short; END then reports it, so failures need no path here.
+        let ready = parked.chain.hop(to: channel.eventLoop).recover { _ in }.map { spool.rewind() }
+        uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready)
+        ready.whenComplete { [self] _ in
+            assumeIsolated { session in
+                session.writeStatus(spool, ref: resume.ref)
+                session.flush()
+            }
         }
+    }
+
+    private func writeStatus(_ spool: UploadSpool, ref: UInt64) {
         let assembly = spool.assembly
-        write(.streamStatus(StreamStatus(ref: resume.ref, streamID: resume.streamID, nextIndex: assembly.storedIndex,
+        write(.streamStatus(StreamStatus(ref: ref, streamID: spool.open.streamID, nextIndex: assembly.storedIndex,
                                          bytes: assembly.storedBytes)))
     }
 

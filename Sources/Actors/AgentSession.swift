@@ -134,9 +134,7 @@ public actor AgentSession {
             forgetIdempotencyKey(pending.idempotencyKey)
         }
         let now = WallClock.nowMs()
-        for (_, upload) in uploads {
-            upload.chain.whenComplete { [supervisor] _ in supervisor.streams.park(upload.spool, now: now) }
-        }
+        for (_, upload) in uploads { supervisor.streams.park(upload.spool, chain: upload.chain, now: now) }
         uploads.removeAll()
         var orphans: [Envelope] = []
         let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.takeAll()

@@ -1,0 +1,151 @@
+import Bus
+import NIOCore
+import Testing
+
+@Suite struct FrameCodecTests {
+    static let maxFrame: UInt32 = 1 << 20
+
+    @Test func everyFrameTypeHasASample() {
+        #expect(Set(SampleFrames.all.map(\.type)) == Set(FrameType.allCases))
+    }
+
+    @Test(arguments: SampleFrames.all)
+    func roundTrip(_ frame: Frame) throws {
+        var buffer = SampleFrames.encode(frame)
+        let length = buffer.getInteger(at: 0, as: UInt32.self)
+        #expect(Int(length ?? 0) == buffer.readableBytes - 4)
+        let decoded = try Frame.decode(from: &buffer, maxFrameBytes: Self.maxFrame)
+        #expect(decoded == frame)
+        #expect(buffer.readableBytes == 0)
+    }
+
+    @Test func framesDecodeOneByOneFromOneBuffer() throws {
+        var buffer = ByteBuffer()
+        for frame in SampleFrames.all { frame.encode(into: &buffer) }
+        var decoded: [Frame] = []
+        while let frame = try Frame.decode(from: &buffer, maxFrameBytes: Self.maxFrame) { decoded.append(frame) }
+        #expect(decoded == SampleFrames.all)
+    }
+
+    @Test(arguments: SampleFrames.all)
+    func everyIncompletePrefixWaitsForMoreBytes(_ frame: Frame) throws {
+        let whole = SampleFrames.encode(frame)
+        for length in 0..<whole.readableBytes {
+            var prefix = whole.getSlice(at: 0, length: length)!
+            #expect(try Frame.decode(from: &prefix, maxFrameBytes: Self.maxFrame) == nil)
+            #expect(prefix.readableBytes == length, "nothing is consumed while waiting")
+        }
+    }
+
+    @Test(arguments: SampleFrames.all)
+    func aBodyCutShortIsABadFrame(_ frame: Frame) {
+        let whole = SampleFrames.encode(frame)
+        var cut = whole.getSlice(at: 0, length: whole.readableBytes - 1)!
+        cut.setInteger(UInt32(cut.readableBytes - 4), at: 0)
+        #expect(code(of: &cut) == .badFrame)
+    }
+
+    @Test func anOversizedLengthIsRefusedBeforeItsBytesArrive() {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(Self.maxFrame + 1))
+        buffer.writeInteger(FrameType.send.rawValue)
+        #expect(code(of: &buffer) == .tooLarge)
+    }
+
+    @Test func anEmptyFrameIsABadFrame() {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(0))
+        #expect(code(of: &buffer) == .badFrame)
+    }
+
+    @Test(arguments: [0x00, 0x06, 0x15, 0x33, 0x46, 0xFF] as [UInt8])
+    func anUnknownTypeIsABadFrame(_ type: UInt8) {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(1))
+        buffer.writeInteger(type)
+        #expect(code(of: &buffer) == .badFrame)
+    }
+
+    @Test func trailingBytesAreABadFrame() {
+        var body = ByteBuffer()
+        Frame.unregister(RefOnly(ref: 1)).encode(into: &body)
+        body.writeInteger(UInt8(0))
+        body.setInteger(UInt32(body.readableBytes - 4), at: 0)
+        #expect(code(of: &body) == .badFrame)
+    }
+
+    @Test func aStringLongerThanItsFrameIsABadFrame() {
+        var buffer = frame(type: .subscribe) { body in
+            body.writeInteger(UInt64(1))
+            body.writeInteger(UInt16(500))
+            body.writeString("short")
+        }
+        #expect(code(of: &buffer) == .badFrame)
+    }
+
+    @Test(arguments: [[0xFF], [0xC3, 0x28], [0xE2, 0x82], [0xED, 0xA0, 0x80]] as [[UInt8]])
+    func invalidUTF8InAnIdIsABadFrame(_ bytes: [UInt8]) {
+        var buffer = frame(type: .send) { body in
+            body.writeInteger(UInt64(1))
+            body.writeInteger(Target.Kind.agent.rawValue)
+            body.writeInteger(UInt16(bytes.count))
+            body.writeBytes(bytes)
+            body.writeInteger(UInt16(0))
+            body.writeInteger(UInt64(0))
+            body.writeInteger(UInt32(0))
+        }
+        #expect(code(of: &buffer) == .badFrame)
+    }
+
+    @Test func anUnknownEnumValueIsABadFrame() {
+        var buffer = frame(type: .heartbeat) { $0.writeInteger(UInt8(9)) }
+        #expect(code(of: &buffer) == .badFrame)
+    }
+
+    @Test func aListOverTheLimitIsABadFrame() {
+        var buffer = frame(type: .register) { body in
+            body.writeInteger(UInt64(1))
+            body.writeWireString("type")
+            body.writeInteger(UInt16(Limits.maxListCount + 1))
+        }
+        #expect(code(of: &buffer) == .badFrame)
+    }
+
+    @Test func anUnknownErrorCodeStaysReadable() throws {
+        var buffer = frame(type: .error) { body in
+            body.writeInteger(UInt64(3))
+            body.writeInteger(UInt16(999))
+            body.writeInteger(UInt32(0))
+            body.writeWireString("from the future")
+        }
+        guard case .error(let error) = try Frame.decode(from: &buffer, maxFrameBytes: Self.maxFrame) else {
+            Issue.record("not an ERROR")
+            return
+        }
+        #expect(error.error.code == .internal)
+        #expect(error.error.message.contains("999"))
+    }
+
+    @Test func errorCodesAndNamesAreUnique() {
+        #expect(Set(ErrorCode.allCases.map(\.rawValue)).count == ErrorCode.allCases.count)
+        #expect(Set(ErrorCode.allCases.map(\.name)).count == ErrorCode.allCases.count)
+    }
+
+    private func frame(type: FrameType, _ body: (inout ByteBuffer) -> Void) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(type.rawValue)
+        body(&buffer)
+        buffer.setInteger(UInt32(buffer.readableBytes - 4), at: 0)
+        return buffer
+    }
+
+    private func code(of buffer: inout ByteBuffer) -> ErrorCode? {
+        do {
+            _ = try Frame.decode(from: &buffer, maxFrameBytes: Self.maxFrame)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Bus
+import Foundation
+import NIOCore
+import Testing
+
+/// The hex examples in docs/protocol.md are real frames: each decodes and re-encodes to the same bytes.
+@Suite struct ProtocolDocumentTests {
+    static let document: String = {
+        let url = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/protocol.md")
+        return (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    }()
+
+    /// The bytes of every ```hex block, comments after `#` removed.
+    static let examples: [[UInt8]] = {
+        var blocks: [[UInt8]] = []
+        var current: [UInt8]?
+        for line in document.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if current == nil, trimmed == "```hex" {
+                current = []
+            } else if current != nil, trimmed.hasPrefix("```") {
+                blocks.append(current!)
+                current = nil
+            } else if current != nil {
+                let code = trimmed.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                current! += code.split(separator: " ").compactMap { UInt8($0, radix: 16) }
+            }
+        }
+        return blocks
+    }()
+
+    @Test func theDocumentHasWorkedExamples() {
+        #expect(Self.examples.count >= 3)
+    }
+
+    @Test func everyExampleRoundTrips() throws {
+        let covered = try Self.examples.map { bytes in
+            var buffer = ByteBuffer(bytes: bytes)
+            let frame = try #require(try Frame.decode(from: &buffer, maxFrameBytes: UInt32.max))
+            #expect(buffer.readableBytes == 0, "one whole frame per example")
+            #expect(Array(SampleFrames.encode(frame).readableBytesView) == bytes)
+            return frame.type
+        }
+        #expect(Set(covered).isSuperset(of: [.hello, .send, .deliver]))
+    }
+
+    @Test func everyErrorCodeIsDocumented() {
+        for code in ErrorCode.allCases {
+            #expect(Self.document.contains(code.name), "docs/protocol.md lacks \(code.name)")
+        }
+    }
+}

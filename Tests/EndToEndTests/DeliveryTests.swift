@@ -1,0 +1,91 @@
+import ACBClient
+import Actors
+import Bus
+import Gateway
+import NIOCore
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct DeliveryTests {
+    @Test func aDeliveryThatIsNotAcknowledgedIsDeliveredAgain() async throws {
+        try await TestBus.with({ $0.supervisor.ackTimeoutMs = 200; $0.supervisor.tickMs = 50 }) { bus in
+            let alice = try await bus.client("alice")
+            var bob = try await bus.raw()
+            _ = try await bob.hello(try await bus.token("bob"))
+            try await alice.send(to: .agent("bob"), ByteBuffer(string: "again"))
+            guard case .deliver(let first) = try await bob.read(),
+                  case .deliver(let second) = try await bob.read()
+            else { Issue.record("expected two DELIVERs"); return }
+            #expect(first.attempt == 1 && second.attempt == 2)
+            #expect(second.deliveryID > first.deliveryID)
+            #expect(second.payload == first.payload)
+            try await bob.send(.ack(Ack(deliveryID: second.deliveryID, cumulative: true)))
+            await alice.close()
+        }
+    }
+
+    @Test func aDeliveryNackedOnEveryAttemptIsDeadLettered() async throws {
+        try await TestBus.with({ $0.supervisor.maxDeliveryAttempts = 2 }) { bus in
+            let alice = try await bus.client("alice")
+            var bob = try await bus.raw()
+            _ = try await bob.hello(try await bus.token("bob"))
+            try await alice.send(to: .agent("bob"), ByteBuffer(string: "poison"))
+            for attempt in 1...2 as ClosedRange<UInt16> {
+                guard case .deliver(let delivery) = try await bob.read() else { Issue.record("no DELIVER"); return }
+                #expect(delivery.attempt == attempt)
+                try await bob.send(.nack(Ack(deliveryID: delivery.deliveryID)))
+            }
+            try await waitUntil { !bus.server.supervisor.deadLetters.letters(of: "acme").isEmpty }
+            let letter = try #require(bus.server.supervisor.deadLetters.letters(of: "acme").first)
+            #expect(letter.reason == .rejected && letter.attempts == 2 && letter.from == "alice")
+            await alice.close()
+        }
+    }
+
+    @Test func unacknowledgedDeliveriesReachTheAgentsNextSession() async throws {
+        try await TestBus.with { bus in
+            let alice = try await bus.client("alice")
+            var bob = try await bus.raw()
+            let token = try await bus.token("bob")
+            _ = try await bob.hello(token)
+            try await alice.send(to: .agent("bob"), ByteBuffer(string: "keep me"))
+            guard case .deliver(let first) = try await bob.read() else { Issue.record("expected DELIVER"); return }
+            await bob.close()
+            bob = try await bus.raw()
+            _ = try await bob.hello(token)
+            guard case .deliver(let again) = try await bob.read() else { Issue.record("expected DELIVER"); return }
+            #expect(again.payload == first.payload && again.attempt == 2)
+            await alice.close()
+        }
+    }
+
+    @Test func aSlowReceiverMakesSendersBackOffAndIsThenDisconnected() async throws {
+        try await TestBus.with({
+            $0.supervisor.limits.maxUnacked = 2
+            $0.supervisor.mailboxCapacity = 2
+            $0.supervisor.slowConsumerTimeoutMs = 200
+            $0.supervisor.tickMs = 50
+        }) { bus in
+            let alice = try await bus.client("alice")
+            var bob = try await bus.raw()
+            _ = try await bob.hello(try await bus.token("bob"))
+            var accepted = 0
+            var refusal: BusError?
+            while refusal == nil, accepted < 100 {
+                do {
+                    try await alice.send(to: .agent("bob"), ByteBuffer(string: "\(accepted)"))
+                    accepted += 1
+                } catch let error as BusError {
+                    refusal = error
+                }
+            }
+            #expect(accepted == 4, "two in flight, two queued")
+            #expect(refusal?.code == .overloaded && (refusal?.retryAfterMs ?? 0) > 0)
+            var goAway: GoAway?
+            while let frame = try await bob.read() {
+                if case .goAway(let frame) = frame { goAway = frame }
+            }
+            #expect(goAway?.code == .slowConsumer)
+            await alice.close()
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import ACBClient
+import Actors
+import Bus
+import Gateway
+import NIOCore
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct HandshakeTests {
+    @Test func aGoodTokenGetsWelcomeWithTheLimits() async throws {
+        try await TestBus.with { bus in
+            let client = try await bus.client("alice")
+            let welcome = try #require(client.welcome)
+            #expect(welcome.agentID == "alice")
+            #expect(welcome.tenant == "acme")
+            #expect(welcome.limits == Limits())
+            await client.close()
+        }
+    }
+
+    @Test func aForgedTokenIsRefused() async throws {
+        try await TestBus.with { bus in
+            let other = try await TokenAuthority(secret: String(repeating: "x", count: 32))
+            let forged = try await other.issue(Identity(tenant: "acme", agentID: "alice", roles: ["admin"]), ttl: 60)
+            await expectBusError(.unauthenticated) {
+                _ = try await ACBClient.connect(ClientConfiguration(port: bus.port, token: forged))
+            }
+        }
+    }
+
+    @Test func anExpiredTokenIsRefused() async throws {
+        try await TestBus.with { bus in
+            let expired = try await bus.token("alice", ttl: -60)
+            await expectBusError(.unauthenticated) {
+                _ = try await ACBClient.connect(ClientConfiguration(port: bus.port, token: expired))
+            }
+        }
+    }
+
+    @Test func garbageInsteadOfATokenIsRefused() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            guard case .error(let error) = try await raw.hello("not-a-jwt") else {
+                Issue.record("expected ERROR")
+                return
+            }
+            #expect(error.error.code == .unauthenticated)
+            #expect(try await raw.read() == nil, "the server closes the connection")
+        }
+    }
+
+    @Test func anUnknownProtocolVersionIsRefused() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            try await raw.send(.hello(Hello(version: 2, token: try await bus.token("alice"), clientName: "raw")))
+            guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+            #expect(error.error.code == .unsupportedVersion)
+        }
+    }
+
+    @Test func aFirstFrameOtherThanHelloIsRefused() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            try await raw.send(.heartbeat(Heartbeat(readiness: .ready)))
+            guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+            #expect(error.error.code == .badFrame)
+        }
+    }
+
+    @Test func aMalformedFrameAfterTheHandshakeEndsTheSessionWithBadFrame() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            guard case .welcome = try await raw.hello(try await bus.token("alice")) else {
+                Issue.record("expected WELCOME"); return
+            }
+            try await raw.send(ByteBuffer(bytes: [0, 0, 0, 1, 0x7F]))
+            guard case .goAway(let goAway) = try await raw.read() else { Issue.record("expected GOAWAY"); return }
+            #expect(goAway.code == .badFrame)
+            #expect(try await raw.read() == nil)
+        }
+    }
+
+    @Test func anOversizedFrameLengthEndsTheSessionWithTooLarge() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            _ = try await raw.hello(try await bus.token("alice"))
+            try await raw.send(ByteBuffer(bytes: [0x7F, 0xFF, 0xFF, 0xFF, FrameType.send.rawValue]))
+            guard case .goAway(let goAway) = try await raw.read() else { Issue.record("expected GOAWAY"); return }
+            #expect(goAway.code == .tooLarge)
+        }
+    }
+
+    @Test func aSilentConnectionIsClosedAfterTheHandshakeTimeout() async throws {
+        try await TestBus.with({ $0.handshakeTimeout = .milliseconds(100) }) { bus in
+            var raw = try await bus.raw()
+            guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+            #expect(error.error.code == .unauthenticated)
+            #expect(try await raw.read() == nil)
+        }
+    }
+
+    @Test func aRoleWithoutPermissionIsForbidden() async throws {
+        try await TestBus.with { bus in
+            let bob = try await bus.client("bob")
+            let observer = try await bus.client("watcher", roles: ["observer"])
+            await expectBusError(.forbidden) { try await observer.send(to: .agent("bob"), ByteBuffer(string: "x")) }
+            await expectBusError(.forbidden) { try await observer.subscribe("a.>") }
+            #expect(try await observer.discover().agents.isEmpty)
+            await observer.close()
+            await bob.close()
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Bus
+import NIOCore
+import NIOPosix
+
+/// A plain TCP connection that sends whatever bytes a test wants and reads frames back,
+/// for handshake and malformed-input tests that the client library would never produce.
+struct RawConnection {
+    private let channel: any Channel
+    private var inbound: AsyncStream<ByteBuffer>.AsyncIterator
+    private var buffer = ByteBuffer()
+
+    /// Passes every inbound buffer to the test, and ends the stream when the server closes.
+    private final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let continuation: AsyncStream<ByteBuffer>.Continuation
+
+        init(_ continuation: AsyncStream<ByteBuffer>.Continuation) { self.continuation = continuation }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            continuation.yield(unwrapInboundIn(data))
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            continuation.finish()
+        }
+    }
+
+    static func connect(port: Int) async throws -> RawConnection {
+        let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Collector(continuation))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        return RawConnection(channel: channel, inbound: stream.makeAsyncIterator())
+    }
+
+    func send(_ bytes: ByteBuffer) async throws {
+        try await channel.writeAndFlush(bytes)
+    }
+
+    func send(_ frame: Frame) async throws {
+        var bytes = ByteBuffer()
+        frame.encode(into: &bytes)
+        try await send(bytes)
+    }
+
+    /// The next frame from the server, or nil once it closed the connection.
+    mutating func read() async throws -> Frame? {
+        while true {
+            if let frame = try Frame.decode(from: &buffer, maxFrameBytes: UInt32.max >> 1) { return frame }
+            guard var more = await inbound.next() else { return nil }
+            buffer.writeBuffer(&more)
+        }
+    }
+
+    /// Closes the connection abruptly, without GOAWAY, as a crash or a cut cable would.
+    func close() async {
+        try? await channel.close()
+    }
+
+    /// Sends HELLO with `token` and returns the answer.
+    mutating func hello(_ token: String) async throws -> Frame? {
+        try await send(.hello(Hello(token: token, clientName: "raw")))
+        return try await read()
+    }
+}

@@ -1,0 +1,77 @@
+import ACBClient
+import Actors
+import Bus
+import Gateway
+import NIOCore
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct RegistryTests {
+    @Test func discoverFiltersAndPages() async throws {
+        try await TestBus.with { bus in
+            let alice = try await bus.client("alice")
+            var workers: [ACBClient] = []
+            for index in 0..<5 {
+                let worker = try await bus.client("w\(index)")
+                try await worker.register(AgentDescription(
+                    agentType: index.isMultiple(of: 2) ? "even" : "odd", capabilities: ["c\(index)", "all"],
+                    location: "rack-\(index)", metadata: [MetadataEntry(key: "index", value: "\(index)")]))
+                workers.append(worker)
+            }
+            #expect(try await alice.discover(type: "even").agents.map(\.agentID) == ["w0", "w2", "w4"])
+            #expect(try await alice.discover(capability: "c3").agents.map(\.agentID) == ["w3"])
+            let first = try await alice.discover(capability: "all", limit: 2)
+            #expect(first.agents.map(\.agentID) == ["w0", "w1"] && !first.nextCursor.isEmpty)
+            let second = try await alice.discover(capability: "all", cursor: first.nextCursor, limit: 2)
+            #expect(second.agents.map(\.agentID) == ["w2", "w3"])
+            let last = try await alice.discover(capability: "all", cursor: second.nextCursor, limit: 2)
+            #expect(last.agents.map(\.agentID) == ["w4"] && last.nextCursor.isEmpty)
+            let info = try #require(last.agents.first)
+            #expect(info.status == .online && info.description.location == "rack-4")
+            #expect(info.description.metadata == [MetadataEntry(key: "index", value: "4")])
+            try await workers[4].unregister()
+            #expect(try await alice.discover(capability: "all").agents.count == 4)
+            await expectBusError(.invalidArgument) {
+                try await alice.register(AgentDescription(agentType: "bad type", capabilities: []))
+            }
+            for client in workers + [alice] { await client.close() }
+        }
+    }
+
+    @Test func anAgentThatStopsHeartbeatingGoesOffline() async throws {
+        try await TestBus.with({
+            $0.supervisor.limits.heartbeatIntervalMs = 100
+            $0.supervisor.missedHeartbeats = 2
+            $0.supervisor.tickMs = 50
+        }) { bus in
+            let alice = try await bus.client("alice")
+            var silent = try await bus.raw()
+            _ = try await silent.hello(try await bus.token("silent"))
+            try await silent.send(.register(Register(ref: 1, description: AgentDescription(agentType: "t", capabilities: []))))
+            var goAway: GoAway?
+            while let frame = try await silent.read() {
+                if case .goAway(let frame) = frame { goAway = frame }
+            }
+            #expect(goAway?.code == .heartbeatTimeout)
+            try await waitUntil { try await alice.discover(status: .offline).agents.map(\.agentID) == ["silent"] }
+            #expect(try await alice.discover(status: .online).agents.isEmpty, "alice heartbeats, but never registered")
+            await alice.close()
+        }
+    }
+
+    @Test func aSecondConnectionOfTheSameAgentTakesOver() async throws {
+        try await TestBus.with { bus in
+            let alice = try await bus.client("alice")
+            var first = try await bus.raw()
+            let token = try await bus.token("bob")
+            _ = try await first.hello(token)
+            let second = try await bus.client("bob")
+            guard case .goAway(let goAway) = try await first.read() else { Issue.record("expected GOAWAY"); return }
+            #expect(goAway.code == .replaced)
+            try await alice.send(to: .agent("bob"), ByteBuffer(string: "to the new one"))
+            var inbox = second.deliveries.makeAsyncIterator()
+            #expect(try await inbox.take().text == "to the new one")
+            await alice.close()
+            await second.close()
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import ACBClient
+import Actors
+import Bus
+import Gateway
+import Foundation
+import Gateway
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// A real server on a free port for one test, with helpers that hand back connected clients.
+struct TestBus {
+    let server: BusServer
+    static let secret = String(repeating: "test-secret-", count: 3)
+
+    var port: Int { server.port }
+
+    /// Runs `body` against a fresh server, then shuts the server down gracefully.
+    static func with(_ configure: (inout ServerConfiguration) -> Void = { _ in },
+                     _ body: (TestBus) async throws -> Void) async throws {
+        var configuration = ServerConfiguration(tokenSecret: secret)
+        configuration.port = 0
+        configuration.drainTimeout = .seconds(2)
+        configuration.supervisor.streamDirectory = NSTemporaryDirectory() + "acb-test-\(UUID().uuidString)"
+        configure(&configuration)
+        var logger = Logger(label: "acb-test")
+        logger.logLevel = .error
+        let server = try await BusServer.start(configuration: configuration, logger: logger)
+        let group = ServiceGroup(services: [server.listener], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            do {
+                try await body(TestBus(server: server))
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        try? FileManager.default.removeItem(atPath: configuration.supervisor.streamDirectory)
+    }
+
+    func token(_ agent: String, tenant: String = "acme", roles: [String] = ["agent-full"],
+               ttl: TimeInterval = 3600) async throws -> String {
+        try await server.authority.issue(Identity(tenant: tenant, agentID: agent, roles: roles), ttl: ttl)
+    }
+
+    func client(_ agent: String, tenant: String = "acme", roles: [String] = ["agent-full"],
+                configure: (inout ClientConfiguration) -> Void = { _ in }) async throws -> ACBClient {
+        var configuration = ClientConfiguration(port: port, token: try await token(agent, tenant: tenant, roles: roles),
+                                                clientName: "test-\(agent)")
+        configuration.initialBackoffMs = 20
+        configure(&configuration)
+        return try await ACBClient.connect(configuration)
+    }
+
+    func raw() async throws -> RawConnection {
+        try await RawConnection.connect(port: port)
+    }
+}
+
+/// Expects `body` to throw a ``BusError`` with `code`; returns it.
+@discardableResult
+func expectBusError(_ code: ErrorCode, _ body: () async throws -> Void,
+                    sourceLocation: SourceLocation = #_sourceLocation) async -> BusError? {
+    do {
+        try await body()
+        Issue.record("expected \(code.name), but it succeeded", sourceLocation: sourceLocation)
+    } catch let error as BusError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+        return error
+    } catch {
+        Issue.record("expected \(code.name), got \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
+}
+
+extension Deliveries.AsyncIterator {
+    /// The next element; fails the test if the sequence ended.
+    mutating func take(sourceLocation: SourceLocation = #_sourceLocation) async throws -> Element {
+        try #require(await next(), "the sequence ended", sourceLocation: sourceLocation)
+    }
+}
+
+import Testing
