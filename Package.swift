@@ -45,7 +45,7 @@ let package = Package(
         ),
         .target(
             name: "Persistence",
-            dependencies: ["Bus", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Bus", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Gateway", "Actors", "ACBClient", "Bus",
+                "Gateway", "Actors", "ACBClient", "Bus", "Persistence",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

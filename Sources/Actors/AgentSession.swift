@@ -79,11 +79,12 @@ public actor AgentSession {
     public func receive(_ frame: Frame) {
         guard state != .closed else { return }
         lastHeard = WallClock.nowMs()
+        guard frame.isClientFrame else {
+            return fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
+        }
         guard Role.anyAllows(identity.roles, frame.type) else {
-            let error = BusError(.forbidden, "roles \(identity.roles) may not send \(frame.type)")
-            supervisor.audit.record(AuditEvent(kind: "security.denied", tenant: identity.tenant,
-                                               agentID: identity.agentID, detail: ["frame": "\(frame.type)"]))
-            return fail(frame.ref, error)
+            audit("security.denied", ["frame": "\(frame.type)"])
+            return fail(frame.ref, BusError(.forbidden, "roles \(identity.roles) may not send \(frame.type)"))
         }
         if state == .draining, frame.startsWork {
             return fail(frame.ref, BusError(.shuttingDown, "the server is shutting down"))
@@ -107,8 +108,8 @@ public actor AgentSession {
         case .streamEnd(let end): handleStreamEnd(end)
         case .streamResume(let resume): handleStreamResume(resume)
         case .streamAbort(let abort): uploads[abort.streamID] = nil
-        case .hello, .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus:
-            fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
+        default:
+            break  // server frames, refused above
         }
     }
 
@@ -185,8 +186,7 @@ public actor AgentSession {
     }
 
     func audit(_ kind: String, _ detail: [String: String] = [:]) {
-        supervisor.audit.record(AuditEvent(kind: kind, tenant: identity.tenant, agentID: identity.agentID,
-                                           detail: detail))
+        supervisor.record(kind, tenant: identity.tenant, agentID: identity.agentID, detail)
     }
 
     private func tick() {
@@ -220,6 +220,14 @@ extension Frame {
         case .streamOpen(let f): f.ref
         case .streamEnd(let f), .streamResume(let f): f.ref
         default: 0
+        }
+    }
+
+    /// Whether clients may send this frame at all once the session is open.
+    var isClientFrame: Bool {
+        switch self {
+        case .hello, .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus: false
+        default: true
         }
     }
 

@@ -1,26 +1,11 @@
-import Bus
+public import Bus
 public import Logging
-
-/// One event of the audit stream. Every event carries its tenant.
-public struct AuditEvent: Sendable, Equatable {
-    /// What happened, e.g. `session.opened`, `message.dead_lettered`.
-    public var kind: String
-    public var tenant: String
-    public var agentID: String
-    /// Details: codes, counts, ids.
-    public var detail: [String: String]
-
-    public init(kind: String, tenant: String, agentID: String, detail: [String: String] = [:]) {
-        self.kind = kind
-        self.tenant = tenant
-        self.agentID = agentID
-        self.detail = detail
-    }
-}
 
 /// Where audit events go. Implementations must not block: the hot path calls ``record(_:)``.
 public protocol AuditSink: Sendable {
     func record(_ event: AuditEvent)
+    /// Writes out what is pending; called once, last, at shutdown. It may block until done.
+    func close()
 }
 
 /// The audit sink of a bus with no audit stream configured: events go to the log at debug level.
@@ -35,4 +20,6 @@ public struct LogAuditSink: AuditSink {
             "detail": .dictionary(event.detail.mapValues { .string($0) }),
         ])
     }
+
+    public func close() {}
 }

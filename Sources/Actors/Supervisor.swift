@@ -60,8 +60,7 @@ public actor Supervisor {
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
         registry.setOnline(identity.key, true)
-        audit.record(AuditEvent(kind: "session.opened", tenant: identity.tenant, agentID: identity.agentID,
-                                detail: ["session": "\(number)"]))
+        record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
         return session
     }
 
@@ -70,20 +69,24 @@ public actor Supervisor {
         routing.detach(session, patterns: patterns, orphans: orphans)?.requeue(orphans)
         let key = session.identity.key
         if routing.session(for: key) == nil { registry.setOnline(key, false) }
-        audit.record(AuditEvent(kind: "session.closed", tenant: key.tenant, agentID: key.agentID,
-                                detail: ["session": "\(session.number)"]))
+        record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
+    }
+
+    /// Offers an audit event, stamped now, to the audit sink (which never blocks).
+    public nonisolated func record(_ kind: String, tenant: String, agentID: String, _ detail: [String: String] = [:]) {
+        audit.record(AuditEvent(kind: kind, tenant: tenant, agentID: agentID, at: WallClock.nowMs(), detail: detail))
     }
 
     /// Records a dead letter and its audit event.
     nonisolated func deadLetter(_ message: Message, to key: AgentKey, reason: ErrorCode, attempts: UInt16) {
         deadLetters.append(DeadLetter(tenant: key.tenant, agentID: key.agentID, from: message.from, reason: reason,
                                       attempts: attempts, at: WallClock.nowMs(), payload: message.payload))
-        audit.record(AuditEvent(kind: "message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
-                                detail: ["from": message.from, "reason": reason.name, "attempts": "\(attempts)"]))
+        record("message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
+               ["from": message.from, "reason": reason.name, "attempts": "\(attempts)"])
     }
 
     /// Stops taking sessions, sends every session GOAWAY `shutting_down`, lets each drain its
-    /// deliveries for up to `drainTimeout`, then closes what is left.
+    /// deliveries for up to `drainTimeout`, then closes what is left and flushes the audit sink.
     public func shutdown(drainTimeout: TimeAmount) async {
         isShuttingDown.store(true, ordering: .relaxed)
         let sessions = routing.all
@@ -97,6 +100,7 @@ public actor Supervisor {
             timer.cancel()
         }
         try? await threadPool.shutdownGracefully()
+        audit.close()
     }
 }
 

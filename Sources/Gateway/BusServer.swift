@@ -2,6 +2,7 @@ public import Actors
 public import Logging
 import NIOCore
 import NIOPosix
+import Persistence
 
 /// Everything `acb serve` runs, assembled from one ``ServerConfiguration``: the supervisor tree
 /// and the agent listener, bound and ready for a `ServiceGroup`.
@@ -12,8 +13,12 @@ public struct BusServer: Sendable {
 
     /// Builds the supervisor and binds the agent port on NIO's shared event loops.
     public static func start(configuration: ServerConfiguration, logger: Logger) async throws -> BusServer {
-        let supervisor = try Supervisor(configuration: configuration.supervisor, audit: LogAuditSink(logger: logger),
-                                        logger: logger)
+        let audit: any AuditSink = if let path = configuration.auditLogPath {
+            AuditLogSink(writer: try AuditLogWriter(path: path))
+        } else {
+            LogAuditSink(logger: logger)
+        }
+        let supervisor = try Supervisor(configuration: configuration.supervisor, audit: audit, logger: logger)
         let authority = try await TokenAuthority(secret: configuration.tokenSecret)
         let listener = try await AgentListener.bind(configuration: configuration, supervisor: supervisor,
                                                     authority: authority, group: MultiThreadedEventLoopGroup.singleton)

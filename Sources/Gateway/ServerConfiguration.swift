@@ -13,6 +13,8 @@ public struct ServerConfiguration: Sendable {
     public var handshakeTimeout = TimeAmount.seconds(10)
     /// On shutdown, how long sessions may take to drain their deliveries before being closed.
     public var drainTimeout = TimeAmount.seconds(10)
+    /// File that audit events are appended to as JSON lines; nil logs them at debug level instead.
+    public var auditLogPath: String?
     /// The supervisor tree's settings: limits, timeouts, queue bounds.
     public var supervisor = SupervisorConfiguration()
 

@@ -127,8 +127,8 @@ final class SessionHandler: ChannelInboundHandler {
                 "agent": "\(identity.key)", "client": "\(clientName)", "session": "\(session.number)",
             ])
         } catch {
-            supervisor.audit.record(AuditEvent(kind: "security.auth_failed", tenant: "", agentID: "",
-                                               detail: ["code": error.code.name, "client": clientName]))
+            supervisor.record("security.auth_failed", tenant: "", agentID: "",
+                              ["code": error.code.name, "client": clientName])
             refuse(context, error)
         }
     }

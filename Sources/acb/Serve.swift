@@ -29,6 +29,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Delivery attempts before dead-lettering. Default 5.") var maxDeliveryAttempts: String?
     @Option(help: "Disconnect a receiver whose queue stays full this long, in ms. Default 10000.") var slowConsumerMs: String?
     @Option(help: "Directory where stream uploads are spooled. Default /tmp/acb-streams.") var streamDir: String?
+    @Option(help: "File that audit events are appended to as JSON lines. Default: the log, at debug level.")
+    var auditLog: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. Default info.") var logLevel: String?
 
     func run() async throws {
@@ -81,6 +83,7 @@ struct Serve: AsyncParsableCommand {
                                                                 in: 10...86_400_000)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
         configuration.supervisor = supervisor
+        configuration.auditLogPath = settings.string("audit-log", flag: auditLog)
         let levelName = settings.string("log-level", flag: logLevel) ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw SettingError("log-level must be one of trace, debug, info, notice, warning, error; got '\(levelName)'")

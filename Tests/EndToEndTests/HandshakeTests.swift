@@ -79,6 +79,19 @@ import Testing
         }
     }
 
+    @Test func aServerFrameFromAClientIsABadFrameAndTheSessionGoesOn() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            _ = try await raw.hello(try await bus.token("alice"))
+            try await raw.send(.ok(Ok(ref: 1)))
+            guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+            #expect(error.ref == 0 && error.error.code == .badFrame)
+            try await raw.send(.discover(Discover(ref: 2)))
+            guard case .discovered(let page) = try await raw.read() else { Issue.record("expected DISCOVERED"); return }
+            #expect(page.ref == 2)
+        }
+    }
+
     @Test func anOversizedFrameLengthEndsTheSessionWithTooLarge() async throws {
         try await TestBus.with { bus in
             var raw = try await bus.raw()

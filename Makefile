@@ -1,0 +1,36 @@
+# ACB: the two commands a user needs are `make run` and `make test`.
+
+# Development only: the bus signs and checks agent tokens with this secret. Set your own in production.
+export ACB_TOKEN_SECRET ?= acb-development-secret-change-me-0001
+export ACB_PORT ?= 7400
+
+.PHONY: run test build demo demo-stream clean
+
+build:
+	@scripts/ensure-deps.sh
+	swift build
+
+run: build
+	@echo
+	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TCP, wire protocol v1: docs/protocol.md)."
+	@echo "In another shell, from this folder:"
+	@echo "  make demo          # two agents exchange messages and a request/reply"
+	@echo "  make demo-stream   # one agent streams 100 MiB to another, with a progress line"
+	@echo "Tokens: $$(swift build --show-bin-path)/acb token issue --agent NAME --tenant demo --token-secret \"\$$ACB_TOKEN_SECRET\""
+	@echo "Stop with Ctrl-C: the bus sends GOAWAY, drains and exits 0."
+	@echo
+	$$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
+
+test:
+	@scripts/ensure-deps.sh
+	swift build --build-tests
+	swift test --skip-build
+
+demo:
+	@scripts/demo.sh pair
+
+demo-stream:
+	@scripts/demo.sh stream --size-mib 100
+
+clean:
+	swift package clean

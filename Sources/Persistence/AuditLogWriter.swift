@@ -1,0 +1,114 @@
+public import Bus
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Appends audit events to a file as JSON lines (see ``AuditRecord``), from a thread of its own.
+///
+/// ``append(_:)`` never blocks: it queues the event and wakes the writer. The queue is bounded;
+/// when it is full the event is dropped and counted in ``dropped`` (the bus keeps running; a full
+/// queue means the disk cannot keep up). ``close()`` writes what is queued and stops the thread.
+public final class AuditLogWriter: Sendable {
+    private struct Queue {
+        var events: [AuditEvent] = []
+        var dropped = 0
+        var closed = false
+    }
+
+    public let path: String
+    public let capacity: Int
+    private let queue = NIOLockedValueBox(Queue())
+    /// 1 while events wait or the writer must stop; the writer sleeps on 0.
+    private let signal = ConditionLock(value: 0)
+    private let finished = ConditionLock(value: 0)
+    private let handle: FileHandle
+
+    /// Opens `path` for appending (creating it) and starts the writer thread.
+    /// - Throws: ``ErrorCode/internal`` when the file cannot be opened.
+    public init(path: String, capacity: Int = 65_536) throws(BusError) {
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw BusError(.internal, "cannot open audit log \(path)")
+        }
+        handle.seekToEndOfFile()
+        self.path = path
+        self.capacity = capacity
+        self.handle = handle
+        Thread.detachNewThread { [self] in writeLoop() }
+    }
+
+    /// Queues an event. - Returns: false if the queue was full and the event was dropped.
+    @discardableResult
+    public func append(_ event: AuditEvent) -> Bool {
+        let accepted = queue.withLockedValue { queue in
+            guard !queue.closed, queue.events.count < capacity else {
+                queue.dropped += 1
+                return false
+            }
+            queue.events.append(event)
+            return true
+        }
+        if accepted { wake() }
+        return accepted
+    }
+
+    /// Events dropped because the queue was full or the writer closed.
+    public var dropped: Int { queue.withLockedValue { $0.dropped } }
+
+    /// Writes everything queued, then stops the writer thread and closes the file.
+    public func close() {
+        queue.withLockedValue { $0.closed = true }
+        wake()
+        finished.lock(whenValue: 1)
+        finished.unlock()
+    }
+
+    private func wake() {
+        signal.lock()
+        signal.unlock(withValue: 1)
+    }
+
+    private func writeLoop() {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        while true {
+            signal.lock(whenValue: 1)
+            signal.unlock(withValue: 0)
+            let (events, closed) = queue.withLockedValue { queue in
+                defer { queue.events.removeAll(keepingCapacity: true) }
+                return (queue.events, queue.closed)
+            }
+            var lines = Data()
+            for event in events {
+                guard let line = try? encoder.encode(AuditRecord(event)) else { continue }
+                lines.append(line)
+                lines.append(0x0A)
+            }
+            if !lines.isEmpty { handle.write(lines) }
+            if closed { break }
+        }
+        try? handle.close()
+        finished.lock()
+        finished.unlock(withValue: 1)
+    }
+}
+
+/// One line of the audit log. `schema` changes only when a field's meaning does.
+public struct AuditRecord: Codable, Sendable, Equatable {
+    public var schema = 1
+    public var kind: String
+    public var tenant: String
+    public var agent: String
+    /// Unix milliseconds.
+    public var at: UInt64
+    public var detail: [String: String]
+
+    public init(_ event: AuditEvent) {
+        kind = event.kind
+        tenant = event.tenant
+        agent = event.agentID
+        at = event.at
+        detail = event.detail
+    }
+}

@@ -1,0 +1,35 @@
+import ACBClient
+import Bus
+import Foundation
+import Gateway
+import NIOCore
+import Persistence
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct AuditLogTests {
+    @Test func lifecycleAndSecurityEventsAreWrittenToTheAuditLog() async throws {
+        let path = NSTemporaryDirectory() + "acb-audit-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await TestBus.with({ $0.auditLogPath = path }) { bus in
+            let alice = try await bus.client("alice")
+            try await alice.register(AgentDescription(agentType: "planner", capabilities: ["plan"]))
+            let observer = try await bus.client("eve", roles: ["observer"])
+            await expectBusError(.forbidden) { try await observer.send(to: .agent("alice"), ByteBuffer()) }
+            await expectBusError(.unauthenticated) {
+                _ = try await ACBClient.connect(ClientConfiguration(port: bus.port, token: "forged"))
+            }
+            await observer.close()
+            await alice.close()
+        }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let records = try text.split(separator: "\n").map {
+            try JSONDecoder().decode(AuditRecord.self, from: Data($0.utf8))
+        }
+        let kinds = Set(records.map(\.kind))
+        #expect(kinds.isSuperset(of: ["session.opened", "agent.registered", "security.denied",
+                                      "security.auth_failed", "session.closed"]))
+        let registered = try #require(records.first { $0.kind == "agent.registered" })
+        #expect(registered.schema == 1 && registered.tenant == "acme" && registered.agent == "alice")
+        #expect(registered.detail["type"] == "planner" && registered.at > 0)
+    }
+}
