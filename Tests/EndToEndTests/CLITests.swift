@@ -1,0 +1,88 @@
+import ACBClient
+import Bus
+import Foundation
+import NIOCore
+import Testing
+
+/// The `acb` executable as a user runs it: a subprocess, configured by flags, environment and file.
+@Suite(.timeLimit(.minutes(1))) struct CLITests {
+    /// `acb` sits beside the test binary in the build folder.
+    static let acb = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("acb").path
+
+    static let secret = String(repeating: "cli-secret-", count: 3)
+
+    @Test func sigtermSendsGoAwayDrainsAndExitsZero() async throws {
+        let config = NSTemporaryDirectory() + "acb-cli-\(UUID().uuidString).json"
+        try Data(#"{"token-secret": "\#(Self.secret)", "port": 7}"#.utf8).write(to: URL(fileURLWithPath: config))
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: Self.acb)
+        // The flag beats the file's port 7; the file gives the secret.
+        server.arguments = ["serve", "--config", config, "--port", "0"]
+        let stderr = Pipe()
+        server.standardError = stderr
+        try server.run()
+        let port = try #require(await Self.listeningPort(stderr.fileHandleForReading))
+
+        let token = try await Self.issueToken(agent: "alice")
+        var raw = try await RawConnection.connect(port: port)
+        guard case .welcome = try await raw.hello(token) else { Issue.record("expected WELCOME"); return }
+        server.terminate()
+        var frames: [Frame] = []
+        while let frame = try await raw.read() { frames.append(frame) }
+        #expect(frames.first == .goAway(GoAway(code: .shuttingDown, message: "the server is shutting down")))
+        server.waitUntilExit()
+        #expect(server.terminationReason == .exit && server.terminationStatus == 0)
+    }
+
+    @Test(arguments: [
+        (["serve"], "token-secret is required"),
+        (["serve", "--token-secret", "short"], "token-secret is required"),
+        (["serve", "--token-secret", secret, "--port", "70000"], "port must be an integer in 0...65535"),
+        (["serve", "--token-secret", secret, "--log-level", "loud"], "log-level must be one of"),
+        (["serve", "--config", "/nonexistent.json"], "cannot be read"),
+        (["token", "issue", "--agent", "a b", "--tenant", "t", "--token-secret", secret], "agent may hold"),
+    ])
+    func badConfigurationIsOneLineOnStderrAndExitTwo(arguments: [String], message: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.acb)
+        process.arguments = arguments
+        process.environment = [:]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        process.waitUntilExit()
+        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 2)
+        #expect(output.split(separator: "\n").count == 1 && output.hasPrefix("acb: ") && output.contains(message),
+                "\(output)")
+    }
+
+    /// Reads the server's log until it says where agents connect.
+    static func listeningPort(_ log: FileHandle) async -> Int? {
+        var text = ""
+        while case let chunk = log.availableData, !chunk.isEmpty {
+            text += String(decoding: chunk, as: UTF8.self)
+            if let line = text.split(separator: "\n").first(where: { $0.contains("agents connect to") }),
+               let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
+                return port
+            }
+        }
+        return nil
+    }
+
+    /// `acb token issue`, with the secret from the environment.
+    static func issueToken(agent: String) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: acb)
+        process.arguments = ["token", "issue", "--agent", agent, "--tenant", "cli", "--roles", "agent-full"]
+        process.environment = ["ACB_TOKEN_SECRET": secret]
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        try process.run()
+        process.waitUntilExit()
+        return String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
