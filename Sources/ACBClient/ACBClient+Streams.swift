@@ -63,6 +63,7 @@ extension ACBClient {
     ///   - streamID: names the upload for resumption; a fresh UUID by default.
     ///   - progress: called with bytes stored by the bus and the total.
     /// - Returns: the bus's OK once the receiver has it (verified on the bus).
+    /// - Throws: the bus's ``BusError`` if it refuses or aborts the upload.
     @discardableResult
     public func upload(to target: Target, from source: some StreamSource, streamID: String? = nil,
                        progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) async throws -> Ok {
@@ -115,7 +116,7 @@ extension ACBClient {
 
     /// Sends chunks from `first`, keeping at most `uploadWindow` unconfirmed.
     private func sendChunks(_ open: StreamOpen, from first: UInt32, source: some StreamSource,
-                            connection: ClientConnection, statuses: AsyncStream<StreamStatus>,
+                            connection: ClientConnection, statuses: AsyncThrowingStream<StreamStatus, any Error>,
                             progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws {
         let count = UInt32(open.chunkCount)
         var stored = first
@@ -129,7 +130,7 @@ extension ACBClient {
                                                          data: try source.read(offset: offset, count: length))))
                 sent += 1
             }
-            guard let status = await updates.next() else { throw ClientConnection.closedError }
+            guard let status = try await updates.next() else { throw ClientConnection.closedError }
             stored = max(stored, status.nextIndex)
             progress?(status.bytes, open.totalSize)
         }

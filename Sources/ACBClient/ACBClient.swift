@@ -157,9 +157,9 @@ public final class ACBClient: Sendable {
     }
 
     /// Cuts the TCP connection without GOAWAY, as a network failure would (for tests and demos of
-    /// reconnect and resume).
-    public func dropConnection() async {
-        try? await link.withLockedValue { $0.connection }?.channel.close()
+    /// reconnect and resume). Anything sent after this call is lost with the connection.
+    public func dropConnection() {
+        link.withLockedValue { $0.connection }?.channel.close(promise: nil)
     }
 
     // MARK: internals
@@ -207,6 +207,10 @@ public final class ACBClient: Sendable {
             return (link.description, link.patterns, link.readiness, previous)
         }
         previous?.cancel()
+        guard connection.isActive else {
+            // It died between WELCOME and here; its close was ignored because it was not current yet.
+            return connectionLost(connection, goAway: nil)
+        }
         if readiness != .ready { connection.fire(.heartbeat(Heartbeat(readiness: readiness))) }
         if let description { _ = try await connection.call { .register(Register(ref: $0, description: description)) } }
         for pattern in patterns { _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) } }

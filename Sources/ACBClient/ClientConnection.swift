@@ -20,7 +20,7 @@ final class ClientConnection: Sendable {
         var calls: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
         var acks = AckTracker()
         var ackFlushScheduled = false
-        var uploads: [String: AsyncStream<StreamStatus>.Continuation] = [:]
+        var uploads: [String: AsyncThrowingStream<StreamStatus, any Error>.Continuation] = [:]
         var goAway: GoAway?
         var closed = false
     }
@@ -47,19 +47,13 @@ final class ClientConnection: Sendable {
         -> ClientConnection
     {
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Frame.self)
-        let channel = try await ClientBootstrap(group: handshake.futureResult.eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: UInt32.max >> 1)),
-                        MessageToByteHandler(FrameEncoder()),
-                        ClientFrameRouter(handshake: handshake),
-                    ])
-                }
-            }
-            .connect(host: configuration.host, port: configuration.port)
-            .get()
+        let channel: any Channel
+        do {
+            channel = try await connect(configuration, handshake: handshake)
+        } catch {
+            handshake.fail(error)
+            throw error
+        }
         try await channel.writeAndFlush(Frame.hello(Hello(token: configuration.token,
                                                           clientName: configuration.clientName)))
         switch try await handshake.futureResult.get() {
@@ -77,6 +71,24 @@ final class ClientConnection: Sendable {
             try? await channel.close()
             throw BusError(.badFrame, "the server did not answer HELLO with WELCOME")
         }
+    }
+
+    private static func connect(_ configuration: ClientConfiguration, handshake: EventLoopPromise<Frame>)
+        async throws -> any Channel
+    {
+        try await ClientBootstrap(group: handshake.futureResult.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: UInt32.max >> 1)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ClientFrameRouter(handshake: handshake),
+                    ])
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .get()
     }
 
     /// Sends a command built with a fresh `ref` and waits for its answer (OK, DISCOVERED, RESPONSE,
@@ -119,18 +131,22 @@ final class ClientConnection: Sendable {
         }
     }
 
+    /// Asks for `id` to be delivered again later. The id counts as settled for acknowledgement,
+    /// so later ids still collapse into cumulative ACKs (the NACK goes out first).
     func nack(_ id: UInt64) {
         fire(.nack(Ack(deliveryID: id)))
+        done(id)
     }
 
-    /// The STREAM_STATUS progress reports of an upload, until it ends or the connection closes.
-    func watchUpload(_ streamID: String) -> AsyncStream<StreamStatus> {
-        let (stream, continuation) = AsyncStream<StreamStatus>.makeStream()
+    /// The STREAM_STATUS progress reports of an upload. It ends with the bus's error if the bus
+    /// aborts the upload, and with ``closedError`` if the connection closes.
+    func watchUpload(_ streamID: String) -> AsyncThrowingStream<StreamStatus, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<StreamStatus, any Error>.makeStream()
         let closed = state.withLockedValue { state in
             if !state.closed { state.uploads[streamID] = continuation }
             return state.closed
         }
-        if closed { continuation.finish() }
+        if closed { continuation.finish(throwing: Self.closedError) }
         return stream
     }
 
@@ -153,8 +169,9 @@ final class ClientConnection: Sendable {
             if status.ref != 0 { answer(status.ref, frame) }
             _ = state.withLockedValue { $0.uploads[status.streamID] }?.yield(status)
         case .streamAbort(let abort):
-            state.withLockedValue { $0.uploads.removeValue(forKey: abort.streamID) }?.finish()
-            downloads.value[abort.streamID] = nil
+            state.withLockedValue { $0.uploads.removeValue(forKey: abort.streamID) }?
+                .finish(throwing: BusError(abort.code, abort.message))
+            downloads.value.removeValue(forKey: abort.streamID)?.discard()
         case .deliver(let deliver):
             delegate?.delivered(Delivery(deliver, connection: self))
         case .streamOpen(let open): beginDownload(open)
@@ -177,7 +194,8 @@ final class ClientConnection: Sendable {
         }
         let error = goAway.map { BusError($0.code, $0.message) } ?? Self.closedError
         for call in calls { call.resume(throwing: error) }
-        for upload in uploads { upload.finish() }
+        for upload in uploads { upload.finish(throwing: Self.closedError) }
+        for download in downloads.value.values { download.discard() }
         downloads.value.removeAll()
         delegate?.connectionLost(self, goAway: goAway)
     }
@@ -199,9 +217,14 @@ final class ClientConnection: Sendable {
 
     private func downloadChunk(_ chunk: StreamChunk) {
         guard var download = downloads.value[chunk.streamID] else { return }
-        chunk.data.withUnsafeReadableBytes { bytes in
-            download.handle.write(Data(bytes))
+        let written: Bool = chunk.data.withUnsafeReadableBytes { bytes in
             download.hasher.update(bufferPointer: bytes)
+            return (try? download.handle.write(contentsOf: bytes)) != nil
+        }
+        guard written else {
+            downloads.value[chunk.streamID] = nil
+            download.discard()
+            return nack(download.open.ref)
         }
         download.received += UInt64(chunk.data.readableBytes)
         downloads.value[chunk.streamID] = download
@@ -213,11 +236,13 @@ final class ClientConnection: Sendable {
         try? download.handle.close()
         let digest = Array(download.hasher.finalize())
         guard download.received == download.open.totalSize, digest == download.open.sha256 else {
-            try? FileManager.default.removeItem(atPath: download.path)
+            download.discard()
             return nack(end.ref)
         }
+        // The bus names a download `<delivery id>/<sender's stream id>`; the application sees the latter.
+        let senderStreamID = end.streamID.split(separator: "/", maxSplits: 1).last.map(String.init) ?? end.streamID
         delegate?.streamArrived(IncomingStream(deliveryID: end.ref, from: download.open.target.name,
-                                               streamID: end.streamID, size: download.open.totalSize,
+                                               streamID: senderStreamID, size: download.open.totalSize,
                                                path: download.path, connection: self))
     }
 }
@@ -229,6 +254,12 @@ private struct Download {
     var handle: FileHandle
     var hasher = SHA256()
     var received: UInt64 = 0
+
+    /// Deletes the partial file of a download that will not complete.
+    func discard() {
+        try? handle.close()
+        try? FileManager.default.removeItem(atPath: path)
+    }
 }
 
 /// Routes inbound frames: the handshake answer to its promise, frames that arrive before the

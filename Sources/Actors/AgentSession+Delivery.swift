@@ -7,16 +7,17 @@ extension AgentSession {
     func drain() {
         guard state != .closed else { return }
         mailbox.beginDrain()
-        let now = WallClock.nowMs()
+        let (now, clock) = (WallClock.nowMs(), MonotonicClock.nowMs())
         while let envelope = mailbox.next(takeMessage: window.hasRoom && channel.isWritable) {
-            deliver(envelope, now: now)
+            deliver(envelope, now: now, clock: clock)
         }
         load.inFlight = window.count
         flush()
         if state == .draining, window.count == 0, mailbox.messageCount == 0 { channel.close(promise: nil) }
     }
 
-    private func deliver(_ envelope: Envelope, now: UInt64) {
+    /// - Parameters: now: wall-clock time, for deadlines; clock: monotonic time, for the ack timeout.
+    private func deliver(_ envelope: Envelope, now: UInt64, clock: UInt64) {
         switch envelope {
         case .message(let message):
             if let deadline = message.deadline, deadline <= now {
@@ -24,12 +25,12 @@ extension AgentSession {
                 return
             }
             let attempt = message.attempts + 1
-            let id = window.send(envelope, attempt: attempt, now: now)
+            let id = window.send(envelope, attempt: attempt, now: clock)
             write(.deliver(Deliver(deliveryID: id, kind: message.kind, from: message.from, subject: message.subject,
                                    correlationID: message.correlationID, deadline: message.deadline,
                                    attempt: attempt, payload: message.payload)))
         case .stream(let stream):
-            let id = window.send(envelope, attempt: stream.attempts + 1, now: now)
+            let id = window.send(envelope, attempt: stream.attempts + 1, now: clock)
             startDownload(stream, deliveryID: id)
         case .response(let local, let from, let status, let payload):
             complete(local: local, from: from, status: status, payload: payload)
@@ -56,19 +57,11 @@ extension AgentSession {
 
     /// Puts a delivery back for another attempt, or dead-letters it after the last one.
     func retryOrDeadLetter(_ envelope: Envelope, attempts: UInt16, reason: ErrorCode) {
-        guard attempts >= configuration.maxDeliveryAttempts else {
-            return requeue([envelope.with(attempts: attempts)])
+        let envelope = envelope.with(attempts: attempts)
+        if attempts < configuration.maxDeliveryAttempts, requeue([envelope]) { return }
+        if case .message(let message) = envelope, message.kind == .request {
+            failRequester(of: message, BusError(.unavailable, "\(identity.agentID) did not acknowledge"))
         }
-        switch envelope {
-        case .message(let message):
-            if message.kind == .request {
-                failRequester(of: message, BusError(.unavailable, "\(identity.agentID) did not acknowledge"))
-            }
-            supervisor.deadLetter(message, to: identity.key, reason: reason, attempts: attempts)
-        case .stream(let stream):
-            audit("stream.dead_lettered", ["stream": stream.open.streamID, "from": stream.from])
-        case .response, .requestFailed:
-            break
-        }
+        supervisor.deadLetter(envelope, to: identity.key, reason: reason)
     }
 }

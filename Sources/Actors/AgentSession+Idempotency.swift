@@ -10,13 +10,13 @@ extension AgentSession {
         case answered(IdempotentResult)
     }
 
-    /// Looks up an idempotency key, scoped to this tenant and agent.
+    /// Looks up an idempotency key, scoped to this tenant and agent; the window runs on the monotonic clock.
     /// - Throws: ``ErrorCode/conflict`` while the first attempt still runs.
-    func beginIdempotent(_ key: String, now: UInt64) throws(BusError) -> IdempotentStart {
+    func beginIdempotent(_ key: String) throws(BusError) -> IdempotentStart {
         guard !key.isEmpty else { return .run(scopedKey: "") }
         try Identifier.validate(key, field: "idempotency_key")
         let scoped = "\(identity.tenant)/\(identity.agentID)/\(key)"
-        switch supervisor.idempotency.withLockedValue({ $0.begin(scoped, now: now) }) {
+        switch supervisor.idempotency.withLockedValue({ $0.begin(scoped, now: MonotonicClock.nowMs()) }) {
         case .new: return .run(scopedKey: scoped)
         case .done(let result): return .answered(result)
         case .pending: throw BusError(.conflict, "a command with this idempotency key is still running",
@@ -24,9 +24,9 @@ extension AgentSession {
         }
     }
 
-    func completeIdempotent(_ scoped: String, _ result: IdempotentResult, now: UInt64) {
+    func completeIdempotent(_ scoped: String, _ result: IdempotentResult) {
         guard !scoped.isEmpty else { return }
-        supervisor.idempotency.withLockedValue { $0.complete(scoped, with: result, now: now) }
+        supervisor.idempotency.withLockedValue { $0.complete(scoped, with: result) }
     }
 
     func forgetIdempotencyKey(_ scoped: String) {

@@ -4,10 +4,9 @@ import NIOCore
 extension AgentSession {
     func handleSend(_ send: Send) {
         do throws(BusError) {
-            let now = WallClock.nowMs()
             try checkInline(send.payload)
-            try checkDeadline(send.deadline, now: now)
-            let key = try beginIdempotent(send.idempotencyKey, now: now)
+            try checkDeadline(send.deadline, now: WallClock.nowMs())
+            let key = try beginIdempotent(send.idempotencyKey)
             switch key {
             case .answered(.ok(let outcome, let recipients)):
                 return write(.ok(Ok(ref: send.ref, outcome: outcome, recipients: recipients)))
@@ -18,7 +17,7 @@ extension AgentSession {
                     let receiver = try resolve(send.target)
                     try receiver.enqueue(.message(Message(kind: .direct, from: identity.agentID,
                                                           deadline: send.deadline, payload: send.payload)))
-                    completeIdempotent(scoped, .ok(.delivered, recipients: 1), now: now)
+                    completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     write(.ok(Ok(ref: send.ref, outcome: .delivered, recipients: 1)))
                 } catch {
                     forgetIdempotencyKey(scoped)
@@ -57,17 +56,23 @@ extension AgentSession {
     /// Offers `envelope` to this session's mailbox, from any thread.
     /// - Throws: ``ErrorCode/overloaded`` when the mailbox is full, ``ErrorCode/offline`` once closed.
     public nonisolated func enqueue(_ envelope: Envelope) throws(BusError) {
-        let (accepted, wake) = mailbox.offer(envelope)
-        if wake { scheduleDrain() }
-        guard accepted else {
+        switch mailbox.offer(envelope) {
+        case .accepted(let wake):
+            if wake { scheduleDrain() }
+        case .full:
             throw BusError(.overloaded, "\(identity.agentID) is not keeping up", retryAfterMs: 100)
+        case .closed:
+            throw BusError(.offline, "\(identity.agentID) just disconnected")
         }
     }
 
-    /// Hands deliveries back after a reconnect or a takeover, ahead of anything newer.
-    nonisolated func requeue(_ envelopes: [Envelope]) {
-        guard !envelopes.isEmpty else { return }
-        if mailbox.requeueFront(envelopes) { scheduleDrain() }
+    /// Hands deliveries back ahead of anything newer (after a reconnect, a takeover or a retry).
+    /// - Returns: false if the session has closed and did not take them.
+    @discardableResult
+    nonisolated func requeue(_ envelopes: [Envelope]) -> Bool {
+        guard case .accepted(let wake) = mailbox.requeueFront(envelopes) else { return false }
+        if wake { scheduleDrain() }
+        return true
     }
 
     nonisolated func scheduleDrain() {

@@ -7,9 +7,12 @@ extension AgentSession {
             try Identifier.validate(description.agentType, field: "agent_type")
             for capability in description.capabilities { try Identifier.validate(capability, field: "capability") }
             for entry in description.metadata { try Identifier.validate(entry.key, field: "metadata.key") }
-            guard description.location.utf8.count <= 256,
-                  description.metadata.allSatisfy({ $0.value.utf8.count <= 1024 })
-            else { throw BusError(.invalidArgument, "location is limited to 256 bytes, metadata values to 1024") }
+            guard description.location.utf8.count <= Limits.maxLocationBytes,
+                  description.metadata.allSatisfy({ $0.value.utf8.count <= Limits.maxMetadataValueBytes })
+            else {
+                throw BusError(.invalidArgument, "location is limited to \(Limits.maxLocationBytes) bytes, "
+                               + "metadata values to \(Limits.maxMetadataValueBytes)")
+            }
         } catch {
             return fail(register.ref, error)
         }
@@ -51,6 +54,11 @@ extension AgentSession {
     }
 
     func handleUnsubscribe(_ command: PatternCommand) {
+        do throws(BusError) {
+            _ = try Topic.validatePattern(command.pattern)
+        } catch {
+            return fail(command.ref, error)
+        }
         guard let tokens = patterns.removeValue(forKey: command.pattern) else {
             return fail(command.ref, BusError(.invalidArgument, "not subscribed to \(command.pattern)"))
         }

@@ -8,7 +8,7 @@ extension AgentSession {
             let now = WallClock.nowMs()
             try checkInline(request.payload)
             let deadline = try requestDeadline(request.deadline, now: now)
-            switch try beginIdempotent(request.idempotencyKey, now: now) {
+            switch try beginIdempotent(request.idempotencyKey) {
             case .answered(.response(let from, let status, let payload)):
                 return write(.response(Response(ref: request.ref, from: from, status: status, payload: payload)))
             case .answered(.ok):
@@ -82,8 +82,7 @@ extension AgentSession {
         guard let pending = requests[local], pending.responder == from else { return supervisor.countLateReply() }
         _ = requests.remove(local)
         pending.timer?.cancel()
-        completeIdempotent(pending.idempotencyKey, .response(from: from, status: status, payload: payload),
-                           now: WallClock.nowMs())
+        completeIdempotent(pending.idempotencyKey, .response(from: from, status: status, payload: payload))
         write(.response(Response(ref: pending.ref, from: from, status: status, payload: payload)))
     }
 

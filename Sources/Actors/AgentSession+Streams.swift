@@ -4,24 +4,22 @@ import NIOPosix
 import NIOCore
 
 extension AgentSession {
-    /// Most uploads one session may have open at once.
-    static let maxOpenUploads = 16
-
     func handleStreamOpen(_ open: StreamOpen) {
         do throws(BusError) {
             try Identifier.validate(open.streamID, field: "stream_id")
             guard uploads[open.streamID] == nil else {
                 throw BusError(.invalidArgument, "stream \(open.streamID) is already open")
             }
-            guard uploads.count < Self.maxOpenUploads else {
-                throw BusError(.overloaded, "at most \(Self.maxOpenUploads) open streams per session", retryAfterMs: 1000)
+            guard uploads.count < Limits.maxOpenUploads else {
+                throw BusError(.overloaded, "at most \(Limits.maxOpenUploads) open streams per session",
+                               retryAfterMs: 1000)
             }
             try checkDeadline(open.deadline, now: WallClock.nowMs())
             _ = try resolve(open.target)
             let assembly = try StreamAssembly(totalSize: open.totalSize, chunkSize: open.chunkSize,
                                               maxChunkSize: configuration.limits.chunkSize,
                                               maxTotalSize: configuration.maxStreamBytes)
-            let file = try SpoolFile(path: "\(configuration.streamDirectory)/\(number)-\(UUID().uuidString)")
+            let file = try SpoolFile(directory: configuration.streamDirectory, session: number)
             let spool = UploadSpool(owner: identity.key, open: open, file: file, assembly: assembly)
             uploads[open.streamID] = ActiveUpload(spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture())
             write(.streamStatus(StreamStatus(ref: open.ref, streamID: open.streamID, nextIndex: 0, bytes: 0)))
@@ -104,16 +102,21 @@ extension AgentSession {
             return writeStatus(upload.spool, ref: resume.ref)
         }
         guard let parked = supervisor.streams.take(owner: identity.key, streamID: resume.streamID,
-                                                   now: WallClock.nowMs())
+                                                   now: MonotonicClock.nowMs())
         else {
             return fail(resume.ref, BusError(.unknownStream, "no stream \(resume.streamID) to resume"))
         }
         let spool = parked.spool
-        // A failed write leaves the assembly short; END then reports it, so failures need no path here.
+        // The upload takes chunks again only once the old connection's writes are done and it is
+        // rewound; chunks sent before STREAM_STATUS answers are refused as for an unknown stream.
+        // A failed write leaves the assembly short, which END reports, so failures need no path here.
         let ready = parked.chain.hop(to: channel.eventLoop).recover { _ in }.map { spool.rewind() }
-        uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready)
         ready.whenComplete { [self] _ in
             assumeIsolated { session in
+                guard session.state != .closed else {
+                    return session.supervisor.streams.park(spool, chain: ready, now: MonotonicClock.nowMs())
+                }
+                session.uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready)
                 session.writeStatus(spool, ref: resume.ref)
                 session.flush()
             }
@@ -128,18 +131,28 @@ extension AgentSession {
 
     /// Sends a verified stream to this agent: STREAM_OPEN (ref = delivery id), chunks read from the
     /// spool one at a time (the next is read once the previous is written), STREAM_END.
+    ///
+    /// To the receiver the stream is `<delivery id>/<sender's stream id>`: unique in the session
+    /// even when two senders pick the same id or a redelivery overlaps the first attempt.
     func startDownload(_ stream: CompletedStream, deliveryID: UInt64) {
         var open = stream.open
         open.ref = deliveryID
+        open.streamID = "\(deliveryID)/\(stream.open.streamID)"
         open.target = .agent(stream.from)
         write(.streamOpen(open))
-        sendChunk(stream, index: 0, deliveryID: deliveryID)
+        sendChunk(stream, open: open, index: 0)
     }
 
-    private func sendChunk(_ stream: CompletedStream, index: UInt32, deliveryID: UInt64) {
+    /// Sends chunk `index` of a download, unless its delivery was withdrawn (NACKed, timed out,
+    /// dead-lettered): then the receiver is told to drop it.
+    private func sendChunk(_ stream: CompletedStream, open: StreamOpen, index: UInt32) {
         guard state != .closed else { return }
-        let open = stream.open
-        window.touch(deliveryID, now: WallClock.nowMs())
+        let deliveryID = open.ref
+        guard window.touch(deliveryID, now: MonotonicClock.nowMs()) else {
+            write(.streamAbort(StreamAbort(streamID: open.streamID, code: .unavailable,
+                                           message: "the delivery was withdrawn")))
+            return flush()
+        }
         guard UInt64(index) < open.chunkCount else {
             write(.streamEnd(StreamRef(ref: deliveryID, streamID: open.streamID)))
             return flush()
@@ -150,23 +163,23 @@ extension AgentSession {
         supervisor.threadPool.runIfActive(eventLoop: channel.eventLoop) {
             try stream.file.read(count: count, at: offset, allocator: allocator)
         }.whenComplete { [self] result in
-            assumeIsolated { $0.chunkRead(stream, index: index, deliveryID: deliveryID, result) }
+            assumeIsolated { $0.chunkRead(stream, open: open, index: index, result) }
         }
     }
 
-    private func chunkRead(_ stream: CompletedStream, index: UInt32, deliveryID: UInt64,
+    private func chunkRead(_ stream: CompletedStream, open: StreamOpen, index: UInt32,
                            _ result: Result<ByteBuffer, any Error>) {
         guard state != .closed else { return }
         switch result {
         case .success(let data):
             let written = channel.eventLoop.makePromise(of: Void.self)
-            channel.writeAndFlush(Frame.streamChunk(StreamChunk(streamID: stream.open.streamID, index: index, data: data)),
+            channel.writeAndFlush(Frame.streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)),
                                   promise: written)
             written.futureResult.whenSuccess { [self] in
-                assumeIsolated { $0.sendChunk(stream, index: index + 1, deliveryID: deliveryID) }
+                assumeIsolated { $0.sendChunk(stream, open: open, index: index + 1) }
             }
         case .failure(let error):
-            write(.streamAbort(StreamAbort(streamID: stream.open.streamID, code: .internal,
+            write(.streamAbort(StreamAbort(streamID: open.streamID, code: .internal,
                                            message: "reading the spool failed: \(error)")))
             flush()
         }

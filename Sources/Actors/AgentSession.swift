@@ -42,7 +42,8 @@ public actor AgentSession {
     var requests: CorrelationTable<PendingRequest>
     var patterns: [String: [Substring]] = [:]
     var uploads: [String: ActiveUpload] = [:]
-    var lastHeard = WallClock.nowMs()
+    /// When a frame last arrived, on the ``MonotonicClock``.
+    var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
     var needsFlush = false
 
@@ -78,8 +79,8 @@ public actor AgentSession {
     /// Handles one frame from the agent.
     public func receive(_ frame: Frame) {
         guard state != .closed else { return }
-        lastHeard = WallClock.nowMs()
-        guard frame.isClientFrame else {
+        lastHeard = MonotonicClock.nowMs()
+        guard frame.type.isSentByClients, frame.type != .hello else {
             return fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
         }
         guard Role.anyAllows(identity.roles, frame.type) else {
@@ -134,11 +135,11 @@ public actor AgentSession {
             pending.timer?.cancel()
             forgetIdempotencyKey(pending.idempotencyKey)
         }
-        let now = WallClock.nowMs()
+        let now = MonotonicClock.nowMs()
         for (_, upload) in uploads { supervisor.streams.park(upload.spool, chain: upload.chain, now: now) }
         uploads.removeAll()
         var orphans: [Envelope] = []
-        let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.takeAll()
+        let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.close()
         for envelope in held {
             switch envelope {
             case .message(let message) where message.kind == .request:
@@ -190,7 +191,7 @@ public actor AgentSession {
     }
 
     private func tick() {
-        let now = WallClock.nowMs()
+        let now = MonotonicClock.nowMs()
         let silence = UInt64(configuration.limits.heartbeatIntervalMs) * UInt64(configuration.missedHeartbeats)
         if now > lastHeard + silence {
             audit("session.heartbeat_timeout")
@@ -220,14 +221,6 @@ extension Frame {
         case .streamOpen(let f): f.ref
         case .streamEnd(let f), .streamResume(let f): f.ref
         default: 0
-        }
-    }
-
-    /// Whether clients may send this frame at all once the session is open.
-    var isClientFrame: Bool {
-        switch self {
-        case .hello, .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus: false
-        default: true
         }
     }
 

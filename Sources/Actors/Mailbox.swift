@@ -15,6 +15,8 @@ final class Mailbox: Sendable {
         var wakeScheduled = false
         /// Since when (ms) the message lane has refused offers; nil while it has room.
         var fullSince: UInt64?
+        /// The owner closed: every offer is refused, so nothing is accepted that nobody will deliver.
+        var closed = false
     }
 
     let capacity: Int
@@ -26,32 +28,40 @@ final class Mailbox: Sendable {
         self.controlCapacity = controlCapacity
     }
 
-    /// Adds `envelope` to its lane.
-    /// - Returns: whether it was accepted, and whether the caller must wake the owner.
-    func offer(_ envelope: Envelope) -> (accepted: Bool, wake: Bool) {
+    /// What became of an offer.
+    enum Verdict {
+        case accepted(wake: Bool)
+        case full
+        case closed
+    }
+
+    /// Adds `envelope` to its lane. On `.accepted(wake: true)` the caller must wake the owner.
+    func offer(_ envelope: Envelope) -> Verdict {
         state.withLockedValue { state in
+            guard !state.closed else { return .closed }
             if envelope.isControl {
-                guard state.control.count < controlCapacity else { return (false, false) }
+                guard state.control.count < controlCapacity else { return .full }
                 state.control.append(envelope)
             } else {
                 guard state.messages.count < capacity else {
-                    if state.fullSince == nil { state.fullSince = WallClock.nowMs() }
-                    return (false, false)
+                    if state.fullSince == nil { state.fullSince = MonotonicClock.nowMs() }
+                    return .full
                 }
                 state.messages.append(envelope)
             }
             defer { state.wakeScheduled = true }
-            return (true, !state.wakeScheduled)
+            return .accepted(wake: !state.wakeScheduled)
         }
     }
 
     /// Puts envelopes back at the front of the message lane, ignoring the bound (they were accepted
-    /// once already): redeliveries to a reconnected agent.
-    func requeueFront(_ envelopes: [Envelope]) -> Bool {
+    /// once already): redeliveries to a reconnected agent, and retries.
+    func requeueFront(_ envelopes: [Envelope]) -> Verdict {
         state.withLockedValue { state in
+            guard !state.closed else { return .closed }
             state.messages.insert(contentsOf: envelopes, at: state.messages.startIndex)
             defer { state.wakeScheduled = true }
-            return !state.wakeScheduled
+            return .accepted(wake: !state.wakeScheduled)
         }
     }
 
@@ -70,9 +80,10 @@ final class Mailbox: Sendable {
         }
     }
 
-    /// Empties both lanes (the owner is closing).
-    func takeAll() -> [Envelope] {
+    /// Refuses every later offer and empties both lanes (the owner is closing).
+    func close() -> [Envelope] {
         state.withLockedValue { state in
+            state.closed = true
             defer {
                 state.control.removeAll()
                 state.messages.removeAll()

@@ -13,13 +13,20 @@ public final class RoutingTable: Sendable {
         var capabilities: [String: [String: Set<String>]] = [:]
         var topics: [String: SubscriptionIndex<UInt32>] = [:]
         /// Deliveries of agents whose session closed before they were acknowledged, kept for the
-        /// agent's next session (bounded: at most what one session held, per agent).
-        var orphans: [AgentKey: [Envelope]] = [:]
+        /// agent's next session: at most `orphanCapacity` per agent, for at most `orphanTTLMs`.
+        var orphans: [AgentKey: (envelopes: [Envelope], since: UInt64)] = [:]
     }
 
     private let state = NIOLockedValueBox(State())
+    /// Most orphaned deliveries kept per agent; older ones are returned for dead-lettering.
+    private let orphanCapacity: Int
+    /// How long orphaned deliveries wait for their agent before they are dead-lettered.
+    private let orphanTTLMs: UInt64
 
-    init() {}
+    init(orphanCapacity: Int, orphanTTLMs: UInt64) {
+        self.orphanCapacity = orphanCapacity
+        self.orphanTTLMs = orphanTTLMs
+    }
 
     /// Makes `session` the live session of its agent.
     /// - Returns: the session it replaced, which the caller closes, and the agent's orphaned deliveries.
@@ -29,28 +36,36 @@ public final class RoutingTable: Sendable {
             let replaced = state.byAgent.updateValue(session, forKey: key)
             state.byNumber[session.number] = session
             state.members[key.tenant, default: []].insert(session.number)
-            return (replaced, state.orphans.removeValue(forKey: key) ?? [])
+            return (replaced, state.orphans.removeValue(forKey: key)?.envelopes ?? [])
         }
     }
 
     /// Forgets `session` and its subscriptions. Its unacknowledged deliveries go to the agent's
-    /// newer session if one took over (returned, for the caller to requeue), else they wait for the next.
-    func detach(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) -> AgentSession? {
+    /// newer session if one took over, else they wait for the next one. Orphans past their time or
+    /// over the per-agent bound (oldest first) are returned, with their agent, for dead-lettering.
+    func detach(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope], now: UInt64)
+        -> [(AgentKey, Envelope)]
+    {
         let key = session.identity.key
         return state.withLockedValue { state in
             state.byNumber[session.number] = nil
             state.members[key.tenant]?.remove(session.number)
             for pattern in patterns { state.topics[key.tenant]?.remove(pattern, session.number) }
             if state.byAgent[key] === session { state.byAgent[key] = nil }
-            if let successor = state.byAgent[key] { return successor }
-            if !orphans.isEmpty { state.orphans[key, default: []].append(contentsOf: orphans) }
-            return nil
+            var expired: [(AgentKey, Envelope)] = []
+            for (agent, held) in state.orphans where held.since + orphanTTLMs <= now {
+                expired += held.envelopes.map { (agent, $0) }
+                state.orphans[agent] = nil
+            }
+            if let successor = state.byAgent[key], successor.requeue(orphans) { return expired }
+            guard !orphans.isEmpty else { return expired }
+            var kept = (state.orphans[key]?.envelopes ?? []) + orphans
+            let overflow = max(0, kept.count - orphanCapacity)
+            expired += kept.prefix(overflow).map { (key, $0) }
+            kept.removeFirst(overflow)
+            state.orphans[key] = (kept, state.orphans[key]?.since ?? now)
+            return expired
         }
-    }
-
-    /// Drops the orphaned deliveries of an agent that unregistered, for dead-lettering.
-    func dropOrphans(of key: AgentKey) -> [Envelope] {
-        state.withLockedValue { $0.orphans.removeValue(forKey: key) ?? [] }
     }
 
     public func session(number: UInt32) -> AgentSession? {

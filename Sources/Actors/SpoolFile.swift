@@ -15,6 +15,20 @@ public final class SpoolFile: Sendable {
     public let path: String
     private let fd: Int32
 
+    /// A new spool file for session `session` in `directory`, named `<session>-<UUID>`.
+    convenience init(directory: String, session: UInt32) throws(BusError) {
+        try self.init(path: "\(directory)/\(session)-\(UUID().uuidString)")
+    }
+
+    /// Deletes spool files an earlier run left in `directory` (their uploads lived in its memory and
+    /// cannot be resumed). Only names of the spool form are touched.
+    static func removeLeftovers(in directory: String) throws {
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory)
+        where name.range(of: #"^[0-9]+-[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}$"#, options: .regularExpression) != nil {
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
+        }
+    }
+
     /// Creates (or truncates) the file at `path`.
     init(path: String) throws(BusError) {
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

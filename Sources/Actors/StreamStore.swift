@@ -4,7 +4,8 @@ import NIOCore
 
 /// Uploads whose connection broke, kept for a while so the sender can resume them.
 ///
-/// Bounded in time (`ttlMs`) rather than count: each parked upload's bytes are on disk, not in memory.
+/// Bounded in time (`ttlMs`, checked whenever an upload is parked or resumed) and per owner in count;
+/// each parked upload's bytes are on disk, not in memory.
 public final class StreamStore: Sendable {
     private struct Key: Hashable {
         var owner: AgentKey
@@ -24,9 +25,14 @@ public final class StreamStore: Sendable {
     init(ttlMs: UInt64) { self.ttlMs = ttlMs }
 
     /// Keeps `spool` for resumption; `chain` completes when its last chunk writes have.
+    /// An owner keeps at most ``Limits/maxOpenUploads`` parked uploads: the oldest goes first.
     func park(_ spool: UploadSpool, chain: EventLoopFuture<Void>, now: UInt64) {
         parked.withLockedValue { parked in
-            parked = parked.filter { $0.value.at + ttlMs > now }
+            expire(&parked, now: now)
+            let mine = parked.filter { $0.key.owner == spool.owner }
+            if mine.count >= Limits.maxOpenUploads, let oldest = mine.min(by: { $0.value.at < $1.value.at }) {
+                parked[oldest.key] = nil
+            }
             parked[Key(owner: spool.owner, streamID: spool.open.streamID)] = Parked(spool: spool, chain: chain, at: now)
         }
     }
@@ -34,11 +40,14 @@ public final class StreamStore: Sendable {
     /// Takes back a parked upload of `owner`, if it has not expired.
     func take(owner: AgentKey, streamID: String, now: UInt64) -> Parked? {
         parked.withLockedValue { parked in
-            guard let entry = parked.removeValue(forKey: Key(owner: owner, streamID: streamID)),
-                  entry.at + ttlMs > now
-            else { return nil }
-            return entry
+            expire(&parked, now: now)
+            return parked.removeValue(forKey: Key(owner: owner, streamID: streamID))
         }
+    }
+
+    /// Drops expired uploads; their spool files go with the last reference.
+    private func expire(_ parked: inout [Key: Parked], now: UInt64) {
+        parked = parked.filter { $0.value.at + ttlMs > now }
     }
 
     /// Uploads parked now.

@@ -12,7 +12,7 @@ import Synchronization
 /// message passes through this actor; it only serialises shutdown.
 public actor Supervisor {
     public nonisolated let configuration: SupervisorConfiguration
-    public nonisolated let routing = RoutingTable()
+    public nonisolated let routing: RoutingTable
     public nonisolated let registry = Registry()
     public nonisolated let streams: StreamStore
     public nonisolated let deadLetters: DeadLetterLog
@@ -23,6 +23,10 @@ public actor Supervisor {
     let threadPool: NIOThreadPool
     private let nextSessionNumber = Atomic<UInt32>(0)
     private let isShuttingDown = Atomic<Bool>(false)
+    private let openedCount = Atomic<Int>(0)
+
+    /// Sessions opened since start.
+    public nonisolated var sessionsOpened: Int { openedCount.load(ordering: .relaxed) }
     private let lateReplyCount = Atomic<Int>(0)
 
     /// Replies that arrived after their request timed out or its requester left; they are dropped.
@@ -34,6 +38,9 @@ public actor Supervisor {
         self.configuration = configuration
         self.audit = audit
         self.logger = logger
+        self.routing = RoutingTable(
+            orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
+            orphanTTLMs: configuration.orphanTTLMs)
         self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
         self.deadLetters = DeadLetterLog(capacity: configuration.deadLetterCapacity)
         self.idempotency = NIOLockedValueBox(
@@ -41,6 +48,7 @@ public actor Supervisor {
         do {
             try FileManager.default.createDirectory(atPath: configuration.streamDirectory,
                                                     withIntermediateDirectories: true)
+            try SpoolFile.removeLeftovers(in: configuration.streamDirectory)
         } catch {
             throw BusError(.internal, "cannot create stream directory \(configuration.streamDirectory): \(error)")
         }
@@ -54,20 +62,27 @@ public actor Supervisor {
         guard !isShuttingDown.load(ordering: .relaxed) else {
             throw BusError(.shuttingDown, "the server is shutting down")
         }
-        let number = nextSessionNumber.add(1, ordering: .relaxed).newValue
+        var number = nextSessionNumber.wrappingAdd(1, ordering: .relaxed).newValue
+        while number == 0 || routing.session(number: number) != nil {
+            number = nextSessionNumber.wrappingAdd(1, ordering: .relaxed).newValue
+        }
         let session = AgentSession(number: number, identity: identity, channel: channel, supervisor: self)
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
         registry.setOnline(identity.key, true)
+        openedCount.add(1, ordering: .relaxed)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
         return session
     }
 
     /// Retires a closed session: the agent goes offline unless a newer session took over.
     nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
-        routing.detach(session, patterns: patterns, orphans: orphans)?.requeue(orphans)
         let key = session.identity.key
+        for (agent, envelope) in routing.detach(session, patterns: patterns, orphans: orphans,
+                                                now: MonotonicClock.nowMs()) {
+            deadLetter(envelope, to: agent, reason: .offline)
+        }
         if routing.session(for: key) == nil { registry.setOnline(key, false) }
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
     }
@@ -77,12 +92,22 @@ public actor Supervisor {
         audit.record(AuditEvent(kind: kind, tenant: tenant, agentID: agentID, at: WallClock.nowMs(), detail: detail))
     }
 
-    /// Records a dead letter and its audit event.
-    nonisolated func deadLetter(_ message: Message, to key: AgentKey, reason: ErrorCode, attempts: UInt16) {
-        deadLetters.append(DeadLetter(tenant: key.tenant, agentID: key.agentID, from: message.from, reason: reason,
-                                      attempts: attempts, at: WallClock.nowMs(), payload: message.payload))
-        record("message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
-               ["from": message.from, "reason": reason.name, "attempts": "\(attempts)"])
+    /// Gives up on a delivery to `key`: records a dead letter (messages) and its audit event.
+    /// Answers to the agent's own requests are not deliveries and are dropped.
+    nonisolated func deadLetter(_ envelope: Envelope, to key: AgentKey, reason: ErrorCode) {
+        switch envelope {
+        case .message(let message):
+            deadLetters.append(DeadLetter(tenant: key.tenant, agentID: key.agentID, from: message.from,
+                                          reason: reason, attempts: message.attempts, at: WallClock.nowMs(),
+                                          payload: message.payload))
+            record("message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
+                   ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"])
+        case .stream(let stream):
+            record("stream.dead_lettered", tenant: key.tenant, agentID: key.agentID,
+                   ["from": stream.from, "stream": stream.open.streamID, "reason": reason.name])
+        case .response, .requestFailed:
+            break
+        }
     }
 
     /// Stops taking sessions, sends every session GOAWAY `shutting_down`, lets each drain its

@@ -28,6 +28,9 @@ public struct SupervisorConfiguration: Sendable {
     public var maxStreamBytes: UInt64 = 64 << 30
     /// How long a broken upload can be resumed.
     public var streamResumeTTLMs: UInt64 = 600_000
+    /// How long deliveries of a disconnected agent wait for it to come back before they are
+    /// dead-lettered (reason `offline`). Checked whenever a session closes.
+    public var orphanTTLMs: UInt64 = 3_600_000
     /// Dead letters kept in memory (oldest dropped first; the audit stream has all of them).
     public var deadLetterCapacity = 10_000
     /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.

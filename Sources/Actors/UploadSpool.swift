@@ -12,46 +12,46 @@ public final class UploadSpool: Sendable {
     public let owner: AgentKey
     public let open: StreamOpen
     let file: SpoolFile
-    private let state: NIOLockedValueBox<(assembly: StreamAssembly, hasher: SHA256)>
+    /// Taken on the event loop for every chunk; held only for bookkeeping.
+    private let progress: NIOLockedValueBox<StreamAssembly>
+    /// Taken on the thread pool while hashing a chunk, and once at the end.
+    private let hasher = NIOLockedValueBox(SHA256())
 
     init(owner: AgentKey, open: StreamOpen, file: SpoolFile, assembly: StreamAssembly) {
         self.owner = owner
         self.open = open
         self.file = file
-        self.state = NIOLockedValueBox((assembly, SHA256()))
+        self.progress = NIOLockedValueBox(assembly)
     }
 
-    var assembly: StreamAssembly { state.withLockedValue { $0.assembly } }
+    var assembly: StreamAssembly { progress.withLockedValue { $0 } }
 
     /// Checks an arriving chunk against the assembly.
     func receive(index: UInt32, length: Int) throws(BusError) -> StreamAssembly.Verdict {
-        let verdict = state.withLockedValue { s in
-            Result { () throws(BusError) in try s.assembly.receive(index: index, length: length) }
+        let verdict = progress.withLockedValue { assembly in
+            Result { () throws(BusError) in try assembly.receive(index: index, length: length) }
         }
         return try verdict.get()
     }
 
     /// Writes and hashes a received chunk on `pool`; completes on `loop` once it is stored.
+    /// The session chains these calls, so chunks are hashed in order.
     func store(_ data: ByteBuffer, at offset: UInt64, pool: NIOThreadPool, loop: any EventLoop) -> EventLoopFuture<Void> {
         pool.runIfActive(eventLoop: loop) { [self] in
             try file.write(data, at: offset)
-            state.withLockedValue { s in
-                data.withUnsafeReadableBytes { s.hasher.update(bufferPointer: $0) }
-                s.assembly.stored(length: data.readableBytes)
-            }
+            hasher.withLockedValue { hasher in data.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
+            progress.withLockedValue { $0.stored(length: data.readableBytes) }
         }
     }
 
     /// The connection broke: chunks not yet stored must be sent again after resume.
     func rewind() {
-        state.withLockedValue { $0.assembly.rewindToStored() }
+        progress.withLockedValue { $0.rewindToStored() }
     }
 
     /// Whether every chunk is stored and the payload's SHA-256 is the announced one.
     func verify() -> Bool {
-        state.withLockedValue { s in
-            s.assembly.isComplete && Array(s.hasher.finalize()) == open.sha256
-        }
+        assembly.isComplete && Array(hasher.withLockedValue { $0.finalize() }) == open.sha256
     }
 }
 

@@ -65,10 +65,14 @@ public struct DeliveryWindow<Item> {
 
     /// Restarts the acknowledgement clock of `id` (a long stream delivery still being written).
     /// Entries are expired front to back, so one touched entry may delay the expiry of younger ones.
-    public mutating func touch(_ id: UInt64, now: UInt64) {
-        guard id >= baseID, id < nextID else { return }
+    /// - Returns: false if `id` is no longer outstanding (acknowledged, withdrawn or expired).
+    @discardableResult
+    public mutating func touch(_ id: UInt64, now: UInt64) -> Bool {
+        guard id >= baseID, id < nextID else { return false }
         let index = slots.index(slots.startIndex, offsetBy: Int(id - baseID))
+        guard slots[index] != nil else { return false }
         slots[index]?.sentAt = now
+        return true
     }
 
     /// Removes and returns every entry written at or before `now - timeout`, oldest first.

@@ -11,6 +11,16 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case streamResume = 0x43, streamStatus = 0x44, streamAbort = 0x45
 }
 
+extension FrameType {
+    /// Whether clients may send frames of this type (the others only come from the server).
+    public var isSentByClients: Bool {
+        switch self {
+        case .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus: false
+        default: true
+        }
+    }
+}
+
 /// A frame's body: how it is read from and written to the wire, in field order.
 public protocol FrameBody: Sendable, Equatable {
     /// Reads the body's fields in wire order. The caller checks for trailing bytes.

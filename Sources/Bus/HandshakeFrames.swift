@@ -86,7 +86,7 @@ public struct ErrorFrame: FrameBody {
         b.writeInteger(ref)
         b.writeInteger(error.code.rawValue)
         b.writeInteger(error.retryAfterMs)
-        b.writeWireString(error.message)
+        b.writeWireMessage(error.message)
     }
 }
 
@@ -107,7 +107,7 @@ public struct GoAway: FrameBody {
 
     public func write(to b: inout ByteBuffer) {
         b.writeInteger(code.rawValue)
-        b.writeWireString(message)
+        b.writeWireMessage(message)
     }
 }
 

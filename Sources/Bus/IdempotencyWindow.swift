@@ -48,7 +48,7 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
     }
 
     /// Records the result of the first attempt of `key`.
-    public mutating func complete(_ key: String, with value: Value, now: UInt64) {
+    public mutating func complete(_ key: String, with value: Value) {
         guard let existing = entries[key] else { return }
         entries[key] = (.done(value), existing.at)
     }

@@ -37,6 +37,17 @@ public struct Limits: Sendable, Equatable {
     public static let maxTopicBytes = 256
     /// Most entries in one list field (capabilities, metadata, discovered agents).
     public static let maxListCount = 256
+    /// Longest error or GOAWAY message in UTF-8 bytes; longer ones are cut.
+    public static let maxMessageBytes = 1024
+    /// Longest agent location in UTF-8 bytes.
+    public static let maxLocationBytes = 256
+    /// Longest metadata value in UTF-8 bytes.
+    public static let maxMetadataValueBytes = 1024
+    /// Uploads one session may have open at once.
+    public static let maxOpenUploads = 16
+    /// Chunks of one upload received but not yet stored on disk; a sender that outruns the disk by
+    /// more is refused (`overloaded`), so an upload never holds more than this many chunks in memory.
+    public static let maxChunksInFlight: UInt32 = 16
     /// The wire protocol version this code speaks.
     public static let protocolVersion: UInt16 = 1
 }

@@ -9,8 +9,9 @@ public enum Role: String, Sendable, CaseIterable {
     case agentConsumer = "agent-consumer"
     case observer
 
-    /// Whether this role may send a frame of `type`.
+    /// Whether this role may send a frame of `type` in an open session.
     public func allows(_ type: FrameType) -> Bool {
+        guard type.isSentByClients, type != .hello else { return false }
         switch type {
         case .ack, .nack, .heartbeat, .streamAbort:
             return true
@@ -20,7 +21,7 @@ public enum Role: String, Sendable, CaseIterable {
             return self == .admin || self == .agentFull || self == .agentProducer
         case .subscribe, .unsubscribe, .reply:
             return self == .admin || self == .agentFull || self == .agentConsumer
-        case .hello, .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus:
+        default:
             return false
         }
     }

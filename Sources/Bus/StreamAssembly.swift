@@ -44,6 +44,10 @@ public struct StreamAssembly: Sendable, Equatable {
             throw BusError(.badFrame, "chunk \(index) arrived out of order; expected \(nextIndex)")
         }
         guard index < chunkCount else { throw BusError(.invalidArgument, "chunk \(index) is past the end") }
+        guard nextIndex - storedIndex < Limits.maxChunksInFlight else {
+            throw BusError(.overloaded, "more than \(Limits.maxChunksInFlight) chunks wait to be stored; wait for STREAM_STATUS",
+                           retryAfterMs: 100)
+        }
         let expected = index == chunkCount - 1 ? totalSize - UInt64(index) * UInt64(chunkSize) : UInt64(chunkSize)
         guard UInt64(length) == expected else {
             throw BusError(.invalidArgument, "chunk \(index) has \(length) bytes; expected \(expected)")
@@ -53,8 +57,9 @@ public struct StreamAssembly: Sendable, Equatable {
     }
 
     /// Records that the oldest reserved chunk, of `length` bytes, is stored.
+    /// Ignored if no chunk is reserved (the caller rewound while a write was in flight).
     public mutating func stored(length: Int) {
-        precondition(storedIndex < nextIndex, "stored a chunk that was not received")
+        guard storedIndex < nextIndex else { return }
         storedIndex += 1
         storedBytes += UInt64(length)
     }

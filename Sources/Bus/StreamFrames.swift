@@ -142,6 +142,6 @@ public struct StreamAbort: FrameBody {
     public func write(to b: inout ByteBuffer) {
         b.writeWireString(streamID)
         b.writeInteger(code.rawValue)
-        b.writeWireString(message)
+        b.writeWireMessage(message)
     }
 }

@@ -17,17 +17,6 @@ public enum Topic {
         return parts
     }
 
-    /// Whether `topic` matches `pattern` (both already valid).
-    public static func matches(pattern: String, topic: String) -> Bool {
-        let p = pattern.split(separator: ".", omittingEmptySubsequences: false)
-        let t = topic.split(separator: ".", omittingEmptySubsequences: false)
-        for (index, token) in p.enumerated() {
-            if token == ">" { return t.count > index }
-            guard index < t.count, token == "*" || token == t[index] else { return false }
-        }
-        return p.count == t.count
-    }
-
     private static func tokens(of string: String, field: String) throws(BusError) -> [Substring] {
         guard !string.isEmpty, string.utf8.count <= Limits.maxTopicBytes else {
             throw BusError(.invalidArgument, "\(field) must be 1 to \(Limits.maxTopicBytes) bytes")

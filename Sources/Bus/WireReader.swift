@@ -93,6 +93,20 @@ extension ByteBuffer {
         setInteger(UInt16(written), at: lengthIndex)
     }
 
+    /// Writes a human-readable `str` (an error or GOAWAY message), cut at a character boundary to
+    /// at most ``Limits/maxMessageBytes``: messages may quote what a client sent.
+    public mutating func writeWireMessage(_ message: String) {
+        guard message.utf8.count > Limits.maxMessageBytes else { return writeWireString(message) }
+        var bytes = 0
+        var end = message.startIndex
+        for index in message.indices {
+            bytes += message[index].utf8.count
+            guard bytes <= Limits.maxMessageBytes else { break }
+            end = message.index(after: index)
+        }
+        writeWireString(String(message[..<end]))
+    }
+
     /// Writes a `bytes` field: u32 length and the bytes.
     @inlinable
     public mutating func writeWireBytes(_ bytes: ByteBuffer) {

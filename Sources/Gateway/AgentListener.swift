@@ -40,6 +40,9 @@ public final class AgentListener: Service {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
+                        // Stop reading while the socket cannot take our answers: a client that
+                        // sends but never reads cannot make the server buffer without bound.
+                        BackPressureHandler(),
                         ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)),
                         MessageToByteHandler(FrameEncoder()),
                         SessionHandler(supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout),

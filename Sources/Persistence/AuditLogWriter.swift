@@ -53,7 +53,7 @@ public final class AuditLogWriter: Sendable {
         return accepted
     }
 
-    /// Events dropped because the queue was full or the writer closed.
+    /// Events dropped because the queue was full, the writer was closed, or the file refused a write.
     public var dropped: Int { queue.withLockedValue { $0.dropped } }
 
     /// Writes everything queued, then stops the writer thread and closes the file.
@@ -85,7 +85,9 @@ public final class AuditLogWriter: Sendable {
                 lines.append(line)
                 lines.append(0x0A)
             }
-            if !lines.isEmpty { handle.write(lines) }
+            if !lines.isEmpty, (try? handle.write(contentsOf: lines)) == nil {
+                queue.withLockedValue { $0.dropped += events.count }
+            }
             if closed { break }
         }
         try? handle.close()

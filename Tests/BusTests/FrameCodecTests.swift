@@ -111,6 +111,17 @@ import Testing
         #expect(code(of: &buffer) == .badFrame)
     }
 
+    @Test func longErrorMessagesAreCutAtACharacterBoundary() throws {
+        let message = String(repeating: "é", count: 70_000)
+        var buffer = SampleFrames.encode(.error(ErrorFrame(ref: 1, error: BusError(.badFrame, message))))
+        guard case .error(let error) = try Frame.decode(from: &buffer, maxFrameBytes: Self.maxFrame) else {
+            Issue.record("not an ERROR")
+            return
+        }
+        #expect(error.error.message.utf8.count == Limits.maxMessageBytes)
+        #expect(error.error.message.allSatisfy { $0 == "é" })
+    }
+
     @Test func anUnknownErrorCodeStaysReadable() throws {
         var buffer = frame(type: .error) { body in
             body.writeInteger(UInt64(3))

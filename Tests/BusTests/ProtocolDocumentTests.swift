@@ -46,9 +46,10 @@ import Testing
         #expect(Set(covered).isSuperset(of: [.hello, .send, .deliver]))
     }
 
-    @Test func everyErrorCodeIsDocumented() {
+    @Test func everyErrorCodeHasARowInTheTable() {
         for code in ErrorCode.allCases {
-            #expect(Self.document.contains(code.name), "docs/protocol.md lacks \(code.name)")
+            #expect(Self.document.contains("| \(code.rawValue) | `\(code.name)` |"),
+                    "docs/protocol.md has no table row for \(code.rawValue) \(code.name)")
         }
     }
 }

@@ -7,14 +7,14 @@ import Testing
         var window = IdempotencyWindow<Int>(windowMs: 1000, capacity: 10)
         #expect(window.begin("k", now: 0) == .new)
         #expect(window.begin("k", now: 1) == .pending)
-        window.complete("k", with: 42, now: 2)
+        window.complete("k", with: 42)
         #expect(window.begin("k", now: 999) == .done(42))
     }
 
     @Test func keysAreForgottenAfterTheWindow() {
         var window = IdempotencyWindow<Int>(windowMs: 1000, capacity: 10)
         _ = window.begin("k", now: 0)
-        window.complete("k", with: 1, now: 0)
+        window.complete("k", with: 1)
         #expect(window.begin("k", now: 1000) == .new)
     }
 
@@ -119,6 +119,20 @@ import Testing
         #expect(assembly.nextIndex == 1)
         #expect(try assembly.receive(index: 0, length: 10) == .duplicate)
         #expect(try assembly.receive(index: 1, length: 10) == .store(offset: 10))
+    }
+
+    @Test func aSenderThatOutrunsStorageIsRefused() throws {
+        var assembly = try StreamAssembly(totalSize: 1000, chunkSize: 1, maxChunkSize: 1, maxTotalSize: 1000)
+        for index in 0..<Limits.maxChunksInFlight { _ = try assembly.receive(index: index, length: 1) }
+        #expect(throws: BusError.self) { try assembly.receive(index: Limits.maxChunksInFlight, length: 1) }
+        assembly.stored(length: 1)
+        #expect(try assembly.receive(index: Limits.maxChunksInFlight, length: 1) == .store(offset: 16))
+    }
+
+    @Test func storingMoreThanWasReceivedIsIgnored() throws {
+        var assembly = try StreamAssembly(totalSize: 10, chunkSize: 5, maxChunkSize: 5, maxTotalSize: 10)
+        assembly.stored(length: 5)
+        #expect(assembly.storedIndex == 0)
     }
 
     @Test(arguments: [(0, 10), (10, 0), (10, 11), (101, 10)] as [(UInt64, UInt32)])

@@ -58,6 +58,24 @@ import Testing
         }
     }
 
+    @Test func deliveriesOfAnAgentThatNeverReturnsAreDeadLetteredAfterTheirTime() async throws {
+        try await TestBus.with({ $0.supervisor.orphanTTLMs = 0 }) { bus in
+            let alice = try await bus.client("alice")
+            var bob = try await bus.raw()
+            _ = try await bob.hello(try await bus.token("bob"))
+            try await alice.send(to: .agent("bob"), ByteBuffer(string: "for bob"))
+            guard case .deliver = try await bob.read() else { Issue.record("expected DELIVER"); return }
+            await bob.close()
+            try await waitUntil { bus.server.supervisor.routing.session(for: AgentKey(tenant: "acme", agentID: "bob")) == nil }
+            // Any later disconnect sweeps expired orphans.
+            await (try await bus.client("carol")).close()
+            try await waitUntil { !bus.server.supervisor.deadLetters.letters(of: "acme").isEmpty }
+            let letter = try #require(bus.server.supervisor.deadLetters.letters(of: "acme").first)
+            #expect(letter.agentID == "bob" && letter.reason == .offline && letter.payload == ByteBuffer(string: "for bob"))
+            await alice.close()
+        }
+    }
+
     @Test func aSlowReceiverMakesSendersBackOffAndIsThenDisconnected() async throws {
         try await TestBus.with({
             $0.supervisor.limits.maxUnacked = 2

@@ -111,6 +111,35 @@ import Testing
         }
     }
 
+    @Test func connectingToAClosedPortThrows() async throws {
+        var port = 0
+        try await TestBus.with { bus in port = bus.port }
+        do {
+            _ = try await ACBClient.connect(ClientConfiguration(port: port, token: "t"))
+            Issue.record("connected to a closed port")
+        } catch {}
+    }
+
+    @Test func hugeStringsQuotedInErrorsDoNotHurtTheServer() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            _ = try await raw.hello(try await bus.token("alice"))
+            let huge = String(repeating: "x", count: 65_000)
+            try await raw.send(.unsubscribe(PatternCommand(ref: 1, pattern: huge)))
+            try await raw.send(.streamResume(StreamRef(ref: 2, streamID: huge)))
+            try await raw.send(.streamChunk(StreamChunk(streamID: huge, index: 0, data: ByteBuffer())))
+            for _ in 0..<3 {
+                switch try await raw.read() {
+                case .error(let error): #expect(error.error.message.utf8.count <= Limits.maxMessageBytes)
+                case .streamAbort(let abort): #expect(abort.message.utf8.count <= Limits.maxMessageBytes)
+                default: Issue.record("expected ERROR or STREAM_ABORT")
+                }
+            }
+            try await raw.send(.discover(Discover(ref: 3)))
+            guard case .discovered = try await raw.read() else { Issue.record("the session is gone"); return }
+        }
+    }
+
     @Test func aRoleWithoutPermissionIsForbidden() async throws {
         try await TestBus.with { bus in
             let bob = try await bus.client("bob")

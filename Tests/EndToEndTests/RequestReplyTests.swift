@@ -60,18 +60,18 @@ import Testing
     @Test func capabilityRoutingPrefersTheLeastLoadedAgent() async throws {
         try await TestBus.with { bus in
             let alice = try await bus.client("alice")
-            let loaded = try await bus.client("w-loaded")
-            let idle = try await bus.client("w-idle")
+            let loaded = try await bus.client("w-a")
+            let idle = try await bus.client("w-b")
             for worker in [loaded, idle] {
                 try await worker.register(AgentDescription(agentType: "worker", capabilities: ["job"]))
             }
-            idle.serve { _ in ByteBuffer(string: "idle") }
-            // w-loaded holds an unacknowledged delivery, so it has one in flight.
-            try await alice.send(to: .agent("w-loaded"), ByteBuffer(string: "pending"))
+            idle.serve { _ in ByteBuffer(string: "b") }
+            // w-a holds an unacknowledged delivery, so it has one in flight; by name alone it would win.
+            try await alice.send(to: .agent("w-a"), ByteBuffer(string: "pending"))
             try await waitUntil {
-                try await alice.discover(capability: "job").agents.first { $0.agentID == "w-loaded" }?.inFlight == 1
+                try await alice.discover(capability: "job").agents.first { $0.agentID == "w-a" }?.inFlight == 1
             }
-            #expect(try await alice.request(.capability("job"), ByteBuffer()).from == "w-idle")
+            #expect(try await alice.request(.capability("job"), ByteBuffer()).from == "w-b")
             for client in [alice, loaded, idle] { await client.close() }
         }
     }

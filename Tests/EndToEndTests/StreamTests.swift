@@ -19,14 +19,14 @@ import Testing
             let bob = try await bus.client("bob")
             let payload = Self.payload(1_000_000)
             let progress = Mutex<[UInt64]>([])
-            let ok = try await alice.upload(to: .agent("bob"), from: BufferSource(payload)) { stored, _ in
+            let ok = try await alice.upload(to: .agent("bob"), from: BufferSource(payload), streamID: "report") { stored, _ in
                 progress.withLock { $0.append(stored) }
             }
             #expect(ok.outcome == .delivered)
             #expect(progress.withLock { $0.last } == 1_000_000)
             var streams = bob.streams.makeAsyncIterator()
             let stream = try await streams.take()
-            #expect(stream.from == "alice" && stream.size == 1_000_000)
+            #expect(stream.from == "alice" && stream.size == 1_000_000 && stream.streamID == "report")
             #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
             try? FileManager.default.removeItem(atPath: stream.path)
             await alice.close()
@@ -34,7 +34,7 @@ import Testing
         }
     }
 
-    @Test func aChecksumMismatchIsRefusedAndNothingIsDelivered() async throws {
+    @Test func aChecksumMismatchIsRefusedAndTheUploadIsGone() async throws {
         try await TestBus.with { bus in
             let bob = try await bus.client("bob")
             var alice = try await bus.raw()
@@ -50,6 +50,9 @@ import Testing
             while case .streamStatus = answer { answer = try await alice.read() }
             guard case .error(let error) = answer else { Issue.record("expected ERROR, got \(String(describing: answer))"); return }
             #expect(error.ref == 2 && error.error.code == .checksumMismatch)
+            try await alice.send(.streamResume(StreamRef(ref: 3, streamID: "s1")))
+            guard case .error(let gone) = try await alice.read() else { Issue.record("expected ERROR"); return }
+            #expect(gone.ref == 3 && gone.error.code == .unknownStream)
             await bob.close()
         }
     }
@@ -69,24 +72,48 @@ import Testing
         }
     }
 
+    /// A source that cuts the client's connection just before it hands out the byte at `cutAt` while
+    /// uploading (its second pass: the client reads the source once to hash it, then to send it).
+    final class CuttingSource: StreamSource {
+        let base: BufferSource
+        let cutAt: UInt64
+        let cut: @Sendable () -> Void
+        let done = Atomic(false)
+        let passes = Atomic(0)
+        var size: UInt64 { base.size }
+
+        init(base: BufferSource, cutAt: UInt64, cut: @escaping @Sendable () -> Void) {
+            self.base = base
+            self.cutAt = cutAt
+            self.cut = cut
+        }
+
+        var didCut: Bool { done.load(ordering: .relaxed) }
+
+        func read(offset: UInt64, count: Int) throws -> ByteBuffer {
+            if offset == 0 { passes.add(1, ordering: .relaxed) }
+            if passes.load(ordering: .relaxed) == 2, offset >= cutAt,
+               done.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                cut()
+            }
+            return try base.read(offset: offset, count: count)
+        }
+    }
+
     @Test func aBrokenUploadResumesFromTheLastStoredChunk() async throws {
         try await TestBus.with({ $0.supervisor.limits.chunkSize = 16 << 10 }) { bus in
             let alice = try await bus.client("alice")
             let bob = try await bus.client("bob")
             let payload = Self.payload(1 << 20)
+            let source = CuttingSource(base: BufferSource(payload), cutAt: 256 << 10) { alice.dropConnection() }
             let reports = Mutex<[UInt64]>([])
-            let cut = Mutex(false)
-            try await alice.upload(to: .agent("bob"), from: BufferSource(payload)) { stored, _ in
+            try await alice.upload(to: .agent("bob"), from: source) { stored, _ in
                 reports.withLock { $0.append(stored) }
-                let cutNow = cut.withLock { cut in
-                    defer { cut = true }
-                    return !cut && stored >= 256 << 10
-                }
-                if cutNow { Task { await alice.dropConnection() } }
             }
             let seen = reports.withLock { $0 }
-            #expect(cut.withLock { $0 })
-            #expect(seen == seen.sorted(), "after the cut the upload went on from where it was, never from 0")
+            #expect(source.didCut)
+            #expect(bus.server.supervisor.sessionsOpened == 3, "alice, bob, and alice again after the cut")
+            #expect(seen == seen.sorted() && seen.last == 1 << 20, "after the cut it went on, never from 0")
             var streams = bob.streams.makeAsyncIterator()
             let stream = try await streams.take()
             #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
