@@ -26,7 +26,7 @@ extension AgentSession {
 
     func completeIdempotent(_ scoped: String, _ result: IdempotentResult) {
         guard !scoped.isEmpty else { return }
-        supervisor.idempotency.withLockedValue { $0.complete(scoped, with: result) }
+        supervisor.idempotency.withLockedValue { $0.complete(scoped, with: result, cost: result.cost, now: MonotonicClock.nowMs()) }
     }
 
     func forgetIdempotencyKey(_ scoped: String) {

@@ -14,23 +14,30 @@ public struct DeadLetter: Sendable {
     public var payload: ByteBuffer
 }
 
-/// The most recent dead letters, in memory and bounded (oldest dropped first). Each one is also an
+/// The most recent dead letters, in memory and bounded in count and payload bytes (oldest dropped first). Each one is also an
 /// audit event; durable dead-lettering comes with the persistence backend.
 public final class DeadLetterLog: Sendable {
     private let capacity: Int
-    private let letters = NIOLockedValueBox(CircularBuffer<DeadLetter>())
+    private let byteBudget: Int
+    private let state = NIOLockedValueBox((letters: CircularBuffer<DeadLetter>(), bytes: 0))
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, byteBudget: Int) {
+        self.capacity = capacity
+        self.byteBudget = byteBudget
+    }
 
     func append(_ letter: DeadLetter) {
-        letters.withLockedValue { letters in
-            if letters.count == capacity { letters.removeFirst() }
-            letters.append(letter)
+        state.withLockedValue { state in
+            state.letters.append(letter)
+            state.bytes += letter.payload.readableBytes
+            while state.letters.count > capacity || state.bytes > byteBudget, let oldest = state.letters.popFirst() {
+                state.bytes -= oldest.payload.readableBytes
+            }
         }
     }
 
     /// The tenant's dead letters, oldest first.
     public func letters(of tenant: String) -> [DeadLetter] {
-        letters.withLockedValue { $0.filter { $0.tenant == tenant } }
+        state.withLockedValue { $0.letters.filter { $0.tenant == tenant } }
     }
 }

@@ -5,18 +5,13 @@ import NIOConcurrencyHelpers
 ///
 /// Lock-protected; every call is scoped to one tenant.
 public final class Registry: Sendable {
-    private struct Entry {
-        var description: AgentDescription
-        var online: Bool
-    }
-
-    private let entries = NIOLockedValueBox([AgentKey: Entry]())
+    private let entries = NIOLockedValueBox([AgentKey: AgentDescription]())
 
     init() {}
 
-    /// Records or replaces an agent's description; the agent is online.
+    /// Records or replaces an agent's description.
     func register(_ key: AgentKey, _ description: AgentDescription) {
-        entries.withLockedValue { $0[key] = Entry(description: description, online: true) }
+        entries.withLockedValue { $0[key] = description }
     }
 
     /// Removes an agent. - Returns: whether it was registered.
@@ -28,31 +23,26 @@ public final class Registry: Sendable {
         entries.withLockedValue { $0[key] != nil }
     }
 
-    /// Marks a registered agent online or offline.
-    func setOnline(_ key: AgentKey, _ online: Bool) {
-        entries.withLockedValue { $0[key]?.online = online }
-    }
-
     /// One page of the tenant's agents matching the filters, ordered by agent id.
     ///
-    /// - Parameter live: the readiness and load of an online agent's session.
+    /// - Parameter live: the readiness and load of the agent's live session; nil means offline.
     /// - Returns: the page and the cursor of the next one (empty on the last).
     func discover(tenant: String, filter: Discover, live: (AgentKey) -> (Readiness, UInt32)?) -> ([AgentInfo], String) {
         let limit = filter.limit == 0 ? Limits.maxListCount : min(Int(filter.limit), Limits.maxListCount)
         let matching = entries.withLockedValue { entries in
-            entries.filter { key, entry in
+            entries.filter { key, description in
                 key.tenant == tenant && key.agentID > filter.cursor
-                    && (filter.agentType.isEmpty || entry.description.agentType == filter.agentType)
-                    && (filter.capability.isEmpty || entry.description.capabilities.contains(filter.capability))
-                    && (filter.status == .any || (filter.status == .online) == entry.online)
+                    && (filter.agentType.isEmpty || description.agentType == filter.agentType)
+                    && (filter.capability.isEmpty || description.capabilities.contains(filter.capability))
             }
         }
-        let sorted = matching.sorted { $0.key.agentID < $1.key.agentID }
-        let page = sorted.prefix(limit).map { key, entry in
-            let (readiness, inFlight) = live(key) ?? (.busy, 0)
-            return AgentInfo(agentID: key.agentID, description: entry.description,
-                             status: entry.online ? .online : .offline, readiness: readiness, inFlight: inFlight)
+        let infos = matching.map { key, description in
+            let session = live(key)
+            return AgentInfo(agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
+                             readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0)
         }
+        let sorted = infos.filter { filter.status == .any || $0.status == filter.status }.sorted { $0.agentID < $1.agentID }
+        let page = Array(sorted.prefix(limit))
         return (page, sorted.count > limit ? page.last?.agentID ?? "" : "")
     }
 }

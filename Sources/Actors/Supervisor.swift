@@ -42,9 +42,11 @@ public actor Supervisor {
             orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
             orphanTTLMs: configuration.orphanTTLMs)
         self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
-        self.deadLetters = DeadLetterLog(capacity: configuration.deadLetterCapacity)
+        self.deadLetters = DeadLetterLog(capacity: configuration.deadLetterCapacity,
+                                         byteBudget: configuration.deadLetterBytes)
         self.idempotency = NIOLockedValueBox(
-            IdempotencyWindow(windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity))
+            IdempotencyWindow(windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity,
+                              costBudget: configuration.idempotencyBytes))
         do {
             try FileManager.default.createDirectory(atPath: configuration.streamDirectory,
                                                     withIntermediateDirectories: true)
@@ -70,7 +72,6 @@ public actor Supervisor {
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
-        registry.setOnline(identity.key, true)
         openedCount.add(1, ordering: .relaxed)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
         return session
@@ -83,7 +84,6 @@ public actor Supervisor {
                                                 now: MonotonicClock.nowMs()) {
             deadLetter(envelope, to: agent, reason: .offline)
         }
-        if routing.session(for: key) == nil { registry.setOnline(key, false) }
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
     }
 
@@ -133,6 +133,11 @@ public actor Supervisor {
 enum IdempotentResult: Sendable, Equatable {
     case ok(Outcome, recipients: UInt32)
     case response(from: String, status: ReplyStatus, payload: ByteBuffer)
+
+    /// Bytes kept in memory for this result.
+    var cost: Int {
+        if case .response(_, _, let payload) = self { payload.readableBytes } else { 0 }
+    }
 }
 
 import Foundation

@@ -18,6 +18,8 @@ public struct SupervisorConfiguration: Sendable {
     public var idempotencyWindowMs: UInt64 = 60_000
     /// Most idempotency keys remembered at once (oldest forgotten first).
     public var idempotencyCapacity = 100_000
+    /// Most reply bytes the idempotency window keeps to answer retried requests (oldest forgotten first).
+    public var idempotencyBytes = 64 << 20
     /// Deadline of a request that names none.
     public var defaultRequestTimeoutMs: UInt64 = 30_000
     /// Longest deadline a request may ask for.
@@ -33,6 +35,8 @@ public struct SupervisorConfiguration: Sendable {
     public var orphanTTLMs: UInt64 = 3_600_000
     /// Dead letters kept in memory (oldest dropped first; the audit stream has all of them).
     public var deadLetterCapacity = 10_000
+    /// Most payload bytes the in-memory dead letters keep (oldest dropped first).
+    public var deadLetterBytes = 64 << 20
     /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.
     public var tickMs: UInt64 = 250
 

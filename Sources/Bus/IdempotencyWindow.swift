@@ -3,8 +3,9 @@ import NIOCore
 /// Remembers idempotency keys for a time window so a retried send or request is answered with the
 /// first attempt's result instead of running again.
 ///
-/// Bounded: at `capacity` the oldest key is forgotten first, even inside its window (a retry of it
-/// then runs again, which at-least-once allows). Not thread-safe: the owner serialises access.
+/// Bounded twice: at `capacity` keys, or when the results' costs (bytes, say) pass `costBudget`, the
+/// oldest key is forgotten first, even inside its window (a retry of it then runs again, which
+/// at-least-once allows). Not thread-safe: the owner serialises access.
 public struct IdempotencyWindow<Value: Sendable>: Sendable {
     /// What a key's first attempt has come to.
     public enum Lookup: Sendable {
@@ -18,17 +19,24 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
 
     private enum Entry: Sendable {
         case pending
-        case done(Value)
+        case done(Value, cost: Int)
+
+        var cost: Int {
+            if case .done(_, let cost) = self { cost } else { 0 }
+        }
     }
 
     public let windowMs: UInt64
     public let capacity: Int
+    public let costBudget: Int
     private var entries: [String: (entry: Entry, at: UInt64)] = [:]
     private var order = CircularBuffer<(key: String, at: UInt64)>()
+    public private(set) var totalCost = 0
 
-    public init(windowMs: UInt64, capacity: Int) {
+    public init(windowMs: UInt64, capacity: Int, costBudget: Int = .max) {
         self.windowMs = windowMs
         self.capacity = capacity
+        self.costBudget = costBudget
     }
 
     public var count: Int { entries.count }
@@ -38,7 +46,7 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
         evict(now: now)
         switch entries[key]?.entry {
         case .pending: return .pending
-        case .done(let value): return .done(value)
+        case .done(let value, _): return .done(value)
         case nil:
             entries[key] = (.pending, now)
             order.append((key, now))
@@ -47,22 +55,25 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
         }
     }
 
-    /// Records the result of the first attempt of `key`.
-    public mutating func complete(_ key: String, with value: Value) {
+    /// Records the result of the first attempt of `key`, and what keeping it costs.
+    public mutating func complete(_ key: String, with value: Value, cost: Int = 0, now: UInt64) {
         guard let existing = entries[key] else { return }
-        entries[key] = (.done(value), existing.at)
+        totalCost += cost - existing.entry.cost
+        entries[key] = (.done(value, cost: cost), existing.at)
+        evict(now: now)
     }
 
     /// Forgets `key`, so a retry runs again (the first attempt failed in a way worth retrying).
     public mutating func cancel(_ key: String) {
-        entries[key] = nil
+        totalCost -= entries.removeValue(forKey: key)?.entry.cost ?? 0
     }
 
     private mutating func evict(now: UInt64) {
         while let oldest = order.first,
-              entries.count > capacity || oldest.at + windowMs <= now || entries[oldest.key]?.at != oldest.at {
+              entries.count > capacity || totalCost > costBudget || oldest.at + windowMs <= now
+                || entries[oldest.key]?.at != oldest.at {
             order.removeFirst()
-            if entries[oldest.key]?.at == oldest.at { entries[oldest.key] = nil }
+            if entries[oldest.key]?.at == oldest.at { cancel(oldest.key) }
         }
     }
 }

@@ -7,14 +7,14 @@ import Testing
         var window = IdempotencyWindow<Int>(windowMs: 1000, capacity: 10)
         #expect(window.begin("k", now: 0) == .new)
         #expect(window.begin("k", now: 1) == .pending)
-        window.complete("k", with: 42)
+        window.complete("k", with: 42, now: 2)
         #expect(window.begin("k", now: 999) == .done(42))
     }
 
     @Test func keysAreForgottenAfterTheWindow() {
         var window = IdempotencyWindow<Int>(windowMs: 1000, capacity: 10)
         _ = window.begin("k", now: 0)
-        window.complete("k", with: 1)
+        window.complete("k", with: 1, now: 0)
         #expect(window.begin("k", now: 1000) == .new)
     }
 
@@ -23,6 +23,17 @@ import Testing
         for key in ["a", "b", "c"] { _ = window.begin(key, now: 0) }
         #expect(window.count == 2)
         #expect(window.begin("a", now: 1) == .new)
+    }
+
+    @Test func theOldestResultsAreForgottenWhenTheirCostPassesTheBudget() {
+        var window = IdempotencyWindow<Int>(windowMs: 1000, capacity: 10, costBudget: 100)
+        for (key, cost) in [("a", 60), ("b", 30), ("c", 20)] {
+            _ = window.begin(key, now: 0)
+            window.complete(key, with: cost, cost: cost, now: 0)
+        }
+        #expect(window.totalCost == 50)
+        #expect(window.begin("a", now: 1) == .new)
+        #expect(window.begin("b", now: 1) == .done(30))
     }
 
     @Test func aCancelledKeyRunsAgain() {
