@@ -65,13 +65,16 @@ extension ACBClient {
     /// - Returns: the bus's OK once the receiver has it (verified on the bus).
     /// - Throws: the bus's ``BusError`` if it refuses or aborts the upload.
     @discardableResult
-    public func upload(to target: Target, from source: some StreamSource, streamID: String? = nil,
-                       progress: (@Sendable (UInt64, UInt64) -> Void)? = nil) async throws -> Ok {
+    public func upload(
+        to target: Target, from source: some StreamSource, streamID: String? = nil,
+        progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
+    ) async throws -> Ok {
         let streamID = streamID ?? UUID().uuidString
         var connection = try currentConnection()
         let chunkSize = connection.welcome.limits.chunkSize
-        let open = StreamOpen(ref: 0, streamID: streamID, target: target, totalSize: source.size,
-                              chunkSize: chunkSize, sha256: try Self.sha256(of: source, chunkSize: Int(chunkSize)))
+        let open = StreamOpen(
+            ref: 0, streamID: streamID, target: target, totalSize: source.size,
+            chunkSize: chunkSize, sha256: try Self.sha256(of: source, chunkSize: Int(chunkSize)))
         var statuses = connection.watchUpload(streamID)
         var next = try await startOrResume(connection) { ref in
             var frame = open
@@ -80,8 +83,9 @@ extension ACBClient {
         }
         while true {
             do {
-                try await sendChunks(open, from: next, source: source, connection: connection, statuses: statuses,
-                                     progress: progress)
+                try await sendChunks(
+                    open, from: next, source: source, connection: connection, statuses: statuses,
+                    progress: progress)
                 let frame = try await connection.call { .streamEnd(StreamRef(ref: $0, streamID: streamID)) }
                 connection.unwatchUpload(streamID)
                 guard case .ok(let ok) = frame else { throw Self.unexpected(frame) }
@@ -115,9 +119,11 @@ extension ACBClient {
     }
 
     /// Sends chunks from `first`, keeping at most `uploadWindow` unconfirmed.
-    private func sendChunks(_ open: StreamOpen, from first: UInt32, source: some StreamSource,
-                            connection: ClientConnection, statuses: AsyncThrowingStream<StreamStatus, any Error>,
-                            progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws {
+    private func sendChunks(
+        _ open: StreamOpen, from first: UInt32, source: some StreamSource,
+        connection: ClientConnection, statuses: AsyncThrowingStream<StreamStatus, any Error>,
+        progress: (@Sendable (UInt64, UInt64) -> Void)?
+    ) async throws {
         let count = UInt32(open.chunkCount)
         var stored = first
         var sent = first
@@ -126,8 +132,11 @@ extension ACBClient {
             while sent < count, sent - stored < configuration.uploadWindow {
                 let offset = UInt64(sent) * UInt64(open.chunkSize)
                 let length = Int(min(UInt64(open.chunkSize), open.totalSize - offset))
-                connection.fire(.streamChunk(StreamChunk(streamID: open.streamID, index: sent,
-                                                         data: try source.read(offset: offset, count: length))))
+                connection.fire(
+                    .streamChunk(
+                        StreamChunk(
+                            streamID: open.streamID, index: sent,
+                            data: try source.read(offset: offset, count: length))))
                 sent += 1
             }
             guard let status = try await updates.next() else { throw ClientConnection.closedError }

@@ -29,7 +29,8 @@ public final class ACBClient: Sendable {
     public let configuration: ClientConfiguration
     private let link = NIOLockedValueBox(Link())
     private let deliveryInbox: (stream: AsyncStream<Delivery>, continuation: AsyncStream<Delivery>.Continuation)
-    private let streamInbox: (stream: AsyncStream<IncomingStream>, continuation: AsyncStream<IncomingStream>.Continuation)
+    private let streamInbox:
+        (stream: AsyncStream<IncomingStream>, continuation: AsyncStream<IncomingStream>.Continuation)
     private let reconnects = AsyncStream<ClientConnection>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     private init(configuration: ClientConfiguration) {
@@ -67,11 +68,15 @@ public final class ACBClient: Sendable {
     }
 
     /// One page of the tenant's registered agents; pass the returned cursor for the next page.
-    public func discover(type: String = "", capability: String = "", status: AgentStatus = .any,
-                         cursor: String = "", limit: UInt16 = 0) async throws -> Discovered {
+    public func discover(
+        type: String = "", capability: String = "", status: AgentStatus = .any,
+        cursor: String = "", limit: UInt16 = 0
+    ) async throws -> Discovered {
         let frame = try await call {
-            .discover(Discover(ref: $0, agentType: type, capability: capability, status: status, cursor: cursor,
-                               limit: limit))
+            .discover(
+                Discover(
+                    ref: $0, agentType: type, capability: capability, status: status, cursor: cursor,
+                    limit: limit))
         }
         guard case .discovered(let page) = frame else { throw Self.unexpected(frame) }
         return page
@@ -88,11 +93,15 @@ public final class ACBClient: Sendable {
 
     /// Sends a payload to one agent, by id or capability. - Returns: the bus's OK.
     @discardableResult
-    public func send(to target: Target, _ payload: ByteBuffer, idempotencyKey: String = "",
-                     deadline: UInt64? = nil) async throws -> Ok {
+    public func send(
+        to target: Target, _ payload: ByteBuffer, idempotencyKey: String = "",
+        deadline: UInt64? = nil
+    ) async throws -> Ok {
         try await ok {
-            .send(Send(ref: $0, target: target, idempotencyKey: idempotencyKey,
-                       deadline: deadline ?? RequestContext.deadline, payload: payload))
+            .send(
+                Send(
+                    ref: $0, target: target, idempotencyKey: idempotencyKey,
+                    deadline: deadline ?? RequestContext.deadline, payload: payload))
         }
     }
 
@@ -124,13 +133,17 @@ public final class ACBClient: Sendable {
     /// The deadline is `timeoutMs` from now, or what is left of the request being handled
     /// (``RequestContext/deadline``) if that is sooner.
     /// - Throws: ``ErrorCode/timeout`` when no reply came in time, and the routing codes of `send`.
-    public func request(_ target: Target, _ payload: ByteBuffer, timeoutMs: UInt64? = nil,
-                        idempotencyKey: String = "") async throws -> RequestResult {
+    public func request(
+        _ target: Target, _ payload: ByteBuffer, timeoutMs: UInt64? = nil,
+        idempotencyKey: String = ""
+    ) async throws -> RequestResult {
         var deadline = WallClockMs.now() + (timeoutMs ?? configuration.defaultRequestTimeoutMs)
         if let inherited = RequestContext.deadline { deadline = min(deadline, inherited) }
         let frame = try await call {
-            .request(Send(ref: $0, target: target, idempotencyKey: idempotencyKey, deadline: deadline,
-                          payload: payload))
+            .request(
+                Send(
+                    ref: $0, target: target, idempotencyKey: idempotencyKey, deadline: deadline,
+                    payload: payload))
         }
         guard case .response(let response) = frame else { throw Self.unexpected(frame) }
         return RequestResult(from: response.from, status: response.status, payload: response.payload)
@@ -213,7 +226,9 @@ public final class ACBClient: Sendable {
         }
         if readiness != .ready { connection.fire(.heartbeat(Heartbeat(readiness: readiness))) }
         if let description { _ = try await connection.call { .register(Register(ref: $0, description: description)) } }
-        for pattern in patterns { _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) } }
+        for pattern in patterns {
+            _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) }
+        }
         reconnects.continuation.yield(connection)
     }
 
@@ -247,8 +262,9 @@ extension ACBClient: ClientConnectionDelegate {
                 }
                 reply = Bus.Reply(correlationID: delivery.correlationID, status: .ok, payload: payload)
             } catch {
-                reply = Bus.Reply(correlationID: delivery.correlationID, status: .error,
-                                  payload: ByteBuffer(string: "\(error)"))
+                reply = Bus.Reply(
+                    correlationID: delivery.correlationID, status: .error,
+                    payload: ByteBuffer(string: "\(error)"))
             }
             delivery.connection.fire(.reply(reply))
             delivery.ack()

@@ -32,8 +32,10 @@ final class ClientConnection: Sendable {
     private let configuration: ClientConfiguration
     private weak let delegate: (any ClientConnectionDelegate)?
 
-    private init(channel: any Channel, welcome: Welcome, configuration: ClientConfiguration,
-                 delegate: any ClientConnectionDelegate) {
+    private init(
+        channel: any Channel, welcome: Welcome, configuration: ClientConfiguration,
+        delegate: any ClientConnectionDelegate
+    ) {
         self.channel = channel
         self.welcome = welcome
         self.configuration = configuration
@@ -54,13 +56,17 @@ final class ClientConnection: Sendable {
             handshake.fail(error)
             throw error
         }
-        try await channel.writeAndFlush(Frame.hello(Hello(token: configuration.token,
-                                                          clientName: configuration.clientName)))
+        try await channel.writeAndFlush(
+            Frame.hello(
+                Hello(
+                    token: configuration.token,
+                    clientName: configuration.clientName)))
         switch try await handshake.futureResult.get() {
         case .welcome(let welcome):
             return try await channel.eventLoop.submit {
-                let connection = ClientConnection(channel: channel, welcome: welcome, configuration: configuration,
-                                                  delegate: delegate)
+                let connection = ClientConnection(
+                    channel: channel, welcome: welcome, configuration: configuration,
+                    delegate: delegate)
                 try channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self).attach(connection)
                 return connection
             }.get()
@@ -210,7 +216,7 @@ final class ClientConnection: Sendable {
     private func beginDownload(_ open: StreamOpen) {
         let path = "\(configuration.downloadDirectory)/acb-\(UUID().uuidString)"
         guard FileManager.default.createFile(atPath: path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: path)
+            let handle = FileHandle(forWritingAtPath: path)
         else { return nack(open.ref) }
         downloads.value[open.streamID] = Download(open: open, path: path, handle: handle)
     }
@@ -241,9 +247,11 @@ final class ClientConnection: Sendable {
         }
         // The bus names a download `<delivery id>/<sender's stream id>`; the application sees the latter.
         let senderStreamID = end.streamID.split(separator: "/", maxSplits: 1).last.map(String.init) ?? end.streamID
-        delegate?.streamArrived(IncomingStream(deliveryID: end.ref, from: download.open.target.name,
-                                               streamID: senderStreamID, size: download.open.totalSize,
-                                               path: download.path, connection: self))
+        delegate?.streamArrived(
+            IncomingStream(
+                deliveryID: end.ref, from: download.open.target.name,
+                streamID: senderStreamID, size: download.open.totalSize,
+                path: download.path, connection: self))
     }
 }
 

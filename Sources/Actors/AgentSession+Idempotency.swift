@@ -19,14 +19,18 @@ extension AgentSession {
         switch supervisor.idempotency.withLockedValue({ $0.begin(scoped, now: MonotonicClock.nowMs()) }) {
         case .new: return .run(scopedKey: scoped)
         case .done(let result): return .answered(result)
-        case .pending: throw BusError(.conflict, "a command with this idempotency key is still running",
-                                      retryAfterMs: 100)
+        case .pending:
+            throw BusError(
+                .conflict, "a command with this idempotency key is still running",
+                retryAfterMs: 100)
         }
     }
 
     func completeIdempotent(_ scoped: String, _ result: IdempotentResult) {
         guard !scoped.isEmpty else { return }
-        supervisor.idempotency.withLockedValue { $0.complete(scoped, with: result, cost: result.cost, now: MonotonicClock.nowMs()) }
+        supervisor.idempotency.withLockedValue {
+            $0.complete(scoped, with: result, cost: result.cost, now: MonotonicClock.nowMs())
+        }
     }
 
     func forgetIdempotencyKey(_ scoped: String) {

@@ -15,8 +15,11 @@ extension AgentSession {
             case .run(let scoped):
                 do throws(BusError) {
                     let receiver = try resolve(send.target)
-                    try receiver.enqueue(.message(Message(kind: .direct, from: identity.agentID,
-                                                          deadline: send.deadline, payload: send.payload)))
+                    try receiver.enqueue(
+                        .message(
+                            Message(
+                                kind: .direct, from: identity.agentID,
+                                deadline: send.deadline, payload: send.payload)))
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     write(.ok(Ok(ref: send.ref, outcome: .delivered, recipients: 1)))
                 } catch {
@@ -43,8 +46,10 @@ extension AgentSession {
                 guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
             }
-            let envelope = Envelope.message(Message(kind: kind, from: identity.agentID, subject: fanout.topic,
-                                                    deadline: fanout.deadline, payload: fanout.payload))
+            let envelope = Envelope.message(
+                Message(
+                    kind: kind, from: identity.agentID, subject: fanout.topic,
+                    deadline: fanout.deadline, payload: fanout.payload))
             var delivered: UInt32 = 0
             for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
             write(.ok(Ok(ref: fanout.ref, outcome: .delivered, recipients: delivered)))
@@ -90,8 +95,10 @@ extension AgentSession {
                 ? BusError(.offline, "\(target.name) is offline")
                 : BusError(.unknownAgent, "no agent \(target.name) in this tenant")
         case .capability:
-            guard let session = supervisor.routing.leastLoaded(tenant: identity.tenant, capability: target.name,
-                                                               excluding: number)
+            guard
+                let session = supervisor.routing.leastLoaded(
+                    tenant: identity.tenant, capability: target.name,
+                    excluding: number)
             else { throw BusError(.noCapableAgent, "no ready agent offers \(target.name)") }
             return session
         }

@@ -8,10 +8,12 @@ extension AgentSession {
             for capability in description.capabilities { try Identifier.validate(capability, field: "capability") }
             for entry in description.metadata { try Identifier.validate(entry.key, field: "metadata.key") }
             guard description.location.utf8.count <= Limits.maxLocationBytes,
-                  description.metadata.allSatisfy({ $0.value.utf8.count <= Limits.maxMetadataValueBytes })
+                description.metadata.allSatisfy({ $0.value.utf8.count <= Limits.maxMetadataValueBytes })
             else {
-                throw BusError(.invalidArgument, "location is limited to \(Limits.maxLocationBytes) bytes, "
-                               + "metadata values to \(Limits.maxMetadataValueBytes)")
+                throw BusError(
+                    .invalidArgument,
+                    "location is limited to \(Limits.maxLocationBytes) bytes, "
+                        + "metadata values to \(Limits.maxMetadataValueBytes)")
             }
         } catch {
             return fail(register.ref, error)

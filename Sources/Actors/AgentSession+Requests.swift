@@ -31,11 +31,14 @@ extension AgentSession {
         guard !responder.isDraining, responder.load.readiness != .draining else {
             throw BusError(.unavailable, "\(responder.identity.agentID) is draining")
         }
-        let local = try requests.insert(PendingRequest(ref: request.ref, responder: responder.identity.agentID,
-                                                       idempotencyKey: scopedKey))
-        let message = Message(kind: .request, from: identity.agentID,
-                              correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local),
-                              deadline: deadline, payload: request.payload)
+        let local = try requests.insert(
+            PendingRequest(
+                ref: request.ref, responder: responder.identity.agentID,
+                idempotencyKey: scopedKey))
+        let message = Message(
+            kind: .request, from: identity.agentID,
+            correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local),
+            deadline: deadline, payload: request.payload)
         do throws(BusError) {
             try responder.enqueue(.message(message))
         } catch {
@@ -71,9 +74,11 @@ extension AgentSession {
         }
         let (session, local) = CorrelationTable<PendingRequest>.split(reply.correlationID)
         guard let requester = supervisor.routing.session(number: session),
-              requester.identity.tenant == identity.tenant,
-              (try? requester.enqueue(.response(local: local, from: identity.agentID, status: reply.status,
-                                                payload: reply.payload))) != nil
+            requester.identity.tenant == identity.tenant,
+            (try? requester.enqueue(
+                .response(
+                    local: local, from: identity.agentID, status: reply.status,
+                    payload: reply.payload))) != nil
         else { return supervisor.countLateReply() }
     }
 

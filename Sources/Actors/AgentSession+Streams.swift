@@ -1,7 +1,7 @@
 import Bus
 import Foundation
-import NIOPosix
 import NIOCore
+import NIOPosix
 
 extension AgentSession {
     func handleStreamOpen(_ open: StreamOpen) {
@@ -11,14 +11,16 @@ extension AgentSession {
                 throw BusError(.invalidArgument, "stream \(open.streamID) is already open")
             }
             guard uploads.count < Limits.maxOpenUploads else {
-                throw BusError(.overloaded, "at most \(Limits.maxOpenUploads) open streams per session",
-                               retryAfterMs: 1000)
+                throw BusError(
+                    .overloaded, "at most \(Limits.maxOpenUploads) open streams per session",
+                    retryAfterMs: 1000)
             }
             try checkDeadline(open.deadline, now: WallClock.nowMs())
             _ = try resolve(open.target)
-            let assembly = try StreamAssembly(totalSize: open.totalSize, chunkSize: open.chunkSize,
-                                              maxChunkSize: configuration.limits.chunkSize,
-                                              maxTotalSize: configuration.maxStreamBytes)
+            let assembly = try StreamAssembly(
+                totalSize: open.totalSize, chunkSize: open.chunkSize,
+                maxChunkSize: configuration.limits.chunkSize,
+                maxTotalSize: configuration.maxStreamBytes)
             let file = try SpoolFile(directory: configuration.streamDirectory, session: number)
             let spool = UploadSpool(owner: identity.key, open: open, file: file, assembly: assembly)
             uploads[open.streamID] = ActiveUpload(spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture())
@@ -31,8 +33,11 @@ extension AgentSession {
     /// Stores a chunk on the thread pool, after the previous one, and reports progress once stored.
     func handleStreamChunk(_ chunk: StreamChunk) {
         guard var upload = uploads[chunk.streamID] else {
-            return write(.streamAbort(StreamAbort(streamID: chunk.streamID, code: .unknownStream,
-                                                  message: "no open stream \(chunk.streamID)")))
+            return write(
+                .streamAbort(
+                    StreamAbort(
+                        streamID: chunk.streamID, code: .unknownStream,
+                        message: "no open stream \(chunk.streamID)")))
         }
         let offset: UInt64
         do throws(BusError) {
@@ -82,7 +87,9 @@ extension AgentSession {
         do throws(BusError) {
             if case .failure(let error) = stored { throw BusError(.internal, "spooling failed: \(error)") }
             guard spool.assembly.isComplete else {
-                throw BusError(.checksumMismatch, "stream ended after \(spool.assembly.storedBytes) of \(spool.open.totalSize) bytes")
+                throw BusError(
+                    .checksumMismatch,
+                    "stream ended after \(spool.assembly.storedBytes) of \(spool.open.totalSize) bytes")
             }
             guard spool.verify() else { throw BusError(.checksumMismatch, "SHA-256 of the payload does not match") }
             let receiver = try resolve(spool.open.target)
@@ -101,8 +108,10 @@ extension AgentSession {
         if let upload = uploads[resume.streamID] {
             return writeStatus(upload.spool, ref: resume.ref)
         }
-        guard let parked = supervisor.streams.take(owner: identity.key, streamID: resume.streamID,
-                                                   now: MonotonicClock.nowMs())
+        guard
+            let parked = supervisor.streams.take(
+                owner: identity.key, streamID: resume.streamID,
+                now: MonotonicClock.nowMs())
         else {
             return fail(resume.ref, BusError(.unknownStream, "no stream \(resume.streamID) to resume"))
         }
@@ -125,8 +134,11 @@ extension AgentSession {
 
     private func writeStatus(_ spool: UploadSpool, ref: UInt64) {
         let assembly = spool.assembly
-        write(.streamStatus(StreamStatus(ref: ref, streamID: spool.open.streamID, nextIndex: assembly.storedIndex,
-                                         bytes: assembly.storedBytes)))
+        write(
+            .streamStatus(
+                StreamStatus(
+                    ref: ref, streamID: spool.open.streamID, nextIndex: assembly.storedIndex,
+                    bytes: assembly.storedBytes)))
     }
 
     /// Sends a verified stream to this agent: STREAM_OPEN (ref = delivery id), chunks read from the
@@ -149,8 +161,11 @@ extension AgentSession {
         guard state != .closed else { return }
         let deliveryID = open.ref
         guard window.touch(deliveryID, now: MonotonicClock.nowMs()) else {
-            write(.streamAbort(StreamAbort(streamID: open.streamID, code: .unavailable,
-                                           message: "the delivery was withdrawn")))
+            write(
+                .streamAbort(
+                    StreamAbort(
+                        streamID: open.streamID, code: .unavailable,
+                        message: "the delivery was withdrawn")))
             return flush()
         }
         guard UInt64(index) < open.chunkCount else {
@@ -167,20 +182,26 @@ extension AgentSession {
         }
     }
 
-    private func chunkRead(_ stream: CompletedStream, open: StreamOpen, index: UInt32,
-                           _ result: Result<ByteBuffer, any Error>) {
+    private func chunkRead(
+        _ stream: CompletedStream, open: StreamOpen, index: UInt32,
+        _ result: Result<ByteBuffer, any Error>
+    ) {
         guard state != .closed else { return }
         switch result {
         case .success(let data):
             let written = channel.eventLoop.makePromise(of: Void.self)
-            channel.writeAndFlush(Frame.streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)),
-                                  promise: written)
+            channel.writeAndFlush(
+                Frame.streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)),
+                promise: written)
             written.futureResult.whenSuccess { [self] in
                 assumeIsolated { $0.sendChunk(stream, open: open, index: index + 1) }
             }
         case .failure(let error):
-            write(.streamAbort(StreamAbort(streamID: open.streamID, code: .internal,
-                                           message: "reading the spool failed: \(error)")))
+            write(
+                .streamAbort(
+                    StreamAbort(
+                        streamID: open.streamID, code: .internal,
+                        message: "reading the spool failed: \(error)")))
             flush()
         }
     }

@@ -1,6 +1,6 @@
 public import Bus
-public import NIOCore
 import Foundation
+public import NIOCore
 import Synchronization
 
 /// The actor of one connected agent. It runs on its connection's event loop, so reading, routing
@@ -62,8 +62,9 @@ public actor AgentSession {
         self.identity = identity
         self.channel = channel
         self.supervisor = supervisor
-        self.mailbox = Mailbox(capacity: configuration.mailboxCapacity,
-                               controlCapacity: 2 * Int(configuration.limits.maxPendingRequests))
+        self.mailbox = Mailbox(
+            capacity: configuration.mailboxCapacity,
+            controlCapacity: 2 * Int(configuration.limits.maxPendingRequests))
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
     }

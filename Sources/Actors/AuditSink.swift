@@ -15,10 +15,12 @@ public struct LogAuditSink: AuditSink {
     public init(logger: Logger) { self.logger = logger }
 
     public func record(_ event: AuditEvent) {
-        logger.debug("audit \(event.kind)", metadata: [
-            "tenant": "\(event.tenant)", "agent": "\(event.agentID)",
-            "detail": .dictionary(event.detail.mapValues { .string($0) }),
-        ])
+        logger.debug(
+            "audit \(event.kind)",
+            metadata: [
+                "tenant": "\(event.tenant)", "agent": "\(event.agentID)",
+                "detail": .dictionary(event.detail.mapValues { .string($0) }),
+            ])
     }
 
     public func close() {}

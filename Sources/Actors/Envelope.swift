@@ -47,8 +47,10 @@ public struct Message: Sendable {
     /// Delivery attempts already made (0 for a new message).
     public var attempts: UInt16 = 0
 
-    public init(kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
-                deadline: UInt64?, payload: ByteBuffer) {
+    public init(
+        kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
+        deadline: UInt64?, payload: ByteBuffer
+    ) {
         self.kind = kind
         self.from = from
         self.subject = subject

@@ -38,10 +38,13 @@ public final class Registry: Sendable {
         }
         let infos = matching.map { key, description in
             let session = live(key)
-            return AgentInfo(agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
-                             readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0)
+            return AgentInfo(
+                agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
+                readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0)
         }
-        let sorted = infos.filter { filter.status == .any || $0.status == filter.status }.sorted { $0.agentID < $1.agentID }
+        let sorted = infos.filter { filter.status == .any || $0.status == filter.status }.sorted {
+            $0.agentID < $1.agentID
+        }
         let page = Array(sorted.prefix(limit))
         return (page, sorted.count > limit ? page.last?.agentID ?? "" : "")
     }

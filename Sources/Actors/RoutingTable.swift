@@ -102,8 +102,8 @@ public final class RoutingTable: Sendable {
             var bestLoad = Int.max
             for agentID in state.capabilities[tenant]?[capability] ?? [] {
                 guard let session = state.byAgent[AgentKey(tenant: tenant, agentID: agentID)],
-                      session.number != excluding, session.load.readiness == .ready,
-                      !session.isDraining
+                    session.number != excluding, session.load.readiness == .ready,
+                    !session.isDraining
                 else { continue }
                 let load = session.load.inFlight
                 if load < bestLoad || (load == bestLoad && agentID < (best?.identity.agentID ?? "\u{10FFFF}")) {

@@ -3,7 +3,7 @@ import Foundation
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A file that holds one streamed payload on disk, deleted when the last reference goes away.
@@ -24,7 +24,8 @@ public final class SpoolFile: Sendable {
     /// cannot be resumed). Only names of the spool form are touched.
     static func removeLeftovers(in directory: String) throws {
         for name in try FileManager.default.contentsOfDirectory(atPath: directory)
-        where name.range(of: #"^[0-9]+-[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}$"#, options: .regularExpression) != nil {
+        where name.range(of: #"^[0-9]+-[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}$"#, options: .regularExpression) != nil
+        {
             try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
         }
     }

@@ -1,7 +1,8 @@
 public import Bus
+import Foundation
 public import Logging
-public import NIOCore
 import NIOConcurrencyHelpers
+public import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -42,14 +43,17 @@ public actor Supervisor {
             orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
             orphanTTLMs: configuration.orphanTTLMs)
         self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
-        self.deadLetters = DeadLetterLog(capacity: configuration.deadLetterCapacity,
-                                         byteBudget: configuration.deadLetterBytes)
+        self.deadLetters = DeadLetterLog(
+            capacity: configuration.deadLetterCapacity,
+            byteBudget: configuration.deadLetterBytes)
         self.idempotency = NIOLockedValueBox(
-            IdempotencyWindow(windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity,
-                              costBudget: configuration.idempotencyBytes))
+            IdempotencyWindow(
+                windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity,
+                costBudget: configuration.idempotencyBytes))
         do {
-            try FileManager.default.createDirectory(atPath: configuration.streamDirectory,
-                                                    withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: configuration.streamDirectory,
+                withIntermediateDirectories: true)
             try SpoolFile.removeLeftovers(in: configuration.streamDirectory)
         } catch {
             throw BusError(.internal, "cannot create stream directory \(configuration.streamDirectory): \(error)")
@@ -80,8 +84,10 @@ public actor Supervisor {
     /// Retires a closed session: the agent goes offline unless a newer session took over.
     nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
         let key = session.identity.key
-        for (agent, envelope) in routing.detach(session, patterns: patterns, orphans: orphans,
-                                                now: MonotonicClock.nowMs()) {
+        for (agent, envelope) in routing.detach(
+            session, patterns: patterns, orphans: orphans,
+            now: MonotonicClock.nowMs())
+        {
             deadLetter(envelope, to: agent, reason: .offline)
         }
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
@@ -97,14 +103,18 @@ public actor Supervisor {
     nonisolated func deadLetter(_ envelope: Envelope, to key: AgentKey, reason: ErrorCode) {
         switch envelope {
         case .message(let message):
-            deadLetters.append(DeadLetter(tenant: key.tenant, agentID: key.agentID, from: message.from,
-                                          reason: reason, attempts: message.attempts, at: WallClock.nowMs(),
-                                          payload: message.payload))
-            record("message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
-                   ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"])
+            deadLetters.append(
+                DeadLetter(
+                    tenant: key.tenant, agentID: key.agentID, from: message.from,
+                    reason: reason, attempts: message.attempts, at: WallClock.nowMs(),
+                    payload: message.payload))
+            record(
+                "message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
+                ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"])
         case .stream(let stream):
-            record("stream.dead_lettered", tenant: key.tenant, agentID: key.agentID,
-                   ["from": stream.from, "stream": stream.open.streamID, "reason": reason.name])
+            record(
+                "stream.dead_lettered", tenant: key.tenant, agentID: key.agentID,
+                ["from": stream.from, "stream": stream.open.streamID, "reason": reason.name])
         case .response, .requestFailed:
             break
         }
@@ -120,7 +130,9 @@ public actor Supervisor {
         let deadline = NIODeadline.now() + drainTimeout
         for session in sessions {
             let closed = session.channel.closeFuture
-            let timer = session.channel.eventLoop.scheduleTask(deadline: deadline) { session.channel.close(promise: nil) }
+            let timer = session.channel.eventLoop.scheduleTask(deadline: deadline) {
+                session.channel.close(promise: nil)
+            }
             try? await closed.get()
             timer.cancel()
         }
@@ -139,5 +151,3 @@ enum IdempotentResult: Sendable, Equatable {
         if case .response(_, _, let payload) = self { payload.readableBytes } else { 0 }
     }
 }
-
-import Foundation

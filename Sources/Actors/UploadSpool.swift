@@ -36,7 +36,8 @@ public final class UploadSpool: Sendable {
 
     /// Writes and hashes a received chunk on `pool`; completes on `loop` once it is stored.
     /// The session chains these calls, so chunks are hashed in order.
-    func store(_ data: ByteBuffer, at offset: UInt64, pool: NIOThreadPool, loop: any EventLoop) -> EventLoopFuture<Void> {
+    func store(_ data: ByteBuffer, at offset: UInt64, pool: NIOThreadPool, loop: any EventLoop) -> EventLoopFuture<Void>
+    {
         pool.runIfActive(eventLoop: loop) { [self] in
             try file.write(data, at: offset)
             hasher.withLockedValue { hasher in data.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }

@@ -70,8 +70,9 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
 
     private mutating func evict(now: UInt64) {
         while let oldest = order.first,
-              entries.count > capacity || totalCost > costBudget || oldest.at + windowMs <= now
-                || entries[oldest.key]?.at != oldest.at {
+            entries.count > capacity || totalCost > costBudget || oldest.at + windowMs <= now
+                || entries[oldest.key]?.at != oldest.at
+        {
             order.removeFirst()
             if entries[oldest.key]?.at == oldest.at { cancel(oldest.key) }
         }

@@ -10,8 +10,10 @@ public struct Send: FrameBody {
     public var deadline: UInt64?
     public var payload: ByteBuffer
 
-    public init(ref: UInt64, target: Target, idempotencyKey: String = "", deadline: UInt64? = nil,
-                payload: ByteBuffer) {
+    public init(
+        ref: UInt64, target: Target, idempotencyKey: String = "", deadline: UInt64? = nil,
+        payload: ByteBuffer
+    ) {
         self.ref = ref
         self.target = target
         self.idempotencyKey = idempotencyKey
@@ -20,8 +22,9 @@ public struct Send: FrameBody {
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
-        self.init(ref: try r.u64("ref"), target: try Target(reading: &r), idempotencyKey: try r.string("idempotency_key"),
-                  deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"))
+        self.init(
+            ref: try r.u64("ref"), target: try Target(reading: &r), idempotencyKey: try r.string("idempotency_key"),
+            deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -49,8 +52,9 @@ public struct Fanout: FrameBody {
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
-        self.init(ref: try r.u64("ref"), topic: try r.string("topic"),
-                  deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"))
+        self.init(
+            ref: try r.u64("ref"), topic: try r.string("topic"),
+            deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -97,8 +101,10 @@ public struct Deliver: FrameBody {
     public var attempt: UInt16
     public var payload: ByteBuffer
 
-    public init(deliveryID: UInt64, kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
-                deadline: UInt64? = nil, attempt: UInt16 = 1, payload: ByteBuffer) {
+    public init(
+        deliveryID: UInt64, kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
+        deadline: UInt64? = nil, attempt: UInt16 = 1, payload: ByteBuffer
+    ) {
         self.deliveryID = deliveryID
         self.kind = kind
         self.from = from
@@ -113,9 +119,10 @@ public struct Deliver: FrameBody {
         let id = try r.u64("delivery_id")
         let raw = try r.u8("kind")
         guard let kind = DeliveryKind(rawValue: raw) else { throw BusError(.badFrame, "unknown delivery kind \(raw)") }
-        self.init(deliveryID: id, kind: kind, from: try r.string("from"), subject: try r.string("subject"),
-                  correlationID: try r.u64("correlation_id"), deadline: try r.u64("deadline_ms").deadlineFromWire,
-                  attempt: try r.u16("attempt"), payload: try r.bytes("payload"))
+        self.init(
+            deliveryID: id, kind: kind, from: try r.string("from"), subject: try r.string("subject"),
+            correlationID: try r.u64("correlation_id"), deadline: try r.u64("deadline_ms").deadlineFromWire,
+            attempt: try r.u16("attempt"), payload: try r.bytes("payload"))
     }
 
     public func write(to b: inout ByteBuffer) {

@@ -17,7 +17,9 @@ public struct AgentDescription: Sendable, Equatable {
     init(reading r: inout WireReader) throws(BusError) {
         self.init(
             agentType: try r.string("agent_type"),
-            capabilities: try r.list("capabilities") { (r: inout WireReader) throws(BusError) in try r.string("capability") },
+            capabilities: try r.list("capabilities") { (r: inout WireReader) throws(BusError) in
+                try r.string("capability")
+            },
             location: try r.string("location"),
             metadata: try r.list("metadata") { (r: inout WireReader) throws(BusError) in
                 MetadataEntry(key: try r.string("metadata.key"), value: try r.string("metadata.value"))
@@ -84,8 +86,10 @@ public struct Discover: FrameBody {
     /// Page size, 1...``Limits/maxListCount``; 0 means the maximum.
     public var limit: UInt16
 
-    public init(ref: UInt64, agentType: String = "", capability: String = "", status: AgentStatus = .any,
-                cursor: String = "", limit: UInt16 = 0) {
+    public init(
+        ref: UInt64, agentType: String = "", capability: String = "", status: AgentStatus = .any,
+        cursor: String = "", limit: UInt16 = 0
+    ) {
         self.ref = ref
         self.agentType = agentType
         self.capability = capability
@@ -100,8 +104,9 @@ public struct Discover: FrameBody {
         let capability = try r.string("capability")
         let raw = try r.u8("status")
         guard let status = AgentStatus(rawValue: raw) else { throw BusError(.badFrame, "unknown status \(raw)") }
-        self.init(ref: ref, agentType: type, capability: capability, status: status,
-                  cursor: try r.string("cursor"), limit: try r.u16("limit"))
+        self.init(
+            ref: ref, agentType: type, capability: capability, status: status,
+            cursor: try r.string("cursor"), limit: try r.u16("limit"))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -123,8 +128,10 @@ public struct AgentInfo: Sendable, Equatable {
     /// Deliveries written to the agent and not yet acknowledged.
     public var inFlight: UInt32
 
-    public init(agentID: String, description: AgentDescription, status: AgentStatus, readiness: Readiness,
-                inFlight: UInt32) {
+    public init(
+        agentID: String, description: AgentDescription, status: AgentStatus, readiness: Readiness,
+        inFlight: UInt32
+    ) {
         self.agentID = agentID
         self.description = description
         self.status = status
@@ -152,8 +159,9 @@ public struct Discovered: FrameBody {
             let description = try AgentDescription(reading: &r)
             let status = AgentStatus(rawValue: try r.u8("status")) ?? .offline
             let readiness = Readiness(rawValue: try r.u8("readiness")) ?? .busy
-            return AgentInfo(agentID: id, description: description, status: status, readiness: readiness,
-                             inFlight: try r.u32("in_flight"))
+            return AgentInfo(
+                agentID: id, description: description, status: status, readiness: readiness,
+                inFlight: try r.u32("in_flight"))
         }
         self.init(ref: ref, agents: agents, nextCursor: try r.string("next_cursor"))
     }

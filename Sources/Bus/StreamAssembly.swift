@@ -45,8 +45,9 @@ public struct StreamAssembly: Sendable, Equatable {
         }
         guard index < chunkCount else { throw BusError(.invalidArgument, "chunk \(index) is past the end") }
         guard nextIndex - storedIndex < Limits.maxChunksInFlight else {
-            throw BusError(.overloaded, "more than \(Limits.maxChunksInFlight) chunks wait to be stored; wait for STREAM_STATUS",
-                           retryAfterMs: 100)
+            throw BusError(
+                .overloaded, "more than \(Limits.maxChunksInFlight) chunks wait to be stored; wait for STREAM_STATUS",
+                retryAfterMs: 100)
         }
         let expected = index == chunkCount - 1 ? totalSize - UInt64(index) * UInt64(chunkSize) : UInt64(chunkSize)
         guard UInt64(length) == expected else {

@@ -16,8 +16,10 @@ public struct StreamOpen: FrameBody {
     public var sha256: [UInt8]
     public var deadline: UInt64?
 
-    public init(ref: UInt64, streamID: String, target: Target, totalSize: UInt64, chunkSize: UInt32,
-                sha256: [UInt8], deadline: UInt64? = nil) {
+    public init(
+        ref: UInt64, streamID: String, target: Target, totalSize: UInt64, chunkSize: UInt32,
+        sha256: [UInt8], deadline: UInt64? = nil
+    ) {
         self.ref = ref
         self.streamID = streamID
         self.target = target
@@ -28,9 +30,10 @@ public struct StreamOpen: FrameBody {
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
-        self.init(ref: try r.u64("ref"), streamID: try r.string("stream_id"), target: try Target(reading: &r),
-                  totalSize: try r.u64("total_size"), chunkSize: try r.u32("chunk_size"),
-                  sha256: try r.fixed(32, "sha256"), deadline: try r.u64("deadline_ms").deadlineFromWire)
+        self.init(
+            ref: try r.u64("ref"), streamID: try r.string("stream_id"), target: try Target(reading: &r),
+            totalSize: try r.u64("total_size"), chunkSize: try r.u32("chunk_size"),
+            sha256: try r.fixed(32, "sha256"), deadline: try r.u64("deadline_ms").deadlineFromWire)
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -109,8 +112,9 @@ public struct StreamStatus: FrameBody {
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
-        self.init(ref: try r.u64("ref"), streamID: try r.string("stream_id"), nextIndex: try r.u32("next_index"),
-                  bytes: try r.u64("bytes"))
+        self.init(
+            ref: try r.u64("ref"), streamID: try r.string("stream_id"), nextIndex: try r.u32("next_index"),
+            bytes: try r.u64("bytes"))
     }
 
     public func write(to b: inout ByteBuffer) {

@@ -42,13 +42,15 @@ public struct SubscriptionIndex<Subscriber: Hashable & Sendable>: Sendable {
 
     public var isEmpty: Bool { root.isEmpty }
 
-    private static func insert(_ tokens: ArraySlice<Substring>, _ subscriber: Subscriber, into node: inout Node) -> Bool {
+    private static func insert(_ tokens: ArraySlice<Substring>, _ subscriber: Subscriber, into node: inout Node) -> Bool
+    {
         guard let first = tokens.first else { return node.here.insert(subscriber).inserted }
         if first == ">" { return node.rest.insert(subscriber).inserted }
         return insert(tokens.dropFirst(), subscriber, into: &node.children[first, default: Node()])
     }
 
-    private static func remove(_ tokens: ArraySlice<Substring>, _ subscriber: Subscriber, from node: inout Node) -> Bool {
+    private static func remove(_ tokens: ArraySlice<Substring>, _ subscriber: Subscriber, from node: inout Node) -> Bool
+    {
         guard let first = tokens.first else { return node.here.remove(subscriber) != nil }
         if first == ">" { return node.rest.remove(subscriber) != nil }
         guard var child = node.children[first] else { return false }

@@ -28,8 +28,10 @@ public final class AgentListener: Service {
     }
 
     /// Binds the agent port.
-    public static func bind(configuration: ServerConfiguration, supervisor: Supervisor, authority: TokenAuthority,
-                            group: any EventLoopGroup) async throws -> AgentListener {
+    public static func bind(
+        configuration: ServerConfiguration, supervisor: Supervisor, authority: TokenAuthority,
+        group: any EventLoopGroup
+    ) async throws -> AgentListener {
         let maxFrame = configuration.supervisor.limits.maxFrameBytes
         let handshakeTimeout = configuration.handshakeTimeout
         let channel = try await ServerBootstrap(group: group)
@@ -45,13 +47,15 @@ public final class AgentListener: Service {
                         BackPressureHandler(),
                         ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)),
                         MessageToByteHandler(FrameEncoder()),
-                        SessionHandler(supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout),
+                        SessionHandler(
+                            supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout),
                     ])
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
-        return try AgentListener(supervisor: supervisor, serverChannel: channel, drainTimeout: configuration.drainTimeout)
+        return try AgentListener(
+            supervisor: supervisor, serverChannel: channel, drainTimeout: configuration.drainTimeout)
     }
 
     public func run() async throws {

@@ -13,15 +13,17 @@ public struct BusServer: Sendable {
 
     /// Builds the supervisor and binds the agent port on NIO's shared event loops.
     public static func start(configuration: ServerConfiguration, logger: Logger) async throws -> BusServer {
-        let audit: any AuditSink = if let path = configuration.auditLogPath {
-            AuditLogSink(writer: try AuditLogWriter(path: path))
-        } else {
-            LogAuditSink(logger: logger)
-        }
+        let audit: any AuditSink =
+            if let path = configuration.auditLogPath {
+                AuditLogSink(writer: try AuditLogWriter(path: path))
+            } else {
+                LogAuditSink(logger: logger)
+            }
         let supervisor = try Supervisor(configuration: configuration.supervisor, audit: audit, logger: logger)
         let authority = try await TokenAuthority(secret: configuration.tokenSecret)
-        let listener = try await AgentListener.bind(configuration: configuration, supervisor: supervisor,
-                                                    authority: authority, group: MultiThreadedEventLoopGroup.singleton)
+        let listener = try await AgentListener.bind(
+            configuration: configuration, supervisor: supervisor,
+            authority: authority, group: MultiThreadedEventLoopGroup.singleton)
         logger.warning("no persistence backend configured: state is in memory and nothing is durable")
         return BusServer(supervisor: supervisor, listener: listener, authority: authority)
     }

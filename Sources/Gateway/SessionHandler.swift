@@ -48,8 +48,12 @@ final class SessionHandler: ChannelInboundHandler {
                 return refuse(context, BusError(.badFrame, "the first frame must be HELLO"))
             }
             guard hello.version == Limits.protocolVersion else {
-                return refuse(context, BusError(.unsupportedVersion,
-                                                "protocol version \(hello.version) is not supported; this server speaks \(Limits.protocolVersion)"))
+                return refuse(
+                    context,
+                    BusError(
+                        .unsupportedVersion,
+                        "protocol version \(hello.version) is not supported; this server speaks \(Limits.protocolVersion)"
+                    ))
             }
             state = .authenticating
             authenticate(hello, context: context)
@@ -111,24 +115,30 @@ final class SessionHandler: ChannelInboundHandler {
         }
     }
 
-    private func authenticated(_ result: Result<Identity, BusError>, clientName: String,
-                               context: ChannelHandlerContext) {
+    private func authenticated(
+        _ result: Result<Identity, BusError>, clientName: String,
+        context: ChannelHandlerContext
+    ) {
         guard case .authenticating = state else { return }
         handshakeTimer?.cancel()
         do throws(BusError) {
             let identity = try result.get()
             let session = try supervisor.openSession(identity: identity, channel: context.channel)
             state = .active(session)
-            let welcome = Welcome(sessionID: UInt64(session.number), tenant: identity.tenant,
-                                  agentID: identity.agentID, limits: supervisor.configuration.limits)
+            let welcome = Welcome(
+                sessionID: UInt64(session.number), tenant: identity.tenant,
+                agentID: identity.agentID, limits: supervisor.configuration.limits)
             context.writeAndFlush(wrapOutboundOut(.welcome(welcome)), promise: nil)
             session.assumeIsolated { $0.start() }
-            supervisor.logger.debug("session opened", metadata: [
-                "agent": "\(identity.key)", "client": "\(clientName)", "session": "\(session.number)",
-            ])
+            supervisor.logger.debug(
+                "session opened",
+                metadata: [
+                    "agent": "\(identity.key)", "client": "\(clientName)", "session": "\(session.number)",
+                ])
         } catch {
-            supervisor.record("security.auth_failed", tenant: "", agentID: "",
-                              ["code": error.code.name, "client": clientName])
+            supervisor.record(
+                "security.auth_failed", tenant: "", agentID: "",
+                ["code": error.code.name, "client": clientName])
             refuse(context, error)
         }
     }

@@ -43,9 +43,10 @@ public struct TokenAuthority: Sendable {
     /// Signs a token for `identity`, valid for `ttl` seconds.
     public func issue(_ identity: Identity, ttl: TimeInterval) async throws -> String {
         let now = Date()
-        return try await keys.sign(AgentClaims(
-            sub: SubjectClaim(value: identity.agentID), tenant: identity.tenant, roles: identity.roles,
-            exp: ExpirationClaim(value: now.addingTimeInterval(ttl)), iat: IssuedAtClaim(value: now)))
+        return try await keys.sign(
+            AgentClaims(
+                sub: SubjectClaim(value: identity.agentID), tenant: identity.tenant, roles: identity.roles,
+                exp: ExpirationClaim(value: now.addingTimeInterval(ttl)), iat: IssuedAtClaim(value: now)))
     }
 }
 

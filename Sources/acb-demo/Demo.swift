@@ -60,8 +60,9 @@ struct Pair: AsyncParsableCommand {
         }
         let found = try await alice.discover(capability: "summarize")
         print("\(aliceID) discovered: \(found.agents.map(\.agentID))")
-        let answer = try await alice.request(.capability("summarize"), ByteBuffer(string: "the quick brown fox"),
-                                             timeoutMs: 5_000)
+        let answer = try await alice.request(
+            .capability("summarize"), ByteBuffer(string: "the quick brown fox"),
+            timeoutMs: 5_000)
         print("\(aliceID) asked for 'summarize', \(answer.from) answered: \(answer.text)")
         await alice.close()
         await bob.close()
@@ -70,8 +71,9 @@ struct Pair: AsyncParsableCommand {
 
 /// One agent streams a large payload to another, with a progress line.
 struct StreamDemo: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stream",
-                                                    abstract: "Stream a large payload between two agents.")
+    static let configuration = CommandConfiguration(
+        commandName: "stream",
+        abstract: "Stream a large payload between two agents.")
 
     @OptionGroup var bus: BusOptions
     @Option(help: "Token of the sender.") var tokenA: String
@@ -89,14 +91,19 @@ struct StreamDemo: AsyncParsableCommand {
         let started = Date()
         try await sender.upload(to: .agent(receiverID), from: source) { stored, total in
             let percent = Double(stored) / Double(total) * 100
-            FileHandle.standardError.write(Data(String(format: "\rsent %6.1f%% (%llu of %llu bytes)", percent,
-                                                       stored, total).utf8))
+            FileHandle.standardError.write(
+                Data(
+                    String(
+                        format: "\rsent %6.1f%% (%llu of %llu bytes)", percent,
+                        stored, total
+                    ).utf8))
         }
         for await stream in receiver.streams {
             let seconds = Date().timeIntervalSince(started)
             let rate = Double(stream.size) / seconds / 1_048_576
-            print("\n\(receiverID) received \(stream.size) bytes from \(stream.from), SHA-256 verified, "
-                  + String(format: "%.2f s, %.0f MiB/s", seconds, rate))
+            print(
+                "\n\(receiverID) received \(stream.size) bytes from \(stream.from), SHA-256 verified, "
+                    + String(format: "%.2f s, %.0f MiB/s", seconds, rate))
             try? FileManager.default.removeItem(atPath: stream.path)
             break
         }

@@ -1,5 +1,5 @@
-import ArgumentParser
 import Actors
+import ArgumentParser
 import Bus
 import Gateway
 import Logging
@@ -21,13 +21,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Agent listener port (0 picks a free one). Default 7400.") var port: String?
     @Option(help: "HS256 secret that signs agent tokens. Required.") var tokenSecret: String?
     @Option(help: "How often agents must heartbeat, in ms. Default 5000.") var heartbeatIntervalMs: String?
-    @Option(help: "Heartbeat intervals an agent may miss before it is offline. Default 3.") var missedHeartbeats: String?
+    @Option(help: "Heartbeat intervals an agent may miss before it is offline. Default 3.") var missedHeartbeats:
+        String?
     @Option(help: "Unacknowledged deliveries per session. Default 1024.") var maxUnacked: String?
     @Option(help: "Requests a session may have pending. Default 1024.") var maxPendingRequests: String?
     @Option(help: "Deliveries queued per session beyond the unacked window. Default 4096.") var mailboxCapacity: String?
     @Option(help: "Redeliver what is not acknowledged within this many ms. Default 30000.") var ackTimeoutMs: String?
     @Option(help: "Delivery attempts before dead-lettering. Default 5.") var maxDeliveryAttempts: String?
-    @Option(help: "Disconnect a receiver whose queue stays full this long, in ms. Default 10000.") var slowConsumerMs: String?
+    @Option(help: "Disconnect a receiver whose queue stays full this long, in ms. Default 10000.") var slowConsumerMs:
+        String?
     @Option(help: "Directory where stream uploads are spooled. Default /tmp/acb-streams.") var streamDir: String?
     @Option(help: "File that audit events are appended to as JSON lines. Default: the log, at debug level.")
     var auditLog: String?
@@ -48,15 +50,20 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "acb")
         let server = try await BusServer.start(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [server.listener], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [server.listener], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 
     private func resolve() throws -> (ServerConfiguration, Logger.Level) {
         let settings = try Settings(configPath: config)
-        guard let secret = settings.string("token-secret", flag: tokenSecret), secret.utf8.count >= TokenAuthority.minimumSecretBytes else {
-            throw SettingError("token-secret is required and must be at least \(TokenAuthority.minimumSecretBytes) bytes (flag, ACB_TOKEN_SECRET or config)")
+        guard let secret = settings.string("token-secret", flag: tokenSecret),
+            secret.utf8.count >= TokenAuthority.minimumSecretBytes
+        else {
+            throw SettingError(
+                "token-secret is required and must be at least \(TokenAuthority.minimumSecretBytes) bytes (flag, ACB_TOKEN_SECRET or config)"
+            )
         }
         var configuration = ServerConfiguration(tokenSecret: secret)
         configuration.host = settings.string("host", flag: host) ?? configuration.host
@@ -65,28 +72,35 @@ struct Serve: AsyncParsableCommand {
         supervisor.limits.heartbeatIntervalMs = try settings.integer(
             "heartbeat-interval-ms", flag: heartbeatIntervalMs, default: supervisor.limits.heartbeatIntervalMs,
             in: 100...3_600_000)
-        supervisor.missedHeartbeats = try settings.integer("missed-heartbeats", flag: missedHeartbeats,
-                                                           default: supervisor.missedHeartbeats, in: 1...100)
-        supervisor.limits.maxUnacked = try settings.integer("max-unacked", flag: maxUnacked,
-                                                            default: supervisor.limits.maxUnacked, in: 1...1_000_000)
+        supervisor.missedHeartbeats = try settings.integer(
+            "missed-heartbeats", flag: missedHeartbeats,
+            default: supervisor.missedHeartbeats, in: 1...100)
+        supervisor.limits.maxUnacked = try settings.integer(
+            "max-unacked", flag: maxUnacked,
+            default: supervisor.limits.maxUnacked, in: 1...1_000_000)
         supervisor.limits.maxPendingRequests = try settings.integer(
             "max-pending-requests", flag: maxPendingRequests, default: supervisor.limits.maxPendingRequests,
             in: 1...1_000_000)
-        supervisor.mailboxCapacity = try settings.integer("mailbox-capacity", flag: mailboxCapacity,
-                                                          default: supervisor.mailboxCapacity, in: 1...10_000_000)
-        supervisor.ackTimeoutMs = try settings.integer("ack-timeout-ms", flag: ackTimeoutMs,
-                                                       default: supervisor.ackTimeoutMs, in: 10...86_400_000)
-        supervisor.maxDeliveryAttempts = try settings.integer("max-delivery-attempts", flag: maxDeliveryAttempts,
-                                                              default: supervisor.maxDeliveryAttempts, in: 1...1000)
-        supervisor.slowConsumerTimeoutMs = try settings.integer("slow-consumer-ms", flag: slowConsumerMs,
-                                                                default: supervisor.slowConsumerTimeoutMs,
-                                                                in: 10...86_400_000)
+        supervisor.mailboxCapacity = try settings.integer(
+            "mailbox-capacity", flag: mailboxCapacity,
+            default: supervisor.mailboxCapacity, in: 1...10_000_000)
+        supervisor.ackTimeoutMs = try settings.integer(
+            "ack-timeout-ms", flag: ackTimeoutMs,
+            default: supervisor.ackTimeoutMs, in: 10...86_400_000)
+        supervisor.maxDeliveryAttempts = try settings.integer(
+            "max-delivery-attempts", flag: maxDeliveryAttempts,
+            default: supervisor.maxDeliveryAttempts, in: 1...1000)
+        supervisor.slowConsumerTimeoutMs = try settings.integer(
+            "slow-consumer-ms", flag: slowConsumerMs,
+            default: supervisor.slowConsumerTimeoutMs,
+            in: 10...86_400_000)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
         configuration.supervisor = supervisor
         configuration.auditLogPath = settings.string("audit-log", flag: auditLog)
         let levelName = settings.string("log-level", flag: logLevel) ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
-            throw SettingError("log-level must be one of trace, debug, info, notice, warning, error; got '\(levelName)'")
+            throw SettingError(
+                "log-level must be one of trace, debug, info, notice, warning, error; got '\(levelName)'")
         }
         return (configuration, level)
     }

@@ -29,8 +29,10 @@ struct Settings {
     }
 
     /// An integer setting within `range`, or `fallback` when no source sets it.
-    func integer<T: FixedWidthInteger>(_ name: String, flag: String?, default fallback: T,
-                                       in range: ClosedRange<T> = T.min...T.max) throws -> T {
+    func integer<T: FixedWidthInteger>(
+        _ name: String, flag: String?, default fallback: T,
+        in range: ClosedRange<T> = T.min...T.max
+    ) throws -> T {
         guard let text = string(name, flag: flag) else { return fallback }
         guard let value = T(text), range.contains(value) else {
             throw SettingError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")

@@ -24,12 +24,16 @@ struct Token: AsyncParsableCommand {
             let identity: Identity
             do {
                 let settings = try Settings(configPath: config)
-                guard let value = settings.string("token-secret", flag: tokenSecret), value.utf8.count >= TokenAuthority.minimumSecretBytes else {
-                    throw SettingError("token-secret is required and must be at least \(TokenAuthority.minimumSecretBytes) bytes")
+                guard let value = settings.string("token-secret", flag: tokenSecret),
+                    value.utf8.count >= TokenAuthority.minimumSecretBytes
+                else {
+                    throw SettingError(
+                        "token-secret is required and must be at least \(TokenAuthority.minimumSecretBytes) bytes")
                 }
                 secret = value
-                identity = Identity(tenant: tenant, agentID: agent,
-                                    roles: roles.split(separator: ",").map { String($0) })
+                identity = Identity(
+                    tenant: tenant, agentID: agent,
+                    roles: roles.split(separator: ",").map { String($0) })
                 do {
                     try Identifier.validate(agent, field: "agent")
                     try Identifier.validate(tenant, field: "tenant")

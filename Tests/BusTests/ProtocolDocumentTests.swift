@@ -48,8 +48,9 @@ import Testing
 
     @Test func everyErrorCodeHasARowInTheTable() {
         for code in ErrorCode.allCases {
-            #expect(Self.document.contains("| \(code.rawValue) | `\(code.name)` |"),
-                    "docs/protocol.md has no table row for \(code.rawValue) \(code.name)")
+            #expect(
+                Self.document.contains("| \(code.rawValue) | `\(code.name)` |"),
+                "docs/protocol.md has no table row for \(code.rawValue) \(code.name)")
         }
     }
 }

@@ -180,7 +180,9 @@ import Testing
         #expect(!Role.observer.allows(.send))
         #expect(Role.agentProducer.allows(.send) && !Role.agentProducer.allows(.subscribe))
         #expect(Role.agentConsumer.allows(.subscribe) && !Role.agentConsumer.allows(.publish))
-        #expect(FrameType.allCases.filter { Role.admin.allows($0) } == FrameType.allCases.filter { Role.agentFull.allows($0) })
+        #expect(
+            FrameType.allCases.filter { Role.admin.allows($0) }
+                == FrameType.allCases.filter { Role.agentFull.allows($0) })
         #expect(!Role.anyAllows(["no-such-role"], .heartbeat))
     }
 

@@ -26,8 +26,11 @@ import Testing
             try JSONDecoder().decode(AuditRecord.self, from: Data($0.utf8))
         }
         let kinds = Set(records.map(\.kind))
-        #expect(kinds.isSuperset(of: ["session.opened", "agent.registered", "security.denied",
-                                      "security.auth_failed", "session.closed"]))
+        #expect(
+            kinds.isSuperset(of: [
+                "session.opened", "agent.registered", "security.denied",
+                "security.auth_failed", "session.closed",
+            ]))
         let registered = try #require(records.first { $0.kind == "agent.registered" })
         #expect(registered.schema == 1 && registered.tenant == "acme" && registered.agent == "alice")
         #expect(registered.detail["type"] == "planner" && registered.at > 0)

@@ -55,8 +55,9 @@ import Testing
         process.waitUntilExit()
         let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 2)
-        #expect(output.split(separator: "\n").count == 1 && output.hasPrefix("acb: ") && output.contains(message),
-                "\(output)")
+        #expect(
+            output.split(separator: "\n").count == 1 && output.hasPrefix("acb: ") && output.contains(message),
+            "\(output)")
     }
 
     /// Reads the server's log until it says where agents connect.
@@ -65,7 +66,8 @@ import Testing
         while case let chunk = log.availableData, !chunk.isEmpty {
             text += String(decoding: chunk, as: UTF8.self)
             if let line = text.split(separator: "\n").first(where: { $0.contains("agents connect to") }),
-               let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
+                let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
+            {
                 return port
             }
         }

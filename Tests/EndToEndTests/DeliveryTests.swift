@@ -7,13 +7,15 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct DeliveryTests {
     @Test func aDeliveryThatIsNotAcknowledgedIsDeliveredAgain() async throws {
-        try await TestBus.with({ $0.supervisor.ackTimeoutMs = 200; $0.supervisor.tickMs = 50 }) { bus in
+        try await TestBus.with({
+            $0.supervisor.ackTimeoutMs = 200; $0.supervisor.tickMs = 50
+        }) { bus in
             let alice = try await bus.client("alice")
             var bob = try await bus.raw()
             _ = try await bob.hello(try await bus.token("bob"))
             try await alice.send(to: .agent("bob"), ByteBuffer(string: "again"))
             guard case .deliver(let first) = try await bob.read(),
-                  case .deliver(let second) = try await bob.read()
+                case .deliver(let second) = try await bob.read()
             else { Issue.record("expected two DELIVERs"); return }
             #expect(first.attempt == 1 && second.attempt == 2)
             #expect(second.deliveryID > first.deliveryID)
@@ -66,12 +68,15 @@ import Testing
             try await alice.send(to: .agent("bob"), ByteBuffer(string: "for bob"))
             guard case .deliver = try await bob.read() else { Issue.record("expected DELIVER"); return }
             await bob.close()
-            try await waitUntil { bus.server.supervisor.routing.session(for: AgentKey(tenant: "acme", agentID: "bob")) == nil }
+            try await waitUntil {
+                bus.server.supervisor.routing.session(for: AgentKey(tenant: "acme", agentID: "bob")) == nil
+            }
             // Any later disconnect sweeps expired orphans.
             await (try await bus.client("carol")).close()
             try await waitUntil { !bus.server.supervisor.deadLetters.letters(of: "acme").isEmpty }
             let letter = try #require(bus.server.supervisor.deadLetters.letters(of: "acme").first)
-            #expect(letter.agentID == "bob" && letter.reason == .offline && letter.payload == ByteBuffer(string: "for bob"))
+            #expect(
+                letter.agentID == "bob" && letter.reason == .offline && letter.payload == ByteBuffer(string: "for bob"))
             await alice.close()
         }
     }

@@ -12,9 +12,10 @@ import Testing
             var workers: [ACBClient] = []
             for index in 0..<5 {
                 let worker = try await bus.client("w\(index)")
-                try await worker.register(AgentDescription(
-                    agentType: index.isMultiple(of: 2) ? "even" : "odd", capabilities: ["c\(index)", "all"],
-                    location: "rack-\(index)", metadata: [MetadataEntry(key: "index", value: "\(index)")]))
+                try await worker.register(
+                    AgentDescription(
+                        agentType: index.isMultiple(of: 2) ? "even" : "odd", capabilities: ["c\(index)", "all"],
+                        location: "rack-\(index)", metadata: [MetadataEntry(key: "index", value: "\(index)")]))
                 workers.append(worker)
             }
             #expect(try await alice.discover(type: "even").agents.map(\.agentID) == ["w0", "w2", "w4"])
@@ -46,7 +47,8 @@ import Testing
             let alice = try await bus.client("alice")
             var silent = try await bus.raw()
             _ = try await silent.hello(try await bus.token("silent"))
-            try await silent.send(.register(Register(ref: 1, description: AgentDescription(agentType: "t", capabilities: []))))
+            try await silent.send(
+                .register(Register(ref: 1, description: AgentDescription(agentType: "t", capabilities: []))))
             var goAway: GoAway?
             while let frame = try await silent.read() {
                 if case .goAway(let frame) = frame { goAway = frame }

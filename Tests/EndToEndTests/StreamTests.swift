@@ -1,8 +1,8 @@
 import ACBClient
 import Actors
 import Bus
-import Gateway
 import Foundation
+import Gateway
 import NIOCore
 import Synchronization
 import Testing
@@ -19,7 +19,8 @@ import Testing
             let bob = try await bus.client("bob")
             let payload = Self.payload(1_000_000)
             let progress = Mutex<[UInt64]>([])
-            let ok = try await alice.upload(to: .agent("bob"), from: BufferSource(payload), streamID: "report") { stored, _ in
+            let ok = try await alice.upload(to: .agent("bob"), from: BufferSource(payload), streamID: "report") {
+                stored, _ in
                 progress.withLock { $0.append(stored) }
             }
             #expect(ok.outcome == .delivered)
@@ -40,15 +41,19 @@ import Testing
             var alice = try await bus.raw()
             _ = try await alice.hello(try await bus.token("alice"))
             let data = ByteBuffer(string: "not what the checksum says")
-            try await alice.send(.streamOpen(StreamOpen(
-                ref: 1, streamID: "s1", target: .agent("bob"), totalSize: UInt64(data.readableBytes),
-                chunkSize: 1 << 20, sha256: Array(repeating: 0, count: 32))))
+            try await alice.send(
+                .streamOpen(
+                    StreamOpen(
+                        ref: 1, streamID: "s1", target: .agent("bob"), totalSize: UInt64(data.readableBytes),
+                        chunkSize: 1 << 20, sha256: Array(repeating: 0, count: 32))))
             guard case .streamStatus = try await alice.read() else { Issue.record("expected STREAM_STATUS"); return }
             try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data)))
             try await alice.send(.streamEnd(StreamRef(ref: 2, streamID: "s1")))
             var answer = try await alice.read()
             while case .streamStatus = answer { answer = try await alice.read() }
-            guard case .error(let error) = answer else { Issue.record("expected ERROR, got \(String(describing: answer))"); return }
+            guard case .error(let error) = answer else {
+                Issue.record("expected ERROR, got \(String(describing: answer))"); return
+            }
             #expect(error.ref == 2 && error.error.code == .checksumMismatch)
             try await alice.send(.streamResume(StreamRef(ref: 3, streamID: "s1")))
             guard case .error(let gone) = try await alice.read() else { Issue.record("expected ERROR"); return }
@@ -62,8 +67,11 @@ import Testing
             let bob = try await bus.client("bob")
             var alice = try await bus.raw()
             _ = try await alice.hello(try await bus.token("alice"))
-            try await alice.send(.streamOpen(StreamOpen(ref: 1, streamID: "s1", target: .agent("bob"),
-                                                        totalSize: 10, chunkSize: 5, sha256: Array(repeating: 0, count: 32))))
+            try await alice.send(
+                .streamOpen(
+                    StreamOpen(
+                        ref: 1, streamID: "s1", target: .agent("bob"),
+                        totalSize: 10, chunkSize: 5, sha256: Array(repeating: 0, count: 32))))
             _ = try await alice.read()
             try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 1, data: ByteBuffer(string: "abcde"))))
             guard case .streamAbort(let abort) = try await alice.read() else { Issue.record("expected ABORT"); return }
@@ -93,7 +101,8 @@ import Testing
         func read(offset: UInt64, count: Int) throws -> ByteBuffer {
             if offset == 0 { passes.add(1, ordering: .relaxed) }
             if passes.load(ordering: .relaxed) == 2, offset >= cutAt,
-               done.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                done.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
+            {
                 cut()
             }
             return try base.read(offset: offset, count: count)

@@ -1,12 +1,12 @@
 import ACBClient
 import Actors
 import Bus
-import Gateway
 import Foundation
 import Gateway
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Testing
 
 /// A real server on a free port for one test, with helpers that hand back connected clients.
 struct TestBus {
@@ -16,8 +16,10 @@ struct TestBus {
     var port: Int { server.port }
 
     /// Runs `body` against a fresh server, then shuts the server down gracefully.
-    static func with(_ configure: (inout ServerConfiguration) -> Void = { _ in },
-                     _ body: (TestBus) async throws -> Void) async throws {
+    static func with(
+        _ configure: (inout ServerConfiguration) -> Void = { _ in },
+        _ body: (TestBus) async throws -> Void
+    ) async throws {
         var configuration = ServerConfiguration(tokenSecret: secret)
         configuration.port = 0
         configuration.drainTimeout = .seconds(2)
@@ -41,15 +43,20 @@ struct TestBus {
         try? FileManager.default.removeItem(atPath: configuration.supervisor.streamDirectory)
     }
 
-    func token(_ agent: String, tenant: String = "acme", roles: [String] = ["agent-full"],
-               ttl: TimeInterval = 3600) async throws -> String {
+    func token(
+        _ agent: String, tenant: String = "acme", roles: [String] = ["agent-full"],
+        ttl: TimeInterval = 3600
+    ) async throws -> String {
         try await server.authority.issue(Identity(tenant: tenant, agentID: agent, roles: roles), ttl: ttl)
     }
 
-    func client(_ agent: String, tenant: String = "acme", roles: [String] = ["agent-full"],
-                configure: (inout ClientConfiguration) -> Void = { _ in }) async throws -> ACBClient {
-        var configuration = ClientConfiguration(port: port, token: try await token(agent, tenant: tenant, roles: roles),
-                                                clientName: "test-\(agent)")
+    func client(
+        _ agent: String, tenant: String = "acme", roles: [String] = ["agent-full"],
+        configure: (inout ClientConfiguration) -> Void = { _ in }
+    ) async throws -> ACBClient {
+        var configuration = ClientConfiguration(
+            port: port, token: try await token(agent, tenant: tenant, roles: roles),
+            clientName: "test-\(agent)")
         configuration.initialBackoffMs = 20
         configure(&configuration)
         return try await ACBClient.connect(configuration)
@@ -62,8 +69,10 @@ struct TestBus {
 
 /// Expects `body` to throw a ``BusError`` with `code`; returns it.
 @discardableResult
-func expectBusError(_ code: ErrorCode, _ body: () async throws -> Void,
-                    sourceLocation: SourceLocation = #_sourceLocation) async -> BusError? {
+func expectBusError(
+    _ code: ErrorCode, _ body: () async throws -> Void,
+    sourceLocation: SourceLocation = #_sourceLocation
+) async -> BusError? {
     do {
         try await body()
         Issue.record("expected \(code.name), but it succeeded", sourceLocation: sourceLocation)
@@ -82,5 +91,3 @@ extension Deliveries.AsyncIterator {
         try #require(await next(), "the sequence ended", sourceLocation: sourceLocation)
     }
 }
-
-import Testing
