@@ -1,43 +1,34 @@
 public import Bus
 public import NIOCore
 
-/// A message the bus delivered to this agent.
+/// A message the bus delivered to this agent: the DELIVER frame's fields (`from`, `kind`,
+/// `subject`, `payload`, `deadline`, `attempt`, …) and a way to acknowledge it.
 ///
 /// Acknowledge it with ``ack()`` once handled (iterating ``ACBClient/deliveries`` does this for the
 /// previous element when asking for the next); an unacknowledged delivery is delivered again.
+@dynamicMemberLookup
 public struct Delivery: Sendable {
-    public var id: UInt64
-    public var kind: DeliveryKind
-    public var from: String
-    /// The topic, for topic deliveries.
-    public var subject: String
-    public var correlationID: UInt64
-    public var deadline: UInt64?
-    /// 1 on first delivery; higher means this is a redelivery.
-    public var attempt: UInt16
-    public var payload: ByteBuffer
+    /// The frame as the bus sent it.
+    public let frame: Deliver
     let connection: ClientConnection
 
-    init(_ deliver: Deliver, connection: ClientConnection) {
-        self.id = deliver.deliveryID
-        self.kind = deliver.kind
-        self.from = deliver.from
-        self.subject = deliver.subject
-        self.correlationID = deliver.correlationID
-        self.deadline = deliver.deadline
-        self.attempt = deliver.attempt
-        self.payload = deliver.payload
+    init(_ frame: Deliver, connection: ClientConnection) {
+        self.frame = frame
         self.connection = connection
     }
 
+    public subscript<Value>(dynamicMember field: KeyPath<Deliver, Value>) -> Value {
+        frame[keyPath: field]
+    }
+
     /// The payload as UTF-8 text.
-    public var text: String { String(buffer: payload) }
+    public var text: String { String(buffer: frame.payload) }
 
     /// Tells the bus this delivery is handled.
-    public func ack() { connection.done(id) }
+    public func ack() { connection.done(frame.deliveryID) }
 
     /// Asks the bus to deliver it again later (it is dead-lettered after the last attempt).
-    public func nack() { connection.nack(id) }
+    public func nack() { connection.nack(frame.deliveryID) }
 }
 
 /// The sequence of deliveries of one client. Asking for the next element acknowledges the previous

@@ -11,25 +11,16 @@ public struct WireReader {
         self.buffer = buffer
     }
 
-    public mutating func u8(_ field: String) throws(BusError) -> UInt8 {
-        guard let value = buffer.readInteger(as: UInt8.self) else { throw Self.truncated(field) }
+    /// A big-endian integer of type `T`.
+    public mutating func integer<T: FixedWidthInteger>(_ field: String, as type: T.Type = T.self) throws(BusError) -> T {
+        guard let value = buffer.readInteger(as: T.self) else { throw Self.truncated(field) }
         return value
     }
 
-    public mutating func u16(_ field: String) throws(BusError) -> UInt16 {
-        guard let value = buffer.readInteger(as: UInt16.self) else { throw Self.truncated(field) }
-        return value
-    }
-
-    public mutating func u32(_ field: String) throws(BusError) -> UInt32 {
-        guard let value = buffer.readInteger(as: UInt32.self) else { throw Self.truncated(field) }
-        return value
-    }
-
-    public mutating func u64(_ field: String) throws(BusError) -> UInt64 {
-        guard let value = buffer.readInteger(as: UInt64.self) else { throw Self.truncated(field) }
-        return value
-    }
+    public mutating func u8(_ field: String) throws(BusError) -> UInt8 { try integer(field) }
+    public mutating func u16(_ field: String) throws(BusError) -> UInt16 { try integer(field) }
+    public mutating func u32(_ field: String) throws(BusError) -> UInt32 { try integer(field) }
+    public mutating func u64(_ field: String) throws(BusError) -> UInt64 { try integer(field) }
 
     /// A `str`: u16 byte length, then that many bytes of valid UTF-8.
     public mutating func string(_ field: String) throws(BusError) -> String {
