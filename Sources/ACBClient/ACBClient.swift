@@ -22,7 +22,6 @@ public final class ACBClient: Sendable {
         var readiness = Readiness.ready
         var handler: RequestHandler?
         var reconnecting: Task<Void, Never>?
-        var heartbeat: RepeatedTask?
         var closed = false
     }
 
@@ -32,6 +31,8 @@ public final class ACBClient: Sendable {
     private let streamInbox:
         (stream: AsyncStream<IncomingStream>, continuation: AsyncStream<IncomingStream>.Continuation)
     private let reconnects = AsyncStream<ClientConnection>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    /// Downloads broken by a lost connection, resumed when the bus delivers the same stream again.
+    private let partials = PartialDownloads(capacity: 8)
 
     private init(configuration: ClientConfiguration) {
         self.configuration = configuration
@@ -157,13 +158,13 @@ public final class ACBClient: Sendable {
 
     /// Closes the connection for good (no reconnect).
     public func close() async {
-        let (connection, task, heartbeat) = link.withLockedValue { link in
+        let (connection, task) = link.withLockedValue { link in
             link.closed = true
-            return (link.connection, link.reconnecting, link.heartbeat)
+            return (link.connection, link.reconnecting)
         }
         task?.cancel()
-        heartbeat?.cancel()
         try? await connection?.channel.close()
+        partials.discardAll()
         deliveryInbox.continuation.finish()
         streamInbox.continuation.finish()
         reconnects.continuation.finish()
@@ -206,20 +207,13 @@ public final class ACBClient: Sendable {
 
     /// Connects, then restores registration and subscriptions.
     private func establish() async throws {
-        let connection = try await ClientConnection.open(configuration, delegate: self)
-        let interval = TimeAmount.milliseconds(Int64(connection.welcome.limits.heartbeatIntervalMs))
-        let heartbeat = connection.channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) {
-            [weak self] _ in
-            guard let readiness = self?.link.withLockedValue({ $0.readiness }) else { return }
-            connection.fire(.heartbeat(Heartbeat(readiness: readiness)))
+        let connection = try await ClientConnection.open(configuration, partials: partials, delegate: self) {
+            [weak self] in self?.link.withLockedValue { $0.readiness } ?? .ready
         }
-        let (description, patterns, readiness, previous) = link.withLockedValue { link in
-            let previous = link.heartbeat
+        let (description, patterns, readiness) = link.withLockedValue { link in
             link.connection = connection
-            link.heartbeat = heartbeat
-            return (link.description, link.patterns, link.readiness, previous)
+            return (link.description, link.patterns, link.readiness)
         }
-        previous?.cancel()
         guard connection.isActive else {
             // It died between WELCOME and here; its close was ignored because it was not current yet.
             return connectionLost(connection, goAway: nil)
@@ -279,8 +273,6 @@ extension ACBClient: ClientConnectionDelegate {
         link.withLockedValue { link in
             guard link.connection === connection else { return }
             link.connection = nil
-            link.heartbeat?.cancel()
-            link.heartbeat = nil
             guard configuration.reconnect, !link.closed, goAway?.code != .replaced else { return }
             // Unstructured: it outlives the connection that died; close() cancels it.
             link.reconnecting = Task { [weak self] in await self?.reconnect() }

@@ -28,15 +28,19 @@ final class ClientConnection: Sendable {
     let channel: any Channel
     let welcome: Welcome
     private let state = NIOLockedValueBox(State())
-    private let downloads: NIOLoopBoundBox<[String: Download]>
-    private let configuration: ClientConfiguration
-    private weak let delegate: (any ClientConnectionDelegate)?
+    /// Downloads in progress by their stream id; touched only on the event loop.
+    let downloads: NIOLoopBoundBox<[String: Download]>
+    /// Broken downloads kept across connections for resumption; owned by the client.
+    let partials: PartialDownloads
+    let configuration: ClientConfiguration
+    weak let delegate: (any ClientConnectionDelegate)?
 
     private init(
-        channel: any Channel, welcome: Welcome, configuration: ClientConfiguration,
+        channel: any Channel, welcome: Welcome, configuration: ClientConfiguration, partials: PartialDownloads,
         delegate: any ClientConnectionDelegate
     ) {
         self.channel = channel
+        self.partials = partials
         self.welcome = welcome
         self.configuration = configuration
         self.delegate = delegate
@@ -45,7 +49,12 @@ final class ClientConnection: Sendable {
 
     /// Connects, sends HELLO and waits for WELCOME.
     /// - Throws: the server's ``BusError`` (bad token, wrong version) or a connection error.
-    static func open(_ configuration: ClientConfiguration, delegate: any ClientConnectionDelegate) async throws
+    /// - Parameter readiness: what each heartbeat announces; heartbeats start as soon as WELCOME is in,
+    ///   on the event loop, so a busy task pool cannot make the bus think the agent went silent.
+    static func open(
+        _ configuration: ClientConfiguration, partials: PartialDownloads, delegate: any ClientConnectionDelegate,
+        readiness: @escaping @Sendable () -> Readiness
+    ) async throws
         -> ClientConnection
     {
         let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Frame.self)
@@ -65,9 +74,10 @@ final class ClientConnection: Sendable {
         case .welcome(let welcome):
             return try await channel.eventLoop.submit {
                 let connection = ClientConnection(
-                    channel: channel, welcome: welcome, configuration: configuration,
+                    channel: channel, welcome: welcome, configuration: configuration, partials: partials,
                     delegate: delegate)
                 try channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self).attach(connection)
+                connection.startHeartbeat(readiness)
                 return connection
             }.get()
         case .error(let error):
@@ -112,6 +122,16 @@ final class ClientConnection: Sendable {
         }
         if case .error(let error) = answer { throw error.error }
         return answer
+    }
+
+    /// Sends HEARTBEAT every interval WELCOME announced until the connection closes.
+    /// Call once, on the event loop.
+    private func startHeartbeat(_ readiness: @escaping @Sendable () -> Readiness) {
+        let interval = TimeAmount.milliseconds(Int64(welcome.limits.heartbeatIntervalMs))
+        let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            self?.fire(.heartbeat(Heartbeat(readiness: readiness())))
+        }
+        channel.closeFuture.whenComplete { _ in task.cancel() }
     }
 
     /// Sends a frame that gets no answer.
@@ -177,7 +197,7 @@ final class ClientConnection: Sendable {
         case .streamAbort(let abort):
             state.withLockedValue { $0.uploads.removeValue(forKey: abort.streamID) }?
                 .finish(throwing: BusError(abort.code, abort.message))
-            downloads.value.removeValue(forKey: abort.streamID)?.discard()
+            abortDownload(abort.streamID)
         case .deliver(let deliver):
             delegate?.delivered(Delivery(deliver, connection: self))
         case .streamOpen(let open): beginDownload(open)
@@ -201,7 +221,7 @@ final class ClientConnection: Sendable {
         let error = goAway.map { BusError($0.code, $0.message) } ?? Self.closedError
         for call in calls { call.resume(throwing: error) }
         for upload in uploads { upload.finish(throwing: Self.closedError) }
-        for download in downloads.value.values { download.discard() }
+        for download in downloads.value.values { partials.keep(download) }
         downloads.value.removeAll()
         delegate?.connectionLost(self, goAway: goAway)
     }
@@ -209,64 +229,6 @@ final class ClientConnection: Sendable {
     private func answer(_ ref: UInt64, _ frame: Frame) {
         guard ref != 0, let call = state.withLockedValue({ $0.calls.removeValue(forKey: ref) }) else { return }
         call.resume(returning: frame)
-    }
-
-    // MARK: downloads (on the event loop; file writes block it briefly, which bounds memory to one chunk)
-
-    private func beginDownload(_ open: StreamOpen) {
-        let path = "\(configuration.downloadDirectory)/acb-\(UUID().uuidString)"
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-            let handle = FileHandle(forWritingAtPath: path)
-        else { return nack(open.ref) }
-        downloads.value[open.streamID] = Download(open: open, path: path, handle: handle)
-    }
-
-    private func downloadChunk(_ chunk: StreamChunk) {
-        guard var download = downloads.value[chunk.streamID] else { return }
-        let written: Bool = chunk.data.withUnsafeReadableBytes { bytes in
-            download.hasher.update(bufferPointer: bytes)
-            return (try? download.handle.write(contentsOf: bytes)) != nil
-        }
-        guard written else {
-            downloads.value[chunk.streamID] = nil
-            download.discard()
-            return nack(download.open.ref)
-        }
-        download.received += UInt64(chunk.data.readableBytes)
-        downloads.value[chunk.streamID] = download
-        configuration.downloadProgress?(chunk.streamID, download.received, download.open.totalSize)
-    }
-
-    private func finishDownload(_ end: StreamRef) {
-        guard let download = downloads.value.removeValue(forKey: end.streamID) else { return }
-        try? download.handle.close()
-        let digest = Array(download.hasher.finalize())
-        guard download.received == download.open.totalSize, digest == download.open.sha256 else {
-            download.discard()
-            return nack(end.ref)
-        }
-        // The bus names a download `<delivery id>/<sender's stream id>`; the application sees the latter.
-        let senderStreamID = end.streamID.split(separator: "/", maxSplits: 1).last.map(String.init) ?? end.streamID
-        delegate?.streamArrived(
-            IncomingStream(
-                deliveryID: end.ref, from: download.open.target.name,
-                streamID: senderStreamID, size: download.open.totalSize,
-                path: download.path, connection: self))
-    }
-}
-
-/// A download being written to disk.
-private struct Download {
-    var open: StreamOpen
-    var path: String
-    var handle: FileHandle
-    var hasher = SHA256()
-    var received: UInt64 = 0
-
-    /// Deletes the partial file of a download that will not complete.
-    func discard() {
-        try? handle.close()
-        try? FileManager.default.removeItem(atPath: path)
     }
 }
 

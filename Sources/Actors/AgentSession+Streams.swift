@@ -155,20 +155,27 @@ extension AgentSession {
         sendChunk(stream, open: open, index: 0)
     }
 
-    /// Sends chunk `index` of a download, unless its delivery was withdrawn (NACKed, timed out,
-    /// dead-lettered): then the receiver is told to drop it.
+    /// A receiver kept chunks `0..<nextIndex` of this download from a broken attempt: skip them.
+    func handleDownloadResume(_ status: StreamStatus) {
+        guard window.touch(status.ref, now: MonotonicClock.nowMs()) else { return }
+        downloadResumes[status.ref] = status.nextIndex
+    }
+
+    /// Sends chunk `index` of a download (or the first one the receiver still needs), unless its
+    /// delivery was withdrawn (NACKed, timed out, dead-lettered): then the receiver drops it.
     private func sendChunk(_ stream: CompletedStream, open: StreamOpen, index: UInt32) {
         guard state != .closed else { return }
         let deliveryID = open.ref
+        let index = max(index, downloadResumes[deliveryID] ?? 0)
         guard window.touch(deliveryID, now: MonotonicClock.nowMs()) else {
+            downloadResumes[deliveryID] = nil
             write(
                 .streamAbort(
-                    StreamAbort(
-                        streamID: open.streamID, code: .unavailable,
-                        message: "the delivery was withdrawn")))
+                    StreamAbort(streamID: open.streamID, code: .unavailable, message: "the delivery was withdrawn")))
             return flush()
         }
         guard UInt64(index) < open.chunkCount else {
+            downloadResumes[deliveryID] = nil
             write(.streamEnd(StreamRef(ref: deliveryID, streamID: open.streamID)))
             return flush()
         }

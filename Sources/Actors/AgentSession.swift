@@ -42,6 +42,8 @@ public actor AgentSession {
     var requests: CorrelationTable<PendingRequest>
     var patterns: [String: [Substring]] = [:]
     var uploads: [String: ActiveUpload] = [:]
+    /// Downloads the receiver resumes: delivery id → the first chunk it still needs.
+    var downloadResumes: [UInt64: UInt32] = [:]
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
@@ -110,6 +112,7 @@ public actor AgentSession {
         case .streamEnd(let end): handleStreamEnd(end)
         case .streamResume(let resume): handleStreamResume(resume)
         case .streamAbort(let abort): uploads[abort.streamID] = nil
+        case .streamStatus(let status): handleDownloadResume(status)
         default:
             break  // server frames, refused above
         }

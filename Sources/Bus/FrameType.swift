@@ -15,7 +15,7 @@ extension FrameType {
     /// Whether clients may send frames of this type (the others only come from the server).
     public var isSentByClients: Bool {
         switch self {
-        case .welcome, .error, .goAway, .ok, .discovered, .deliver, .response, .streamStatus: false
+        case .welcome, .error, .goAway, .ok, .discovered, .deliver, .response: false
         default: true
         }
     }

@@ -1,7 +1,8 @@
 /// The roles a token may grant, and which client frames each allows.
 ///
-/// A session may send a frame if any of its roles allows it. ACK, NACK, HEARTBEAT and STREAM_ABORT
-/// only finish what the bus already started, so every role may send them.
+/// A session may send a frame if any of its roles allows it. ACK, NACK, HEARTBEAT, STREAM_ABORT and
+/// STREAM_STATUS (a receiver resuming a download) only finish what the bus already started, so every
+/// role may send them.
 public enum Role: String, Sendable, CaseIterable {
     case admin
     case agentFull = "agent-full"
@@ -13,7 +14,7 @@ public enum Role: String, Sendable, CaseIterable {
     public func allows(_ type: FrameType) -> Bool {
         guard type.isSentByClients, type != .hello else { return false }
         switch type {
-        case .ack, .nack, .heartbeat, .streamAbort:
+        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus:
             return true
         case .register, .unregister, .discover:
             return self != .observer || type == .discover

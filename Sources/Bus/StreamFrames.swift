@@ -96,8 +96,12 @@ public struct StreamRef: FrameBody {
     }
 }
 
-/// STREAM_STATUS: the server has stored chunks `0..<nextIndex` of the stream (`bytes` in all).
-/// Sent in answer to STREAM_OPEN and STREAM_RESUME (with their `ref`) and after every stored chunk (ref 0).
+/// STREAM_STATUS: chunks `0..<nextIndex` of the stream (`bytes` in all) are safely held.
+///
+/// From the server: it stored them; sent in answer to STREAM_OPEN and STREAM_RESUME (with their
+/// `ref`) and after every stored chunk (ref 0). From a receiver, in answer to a download's
+/// STREAM_OPEN (`ref` = its delivery id): it kept them from an earlier, broken attempt of the same
+/// stream, and the server continues from `nextIndex`.
 public struct StreamStatus: FrameBody {
     public var ref: UInt64
     public var streamID: String

@@ -12,7 +12,8 @@ public struct WireReader {
     }
 
     /// A big-endian integer of type `T`.
-    public mutating func integer<T: FixedWidthInteger>(_ field: String, as type: T.Type = T.self) throws(BusError) -> T {
+    public mutating func integer<T: FixedWidthInteger>(_ field: String, as type: T.Type = T.self) throws(BusError) -> T
+    {
         guard let value = buffer.readInteger(as: T.self) else { throw Self.truncated(field) }
         return value
     }

@@ -40,15 +40,18 @@ import Testing
 
     @Test func anAgentThatStopsHeartbeatingGoesOffline() async throws {
         try await TestBus.with({
-            $0.supervisor.limits.heartbeatIntervalMs = 100
-            $0.supervisor.missedHeartbeats = 2
+            // Well-behaved clients heartbeat every 500 ms; two seconds of silence end a session.
+            $0.supervisor.limits.heartbeatIntervalMs = 500
+            $0.supervisor.missedHeartbeats = 4
             $0.supervisor.tickMs = 50
         }) { bus in
             let alice = try await bus.client("alice")
+            // Registered by a well-behaved session, then back as one that never says a word.
+            let registering = try await bus.client("silent")
+            try await registering.register(AgentDescription(agentType: "t", capabilities: []))
+            await registering.close()
             var silent = try await bus.raw()
             _ = try await silent.hello(try await bus.token("silent"))
-            try await silent.send(
-                .register(Register(ref: 1, description: AgentDescription(agentType: "t", capabilities: []))))
             var goAway: GoAway?
             while let frame = try await silent.read() {
                 if case .goAway(let frame) = frame { goAway = frame }

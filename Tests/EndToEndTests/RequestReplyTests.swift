@@ -81,7 +81,7 @@ import Testing
             let alice = try await bus.client("alice")
             var bob = try await bus.raw()
             _ = try await bob.hello(try await bus.token("bob"))
-            await expectBusError(.timeout) { _ = try await alice.request(.agent("bob"), ByteBuffer(), timeoutMs: 150) }
+            await expectBusError(.timeout) { _ = try await alice.request(.agent("bob"), ByteBuffer(), timeoutMs: 400) }
             guard case .deliver(let request) = try await bob.read() else { Issue.record("expected DELIVER"); return }
             #expect(request.kind == .request)
             try await bob.send(.reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "late"))))

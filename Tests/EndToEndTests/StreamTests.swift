@@ -131,4 +131,81 @@ import Testing
             await bob.close()
         }
     }
+
+    /// Cuts a client's connection once its download has passed `cutAt` bytes, and records progress.
+    final class DownloadCutter: Sendable {
+        let cutAt: UInt64
+        let client = Mutex<ACBClient?>(nil)
+        let didCut = Atomic(false)
+        let progress = Mutex<[UInt64]>([])
+
+        init(cutAt: UInt64) { self.cutAt = cutAt }
+
+        func received(_ bytes: UInt64) {
+            progress.withLock { $0.append(bytes) }
+            if bytes >= cutAt, didCut.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                client.withLock { $0 }?.dropConnection()
+            }
+        }
+    }
+
+    @Test func aBrokenDownloadResumesWhereItStopped() async throws {
+        try await TestBus.with({ $0.supervisor.limits.chunkSize = 16 << 10 }) { bus in
+            let alice = try await bus.client("alice")
+            let cutter = DownloadCutter(cutAt: 256 << 10)
+            let bob = try await bus.client("bob") { configuration in
+                configuration.downloadProgress = { _, received, _ in cutter.received(received) }
+            }
+            cutter.client.withLock { $0 = bob }
+            let payload = Self.payload(1 << 20)
+            try await alice.upload(to: .agent("bob"), from: BufferSource(payload), streamID: "big")
+            var streams = bob.streams.makeAsyncIterator()
+            let stream = try await streams.take()
+            let didCut = cutter.didCut.load(ordering: .relaxed)
+            #expect(didCut)
+            #expect(bus.server.supervisor.sessionsOpened == 3, "alice, bob, and bob again after the cut")
+            let seen = cutter.progress.withLock { $0 }
+            #expect(seen == seen.sorted() && seen.last == 1 << 20, "after the cut it went on, never from 0")
+            #expect(stream.streamID == "big")
+            #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
+            try? FileManager.default.removeItem(atPath: stream.path)
+            await alice.close()
+            await bob.close()
+        }
+    }
+
+    @Test func theBusSkipsTheChunksAResumingReceiverAlreadyHas() async throws {
+        // 2,048 chunks of 1 KiB: the status is read long before the bus could have sent 1,950 of them.
+        try await TestBus.with({ $0.supervisor.limits.chunkSize = 1 << 10 }) { bus in
+            let alice = try await bus.client("alice") { $0.uploadWindow = 12 }
+            let token = try await bus.token("bob")
+            var bob = try await bus.raw()
+            _ = try await bob.hello(token)
+            try await alice.upload(to: .agent("bob"), from: BufferSource(Self.payload(2 << 20)), streamID: "big")
+            guard case .streamOpen = try await bob.read() else { Issue.record("expected STREAM_OPEN"); return }
+            await bob.close()
+
+            bob = try await bus.raw()
+            _ = try await bob.hello(token)
+            guard case .streamOpen(let open) = try await bob.read() else {
+                Issue.record("expected STREAM_OPEN"); return
+            }
+            #expect(open.streamID == "\(open.ref)/big" && open.chunkCount == 2048)
+            try await bob.send(
+                .streamStatus(
+                    StreamStatus(
+                        ref: open.ref, streamID: open.streamID, nextIndex: 1950,
+                        bytes: 1950 << 10)))
+            var indexes: [UInt32] = []
+            while let frame = try await bob.read() {
+                if case .streamChunk(let chunk) = frame { indexes.append(chunk.index) }
+                if case .streamEnd = frame { break }
+            }
+            #expect(indexes.last == 2047)
+            #expect(indexes.count < 2048, "chunks 0..<1950 were not all sent again")
+            let resumed = indexes.drop { $0 < 1950 }
+            #expect(Array(resumed) == Array(1950...2047), "from chunk 1950 on, in order")
+            await alice.close()
+        }
+    }
 }
