@@ -65,33 +65,6 @@ public enum Frame: Sendable, Equatable {
         }
     }
 
-    private var body: any FrameBody {
-        switch self {
-        case .hello(let b): b
-        case .welcome(let b): b
-        case .error(let b): b
-        case .goAway(let b): b
-        case .ok(let b): b
-        case .register(let b): b
-        case .unregister(let b): b
-        case .discover(let b): b
-        case .discovered(let b): b
-        case .heartbeat(let b): b
-        case .send(let b), .request(let b): b
-        case .broadcast(let b), .publish(let b): b
-        case .subscribe(let b), .unsubscribe(let b): b
-        case .deliver(let b): b
-        case .ack(let b), .nack(let b): b
-        case .reply(let b): b
-        case .response(let b): b
-        case .streamOpen(let b): b
-        case .streamChunk(let b): b
-        case .streamEnd(let b), .streamResume(let b): b
-        case .streamStatus(let b): b
-        case .streamAbort(let b): b
-        }
-    }
-
     /// Size of the length prefix in front of every frame.
     public static let headerBytes = 4
 
@@ -100,8 +73,37 @@ public enum Frame: Sendable, Equatable {
         let start = buffer.writerIndex
         buffer.writeInteger(UInt32(0))
         buffer.writeInteger(type.rawValue)
-        body.write(to: &buffer)
+        writeBody(into: &buffer)
         buffer.setInteger(UInt32(buffer.writerIndex - start - Self.headerBytes), at: start)
+    }
+
+    /// Writes the body with a direct call per case: going through `any FrameBody` would box every
+    /// body larger than three words, an allocation per frame on the hot path.
+    private func writeBody(into buffer: inout ByteBuffer) {
+        switch self {
+        case .hello(let body): body.write(to: &buffer)
+        case .welcome(let body): body.write(to: &buffer)
+        case .error(let body): body.write(to: &buffer)
+        case .goAway(let body): body.write(to: &buffer)
+        case .ok(let body): body.write(to: &buffer)
+        case .register(let body): body.write(to: &buffer)
+        case .unregister(let body): body.write(to: &buffer)
+        case .discover(let body): body.write(to: &buffer)
+        case .discovered(let body): body.write(to: &buffer)
+        case .heartbeat(let body): body.write(to: &buffer)
+        case .send(let body), .request(let body): body.write(to: &buffer)
+        case .broadcast(let body), .publish(let body): body.write(to: &buffer)
+        case .subscribe(let body), .unsubscribe(let body): body.write(to: &buffer)
+        case .deliver(let body): body.write(to: &buffer)
+        case .ack(let body), .nack(let body): body.write(to: &buffer)
+        case .reply(let body): body.write(to: &buffer)
+        case .response(let body): body.write(to: &buffer)
+        case .streamOpen(let body): body.write(to: &buffer)
+        case .streamChunk(let body): body.write(to: &buffer)
+        case .streamEnd(let body), .streamResume(let body): body.write(to: &buffer)
+        case .streamStatus(let body): body.write(to: &buffer)
+        case .streamAbort(let body): body.write(to: &buffer)
+        }
     }
 
     /// Decodes one frame from `buffer` if a whole one is there, consuming it.
