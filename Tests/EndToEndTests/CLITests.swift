@@ -22,8 +22,11 @@ import Testing
         server.arguments = ["serve", "--config", config, "--port", "0"]
         let stderr = Pipe()
         server.standardError = stderr
+        // Not the test runner's stdout: a child left holding it would keep the runner waiting for EOF.
+        server.standardOutput = FileHandle.nullDevice
         try server.run()
-        let port = try #require(await Self.listeningPort(stderr.fileHandleForReading))
+        defer { if server.isRunning { server.terminate() } }
+        let port = try #require(Self.listeningPort(stderr.fileHandleForReading))
 
         let token = try await Self.issueToken(agent: "alice")
         var raw = try await RawConnection.connect(port: port)
@@ -60,11 +63,13 @@ import Testing
             "\(output)")
     }
 
-    /// Reads the server's log until it says where agents connect.
-    static func listeningPort(_ log: FileHandle) async -> Int? {
+    /// Reads the server's log until it says where agents connect (blocking reads: the log may not
+    /// have started when this is called).
+    static func listeningPort(_ log: FileHandle) -> Int? {
         var text = ""
-        while case let chunk = log.availableData, !chunk.isEmpty {
-            text += String(decoding: chunk, as: UTF8.self)
+        var chunk = [UInt8](repeating: 0, count: 512)
+        while case let count = read(log.fileDescriptor, &chunk, chunk.count), count > 0 {
+            text += String(decoding: chunk[..<count], as: UTF8.self)
             if let line = text.split(separator: "\n").first(where: { $0.contains("agents connect to") }),
                 let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
             {
