@@ -64,11 +64,14 @@ import Testing
     }
 
     /// Reads the server's log until it says where agents connect (blocking reads: the log may not
-    /// have started when this is called).
+    /// have started when this is called). Nil if the server closed its log first.
     static func listeningPort(_ log: FileHandle) -> Int? {
         var text = ""
         var chunk = [UInt8](repeating: 0, count: 512)
-        while case let count = read(log.fileDescriptor, &chunk, chunk.count), count > 0 {
+        while true {
+            let count = read(log.fileDescriptor, &chunk, chunk.count)
+            if count < 0, errno == EINTR { continue }  // other tests' children exiting signal this process
+            guard count > 0 else { return nil }
             text += String(decoding: chunk[..<count], as: UTF8.self)
             if let line = text.split(separator: "\n").first(where: { $0.contains("agents connect to") }),
                 let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
@@ -76,7 +79,6 @@ import Testing
                 return port
             }
         }
-        return nil
     }
 
     /// `acb token issue`, with the secret from the environment.
