@@ -18,8 +18,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: config) }
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Self.acb)
-        // The flag beats the file's port 7; the file gives the secret.
+        // The flag beats the file's port 7; the file gives the secret. A clean environment, because an
+        // ACB_TOKEN_SECRET there (make exports one) would rightly beat the file.
         server.arguments = ["serve", "--config", config, "--port", "0"]
+        server.environment = [:]
         let stderr = Pipe()
         server.standardError = stderr
         // Not the test runner's stdout: a child left holding it would keep the runner waiting for EOF.
