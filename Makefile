@@ -16,10 +16,11 @@ run: build
 	@echo "In another shell, from this folder:"
 	@echo "  make demo          # two agents exchange messages and a request/reply"
 	@echo "  make demo-stream   # one agent streams 100 MiB to another, with a progress line"
-	@echo "Tokens: $$(swift build --show-bin-path)/acb token issue --agent NAME --tenant demo --token-secret \"\$$ACB_TOKEN_SECRET\""
+	@echo "Tokens for your own agents:"
+	@echo "  $$(swift build --show-bin-path)/acb token issue --agent NAME --tenant demo --token-secret '$(ACB_TOKEN_SECRET)'"
 	@echo "Stop with Ctrl-C: the bus sends GOAWAY, drains and exits 0."
 	@echo
-	$$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
+	@$$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
 
 test:
 	@scripts/ensure-deps.sh
