@@ -79,12 +79,14 @@ extension AgentSession {
                 .response(
                     local: local, from: identity.agentID, status: reply.status,
                     payload: reply.payload))) != nil
-        else { return supervisor.countLateReply() }
+        else { return supervisor.lateReply(from: identity.key) }
     }
 
     /// A reply reached this session, the requester.
     func complete(local: UInt32, from: String, status: ReplyStatus, payload: ByteBuffer) {
-        guard let pending = requests[local], pending.responder == from else { return supervisor.countLateReply() }
+        guard let pending = requests[local], pending.responder == from else {
+            return supervisor.lateReply(from: AgentKey(tenant: identity.tenant, agentID: from))
+        }
         _ = requests.remove(local)
         pending.timer?.cancel()
         completeIdempotent(pending.idempotencyKey, .response(from: from, status: status, payload: payload))

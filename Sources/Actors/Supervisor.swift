@@ -33,7 +33,11 @@ public actor Supervisor {
     /// Replies that arrived after their request timed out or its requester left; they are dropped.
     public nonisolated var lateReplies: Int { lateReplyCount.load(ordering: .relaxed) }
 
-    nonisolated func countLateReply() { lateReplyCount.add(1, ordering: .relaxed) }
+    /// Counts and audits a reply nobody waits for any more (`reply.late`).
+    nonisolated func lateReply(from key: AgentKey) {
+        lateReplyCount.add(1, ordering: .relaxed)
+        record("reply.late", tenant: key.tenant, agentID: key.agentID)
+    }
 
     public init(configuration: SupervisorConfiguration, audit: any AuditSink, logger: Logger) throws(BusError) {
         self.configuration = configuration

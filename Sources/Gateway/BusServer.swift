@@ -12,9 +12,14 @@ public struct BusServer: Sendable {
     public let authority: TokenAuthority
 
     /// Builds the supervisor and binds the agent port on NIO's shared event loops.
-    public static func start(configuration: ServerConfiguration, logger: Logger) async throws -> BusServer {
+    /// - Parameter audit: where audit events go; by default the file of `auditLogPath`, else the log.
+    public static func start(configuration: ServerConfiguration, logger: Logger, audit: (any AuditSink)? = nil)
+        async throws -> BusServer
+    {
         let audit: any AuditSink =
-            if let path = configuration.auditLogPath {
+            if let audit {
+                audit
+            } else if let path = configuration.auditLogPath {
                 AuditLogSink(writer: try AuditLogWriter(path: path))
             } else {
                 LogAuditSink(logger: logger)

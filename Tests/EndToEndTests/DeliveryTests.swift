@@ -36,7 +36,7 @@ import Testing
                 #expect(delivery.attempt == attempt)
                 try await bob.send(.nack(Ack(deliveryID: delivery.deliveryID)))
             }
-            try await waitUntil { !bus.server.supervisor.deadLetters.letters(of: "acme").isEmpty }
+            await bus.audit.first("message.dead_lettered", agent: "bob")
             let letter = try #require(bus.server.supervisor.deadLetters.letters(of: "acme").first)
             #expect(letter.reason == .rejected && letter.attempts == 2 && letter.from == "alice")
             await alice.close()
@@ -68,12 +68,10 @@ import Testing
             try await alice.send(to: .agent("bob"), ByteBuffer(string: "for bob"))
             guard case .deliver = try await bob.read() else { Issue.record("expected DELIVER"); return }
             await bob.close()
-            try await waitUntil {
-                bus.server.supervisor.routing.session(for: AgentKey(tenant: "acme", agentID: "bob")) == nil
-            }
+            await bus.audit.first("session.closed", agent: "bob")
             // Any later disconnect sweeps expired orphans.
             await (try await bus.client("carol")).close()
-            try await waitUntil { !bus.server.supervisor.deadLetters.letters(of: "acme").isEmpty }
+            await bus.audit.first("message.dead_lettered", agent: "bob")
             let letter = try #require(bus.server.supervisor.deadLetters.letters(of: "acme").first)
             #expect(
                 letter.agentID == "bob" && letter.reason == .offline && letter.payload == ByteBuffer(string: "for bob"))

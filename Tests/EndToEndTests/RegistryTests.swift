@@ -51,13 +51,17 @@ import Testing
             try await registering.register(AgentDescription(agentType: "t", capabilities: []))
             await registering.close()
             var silent = try await bus.raw()
-            _ = try await silent.hello(try await bus.token("silent"))
+            guard case .welcome(let welcome) = try await silent.hello(try await bus.token("silent")) else {
+                Issue.record("expected WELCOME")
+                return
+            }
             var goAway: GoAway?
             while let frame = try await silent.read() {
                 if case .goAway(let frame) = frame { goAway = frame }
             }
             #expect(goAway?.code == .heartbeatTimeout)
-            try await waitUntil { try await alice.discover(status: .offline).agents.map(\.agentID) == ["silent"] }
+            await bus.audit.first { $0.kind == "session.closed" && $0.detail["session"] == "\(welcome.sessionID)" }
+            #expect(try await alice.discover(status: .offline).agents.map(\.agentID) == ["silent"])
             #expect(try await alice.discover(status: .online).agents.isEmpty, "alice heartbeats, but never registered")
             await alice.close()
         }

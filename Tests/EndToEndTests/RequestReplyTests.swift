@@ -42,15 +42,13 @@ import Testing
                 let name = worker.welcome!.agentID
                 worker.serve { _ in ByteBuffer(string: name) }
             }
+            // A session handles its frames in order: once DISCOVER is answered, the HEARTBEAT before it counted.
             busy.setReadiness(.busy)
-            try await waitUntil {
-                try await alice.discover(capability: "sum").agents.first { $0.agentID == "w-busy" }?.readiness == .busy
-            }
+            _ = try await busy.discover()
             for _ in 0..<5 { #expect(try await alice.request(.capability("sum"), ByteBuffer()).from == "w-ready") }
             ready.setReadiness(.draining)
-            try await waitUntil {
-                try await alice.discover(capability: "sum").agents.allSatisfy { $0.readiness != .ready }
-            }
+            _ = try await ready.discover()
+            #expect(try await alice.discover(capability: "sum").agents.allSatisfy { $0.readiness != .ready })
             await expectBusError(.noCapableAgent) { _ = try await alice.request(.capability("sum"), ByteBuffer()) }
             await expectBusError(.unavailable) { _ = try await alice.request(.agent("w-ready"), ByteBuffer()) }
             for client in [alice, busy, ready] { await client.close() }
@@ -68,9 +66,9 @@ import Testing
             idle.serve { _ in ByteBuffer(string: "b") }
             // w-a holds an unacknowledged delivery, so it has one in flight; by name alone it would win.
             try await alice.send(to: .agent("w-a"), ByteBuffer(string: "pending"))
-            try await waitUntil {
-                try await alice.discover(capability: "job").agents.first { $0.agentID == "w-a" }?.inFlight == 1
-            }
+            var inbox = loaded.deliveries.makeAsyncIterator()
+            _ = try await inbox.take()  // written, so counted in flight; not acknowledged while unread
+            #expect(try await alice.discover(capability: "job").agents.first { $0.agentID == "w-a" }?.inFlight == 1)
             #expect(try await alice.request(.capability("job"), ByteBuffer()).from == "w-b")
             for client in [alice, loaded, idle] { await client.close() }
         }
@@ -85,7 +83,8 @@ import Testing
             guard case .deliver(let request) = try await bob.read() else { Issue.record("expected DELIVER"); return }
             #expect(request.kind == .request)
             try await bob.send(.reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "late"))))
-            try await waitUntil { bus.server.supervisor.lateReplies == 1 }
+            await bus.audit.first("reply.late", agent: "bob")
+            #expect(bus.server.supervisor.lateReplies == 1)
             await alice.close()
         }
     }

@@ -11,6 +11,8 @@ import Testing
 /// A real server on a free port for one test, with helpers that hand back connected clients.
 struct TestBus {
     let server: BusServer
+    /// Every audit event of the server, to wait for (unless the test writes them to a file).
+    let audit: AuditRecorder
     static let secret = String(repeating: "test-secret-", count: 3)
 
     var port: Int { server.port }
@@ -27,12 +29,14 @@ struct TestBus {
         configure(&configuration)
         var logger = Logger(label: "acb-test")
         logger.logLevel = .error
-        let server = try await BusServer.start(configuration: configuration, logger: logger)
+        let audit = AuditRecorder()
+        let server = try await BusServer.start(
+            configuration: configuration, logger: logger, audit: configuration.auditLogPath == nil ? audit : nil)
         let group = ServiceGroup(services: [server.listener], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {
-                try await body(TestBus(server: server))
+                try await body(TestBus(server: server, audit: audit))
             } catch {
                 await group.triggerGracefulShutdown()
                 throw error
