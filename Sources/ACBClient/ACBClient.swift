@@ -210,9 +210,14 @@ public final class ACBClient: Sendable {
         let connection = try await ClientConnection.open(configuration, partials: partials, delegate: self) {
             [weak self] in self?.link.withLockedValue { $0.readiness } ?? .ready
         }
-        let (description, patterns, readiness) = link.withLockedValue { link in
-            link.connection = connection
-            return (link.description, link.patterns, link.readiness)
+        let (closed, description, patterns, readiness) = link.withLockedValue { link in
+            if !link.closed { link.connection = connection }
+            return (link.closed, link.description, link.patterns, link.readiness)
+        }
+        guard !closed else {
+            // close() ran while this connection was being made: it must not outlive the client.
+            try? await connection.channel.close()
+            throw ClientConnection.closedError
         }
         guard connection.isActive else {
             // It died between WELCOME and here; its close was ignored because it was not current yet.
@@ -230,6 +235,7 @@ public final class ACBClient: Sendable {
         var backoff = configuration.initialBackoffMs
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(backoff))
+            guard !Task.isCancelled else { return }
             do {
                 try await establish()
                 return

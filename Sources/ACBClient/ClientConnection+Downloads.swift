@@ -57,7 +57,11 @@ extension ClientConnection {
                 size: download.open.totalSize, path: download.path, connection: self))
     }
 
+    /// The bus gave up sending a download: drop the file and settle the delivery (a NACK, which the bus
+    /// ignores if it already withdrew it), so cumulative ACKs keep working.
     func abortDownload(_ streamID: String) {
-        downloads.value.removeValue(forKey: streamID)?.discard()
+        guard let download = downloads.value.removeValue(forKey: streamID) else { return }
+        download.discard()
+        nack(download.open.ref)
     }
 }

@@ -46,33 +46,35 @@ final class PartialDownloads: Sendable {
     }
 
     private let capacity: Int
-    private let kept = NIOLockedValueBox([(key: Key, download: Download)]())
+    /// The kept downloads; nil once the client closed (then nothing is kept any more).
+    private let kept = NIOLockedValueBox<[(key: Key, download: Download)]?>([])
 
     init(capacity: Int) { self.capacity = capacity }
 
     func keep(_ download: Download) {
         let evicted: [Download] = kept.withLockedValue { kept in
-            kept.append((download.key, download))
-            let overflow = max(0, kept.count - capacity)
-            defer { kept.removeFirst(overflow) }
-            return kept.prefix(overflow).map(\.download)
+            guard var list = kept else { return [download] }
+            list.append((download.key, download))
+            let overflow = max(0, list.count - capacity)
+            defer { kept = Array(list.dropFirst(overflow)) }
+            return list.prefix(overflow).map(\.download)
         }
         for download in evicted { download.discard() }
     }
 
     func take(_ key: Key) -> Download? {
         kept.withLockedValue { kept in
-            guard let index = kept.firstIndex(where: { $0.key == key }) else { return nil }
-            return kept.remove(at: index).download
+            guard let index = kept?.firstIndex(where: { $0.key == key }) else { return nil }
+            return kept?.remove(at: index).download
         }
     }
 
-    /// Deletes every kept file (the client is closing for good).
+    /// Deletes every kept file and keeps none from now on (the client is closing for good).
     func discardAll() {
-        for entry in kept.withLockedValue({ kept in
-            defer { kept.removeAll() }; return kept
-        }) {
-            entry.download.discard()
+        let all = kept.withLockedValue { kept in
+            defer { kept = nil }
+            return kept ?? []
         }
+        for entry in all { entry.download.discard() }
     }
 }

@@ -8,7 +8,10 @@ extension AgentSession {
         guard state != .closed else { return }
         mailbox.beginDrain()
         let (now, clock) = (WallClock.nowMs(), MonotonicClock.nowMs())
-        while let envelope = mailbox.next(takeMessage: window.hasRoom && channel.isWritable) {
+        while let envelope = mailbox.next(
+            takeMessage: window.hasRoom && channel.isWritable,
+            takeStream: downloadResumes.count < Limits.maxDownloadsInProgress)
+        {
             deliver(envelope, now: now, clock: clock)
         }
         load.inFlight = window.count

@@ -89,7 +89,11 @@ extension AgentSession {
         }
         _ = requests.remove(local)
         pending.timer?.cancel()
-        completeIdempotent(pending.idempotencyKey, .response(from: from, status: status, payload: payload))
+        if !pending.idempotencyKey.isEmpty {
+            // Kept for a minute: a copy, not a slice that would pin the whole read buffer.
+            let kept = ByteBuffer(bytes: payload.readableBytesView)
+            completeIdempotent(pending.idempotencyKey, .response(from: from, status: status, payload: kept))
+        }
         write(.response(Response(ref: pending.ref, from: from, status: status, payload: payload)))
     }
 

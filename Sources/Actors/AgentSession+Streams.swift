@@ -151,14 +151,21 @@ extension AgentSession {
         open.ref = deliveryID
         open.streamID = "\(deliveryID)/\(stream.open.streamID)"
         open.target = .agent(stream.from)
+        downloadResumes[deliveryID] = 0
         write(.streamOpen(open))
         sendChunk(stream, open: open, index: 0)
     }
 
     /// A receiver kept chunks `0..<nextIndex` of this download from a broken attempt: skip them.
     func handleDownloadResume(_ status: StreamStatus) {
-        guard window.touch(status.ref, now: MonotonicClock.nowMs()) else { return }
+        guard downloadResumes[status.ref] != nil, window.touch(status.ref, now: MonotonicClock.nowMs()) else { return }
         downloadResumes[status.ref] = status.nextIndex
+    }
+
+    /// A download ended (sent, withdrawn or failed): its slot goes to the next stream waiting.
+    private func downloadEnded(_ deliveryID: UInt64) {
+        downloadResumes[deliveryID] = nil
+        drain()
     }
 
     /// Sends chunk `index` of a download (or the first one the receiver still needs), unless its
@@ -168,16 +175,16 @@ extension AgentSession {
         let deliveryID = open.ref
         let index = max(index, downloadResumes[deliveryID] ?? 0)
         guard window.touch(deliveryID, now: MonotonicClock.nowMs()) else {
-            downloadResumes[deliveryID] = nil
+            defer { downloadEnded(deliveryID) }
             write(
                 .streamAbort(
                     StreamAbort(streamID: open.streamID, code: .unavailable, message: "the delivery was withdrawn")))
             return flush()
         }
         guard UInt64(index) < open.chunkCount else {
-            downloadResumes[deliveryID] = nil
             write(.streamEnd(StreamRef(ref: deliveryID, streamID: open.streamID)))
-            return flush()
+            flush()
+            return downloadEnded(deliveryID)
         }
         let offset = UInt64(index) * UInt64(open.chunkSize)
         let count = Int(min(UInt64(open.chunkSize), open.totalSize - offset))
@@ -210,6 +217,7 @@ extension AgentSession {
                         streamID: open.streamID, code: .internal,
                         message: "reading the spool failed: \(error)")))
             flush()
+            downloadEnded(open.ref)
         }
     }
 }

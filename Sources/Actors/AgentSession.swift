@@ -42,7 +42,8 @@ public actor AgentSession {
     var requests: CorrelationTable<PendingRequest>
     var patterns: [String: [Substring]] = [:]
     var uploads: [String: ActiveUpload] = [:]
-    /// Downloads the receiver resumes: delivery id → the first chunk it still needs.
+    /// Downloads in progress: delivery id → the first chunk the receiver still needs (0 unless it
+    /// resumed a broken download). At most ``Limits/maxDownloadsInProgress``.
     var downloadResumes: [UInt64: UInt32] = [:]
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
@@ -148,7 +149,13 @@ public actor AgentSession {
             switch envelope {
             case .message(let message) where message.kind == .request:
                 failRequester(of: message, BusError(.unavailable, "\(identity.agentID) disconnected"))
-            case .message, .stream: orphans.append(envelope)
+            case .message, .stream:
+                if envelope.attempts >= configuration.maxDeliveryAttempts {
+                    // Its receiver keeps dropping the connection while holding it: give up, as after NACKs.
+                    supervisor.deadLetter(envelope, to: identity.key, reason: .unavailable)
+                } else {
+                    orphans.append(envelope)
+                }
             case .response, .requestFailed: break
             }
         }
@@ -196,6 +203,8 @@ public actor AgentSession {
 
     private func tick() {
         let now = MonotonicClock.nowMs()
+        // While the socket is full we stop reading the agent (backpressure): its silence is ours.
+        if !channel.isWritable { lastHeard = now }
         let silence = UInt64(configuration.limits.heartbeatIntervalMs) * UInt64(configuration.missedHeartbeats)
         if now > lastHeard + silence {
             audit("session.heartbeat_timeout")

@@ -12,6 +12,15 @@ public enum Envelope: Sendable {
     /// The receiver's pending request `local` cannot be answered (its responder left).
     case requestFailed(local: UInt32, BusError)
 
+    /// Delivery attempts already made (0 for answers, which are not deliveries).
+    var attempts: UInt16 {
+        switch self {
+        case .message(let message): message.attempts
+        case .stream(let stream): stream.attempts
+        case .response, .requestFailed: 0
+        }
+    }
+
     /// The same envelope, recording `attempts` delivery attempts made.
     func with(attempts: UInt16) -> Envelope {
         switch self {

@@ -71,12 +71,15 @@ final class Mailbox: Sendable {
     }
 
     /// Takes the next envelope: control first, then a message if `takeMessage`.
-    func next(takeMessage: Bool) -> Envelope? {
+    /// Takes the next envelope: control first, then a message if `takeMessage` (a stream only if
+    /// `takeStream`: a stream at the head waits, and what is behind it waits too, keeping order).
+    func next(takeMessage: Bool, takeStream: Bool) -> Envelope? {
         state.withLockedValue { state in
             if let control = state.control.popFirst() { return control }
-            guard takeMessage, let message = state.messages.popFirst() else { return nil }
+            guard takeMessage, let head = state.messages.first else { return nil }
+            if case .stream = head, !takeStream { return nil }
             state.fullSince = nil
-            return message
+            return state.messages.removeFirst()
         }
     }
 

@@ -36,16 +36,22 @@ public final class Registry: Sendable {
                     && (filter.capability.isEmpty || description.capabilities.contains(filter.capability))
             }
         }
-        let infos = matching.map { key, description in
+        // Sorted first, so live sessions (behind the routing table's lock) are looked up for one page only.
+        var page: [AgentInfo] = []
+        var more = false
+        for (key, description) in matching.sorted(by: { $0.key.agentID < $1.key.agentID }) {
             let session = live(key)
-            return AgentInfo(
-                agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
-                readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0)
+            let status: AgentStatus = session == nil ? .offline : .online
+            guard filter.status == .any || status == filter.status else { continue }
+            guard page.count < limit else {
+                more = true
+                break
+            }
+            page.append(
+                AgentInfo(
+                    agentID: key.agentID, description: description, status: status,
+                    readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0))
         }
-        let sorted = infos.filter { filter.status == .any || $0.status == filter.status }.sorted {
-            $0.agentID < $1.agentID
-        }
-        let page = Array(sorted.prefix(limit))
-        return (page, sorted.count > limit ? page.last?.agentID ?? "" : "")
+        return (page, more ? page.last?.agentID ?? "" : "")
     }
 }

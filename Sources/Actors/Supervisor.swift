@@ -107,11 +107,12 @@ public actor Supervisor {
     nonisolated func deadLetter(_ envelope: Envelope, to key: AgentKey, reason: ErrorCode) {
         switch envelope {
         case .message(let message):
+            // A copy: the payload is a slice of a read buffer that it would keep alive whole.
             deadLetters.append(
                 DeadLetter(
                     tenant: key.tenant, agentID: key.agentID, from: message.from,
                     reason: reason, attempts: message.attempts, at: WallClock.nowMs(),
-                    payload: message.payload))
+                    payload: ByteBuffer(bytes: message.payload.readableBytesView)))
             record(
                 "message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
                 ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"])

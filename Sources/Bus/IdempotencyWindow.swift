@@ -70,7 +70,7 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
 
     private mutating func evict(now: UInt64) {
         while let oldest = order.first,
-            entries.count > capacity || totalCost > costBudget || oldest.at + windowMs <= now
+            order.count > capacity || totalCost > costBudget || oldest.at + windowMs <= now
                 || entries[oldest.key]?.at != oldest.at
         {
             order.removeFirst()

@@ -48,6 +48,9 @@ public struct Limits: Sendable, Equatable {
     /// Chunks of one upload received but not yet stored on disk; a sender that outruns the disk by
     /// more is refused (`overloaded`), so an upload never holds more than this many chunks in memory.
     public static let maxChunksInFlight: UInt32 = 16
+    /// Downloads one session receives at a time: each keeps one chunk pending on the socket, and
+    /// together they must stay under the outbound high-water mark (4 MiB) or the session stops reading.
+    public static let maxDownloadsInProgress = 2
     /// The wire protocol version this code speaks.
     public static let protocolVersion: UInt16 = 1
 }

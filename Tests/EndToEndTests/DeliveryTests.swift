@@ -43,6 +43,26 @@ import Testing
         }
     }
 
+    @Test func aReceiverThatKeepsDisconnectingUsesUpTheAttemptsAndTheMessageIsDeadLettered() async throws {
+        try await TestBus.with({ $0.supervisor.maxDeliveryAttempts = 2 }) { bus in
+            let alice = try await bus.client("alice")
+            let token = try await bus.token("bob")
+            for attempt in 1...2 as ClosedRange<UInt16> {
+                var bob = try await bus.raw()
+                guard case .welcome(let welcome) = try await bob.hello(token) else { Issue.record("no WELCOME"); return }
+                if attempt == 1 { try await alice.send(to: .agent("bob"), ByteBuffer(string: "poison")) }
+                guard case .deliver(let delivery) = try await bob.read() else { Issue.record("no DELIVER"); return }
+                #expect(delivery.attempt == attempt)
+                await bob.close()
+                await bus.audit.first { $0.kind == "session.closed" && $0.detail["session"] == "\(welcome.sessionID)" }
+            }
+            await bus.audit.first("message.dead_lettered", agent: "bob")
+            let letter = try #require(bus.server.supervisor.deadLetters.letters(of: "acme").first)
+            #expect(letter.reason == .unavailable && letter.attempts == 2)
+            await alice.close()
+        }
+    }
+
     @Test func unacknowledgedDeliveriesReachTheAgentsNextSession() async throws {
         try await TestBus.with { bus in
             let alice = try await bus.client("alice")
