@@ -41,8 +41,8 @@ public final class RoutingTable: Sendable {
     }
 
     /// Forgets `session` and its subscriptions. Its unacknowledged deliveries go to the agent's
-    /// newer session if one took over, else they wait for the next one. Orphans past their time or
-    /// over the per-agent bound (oldest first) are returned, with their agent, for dead-lettering.
+    /// newer session if one took over, else they wait for the next one. Orphans over the per-agent
+    /// bound (oldest first) are returned, with their agent, for dead-lettering.
     func detach(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope], now: UInt64)
         -> [(AgentKey, Envelope)]
     {
@@ -52,18 +52,26 @@ public final class RoutingTable: Sendable {
             state.members[key.tenant]?.remove(session.number)
             for pattern in patterns { state.topics[key.tenant]?.remove(pattern, session.number) }
             if state.byAgent[key] === session { state.byAgent[key] = nil }
+            if let successor = state.byAgent[key], successor.requeue(orphans) { return [] }
+            guard !orphans.isEmpty else { return [] }
+            var kept = (state.orphans[key]?.envelopes ?? []) + orphans
+            let overflow = max(0, kept.count - orphanCapacity)
+            let dropped = kept.prefix(overflow).map { (key, $0) }
+            kept.removeFirst(overflow)
+            state.orphans[key] = (kept, state.orphans[key]?.since ?? now)
+            return dropped
+        }
+    }
+
+    /// Removes the orphans that waited longer than `orphanTTLMs` and returns them, with their agent,
+    /// for dead-lettering.
+    func expireOrphans(now: UInt64) -> [(AgentKey, Envelope)] {
+        state.withLockedValue { state in
             var expired: [(AgentKey, Envelope)] = []
             for (agent, held) in state.orphans where held.since + orphanTTLMs <= now {
                 expired += held.envelopes.map { (agent, $0) }
                 state.orphans[agent] = nil
             }
-            if let successor = state.byAgent[key], successor.requeue(orphans) { return expired }
-            guard !orphans.isEmpty else { return expired }
-            var kept = (state.orphans[key]?.envelopes ?? []) + orphans
-            let overflow = max(0, kept.count - orphanCapacity)
-            expired += kept.prefix(overflow).map { (key, $0) }
-            kept.removeFirst(overflow)
-            state.orphans[key] = (kept, state.orphans[key]?.since ?? now)
             return expired
         }
     }

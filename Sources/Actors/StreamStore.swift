@@ -4,7 +4,8 @@ import NIOCore
 
 /// Uploads whose connection broke, kept for a while so the sender can resume them.
 ///
-/// Bounded in time (`ttlMs`, checked whenever an upload is parked or resumed) and per owner in count;
+/// Bounded in time (`ttlMs`, checked by the supervisor's housekeeping and whenever an upload is parked
+/// or resumed) and per owner in count;
 /// each parked upload's bytes are on disk, not in memory.
 public final class StreamStore: Sendable {
     private struct Key: Hashable {
@@ -48,6 +49,11 @@ public final class StreamStore: Sendable {
     /// Drops expired uploads; their spool files go with the last reference.
     private func expire(_ parked: inout [Key: Parked], now: UInt64) {
         parked = parked.filter { $0.value.at + ttlMs > now }
+    }
+
+    /// Drops uploads parked longer than the resume TTL (the supervisor's housekeeping calls this).
+    func expire(now: UInt64) {
+        parked.withLockedValue { expire(&$0, now: now) }
     }
 
     /// Uploads parked now.

@@ -25,6 +25,7 @@ public actor Supervisor {
     private let nextSessionNumber = Atomic<UInt32>(0)
     private let isShuttingDown = Atomic<Bool>(false)
     private let openedCount = Atomic<Int>(0)
+    private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
 
     /// Sessions opened since start.
     public nonisolated var sessionsOpened: Int { openedCount.load(ordering: .relaxed) }
@@ -64,6 +65,20 @@ public actor Supervisor {
         }
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
+    }
+
+    /// Starts the periodic expiry of orphaned deliveries (dead-lettered, reason `offline`) and of
+    /// parked uploads, on `loop`, until ``shutdown(drainTimeout:)``.
+    public nonisolated func startHousekeeping(on loop: any EventLoop) {
+        let period = TimeAmount.milliseconds(Int64(configuration.housekeepingMs))
+        let task = loop.scheduleRepeatedTask(initialDelay: period, delay: period) { [self] _ in
+            let now = MonotonicClock.nowMs()
+            for (agent, envelope) in routing.expireOrphans(now: now) {
+                deadLetter(envelope, to: agent, reason: .offline)
+            }
+            streams.expire(now: now)
+        }
+        housekeeping.withLockedValue { $0 = task }
     }
 
     /// Creates the session of an authenticated connection and makes it its agent's live session.
@@ -141,6 +156,7 @@ public actor Supervisor {
             try? await closed.get()
             timer.cancel()
         }
+        housekeeping.withLockedValue { $0?.cancel() }
         try? await threadPool.shutdownGracefully()
         audit.close()
     }

@@ -31,7 +31,7 @@ public struct SupervisorConfiguration: Sendable {
     /// How long a broken upload can be resumed.
     public var streamResumeTTLMs: UInt64 = 600_000
     /// How long deliveries of a disconnected agent wait for it to come back before they are
-    /// dead-lettered (reason `offline`). Checked whenever a session closes.
+    /// dead-lettered (reason `offline`). Checked by the supervisor's housekeeping.
     public var orphanTTLMs: UInt64 = 3_600_000
     /// Dead letters kept in memory (oldest dropped first; the audit stream has all of them).
     public var deadLetterCapacity = 10_000
@@ -39,6 +39,8 @@ public struct SupervisorConfiguration: Sendable {
     public var deadLetterBytes = 64 << 20
     /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.
     public var tickMs: UInt64 = 250
+    /// Housekeeping tick of the supervisor: expiry of orphaned deliveries and parked uploads.
+    public var housekeepingMs: UInt64 = 1_000
 
     public init() {}
 }

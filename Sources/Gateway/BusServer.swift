@@ -25,6 +25,7 @@ public struct BusServer: Sendable {
                 LogAuditSink(logger: logger)
             }
         let supervisor = try Supervisor(configuration: configuration.supervisor, audit: audit, logger: logger)
+        supervisor.startHousekeeping(on: MultiThreadedEventLoopGroup.singleton.any())
         let authority = try await TokenAuthority(secret: configuration.tokenSecret)
         let listener = try await AgentListener.bind(
             configuration: configuration, supervisor: supervisor,
