@@ -4,7 +4,7 @@
 export ACB_TOKEN_SECRET ?= acb-development-secret-change-me-0001
 export ACB_PORT ?= 7400
 
-.PHONY: run test build demo demo-stream clean
+.PHONY: run test build demo demo-stream bench clean
 
 build:
 	@scripts/ensure-deps.sh
@@ -32,6 +32,9 @@ demo:
 
 demo-stream:
 	@scripts/demo.sh stream --size-mib 100
+
+bench:
+	@scripts/bench.sh
 
 clean:
 	swift package clean

@@ -14,8 +14,9 @@ if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$need_swift" "$have" | sort -V | he
   exit 1
 fi
 
-# System packages the build and the tests use, by the command that proves each is there.
-declare -A packages=([git]=git)
+# System packages the build and the tests use, by the command that proves each is there
+# (nats-server: the performance peer of the load harness, which its tests also run against).
+declare -A packages=([git]=git [nats-server]=nats-server)
 missing=()
 for command in "${!packages[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")

@@ -65,9 +65,9 @@ import Testing
             "\(output)")
     }
 
-    /// Reads the server's log until it says where agents connect (blocking reads: the log may not
-    /// have started when this is called). Nil if the server closed its log first.
-    static func listeningPort(_ log: FileHandle) -> Int? {
+    /// Reads a server's log until a line with `marker` ends in its port (blocking reads: the log may
+    /// not have started when this is called). Nil if the server closed its log first.
+    static func listeningPort(_ log: FileHandle, marker: String = "agents connect to") -> Int? {
         var text = ""
         var chunk = [UInt8](repeating: 0, count: 512)
         while true {
@@ -75,7 +75,7 @@ import Testing
             if count < 0, errno == EINTR { continue }  // other tests' children exiting signal this process
             guard count > 0 else { return nil }
             text += String(decoding: chunk[..<count], as: UTF8.self)
-            if let line = text.split(separator: "\n").first(where: { $0.contains("agents connect to") }),
+            if let line = text.split(separator: "\n").first(where: { $0.contains(marker) }),
                 let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
             {
                 return port

@@ -1,0 +1,200 @@
+import NIOCore
+import NIOPosix
+
+/// The side of a harness connection that a behaviour drives; used on the connection's event loop.
+protocol Outbox: AnyObject {
+    var eventLoop: any EventLoop { get }
+    func send(to agent: String, _ payload: ByteBuffer)
+    func request(to agent: String, _ payload: ByteBuffer)
+    func reply(_ handle: ReplyHandle, _ payload: ByteBuffer)
+    func publish(topic: String, _ payload: ByteBuffer)
+    func broadcast(_ payload: ByteBuffer)
+    /// Writes what the behaviour queued since the last flush (the connection also flushes after each read batch).
+    func flush()
+}
+
+/// What a scenario does with one connection, called on the connection's event loop.
+protocol Behaviour: AnyObject, SendableMetatype {
+    /// The handshake and the subscriptions are done.
+    func attached(_ outbox: any Outbox)
+    func received(_ event: WireEvent, outbox: any Outbox)
+    /// A read batch ended; the connection flushes right after.
+    func readComplete(_ outbox: any Outbox)
+}
+
+extension Behaviour {
+    func attached(_ outbox: any Outbox) {}
+    func received(_ event: WireEvent, outbox: any Outbox) {}
+    func readComplete(_ outbox: any Outbox) {}
+}
+
+/// One harness agent's connection: speaks `W` and hands events to its behaviour.
+///
+/// Writes are gathered in one buffer and flushed once per read batch or pump, so the harness pays
+/// one syscall per batch, not per message — for both servers alike.
+final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var wire: W
+    private let behaviour: any Behaviour
+    private let subscriptions: [String]
+    private var unsynced = 0
+    private let ready: EventLoopPromise<Void>
+    private var isAttached = false
+    private var isSettled = false
+    private var context: ChannelHandlerContext?
+    private var input = ByteBuffer()
+    private var output = ByteBuffer()
+    private var events: [WireEvent] = []
+
+    init(wire: W, behaviour: any Behaviour, subscriptions: [String], ready: EventLoopPromise<Void>) {
+        self.wire = wire
+        self.behaviour = behaviour
+        self.subscriptions = subscriptions
+        self.ready = ready
+    }
+
+    var eventLoop: any EventLoop { context!.eventLoop }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        output = context.channel.allocator.buffer(capacity: 64 << 10)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        wire.handshake(into: &output)
+        flush()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if input.readableBytes == 0 {
+            input = bytes
+        } else {
+            input.writeBuffer(&bytes)
+        }
+        do {
+            try wire.parse(&input, into: &events, out: &output)
+        } catch {
+            fail(error)
+            return
+        }
+        for event in events { dispatch(event) }
+        events.removeAll(keepingCapacity: true)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        wire.readComplete(out: &output)
+        if isAttached { behaviour.readComplete(self) }
+        flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if isAttached {
+            behaviour.received(.refused("connection_closed"), outbox: self)
+        } else {
+            settle(.failure(WireError("the server closed the connection during the handshake")))
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        fail(error)
+    }
+
+    private func fail(_ error: any Error) {
+        if !isAttached { settle(.failure(error)) }
+        context?.close(promise: nil)
+    }
+
+    /// Completes the setup promise once, however many ways the setup ends.
+    private func settle(_ result: Result<Void, any Error>) {
+        guard !isSettled else { return }
+        isSettled = true
+        ready.completeWith(result)
+    }
+
+    private func dispatch(_ event: WireEvent) {
+        if isAttached { return behaviour.received(event, outbox: self) }
+        switch event {
+        case .ready where subscriptions.isEmpty: attach()
+        case .ready:
+            for pattern in subscriptions { wire.subscribe(pattern, into: &output) }
+            unsynced = subscriptions.count
+        case .synced:
+            unsynced -= 1
+            if unsynced == 0 { attach() }
+        case .refused(let code): fail(WireError("refused during setup: \(code)"))
+        default: break
+        }
+    }
+
+    private func attach() {
+        isAttached = true
+        settle(.success(()))
+        behaviour.attached(self)
+    }
+
+    func send(to agent: String, _ payload: ByteBuffer) { wire.send(to: agent, payload, into: &output) }
+    func request(to agent: String, _ payload: ByteBuffer) { wire.request(to: agent, payload, into: &output) }
+    func reply(_ handle: ReplyHandle, _ payload: ByteBuffer) { wire.reply(handle, payload, into: &output) }
+    func publish(topic: String, _ payload: ByteBuffer) { wire.publish(topic: topic, payload, into: &output) }
+    func broadcast(_ payload: ByteBuffer) { wire.broadcast(payload, into: &output) }
+
+    func flush() {
+        guard output.readableBytes > 0, let context else { return }
+        context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+        output = context.channel.allocator.buffer(capacity: 64 << 10)
+    }
+}
+
+/// A connected harness agent: its channel, and its behaviour reachable from any thread through the
+/// channel's event loop.
+struct Agent<B: Behaviour>: Sendable {
+    let channel: any Channel
+    let behaviour: NIOLoopBound<B>
+
+    /// Runs `body` with the behaviour on its event loop.
+    func run<T: Sendable>(_ body: @escaping @Sendable (B) -> T) async throws -> T {
+        let behaviour = self.behaviour
+        return try await channel.eventLoop.submit { body(behaviour.value) }.get()
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+
+    /// Connects, completes the handshake and the subscriptions, and attaches a behaviour made on the
+    /// connection's event loop.
+    static func connect<W: BenchWire>(
+        _ wire: W.Type, host: String, port: Int, name: String, credential: String,
+        subscriptions: [String], group: any EventLoopGroup, make: @escaping @Sendable () -> B
+    ) async throws -> Agent<B> {
+        let (channel, behaviour, ready) = try await ClientBootstrap(group: group)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let behaviour = make()
+                    let ready = channel.eventLoop.makePromise(of: Void.self)
+                    let connection = BenchConnection(
+                        wire: W(name: name, credential: credential), behaviour: behaviour,
+                        subscriptions: subscriptions, ready: ready)
+                    try channel.pipeline.syncOperations.addHandler(connection)
+                    return (channel, NIOLoopBound(behaviour, eventLoop: channel.eventLoop), ready.futureResult)
+                }
+            }
+        do {
+            try await ready.get()
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return Agent(channel: channel, behaviour: behaviour)
+    }
+}

@@ -1,0 +1,95 @@
+import NIOCore
+
+/// What a producer did: every message it sent, and how the server answered.
+public struct SendCounts: Codable, Sendable, Equatable {
+    public var sent: UInt64 = 0
+    /// Sends the server confirmed (ACB answers each; NATS answers none).
+    public var accepted: UInt64 = 0
+    /// Refusals by the server's code; a refused message is not expected at its receivers.
+    public var refused: [String: UInt64] = [:]
+
+    public var refusedTotal: UInt64 { refused.values.reduce(0, +) }
+
+    mutating func add(_ other: SendCounts) {
+        sent += other.sent
+        accepted += other.accepted
+        refused.merge(other.refused, uniquingKeysWith: +)
+    }
+}
+
+/// Sends stamped messages as fast as its credit allows.
+///
+/// A message stays outstanding until each of its `fanout` receivers granted it back, and at most
+/// `window` messages are outstanding: both servers get the same, bounded, pipelined load.
+final class Producer: Behaviour {
+    /// What each message is.
+    enum Action: Sendable {
+        case send(to: String)
+        case publish(topic: String)
+        case broadcast
+    }
+
+    private let action: Action
+    private let window: Int64
+    private let fanout: Int64
+    private let limit: UInt64
+    private var stamp: Stamp
+    private(set) var counts = SendCounts()
+    /// Deliveries the receivers confirmed, plus `fanout` per refused message.
+    private var granted: Int64 = 0
+    private var outbox: (any Outbox)?
+    private var running = false
+
+    init(action: Action, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int) {
+        self.action = action
+        self.window = Int64(window)
+        self.fanout = Int64(fanout)
+        self.limit = limit
+        self.stamp = Stamp(payloadBytes: payloadBytes)
+    }
+
+    func attached(_ outbox: any Outbox) { self.outbox = outbox }
+
+    func start() {
+        running = true
+        pump()
+    }
+
+    /// Stops sending; returns what was sent.
+    func stop() -> SendCounts {
+        running = false
+        return counts
+    }
+
+    /// Receivers confirm `deliveries`.
+    func grant(_ deliveries: Int) {
+        granted += Int64(deliveries)
+        pump()
+    }
+
+    func received(_ event: WireEvent, outbox: any Outbox) {
+        switch event {
+        case .accepted: counts.accepted += 1
+        case .refused(let code):
+            counts.refused[code, default: 0] += 1
+            grant(Int(fanout))
+        default: break
+        }
+    }
+
+    private func pump() {
+        guard running, let outbox else { return }
+        var wrote = false
+        while counts.sent < limit && Int64(counts.sent) * fanout - granted < window * fanout {
+            let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
+            switch action {
+            case .send(let agent): outbox.send(to: agent, payload)
+            case .publish(let topic): outbox.publish(topic: topic, payload)
+            case .broadcast: outbox.broadcast(payload)
+            }
+            counts.sent += 1
+            wrote = true
+        }
+        if wrote { outbox.flush() }
+    }
+}

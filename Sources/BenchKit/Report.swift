@@ -1,0 +1,109 @@
+import Foundation
+
+/// The human forms of a run: a table for the terminal and BENCHMARKS.md.
+public enum Report {
+    /// One line per result, aligned, with losses called out.
+    public static func table(_ run: BenchRun) -> String {
+        var rows = [
+            ["scenario", "server", "rate", "unit", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lost", "RSS peak"]
+        ]
+        for result in run.results {
+            rows.append([
+                result.scenario, result.server.rawValue, number(result.rate), result.unit,
+                micros(result.latency?.p50), micros(result.latency?.p99), micros(result.latency?.p999),
+                micros(result.latency?.max), result.isComplete ? "0" : "\(result.lost) LOST",
+                mebibytes(result.memory?.peak),
+            ])
+        }
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        var text = rows.map { row in
+            zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }.joined(separator: "\n")
+        for result in run.incomplete {
+            text +=
+                "\n!!! \(result.server.rawValue) \(result.scenario): \(result.lost) lost, \(result.duplicates) duplicated, "
+                + "\(result.unanswered) unanswered of \(result.expected) expected"
+        }
+        return text
+    }
+
+    /// BENCHMARKS.md: the machine, how to reproduce, the targets, every figure, the charts, then `notes`.
+    public static func markdown(_ run: BenchRun, charts: [String: String], notes: String) -> String {
+        var lines = [
+            "# Benchmarks",
+            "",
+            "<!-- Written by `make bench` (acb-bench); edit docs/benchmarks-notes.md, not this file. -->",
+            "",
+            "Measured \(run.date.formatted(.iso8601)) on \(run.machine.cpu), \(run.machine.cores) cores, "
+                + String(format: "%.0f GiB, ", run.machine.memoryGiB) + "\(run.machine.system). Servers: "
+                + run.machine.servers.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                + ". Both servers and the harness share the machine; \(run.payloadBytes)-byte payloads, "
+                + "\(run.window) messages in flight per producer, \(Int(run.seconds)) s per scenario.",
+            "",
+            "Reproduce everything with `make bench`, which runs:",
+            "",
+            "```",
+            run.command,
+            "```",
+            "",
+            "## Targets",
+            "",
+            "| scenario | target | ACB | nats-server | ACB/NATS | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for target in PerformanceTarget.all {
+            guard let check = target.check(run) else {
+                lines.append("| \(target.scenario) | \(target.goal) | not measured | | | |")
+                continue
+            }
+            let ratio = check.ratio.map { String(format: "%.2f×", $0) } ?? ""
+            lines.append(
+                "| \(target.scenario) | \(target.goal) | \(check.acb) | \(check.nats) | \(ratio) | "
+                    + (check.met ? "yes" : "**no**") + " |")
+        }
+        lines += [
+            "",
+            "## Every figure",
+            "",
+            "Latency is one-way (sender to receiver) for messages, round trip for requests; µs.",
+            "",
+            "| scenario | server | rate | p50 | p90 | p99 | p99.9 | max | sent | lost | dup | refused | server RSS peak |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for result in run.results {
+            let refused = result.refused.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(
+                separator: ", ")
+            lines.append(
+                "| \(result.title) | \(result.server.rawValue) | \(number(result.rate)) \(result.unit) | "
+                    + [
+                        result.latency?.p50, result.latency?.p90, result.latency?.p99, result.latency?.p999,
+                        result.latency?.max,
+                    ].map(micros).joined(separator: " | ")
+                    + " | \(result.sent) | \(result.lost) | \(result.duplicates) | \(refused) | "
+                    + "\(mebibytes(result.memory?.peak)) |")
+        }
+        let caveats = run.results.compactMap { result in
+            result.note.map { "- \(result.server.rawValue) \(result.scenario): \($0)" }
+        }
+        if !caveats.isEmpty { lines += [""] + caveats }
+        if !charts.isEmpty {
+            lines += ["", "## Latency distributions", ""]
+            for (scenario, path) in charts.sorted(by: { $0.key < $1.key }) {
+                lines += ["### \(scenario)", "", "![\(scenario) latency by percentile](\(path))", ""]
+            }
+        }
+        return lines.joined(separator: "\n") + "\n\n" + notes + "\n"
+    }
+
+    static func number(_ value: Double) -> String {
+        value >= 100 ? Int(value.rounded()).formatted() : String(format: "%.1f", value)
+    }
+
+    private static func micros(_ value: Double?) -> String {
+        value.map { $0 >= 100 ? String(format: "%.0f", $0) : String(format: "%.1f", $0) } ?? "–"
+    }
+
+    private static func mebibytes(_ bytes: UInt64?) -> String {
+        bytes.map { String(format: "%.1f MiB", Double($0) / 1_048_576) } ?? "–"
+    }
+}

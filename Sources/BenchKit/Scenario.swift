@@ -1,0 +1,98 @@
+/// One measurement the harness makes, named on the command line as `kind:size`.
+public enum Scenario: Sendable, Hashable {
+    /// N senders, each streaming to its own receiver.
+    case p2p(pairs: Int)
+    /// N requesters, each with its own responder, one request in flight each.
+    case requestReply(requesters: Int)
+    /// N requesters sending at a fixed total rate whatever the replies do.
+    case openLoop(requesters: Int, perSecond: Int)
+    /// One publisher to N subscribers, through wildcard patterns.
+    case topicFanout(subscribers: Int)
+    /// One agent broadcasting to N others.
+    case broadcast(receivers: Int)
+    /// One payload of this many MiB streamed between two agents (ACB only: NATS has no streams).
+    case stream(mebibytes: Int)
+    /// N workers connecting, completing the handshake and closing, over and over.
+    case connectStorm(workers: Int)
+    /// N agents connected and silent.
+    case idle(agents: Int)
+
+    /// The scenarios of `make bench`, in the order they run.
+    public static let standard: [Scenario] = [
+        .p2p(pairs: 10), .p2p(pairs: 100), .requestReply(requesters: 1), .requestReply(requesters: 10),
+        .openLoop(requesters: 1, perSecond: 10_000), .topicFanout(subscribers: 100), .broadcast(receivers: 100),
+        .connectStorm(workers: 16), .idle(agents: 10_000), .stream(mebibytes: 1_024),
+    ]
+
+    /// Parses `p2p:10`, `rr:1`, `rr-open:1:10000`, `topic:100`, `broadcast:100`, `stream:1024`,
+    /// `storm:16` or `idle:10000`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":").map { Int($0) }
+        guard let kind = text.split(separator: ":").first, parts.count >= 2, let size = parts[1], size > 0 else {
+            return nil
+        }
+        switch (kind, parts.count) {
+        case ("p2p", 2): self = .p2p(pairs: size)
+        case ("rr", 2): self = .requestReply(requesters: size)
+        case ("rr-open", 3):
+            guard let rate = parts[2], rate > 0 else { return nil }
+            self = .openLoop(requesters: size, perSecond: rate)
+        case ("topic", 2): self = .topicFanout(subscribers: size)
+        case ("broadcast", 2): self = .broadcast(receivers: size)
+        case ("stream", 2): self = .stream(mebibytes: size)
+        case ("storm", 2): self = .connectStorm(workers: size)
+        case ("idle", 2): self = .idle(agents: size)
+        default: return nil
+        }
+    }
+
+    /// The name `init?(_:)` parses.
+    public var id: String {
+        switch self {
+        case .p2p(let pairs): "p2p:\(pairs)"
+        case .requestReply(let requesters): "rr:\(requesters)"
+        case .openLoop(let requesters, let rate): "rr-open:\(requesters):\(rate)"
+        case .topicFanout(let subscribers): "topic:\(subscribers)"
+        case .broadcast(let receivers): "broadcast:\(receivers)"
+        case .stream(let mebibytes): "stream:\(mebibytes)"
+        case .connectStorm(let workers): "storm:\(workers)"
+        case .idle(let agents): "idle:\(agents)"
+        }
+    }
+
+    public var title: String {
+        switch self {
+        case .p2p(let pairs): "p2p, \(pairs) pairs"
+        case .requestReply(let requesters): "request/reply closed loop, \(requesters) requester(s)"
+        case .openLoop(let requesters, let rate): "request/reply open loop, \(requesters) requester(s), \(rate)/s"
+        case .topicFanout(let subscribers): "topic fan-out 1 → \(subscribers) (wildcards)"
+        case .broadcast(let receivers): "broadcast 1 → \(receivers)"
+        case .stream(let mebibytes): "stream of \(mebibytes) MiB"
+        case .connectStorm(let workers): "connect storm, \(workers) workers"
+        case .idle(let agents): "\(agents) idle agents"
+        }
+    }
+
+    /// Whether the scenario runs against `kind` (streams are ACB's alone).
+    public func runs(on kind: ServerUnderTest.Kind) -> Bool {
+        if case .stream = self { return kind == .acb }
+        return true
+    }
+}
+
+/// How every scenario of a run is sized.
+public struct BenchSettings: Sendable {
+    /// How long each timed scenario sends.
+    public var seconds = 5.0
+    public var payloadBytes = 256
+    /// Messages each producer may have outstanding (not yet received by all its receivers).
+    public var window = 1_000
+    /// Tests: each producer or requester stops after this many messages, and the run waits for them all.
+    public var messageLimit: UInt64 = .max
+    /// Where stream scenarios put the received file (deleted afterwards).
+    public var scratchDirectory = "/tmp"
+    /// Called with a one-line status about once a second.
+    public var progress: (@Sendable (String) -> Void)?
+
+    public init() {}
+}

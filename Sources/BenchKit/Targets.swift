@@ -1,0 +1,56 @@
+import Foundation
+
+/// The performance targets of the harness issue, each checked against a run.
+public struct PerformanceTarget: Sendable {
+    public let scenario: String
+    public let goal: String
+    /// ACB's figure, NATS's if it is a comparison, and whether the goal is met; nil if not measured.
+    public let check: @Sendable (BenchRun) -> (acb: String, nats: String, ratio: Double?, met: Bool)?
+
+    public static let all: [PerformanceTarget] = [
+        relative("p2p:10", "msgs/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        relative("p2p:100", "msgs/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        relative("rr:1", "p50 ≤ 1.0× nats-server", { $0.latency?.p50 }, higherIsBetter: false, unit: "µs"),
+        relative("rr:1", "p99 ≤ 1.0× nats-server", { $0.latency?.p99 }, higherIsBetter: false, unit: "µs"),
+        relative("rr:10", "requests/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        relative("topic:100", "deliveries/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        absolute("idle:10000", "server RSS ≤ 10 KiB per agent above baseline") {
+            ($0.rate <= 10_240, String(format: "%.0f B/agent", $0.rate))
+        },
+        absolute("stream:1024", "≥ 500 MB/s through the bus") {
+            ($0.rate >= 500, String(format: "%.0f MB/s", $0.rate))
+        },
+        absolute("stream:1024", "server RSS growth ≤ 64 MiB") {
+            let growth = $0.memory?.growth ?? .max
+            return (growth <= 64 << 20, String(format: "%.1f MiB", Double(growth) / 1_048_576))
+        },
+        absolute("storm:16", "≥ 2,000 connections/s with HELLO done") {
+            ($0.rate >= 2_000, String(format: "%.0f /s", $0.rate))
+        },
+    ]
+
+    private static func relative(
+        _ scenario: String, _ goal: String, _ figure: @escaping @Sendable (ScenarioResult) -> Double?,
+        higherIsBetter: Bool, unit: String = ""
+    ) -> PerformanceTarget {
+        PerformanceTarget(scenario: scenario, goal: goal) { run in
+            guard let acb = run.result(scenario, on: .acb).flatMap(figure),
+                let nats = run.result(scenario, on: .nats).flatMap(figure), nats > 0
+            else { return nil }
+            let ratio = acb / nats
+            let text = { (value: Double) in unit.isEmpty ? Report.number(value) : String(format: "%.1f %@", value, unit)
+            }
+            return (text(acb), text(nats), ratio, higherIsBetter ? ratio >= 1 : ratio <= 1)
+        }
+    }
+
+    private static func absolute(
+        _ scenario: String, _ goal: String, _ judge: @escaping @Sendable (ScenarioResult) -> (Bool, String)
+    ) -> PerformanceTarget {
+        PerformanceTarget(scenario: scenario, goal: goal) { run in
+            guard let acb = run.result(scenario, on: .acb) else { return nil }
+            let (met, text) = judge(acb)
+            return (text, "", nil, met)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import NIOCore
+
+/// What a benchmark connection hears from its server, in the same words for ACB and NATS.
+enum WireEvent {
+    /// The handshake finished: the connection may send.
+    case ready
+    /// A setup command (a subscription) took effect.
+    case synced
+    /// A message for this connection; `reply` is set when it is a request to answer.
+    case message(ByteBuffer, reply: ReplyHandle?)
+    /// The answer to a request this connection made.
+    case reply(ByteBuffer)
+    /// The server accepted a send (ACB answers every send; NATS never does).
+    case accepted
+    /// The server refused something, with its own code.
+    case refused(String)
+}
+
+/// Where the answer to a request goes: ACB names it by correlation id, NATS by reply subject.
+struct ReplyHandle {
+    var correlationID: UInt64 = 0
+    var subject = ""
+}
+
+/// One server's client protocol, as much of it as the harness speaks.
+///
+/// Every agent of the harness can receive direct messages, requests and replies by its name, and
+/// subscribe to topic patterns; each method appends the bytes of one command to `out`.
+protocol BenchWire: SendableMetatype {
+    init(name: String, credential: String)
+    /// The bytes that open the connection.
+    func handshake(into out: inout ByteBuffer)
+    /// Consumes complete server frames from `input` into `events`, writing protocol answers
+    /// (PONG) to `out`; leaves a partial frame in `input`.
+    mutating func parse(_ input: inout ByteBuffer, into events: inout [WireEvent], out: inout ByteBuffer) throws
+    /// Called after each read batch: ACB acknowledges what it received, cumulatively.
+    mutating func readComplete(out: inout ByteBuffer)
+    mutating func send(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer)
+    mutating func request(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer)
+    mutating func reply(_ handle: ReplyHandle, _ payload: ByteBuffer, into out: inout ByteBuffer)
+    mutating func publish(topic: String, _ payload: ByteBuffer, into out: inout ByteBuffer)
+    /// Sends to every other agent (NATS: every agent subscribes to one broadcast subject).
+    mutating func broadcast(_ payload: ByteBuffer, into out: inout ByteBuffer)
+    /// Subscribes; the server's confirmation arrives as ``WireEvent/synced``.
+    mutating func subscribe(_ pattern: String, into out: inout ByteBuffer)
+}
+
+/// A bad answer from the server under test.
+struct WireError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+import BenchKit
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// `acb-bench`: runs the load scenarios against ACB and, when given, nats-server, and reports.
+@main
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "acb-bench",
+        abstract: "ACB's load harness: the same scenarios against ACB and nats-server, side by side.",
+        discussion: "Exits 1 if any scenario lost, duplicated or left unanswered a message.")
+
+    @Option(help: "ACB's agent port, as host:port.") var acb = "127.0.0.1:7480"
+    @Option(help: "ACB's process id, to sample its resident memory.") var acbPid: Int32?
+    @Option(help: "Secret of ACB's agent tokens (else ACB_TOKEN_SECRET).") var tokenSecret: String?
+    @Option(help: "nats-server's client port, as host:port; without it only ACB is measured.") var nats: String?
+    @Option(help: "nats-server's process id, to sample its resident memory.") var natsPid: Int32?
+    @Option(
+        help:
+            "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N. Default: all of make bench."
+    )
+    var scenarios: String?
+    @Option(help: "Seconds each timed scenario sends.") var seconds = 5.0
+    @Option(help: "Payload bytes per message.") var payload = 256
+    @Option(help: "Messages each producer may have in flight.") var window = 1_000
+    @Option(help: "Stop each producer after this many messages (and wait for all of them).") var messages: UInt64?
+    @Option(help: "Event-loop threads of the harness.") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Write BENCHMARKS.md to this file, charts to --charts.") var markdown: String?
+    @Option(help: "Folder of the SVG charts, relative to the markdown file.") var charts = "docs/bench"
+    @Option(help: "Hand-written analysis appended to the markdown.") var notes = "docs/benchmarks-notes.md"
+    @Option(help: "The command recorded as reproducing this run.") var command = "acb-bench"
+    @Option(help: "A server's version for the report, as name=version (repeatable).") var version: [String] = []
+
+    func run() async throws {
+        let plan =
+            try scenarios.map { list in
+                try list.split(separator: ",").map { name in
+                    guard let scenario = Scenario(String(name)) else {
+                        throw ValidationError("unknown scenario '\(name)'")
+                    }
+                    return scenario
+                }
+            } ?? Scenario.standard
+        var settings = BenchSettings()
+        settings.seconds = seconds
+        settings.payloadBytes = payload
+        settings.window = window
+        settings.messageLimit = messages ?? .max
+        settings.progress = { line in FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        var servers = [try await Self.server(.acb, acb, pid: acbPid, secret: tokenSecret)]
+        if let nats { servers.append(try await Self.server(.nats, nats, pid: natsPid, secret: nil)) }
+        var results: [ScenarioResult] = []
+        for scenario in plan {
+            for server in servers where scenario.runs(on: server.kind) {
+                let result = try await Bench(server: server, settings: settings, group: group).run(scenario)
+                FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+                print(
+                    "\(server.kind.rawValue) \(scenario.id): \(Int(result.rate)) \(result.unit)"
+                        + (result.isComplete ? "" : "  !!! \(result.lost) LOST"))
+                results.append(result)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        try await group.shutdownGracefully()
+
+        let versions = Dictionary(
+            version.compactMap { pair -> (String, String)? in
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+            }, uniquingKeysWith: { $1 })
+        let run = BenchRun(machine: .current(servers: versions), command: command, settings: settings, results: results)
+        print("\n" + Report.table(run))
+        if let json { try Self.write(try Self.encoder.encode(run), to: json) }
+        if let markdown { try writeMarkdown(run, to: markdown) }
+        if !run.incomplete.isEmpty {
+            print("acb-bench: messages were lost, duplicated or left unanswered (see !!! above)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func writeMarkdown(_ run: BenchRun, to path: String) throws {
+        let root = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(
+            at: root.appendingPathComponent(charts), withIntermediateDirectories: true)
+        var written: [String: String] = [:]
+        for scenario in Set(run.results.map(\.scenario)) {
+            let results = run.results.filter { $0.scenario == scenario }
+            guard let svg = LatencyChart.svg(title: results[0].title, results) else { continue }
+            let file = charts + "/" + scenario.replacingOccurrences(of: ":", with: "-") + ".svg"
+            try Self.write(Data(svg.utf8), to: root.appendingPathComponent(file).path)
+            written[results[0].title] = file
+        }
+        let analysis = (try? String(contentsOfFile: notes, encoding: .utf8)) ?? ""
+        try Self.write(Data(Report.markdown(run, charts: written, notes: analysis).utf8), to: path)
+    }
+
+    private static func server(_ kind: ServerUnderTest.Kind, _ address: String, pid: Int32?, secret: String?)
+        async throws -> ServerUnderTest
+    {
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("'\(address)' is not host:port") }
+        let secret = secret ?? ProcessInfo.processInfo.environment["ACB_TOKEN_SECRET"]
+        return try await ServerUnderTest(kind: kind, host: String(parts[0]), port: port, pid: pid, tokenSecret: secret)
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }()
+
+    private static func write(_ data: Data, to path: String) throws {
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make bench`: builds release binaries, starts ACB and nats-server side by side on fixed ports,
+# runs acb-bench against both, and rewrites BENCHMARKS.md (charts in docs/bench/).
+# Extra arguments go to acb-bench, e.g. `scripts/bench.sh --scenarios p2p:10 --seconds 3`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh
+
+acb_port=${ACB_BENCH_PORT:-7480}
+nats_port=${NATS_BENCH_PORT:-4280}
+secret=${ACB_TOKEN_SECRET:-acb-development-secret-change-me-0001}
+logs=.build/bench
+mkdir -p "$logs" docs/bench
+# 10,000 idle agents need as many descriptors in the server and in the harness.
+ulimit -n "$(ulimit -Hn)"
+
+swift build -c release
+bin=$(swift build -c release --show-bin-path)
+
+"$bin/acb" serve --port "$acb_port" --token-secret "$secret" --log-level warning \
+  --stream-dir "$logs/streams" >"$logs/acb.log" 2>&1 &
+acb_pid=$!
+nats-server -a 127.0.0.1 -p "$nats_port" >"$logs/nats.log" 2>&1 &
+nats_pid=$!
+trap 'kill "$acb_pid" "$nats_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+
+for port in "$acb_port" "$nats_port"; do
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+done
+
+"$bin/acb-bench" \
+  --acb "127.0.0.1:$acb_port" --acb-pid "$acb_pid" --token-secret "$secret" \
+  --nats "127.0.0.1:$nats_port" --nats-pid "$nats_pid" \
+  --version "acb=$(git rev-parse --short HEAD)" \
+  --version "nats-server=$(nats-server --version | sed 's/.*v//')" \
+  --json docs/bench/results.json --markdown BENCHMARKS.md \
+  --command "make bench    # = scripts/bench.sh: release build, acb serve and nats-server on 127.0.0.1, then acb-bench" \
+  "$@"
