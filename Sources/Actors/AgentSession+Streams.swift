@@ -204,9 +204,8 @@ extension AgentSession {
         switch result {
         case .success(let data):
             let written = channel.eventLoop.makePromise(of: Void.self)
-            channel.writeAndFlush(
-                Frame.streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)),
-                promise: written)
+            writeAndFlush(
+                .streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)), promise: written)
             written.futureResult.whenSuccess { [self] in
                 assumeIsolated { $0.sendChunk(stream, open: open, index: index + 1) }
             }

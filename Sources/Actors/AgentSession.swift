@@ -48,7 +48,9 @@ public actor AgentSession {
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
-    var needsFlush = false
+    /// Frames written since the last flush, encoded back to back: one pipeline write per flush
+    /// instead of one per frame.
+    var output = ByteBuffer()
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         channel.eventLoop.executor.asUnownedSerialExecutor()
@@ -121,9 +123,9 @@ public actor AgentSession {
 
     /// Flushes what this batch wrote. Called at the end of each read batch and after each drain.
     public func flush() {
-        guard needsFlush else { return }
-        needsFlush = false
-        channel.flush()
+        guard output.readableBytes > 0 else { return }
+        channel.writeAndFlush(output, promise: nil)
+        output = channel.allocator.buffer(capacity: 4_096)
     }
 
     /// The connection is gone: give back what the session held so nothing is lost or leaked.
@@ -189,8 +191,15 @@ public actor AgentSession {
     }
 
     func write(_ frame: Frame) {
-        channel.write(frame, promise: nil)
-        needsFlush = true
+        frame.encode(into: &output)
+    }
+
+    /// Writes what is buffered, then `frame` on its own, completing `promise` once it is on the socket.
+    func writeAndFlush(_ frame: Frame, promise: EventLoopPromise<Void>) {
+        flush()
+        var bytes = ByteBuffer()
+        frame.encode(into: &bytes)
+        channel.writeAndFlush(bytes, promise: promise)
     }
 
     func fail(_ ref: UInt64, _ error: BusError) {

@@ -46,7 +46,6 @@ public final class AgentListener: Service {
                         // sends but never reads cannot make the server buffer without bound.
                         BackPressureHandler(),
                         ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)),
-                        MessageToByteHandler(FrameEncoder()),
                         SessionHandler(
                             supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout),
                     ])

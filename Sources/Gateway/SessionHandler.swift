@@ -7,7 +7,7 @@ import NIOCore
 /// connection's ``AgentSession`` on this event loop, with no hop and no task per frame.
 final class SessionHandler: ChannelInboundHandler {
     typealias InboundIn = Frame
-    typealias OutboundOut = Frame
+    typealias OutboundOut = ByteBuffer
 
     private enum State {
         case awaitingHello
@@ -128,7 +128,7 @@ final class SessionHandler: ChannelInboundHandler {
             let welcome = Welcome(
                 sessionID: UInt64(session.number), tenant: identity.tenant,
                 agentID: identity.agentID, limits: supervisor.configuration.limits)
-            context.writeAndFlush(wrapOutboundOut(.welcome(welcome)), promise: nil)
+            answer(.welcome(welcome), context)
             session.assumeIsolated { $0.start() }
             supervisor.logger.debug(
                 "session opened",
@@ -146,7 +146,14 @@ final class SessionHandler: ChannelInboundHandler {
     /// Answers the handshake with ERROR and closes.
     private func refuse(_ context: ChannelHandlerContext, _ error: BusError) {
         state = .closed
-        context.writeAndFlush(wrapOutboundOut(.error(ErrorFrame(ref: 0, error: error))), promise: nil)
+        answer(.error(ErrorFrame(ref: 0, error: error)), context)
         context.close(promise: nil)
+    }
+
+    /// Writes a handshake answer (the session writes everything after WELCOME).
+    private func answer(_ frame: Frame, _ context: ChannelHandlerContext) {
+        var bytes = context.channel.allocator.buffer(capacity: 256)
+        frame.encode(into: &bytes)
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
     }
 }
