@@ -45,9 +45,9 @@ public final class AgentListener: Service {
                         // Stop reading while the socket cannot take our answers: a client that
                         // sends but never reads cannot make the server buffer without bound.
                         BackPressureHandler(),
-                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrame)),
                         SessionHandler(
-                            supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout),
+                            supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout,
+                            maxFrameBytes: maxFrame),
                     ])
                 }
             }

@@ -3,10 +3,13 @@ import Bus
 import Logging
 import NIOCore
 
-/// The last handler of an agent connection: runs the handshake, then hands every frame to the
-/// connection's ``AgentSession`` on this event loop, with no hop and no task per frame.
+/// The last handler of an agent connection: decodes frames, runs the handshake, then hands every
+/// frame to the connection's ``AgentSession`` on this event loop, with no hop and no task per frame.
+///
+/// It decodes itself rather than behind a `ByteToMessageHandler`: a frame passed down the pipeline
+/// is boxed in `NIOAny` and cast back, which cost more than the rest of routing a message.
 final class SessionHandler: ChannelInboundHandler {
-    typealias InboundIn = Frame
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private enum State {
@@ -21,11 +24,15 @@ final class SessionHandler: ChannelInboundHandler {
     private let supervisor: Supervisor
     private let authority: TokenAuthority
     private let handshakeTimeout: TimeAmount
+    private let maxFrameBytes: UInt32
+    /// The start of a frame whose rest has not arrived yet.
+    private var partial: ByteBuffer?
 
-    init(supervisor: Supervisor, authority: TokenAuthority, handshakeTimeout: TimeAmount) {
+    init(supervisor: Supervisor, authority: TokenAuthority, handshakeTimeout: TimeAmount, maxFrameBytes: UInt32) {
         self.supervisor = supervisor
         self.authority = authority
         self.handshakeTimeout = handshakeTimeout
+        self.maxFrameBytes = maxFrameBytes
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -39,7 +46,26 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        var bytes = unwrapInboundIn(data)
+        if var earlier = partial.take() {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        do throws(BusError) {
+            while !isClosed, let frame = try Frame.decode(from: &bytes, maxFrameBytes: maxFrameBytes) {
+                handle(frame, context: context)
+            }
+        } catch {
+            return failed(error, context: context)
+        }
+        if bytes.readableBytes > 0 { partial = bytes }
+    }
+
+    private var isClosed: Bool {
+        if case .closed = state { true } else { false }
+    }
+
+    private func handle(_ frame: Frame, context: ChannelHandlerContext) {
         switch state {
         case .active(let session):
             session.assumeIsolated { $0.receive(frame) }
@@ -83,11 +109,13 @@ final class SessionHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    /// Decoding errors (oversized or malformed frames) end the connection with their code.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let error = error as? BusError else {
-            return context.close(promise: nil)
-        }
+        context.close(promise: nil)
+    }
+
+    /// Decoding errors (oversized or malformed frames) end the connection with their code.
+    private func failed(_ error: BusError, context: ChannelHandlerContext) {
+        partial = nil
         if case .active(let session) = state {
             session.assumeIsolated { $0.close(GoAway(code: error.code, message: error.message)) }
         } else {
