@@ -25,7 +25,7 @@ struct ACBWire: BenchWire {
             switch frame {
             case .welcome: events.append(.ready)
             case .ok(let ok):
-                events.append(subscribing.remove(ok.ref) == nil ? .accepted : .synced)
+                events.append(subscribing.remove(ok.ref) == nil ? .accepted(recipients: ok.recipients) : .synced)
             case .deliver(let deliver):
                 unacked = deliver.deliveryID
                 let reply = deliver.kind == .request ? ReplyHandle(correlationID: deliver.correlationID) : nil

@@ -8,7 +8,8 @@ extension Bench {
             let receiver = names.agent("r", index)
             let producer = try await makeProducer(
                 names.agent("s", index), .send(to: receiver), fanout: 1, tenant: names.tenant)
-            let consumer = try await makeConsumer(receiver, subscriptions: [], for: producer, tenant: names.tenant)
+            let consumer = try await makeConsumer(
+                receiver, subscriptions: [], for: producer, index: 0, tenant: names.tenant)
             flows.append(Flow(producer: producer, consumers: [consumer]))
         }
         return try await measure(scenario, flows, unit: "msgs/s")
@@ -24,7 +25,7 @@ extension Bench {
             consumers.append(
                 try await makeConsumer(
                     names.agent("c", index), subscriptions: isTopic ? [names.pattern(index)] : [], for: producer,
-                    tenant: names.tenant))
+                    index: index, tenant: names.tenant))
         }
         return try await measure(scenario, [Flow(producer: producer, consumers: consumers)], unit: "deliveries/s")
     }
@@ -45,11 +46,11 @@ extension Bench {
     }
 
     func makeConsumer(
-        _ name: String, subscriptions: [String], for producer: Agent<Producer>, tenant: String
+        _ name: String, subscriptions: [String], for producer: Agent<Producer>, index: Int, tenant: String
     ) async throws -> Agent<Consumer> {
         let bound = producer.behaviour
         return try await server.connect(name: name, tenant: tenant, subscriptions: subscriptions, group: group) {
-            Consumer(producer: bound)
+            Consumer(producer: bound, index: index)
         }
     }
 
@@ -90,17 +91,22 @@ extension Bench {
         for (flow, counts) in zip(flows, sends) {
             result.sent += counts.sent
             result.refused.merge(counts.refused, uniquingKeysWith: +)
+            // ACB says how many receivers took each message (a fan-out skips a receiver whose
+            // mailbox is full, and tells the publisher); NATS says nothing, so all of them should.
+            let expected =
+                server.kind == .acb
+                ? counts.recipients : (counts.sent - counts.refusedTotal) * UInt64(flow.consumers.count)
             if server.kind == .acb { result.unanswered += counts.sent - counts.accepted - counts.refusedTotal }
+            var received: UInt64 = 0
             for consumer in flow.consumers {
                 let (tally, recorded) = try await consumer.run { ($0.tally, $0.latency) }
-                let expected = counts.sent - counts.refusedTotal
-                result.expected += expected
-                result.received += tally.unique
+                received += tally.unique
                 result.duplicates += tally.duplicates
-                let missing = tally.missing(below: counts.sent)
-                result.lost += missing > counts.refusedTotal ? missing - counts.refusedTotal : 0
                 latency.add(recorded)
             }
+            result.expected += expected
+            result.received += received
+            result.lost += expected > received ? expected - received : 0
         }
         result.rate = Double(result.received) / elapsed.seconds
         result.record(latency)

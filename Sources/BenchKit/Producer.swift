@@ -5,6 +5,8 @@ public struct SendCounts: Codable, Sendable, Equatable {
     public var sent: UInt64 = 0
     /// Sends the server confirmed (ACB answers each; NATS answers none).
     public var accepted: UInt64 = 0
+    /// Receivers the confirmed sends reached, by the server's count.
+    public var recipients: UInt64 = 0
     /// Refusals by the server's code; a refused message is not expected at its receivers.
     public var refused: [String: UInt64] = [:]
 
@@ -13,14 +15,16 @@ public struct SendCounts: Codable, Sendable, Equatable {
     mutating func add(_ other: SendCounts) {
         sent += other.sent
         accepted += other.accepted
+        recipients += other.recipients
         refused.merge(other.refused, uniquingKeysWith: +)
     }
 }
 
 /// Sends stamped messages as fast as its credit allows.
 ///
-/// A message stays outstanding until each of its `fanout` receivers granted it back, and at most
-/// `window` messages are outstanding: both servers get the same, bounded, pipelined load.
+/// A message stays outstanding until every one of its `fanout` receivers granted it back, and at
+/// most `window` messages are outstanding for the slowest receiver: both servers get the same,
+/// bounded, pipelined load, and no receiver falls further behind than the window.
 final class Producer: Behaviour {
     /// What each message is.
     enum Action: Sendable {
@@ -35,8 +39,8 @@ final class Producer: Behaviour {
     private let limit: UInt64
     private var stamp: Stamp
     private(set) var counts = SendCounts()
-    /// Deliveries the receivers confirmed, plus `fanout` per refused message.
-    private var granted: Int64 = 0
+    /// Messages each receiver confirmed, plus every refused message.
+    private var granted: [Int64]
     private var outbox: (any Outbox)?
     private var running = false
 
@@ -44,6 +48,7 @@ final class Producer: Behaviour {
         self.action = action
         self.window = Int64(window)
         self.fanout = Int64(fanout)
+        self.granted = Array(repeating: 0, count: fanout)
         self.limit = limit
         self.stamp = Stamp(payloadBytes: payloadBytes)
     }
@@ -61,18 +66,21 @@ final class Producer: Behaviour {
         return counts
     }
 
-    /// Receivers confirm `deliveries`.
-    func grant(_ deliveries: Int) {
-        granted += Int64(deliveries)
+    /// Receiver `receiver` (0..<fanout) confirms `messages`.
+    func grant(_ messages: Int, from receiver: Int) {
+        granted[receiver] += Int64(messages)
         pump()
     }
 
     func received(_ event: WireEvent, outbox: any Outbox) {
         switch event {
-        case .accepted: counts.accepted += 1
+        case .accepted(let recipients):
+            counts.accepted += 1
+            counts.recipients += UInt64(recipients)
         case .refused(let code):
             counts.refused[code, default: 0] += 1
-            grant(Int(fanout))
+            for receiver in granted.indices { granted[receiver] += 1 }
+            pump()
         default: break
         }
     }
@@ -80,7 +88,8 @@ final class Producer: Behaviour {
     private func pump() {
         guard running, let outbox else { return }
         var wrote = false
-        while counts.sent < limit && Int64(counts.sent) * fanout - granted < window * fanout {
+        let slowest = granted.min() ?? 0
+        while counts.sent < limit && Int64(counts.sent) - slowest < window {
             let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
             switch action {
             case .send(let agent): outbox.send(to: agent, payload)

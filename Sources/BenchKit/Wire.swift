@@ -10,8 +10,8 @@ enum WireEvent {
     case message(ByteBuffer, reply: ReplyHandle?)
     /// The answer to a request this connection made.
     case reply(ByteBuffer)
-    /// The server accepted a send (ACB answers every send; NATS never does).
-    case accepted
+    /// The server accepted a send for this many receivers (ACB answers every send; NATS never does).
+    case accepted(recipients: UInt32)
     /// The server refused something, with its own code.
     case refused(String)
 }

@@ -129,7 +129,8 @@ import Testing
         let bench = Bench(server: server, settings: settings, group: MultiThreadedEventLoopGroup.singleton)
         let names = Names(scenario: .p2p(pairs: 1))
         let producer = try await bench.makeProducer("sender", .send(to: "nobody"), fanout: 1, tenant: names.tenant)
-        let consumer = try await bench.makeConsumer("receiver", subscriptions: [], for: producer, tenant: names.tenant)
+        let consumer = try await bench.makeConsumer(
+            "receiver", subscriptions: [], for: producer, index: 0, tenant: names.tenant)
         return try await bench.measure(
             .p2p(pairs: 1), [.init(producer: producer, consumers: [consumer])], unit: "msgs/s")
     }
