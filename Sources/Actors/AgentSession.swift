@@ -125,7 +125,9 @@ public actor AgentSession {
     public func flush() {
         guard output.readableBytes > 0 else { return }
         channel.writeAndFlush(output, promise: nil)
-        output = channel.allocator.buffer(capacity: 4_096)
+        // Sized by what the next batch writes: a buffer waiting in the socket's queue holds its
+        // whole capacity, so a fixed size would multiply the memory of many small writes.
+        output = channel.allocator.buffer(capacity: 0)
     }
 
     /// The connection is gone: give back what the session held so nothing is lost or leaked.
