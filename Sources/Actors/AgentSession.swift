@@ -48,9 +48,11 @@ public actor AgentSession {
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
-    /// Frames written since the last flush, encoded back to back: one pipeline write per flush
-    /// instead of one per frame.
+    /// Frames written since the last hand-over to the channel, encoded back to back: one pipeline
+    /// write per batch instead of one per frame.
     var output = ByteBuffer()
+    /// Bytes were handed to the channel and not yet flushed.
+    var needsFlush = false
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         channel.eventLoop.executor.asUnownedSerialExecutor()
@@ -123,8 +125,18 @@ public actor AgentSession {
 
     /// Flushes what this batch wrote. Called at the end of each read batch and after each drain.
     public func flush() {
+        handOver()
+        guard needsFlush else { return }
+        needsFlush = false
+        channel.flush()
+    }
+
+    /// Gives the encoded frames to the channel (unflushed), so its write-buffer accounting, and
+    /// with it `isWritable`, sees them.
+    private func handOver() {
         guard output.readableBytes > 0 else { return }
-        channel.writeAndFlush(output, promise: nil)
+        channel.write(output, promise: nil)
+        needsFlush = true
         // Sized by what the next batch writes: a buffer waiting in the socket's queue holds its
         // whole capacity, so a fixed size would multiply the memory of many small writes.
         output = channel.allocator.buffer(capacity: 0)
@@ -192,14 +204,17 @@ public actor AgentSession {
         }
     }
 
+    /// Encodes `frame` into the batch; a batch over 64 KiB goes to the channel at once, so a drain
+    /// stops at the socket's high-water mark instead of encoding its whole window first.
     func write(_ frame: Frame) {
         frame.encode(into: &output)
+        if output.readableBytes >= 64 << 10 { handOver() }
     }
 
     /// Writes what is buffered, then `frame` on its own, completing `promise` once it is on the socket.
     func writeAndFlush(_ frame: Frame, promise: EventLoopPromise<Void>) {
         flush()
-        var bytes = ByteBuffer()
+        var bytes = channel.allocator.buffer(capacity: 0)
         frame.encode(into: &bytes)
         channel.writeAndFlush(bytes, promise: promise)
     }

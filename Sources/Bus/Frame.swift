@@ -125,7 +125,7 @@ public enum Frame: Sendable, Equatable {
         guard let type = FrameType(rawValue: raw) else { throw BusError(.badFrame, "unknown frame type \(raw)") }
         var reader = WireReader(frame)
         let decoded = try decodeBody(type, &reader)
-        try reader.finish("\(type)")
+        try reader.finish(type)
         return decoded
     }
 

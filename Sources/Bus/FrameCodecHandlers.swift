@@ -1,25 +1,23 @@
 public import NIOCore
 
-/// Turns inbound bytes into ``Frame``s for a NIO pipeline (server and client alike).
+/// Turns inbound bytes into ``Frame``s: in a `ByteToMessageHandler` (the client) or a
+/// `NIOSingleStepByteToMessageProcessor` (the server's session handler, which takes frames
+/// without passing them down the pipeline).
 ///
-/// A frame over `maxFrameBytes` or a malformed one fails the pipeline with the ``BusError``;
-/// the handler after it answers with ERROR/GOAWAY and closes.
-public struct FrameDecoder: ByteToMessageDecoder {
+/// A frame over `maxFrameBytes` or a malformed one throws its ``BusError``; whoever reads the
+/// frames answers with ERROR/GOAWAY and closes.
+public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = Frame
     public let maxFrameBytes: UInt32
 
     public init(maxFrameBytes: UInt32) { self.maxFrameBytes = maxFrameBytes }
 
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try Frame.decode(from: &buffer, maxFrameBytes: maxFrameBytes) else { return .needMoreData }
-        context.fireChannelRead(wrapInboundOut(frame))
-        return .continue
+    public mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
+        try Frame.decode(from: &buffer, maxFrameBytes: maxFrameBytes)
     }
 
-    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
-        -> DecodingState
-    {
-        try decode(context: context, buffer: &buffer)
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Frame? {
+        try decode(buffer: &buffer)
     }
 }
 

@@ -61,10 +61,10 @@ public struct WireReader {
         return items
     }
 
-    /// Throws unless every byte of the body was consumed.
-    public func finish(_ frame: String) throws(BusError) {
+    /// Throws unless every byte of the body of a `type` frame was consumed.
+    public func finish(_ type: FrameType) throws(BusError) {
         guard buffer.readableBytes == 0 else {
-            throw BusError(.badFrame, "\(frame) has \(buffer.readableBytes) trailing bytes")
+            throw BusError(.badFrame, "\(type) has \(buffer.readableBytes) trailing bytes")
         }
     }
 

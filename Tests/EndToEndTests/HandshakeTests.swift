@@ -17,6 +17,24 @@ import Testing
         }
     }
 
+    @Test func framesSplitAcrossReadsOrSharingOneAreEachDecoded() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            var hello = ByteBuffer()
+            Frame.hello(Hello(token: try await bus.token("alice"), clientName: "split")).encode(into: &hello)
+            // One byte per write: the server must keep each part until the frame is whole.
+            while hello.readableBytes > 0 { try await raw.send(hello.readSlice(length: 1)!) }
+            guard case .welcome = try await raw.read() else { Issue.record("expected WELCOME"); return }
+            var both = ByteBuffer()
+            Frame.subscribe(PatternCommand(ref: 1, pattern: "a.>")).encode(into: &both)
+            Frame.subscribe(PatternCommand(ref: 2, pattern: "b.*")).encode(into: &both)
+            try await raw.send(both)
+            #expect(try await raw.read() == .ok(Ok(ref: 1)))
+            #expect(try await raw.read() == .ok(Ok(ref: 2)))
+            await raw.close()
+        }
+    }
+
     @Test func aForgedTokenIsRefused() async throws {
         try await TestBus.with { bus in
             let other = try await TokenAuthority(secret: String(repeating: "x", count: 32))
