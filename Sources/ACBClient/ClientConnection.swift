@@ -76,7 +76,10 @@ final class ClientConnection: Sendable {
                 let connection = ClientConnection(
                     channel: channel, welcome: welcome, configuration: configuration, partials: partials,
                     delegate: delegate)
-                try channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self).attach(connection)
+                guard let router = try? channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self) else {
+                    throw BusError(.unavailable, "the server closed the connection right after WELCOME")
+                }
+                router.attach(connection)
                 connection.startHeartbeat(readiness)
                 return connection
             }.get()
