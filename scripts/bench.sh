@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: builds release binaries, starts ACB and nats-server side by side on fixed ports,
 # runs acb-bench against both, and rewrites BENCHMARKS.md (charts in docs/bench/).
-# Extra arguments go to acb-bench, e.g. `scripts/bench.sh --scenarios p2p:10 --seconds 3`.
+# Extra arguments go to acb-bench and make a partial run that prints its table but leaves
+# BENCHMARKS.md alone, e.g. `scripts/bench.sh --scenarios p2p:10 --seconds 3`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
@@ -31,11 +32,14 @@ for port in "$acb_port" "$nats_port"; do
   done
 done
 
+report=()
+if [ $# -eq 0 ]; then
+  report=(--json docs/bench/results.json --markdown BENCHMARKS.md
+    --command "make bench    # = scripts/bench.sh: release build, acb serve and nats-server on 127.0.0.1, then acb-bench")
+fi
 "$bin/acb-bench" \
   --acb "127.0.0.1:$acb_port" --acb-pid "$acb_pid" --token-secret "$secret" \
   --nats "127.0.0.1:$nats_port" --nats-pid "$nats_pid" \
   --version "acb=$(git rev-parse --short HEAD)" \
   --version "nats-server=$(nats-server --version | sed 's/.*v//')" \
-  --json docs/bench/results.json --markdown BENCHMARKS.md \
-  --command "make bench    # = scripts/bench.sh: release build, acb serve and nats-server on 127.0.0.1, then acb-bench" \
-  "$@"
+  "${report[@]}" "$@"

@@ -32,7 +32,7 @@ struct ACBWire: BenchWire {
                 events.append(.message(deliver.payload, reply: reply))
             case .response(let response): events.append(.reply(response.payload))
             case .error(let error): events.append(.refused(error.error.code.name))
-            case .goAway(let goAway): events.append(.refused(goAway.code.name))
+            case .goAway(let goAway): events.append(.closed(goAway.code.name))
             default: break
             }
         }
@@ -68,6 +68,10 @@ struct ACBWire: BenchWire {
         let ref = takeRef()
         subscribing.insert(ref)
         Frame.subscribe(PatternCommand(ref: ref, pattern: pattern)).encode(into: &out)
+    }
+
+    func keepAlive(into out: inout ByteBuffer) {
+        Frame.heartbeat(Heartbeat(readiness: .ready)).encode(into: &out)
     }
 
     private mutating func takeRef() -> UInt64 {

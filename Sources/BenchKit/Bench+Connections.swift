@@ -1,5 +1,3 @@
-import Foundation
-
 /// Connect storms and idle agents: what connections cost the server.
 extension Bench {
     /// Workers connect, wait for the handshake, and close, as fast as they can.
@@ -14,7 +12,7 @@ extension Bench {
             }
             credentials.append(mine)
         }
-        let memory = MemorySampler(pid: server.pid)
+        let usage = ServerSampler(pid: server.pid)
         let started = ContinuousClock.now
         let deadline = started + .milliseconds(Int(settings.seconds * 1_000))
         let (server, group, limit) = (self.server, self.group, settings.messageLimit)
@@ -43,21 +41,23 @@ extension Bench {
                 $0.failed.merge($1.failed, uniquingKeysWith: +)
             }
         }
-        let elapsed = started.duration(to: .now)
+        let seconds = started.duration(to: .now).seconds
         var result = ScenarioResult(
-            scenario: scenario, server: server.kind, rate: Double(counts.done) / elapsed.seconds,
-            unit: "connections/s", seconds: elapsed.seconds)
+            scenario: scenario, server: server.kind, rate: Double(counts.done) / seconds, unit: "connections/s",
+            seconds: seconds)
         result.sent = counts.done + counts.failed.values.reduce(0, +)
         result.expected = result.sent
         result.received = counts.done
+        result.lost = result.sent - result.received
         result.refused = counts.failed
-        result.memory = await memory?.stop()
+        result.usage = await usage?.stop()
         return result
     }
 
-    /// Connects `agents` silent agents and reports the server's memory per agent above its baseline.
+    /// Connects `agents` agents that only heartbeat, and reports the server's memory per agent
+    /// above its baseline, with every one of them still connected.
     func idle(_ scenario: Scenario, agents: Int, names: Names) async throws -> ScenarioResult {
-        let memory = MemorySampler(pid: server.pid)
+        let usage = ServerSampler(pid: server.pid)
         let started = ContinuousClock.now
         var connected: [Agent<Bystander>] = []
         let batch = 64
@@ -77,15 +77,16 @@ extension Bench {
                 settings.progress?("[\(server.kind.rawValue) \(scenario.id)] \(connected.count) agents connected")
             }
         }
-        let elapsed = started.duration(to: .now)
+        let seconds = started.duration(to: .now).seconds
         try await Task.sleep(for: .seconds(1))
         var result = ScenarioResult(
-            scenario: scenario, server: server.kind, rate: 0, unit: "bytes/agent", seconds: elapsed.seconds)
+            scenario: scenario, server: server.kind, rate: 0, unit: "bytes/agent", seconds: seconds)
         result.sent = UInt64(agents)
         result.expected = UInt64(agents)
-        result.received = UInt64(connected.count)
-        if let use = await memory?.stop() {
-            result.memory = use
+        result.disconnects = try await disconnects(connected)
+        result.received = UInt64(agents) - result.disconnects.values.reduce(0, +)
+        if let use = await usage?.stop() {
+            result.usage = use
             result.rate = Double(use.retained) / Double(agents)
         }
         for agent in connected { await agent.close() }

@@ -56,47 +56,49 @@ extension Bench {
 
     /// Starts every producer, stops them when the time is up, waits for what is in flight and counts.
     func measure(_ scenario: Scenario, _ flows: [Flow], unit: String) async throws -> ScenarioResult {
+        let producers = flows.map(\.producer)
         let consumers = flows.flatMap(\.consumers)
         func delivered() async throws -> UInt64 {
             var total: UInt64 = 0
             for consumer in consumers { total += try await consumer.run { $0.tally.unique } }
             return total
         }
-        let memory = MemorySampler(pid: server.pid)
+        func sendCounts() async throws -> [SendCounts] {
+            var counts: [SendCounts] = []
+            for producer in producers { counts.append(try await producer.run { $0.counts }) }
+            return counts
+        }
+        let usage = ServerSampler(pid: server.pid)
         let started = ContinuousClock.now
-        for flow in flows { try await flow.producer.run { $0.start() } }
-        try await timed(scenario) { (try await delivered(), unit) }
-        var sends: [SendCounts] = []
-        for flow in flows { sends.append(try await flow.producer.run { $0.stop() }) }
-        let expected = zip(flows, sends).reduce(UInt64(0)) {
-            $0 + ($1.1.sent - $1.1.refusedTotal) * UInt64($1.0.consumers.count)
-        }
-        _ = try await drain(to: expected, delivered)
-        let elapsed = started.duration(to: .now)
+        for producer in producers { try await producer.run { $0.start() } }
+        try await timed(
+            scenario, isDone: { try await sendCounts().allSatisfy { $0.sent == self.settings.messageLimit } },
+            progress: { (try await delivered(), unit) })
+        for producer in producers { _ = try await producer.run { $0.stop() } }
         if server.kind == .acb {
-            _ = try await drain(to: sends.reduce(0) { $0 + $1.sent }) {
-                var answered: UInt64 = 0
-                for flow in flows {
-                    answered += try await flow.producer.run { $0.counts.accepted + $0.counts.refusedTotal }
-                }
-                return answered
-            }
-            sends = []
-            for flow in flows { sends.append(try await flow.producer.run { $0.counts }) }
+            // Every ACB send is answered; the answers say how many receivers each message reached.
+            let sent = try await sendCounts().reduce(0) { $0 + $1.sent }
+            _ = try await drain(to: sent) { try await sendCounts().reduce(0) { $0 + $1.accepted + $1.refusedTotal } }
         }
+        let sends = try await sendCounts()
+        // ACB says how many receivers took each message (a fan-out skips a receiver whose mailbox
+        // is full, and tells the publisher so); NATS says nothing, so every receiver should have it.
+        let expected = zip(flows, sends).map { flow, counts in
+            server.kind == .acb
+                ? counts.recipients : counts.sent.minus(counts.refusedTotal) * UInt64(flow.consumers.count)
+        }
+        let seconds = started.duration(to: try await drain(to: expected.reduce(0, +), delivered)).seconds
 
-        var result = ScenarioResult(
-            scenario: scenario, server: server.kind, rate: 0, unit: unit, seconds: elapsed.seconds)
+        var result = ScenarioResult(scenario: scenario, server: server.kind, rate: 0, unit: unit, seconds: seconds)
         var latency = LatencyRecorder()
-        for (flow, counts) in zip(flows, sends) {
+        for ((flow, counts), expected) in zip(zip(flows, sends), expected) {
             result.sent += counts.sent
             result.refused.merge(counts.refused, uniquingKeysWith: +)
-            // ACB says how many receivers took each message (a fan-out skips a receiver whose
-            // mailbox is full, and tells the publisher); NATS says nothing, so all of them should.
-            let expected =
-                server.kind == .acb
-                ? counts.recipients : (counts.sent - counts.refusedTotal) * UInt64(flow.consumers.count)
-            if server.kind == .acb { result.unanswered += counts.sent - counts.accepted - counts.refusedTotal }
+            if server.kind == .acb {
+                result.unanswered += counts.unanswered
+                let skipped = (counts.accepted * UInt64(flow.consumers.count)).minus(counts.recipients)
+                if skipped > 0 { result.refused["skipped_receiver", default: 0] += skipped }
+            }
             var received: UInt64 = 0
             for consumer in flow.consumers {
                 let (tally, recorded) = try await consumer.run { ($0.tally, $0.latency) }
@@ -106,19 +108,14 @@ extension Bench {
             }
             result.expected += expected
             result.received += received
-            result.lost += expected > received ? expected - received : 0
+            result.lost += expected.minus(received)
         }
-        result.rate = Double(result.received) / elapsed.seconds
+        result.rate = Double(result.received) / seconds
         result.record(latency)
-        result.memory = await memory?.stop()
-        for flow in flows {
-            await flow.producer.close()
-            for consumer in flow.consumers { await consumer.close() }
-        }
+        result.disconnects = try await disconnects(producers, consumers)
+        result.usage = await usage?.stop()
+        for agent in producers { await agent.close() }
+        for agent in consumers { await agent.close() }
         return result
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

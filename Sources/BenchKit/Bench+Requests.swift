@@ -3,56 +3,57 @@ extension Bench {
     func requestReply(_ scenario: Scenario, requesters: Int, pace: Requester.Pace, names: Names)
         async throws -> ScenarioResult
     {
-        var pairs: [(requester: Agent<Requester>, responder: Agent<Responder>)] = []
+        var requesterAgents: [Agent<Requester>] = []
+        var responders: [Agent<Responder>] = []
         let (limit, bytes) = (settings.messageLimit, settings.payloadBytes)
         for index in 0..<requesters {
             let name = names.agent("responder", index)
-            let responder = try await server.connect(name: name, tenant: names.tenant, group: group) { Responder() }
-            let requester = try await server.connect(
-                name: names.agent("requester", index), tenant: names.tenant, group: group
-            ) { Requester(responder: name, pace: pace, limit: limit, payloadBytes: bytes) }
-            pairs.append((requester, responder))
+            responders.append(try await server.connect(name: name, tenant: names.tenant, group: group) { Responder() })
+            requesterAgents.append(
+                try await server.connect(name: names.agent("requester", index), tenant: names.tenant, group: group) {
+                    Requester(responder: name, pace: pace, limit: limit, payloadBytes: bytes)
+                })
+        }
+        func counts() async throws -> [SendCounts] {
+            var counts: [SendCounts] = []
+            for requester in requesterAgents { counts.append(try await requester.run { $0.counts }) }
+            return counts
         }
         func answered() async throws -> UInt64 {
-            var total: UInt64 = 0
-            for pair in pairs { total += try await pair.requester.run { $0.counts.accepted + $0.counts.refusedTotal } }
-            return total
+            try await counts().reduce(0) { $0 + $1.accepted + $1.refusedTotal }
         }
-        let memory = MemorySampler(pid: server.pid)
+        let usage = ServerSampler(pid: server.pid)
         let started = ContinuousClock.now
-        for pair in pairs { try await pair.requester.run { $0.start() } }
-        try await timed(scenario) { (try await answered(), "requests/s") }
+        for requester in requesterAgents { try await requester.run { $0.start() } }
+        try await timed(
+            scenario, isDone: { try await counts().allSatisfy { $0.sent == limit } },
+            progress: { (try await answered(), "requests/s") })
         var sent: UInt64 = 0
-        for pair in pairs { sent += try await pair.requester.run { $0.stop().sent } }
-        _ = try await drain(to: sent, answered)
-        let elapsed = started.duration(to: .now)
+        for requester in requesterAgents { sent += try await requester.run { $0.stop().sent } }
+        let seconds = started.duration(to: try await drain(to: sent, answered)).seconds
 
         var result = ScenarioResult(
-            scenario: scenario, server: server.kind, rate: 0, unit: "requests/s", seconds: elapsed.seconds)
+            scenario: scenario, server: server.kind, rate: 0, unit: "requests/s", seconds: seconds)
         var latency = LatencyRecorder()
-        var skipped: UInt64 = 0
-        for pair in pairs {
-            let (counts, tally, recorded, behind) = try await pair.requester.run {
+        for requester in requesterAgents {
+            let (counts, tally, recorded, skipped) = try await requester.run {
                 ($0.counts, $0.tally, $0.latency, $0.skipped)
             }
             result.sent += counts.sent
-            result.expected += counts.sent - counts.refusedTotal
+            result.expected += counts.sent.minus(counts.refusedTotal)
             result.received += tally.unique
             result.duplicates += tally.duplicates
             result.refused.merge(counts.refused, uniquingKeysWith: +)
-            let missing = tally.missing(below: counts.sent)
-            result.lost += missing > counts.refusedTotal ? missing - counts.refusedTotal : 0
+            result.lost += tally.missing(below: counts.sent).minus(counts.refusedTotal)
+            result.skipped += skipped
             latency.add(recorded)
-            skipped += behind
         }
-        result.rate = Double(result.received) / elapsed.seconds
+        result.rate = Double(result.received) / seconds
         result.record(latency)
-        result.memory = await memory?.stop()
-        if skipped > 0 { result.note = "\(skipped) due requests skipped: \(Requester.maxOutstanding) were in flight" }
-        for pair in pairs {
-            await pair.requester.close()
-            await pair.responder.close()
-        }
+        result.disconnects = try await disconnects(requesterAgents, responders)
+        result.usage = await usage?.stop()
+        for agent in requesterAgents { await agent.close() }
+        for agent in responders { await agent.close() }
         return result
     }
 }

@@ -13,22 +13,22 @@ extension Bench {
         let receiverName = names.agent("receiver", 0)
         let sender = try await client(names.agent("sender", 0), tenant: names.tenant, directory: directory)
         let receiver = try await client(receiverName, tenant: names.tenant, directory: directory)
+        let result: Result<ScenarioResult, any Error>
         do {
-            let result = try await transfer(scenario, bytes: bytes, from: sender, to: receiver, named: receiverName)
-            await sender.close()
-            await receiver.close()
-            return result
+            result = .success(
+                try await transfer(scenario, bytes: bytes, from: sender, to: receiver, named: receiverName))
         } catch {
-            await sender.close()
-            await receiver.close()
-            throw error
+            result = .failure(error)
         }
+        await sender.close()
+        await receiver.close()
+        return try result.get()
     }
 
     private func transfer(
         _ scenario: Scenario, bytes: UInt64, from sender: ACBClient, to receiver: ACBClient, named receiverName: String
     ) async throws -> ScenarioResult {
-        let memory = MemorySampler(pid: server.pid)
+        let usage = ServerSampler(pid: server.pid)
         let started = ContinuousClock.now
         let arrival = Task {
             for await stream in receiver.streams {
@@ -51,7 +51,7 @@ extension Bench {
         result.expected = 1
         result.received = received == bytes ? 1 : 0
         result.lost = result.expected - result.received
-        result.memory = await memory?.stop()
+        result.usage = await usage?.stop()
         result.note = "from the first chunk read to the receiver's verified file, SHA-256 checked by both ends"
         return result
     }

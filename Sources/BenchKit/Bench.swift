@@ -31,36 +31,50 @@ public struct Bench: Sendable {
     }
 
     /// Waits `settings.seconds`, reporting progress each second; in count mode (a message limit)
-    /// returns early once `progress` stops moving.
-    func timed(_ scenario: Scenario, progress: @escaping () async throws -> (count: UInt64, unit: String))
-        async throws
-    {
+    /// returns as soon as `isDone` says every producer sent its last message.
+    func timed(
+        _ scenario: Scenario, isDone: @escaping () async throws -> Bool,
+        progress: @escaping () async throws -> (count: UInt64, unit: String)
+    ) async throws {
         let started = Date()
-        var last: UInt64 = 0
         let counted = settings.messageLimit != .max
+        var reported = started
         while Date().timeIntervalSince(started) < settings.seconds {
-            try await Task.sleep(for: .milliseconds(counted ? 100 : min(1_000, Int(settings.seconds * 1_000))))
+            try await Task.sleep(for: .milliseconds(counted ? 20 : 100))
+            if counted, try await isDone() { return }
+            guard Date().timeIntervalSince(reported) >= 1 else { continue }
+            reported = Date()
             let (count, unit) = try await progress()
-            if counted && count == last { return }
-            let elapsed = Date().timeIntervalSince(started)
+            let elapsed = reported.timeIntervalSince(started)
             settings.progress?(
                 "[\(server.kind.rawValue) \(scenario.id)] \(String(format: "%4.1f", elapsed)) s  "
                     + "\(Int(Double(count) / elapsed)) \(unit)")
-            last = count
         }
     }
 
-    /// Waits until `count` reaches `target`, or stops moving for two seconds; returns when it ended.
-    func drain(to target: UInt64, _ count: () async throws -> UInt64) async throws -> Date {
+    /// How many agents were disconnected or told off by the server during the run, by reason.
+    func disconnects<each B: Behaviour>(_ agents: repeat [Agent<each B>]) async throws -> [String: UInt64] {
+        var reasons: [String: UInt64] = [:]
+        for group in repeat each agents {
+            for agent in group {
+                if let reason = try await agent.disconnect() { reasons[reason, default: 0] += 1 }
+            }
+        }
+        return reasons
+    }
+
+    /// Waits until `count` reaches `target`, or stops moving for two seconds.
+    /// - Returns: when the count last moved (so a stall does not count as time spent working).
+    func drain(to target: UInt64, _ count: () async throws -> UInt64) async throws -> ContinuousClock.Instant {
         var last = try await count()
-        var still = Date()
-        while last < target && Date().timeIntervalSince(still) < 2 {
-            try await Task.sleep(for: .milliseconds(20))
+        var moved = ContinuousClock.now
+        while last < target && moved.duration(to: .now) < .seconds(2) {
+            try await Task.sleep(for: .milliseconds(10))
             let now = try await count()
-            if now != last { still = Date() }
+            if now != last { moved = .now }
             last = now
         }
-        return last < target ? still : Date()
+        return moved
     }
 }
 
@@ -78,4 +92,8 @@ struct Names {
     var topic: String { "fan.\(slug).x" }
     /// Two patterns matching ``topic``, one with each wildcard.
     func pattern(_ index: Int) -> String { index.isMultiple(of: 2) ? "fan.*.x" : "fan.\(slug).>" }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

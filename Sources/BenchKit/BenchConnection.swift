@@ -9,6 +9,7 @@ protocol Outbox: AnyObject {
     func reply(_ handle: ReplyHandle, _ payload: ByteBuffer)
     func publish(topic: String, _ payload: ByteBuffer)
     func broadcast(_ payload: ByteBuffer)
+    func keepAlive()
     /// Writes what the behaviour queued since the last flush (the connection also flushes after each read batch).
     func flush()
 }
@@ -43,6 +44,8 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     private let ready: EventLoopPromise<Void>
     private var isAttached = false
     private var isSettled = false
+    /// Why the connection ended or was told off, once it was.
+    let status = ConnectionStatus()
     private var context: ChannelHandlerContext?
     private var input = ByteBuffer()
     private var output = ByteBuffer()
@@ -59,10 +62,10 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        output = context.channel.allocator.buffer(capacity: 64 << 10)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        settle(.failure(WireError("the connection closed before its setup finished")))
         self.context = nil
     }
 
@@ -77,7 +80,11 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         if input.readableBytes == 0 {
             input = bytes
         } else {
-            input.writeBuffer(&bytes)
+            // Only the unread tail moves to the new buffer: consumed bytes are never carried along.
+            var joined = context.channel.allocator.buffer(capacity: input.readableBytes + bytes.readableBytes)
+            joined.writeBuffer(&input)
+            joined.writeBuffer(&bytes)
+            input = joined
         }
         do {
             try wire.parse(&input, into: &events, out: &output)
@@ -97,7 +104,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
 
     func channelInactive(context: ChannelHandlerContext) {
         if isAttached {
-            behaviour.received(.refused("connection_closed"), outbox: self)
+            dispatch(.closed("connection_closed"))
         } else {
             settle(.failure(WireError("the server closed the connection during the handshake")))
         }
@@ -121,6 +128,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     }
 
     private func dispatch(_ event: WireEvent) {
+        if case .closed(let reason) = event, status.reason == nil { status.reason = reason }
         if isAttached { return behaviour.received(event, outbox: self) }
         switch event {
         case .ready where subscriptions.isEmpty: attach()
@@ -130,7 +138,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         case .synced:
             unsynced -= 1
             if unsynced == 0 { attach() }
-        case .refused(let code): fail(WireError("refused during setup: \(code)"))
+        case .refused(let code), .closed(let code): fail(WireError("refused during setup: \(code)"))
         default: break
         }
     }
@@ -146,11 +154,12 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     func reply(_ handle: ReplyHandle, _ payload: ByteBuffer) { wire.reply(handle, payload, into: &output) }
     func publish(topic: String, _ payload: ByteBuffer) { wire.publish(topic: topic, payload, into: &output) }
     func broadcast(_ payload: ByteBuffer) { wire.broadcast(payload, into: &output) }
+    func keepAlive() { wire.keepAlive(into: &output) }
 
     func flush() {
         guard output.readableBytes > 0, let context else { return }
         context.writeAndFlush(wrapOutboundOut(output), promise: nil)
-        output = context.channel.allocator.buffer(capacity: 64 << 10)
+        output = context.channel.allocator.buffer(capacity: 0)
     }
 }
 
@@ -159,6 +168,13 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
 struct Agent<B: Behaviour>: Sendable {
     let channel: any Channel
     let behaviour: NIOLoopBound<B>
+    let status: NIOLoopBound<ConnectionStatus>
+
+    /// Why the connection ended or was told off, if it was.
+    func disconnect() async throws -> String? {
+        let status = self.status
+        return try await channel.eventLoop.submit { status.value.reason }.get()
+    }
 
     /// Runs `body` with the behaviour on its event loop.
     func run<T: Sendable>(_ body: @escaping @Sendable (B) -> T) async throws -> T {
@@ -176,7 +192,7 @@ struct Agent<B: Behaviour>: Sendable {
         _ wire: W.Type, host: String, port: Int, name: String, credential: String,
         subscriptions: [String], group: any EventLoopGroup, make: @escaping @Sendable () -> B
     ) async throws -> Agent<B> {
-        let (channel, behaviour, ready) = try await ClientBootstrap(group: group)
+        let (channel, behaviour, status, ready) = try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -186,7 +202,10 @@ struct Agent<B: Behaviour>: Sendable {
                         wire: W(name: name, credential: credential), behaviour: behaviour,
                         subscriptions: subscriptions, ready: ready)
                     try channel.pipeline.syncOperations.addHandler(connection)
-                    return (channel, NIOLoopBound(behaviour, eventLoop: channel.eventLoop), ready.futureResult)
+                    return (
+                        channel, NIOLoopBound(behaviour, eventLoop: channel.eventLoop),
+                        NIOLoopBound(connection.status, eventLoop: channel.eventLoop), ready.futureResult
+                    )
                 }
             }
         do {
@@ -195,6 +214,12 @@ struct Agent<B: Behaviour>: Sendable {
             try? await channel.close()
             throw error
         }
-        return Agent(channel: channel, behaviour: behaviour)
+        return Agent(channel: channel, behaviour: behaviour, status: status)
     }
+}
+
+/// How a harness connection ended, read by the scenario after its run.
+final class ConnectionStatus {
+    /// GOAWAY's code, NATS's -ERR text, or `connection_closed`; nil while all is well.
+    var reason: String?
 }

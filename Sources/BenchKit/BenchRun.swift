@@ -29,6 +29,13 @@ public struct BenchRun: Codable, Sendable {
     public var incomplete: [ScenarioResult] { results.filter { !$0.isComplete } }
 }
 
+/// The running kernel's release, as `uname -r` prints it.
+private func kernelRelease() -> String {
+    var names = utsname()
+    guard uname(&names) == 0 else { return "unknown" }
+    return withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+}
+
 /// The machine a run was made on.
 public struct Machine: Codable, Sendable {
     public var cpu: String
@@ -49,7 +56,7 @@ public struct Machine: Codable, Sendable {
             cores: ProcessInfo.processInfo.activeProcessorCount,
             memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30),
             system: (pretty.map { String($0.dropFirst(12)).replacingOccurrences(of: "\"", with: "") } ?? "Linux")
-                + ", kernel " + ProcessInfo.processInfo.operatingSystemVersionString,
+                + ", Linux " + kernelRelease(),
             servers: servers)
     }
 }

@@ -50,7 +50,7 @@ struct NATSWire: BenchWire {
                 events.append(ready ? .synced : .ready)
                 ready = true
             } else if line.starts(with: "-ERR".utf8) {
-                events.append(.refused(String(decoding: line.dropFirst(5).dropLast(), as: UTF8.self)))
+                events.append(.closed(String(decoding: line.dropFirst(5).dropLast(), as: UTF8.self)))
             }
         }
     }
@@ -80,6 +80,10 @@ struct NATSWire: BenchWire {
     mutating func subscribe(_ pattern: String, into out: inout ByteBuffer) {
         out.writeString("SUB \(pattern) \(nextSid)\r\nPING\r\n")
         nextSid += 1
+    }
+
+    func keepAlive(into out: inout ByteBuffer) {
+        out.writeString("PING\r\n")
     }
 
     private static func pub(_ subject: String, reply: String?, _ payload: ByteBuffer, into out: inout ByteBuffer) {

@@ -12,12 +12,13 @@ public struct SendCounts: Codable, Sendable, Equatable {
 
     public var refusedTotal: UInt64 { refused.values.reduce(0, +) }
 
-    mutating func add(_ other: SendCounts) {
-        sent += other.sent
-        accepted += other.accepted
-        recipients += other.recipients
-        refused.merge(other.refused, uniquingKeysWith: +)
-    }
+    /// Sends that got neither an OK nor a refusal.
+    public var unanswered: UInt64 { sent.minus(accepted + refusedTotal) }
+}
+
+extension UInt64 {
+    /// `self - other`, or zero when `other` is larger: counts never wrap around.
+    func minus(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }
 
 /// Sends stamped messages as fast as its credit allows.
@@ -41,7 +42,7 @@ final class Producer: Behaviour {
     private(set) var counts = SendCounts()
     /// Messages each receiver confirmed, plus every refused message.
     private var granted: [Int64]
-    private var outbox: (any Outbox)?
+    private weak var outbox: (any Outbox)?
     private var running = false
 
     init(action: Action, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int) {

@@ -2,18 +2,22 @@ import Foundation
 
 /// The human forms of a run: a table for the terminal and BENCHMARKS.md.
 public enum Report {
-    /// One line per result, aligned, with losses called out.
+    /// One line per result, aligned, with losses and disconnects called out.
     public static func table(_ run: BenchRun) -> String {
         var rows = [
-            ["scenario", "server", "rate", "unit", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "lost", "RSS peak"]
+            [
+                "scenario", "server", "rate", "unit", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "refused",
+                "server CPU s", "harness CPU s", "RSS peak",
+            ]
         ]
         for result in run.results {
-            rows.append([
-                result.scenario, result.server.rawValue, number(result.rate), result.unit,
-                micros(result.latency?.p50), micros(result.latency?.p99), micros(result.latency?.p999),
-                micros(result.latency?.max), result.isComplete ? "0" : "\(result.lost) LOST",
-                mebibytes(result.memory?.peak),
-            ])
+            rows.append(
+                [result.scenario, result.server.rawValue, number(result.rate), result.unit]
+                    + latencies(result.latency)
+                    + [
+                        refusals(result.refused), seconds(result.usage?.serverCPUSeconds),
+                        seconds(result.usage?.harnessCPUSeconds), mebibytes(result.usage?.peak),
+                    ])
         }
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         var text = rows.map { row in
@@ -21,8 +25,7 @@ public enum Report {
         }.joined(separator: "\n")
         for result in run.incomplete {
             text +=
-                "\n!!! \(result.server.rawValue) \(result.scenario): \(result.lost) lost, \(result.duplicates) duplicated, "
-                + "\(result.unanswered) unanswered of \(result.expected) expected"
+                "\n!!! \(result.server.rawValue) \(result.scenario): \(result.problems) of \(result.expected) expected"
         }
         return text
     }
@@ -67,20 +70,18 @@ public enum Report {
             "",
             "Latency is one-way (sender to receiver) for messages, round trip for requests; µs.",
             "",
-            "| scenario | server | rate | p50 | p90 | p99 | p99.9 | max | sent | lost | dup | refused | server RSS peak |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| scenario | server | rate | p50 | p90 | p99 | p99.9 | max | sent | refused | problems "
+                + "| server CPU s | harness CPU s | server RSS peak (growth) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for result in run.results {
-            let refused = result.refused.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(
-                separator: ", ")
+            let memory = result.usage.map { "\(mebibytes($0.peak)) (+\(mebibytes($0.growth)))" } ?? "–"
             lines.append(
                 "| \(result.title) | \(result.server.rawValue) | \(number(result.rate)) \(result.unit) | "
-                    + [
-                        result.latency?.p50, result.latency?.p90, result.latency?.p99, result.latency?.p999,
-                        result.latency?.max,
-                    ].map(micros).joined(separator: " | ")
-                    + " | \(result.sent) | \(result.lost) | \(result.duplicates) | \(refused) | "
-                    + "\(mebibytes(result.memory?.peak)) |")
+                    + latencies(result.latency).joined(separator: " | ")
+                    + " | \(result.sent) | \(refusals(result.refused)) | \(result.isComplete ? "none" : result.problems) | "
+                    + "\(seconds(result.usage?.serverCPUSeconds)) | \(seconds(result.usage?.harnessCPUSeconds)) | "
+                    + "\(memory) |")
         }
         let caveats = run.results.compactMap { result in
             result.note.map { "- \(result.server.rawValue) \(result.scenario): \($0)" }
@@ -97,6 +98,19 @@ public enum Report {
 
     static func number(_ value: Double) -> String {
         value >= 100 ? Int(value.rounded()).formatted() : String(format: "%.1f", value)
+    }
+
+    private static func latencies(_ latency: LatencySummary?) -> [String] {
+        [latency?.p50, latency?.p90, latency?.p99, latency?.p999, latency?.max].map(micros)
+    }
+
+    private static func refusals(_ refused: [String: UInt64]) -> String {
+        refused.isEmpty
+            ? "–" : refused.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
+
+    private static func seconds(_ value: Double?) -> String {
+        value.map { String(format: "%.1f", $0) } ?? "–"
     }
 
     private static func micros(_ value: Double?) -> String {

@@ -23,7 +23,7 @@ final class Requester: Behaviour {
     private(set) var tally = SequenceTally()
     private(set) var latency = LatencyRecorder()
     private(set) var skipped: UInt64 = 0
-    private var outbox: (any Outbox)?
+    private weak var outbox: (any Outbox)?
     private var running = false
     private var ticker: RepeatedTask?
     private var startNanos: UInt64 = 0
@@ -47,7 +47,8 @@ final class Requester: Behaviour {
             outbox.flush()
         case .openLoop:
             let this = NIOLoopBound(self, eventLoop: outbox.eventLoop)
-            ticker = outbox.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { _ in
+            // Every 200 µs: a request waits at most that long past its due time in the harness.
+            ticker = outbox.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .microseconds(200)) { _ in
                 this.value.tick()
             }
         }
@@ -79,7 +80,7 @@ final class Requester: Behaviour {
         let due = min(limit, UInt64(elapsed * rate))
         while counts.sent + skipped < due {
             let dueNanos = startNanos + UInt64(Double(counts.sent + skipped) / rate * 1e9)
-            if counts.sent - counts.accepted - counts.refusedTotal >= Self.maxOutstanding {
+            if counts.unanswered >= Self.maxOutstanding {
                 skipped += 1
             } else {
                 issue(due: dueNanos)
@@ -97,14 +98,27 @@ final class Requester: Behaviour {
 
 /// Answers every request with its own payload.
 final class Responder: Behaviour {
-    private(set) var served: UInt64 = 0
-
     func received(_ event: WireEvent, outbox: any Outbox) {
         guard case .message(let payload, let reply?) = event else { return }
         outbox.reply(reply, payload)
-        served += 1
     }
 }
 
-/// A connection that only holds its place (idle agents, connect storms).
-final class Bystander: Behaviour {}
+/// A connection that only holds its place (idle agents, connect storms), saying it is alive every
+/// two seconds, well within ACB's default heartbeat interval.
+final class Bystander: Behaviour {
+    private var ticker: RepeatedTask?
+
+    func attached(_ outbox: any Outbox) {
+        // The ticker holds the connection until the connection closes and cancels it.
+        let bound = NIOLoopBound(outbox, eventLoop: outbox.eventLoop)
+        ticker = outbox.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+            bound.value.keepAlive()
+            bound.value.flush()
+        }
+    }
+
+    func received(_ event: WireEvent, outbox: any Outbox) {
+        if case .closed = event { ticker?.cancel() }
+    }
+}

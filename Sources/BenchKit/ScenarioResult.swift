@@ -16,10 +16,16 @@ public struct ScenarioResult: Codable, Sendable {
     public var duplicates: UInt64 = 0
     /// ACB answers every send: sends that got neither an OK nor a refusal.
     public var unanswered: UInt64 = 0
+    /// Refusals by the server's code: answered, so not lost. ACB's fan-out reports receivers it
+    /// skipped (mailbox full) as `skipped_receiver`.
     public var refused: [String: UInt64] = [:]
+    /// Agents the server disconnected or told off during the run, by reason.
+    public var disconnects: [String: UInt64] = [:]
+    /// Open loop: requests that were due but not sent, because too many were in flight.
+    public var skipped: UInt64 = 0
     public var latency: LatencySummary?
     public var curve: [LatencyPoint] = []
-    public var memory: MemoryUse?
+    public var usage: ResourceUse?
     /// Anything else worth knowing (a target's own figure, a caveat).
     public var note: String?
 
@@ -32,22 +38,26 @@ public struct ScenarioResult: Codable, Sendable {
         self.seconds = seconds
     }
 
-    /// Nothing lost, duplicated or left unanswered.
-    public var isComplete: Bool { lost == 0 && duplicates == 0 && unanswered == 0 }
+    /// Nothing lost, duplicated, left unanswered or skipped, and no agent disconnected.
+    public var isComplete: Bool {
+        lost == 0 && duplicates == 0 && unanswered == 0 && skipped == 0 && disconnects.isEmpty
+    }
+
+    /// What went wrong, for the report; empty when complete.
+    public var problems: String {
+        var parts: [String] = []
+        if lost > 0 { parts.append("\(lost) lost") }
+        if duplicates > 0 { parts.append("\(duplicates) duplicated") }
+        if unanswered > 0 { parts.append("\(unanswered) unanswered") }
+        if skipped > 0 { parts.append("\(skipped) skipped") }
+        for (reason, count) in disconnects.sorted(by: { $0.key < $1.key }) {
+            parts.append("\(count) disconnected (\(reason))")
+        }
+        return parts.joined(separator: ", ")
+    }
 
     mutating func record(_ latency: LatencyRecorder) {
         self.latency = latency.summary
         self.curve = latency.curve
     }
-}
-
-/// The server's resident memory over a scenario, in bytes.
-public struct MemoryUse: Codable, Sendable {
-    public var baseline: UInt64
-    public var peak: UInt64
-    public var end: UInt64
-
-    public var growth: UInt64 { peak > baseline ? peak - baseline : 0 }
-    /// What the server still holds at the end above its baseline.
-    public var retained: UInt64 { end > baseline ? end - baseline : 0 }
 }

@@ -21,7 +21,7 @@ public struct PerformanceTarget: Sendable {
             ($0.rate >= 500, String(format: "%.0f MB/s", $0.rate))
         },
         absolute("stream:1024", "server RSS growth ≤ 64 MiB") {
-            let growth = $0.memory?.growth ?? .max
+            let growth = $0.usage?.growth ?? .max
             return (growth <= 64 << 20, String(format: "%.1f MiB", Double(growth) / 1_048_576))
         },
         absolute("storm:16", "≥ 2,000 connections/s with HELLO done") {

@@ -12,8 +12,10 @@ enum WireEvent {
     case reply(ByteBuffer)
     /// The server accepted a send for this many receivers (ACB answers every send; NATS never does).
     case accepted(recipients: UInt32)
-    /// The server refused something, with its own code.
+    /// The server refused one command, with its own code.
     case refused(String)
+    /// The connection ended or the server reported a connection-level error (GOAWAY, NATS -ERR).
+    case closed(String)
 }
 
 /// Where the answer to a request goes: ACB names it by correlation id, NATS by reply subject.
@@ -43,6 +45,8 @@ protocol BenchWire: SendableMetatype {
     mutating func broadcast(_ payload: ByteBuffer, into out: inout ByteBuffer)
     /// Subscribes; the server's confirmation arrives as ``WireEvent/synced``.
     mutating func subscribe(_ pattern: String, into out: inout ByteBuffer)
+    /// Tells the server the connection is alive (ACB closes silent sessions).
+    func keepAlive(into out: inout ByteBuffer)
 }
 
 /// A bad answer from the server under test.

@@ -61,7 +61,7 @@ struct BenchCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
                 print(
                     "\(server.kind.rawValue) \(scenario.id): \(Int(result.rate)) \(result.unit)"
-                        + (result.isComplete ? "" : "  !!! \(result.lost) LOST"))
+                        + (result.isComplete ? "" : "  !!! \(result.problems)"))
                 results.append(result)
                 try await Task.sleep(for: .milliseconds(500))
             }
