@@ -31,6 +31,8 @@ public actor AgentSession {
     /// Session number, unique while the server runs; the high half of correlation ids.
     public nonisolated let number: UInt32
     public nonisolated let identity: Identity
+    /// The identity's roles, parsed once: every frame is checked against them.
+    nonisolated let roles: [Role]
     public nonisolated let channel: any Channel
     nonisolated let supervisor: Supervisor
     nonisolated let mailbox: Mailbox
@@ -67,6 +69,7 @@ public actor AgentSession {
         let configuration = supervisor.configuration
         self.number = number
         self.identity = identity
+        self.roles = Role.parse(identity.roles)
         self.channel = channel
         self.supervisor = supervisor
         self.mailbox = Mailbox(
@@ -91,7 +94,7 @@ public actor AgentSession {
         guard frame.type.isSentByClients, frame.type != .hello else {
             return fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
         }
-        guard Role.anyAllows(identity.roles, frame.type) else {
+        guard roles.contains(where: { $0.allows(frame.type) }) else {
             audit("security.denied", ["frame": "\(frame.type)"])
             return fail(frame.ref, BusError(.forbidden, "roles \(identity.roles) may not send \(frame.type)"))
         }

@@ -1,10 +1,13 @@
-import NIOCore
+public import NIOCore
 
 /// The deliveries a session has written and the receiver has not acknowledged yet.
 ///
 /// Delivery ids increase by one per write, so an ACK may be cumulative. A redelivery gets a new id
 /// (keeping ids monotonic on the wire) and one more attempt. Bounded by `capacity`: the session stops
 /// writing while it is full. Not thread-safe: the owning session serialises access.
+///
+/// Inlinable, so the session's module specialises it for its own items: unspecialised, every call
+/// looked up generic metadata at run time, a tenth of the server's time under load.
 public struct DeliveryWindow<Item> {
     /// One unacknowledged delivery.
     public struct Entry {
@@ -14,31 +17,44 @@ public struct DeliveryWindow<Item> {
         public var attempt: UInt16
         /// When it was written, in the caller's clock (milliseconds).
         public var sentAt: UInt64
+
+        @inlinable
+        init(id: UInt64, item: Item, attempt: UInt16, sentAt: UInt64) {
+            self.id = id
+            self.item = item
+            self.attempt = attempt
+            self.sentAt = sentAt
+        }
     }
 
     public let capacity: Int
     /// Id of `slots.first`; slots hold nil once acknowledged.
-    private var baseID: UInt64 = 1
-    private var slots = CircularBuffer<Entry?>()
-    public private(set) var count = 0
+    @usableFromInline var baseID: UInt64 = 1
+    @usableFromInline var slots = CircularBuffer<Entry?>()
+    @usableFromInline var outstanding = 0
 
     public init(capacity: Int) { self.capacity = capacity }
 
-    public var hasRoom: Bool { count < capacity }
+    /// Deliveries written and not yet acknowledged.
+    @inlinable public var count: Int { outstanding }
+
+    @inlinable public var hasRoom: Bool { outstanding < capacity }
 
     /// The id the next ``send(_:attempt:now:)`` will use.
-    public var nextID: UInt64 { baseID + UInt64(slots.count) }
+    @inlinable public var nextID: UInt64 { baseID + UInt64(slots.count) }
 
     /// Records a delivery about to be written and returns its id.
+    @inlinable
     public mutating func send(_ item: Item, attempt: UInt16, now: UInt64) -> UInt64 {
         let id = nextID
         slots.append(Entry(id: id, item: item, attempt: attempt, sentAt: now))
-        count += 1
+        outstanding += 1
         return id
     }
 
     /// Acknowledges `id`, or every id up to it when `cumulative`; unknown ids are ignored.
     /// - Returns: the entries acknowledged now.
+    @inlinable
     public mutating func ack(_ id: UInt64, cumulative: Bool) -> [Entry] {
         guard id >= baseID, id < nextID else { return [] }
         var acked: [Entry] = []
@@ -50,15 +66,16 @@ public struct DeliveryWindow<Item> {
         } else if let entry = take(id) {
             acked.append(entry)
         }
-        count -= acked.count
+        outstanding -= acked.count
         trimFront()
         return acked
     }
 
     /// Removes `id` (a NACK) and returns it for redelivery or dead-lettering.
+    @inlinable
     public mutating func remove(_ id: UInt64) -> Entry? {
         guard id >= baseID, id < nextID, let entry = take(id) else { return nil }
-        count -= 1
+        outstanding -= 1
         trimFront()
         return entry
     }
@@ -87,7 +104,7 @@ public struct DeliveryWindow<Item> {
             }
             index = slots.index(after: index)
         }
-        count -= expired.count
+        outstanding -= expired.count
         trimFront()
         return expired
     }
@@ -97,17 +114,19 @@ public struct DeliveryWindow<Item> {
         let all = slots.compactMap { $0 }
         baseID = nextID
         slots.removeAll()
-        count = 0
+        outstanding = 0
         return all
     }
 
-    private mutating func take(_ id: UInt64) -> Entry? {
+    @inlinable
+    mutating func take(_ id: UInt64) -> Entry? {
         let index = slots.index(slots.startIndex, offsetBy: Int(id - baseID))
         defer { slots[index] = nil }
         return slots[index]
     }
 
-    private mutating func trimFront() {
+    @inlinable
+    mutating func trimFront() {
         while let first = slots.first, first == nil {
             slots.removeFirst()
             baseID += 1

@@ -27,8 +27,8 @@ public enum Role: String, Sendable, CaseIterable {
         }
     }
 
-    /// Whether any of `roles` (names as in the token) allows `type`; unknown names allow nothing.
-    public static func anyAllows(_ roles: [String], _ type: FrameType) -> Bool {
-        roles.contains { Role(rawValue: $0)?.allows(type) ?? false }
+    /// The roles a token names; names of no known role grant nothing and are dropped.
+    public static func parse(_ names: [String]) -> [Role] {
+        names.compactMap(Role.init(rawValue:))
     }
 }

@@ -27,7 +27,8 @@ public struct WireReader {
     public mutating func string(_ field: String) throws(BusError) -> String {
         let length = Int(try u16(field))
         guard let view = buffer.readSlice(length: length) else { throw Self.truncated(field) }
-        guard let string = String(validating: view.readableBytesView, as: UTF8.self) else {
+        // Over raw bytes, not the buffer's view: a concrete type the compiler specialises for.
+        guard let string = view.withUnsafeReadableBytes({ String(validating: $0, as: UTF8.self) }) else {
             throw BusError(.badFrame, "\(field) is not valid UTF-8")
         }
         return string
