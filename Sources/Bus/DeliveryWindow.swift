@@ -30,7 +30,8 @@ public struct DeliveryWindow<Item> {
     public let capacity: Int
     /// Id of `slots.first`; slots hold nil once acknowledged.
     @usableFromInline var baseID: UInt64 = 1
-    @usableFromInline var slots = CircularBuffer<Entry?>()
+    /// Grown on demand (an idle session holds none).
+    @usableFromInline var slots = CircularBuffer<Entry?>(initialCapacity: 1)
     @usableFromInline var outstanding = 0
 
     public init(capacity: Int) { self.capacity = capacity }
