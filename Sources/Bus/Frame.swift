@@ -71,8 +71,7 @@ public enum Frame: Sendable, Equatable {
     /// Appends the frame, length prefix included, to `buffer`.
     public func encode(into buffer: inout ByteBuffer) {
         let start = buffer.writerIndex
-        buffer.writeInteger(UInt32(0))
-        buffer.writeInteger(type.rawValue)
+        buffer.writeMultipleIntegers(UInt32(0), type.rawValue)
         writeBody(into: &buffer)
         buffer.setInteger(UInt32(buffer.writerIndex - start - Self.headerBytes), at: start)
     }

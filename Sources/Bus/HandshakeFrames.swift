@@ -131,8 +131,6 @@ public struct Ok: FrameBody {
     }
 
     public func write(to b: inout ByteBuffer) {
-        b.writeInteger(ref)
-        b.writeInteger(outcome.rawValue)
-        b.writeInteger(recipients)
+        b.writeMultipleIntegers(ref, outcome.rawValue, recipients)
     }
 }

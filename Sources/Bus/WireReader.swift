@@ -85,11 +85,10 @@ extension ByteBuffer {
     /// programming error: every string field is validated against a much smaller limit first.
     @inlinable
     public mutating func writeWireString(_ string: String) {
-        let lengthIndex = writerIndex
-        writeInteger(UInt16(0))
-        let written = writeString(string)
-        precondition(written <= Int(UInt16.max), "str field over 65535 bytes")
-        setInteger(UInt16(written), at: lengthIndex)
+        let length = string.utf8.count
+        precondition(length <= Int(UInt16.max), "str field over 65535 bytes")
+        writeInteger(UInt16(length))
+        writeString(string)
     }
 
     /// Writes a human-readable `str` (an error or GOAWAY message), cut at a character boundary to
