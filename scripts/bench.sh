@@ -42,4 +42,4 @@ fi
   --nats "127.0.0.1:$nats_port" --nats-pid "$nats_pid" \
   --version "acb=$(git rev-parse --short HEAD)" \
   --version "nats-server=$(nats-server --version | sed 's/.*v//')" \
-  "${report[@]}" "$@"
+  ${report[@]+"${report[@]}"} "$@"

@@ -76,7 +76,9 @@ final class ClientConnection: Sendable {
                 let connection = ClientConnection(
                     channel: channel, welcome: welcome, configuration: configuration, partials: partials,
                     delegate: delegate)
-                guard let router = try? channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self) else {
+                guard channel.isActive,
+                    let router = try? channel.pipeline.syncOperations.handler(type: ClientFrameRouter.self)
+                else {
                     throw BusError(.unavailable, "the server closed the connection right after WELCOME")
                 }
                 router.attach(connection)

@@ -71,7 +71,6 @@ final class Mailbox: Sendable {
         state.withLockedValue { $0.wakeScheduled = false }
     }
 
-    /// Takes the next envelope: control first, then a message if `takeMessage`.
     /// Takes the next envelope: control first, then a message if `takeMessage` (a stream only if
     /// `takeStream`: a stream at the head waits, and what is behind it waits too, keeping order).
     func next(takeMessage: Bool, takeStream: Bool) -> Envelope? {

@@ -10,6 +10,8 @@ struct ACBWire: BenchWire {
     private var subscribing: Set<UInt64> = []
     /// Highest delivery received and not yet acknowledged.
     private var unacked: UInt64?
+    /// Half the heartbeat interval WELCOME announced.
+    private(set) var keepAliveInterval: TimeAmount?
 
     init(name: String, credential: String) {
         self.name = name
@@ -23,7 +25,9 @@ struct ACBWire: BenchWire {
     mutating func parse(_ input: inout ByteBuffer, into events: inout [WireEvent], out: inout ByteBuffer) throws {
         while let frame = try Frame.decode(from: &input, maxFrameBytes: UInt32.max >> 1) {
             switch frame {
-            case .welcome: events.append(.ready)
+            case .welcome(let welcome):
+                keepAliveInterval = .milliseconds(Int64(welcome.limits.heartbeatIntervalMs) / 2)
+                events.append(.ready)
             case .ok(let ok):
                 events.append(subscribing.remove(ok.ref) == nil ? .accepted(recipients: ok.recipients) : .synced)
             case .deliver(let deliver):

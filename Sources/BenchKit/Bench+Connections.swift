@@ -48,8 +48,8 @@ extension Bench {
         result.sent = counts.done + counts.failed.values.reduce(0, +)
         result.expected = result.sent
         result.received = counts.done
-        result.lost = result.sent - result.received
-        result.refused = counts.failed
+        // A connection that failed got no answer: the run fails, with the reasons.
+        result.disconnects = counts.failed
         result.usage = await usage?.stop()
         return result
     }

@@ -69,7 +69,7 @@ extension Bench {
             return counts
         }
         let usage = ServerSampler(pid: server.pid)
-        let started = ContinuousClock.now
+        let started = Stamp.now()
         for producer in producers { try await producer.run { $0.start() } }
         try await timed(
             scenario, isDone: { try await sendCounts().allSatisfy { $0.sent == self.settings.messageLimit } },
@@ -78,7 +78,7 @@ extension Bench {
         if server.kind == .acb {
             // Every ACB send is answered; the answers say how many receivers each message reached.
             let sent = try await sendCounts().reduce(0) { $0 + $1.sent }
-            _ = try await drain(to: sent) { try await sendCounts().reduce(0) { $0 + $1.accepted + $1.refusedTotal } }
+            try await drain(to: sent) { try await sendCounts().reduce(0) { $0 + $1.accepted + $1.refusedTotal } }
         }
         let sends = try await sendCounts()
         // ACB says how many receivers took each message (a fan-out skips a receiver whose mailbox
@@ -87,7 +87,10 @@ extension Bench {
             server.kind == .acb
                 ? counts.recipients : counts.sent.minus(counts.refusedTotal) * UInt64(flow.consumers.count)
         }
-        let seconds = started.duration(to: try await drain(to: expected.reduce(0, +), delivered)).seconds
+        try await drain(to: expected.reduce(0, +), delivered)
+        var lastArrival: UInt64 = 0
+        for consumer in consumers { lastArrival = max(lastArrival, try await consumer.run { $0.lastArrival }) }
+        let seconds = Self.seconds(from: started, to: lastArrival)
 
         var result = ScenarioResult(scenario: scenario, server: server.kind, rate: 0, unit: unit, seconds: seconds)
         var latency = LatencyRecorder()

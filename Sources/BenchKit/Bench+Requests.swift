@@ -23,14 +23,22 @@ extension Bench {
             try await counts().reduce(0) { $0 + $1.accepted + $1.refusedTotal }
         }
         let usage = ServerSampler(pid: server.pid)
-        let started = ContinuousClock.now
+        let started = Stamp.now()
         for requester in requesterAgents { try await requester.run { $0.start() } }
         try await timed(
-            scenario, isDone: { try await counts().allSatisfy { $0.sent == limit } },
+            scenario,
+            isDone: {
+                var done = true
+                for requester in requesterAgents { done = try await requester.run { $0.isDone } && done }
+                return done
+            },
             progress: { (try await answered(), "requests/s") })
         var sent: UInt64 = 0
         for requester in requesterAgents { sent += try await requester.run { $0.stop().sent } }
-        let seconds = started.duration(to: try await drain(to: sent, answered)).seconds
+        try await drain(to: sent, answered)
+        var lastArrival: UInt64 = 0
+        for requester in requesterAgents { lastArrival = max(lastArrival, try await requester.run { $0.lastArrival }) }
+        let seconds = Self.seconds(from: started, to: lastArrival)
 
         var result = ScenarioResult(
             scenario: scenario, server: server.kind, rate: 0, unit: "requests/s", seconds: seconds)

@@ -64,8 +64,7 @@ public struct Bench: Sendable {
     }
 
     /// Waits until `count` reaches `target`, or stops moving for two seconds.
-    /// - Returns: when the count last moved (so a stall does not count as time spent working).
-    func drain(to target: UInt64, _ count: () async throws -> UInt64) async throws -> ContinuousClock.Instant {
+    func drain(to target: UInt64, _ count: () async throws -> UInt64) async throws {
         var last = try await count()
         var moved = ContinuousClock.now
         while last < target && moved.duration(to: .now) < .seconds(2) {
@@ -74,7 +73,12 @@ public struct Bench: Sendable {
             if now != last { moved = .now }
             last = now
         }
-        return moved
+    }
+
+    /// Seconds from `started` to the last arrival (both ``Stamp/now()``), so the time spent
+    /// waiting for stragglers that never came does not count; until now if nothing arrived.
+    static func seconds(from started: UInt64, to lastArrival: UInt64) -> Double {
+        Double((lastArrival > started ? lastArrival : Stamp.now()) - started) / 1e9
     }
 }
 

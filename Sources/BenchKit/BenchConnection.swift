@@ -10,6 +10,8 @@ protocol Outbox: AnyObject {
     func publish(topic: String, _ payload: ByteBuffer)
     func broadcast(_ payload: ByteBuffer)
     func keepAlive()
+    /// How often a silent agent must call ``keepAlive()``; nil if never.
+    var keepAliveInterval: TimeAmount? { get }
     /// Writes what the behaviour queued since the last flush (the connection also flushes after each read batch).
     func flush()
 }
@@ -155,6 +157,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     func publish(topic: String, _ payload: ByteBuffer) { wire.publish(topic: topic, payload, into: &output) }
     func broadcast(_ payload: ByteBuffer) { wire.broadcast(payload, into: &output) }
     func keepAlive() { wire.keepAlive(into: &output) }
+    var keepAliveInterval: TimeAmount? { wire.keepAliveInterval }
 
     func flush() {
         guard output.readableBytes > 0, let context else { return }

@@ -1,14 +1,18 @@
 import NIOCore
 
 /// Counts what arrives by sequence number, records each message's latency from its stamp, and
-/// gives its producer credit back once per read batch.
+/// tells its producer how far it got once per read batch.
 final class Consumer: Behaviour {
     private let producer: NIOLoopBound<Producer>?
     /// Which of the producer's receivers this is.
     private let index: Int
     private(set) var tally = SequenceTally()
     private(set) var latency = LatencyRecorder()
-    private var credit = 0
+    /// One past the highest sequence number received.
+    private var frontier: UInt64 = 0
+    /// When the last message arrived, in ``Stamp/now()`` nanoseconds.
+    private(set) var lastArrival: UInt64 = 0
+    private var reported: (frontier: UInt64, received: UInt64) = (0, 0)
 
     init(producer: NIOLoopBound<Producer>?, index: Int) {
         self.producer = producer
@@ -18,14 +22,18 @@ final class Consumer: Behaviour {
     func received(_ event: WireEvent, outbox: any Outbox) {
         guard case .message(let payload, _) = event, let stamp = Stamp.read(payload) else { return }
         tally.record(stamp.sequence)
-        latency.record(nanoseconds: Stamp.now() &- stamp.nanos)
-        credit += 1
+        lastArrival = Stamp.now()
+        latency.record(nanoseconds: lastArrival &- stamp.nanos)
+        frontier = max(frontier, stamp.sequence + 1)
     }
 
     func readComplete(_ outbox: any Outbox) {
-        guard credit > 0, let producer else { return }
-        let (messages, index) = (credit, index)
-        credit = 0
-        producer.eventLoop.execute { producer.value.grant(messages, from: index) }
+        let now = (frontier: frontier, received: tally.unique)
+        guard now != reported, let producer else { return }
+        reported = now
+        let index = index
+        producer.eventLoop.execute {
+            producer.value.progress(from: index, frontier: now.frontier, received: now.received)
+        }
     }
 }

@@ -50,7 +50,8 @@ struct NATSWire: BenchWire {
                 events.append(ready ? .synced : .ready)
                 ready = true
             } else if line.starts(with: "-ERR".utf8) {
-                events.append(.closed(String(decoding: line.dropFirst(5).dropLast(), as: UTF8.self)))
+                // A fatal -ERR is followed by the server closing the connection, reported then.
+                events.append(.refused(String(decoding: line.dropFirst(5).dropLast(), as: UTF8.self)))
             }
         }
     }
@@ -81,6 +82,8 @@ struct NATSWire: BenchWire {
         out.writeString("SUB \(pattern) \(nextSid)\r\nPING\r\n")
         nextSid += 1
     }
+
+    var keepAliveInterval: TimeAmount? { nil }
 
     func keepAlive(into out: inout ByteBuffer) {
         out.writeString("PING\r\n")

@@ -23,9 +23,10 @@ extension UInt64 {
 
 /// Sends stamped messages as fast as its credit allows.
 ///
-/// A message stays outstanding until every one of its `fanout` receivers granted it back, and at
-/// most `window` messages are outstanding for the slowest receiver: both servers get the same,
-/// bounded, pipelined load, and no receiver falls further behind than the window.
+/// At most `window` messages are outstanding for the slowest of its `fanout` receivers: both
+/// servers get the same, bounded, pipelined load, and no receiver falls further behind than the
+/// window. A receiver is past a message once it received a later one (so a message the server
+/// skipped for it does not hold the window), or once as many arrived as were not refused.
 final class Producer: Behaviour {
     /// What each message is.
     enum Action: Sendable {
@@ -36,20 +37,21 @@ final class Producer: Behaviour {
 
     private let action: Action
     private let window: Int64
-    private let fanout: Int64
     private let limit: UInt64
     private var stamp: Stamp
     private(set) var counts = SendCounts()
-    /// Messages each receiver confirmed, plus every refused message.
-    private var granted: [Int64]
+    /// Per receiver: one past the highest sequence number it received.
+    private var frontier: [Int64]
+    /// Per receiver: how many messages it received.
+    private var received: [Int64]
     private weak var outbox: (any Outbox)?
     private var running = false
 
     init(action: Action, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int) {
         self.action = action
         self.window = Int64(window)
-        self.fanout = Int64(fanout)
-        self.granted = Array(repeating: 0, count: fanout)
+        self.frontier = Array(repeating: 0, count: fanout)
+        self.received = Array(repeating: 0, count: fanout)
         self.limit = limit
         self.stamp = Stamp(payloadBytes: payloadBytes)
     }
@@ -67,9 +69,10 @@ final class Producer: Behaviour {
         return counts
     }
 
-    /// Receiver `receiver` (0..<fanout) confirms `messages`.
-    func grant(_ messages: Int, from receiver: Int) {
-        granted[receiver] += Int64(messages)
+    /// Receiver `receiver` (0..<fanout) reports its progress.
+    func progress(from receiver: Int, frontier: UInt64, received count: UInt64) {
+        self.frontier[receiver] = Int64(frontier)
+        received[receiver] = Int64(count)
         pump()
     }
 
@@ -80,7 +83,6 @@ final class Producer: Behaviour {
             counts.recipients += UInt64(recipients)
         case .refused(let code):
             counts.refused[code, default: 0] += 1
-            for receiver in granted.indices { granted[receiver] += 1 }
             pump()
         default: break
         }
@@ -89,7 +91,8 @@ final class Producer: Behaviour {
     private func pump() {
         guard running, let outbox else { return }
         var wrote = false
-        let slowest = granted.min() ?? 0
+        let refused = Int64(counts.refusedTotal)
+        let slowest = zip(frontier, received).map { max($0, $1 + refused) }.min() ?? 0
         while counts.sent < limit && Int64(counts.sent) - slowest < window {
             let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
             switch action {

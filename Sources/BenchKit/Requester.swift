@@ -23,6 +23,8 @@ final class Requester: Behaviour {
     private(set) var tally = SequenceTally()
     private(set) var latency = LatencyRecorder()
     private(set) var skipped: UInt64 = 0
+    /// When the last reply arrived, in ``Stamp/now()`` nanoseconds.
+    private(set) var lastArrival: UInt64 = 0
     private weak var outbox: (any Outbox)?
     private var running = false
     private var ticker: RepeatedTask?
@@ -54,6 +56,9 @@ final class Requester: Behaviour {
         }
     }
 
+    /// Every request was sent or skipped (count mode).
+    var isDone: Bool { counts.sent + skipped >= limit }
+
     func stop() -> SendCounts {
         running = false
         ticker?.cancel()
@@ -65,7 +70,8 @@ final class Requester: Behaviour {
         case .reply(let payload):
             guard let stamp = Stamp.read(payload) else { return }
             tally.record(stamp.sequence)
-            latency.record(nanoseconds: Stamp.now() &- stamp.nanos)
+            lastArrival = Stamp.now()
+            latency.record(nanoseconds: lastArrival &- stamp.nanos)
             counts.accepted += 1
         case .refused(let code): counts.refused[code, default: 0] += 1
         default: return
@@ -104,15 +110,16 @@ final class Responder: Behaviour {
     }
 }
 
-/// A connection that only holds its place (idle agents, connect storms), saying it is alive every
-/// two seconds, well within ACB's default heartbeat interval.
+/// A connection that only holds its place (idle agents, connect storms), saying it is alive as
+/// often as the server asked.
 final class Bystander: Behaviour {
     private var ticker: RepeatedTask?
 
     func attached(_ outbox: any Outbox) {
+        guard let interval = outbox.keepAliveInterval else { return }
         // The ticker holds the connection until the connection closes and cancels it.
         let bound = NIOLoopBound(outbox, eventLoop: outbox.eventLoop)
-        ticker = outbox.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { _ in
+        ticker = outbox.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             bound.value.keepAlive()
             bound.value.flush()
         }

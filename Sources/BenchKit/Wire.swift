@@ -47,6 +47,9 @@ protocol BenchWire: SendableMetatype {
     mutating func subscribe(_ pattern: String, into out: inout ByteBuffer)
     /// Tells the server the connection is alive (ACB closes silent sessions).
     func keepAlive(into out: inout ByteBuffer)
+    /// How often a silent connection must call ``keepAlive(into:)``, as the server asked in its
+    /// handshake; nil when the server keeps connections alive itself (NATS pings its clients).
+    var keepAliveInterval: TimeAmount? { get }
 }
 
 /// A bad answer from the server under test.

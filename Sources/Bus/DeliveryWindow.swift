@@ -30,7 +30,7 @@ public struct DeliveryWindow<Item> {
     public let capacity: Int
     /// Id of `slots.first`; slots hold nil once acknowledged.
     @usableFromInline var baseID: UInt64 = 1
-    /// Grown on demand (an idle session holds none).
+    /// Grown on demand from one slot (NIO's default of 16 would cost every idle session).
     @usableFromInline var slots = CircularBuffer<Entry?>(initialCapacity: 1)
     @usableFromInline var outstanding = 0
 

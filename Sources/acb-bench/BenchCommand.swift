@@ -10,13 +10,15 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acb-bench",
         abstract: "ACB's load harness: the same scenarios against ACB and nats-server, side by side.",
-        discussion: "Exits 1 if any scenario lost, duplicated or left unanswered a message.")
+        discussion:
+            "Exits 1 if any scenario lost, duplicated, left unanswered or skipped a message, or had an agent disconnected."
+    )
 
     @Option(help: "ACB's agent port, as host:port.") var acb = "127.0.0.1:7480"
-    @Option(help: "ACB's process id, to sample its resident memory.") var acbPid: Int32?
+    @Option(help: "ACB's process id, to sample its memory and CPU time.") var acbPid: Int32?
     @Option(help: "Secret of ACB's agent tokens (else ACB_TOKEN_SECRET).") var tokenSecret: String?
     @Option(help: "nats-server's client port, as host:port; without it only ACB is measured.") var nats: String?
-    @Option(help: "nats-server's process id, to sample its resident memory.") var natsPid: Int32?
+    @Option(help: "nats-server's process id, to sample its memory and CPU time.") var natsPid: Int32?
     @Option(
         help:
             "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N. Default: all of make bench."
@@ -78,7 +80,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let json { try Self.write(try Self.encoder.encode(run), to: json) }
         if let markdown { try writeMarkdown(run, to: markdown) }
         if !run.incomplete.isEmpty {
-            print("acb-bench: messages were lost, duplicated or left unanswered (see !!! above)")
+            print("acb-bench: a run was incomplete (see !!! above)")
             throw ExitCode(1)
         }
     }

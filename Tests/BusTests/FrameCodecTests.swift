@@ -45,6 +45,23 @@ import Testing
         #expect(code(of: &cut) == .badFrame)
     }
 
+    /// The server's decoder, fed one byte at a time and then everything in one read, yields the
+    /// same frames in the same order.
+    @Test func theStreamDecoderReassemblesSplitReadsAndSplitsSharedOnes() throws {
+        var bytes = ByteBuffer()
+        for frame in SampleFrames.all { frame.encode(into: &bytes) }
+        for chunk in [1, bytes.readableBytes] {
+            let processor = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxFrameBytes: Self.maxFrame))
+            var decoded: [Frame] = []
+            var rest = bytes
+            while let piece = rest.readSlice(length: min(chunk, rest.readableBytes)) {
+                try processor.process(buffer: piece) { decoded.append($0) }
+                if rest.readableBytes == 0 { break }
+            }
+            #expect(decoded == SampleFrames.all, "chunks of \(chunk) bytes")
+        }
+    }
+
     @Test func anOversizedLengthIsRefusedBeforeItsBytesArrive() {
         var buffer = ByteBuffer()
         buffer.writeInteger(UInt32(Self.maxFrame + 1))
