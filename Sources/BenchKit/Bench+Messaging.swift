@@ -113,12 +113,7 @@ extension Bench {
             result.received += received
             result.lost += expected.minus(received)
         }
-        result.rate = Double(result.received) / seconds
-        result.record(latency)
-        result.disconnects = try await disconnects(producers, consumers)
-        result.usage = await usage?.stop()
-        for agent in producers { await agent.close() }
-        for agent in consumers { await agent.close() }
+        try await finish(&result, seconds: seconds, latency: latency, usage: usage, agents: producers, consumers)
         return result
     }
 }

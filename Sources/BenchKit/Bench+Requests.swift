@@ -56,12 +56,8 @@ extension Bench {
             result.skipped += skipped
             latency.add(recorded)
         }
-        result.rate = Double(result.received) / seconds
-        result.record(latency)
-        result.disconnects = try await disconnects(requesterAgents, responders)
-        result.usage = await usage?.stop()
-        for agent in requesterAgents { await agent.close() }
-        for agent in responders { await agent.close() }
+        try await finish(
+            &result, seconds: seconds, latency: latency, usage: usage, agents: requesterAgents, responders)
         return result
     }
 }

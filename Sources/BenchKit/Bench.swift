@@ -63,6 +63,21 @@ public struct Bench: Sendable {
         return reasons
     }
 
+    /// Completes a message or request result: the rate of what arrived over `seconds`, the
+    /// latencies, who was disconnected and what the server used; then closes every agent.
+    func finish<each B: Behaviour>(
+        _ result: inout ScenarioResult, seconds: Double, latency: LatencyRecorder, usage: ServerSampler?,
+        agents: repeat [Agent<each B>]
+    ) async throws {
+        result.rate = Double(result.received) / seconds
+        result.record(latency)
+        result.disconnects = try await disconnects(repeat each agents)
+        result.usage = await usage?.stop()
+        for group in repeat each agents {
+            for agent in group { await agent.close() }
+        }
+    }
+
     /// Waits until `count` reaches `target`, or stops moving for two seconds.
     func drain(to target: UInt64, _ count: () async throws -> UInt64) async throws {
         var last = try await count()
