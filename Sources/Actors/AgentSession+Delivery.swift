@@ -51,7 +51,7 @@ extension AgentSession {
     }
 
     func handleAck(_ ack: Ack) {
-        guard !window.ack(ack.deliveryID, cumulative: ack.cumulative).isEmpty else { return }
+        guard window.ack(ack.deliveryID, cumulative: ack.cumulative) > 0 else { return }
         drain()
     }
 

@@ -92,7 +92,10 @@ final class Producer: Behaviour {
         guard running, let outbox else { return }
         var wrote = false
         let refused = Int64(counts.refusedTotal)
-        let slowest = zip(frontier, received).map { max($0, $1 + refused) }.min() ?? 0
+        var slowest = Int64.max
+        for (frontier, received) in zip(frontier, received) {
+            slowest = min(slowest, max(frontier, received + refused))
+        }
         while counts.sent < limit && Int64(counts.sent) - slowest < window {
             let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
             switch action {

@@ -54,20 +54,22 @@ public struct DeliveryWindow<Item> {
     }
 
     /// Acknowledges `id`, or every id up to it when `cumulative`; unknown ids are ignored.
-    /// - Returns: the entries acknowledged now.
+    /// - Returns: how many deliveries this acknowledged (their entries are released, not
+    ///   collected: an ACK arrives per read batch, and nobody needs them).
     @inlinable
-    public mutating func ack(_ id: UInt64, cumulative: Bool) -> [Entry] {
-        guard id >= baseID, id < nextID else { return [] }
-        var acked: [Entry] = []
+    @discardableResult
+    public mutating func ack(_ id: UInt64, cumulative: Bool) -> Int {
+        guard id >= baseID, id < nextID else { return 0 }
+        var acked = 0
         if cumulative {
             while baseID <= id, let slot = slots.popFirst() {
                 baseID += 1
-                if let entry = slot { acked.append(entry) }
+                if slot != nil { acked += 1 }
             }
-        } else if let entry = take(id) {
-            acked.append(entry)
+        } else if take(id) != nil {
+            acked = 1
         }
-        outstanding -= acked.count
+        outstanding -= acked
         trimFront()
         return acked
     }
