@@ -205,7 +205,8 @@ extension AgentSession {
         case .success(let data):
             let written = channel.eventLoop.makePromise(of: Void.self)
             writeAndFlush(
-                .streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)), promise: written)
+                .streamChunk(StreamChunk(streamID: open.streamID, index: index, data: data)),
+                capacity: data.readableBytes + open.streamID.utf8.count + 32, promise: written)
             written.futureResult.whenSuccess { [self] in
                 assumeIsolated { $0.sendChunk(stream, open: open, index: index + 1) }
             }

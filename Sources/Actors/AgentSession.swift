@@ -215,9 +215,10 @@ public actor AgentSession {
     }
 
     /// Writes what is buffered, then `frame` on its own, completing `promise` once it is on the socket.
-    func writeAndFlush(_ frame: Frame, promise: EventLoopPromise<Void>) {
+    /// - Parameter capacity: about what the encoded frame needs, so a 1 MiB chunk is not grown by doubling.
+    func writeAndFlush(_ frame: Frame, capacity: Int, promise: EventLoopPromise<Void>) {
         flush()
-        var bytes = channel.allocator.buffer(capacity: 0)
+        var bytes = channel.allocator.buffer(capacity: capacity)
         frame.encode(into: &bytes)
         channel.writeAndFlush(bytes, promise: promise)
     }
