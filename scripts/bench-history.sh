@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Measures ACB as it was at each given revision, with today's harness, so a claim like "this commit
+# took p2p from X to Y" can be checked: builds `acb` (release) at each revision in a git worktree
+# under ${ACB_HISTORY_DIR:-/tmp/acb-history}, starts it alone on a fresh port, and runs
+#   acb-bench --scenarios ${ACB_HISTORY_SCENARIOS:-idle:10000,p2p:10,topic:100,rr:1} --seconds 4
+# The wire protocol is the same at every revision measured here.
+# Usage: scripts/bench-history.sh REV [REV ...]    e.g. scripts/bench-history.sh 8335549 HEAD
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -gt 0 ] || { echo "usage: $0 REV [REV ...]" >&2; exit 2; }
+root=${ACB_HISTORY_DIR:-/tmp/acb-history}
+scenarios=${ACB_HISTORY_SCENARIOS:-idle:10000,p2p:10,topic:100,rr:1}
+secret=acb-development-secret-change-me-0001
+port=${ACB_BENCH_PORT:-7480}
+ulimit -n "$(ulimit -Hn)"
+
+swift build -c release --product acb-bench
+bench=$(swift build -c release --show-bin-path)/acb-bench
+for rev in "$@"; do
+  sha=$(git rev-parse --short "$rev")
+  tree="$root/$sha"
+  [ -d "$tree" ] || git worktree add -q --detach "$tree" "$sha"
+  (cd "$tree" && swift build -c release --product acb >/dev/null)
+  "$tree/.build/release/acb" serve --port "$port" --token-secret "$secret" --log-level warning \
+    --stream-dir "$tree/.build/streams" >"$tree/.build/acb.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  echo "== $rev ($sha)"
+  "$bench" --acb "127.0.0.1:$port" --acb-pid "$pid" --token-secret "$secret" \
+    --scenarios "$scenarios" --seconds 4 2>/dev/null | sed -n '/^scenario/,$p' || true
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+done
