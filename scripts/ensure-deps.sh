@@ -14,13 +14,27 @@ if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$need_swift" "$have" | sort -V | he
   exit 1
 fi
 
-# System packages the build and the tests use, by the command that proves each is there
-# (nats-server: the performance peer of the load harness, which its tests also run against).
-declare -A packages=([git]=git [nats-server]=nats-server)
+# System packages the build and the tests use, each with the check that proves it is there:
+# nats-server is the performance peer of the load harness, which its tests also run against;
+# PostgreSQL, Redis and python3-venv (for the Kafka-protocol broker and the Kafka test client)
+# are the sidecars that scripts/sidecars.sh starts; the -dev packages are the C libraries the bus
+# links (libpq, hiredis, librdkafka), found through pkg-config.
 missing=()
-for command in "${!packages[@]}"; do
-  command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
-done
+need() {
+  local package=$1
+  shift
+  "$@" >/dev/null 2>&1 || missing+=("$package")
+}
+need git command -v git
+need nats-server command -v nats-server
+need pkg-config command -v pkg-config
+need postgresql test -x /usr/lib/postgresql/15/bin/postgres
+need redis-server command -v redis-server
+need libpq-dev pkg-config --exists libpq
+need libhiredis-dev pkg-config --exists hiredis
+need librdkafka-dev pkg-config --exists rdkafka
+# `python3 -m venv` runs without it too, but cannot install pip into the venv: ensurepip proves it.
+need python3-venv python3 -c 'import ensurepip'
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
