@@ -4,28 +4,37 @@
 export ACB_TOKEN_SECRET ?= acb-development-secret-change-me-0001
 export ACB_PORT ?= 7400
 
-.PHONY: run test build demo demo-stream bench clean
+.PHONY: run test build down demo demo-stream bench clean
 
 build:
 	@scripts/ensure-deps.sh
 	swift build
 
+# The sidecars (PostgreSQL, Redis, the Kafka-protocol broker) as local processes, and what they need:
+# scripts/sidecars.sh starts them idempotently and prints their addresses as ACB_* settings.
+SIDECARS := scripts/sidecars.sh up >/dev/null && eval "$$(scripts/sidecars.sh env)" && export ACB_SPOOL_DIR=$(CURDIR)/.sidecars/spool
+
 run: build
+	@$(SIDECARS) && $$(swift build --show-bin-path)/acb migrate
 	@echo
-	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TCP, wire protocol v1: docs/protocol.md)."
+	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TCP, wire protocol v1: docs/protocol.md),"
+	@echo "with PostgreSQL, Redis and the Kafka audit stream (docs/audit.md) started by scripts/sidecars.sh."
 	@echo "In another shell, from this folder:"
 	@echo "  make demo          # two agents exchange messages and a request/reply"
 	@echo "  make demo-stream   # one agent streams 100 MiB to another, with a progress line"
 	@echo "Tokens for your own agents:"
 	@echo "  $$(swift build --show-bin-path)/acb token issue --agent NAME --tenant demo --token-secret '$(ACB_TOKEN_SECRET)'"
-	@echo "Stop with Ctrl-C: the bus sends GOAWAY, drains and exits 0."
+	@echo "Stop with Ctrl-C: the bus sends GOAWAY, drains and exits 0. Stop the sidecars with: make down"
 	@echo
-	@$$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
+	@$(SIDECARS) && exec $$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
 
 test:
 	@scripts/ensure-deps.sh
 	swift build --build-tests
-	swift test --skip-build
+	@$(SIDECARS) && swift test --skip-build
+
+down:
+	@scripts/sidecars.sh down
 
 demo:
 	@scripts/demo.sh pair

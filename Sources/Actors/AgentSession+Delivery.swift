@@ -25,6 +25,10 @@ extension AgentSession {
         case .message(let message):
             if let deadline = message.deadline, deadline <= now {
                 audit("message.expired", ["from": message.from])
+                if message.storedID != 0 {
+                    supervisor.deadLetter(envelope, to: identity.key, reason: .deadlineExceeded)
+                    backlogReleased()
+                }
                 return
             }
             let attempt = message.attempts + 1
@@ -51,7 +55,15 @@ extension AgentSession {
     }
 
     func handleAck(_ ack: Ack) {
-        guard window.ack(ack.deliveryID, cumulative: ack.cumulative) > 0 else { return }
+        var stored: [UInt64] = []  // allocates only when a stored message was acknowledged
+        let acked = window.ack(ack.deliveryID, cumulative: ack.cumulative) { envelope in
+            if case .message(let message) = envelope, message.storedID != 0 { stored.append(message.storedID) }
+        }
+        guard acked > 0 else { return }
+        for id in stored {
+            supervisor.store?.settle(id, attempts: 0, deadLetterReason: nil)
+            backlogReleased()
+        }
         drain()
     }
 
@@ -69,5 +81,6 @@ extension AgentSession {
             failRequester(of: message, BusError(.unavailable, "\(identity.agentID) did not acknowledge"))
         }
         supervisor.deadLetter(envelope, to: identity.key, reason: reason)
+        if case .message(let message) = envelope, message.storedID != 0 { backlogReleased() }
     }
 }

@@ -31,6 +31,8 @@ extension AgentSession {
         supervisor.idempotency.withLockedValue {
             $0.complete(scoped, with: result, cost: result.cost, now: MonotonicClock.nowMs())
         }
+        supervisor.shared?.rememberIdempotencyKey(
+            scoped, result: result.encoded, ttlMs: configuration.idempotencyWindowMs)
     }
 
     func forgetIdempotencyKey(_ scoped: String) {

@@ -14,7 +14,12 @@ extension AgentSession {
                 throw BusError(.conflict, "idempotency key was used for a request")
             case .run(let scoped):
                 do throws(BusError) {
-                    let receiver = try resolve(send.target)
+                    let receiver: AgentSession
+                    do throws(BusError) {
+                        receiver = try resolve(send.target)
+                    } catch  where error.code == .offline && supervisor.store != nil {
+                        return storeForLater(send, scopedKey: scoped)
+                    }
                     try receiver.enqueue(
                         .message(
                             Message(
@@ -29,6 +34,36 @@ extension AgentSession {
             }
         } catch {
             fail(send.ref, error)
+        }
+    }
+
+    /// SEND to a registered agent that is offline, with a store: OK `queued` once the message is
+    /// durable (committed to the database, or to the store's spool while it is unreachable).
+    private func storeForLater(_ send: Send, scopedKey: String) {
+        let now = WallClock.nowMs()
+        let message = StoredMessage(
+            id: supervisor.nextMessageID(), tenant: identity.tenant, to: send.target.name, from: identity.agentID,
+            kind: .direct, subject: "", deadline: send.deadline,
+            expiresAt: min(send.deadline ?? .max, now + configuration.storedMessageTTLMs),
+            payload: Array(send.payload.readableBytesView), idempotencyKey: send.idempotencyKey)
+        supervisor.store?.enqueue(message) { error in
+            self.channel.eventLoop.execute {
+                self.assumeIsolated { session in
+                    if let error {
+                        session.forgetIdempotencyKey(scopedKey)
+                        session.fail(send.ref, error)
+                    } else {
+                        session.completeIdempotent(scopedKey, .ok(.queued, recipients: 1))
+                        session.write(.ok(Ok(ref: send.ref, outcome: .queued, recipients: 1)))
+                    }
+                    session.flush()
+                }
+            }
+            // Stored while the receiver came back: its session fetches it (it may have read its backlog already).
+            if error == nil {
+                self.supervisor.routing.session(for: AgentKey(tenant: message.tenant, agentID: message.to))?
+                    .backlogArrived()
+            }
         }
     }
 

@@ -20,6 +20,7 @@ extension AgentSession {
         }
         supervisor.registry.register(identity.key, description)
         supervisor.routing.setCapabilities(description.capabilities, for: identity.key)
+        supervisor.store?.saveAgent(identity.key, description)
         audit("agent.registered", ["type": description.agentType])
         write(.ok(Ok(ref: register.ref)))
     }
@@ -29,6 +30,7 @@ extension AgentSession {
             return fail(ref, BusError(.unknownAgent, "\(identity.agentID) is not registered"))
         }
         supervisor.routing.setCapabilities([], for: identity.key)
+        supervisor.store?.saveAgent(identity.key, nil)
         audit("agent.unregistered")
         write(.ok(Ok(ref: ref)))
     }

@@ -50,6 +50,7 @@ public actor AgentSession {
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
+    var backlog = Backlog()
     /// Frames written since the last hand-over to the channel, encoded back to back: one pipeline
     /// write per batch instead of one per frame.
     var output = ByteBuffer()
@@ -168,6 +169,11 @@ public actor AgentSession {
             switch envelope {
             case .message(let message) where message.kind == .request:
                 failRequester(of: message, BusError(.unavailable, "\(identity.agentID) disconnected"))
+            case .message(let message) where message.storedID != 0:
+                // Durable: it stays handed out in the store, and the agent's next session resumes it.
+                if message.attempts >= configuration.maxDeliveryAttempts {
+                    supervisor.deadLetter(envelope, to: identity.key, reason: .unavailable)
+                }
             case .message, .stream:
                 if envelope.attempts >= configuration.maxDeliveryAttempts {
                     // Its receiver keeps dropping the connection while holding it: give up, as after NACKs.
@@ -247,6 +253,7 @@ public actor AgentSession {
         for entry in window.expire(now: now, timeout: configuration.ackTimeoutMs) {
             retryOrDeadLetter(entry.item, attempts: entry.attempt, reason: .timeout)
         }
+        if backlog.retry { fetchBacklog() }
         drain()
     }
 }

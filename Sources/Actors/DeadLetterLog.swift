@@ -15,7 +15,7 @@ public struct DeadLetter: Sendable {
 }
 
 /// The most recent dead letters, in memory and bounded in count and payload bytes (oldest dropped first). Each one is also an
-/// audit event; durable dead-lettering comes with the persistence backend.
+/// audit event, and with a ``MessageStore`` a row in its dead-letter table.
 public final class DeadLetterLog: Sendable {
     private let capacity: Int
     private let byteBudget: Int

@@ -55,6 +55,8 @@ public struct Message: Sendable {
     public var payload: ByteBuffer
     /// Delivery attempts already made (0 for a new message).
     public var attempts: UInt16 = 0
+    /// The id of its durable copy (``MessageStore``), 0 for a message held in memory only.
+    public var storedID: UInt64 = 0
 
     public init(
         kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
@@ -66,5 +68,16 @@ public struct Message: Sendable {
         self.correlationID = correlationID
         self.deadline = deadline
         self.payload = payload
+    }
+}
+
+extension Message {
+    /// A stored message, handed out from its receiver's backlog.
+    init(_ stored: StoredMessage) {
+        self.init(
+            kind: DeliveryKind(rawValue: stored.kind) ?? .direct, from: stored.from, subject: stored.subject,
+            deadline: stored.deadline, payload: ByteBuffer(bytes: stored.payload))
+        attempts = stored.attempts
+        storedID = stored.id
     }
 }

@@ -18,6 +18,10 @@ public actor Supervisor {
     public nonisolated let streams: StreamStore
     public nonisolated let deadLetters: DeadLetterLog
     public nonisolated let audit: any AuditSink
+    /// Durable storage, if configured; without it nothing outlives the process.
+    public nonisolated let store: (any MessageStore)?
+    /// Presence and idempotency keys outside the process, if configured.
+    public nonisolated let shared: (any SharedState)?
     public nonisolated let logger: Logger
     let idempotency: NIOLockedValueBox<IdempotencyWindow<IdempotentResult>>
     /// Runs blocking file I/O for stream spooling, off the event loops.
@@ -26,6 +30,7 @@ public actor Supervisor {
     private let isShuttingDown = Atomic<Bool>(false)
     private let openedCount = Atomic<Int>(0)
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let lastMessageID = NIOLockedValueBox<UInt64>(0)
 
     /// Sessions opened since start.
     public nonisolated var sessionsOpened: Int { openedCount.load(ordering: .relaxed) }
@@ -40,9 +45,14 @@ public actor Supervisor {
         record("reply.late", tenant: key.tenant, agentID: key.agentID)
     }
 
-    public init(configuration: SupervisorConfiguration, audit: any AuditSink, logger: Logger) throws(BusError) {
+    public init(
+        configuration: SupervisorConfiguration, audit: any AuditSink, store: (any MessageStore)? = nil,
+        shared: (any SharedState)? = nil, logger: Logger
+    ) throws(BusError) {
         self.configuration = configuration
         self.audit = audit
+        self.store = store
+        self.shared = shared
         self.logger = logger
         self.routing = RoutingTable(
             orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
@@ -95,6 +105,8 @@ public actor Supervisor {
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
+        if store != nil { session.backlogArrived() }
+        shared?.presence(identity.key, online: true)
         openedCount.add(1, ordering: .relaxed)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
         return session
@@ -109,7 +121,44 @@ public actor Supervisor {
         {
             deadLetter(envelope, to: agent, reason: .offline)
         }
+        if routing.session(for: key) == nil { shared?.presence(key, online: false) }
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
+    }
+
+    /// Puts back the registry a store kept, before agents connect.
+    public nonisolated func restoreRegistry(_ agents: [(AgentKey, AgentDescription)]) {
+        for (key, description) in agents {
+            registry.register(key, description)
+            routing.setCapabilities(description.capabilities, for: key)
+        }
+    }
+
+    /// Puts back idempotency keys a ``SharedState`` kept (scoped key, encoded result, time left),
+    /// before agents connect; entries that do not decode are skipped.
+    public nonisolated func restoreIdempotency(_ entries: [(key: String, result: String, ttlMs: UInt64)]) {
+        let now = MonotonicClock.nowMs()
+        let window = configuration.idempotencyWindowMs
+        idempotency.withLockedValue { keys in
+            // Oldest first: the window forgets in the order keys were recorded.
+            for entry in entries.sorted(by: { $0.ttlMs < $1.ttlMs }) {
+                guard let result = IdempotentResult(encoded: entry.result) else { continue }
+                let recorded = now - min(now, window - min(window, entry.ttlMs))
+                _ = keys.begin(entry.key, now: recorded)
+                keys.complete(entry.key, with: result, cost: result.cost, now: recorded)
+            }
+        }
+    }
+
+    /// A new id for a stored message: milliseconds since 2026 in the high bits, a counter in the
+    /// low 20, never repeating or going back while this process runs (nor across restarts, unless
+    /// the clock goes back).
+    nonisolated func nextMessageID() -> UInt64 {
+        let epochMs: UInt64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
+        let stamp = (WallClock.nowMs() &- epochMs) << 20
+        return lastMessageID.withLockedValue { last in
+            last = max(last + 1, stamp)
+            return last
+        }
     }
 
     /// Offers an audit event, stamped now, to the audit sink (which never blocks).
@@ -122,12 +171,24 @@ public actor Supervisor {
     nonisolated func deadLetter(_ envelope: Envelope, to key: AgentKey, reason: ErrorCode) {
         switch envelope {
         case .message(let message):
+            let now = WallClock.nowMs()
             // A copy: the payload is a slice of a read buffer that it would keep alive whole.
             deadLetters.append(
                 DeadLetter(
                     tenant: key.tenant, agentID: key.agentID, from: message.from,
-                    reason: reason, attempts: message.attempts, at: WallClock.nowMs(),
+                    reason: reason, attempts: message.attempts, at: now,
                     payload: ByteBuffer(bytes: message.payload.readableBytesView)))
+            if message.storedID != 0 {
+                store?.settle(message.storedID, attempts: message.attempts, deadLetterReason: reason)
+            } else {
+                store?.deadLetter(
+                    StoredMessage(
+                        id: 0, tenant: key.tenant, to: key.agentID, from: message.from, kind: message.kind,
+                        subject: message.subject, deadline: message.deadline, expiresAt: now,
+                        payload: Array(message.payload.readableBytesView), idempotencyKey: "",
+                        attempts: message.attempts),
+                    reason: reason)
+            }
             record(
                 "message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
                 ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"])
@@ -158,6 +219,9 @@ public actor Supervisor {
         }
         housekeeping.withLockedValue { $0?.cancel() }
         try? await threadPool.shutdownGracefully()
+        // The store last but one: its final batches still produce audit events.
+        store?.close()
+        shared?.close()
         audit.close()
     }
 }
@@ -170,5 +234,32 @@ enum IdempotentResult: Sendable, Equatable {
     /// Bytes kept in memory for this result.
     var cost: Int {
         if case .response(_, _, let payload) = self { payload.readableBytes } else { 0 }
+    }
+
+    /// The result as ``SharedState`` keeps it: `ok:<outcome>:<recipients>` or
+    /// `response:<status>:<base64 payload>:<from>`.
+    var encoded: String {
+        switch self {
+        case .ok(let outcome, let recipients): "ok:\(outcome.rawValue):\(recipients)"
+        case .response(let from, let status, let payload):
+            "response:\(status.rawValue):\(Data(payload.readableBytesView).base64EncodedString()):\(from)"
+        }
+    }
+
+    init?(encoded: String) {
+        let parts = encoded.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+        switch (parts.first, parts.count) {
+        case ("ok", 3):
+            guard let outcome = UInt8(parts[1]).flatMap(Outcome.init(rawValue:)), let recipients = UInt32(parts[2])
+            else { return nil }
+            self = .ok(outcome, recipients: recipients)
+        case ("response", 4):
+            guard let status = UInt8(parts[1]).flatMap(ReplyStatus.init(rawValue:)),
+                let payload = Data(base64Encoded: String(parts[2]))
+            else { return nil }
+            self = .response(from: String(parts[3]), status: status, payload: ByteBuffer(bytes: payload))
+        default:
+            return nil
+        }
     }
 }

@@ -33,6 +33,9 @@ public struct SupervisorConfiguration: Sendable {
     /// How long deliveries of a disconnected agent wait for it to come back before they are
     /// dead-lettered (reason `offline`). Checked by the supervisor's housekeeping.
     public var orphanTTLMs: UInt64 = 3_600_000
+    /// How long a message stored for an offline agent waits for it (unless its deadline is
+    /// sooner) before it is dead-lettered with reason `deadline_exceeded`.
+    public var storedMessageTTLMs: UInt64 = 7 * 86_400_000
     /// Dead letters kept in memory (oldest dropped first; the audit stream has all of them).
     public var deadLetterCapacity = 10_000
     /// Most payload bytes the in-memory dead letters keep (oldest dropped first).

@@ -54,20 +54,25 @@ public struct DeliveryWindow<Item> {
     }
 
     /// Acknowledges `id`, or every id up to it when `cumulative`; unknown ids are ignored.
-    /// - Returns: how many deliveries this acknowledged (their entries are released, not
-    ///   collected: an ACK arrives per read batch, and nobody needs them).
+    /// - Parameter released: called with each acknowledged item (not collected: an ACK arrives
+    ///   per read batch, and most callers need nothing of them).
+    /// - Returns: how many deliveries this acknowledged.
     @inlinable
     @discardableResult
-    public mutating func ack(_ id: UInt64, cumulative: Bool) -> Int {
+    public mutating func ack(_ id: UInt64, cumulative: Bool, released: (Item) -> Void = { _ in }) -> Int {
         guard id >= baseID, id < nextID else { return 0 }
         var acked = 0
         if cumulative {
             while baseID <= id, let slot = slots.popFirst() {
                 baseID += 1
-                if slot != nil { acked += 1 }
+                if let entry = slot {
+                    acked += 1
+                    released(entry.item)
+                }
             }
-        } else if take(id) != nil {
+        } else if let entry = take(id) {
             acked = 1
+            released(entry.item)
         }
         outstanding -= acked
         trimFront()

@@ -47,6 +47,9 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
     case `internal` = 21
     /// The receiver refused (NACKed) the delivery on every attempt.
     case rejected = 22
+    /// Durable storage cannot take the message now: its database is unreachable and the local
+    /// spool that stands in for it is full. Retry after the hint.
+    case storageUnavailable = 23
 
     /// The code's stable name, as used in JSON bodies and the audit stream.
     public var name: String {
@@ -73,6 +76,7 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
         case .unavailable: "unavailable"
         case .internal: "internal"
         case .rejected: "rejected"
+        case .storageUnavailable: "storage_unavailable"
         }
     }
 }

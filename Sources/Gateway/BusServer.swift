@@ -1,37 +1,87 @@
 public import Actors
+import Bus
 public import Logging
 import NIOCore
 import NIOPosix
-import Persistence
+public import Persistence
 
-/// Everything `acb serve` runs, assembled from one ``ServerConfiguration``: the supervisor tree
-/// and the agent listener, bound and ready for a `ServiceGroup`.
+/// Everything `acb serve` runs, assembled from one ``ServerConfiguration``: the sidecars' writers,
+/// the supervisor tree and the agent listener, bound and ready for a `ServiceGroup`.
 public struct BusServer: Sendable {
     public let supervisor: Supervisor
     public let listener: AgentListener
     public let authority: TokenAuthority
+    /// The sidecars' writers, where configured (for health reports and tests).
+    public let store: PostgresStore?
+    public let shared: RedisState?
+    public let auditStream: AuditStream?
 
     /// Builds the supervisor and binds the agent port on NIO's shared event loops.
-    /// - Parameter audit: where audit events go; by default the file of `auditLogPath`, else the log.
+    ///
+    /// A sidecar that cannot be reached is reported (degraded) and connected to when it appears;
+    /// a database whose schema is behind this build stops the start.
+    /// - Parameter audit: where audit events go; by default Kafka, else the file of `auditLogPath`, else the log.
     public static func start(configuration: ServerConfiguration, logger: Logger, audit: (any AuditSink)? = nil)
         async throws -> BusServer
     {
+        let spool = configuration.spoolDirectory
+        let auditStream = try configuration.kafkaBrokers.map { brokers throws(SidecarError) in
+            var settings = AuditStream.Settings(brokers: brokers, journalDirectory: "\(spool)/audit")
+            settings.journalBytes = configuration.spoolBytes
+            return try AuditStream(settings: settings, logger: logger)
+        }
         let audit: any AuditSink =
             if let audit {
                 audit
+            } else if let auditStream {
+                AuditStreamSink(stream: auditStream)
             } else if let path = configuration.auditLogPath {
                 AuditLogSink(writer: try AuditLogWriter(path: path))
             } else {
                 LogAuditSink(logger: logger)
             }
-        let supervisor = try Supervisor(configuration: configuration.supervisor, audit: audit, logger: logger)
+        var agents: [(AgentKey, AgentDescription)] = []
+        let store = try configuration.postgresURL.map { url throws(SidecarError) in
+            do throws(SidecarError) {
+                agents = try PostgresStore.open(url: url)
+            } catch  where error.connectionLost {
+                logger.warning(
+                    "degraded: PostgreSQL unreachable at start, the registry starts empty",
+                    metadata: ["error": "\(error)"])
+            }
+            var settings = PostgresStore.Settings(url: url, spoolDirectory: "\(spool)/postgres")
+            settings.spoolBytes = configuration.spoolBytes
+            return try PostgresStore(
+                settings: settings, logger: logger, audit: { events in for event in events { audit.record(event) } })
+        }
+        let shared = try configuration.redisURL.map { url throws(SidecarError) in
+            var settings = RedisState.Settings(url: url, spoolDirectory: "\(spool)/redis")
+            settings.spoolBytes = configuration.spoolBytes
+            return try RedisState(settings: settings, logger: logger)
+        }
+        let supervisor = try Supervisor(
+            configuration: configuration.supervisor, audit: audit, store: store, shared: shared, logger: logger)
+        supervisor.restoreRegistry(agents)
+        if let url = configuration.redisURL {
+            do throws(SidecarError) {
+                supervisor.restoreIdempotency(try RedisState.idempotencyKeys(url: url))
+            } catch {
+                logger.warning(
+                    "degraded: Redis unreachable at start, idempotency keys start empty",
+                    metadata: ["error": "\(error)"])
+            }
+        }
         supervisor.startHousekeeping(on: MultiThreadedEventLoopGroup.singleton.any())
         let authority = try await TokenAuthority(secret: configuration.tokenSecret)
         let listener = try await AgentListener.bind(
             configuration: configuration, supervisor: supervisor,
             authority: authority, group: MultiThreadedEventLoopGroup.singleton)
-        logger.warning("no persistence backend configured: state is in memory and nothing is durable")
-        return BusServer(supervisor: supervisor, listener: listener, authority: authority)
+        if store == nil {
+            logger.warning("no PostgreSQL configured: state is in memory and nothing is durable")
+        }
+        return BusServer(
+            supervisor: supervisor, listener: listener, authority: authority, store: store, shared: shared,
+            auditStream: auditStream)
     }
 
     /// The port agents connect to.

@@ -15,6 +15,18 @@ public struct ServerConfiguration: Sendable {
     public var drainTimeout = TimeAmount.seconds(10)
     /// File that audit events are appended to as JSON lines; nil logs them at debug level instead.
     public var auditLogPath: String?
+    /// PostgreSQL (libpq URI) for durable storage; nil keeps state in memory only.
+    public var postgresURL: String?
+    /// Redis (`redis://host:port`) for presence and idempotency keys; nil keeps them in memory only.
+    public var redisURL: String?
+    /// Kafka bootstrap servers for the audit stream; nil sends audit events to the log (or `auditLogPath`).
+    public var kafkaBrokers: String?
+    /// Where the spools of the sidecars (writes waiting for an unreachable sidecar, and the audit
+    /// journal) are kept; they must survive a restart of the bus, so not a folder cleared at boot.
+    public var spoolDirectory = "/var/tmp/acb-spool"
+    /// Most bytes each spool may hold (PostgreSQL writes, Redis writes, the audit journal). When the
+    /// PostgreSQL spool is full, durable sends are refused with `storage_unavailable`.
+    public var spoolBytes = 1 << 30
     /// The supervisor tree's settings: limits, timeouts, queue bounds.
     public var supervisor = SupervisorConfiguration()
 

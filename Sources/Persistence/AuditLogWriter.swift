@@ -17,8 +17,7 @@ public final class AuditLogWriter: Sendable {
     public let path: String
     public let capacity: Int
     private let queue = NIOLockedValueBox(Queue())
-    /// 1 while events wait or the writer must stop; the writer sleeps on 0.
-    private let signal = ConditionLock(value: 0)
+    private let signal = Wakeup()
     private let finished = ConditionLock(value: 0)
     private let handle: FileHandle
 
@@ -65,16 +64,14 @@ public final class AuditLogWriter: Sendable {
     }
 
     private func wake() {
-        signal.lock()
-        signal.unlock(withValue: 1)
+        signal.signal()
     }
 
     private func writeLoop() {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         while true {
-            signal.lock(whenValue: 1)
-            signal.unlock(withValue: 0)
+            signal.wait()
             let (events, closed) = queue.withLockedValue { queue in
                 defer { queue.events.removeAll(keepingCapacity: true) }
                 return (queue.events, queue.closed)
@@ -93,24 +90,5 @@ public final class AuditLogWriter: Sendable {
         try? handle.close()
         finished.lock()
         finished.unlock(withValue: 1)
-    }
-}
-
-/// One line of the audit log. `schema` changes only when a field's meaning does.
-public struct AuditRecord: Codable, Sendable, Equatable {
-    public var schema = 1
-    public var kind: String
-    public var tenant: String
-    public var agent: String
-    /// Unix milliseconds.
-    public var at: UInt64
-    public var detail: [String: String]
-
-    public init(_ event: AuditEvent) {
-        kind = event.kind
-        tenant = event.tenant
-        agent = event.agentID
-        at = event.at
-        detail = event.detail
     }
 }

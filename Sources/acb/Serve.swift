@@ -33,6 +33,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Directory where stream uploads are spooled. Default /tmp/acb-streams.") var streamDir: String?
     @Option(help: "File that audit events are appended to as JSON lines. Default: the log, at debug level.")
     var auditLog: String?
+    @Option(
+        help: "PostgreSQL URI for durable storage, e.g. postgresql://user@host:5432/acb. Default: none (in memory).")
+    var postgresUrl: String?
+    @Option(help: "Redis URL for presence and idempotency keys, e.g. redis://host:6379. Default: none.") var redisUrl:
+        String?
+    @Option(help: "Kafka bootstrap servers for the audit stream, host:port[,…]. Default: none (the log).")
+    var kafkaBrokers: String?
+    @Option(help: "Directory of the sidecars' spools and the audit journal. Default /var/tmp/acb-spool.")
+    var spoolDir: String?
+    @Option(help: "Most bytes each spool may hold on disk. Default 1073741824 (1 GiB).") var spoolBytes: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. Default info.") var logLevel: String?
 
     func run() async throws {
@@ -97,6 +107,12 @@ struct Serve: AsyncParsableCommand {
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
         configuration.supervisor = supervisor
         configuration.auditLogPath = settings.string("audit-log", flag: auditLog)
+        configuration.postgresURL = settings.string("postgres-url", flag: postgresUrl)
+        configuration.redisURL = settings.string("redis-url", flag: redisUrl)
+        configuration.kafkaBrokers = settings.string("kafka-brokers", flag: kafkaBrokers)
+        configuration.spoolDirectory = settings.string("spool-dir", flag: spoolDir) ?? configuration.spoolDirectory
+        configuration.spoolBytes = try settings.integer(
+            "spool-bytes", flag: spoolBytes, default: configuration.spoolBytes, in: 4_096...(1 << 50))
         let levelName = settings.string("log-level", flag: logLevel) ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw SettingError(

@@ -28,10 +28,13 @@ struct TestBus {
         configuration.supervisor.streamDirectory = NSTemporaryDirectory() + "acb-test-\(UUID().uuidString)"
         configure(&configuration)
         var logger = Logger(label: "acb-test")
-        logger.logLevel = .error
+        // ACB_TEST_LOG_LEVEL=debug shows what the servers of the tests log.
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["ACB_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .error
         let audit = AuditRecorder()
         let server = try await BusServer.start(
-            configuration: configuration, logger: logger, audit: configuration.auditLogPath == nil ? audit : nil)
+            configuration: configuration, logger: logger,
+            audit: configuration.auditLogPath == nil && configuration.kafkaBrokers == nil ? audit : nil)
         let group = ServiceGroup(services: [server.listener], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }

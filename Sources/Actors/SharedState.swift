@@ -1,0 +1,13 @@
+public import Bus
+
+/// State the bus keeps outside its process with a time to live (Redis): who is online, and the
+/// idempotency keys, so deduplication survives a restart. Implementations never block the caller.
+public protocol SharedState: Sendable {
+    /// The agent's live session opened (`online`) or ended.
+    func presence(_ key: AgentKey, online: Bool)
+    /// Remembers the result of an idempotent command (see ``IdempotentResult/encoded``) for `ttlMs`.
+    func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64)
+
+    /// Writes out what is queued; called once, at shutdown, after the sessions closed. May block.
+    func close()
+}

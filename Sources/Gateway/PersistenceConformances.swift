@@ -1,0 +1,19 @@
+public import Actors
+import Bus
+import Persistence
+
+// The persistence types implement the protocols the actor tree declares (Persistence does not
+// depend on Actors: dependencies point one way, and the gateway joins the two).
+
+extension PostgresStore: MessageStore {}
+
+extension RedisState: SharedState {}
+
+/// The audit sink that journals every event for the Kafka audit stream.
+struct AuditStreamSink: AuditSink {
+    let stream: AuditStream
+
+    func record(_ event: AuditEvent) { stream.record(event) }
+
+    func close() { stream.close() }
+}

@@ -1,0 +1,110 @@
+public import Bus
+
+/// One audit record, as the audit log file and the Kafka audit stream carry it (docs/audit.md).
+/// `schema` changes only when a field's meaning does.
+public struct AuditRecord: Codable, Sendable, Equatable {
+    public var schema = 1
+    /// Unique per event (`<run>-<n>`); a record delivered twice carries the same id.
+    public var id: String?
+    public var kind: String
+    public var tenant: String
+    public var agent: String
+    /// Unix milliseconds.
+    public var at: UInt64
+    public var detail: [String: String]
+
+    public init(_ event: AuditEvent, id: String? = nil) {
+        self.id = id
+        kind = event.kind
+        tenant = event.tenant
+        agent = event.agentID
+        at = event.at
+        detail = event.detail
+    }
+
+    /// The Kafka topic of a tenant's audit stream: `acb.<tenant>.audit`, the tenant with every
+    /// byte outside `[A-Za-z0-9.-]` written `_XX` (hex), so distinct tenants get distinct topics.
+    public static func topic(tenant: String) -> String {
+        var name = "acb."
+        for byte in tenant.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "-"):
+                name.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                name += "_" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return name + ".audit"
+    }
+
+    /// The record as JSON, keys in a fixed order. Written by hand: the audit stream encodes every
+    /// event, and `JSONEncoder` costs several times more per record.
+    static func json(_ event: AuditEvent, id: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + event.detail.count * 32)
+        out += #"{"schema":1,"id":"#.utf8
+        appendString(id, to: &out)
+        out += #","kind":"#.utf8
+        appendString(event.kind, to: &out)
+        out += #","tenant":"#.utf8
+        appendString(event.tenant, to: &out)
+        out += #","agent":"#.utf8
+        appendString(event.agentID, to: &out)
+        out += #","at":"#.utf8
+        out += "\(event.at)".utf8
+        out += #","detail":{"#.utf8
+        for (index, (key, value)) in event.detail.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            appendString(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            appendString(value, to: &out)
+        }
+        out += "}}".utf8
+        return out
+    }
+
+    /// A JSON string literal: quotes, backslashes and control characters escaped.
+    private static func appendString(_ string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += #"\""#.utf8
+            case UInt8(ascii: "\\"): out += #"\\"#.utf8
+            case 0..<0x20: out += "\\u00\(String(byte, radix: 16).leftPadded(to: 2))".utf8
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// A journal entry of the audit stream: topic and key (each a u16 length and bytes), then the JSON.
+    static func journalEntry(_ event: AuditEvent, id: String) -> [UInt8] {
+        var entry: [UInt8] = []
+        for field in [topic(tenant: event.tenant), event.agentID] {
+            let bytes = Array(field.utf8.prefix(Int(UInt16.max)))
+            entry += [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes
+        }
+        return entry + json(event, id: id)
+    }
+
+    /// Topic, key and value of a journal entry; nil if it is cut short.
+    static func parseJournalEntry(_ entry: [UInt8]) -> (topic: String, key: [UInt8], value: [UInt8])? {
+        var index = 0
+        var fields: [[UInt8]] = []
+        for _ in 0..<2 {
+            guard entry.count >= index + 2 else { return nil }
+            let length = Int(entry[index]) << 8 | Int(entry[index + 1])
+            guard entry.count >= index + 2 + length else { return nil }
+            fields.append(Array(entry[index + 2..<index + 2 + length]))
+            index += 2 + length
+        }
+        return (String(decoding: fields[0], as: UTF8.self), fields[1], Array(entry[index...]))
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - count)) + self
+    }
+}

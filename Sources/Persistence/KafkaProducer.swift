@@ -1,0 +1,115 @@
+import CRdKafka
+
+/// A librdkafka producer: idempotent, `acks=all`, lz4-compressed batches. Blocking and not
+/// thread-safe: it belongs to the one thread that produces and polls it.
+///
+/// Each record carries a sequence number; delivery reports, served by ``poll(timeoutMs:)`` on the
+/// same thread, go to the `delivered` handler given at creation.
+final class KafkaProducer {
+    /// Receives delivery reports: the record's sequence number and nil, or the error that failed it.
+    final class Reports {
+        let handler: (UInt64, String?) -> Void
+        init(_ handler: @escaping (UInt64, String?) -> Void) { self.handler = handler }
+    }
+
+    private let handle: OpaquePointer
+    private let reports: Reports
+    private var topics: [String: OpaquePointer] = [:]
+
+    /// - Parameters:
+    ///   - brokers: `host:port[,host:port…]`.
+    ///   - options: further librdkafka settings, applied last.
+    init(brokers: String, options: [String: String] = [:], delivered: @escaping (UInt64, String?) -> Void)
+        throws(SidecarError)
+    {
+        let configuration = rd_kafka_conf_new()
+        let settings =
+            [
+                "bootstrap.servers": brokers,
+                "enable.idempotence": "true",
+                "acks": "all",
+                "compression.type": "lz4",
+                "linger.ms": "5",
+                "batch.num.messages": "10000",
+                // Bounded: produce() reports a full queue beyond this, and the caller waits.
+                "queue.buffering.max.messages": "100000",
+                // A record not confirmed in 10 s fails; the audit stream then starts a new producer
+                // and produces again from its journal. (A new producer is what recovers: after a
+                // broker restart an idempotent producer may never deliver again, see
+                // ENVIRONMENT.md's Tansu notes.)
+                "message.timeout.ms": "10000",
+                "reconnect.backoff.ms": "100",
+                "reconnect.backoff.max.ms": "2000",
+            ].merging(options) { _, given in given }
+        var error = [CChar](repeating: 0, count: 512)
+        for (name, value) in settings
+        where rd_kafka_conf_set(configuration, name, value, &error, error.count) != RD_KAFKA_CONF_OK {
+            rd_kafka_conf_destroy(configuration)
+            throw SidecarError(message: "librdkafka setting \(name): \(Self.text(error))", connectionLost: false)
+        }
+        reports = Reports(delivered)
+        rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(reports).toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(configuration) { _, message, opaque in
+            guard let message, let opaque else { return }
+            let reports = Unmanaged<Reports>.fromOpaque(opaque).takeUnretainedValue()
+            let sequence = UInt64(UInt(bitPattern: message.pointee._private))
+            let failure =
+                message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR
+                ? nil : String(cString: rd_kafka_err2str(message.pointee.err))
+            reports.handler(sequence, failure)
+        }
+        guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &error, error.count) else {
+            throw SidecarError(message: "cannot create a Kafka producer: \(Self.text(error))", connectionLost: false)
+        }
+        self.handle = handle
+    }
+
+    deinit {
+        for (_, topic) in topics { rd_kafka_topic_destroy(topic) }
+        rd_kafka_destroy(handle)
+    }
+
+    /// Hands a record to librdkafka (copied).
+    /// - Returns: false if its queue is full (``poll(timeoutMs:)`` and try again).
+    /// - Throws: for any other refusal (an invalid topic, a fatal producer error).
+    func produce(topic: String, key: [UInt8], value: [UInt8], sequence: UInt64) throws(SidecarError) -> Bool {
+        let handle = try self.topic(topic)
+        let copy: Int32 = 0x2  // RD_KAFKA_MSG_F_COPY
+        let unassigned: Int32 = -1  // RD_KAFKA_PARTITION_UA: the partitioner picks one by key
+        let result = value.withUnsafeBytes { value in
+            key.withUnsafeBytes { key in
+                rd_kafka_produce(
+                    handle, unassigned, copy, UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
+                    key.baseAddress, key.count, UnsafeMutableRawPointer(bitPattern: UInt(sequence)))
+            }
+        }
+        guard result != 0 else { return true }
+        let error = rd_kafka_last_error()
+        if error == RD_KAFKA_RESP_ERR__QUEUE_FULL { return false }
+        throw SidecarError(
+            message: "Kafka produce failed: \(String(cString: rd_kafka_err2str(error)))", connectionLost: true)
+    }
+
+    /// Serves delivery reports, waiting up to `timeoutMs` for one.
+    func poll(timeoutMs: Int32) { rd_kafka_poll(handle, timeoutMs) }
+
+    /// Waits up to `timeoutMs` for every queued record to be delivered or failed. - Returns: whether all were.
+    func flush(timeoutMs: Int32) -> Bool { rd_kafka_flush(handle, timeoutMs) == RD_KAFKA_RESP_ERR_NO_ERROR }
+
+    /// Records queued in librdkafka and not yet reported.
+    var queued: Int { Int(rd_kafka_outq_len(handle)) }
+
+    /// The text of a NUL-terminated error buffer.
+    private static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func topic(_ name: String) throws(SidecarError) -> OpaquePointer {
+        if let topic = topics[name] { return topic }
+        guard let topic = rd_kafka_topic_new(handle, name, nil) else {
+            throw SidecarError(message: "invalid Kafka topic \(name)", connectionLost: false)
+        }
+        topics[name] = topic
+        return topic
+    }
+}

@@ -1,0 +1,140 @@
+import CLibPQ
+import Foundation
+
+/// A failure talking to a sidecar. `connectionLost` says whether the connection is gone (retry
+/// after reconnecting) or the server refused the statement (retrying it would fail again).
+public struct SidecarError: Error, CustomStringConvertible {
+    public var message: String
+    public var connectionLost: Bool
+
+    public var description: String { message }
+}
+
+/// A parameter of a PostgreSQL statement: text (PostgreSQL casts it to the column's type) or bytes.
+enum PostgresParameter {
+    case text(String)
+    case bytes([UInt8])
+    case null
+}
+
+/// One libpq connection. Blocking and not thread-safe: it belongs to the one thread that uses it.
+final class PostgresConnection {
+    private let handle: OpaquePointer
+
+    /// Connects to `url` (a libpq connection string or `postgresql://` URI).
+    init(url: String) throws(SidecarError) {
+        guard let handle = PQconnectdb(url) else {
+            throw SidecarError(message: "libpq could not allocate a connection", connectionLost: true)
+        }
+        self.handle = handle
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = Self.errorMessage(handle)
+            // deinit finishes the handle.
+            throw SidecarError(message: "cannot connect to PostgreSQL: \(message)", connectionLost: true)
+        }
+        // Notices (e.g. "already exists, skipping") would go to stderr.
+        _ = try? check(PQexec(handle, "SET client_min_messages TO warning"))
+    }
+
+    deinit { PQfinish(handle) }
+
+    /// Whether the connection still works (false once the server went away).
+    var isOpen: Bool { PQstatus(handle) == CONNECTION_OK }
+
+    /// Runs one or more statements without parameters (transaction control, migration scripts).
+    func execute(_ sql: String) throws(SidecarError) {
+        _ = try check(PQexec(handle, sql))
+    }
+
+    /// Runs one statement with parameters; results come back in binary, see ``PostgresRows``.
+    @discardableResult
+    func query(_ sql: String, _ parameters: [PostgresParameter] = []) throws(SidecarError) -> PostgresRows {
+        // libpq wants C arrays of pointers that live through the call: one buffer holds every value.
+        var storage: [UInt8] = []
+        var offsets: [Int?] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        for parameter in parameters {
+            switch parameter {
+            case .text(let text):
+                offsets.append(storage.count)
+                storage.append(contentsOf: text.utf8)
+                storage.append(0)
+                lengths.append(0)
+                formats.append(0)
+            case .bytes(let bytes):
+                offsets.append(storage.count)
+                storage.append(contentsOf: bytes)
+                lengths.append(Int32(bytes.count))
+                formats.append(1)
+            case .null:
+                offsets.append(nil)
+                lengths.append(0)
+                formats.append(0)
+            }
+        }
+        storage.append(0)  // never empty, so the base address exists
+        let result = storage.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            let values: [UnsafePointer<CChar>?] = offsets.map { $0.map { base + $0 } }
+            return PQexecParams(handle, sql, Int32(parameters.count), nil, values, lengths, formats, 1)
+        }
+        return try check(result)
+    }
+
+    private func check(_ result: OpaquePointer?) throws(SidecarError) -> PostgresRows {
+        guard let result else {
+            throw SidecarError(message: Self.errorMessage(handle), connectionLost: !isOpen)
+        }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK:
+            return PostgresRows(result)
+        default:
+            let message = String(cString: PQresultErrorMessage(result))
+            PQclear(result)
+            throw SidecarError(
+                message: message.trimmingCharacters(in: .whitespacesAndNewlines), connectionLost: !isOpen)
+        }
+    }
+
+    private static func errorMessage(_ handle: OpaquePointer) -> String {
+        String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// The rows of a query, with values in PostgreSQL's binary format (big-endian integers, raw text and bytes).
+final class PostgresRows {
+    private let result: OpaquePointer
+
+    init(_ result: OpaquePointer) { self.result = result }
+    deinit { PQclear(result) }
+
+    var count: Int { Int(PQntuples(result)) }
+
+    func isNull(_ row: Int, _ column: Int) -> Bool { PQgetisnull(result, Int32(row), Int32(column)) == 1 }
+
+    func bytes(_ row: Int, _ column: Int) -> [UInt8] {
+        let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+        guard length > 0, let value = PQgetvalue(result, Int32(row), Int32(column)) else { return [] }
+        return value.withMemoryRebound(to: UInt8.self, capacity: length) {
+            Array(UnsafeBufferPointer(start: $0, count: length))
+        }
+    }
+
+    func string(_ row: Int, _ column: Int) -> String { String(decoding: bytes(row, column), as: UTF8.self) }
+
+    /// An `int2`, `int4` or `int8` column.
+    func integer(_ row: Int, _ column: Int) -> Int64 {
+        bytes(row, column).reduce(Int64(0)) { ($0 << 8) | Int64($1) }.signExtended(
+            bytes: Int(PQgetlength(result, Int32(row), Int32(column))))
+    }
+}
+
+extension Int64 {
+    /// The value of the low `bytes` bytes read as a signed big-endian integer.
+    fileprivate func signExtended(bytes: Int) -> Int64 {
+        guard bytes > 0, bytes < 8 else { return self }
+        let shift = Int64(64 - 8 * bytes)
+        return (self << shift) >> shift
+    }
+}

@@ -1,0 +1,241 @@
+import Bus
+import Foundation
+
+/// The statements of the ``PostgresStore``, each one round trip for a whole batch.
+extension PostgresConnection {
+    /// Rows per multi-row INSERT: 11 parameters each stays far below PostgreSQL's 65,535.
+    static let rowsPerInsert = 1_000
+
+    /// Applies `operations` in order, in one transaction.
+    /// - Returns: the audit events of what was committed (queued and acknowledged stored messages).
+    func apply(_ operations: [StoreOperation], now: UInt64) throws(SidecarError) -> [AuditEvent] {
+        var queued: [StoredMessage] = []
+        var acked: [UInt64] = []
+        var deadByReason: [String: [(id: UInt64, attempts: UInt16)]] = [:]
+        var unstoredDead: [(StoredMessage, String)] = []
+        try execute("BEGIN")
+        do throws(SidecarError) {
+            for operation in operations {
+                switch operation {
+                case .enqueue(let message): queued.append(message)
+                case .settle(let id, _, nil): acked.append(id)
+                case .settle(let id, let attempts, let reason?):
+                    deadByReason[reason, default: []].append((id, attempts))
+                case .deadLetter(let message, let reason): unstoredDead.append((message, reason))
+                case .saveAgent(let tenant, let agentID, let record):
+                    try saveAgent(tenant: tenant, agentID: agentID, record)
+                }
+            }
+            for chunk in queued.chunked(Self.rowsPerInsert) { try insertMessages(chunk) }
+            for chunk in unstoredDead.chunked(Self.rowsPerInsert) { try insertDeadLetters(chunk) }
+            var events = queued.map { message in
+                AuditEvent(
+                    kind: "message.queued", tenant: message.tenant, agentID: message.from, at: now,
+                    detail: ["to": message.to, "message": "\(message.id)", "bytes": "\(message.payload.count)"])
+            }
+            if !acked.isEmpty {
+                let rows = try query(
+                    """
+                    UPDATE messages SET status = 'acked', updated_at = now()
+                    WHERE id = ANY($1::bigint[]) AND status = 'delivered'
+                    RETURNING tenant_id, to_agent, id
+                    """, [.text(Self.arrayLiteral(acked.map { "\($0)" }))])
+                for row in 0..<rows.count {
+                    events.append(
+                        AuditEvent(
+                            kind: "message.acked", tenant: rows.string(row, 0), agentID: rows.string(row, 1), at: now,
+                            detail: ["message": "\(rows.integer(row, 2))"]))
+                }
+            }
+            for (reason, letters) in deadByReason.sorted(by: { $0.key < $1.key }) {
+                try query(
+                    """
+                    WITH dead AS (
+                        UPDATE messages SET status = 'dead_lettered', last_error = $2, updated_at = now(),
+                            attempts = greatest(messages.attempts, given.attempts)
+                        FROM unnest($1::bigint[], $3::smallint[]) AS given (id, attempts)
+                        WHERE messages.id = given.id AND status IN ('queued', 'delivered')
+                        RETURNING messages.id, tenant_id, to_agent, from_agent, messages.attempts, payload)
+                    INSERT INTO dead_letters (message_id, tenant_id, to_agent, from_agent, reason, attempts, payload)
+                    SELECT id, tenant_id, to_agent, from_agent, $2, attempts, payload FROM dead
+                    """,
+                    [
+                        .text(Self.arrayLiteral(letters.map { "\($0.id)" })), .text(reason),
+                        .text(Self.arrayLiteral(letters.map { "\($0.attempts)" })),
+                    ])
+            }
+            try insertAudit(events)
+            try execute("COMMIT")
+            return events
+        } catch {
+            if !error.connectionLost { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// Hands out up to `limit` messages of the receiver's backlog, oldest first, counting an attempt for each.
+    func backlog(of agent: AgentKey, resuming: Bool, limit: Int) throws(SidecarError) -> [StoredMessage] {
+        let rows = try query(
+            """
+            UPDATE messages SET status = 'delivered', attempts = attempts + 1, updated_at = now()
+            WHERE id IN (
+                SELECT id FROM messages
+                WHERE tenant_id = $1 AND to_agent = $2 AND status = ANY($3::text[]) AND expires_at > now()
+                ORDER BY id LIMIT $4 FOR UPDATE)
+            RETURNING id, from_agent, kind, subject, deadline_ms, (extract(epoch FROM expires_at) * 1000)::bigint,
+                payload, coalesce(idempotency_key, ''), attempts - 1
+            """,
+            [
+                .text(agent.tenant), .text(agent.agentID),
+                .text(resuming ? "{queued,delivered}" : "{queued}"), .text("\(limit)"),
+            ])
+        return (0..<rows.count).map { row in
+            StoredMessage(
+                id: UInt64(rows.integer(row, 0)), tenant: agent.tenant, to: agent.agentID,
+                from: rows.string(row, 1), kind: DeliveryKind(rawValue: UInt8(rows.integer(row, 2))) ?? .direct,
+                subject: rows.string(row, 3), deadline: rows.isNull(row, 4) ? nil : UInt64(rows.integer(row, 4)),
+                expiresAt: UInt64(rows.integer(row, 5)), payload: rows.bytes(row, 6),
+                idempotencyKey: rows.string(row, 7), attempts: UInt16(rows.integer(row, 8)))
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// Dead-letters stored messages past their expiry (reason `deadline_exceeded`).
+    /// - Returns: their audit events.
+    func expireBacklog(now: UInt64) throws(SidecarError) -> [AuditEvent] {
+        let rows = try query(
+            """
+            WITH dead AS (
+                UPDATE messages SET status = 'dead_lettered', last_error = 'deadline_exceeded', updated_at = now()
+                WHERE status IN ('queued', 'delivered') AND expires_at <= now()
+                RETURNING id, tenant_id, to_agent, from_agent, attempts, payload)
+            INSERT INTO dead_letters (message_id, tenant_id, to_agent, from_agent, reason, attempts, payload)
+            SELECT id, tenant_id, to_agent, from_agent, 'deadline_exceeded', attempts, payload FROM dead
+            RETURNING tenant_id, to_agent, from_agent, message_id, attempts
+            """)
+        return (0..<rows.count).map { row in
+            AuditEvent(
+                kind: "message.dead_lettered", tenant: rows.string(row, 0), agentID: rows.string(row, 1), at: now,
+                detail: [
+                    "from": rows.string(row, 2), "message": "\(rows.integer(row, 3))",
+                    "reason": ErrorCode.deadlineExceeded.name, "attempts": "\(rows.integer(row, 4))",
+                ])
+        }
+    }
+
+    /// Every registered agent.
+    func agents() throws(SidecarError) -> [(AgentKey, AgentDescription)] {
+        let rows = try query(
+            "SELECT tenant_id, agent_id, agent_type, array_to_json(capabilities)::text, location, metadata::text FROM agents"
+        )
+        let decoder = JSONDecoder()
+        return (0..<rows.count).map { row in
+            let capabilities = (try? decoder.decode([String].self, from: Data(rows.bytes(row, 3)))) ?? []
+            let metadata = (try? decoder.decode([String: String].self, from: Data(rows.bytes(row, 5)))) ?? [:]
+            let record = AgentRecord(
+                agentType: rows.string(row, 2), capabilities: capabilities, location: rows.string(row, 4),
+                metadata: metadata)
+            return (AgentKey(tenant: rows.string(row, 0), agentID: rows.string(row, 1)), record.description)
+        }
+    }
+
+    private func saveAgent(tenant: String, agentID: String, _ record: AgentRecord?) throws(SidecarError) {
+        guard let record else {
+            try query("DELETE FROM agents WHERE tenant_id = $1 AND agent_id = $2", [.text(tenant), .text(agentID)])
+            return
+        }
+        let metadata = (try? JSONEncoder().encode(record.metadata)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        try query(
+            """
+            INSERT INTO agents (tenant_id, agent_id, agent_type, capabilities, location, metadata)
+            VALUES ($1, $2, $3, $4::text[], $5, $6::jsonb)
+            ON CONFLICT (tenant_id, agent_id) DO UPDATE SET agent_type = excluded.agent_type,
+                capabilities = excluded.capabilities, location = excluded.location,
+                metadata = excluded.metadata, registered_at = now()
+            """,
+            [
+                .text(tenant), .text(agentID), .text(record.agentType), .text(Self.arrayLiteral(record.capabilities)),
+                .text(record.location), .text(metadata),
+            ])
+    }
+
+    private func insertMessages(_ messages: ArraySlice<StoredMessage>) throws(SidecarError) {
+        var parameters: [PostgresParameter] = []
+        parameters.reserveCapacity(messages.count * 11)
+        for message in messages {
+            parameters += [
+                .text("\(message.id)"), .text(message.tenant), .text(message.to), .text(message.from),
+                .text("\(message.kind)"), .text(message.subject), message.deadline.map { .text("\($0)") } ?? .null,
+                .text("\(message.expiresAt)"), .bytes(message.payload),
+                message.idempotencyKey.isEmpty ? .null : .text(message.idempotencyKey), .text("\(message.attempts)"),
+            ]
+        }
+        // A replayed spool may insert a message again: the first copy stands.
+        try query(
+            """
+            INSERT INTO messages (id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at,
+                payload, idempotency_key, attempts)
+            VALUES \(Self.rows(messages.count, width: 11, casts: [7: "to_timestamp(%::bigint / 1000.0)"]))
+            ON CONFLICT (id) DO NOTHING
+            """, parameters)
+    }
+
+    private func insertDeadLetters(_ letters: ArraySlice<(StoredMessage, String)>) throws(SidecarError) {
+        var parameters: [PostgresParameter] = []
+        for (message, reason) in letters {
+            parameters += [
+                .text(message.tenant), .text(message.to), .text(message.from), .text(reason),
+                .text("\(message.attempts)"), .bytes(message.payload),
+            ]
+        }
+        try query(
+            """
+            INSERT INTO dead_letters (tenant_id, to_agent, from_agent, reason, attempts, payload)
+            VALUES \(Self.rows(letters.count, width: 6))
+            """, parameters)
+    }
+
+    private func insertAudit(_ events: [AuditEvent]) throws(SidecarError) {
+        let encoder = JSONEncoder()
+        for chunk in events.chunked(Self.rowsPerInsert) {
+            var parameters: [PostgresParameter] = []
+            for event in chunk {
+                let detail = (try? encoder.encode(event.detail)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                parameters += [
+                    .text(event.tenant), .text(event.agentID), .text(event.kind), .text(detail), .text("\(event.at)"),
+                ]
+            }
+            try query(
+                """
+                INSERT INTO audit_log (tenant_id, agent_id, kind, detail, at)
+                VALUES \(Self.rows(chunk.count, width: 5, casts: [3: "%::jsonb", 4: "to_timestamp(%::bigint / 1000.0)"]))
+                """, parameters)
+        }
+    }
+
+    /// `($1, $2), ($3, $4)` for 2 rows of width 2; `casts` wraps a column's placeholder (`%`).
+    private static func rows(_ count: Int, width: Int, casts: [Int: String] = [:]) -> String {
+        (0..<count).map { row in
+            "("
+                + (0..<width).map { column in
+                    let placeholder = "$\(row * width + column + 1)"
+                    return casts[column].map { $0.replacingOccurrences(of: "%", with: placeholder) } ?? placeholder
+                }.joined(separator: ", ") + ")"
+        }.joined(separator: ", ")
+    }
+
+    /// A PostgreSQL array literal of quoted elements: `{"a","b\"c"}`.
+    static func arrayLiteral(_ elements: [String]) -> String {
+        "{"
+            + elements.map { element in
+                "\"" + element.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                    + "\""
+            }.joined(separator: ",") + "}"
+    }
+}
+
+extension Array {
+    /// The array in consecutive slices of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

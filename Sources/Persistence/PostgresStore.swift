@@ -1,0 +1,319 @@
+public import Bus
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+
+/// Durable storage on PostgreSQL: messages for offline agents, the registry, dead letters and the
+/// audit log of durable operations. Conforms to the bus's `MessageStore` (see Gateway).
+///
+/// Callers never wait on PostgreSQL: operations go to a bounded queue that one thread of the store
+/// applies in batches, one transaction per batch (group commit: a batch is what arrived while the
+/// previous one committed, at most ``Settings/maxBatch``). An enqueue's completion runs once its
+/// transaction has committed.
+///
+/// While PostgreSQL is unreachable, writes go to an on-disk spool (a ``Journal``) instead, and an
+/// enqueue is complete once spooled; when the database is back, the spool is applied in order
+/// before anything newer. Reads fail with `storage_unavailable` meanwhile (the bus retries them).
+/// Full queue: an enqueue is refused with `storage_unavailable`; other writes are taken up to twice
+/// the queue's capacity, then dropped and counted in ``dropped`` (an acknowledgement dropped so is
+/// delivered again after a restart). Full spool: the same.
+public final class PostgresStore: Sendable {
+    /// How the store connects and how far it may queue and spool.
+    public struct Settings: Sendable {
+        /// libpq connection string or `postgresql://` URI.
+        public var url: String
+        /// Where writes are spooled while PostgreSQL is unreachable.
+        public var spoolDirectory: String
+        /// Most bytes the spool may hold.
+        public var spoolBytes = 1 << 30
+        /// Most writes waiting in memory for the next batch.
+        public var queueCapacity = 65_536
+        /// Most writes per transaction.
+        public var maxBatch = 4_096
+        /// How often stored messages past their expiry are dead-lettered, in ms.
+        public var sweepMs: UInt64 = 1_000
+
+        public init(url: String, spoolDirectory: String) {
+            self.url = url
+            self.spoolDirectory = spoolDirectory
+        }
+    }
+
+    /// The schema version this build expects (the newest file in `migrations/`).
+    public static let schemaVersion = 1
+
+    private struct Write {
+        var operation: StoreOperation
+        var done: (@Sendable (BusError?) -> Void)?
+    }
+
+    private struct Read {
+        var agent: AgentKey
+        var resuming: Bool
+        var limit: Int
+        var done: @Sendable (Result<[StoredMessage], BusError>) -> Void
+    }
+
+    private struct State {
+        var writes: [Write] = []
+        var reads: [Read] = []
+        var closed = false
+        var connected = false
+        var dropped = 0
+    }
+
+    public let settings: Settings
+    private let state = NIOLockedValueBox(State())
+    private let signal = Wakeup()
+    private let finished = ConditionLock(value: 0)
+    private let spool: Journal
+    private let audit: @Sendable ([AuditEvent]) -> Void
+    private let logger: Logger
+
+    /// Opens the spool and starts the store's thread, which connects (and reconnects, with backoff) by itself.
+    /// - Parameter audit: receives the audit events of committed operations, from the store's thread.
+    public init(settings: Settings, logger: Logger, audit: @escaping @Sendable ([AuditEvent]) -> Void)
+        throws(SidecarError)
+    {
+        self.settings = settings
+        self.logger = logger
+        self.audit = audit
+        self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
+        Thread.detachNewThread { [self] in run() }
+    }
+
+    /// Whether the store is connected to PostgreSQL (false: degraded, writes are spooled).
+    public var isConnected: Bool { state.withLockedValue { $0.connected } }
+
+    /// Bytes waiting in the spool for PostgreSQL.
+    public var spooledBytes: Int { spool.pendingBytes }
+
+    /// Writes dropped because the queue and spool were full.
+    public var dropped: Int { state.withLockedValue { $0.dropped } }
+
+    /// Checks that `url`'s schema is the one this build expects, and returns the registered agents.
+    /// - Throws: when the database cannot be reached, or its schema is behind (run `acb migrate`).
+    public static func open(url: String) throws(SidecarError) -> [(AgentKey, AgentDescription)] {
+        let connection = try PostgresConnection(url: url)
+        try checkSchema(connection)
+        return try connection.agents()
+    }
+
+    private static func checkSchema(_ connection: PostgresConnection) throws(SidecarError) {
+        let version = try Migrator.appliedVersion(connection)
+        guard version >= schemaVersion else {
+            throw SidecarError(
+                message:
+                    "the database schema is at version \(version) and this build needs \(schemaVersion): run `acb migrate`",
+                connectionLost: false)
+        }
+    }
+
+    public func enqueue(_ message: StoredMessage, done: @escaping @Sendable (BusError?) -> Void) {
+        submit(Write(operation: .enqueue(message), done: done))
+    }
+
+    public func settle(_ id: UInt64, attempts: UInt16, deadLetterReason reason: ErrorCode?) {
+        submit(Write(operation: .settle(id: id, attempts: attempts, reason: reason?.name), done: nil))
+    }
+
+    public func deadLetter(_ message: StoredMessage, reason: ErrorCode) {
+        submit(Write(operation: .deadLetter(message, reason: reason.name), done: nil))
+    }
+
+    public func saveAgent(_ key: AgentKey, _ description: AgentDescription?) {
+        submit(
+            Write(
+                operation: .saveAgent(
+                    tenant: key.tenant, agentID: key.agentID, description: description.map(AgentRecord.init)),
+                done: nil))
+    }
+
+    public func backlog(
+        of agent: AgentKey, resuming: Bool, limit: Int,
+        done: @escaping @Sendable (Result<[StoredMessage], BusError>) -> Void
+    ) {
+        let accepted = state.withLockedValue { state in
+            guard !state.closed else { return false }
+            state.reads.append(Read(agent: agent, resuming: resuming, limit: limit, done: done))
+            return true
+        }
+        guard accepted else { return done(.failure(Self.unavailable("the store is closed"))) }
+        wake()
+    }
+
+    /// Applies or spools what is queued, then stops the thread. Blocks until done.
+    public func close() {
+        state.withLockedValue { $0.closed = true }
+        wake()
+        finished.lock(whenValue: 1)
+        finished.unlock()
+    }
+
+    private func submit(_ write: Write) {
+        let accepted = state.withLockedValue { state in
+            let bound = write.done == nil ? 2 * settings.queueCapacity : settings.queueCapacity
+            guard !state.closed, state.writes.count < bound else {
+                if write.done == nil { state.dropped += 1 }
+                return false
+            }
+            state.writes.append(write)
+            return true
+        }
+        guard accepted else {
+            if let done = write.done {
+                done(Self.unavailable("the store's queue is full"))
+            } else {
+                logger.error("store queue full: a write was dropped", metadata: ["operation": "\(write.operation)"])
+            }
+            return
+        }
+        wake()
+    }
+
+    private func wake() {
+        signal.signal()
+    }
+
+    private static func unavailable(_ why: String) -> BusError {
+        BusError(.storageUnavailable, "durable storage is unavailable: \(why)", retryAfterMs: 1_000)
+    }
+
+    // MARK: - The store's thread
+
+    private func run() {
+        var connection: PostgresConnection?
+        var backoffMs: UInt64 = 100
+        var nextAttempt: UInt64 = 0
+        var lastSweep: UInt64 = 0
+        while true {
+            signal.wait(seconds: 0.25)
+            let (writes, reads, closed) = state.withLockedValue { state in
+                let writes = Array(state.writes.prefix(settings.maxBatch))
+                state.writes.removeFirst(writes.count)
+                if !state.writes.isEmpty { signal.signal() }
+                defer { state.reads.removeAll() }
+                return (writes, state.reads, state.closed && state.writes.isEmpty)
+            }
+            let now = MonotonicClock.nowMs()
+            if connection == nil, now >= nextAttempt {
+                connection = connect(reportFailure: backoffMs == 100)
+                backoffMs = connection == nil ? min(backoffMs * 2, 5_000) : 100
+                nextAttempt = now + backoffMs
+            }
+            if let live = connection, spool.isEmpty {
+                if !applyDirectly(writes, on: live) { connection = nil }
+            } else {
+                toSpool(writes)
+            }
+            if let live = connection, !spool.isEmpty, !replaySpool(on: live) { connection = nil }
+            for read in reads {
+                guard let live = connection, spool.isEmpty else {
+                    read.done(.failure(Self.unavailable("PostgreSQL is unreachable")))
+                    continue
+                }
+                do throws(SidecarError) {
+                    read.done(.success(try live.backlog(of: read.agent, resuming: read.resuming, limit: read.limit)))
+                } catch {
+                    if error.connectionLost { connection = nil }
+                    read.done(.failure(Self.unavailable(error.message)))
+                }
+            }
+            if let live = connection, spool.isEmpty, now >= lastSweep + settings.sweepMs {
+                lastSweep = now
+                do throws(SidecarError) {
+                    audit(try live.expireBacklog(now: WallClock.nowMs()))
+                } catch {
+                    if error.connectionLost { connection = nil }
+                }
+            }
+            state.withLockedValue { $0.connected = connection != nil }
+            if closed, connection == nil || spool.isEmpty { break }
+        }
+        finished.lock()
+        finished.unlock(withValue: 1)
+    }
+
+    /// - Parameter reportFailure: log a failure (the first of a run of failed attempts).
+    private func connect(reportFailure: Bool) -> PostgresConnection? {
+        do throws(SidecarError) {
+            let connection = try PostgresConnection(url: settings.url)
+            try Self.checkSchema(connection)
+            logger.info("connected to PostgreSQL", metadata: ["spooled_bytes": "\(spool.pendingBytes)"])
+            return connection
+        } catch {
+            if reportFailure {
+                logger.warning(
+                    "PostgreSQL unavailable: writes are spooled until it is back",
+                    metadata: ["error": "\(error.message)"])
+            }
+            return nil
+        }
+    }
+
+    /// One transaction for the batch. - Returns: false if the connection was lost (the batch was spooled).
+    private func applyDirectly(_ writes: [Write], on connection: PostgresConnection) -> Bool {
+        guard !writes.isEmpty else { return true }
+        do throws(SidecarError) {
+            audit(try connection.apply(writes.map(\.operation), now: WallClock.nowMs()))
+            for write in writes { write.done?(nil) }
+            return true
+        } catch  where error.connectionLost {
+            logger.warning("lost PostgreSQL, spooling writes", metadata: ["error": "\(error.message)"])
+            // It may have committed before the connection went: replaying it is harmless (inserts
+            // of a known id are skipped, settlements are idempotent).
+            toSpool(writes)
+            return false
+        } catch {
+            // One bad write must not sink the others: apply them one by one.
+            for write in writes {
+                do throws(SidecarError) {
+                    audit(try connection.apply([write.operation], now: WallClock.nowMs()))
+                    write.done?(nil)
+                } catch {
+                    logger.error("PostgreSQL refused a write", metadata: ["error": "\(error.message)"])
+                    write.done?(BusError(.internal, "storing failed: \(error.message)"))
+                    if error.connectionLost { return false }
+                }
+            }
+            return true
+        }
+    }
+
+    private func toSpool(_ writes: [Write]) {
+        guard !writes.isEmpty else { return }
+        let encoder = JSONEncoder()
+        do {
+            try spool.append(writes.map { Array((try? encoder.encode($0.operation)) ?? Data()) })
+            for write in writes { write.done?(nil) }
+        } catch {
+            let full = error is Journal.Full
+            logger.error(
+                full ? "store spool full: writes refused" : "store spool failed", metadata: ["error": "\(error)"])
+            state.withLockedValue { $0.dropped += writes.filter { $0.done == nil }.count }
+            for write in writes { write.done?(Self.unavailable(full ? "the spool is full" : "the spool failed")) }
+        }
+    }
+
+    /// Applies the spool in order, a batch per transaction. - Returns: false if the connection was lost.
+    private func replaySpool(on connection: PostgresConnection) -> Bool {
+        let decoder = JSONDecoder()
+        while true {
+            let records = spool.read(from: spool.committed, maxBytes: 4 << 20)
+            guard let last = records.last else { return true }
+            let operations = records.compactMap { try? decoder.decode(StoreOperation.self, from: Data($0.record)) }
+            do throws(SidecarError) {
+                audit(try connection.apply(operations, now: WallClock.nowMs()))
+                spool.commit(through: last.next)
+            } catch  where error.connectionLost {
+                return false
+            } catch {
+                for operation in operations where (try? connection.apply([operation], now: WallClock.nowMs())) == nil {
+                    logger.error("PostgreSQL refused a spooled write", metadata: ["operation": "\(operation)"])
+                }
+                spool.commit(through: last.next)
+            }
+            if spool.isEmpty { logger.info("spool applied to PostgreSQL") }
+        }
+    }
+}

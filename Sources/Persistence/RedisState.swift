@@ -1,0 +1,212 @@
+public import Bus
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+
+/// Presence and idempotency keys in Redis, written by a thread of its own in pipelines. Conforms
+/// to the bus's `SharedState` (see Gateway).
+///
+/// - Presence: `acb:presence:<tenant>/<agent>` exists while the agent is online, with a time to
+///   live of ``Settings/presenceTTLMs``, refreshed for every online agent each third of it (so a
+///   bus that dies leaves no agent online for longer than that).
+/// - Idempotency: `acb:idem:<tenant>/<agent>/<key>` holds a command's result for the bus's
+///   idempotency window; ``idempotencyKeys()`` reads them back at start.
+///
+/// While Redis is unreachable, idempotency keys go to an on-disk spool (a ``Journal``) and are
+/// written, in order, when it is back; presence is not spooled (the next refresh rewrites it).
+/// Full queue or spool: the write is dropped and counted in ``dropped`` (the running bus still
+/// deduplicates from memory; only a restart during the outage forgets those keys).
+public final class RedisState: Sendable {
+    /// Where Redis is and how long presence lasts.
+    public struct Settings: Sendable {
+        /// `redis://host:port`.
+        public var url: String
+        /// Where idempotency keys are spooled while Redis is unreachable.
+        public var spoolDirectory: String
+        public var spoolBytes = 256 << 20
+        public var presenceTTLMs: UInt64 = 15_000
+        /// Most writes waiting in memory.
+        public var queueCapacity = 65_536
+
+        public init(url: String, spoolDirectory: String) {
+            self.url = url
+            self.spoolDirectory = spoolDirectory
+        }
+    }
+
+    private enum Write {
+        case presence(AgentKey, online: Bool)
+        case idempotency([String])
+    }
+
+    private struct State {
+        var writes: [Write] = []
+        var online: Set<AgentKey> = []
+        var closed = false
+        var connected = false
+        var dropped = 0
+    }
+
+    public let settings: Settings
+    private let state = NIOLockedValueBox(State())
+    private let signal = Wakeup()
+    private let finished = ConditionLock(value: 0)
+    private let spool: Journal
+    private let logger: Logger
+
+    public init(settings: Settings, logger: Logger) throws(SidecarError) {
+        self.settings = settings
+        self.logger = logger
+        self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
+        Thread.detachNewThread { [self] in run() }
+    }
+
+    public var isConnected: Bool { state.withLockedValue { $0.connected } }
+    public var dropped: Int { state.withLockedValue { $0.dropped } }
+
+    public func presence(_ key: AgentKey, online: Bool) {
+        state.withLockedValue { state in
+            if online { state.online.insert(key) } else { state.online.remove(key) }
+        }
+        submit(.presence(key, online: online))
+    }
+
+    public func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64) {
+        submit(.idempotency(["SET", "acb:idem:\(scopedKey)", result, "PX", "\(max(ttlMs, 1))"]))
+    }
+
+    /// The idempotency keys Redis holds: scoped key, result, and milliseconds left to live.
+    /// - Throws: when Redis cannot be reached.
+    public static func idempotencyKeys(url: String) throws(SidecarError) -> [(
+        key: String, result: String, ttlMs: UInt64
+    )] {
+        let connection = try RedisConnection(url: url)
+        var cursor = "0"
+        var keys: [String] = []
+        repeat {
+            guard
+                case .array(let page) = try connection.command("SCAN", cursor, "MATCH", "acb:idem:*", "COUNT", "1000"),
+                page.count == 2, let next = page[0].text, case .array(let found) = page[1]
+            else { throw SidecarError(message: "unexpected SCAN reply", connectionLost: false) }
+            keys += found.compactMap(\.text)
+            cursor = next
+        } while cursor != "0"
+        var entries: [(key: String, result: String, ttlMs: UInt64)] = []
+        for chunk in keys.chunked(1_000) {
+            let replies = try connection.pipeline(chunk.flatMap { [["GET", $0], ["PTTL", $0]] })
+            for (index, key) in chunk.enumerated() {
+                guard let result = replies[2 * index].text, case .integer(let ttl) = replies[2 * index + 1], ttl > 0
+                else { continue }
+                entries.append((String(key.dropFirst("acb:idem:".count)), result, UInt64(ttl)))
+            }
+        }
+        return entries
+    }
+
+    /// Writes what is queued (or spools it), then stops the thread. Blocks until done.
+    public func close() {
+        state.withLockedValue { $0.closed = true }
+        wake()
+        finished.lock(whenValue: 1)
+        finished.unlock()
+    }
+
+    private func submit(_ write: Write) {
+        let accepted = state.withLockedValue { state in
+            guard !state.closed, state.writes.count < settings.queueCapacity else {
+                state.dropped += 1
+                return false
+            }
+            state.writes.append(write)
+            return true
+        }
+        if accepted { wake() }
+    }
+
+    private func wake() {
+        signal.signal()
+    }
+
+    // MARK: - The Redis thread
+
+    private func run() {
+        var connection: RedisConnection?
+        var backoffMs: UInt64 = 100
+        var nextAttempt: UInt64 = 0
+        var lastRefresh: UInt64 = 0
+        while true {
+            signal.wait(seconds: 0.25)
+            let (writes, closed) = state.withLockedValue { state in
+                defer { state.writes.removeAll() }
+                return (state.writes, state.closed)
+            }
+            let now = MonotonicClock.nowMs()
+            if connection == nil, now >= nextAttempt {
+                connection = try? RedisConnection(url: settings.url)
+                if connection == nil, backoffMs == 100 {
+                    logger.warning("Redis unavailable: idempotency keys are spooled")
+                }
+                if connection != nil { logger.info("connected to Redis") }
+                backoffMs = connection == nil ? min(backoffMs * 2, 5_000) : 100
+                nextAttempt = now + backoffMs
+                lastRefresh = 0
+            }
+            var commands: [[String]] = []
+            var spooled: [[String]] = []
+            for write in writes {
+                switch write {
+                case .presence(let key, true):
+                    commands.append(["SET", "acb:presence:\(key)", "online", "PX", "\(settings.presenceTTLMs)"])
+                case .presence(let key, false): commands.append(["DEL", "acb:presence:\(key)"])
+                case .idempotency(let command): spooled.append(command)
+                }
+            }
+            if let live = connection {
+                do throws(SidecarError) {
+                    try replaySpool(on: live)
+                    if !spooled.isEmpty || !commands.isEmpty { _ = try live.pipeline(spooled + commands) }
+                    if now >= lastRefresh + settings.presenceTTLMs / 3 {
+                        lastRefresh = now
+                        let online = state.withLockedValue { $0.online }
+                        for chunk in Array(online).chunked(1_000) {
+                            _ = try live.pipeline(
+                                chunk.map {
+                                    ["SET", "acb:presence:\($0)", "online", "PX", "\(settings.presenceTTLMs)"]
+                                })
+                        }
+                    }
+                } catch {
+                    logger.warning("lost Redis: idempotency keys are spooled", metadata: ["error": "\(error.message)"])
+                    connection = nil
+                    toSpool(spooled)  // replayed whole when Redis is back: SET is idempotent
+                }
+            } else {
+                toSpool(spooled)
+            }
+            state.withLockedValue { $0.connected = connection != nil }
+            if closed { break }
+        }
+        finished.lock()
+        finished.unlock(withValue: 1)
+    }
+
+    private func toSpool(_ commands: [[String]]) {
+        guard !commands.isEmpty else { return }
+        do {
+            try spool.append(commands.map { Array((try? JSONEncoder().encode($0)) ?? Data()) })
+        } catch {
+            state.withLockedValue { $0.dropped += commands.count }
+            logger.error("Redis spool full: idempotency keys dropped", metadata: ["count": "\(commands.count)"])
+        }
+    }
+
+    private func replaySpool(on connection: RedisConnection) throws(SidecarError) {
+        while true {
+            let records = spool.read(from: spool.committed)
+            guard let last = records.last else { return }
+            _ = try connection.pipeline(
+                records.compactMap { try? JSONDecoder().decode([String].self, from: Data($0.record)) })
+            spool.commit(through: last.next)
+        }
+    }
+}

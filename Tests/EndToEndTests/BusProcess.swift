@@ -1,0 +1,56 @@
+import ACBClient
+import Bus
+import Foundation
+import Gateway
+import Testing
+
+/// Where a test reaches a bus: in this process (``TestBus``) or as a subprocess (``BusProcess``).
+protocol BusEndpoint {
+    func client(_ agent: String, tenant: String) async throws -> ACBClient
+}
+
+extension TestBus: BusEndpoint {
+    func client(_ agent: String, tenant: String) async throws -> ACBClient {
+        try await client(agent, tenant: tenant, roles: ["agent-full"])
+    }
+}
+
+/// `acb serve` as a user runs it, wired to the sidecars, for tests that kill it with SIGKILL.
+struct BusProcess: BusEndpoint {
+    static let secret = String(repeating: "kill-secret-", count: 3)
+    let process: Process
+    let port: Int
+
+    /// Starts the bus with PostgreSQL and Kafka and the spool folder `spool`, and waits for its port.
+    init(spool: String) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.acb)
+        process.arguments = [
+            "serve", "--port", "0", "--token-secret", Self.secret, "--postgres-url", try Sidecars.postgres(),
+            "--kafka-brokers", try Sidecars.kafka(), "--spool-dir", spool, "--stream-dir", "\(spool)/streams",
+            "--log-level", "info",
+        ]
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        port = try #require(CLITests.listeningPort(stderr.fileHandleForReading), "acb serve did not start")
+        // Keep reading its log, so a full pipe never blocks the server.
+        stderr.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+    }
+
+    /// SIGKILL: no drain, no flush.
+    func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func client(_ agent: String, tenant: String) async throws -> ACBClient {
+        let token = try await TokenAuthority(secret: Self.secret).issue(
+            Identity(tenant: tenant, agentID: agent, roles: ["agent-full"]), ttl: 3600)
+        var configuration = ClientConfiguration(port: port, token: token, clientName: "test-\(agent)")
+        configuration.initialBackoffMs = 20
+        return try await ACBClient.connect(configuration)
+    }
+}

@@ -1,0 +1,152 @@
+import ACBClient
+import Actors
+import Bus
+import Foundation
+import Gateway
+import NIOCore
+import Testing
+
+@testable import Persistence
+
+extension SidecarTests {
+    /// Messages to offline agents, kept in PostgreSQL until acknowledged.
+    @Suite struct DurableDeliveryTests {
+        @Test func aSendToAnOfflineAgentIsQueuedThenDeliveredInOrderWhenItConnects() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars { bus in
+                try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                for index in 0..<5 {
+                    let ok = try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)"))
+                    #expect(ok.outcome == .queued && ok.recipients == 1)
+                }
+                #expect(try Self.statuses(tenant) == Array(repeating: "queued", count: 5))
+
+                let bob = try await bus.client("bob", tenant: tenant)
+                var deliveries = bob.deliveries.makeAsyncIterator()
+                for index in 0..<5 {
+                    let delivery = try await deliveries.take()
+                    #expect(delivery.text == "m\(index)" && delivery.frame.from == "alice")
+                    delivery.ack()
+                }
+                try await Sidecars.eventually("the acknowledgements to be stored") {
+                    try Self.statuses(tenant) == Array(repeating: "acked", count: 5)
+                }
+                await alice.close()
+                await bob.close()
+            }
+        }
+
+        @Test func theRegistryAndTheBacklogSurviveARestartOfTheBus() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars { bus in
+                try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "kept")).outcome == .queued)
+                await alice.close()
+            }
+            try await TestBus.withSidecars { bus in
+                let alice = try await bus.client("alice", tenant: tenant)
+                let agents = try await alice.discover(status: .offline).agents
+                #expect(agents.map(\.agentID) == ["bob"] && agents.first?.description.agentType == "worker")
+                let bob = try await bus.client("bob", tenant: tenant)
+                var deliveries = bob.deliveries.makeAsyncIterator()
+                let delivery = try await deliveries.take()
+                #expect(delivery.text == "kept")
+                delivery.ack()
+                await alice.close()
+                await bob.close()
+            }
+        }
+
+        @Test func aStoredMessagePastItsDeadlineIsDeadLetteredWithTheReason() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars { bus in
+                try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                let ok = try await alice.send(
+                    to: .agent("bob"), ByteBuffer(string: "late"), deadline: WallClock.nowMs() + 300)
+                #expect(ok.outcome == .queued)
+                try await Sidecars.eventually("the dead letter") {
+                    try Sidecars.query(
+                        "SELECT reason FROM dead_letters WHERE tenant_id = $1 AND to_agent = 'bob'", [tenant]
+                    ).count == 1
+                }
+                let letter = try Sidecars.query(
+                    "SELECT reason, from_agent, payload FROM dead_letters WHERE tenant_id = $1", [tenant])
+                #expect(letter.string(0, 0) == "deadline_exceeded" && letter.string(0, 1) == "alice")
+                #expect(letter.string(0, 2) == "late")
+                #expect(try Self.statuses(tenant) == ["dead_lettered"])
+                await alice.close()
+            }
+        }
+
+        @Test func aStoredMessageRefusedOnEveryAttemptIsDeadLettered() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars({ $0.supervisor.maxDeliveryAttempts = 2 }) { bus in
+                try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "poison")).outcome == .queued)
+                var bob = try await bus.raw()
+                _ = try await bob.hello(try await bus.token("bob", tenant: tenant))
+                for attempt in 1...2 as ClosedRange<UInt16> {
+                    guard case .deliver(let delivery) = try await bob.read() else { Issue.record("no DELIVER"); return }
+                    #expect(delivery.attempt == attempt)
+                    try await bob.send(.nack(Ack(deliveryID: delivery.deliveryID)))
+                }
+                try await Sidecars.eventually("the dead letter") { try Self.statuses(tenant) == ["dead_lettered"] }
+                let letter = try Sidecars.query(
+                    "SELECT reason, attempts FROM dead_letters WHERE tenant_id = $1", [tenant])
+                #expect(letter.string(0, 0) == "rejected" && letter.integer(0, 1) == 2)
+                await alice.close()
+                await bob.close()
+            }
+        }
+
+        @Test func migrationsApplyOnceToAnEmptyDatabaseAndTheBusRefusesAnOlderSchema() async throws {
+            let base = try Sidecars.postgres()
+            let name = "acb_migrate_\(UUID().uuidString.prefix(8).lowercased())"
+            _ = try Sidecars.query("CREATE DATABASE \(name)")
+            defer { _ = try? Sidecars.query("DROP DATABASE \(name)") }
+            let url = base.replacingOccurrences(of: "/acb", with: "/\(name)")
+
+            // An empty database: the bus will not run on it, and says what to do.
+            do {
+                _ = try PostgresStore.open(url: url)
+                Issue.record("expected the schema check to refuse")
+            } catch {
+                #expect(error.message.contains("run `acb migrate`") && !error.connectionLost)
+            }
+            let migrator = try Migrator(directory: "\(Sidecars.root)/migrations")
+            #expect(try migrator.apply(url: url).map(\.version) == [1])
+            #expect(try migrator.apply(url: url).isEmpty)
+            let tables = try PostgresConnection(url: url).query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+            #expect(
+                (0..<tables.count).map { tables.string($0, 0) }
+                    == ["agents", "audit_log", "contexts", "dead_letters", "messages", "schema_migrations"])
+            #expect(try PostgresStore.open(url: url).isEmpty)
+            #expect(migrator.latestVersion == PostgresStore.schemaVersion)
+        }
+
+        /// Registers `agent` and disconnects it, so sends to it are queued.
+        static func registerOffline(_ agent: String, tenant: String, on bus: some BusEndpoint) async throws {
+            let client = try await bus.client(agent, tenant: tenant)
+            try await client.register(AgentDescription(agentType: "worker", capabilities: ["work"]))
+            await client.close()
+            let observer = try await bus.client("observer-\(agent)", tenant: tenant)
+            // The session retires a moment after the close: until then a send would find it online.
+            while try await observer.discover(status: .offline).agents.contains(where: { $0.agentID == agent }) == false
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            await observer.close()
+        }
+
+        /// The statuses of the tenant's stored messages, oldest first.
+        static func statuses(_ tenant: String) throws -> [String] {
+            let rows = try Sidecars.query("SELECT status FROM messages WHERE tenant_id = $1 ORDER BY id", [tenant])
+            return (0..<rows.count).map { rows.string($0, 0) }
+        }
+    }
+}

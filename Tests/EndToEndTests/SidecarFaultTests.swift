@@ -1,0 +1,175 @@
+import ACBClient
+import Bus
+import Foundation
+import Gateway
+import NIOCore
+import Testing
+
+@testable import Persistence
+
+extension SidecarTests {
+    /// Sidecars that go away and come back, and a bus that is killed: nothing acknowledged is lost.
+    @Suite struct SidecarFaultTests {
+        typealias Durable = SidecarTests.DurableDeliveryTests
+
+        @Test func postgresLostMidTrafficSpoolsTheWritesAndAppliesThemInOrderWhenBack() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars { bus in
+                try await Durable.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                let carol = try await bus.client("carol", tenant: tenant)
+                try await Self.during(outageOf: "postgres") { () async throws in
+                    for index in 0..<20 {
+                        #expect(
+                            try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)")).outcome == .queued)
+                    }
+                    // Routing between online agents goes on.
+                    #expect(try await alice.send(to: .agent("carol"), ByteBuffer(string: "live")).outcome == .delivered)
+                    var live = carol.deliveries.makeAsyncIterator()
+                    #expect(try await live.take().text == "live")
+                    #expect(bus.server.store?.isConnected == false && (bus.server.store?.spooledBytes ?? 0) > 0)
+                }
+                try await Sidecars.eventually("the spool to be applied") {
+                    bus.server.store?.isConnected == true && bus.server.store?.spooledBytes == 0
+                }
+                #expect(try Durable.statuses(tenant) == Array(repeating: "queued", count: 20))
+                try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, (0..<20).map { "m\($0)" })
+                await alice.close()
+                await carol.close()
+            }
+        }
+
+        @Test func aBusStartedWhilePostgresIsDownRunsDegradedAndCatchesUp() async throws {
+            let tenant = TestBus.freshTenant()
+            try Sidecars.control("kill", "postgres")
+            do {
+                try await TestBus.withSidecars { bus in
+                    #expect(bus.server.store?.isConnected == false)
+                    try await Durable.registerOffline("bob", tenant: tenant, on: bus)
+                    let alice = try await bus.client("alice", tenant: tenant)
+                    #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "waited")).outcome == .queued)
+                    try Sidecars.control("start", "postgres")
+                    try await Sidecars.eventually("PostgreSQL to be connected") {
+                        bus.server.store?.isConnected == true && bus.server.store?.spooledBytes == 0
+                    }
+                    try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, ["waited"])
+                    await alice.close()
+                }
+            } catch {
+                try? Sidecars.control("start", "postgres")
+                throw error
+            }
+        }
+
+        @Test func aFullSpoolRefusesDurableSendsWithStorageUnavailable() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.with({
+                $0.postgresURL = "postgresql://postgres@127.0.0.1:1/acb?connect_timeout=1"  // nothing listens there
+                $0.spoolDirectory = Sidecars.scratch()
+                $0.spoolBytes = 4_096
+            }) { bus in
+                try await Durable.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                var queued = 0
+                let refusal = await expectBusError(.storageUnavailable) {
+                    for _ in 0..<100 {
+                        try await alice.send(to: .agent("bob"), ByteBuffer(repeating: 7, count: 100))
+                        queued += 1
+                    }
+                }
+                #expect(queued > 0 && queued < 100)
+                #expect((refusal?.retryAfterMs ?? 0) > 0)
+                #expect((bus.server.store?.spooledBytes ?? .max) <= 4_096)
+                await alice.close()
+            }
+        }
+
+        @Test func theAuditStreamLosesNothingWhileTheBrokerIsDown() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars(postgres: false, kafka: true) { bus in
+                try await Self.during(outageOf: "kafka") { () async throws in
+                    let alice = try await bus.client("alice", tenant: tenant)
+                    try await alice.register(AgentDescription(agentType: "auditor", capabilities: []))
+                    await alice.close()
+                }
+                try await Sidecars.eventually("the journal to drain") { bus.server.auditStream?.pendingBytes == 0 }
+            }
+            let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 3)
+            let kinds = records.compactMap { ($0["record"] as? [String: Any])?["kind"] as? String }
+            #expect(Set(kinds) == ["session.opened", "agent.registered", "session.closed"])
+        }
+
+        @Test func redisLostMidTrafficKeepsTheIdempotencyKeysAndWritesThemWhenBack() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars(redis: true) { bus in
+                try await Durable.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                try await Self.during(outageOf: "redis") { () async throws in
+                    try await alice.send(to: .agent("bob"), ByteBuffer(string: "once"), idempotencyKey: "k-1")
+                    try await Sidecars.eventually("the key to be spooled") { bus.server.shared?.isConnected == false }
+                }
+                try await Sidecars.eventually("the key to reach Redis") {
+                    let redis = try RedisConnection(url: try Sidecars.redis())
+                    return try redis.command("GET", "acb:idem:\(tenant)/alice/k-1").text == "ok:2:1"
+                }
+                await alice.close()
+            }
+        }
+
+        @Test func killingTheBusLosesNoQueuedMessageAndNoAcknowledgedAuditEvent() async throws {
+            let tenant = TestBus.freshTenant()
+            let spool = Sidecars.scratch()
+            var bus = try BusProcess(spool: spool)
+            try await Durable.registerOffline("bob", tenant: tenant, on: bus)
+            let alice = try await bus.client("alice", tenant: tenant)
+            for index in 0..<50 {
+                #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)")).outcome == .queued)
+            }
+            bus.kill()
+            await alice.close()
+
+            bus = try BusProcess(spool: spool)
+            defer { bus.kill() }
+            let bob = try await bus.client("bob", tenant: tenant)
+            var deliveries = bob.deliveries.makeAsyncIterator()
+            for index in 0..<50 {
+                let delivery = try await deliveries.take()
+                #expect(delivery.text == "m\(index)")
+                delivery.ack()
+            }
+            await bob.close()
+            // Every send that heard "queued" has its audit record: the journal outlived the process.
+            // More than the topic holds, so the reader takes everything there within its timeout
+            // (partitions are read in no particular order, and a record may come twice).
+            let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 8)
+            let queued = records.compactMap { $0["record"] as? [String: Any] }.filter {
+                $0["kind"] as? String == "message.queued"
+            }
+            #expect(Set(queued.compactMap { ($0["detail"] as? [String: String])?["message"] }).count == 50)
+        }
+
+        /// Kills `sidecar`, runs `body`, and starts it again whatever happened.
+        static func during(outageOf sidecar: String, _ body: () async throws -> Void) async throws {
+            try Sidecars.control("kill", sidecar)
+            do {
+                try await body()
+            } catch {
+                try? Sidecars.control("start", sidecar)
+                throw error
+            }
+            try Sidecars.control("start", sidecar)
+        }
+
+        /// Connects `agent` and expects its backlog, in order, acknowledging each.
+        static func expectBacklog(of agent: String, tenant: String, on bus: TestBus, _ texts: [String]) async throws {
+            let client = try await bus.client(agent, tenant: tenant)
+            var deliveries = client.deliveries.makeAsyncIterator()
+            for text in texts {
+                let delivery = try await deliveries.take()
+                #expect(delivery.text == text)
+                delivery.ack()
+            }
+            await client.close()
+        }
+    }
+}
