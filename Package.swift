@@ -104,10 +104,11 @@ let package = Package(
         .target(
             name: "BenchKit",
             dependencies: [
-                "Bus", "ACBClient", "Gateway",
+                "Bus", "ACBClient", "Gateway", "Persistence",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strictSettings

@@ -69,8 +69,9 @@ CREATE TABLE dead_letters (
 );
 CREATE INDEX dead_letters_by_tenant ON dead_letters (tenant_id, id);
 
--- The audit events of durable operations, written in the same transaction as the operation.
--- The full audit stream is the Kafka topic acb.<tenant>.audit (docs/audit.md).
+-- The history of the registry (agent.registered, agent.unregistered), written in the same
+-- transaction as the change; what happened to stored messages is in their own rows. The full
+-- audit stream is the Kafka topic acb.<tenant>.audit (docs/audit.md).
 CREATE TABLE audit_log (
     id         bigserial   PRIMARY KEY,
     tenant_id  text        NOT NULL,

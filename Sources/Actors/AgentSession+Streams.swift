@@ -63,6 +63,10 @@ extension AgentSession {
         switch result {
         case .success:
             writeStatus(spool, ref: 0)
+            let assembly = spool.assembly
+            supervisor.shared?.uploadProgress(
+                identity.key, streamID: id, chunks: assembly.storedIndex, bytes: assembly.storedBytes,
+                of: spool.open.totalSize, ttlMs: configuration.streamResumeTTLMs)
         case .failure(let error):
             guard uploads[id]?.spool === spool else { return }
             uploads[id] = nil

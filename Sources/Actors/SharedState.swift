@@ -7,6 +7,9 @@ public protocol SharedState: Sendable {
     func presence(_ key: AgentKey, online: Bool)
     /// Remembers the result of an idempotent command (see ``IdempotentResult/encoded``) for `ttlMs`.
     func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64)
+    /// Records how far an upload of `agent` is stored, for as long as it can be resumed.
+    func uploadProgress(
+        _ agent: AgentKey, streamID: String, chunks: UInt32, bytes: UInt64, of total: UInt64, ttlMs: UInt64)
 
     /// Writes out what is queued; called once, at shutdown, after the sessions closed. May block.
     func close()

@@ -81,6 +81,7 @@ final class Producer: Behaviour {
         case .accepted(let recipients):
             counts.accepted += 1
             counts.recipients += UInt64(recipients)
+            if frontier.isEmpty { pump() }
         case .refused(let code):
             counts.refused[code, default: 0] += 1
             pump()
@@ -92,7 +93,8 @@ final class Producer: Behaviour {
         guard running, let outbox else { return }
         var wrote = false
         let refused = Int64(counts.refusedTotal)
-        var slowest = Int64.max
+        // With no receiver online (fan-out 0), the bus's answers are the credit.
+        var slowest = frontier.isEmpty ? Int64(counts.accepted) + refused : Int64.max
         for (frontier, received) in zip(frontier, received) {
             slowest = min(slowest, max(frontier, received + refused))
         }

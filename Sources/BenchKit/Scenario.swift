@@ -16,6 +16,9 @@ public enum Scenario: Sendable, Hashable {
     case connectStorm(workers: Int)
     /// N agents connected and silent.
     case idle(agents: Int)
+    /// N senders, each sending to its own registered receiver that is offline, so every message
+    /// is stored durably (ACB with PostgreSQL only); the receivers then connect and drain.
+    case durable(senders: Int)
 
     /// The scenarios of `make bench`, in the order they run: idle agents first, so their memory is
     /// measured on a server no earlier scenario has grown.
@@ -26,7 +29,7 @@ public enum Scenario: Sendable, Hashable {
     ]
 
     /// Parses `p2p:10`, `rr:1`, `rr-open:1:10000`, `topic:100`, `broadcast:100`, `stream:1024`,
-    /// `storm:16` or `idle:10000`.
+    /// `storm:16`, `idle:10000` or `durable:10`.
     public init?(_ text: String) {
         let parts = text.split(separator: ":").map { Int($0) }
         guard let kind = text.split(separator: ":").first, parts.count >= 2, let size = parts[1], size > 0 else {
@@ -43,6 +46,7 @@ public enum Scenario: Sendable, Hashable {
         case ("stream", 2): self = .stream(mebibytes: size)
         case ("storm", 2): self = .connectStorm(workers: size)
         case ("idle", 2): self = .idle(agents: size)
+        case ("durable", 2): self = .durable(senders: size)
         default: return nil
         }
     }
@@ -58,6 +62,7 @@ public enum Scenario: Sendable, Hashable {
         case .stream(let mebibytes): "stream:\(mebibytes)"
         case .connectStorm(let workers): "storm:\(workers)"
         case .idle(let agents): "idle:\(agents)"
+        case .durable(let senders): "durable:\(senders)"
         }
     }
 
@@ -71,13 +76,16 @@ public enum Scenario: Sendable, Hashable {
         case .stream(let mebibytes): "stream of \(mebibytes) MiB"
         case .connectStorm(let workers): "connect storm, \(workers) workers"
         case .idle(let agents): "\(agents) idle agents"
+        case .durable(let senders): "durable sends to offline agents, \(senders) sender(s)"
         }
     }
 
-    /// Whether the scenario runs against `kind` (streams are ACB's alone).
+    /// Whether the scenario runs against `kind` (streams and stored messages are ACB's alone).
     public func runs(on kind: ServerUnderTest.Kind) -> Bool {
-        if case .stream = self { return kind == .acb }
-        return true
+        switch self {
+        case .stream, .durable: kind == .acb
+        default: true
+        }
     }
 }
 

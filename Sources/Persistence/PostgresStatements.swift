@@ -7,12 +7,17 @@ extension PostgresConnection {
     static let rowsPerInsert = 1_000
 
     /// Applies `operations` in order, in one transaction.
+    /// - Parameter replaying: they come from the spool, so some may have been committed already
+    ///   (messages already stored are skipped; plain inserts are cheaper when that cannot be).
     /// - Returns: the audit events of what was committed (queued and acknowledged stored messages).
-    func apply(_ operations: [StoreOperation], now: UInt64) throws(SidecarError) -> [AuditEvent] {
+    func apply(_ operations: [StoreOperation], now: UInt64, replaying: Bool = false) throws(SidecarError)
+        -> [AuditEvent]
+    {
         var queued: [StoredMessage] = []
         var acked: [UInt64] = []
         var deadByReason: [String: [(id: UInt64, attempts: UInt16)]] = [:]
         var unstoredDead: [(StoredMessage, String)] = []
+        var registry: [AuditEvent] = []
         try execute("BEGIN")
         do throws(SidecarError) {
             for operation in operations {
@@ -24,9 +29,13 @@ extension PostgresConnection {
                 case .deadLetter(let message, let reason): unstoredDead.append((message, reason))
                 case .saveAgent(let tenant, let agentID, let record):
                     try saveAgent(tenant: tenant, agentID: agentID, record)
+                    registry.append(
+                        AuditEvent(
+                            kind: record == nil ? "agent.unregistered" : "agent.registered", tenant: tenant,
+                            agentID: agentID, at: now, detail: record.map { ["type": $0.agentType] } ?? [:]))
                 }
             }
-            for chunk in queued.chunked(Self.rowsPerInsert) { try insertMessages(chunk) }
+            for chunk in queued.chunked(Self.rowsPerInsert) { try insertMessages(chunk, skippingKnown: replaying) }
             for chunk in unstoredDead.chunked(Self.rowsPerInsert) { try insertDeadLetters(chunk) }
             var events = queued.map { message in
                 AuditEvent(
@@ -64,7 +73,8 @@ extension PostgresConnection {
                         .text(Self.arrayLiteral(letters.map { "\($0.attempts)" })),
                     ])
             }
-            try insertAudit(events)
+            // The registry's history; the messages' is in their own rows (created, updated, status).
+            try insertAudit(registry)
             try execute("COMMIT")
             return events
         } catch {
@@ -158,7 +168,7 @@ extension PostgresConnection {
             ])
     }
 
-    private func insertMessages(_ messages: ArraySlice<StoredMessage>) throws(SidecarError) {
+    private func insertMessages(_ messages: ArraySlice<StoredMessage>, skippingKnown: Bool) throws(SidecarError) {
         var parameters: [PostgresParameter] = []
         parameters.reserveCapacity(messages.count * 11)
         for message in messages {
@@ -170,12 +180,13 @@ extension PostgresConnection {
             ]
         }
         // A replayed spool may insert a message again: the first copy stands.
+        let conflict = skippingKnown ? "ON CONFLICT (id) DO NOTHING" : ""
         try query(
             """
             INSERT INTO messages (id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at,
                 payload, idempotency_key, attempts)
             VALUES \(Self.rows(messages.count, width: 11, casts: [7: "to_timestamp(%::bigint / 1000.0)"]))
-            ON CONFLICT (id) DO NOTHING
+            \(conflict)
             """, parameters)
     }
 

@@ -3,8 +3,8 @@ import Foundation
 public import Logging
 import NIOConcurrencyHelpers
 
-/// Durable storage on PostgreSQL: messages for offline agents, the registry, dead letters and the
-/// audit log of durable operations. Conforms to the bus's `MessageStore` (see Gateway).
+/// Durable storage on PostgreSQL: messages for offline agents, the registry (with its history in
+/// `audit_log`) and dead letters. Conforms to the bus's `MessageStore` (see Gateway).
 ///
 /// Callers never wait on PostgreSQL: operations go to a bounded queue that one thread of the store
 /// applies in batches, one transaction per batch (group commit: a batch is what arrived while the
@@ -303,12 +303,13 @@ public final class PostgresStore: Sendable {
             guard let last = records.last else { return true }
             let operations = records.compactMap { try? decoder.decode(StoreOperation.self, from: Data($0.record)) }
             do throws(SidecarError) {
-                audit(try connection.apply(operations, now: WallClock.nowMs()))
+                audit(try connection.apply(operations, now: WallClock.nowMs(), replaying: true))
                 spool.commit(through: last.next)
             } catch  where error.connectionLost {
                 return false
             } catch {
-                for operation in operations where (try? connection.apply([operation], now: WallClock.nowMs())) == nil {
+                for operation in operations
+                where (try? connection.apply([operation], now: WallClock.nowMs(), replaying: true)) == nil {
                     logger.error("PostgreSQL refused a spooled write", metadata: ["operation": "\(operation)"])
                 }
                 spool.commit(through: last.next)

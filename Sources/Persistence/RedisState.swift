@@ -10,7 +10,9 @@ import NIOConcurrencyHelpers
 ///   live of ``Settings/presenceTTLMs``, refreshed for every online agent each third of it (so a
 ///   bus that dies leaves no agent online for longer than that).
 /// - Idempotency: `acb:idem:<tenant>/<agent>/<key>` holds a command's result for the bus's
-///   idempotency window; ``idempotencyKeys()`` reads them back at start.
+///   idempotency window; ``idempotencyKeys(url:)`` reads them back at start.
+/// - Uploads: `acb:upload:<tenant>/<agent>/<stream id>` is a hash of `chunks`, `bytes` and
+///   `total` stored so far, for as long as the upload can be resumed.
 ///
 /// While Redis is unreachable, idempotency keys go to an on-disk spool (a ``Journal``) and are
 /// written, in order, when it is back; presence is not spooled (the next refresh rewrites it).
@@ -37,6 +39,8 @@ public final class RedisState: Sendable {
     private enum Write {
         case presence(AgentKey, online: Bool)
         case idempotency([String])
+        /// Not spooled: the next chunk rewrites it.
+        case progress([[String]])
     }
 
     private struct State {
@@ -73,6 +77,17 @@ public final class RedisState: Sendable {
 
     public func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64) {
         submit(.idempotency(["SET", "acb:idem:\(scopedKey)", result, "PX", "\(max(ttlMs, 1))"]))
+    }
+
+    public func uploadProgress(
+        _ agent: AgentKey, streamID: String, chunks: UInt32, bytes: UInt64, of total: UInt64, ttlMs: UInt64
+    ) {
+        let key = "acb:upload:\(agent)/\(streamID)"
+        submit(
+            .progress([
+                ["HSET", key, "chunks", "\(chunks)", "bytes", "\(bytes)", "total", "\(total)"],
+                ["PEXPIRE", key, "\(max(ttlMs, 1))"],
+            ]))
     }
 
     /// The idempotency keys Redis holds: scoped key, result, and milliseconds left to live.
@@ -159,6 +174,7 @@ public final class RedisState: Sendable {
                     commands.append(["SET", "acb:presence:\(key)", "online", "PX", "\(settings.presenceTTLMs)"])
                 case .presence(let key, false): commands.append(["DEL", "acb:presence:\(key)"])
                 case .idempotency(let command): spooled.append(command)
+                case .progress(let progress): commands += progress
                 }
             }
             if let live = connection {

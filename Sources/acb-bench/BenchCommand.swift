@@ -24,6 +24,9 @@ struct BenchCommand: AsyncParsableCommand {
             "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N. Default: all of make bench."
     )
     var scenarios: String?
+    @Option(help: "Measure the audit pipeline alone: this many events into --kafka-brokers, then exit.")
+    var auditEvents: Int?
+    @Option(help: "Kafka bootstrap servers, for --audit-events.") var kafkaBrokers: String?
     @Option(help: "Seconds each timed scenario sends.") var seconds = 5.0
     @Option(help: "Payload bytes per message.") var payload = 256
     @Option(help: "Messages each producer may have in flight.") var window = 1_000
@@ -37,6 +40,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "A server's version for the report, as name=version (repeatable).") var version: [String] = []
 
     func run() async throws {
+        if let auditEvents {
+            guard let brokers = kafkaBrokers else { throw ValidationError("--audit-events needs --kafka-brokers") }
+            let journal = NSTemporaryDirectory() + "acb-bench-audit-\(getpid())"
+            print(try await AuditPipelineBench.run(brokers: brokers, events: auditEvents, journal: journal))
+            return
+        }
         let plan =
             try scenarios.map { list in
                 try list.split(separator: ",").map { name in

@@ -63,9 +63,11 @@ extension SidecarTests {
 
         @Test func aFullSpoolRefusesDurableSendsWithStorageUnavailable() async throws {
             let tenant = TestBus.freshTenant()
+            let spool = Sidecars.scratch()
+            defer { try? FileManager.default.removeItem(atPath: spool) }
             try await TestBus.with({
                 $0.postgresURL = "postgresql://postgres@127.0.0.1:1/acb?connect_timeout=1"  // nothing listens there
-                $0.spoolDirectory = Sidecars.scratch()
+                $0.spoolDirectory = spool
                 $0.spoolBytes = 4_096
             }) { bus in
                 try await Durable.registerOffline("bob", tenant: tenant, on: bus)
@@ -119,6 +121,7 @@ extension SidecarTests {
         @Test func killingTheBusLosesNoQueuedMessageAndNoAcknowledgedAuditEvent() async throws {
             let tenant = TestBus.freshTenant()
             let spool = Sidecars.scratch()
+            defer { try? FileManager.default.removeItem(atPath: spool) }
             var bus = try BusProcess(spool: spool)
             try await Durable.registerOffline("bob", tenant: tenant, on: bus)
             let alice = try await bus.client("alice", tenant: tenant)

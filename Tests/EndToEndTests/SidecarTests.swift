@@ -19,6 +19,7 @@ extension TestBus {
         let postgresURL = postgres ? try Sidecars.postgres() : nil
         let redisURL = redis ? try Sidecars.redis() : nil
         let kafkaBrokers = kafka ? try Sidecars.kafka() : nil
+        defer { try? FileManager.default.removeItem(atPath: spool) }
         try await with(
             {
                 $0.postgresURL = postgresURL

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# What the persistence sidecars cost and carry, measured on this machine (issue 3's targets):
+#   1. p2p:10 between online agents with no sidecars and with all three (PostgreSQL, Redis,
+#      Kafka), alternating, twice each, so the spread between runs shows;
+#   2. durable:10: sends to offline agents, each committed to PostgreSQL before "queued";
+#   3. the audit pipeline alone: --audit-events events journaled and confirmed by the broker.
+# Prints the figures; docs/benchmarks-notes.md records a run of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh
+scripts/sidecars.sh up >/dev/null
+eval "$(scripts/sidecars.sh env)"
+
+seconds=${BENCH_SECONDS:-5}
+events=${BENCH_AUDIT_EVENTS:-2000000}
+secret=${ACB_TOKEN_SECRET:-acb-development-secret-change-me-0001}
+logs=.build/bench
+mkdir -p "$logs"
+swift build -c release
+bin=$(swift build -c release --show-bin-path)
+"$bin/acb" migrate >/dev/null
+
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+# start NAME PORT [serve flags…]: one bus, its pid in $started.
+start() {
+  local name=$1 port=$2
+  shift 2
+  "$bin/acb" serve --port "$port" --token-secret "$secret" --log-level warning \
+    --stream-dir "$logs/streams-$name" "$@" >"$logs/acb-$name.log" 2>&1 &
+  started=$!
+  pids+=("$started")
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.1; done
+  echo "acb ($name) did not start: $logs/acb-$name.log" >&2
+  exit 1
+}
+bench() { "$bin/acb-bench" --token-secret "$secret" --seconds "$seconds" "$@" 2>/dev/null | grep -E '^acb '; }
+
+start plain 7481
+plain=$started
+rm -rf "$logs/spool"
+start sidecars 7482 --postgres-url "$ACB_POSTGRES_URL" --redis-url "$ACB_REDIS_URL" \
+  --kafka-brokers "$ACB_KAFKA_BROKERS" --spool-dir "$logs/spool"
+sidecars=$started
+
+for round in 1 2; do
+  echo "round $round, no sidecars:   $(bench --acb 127.0.0.1:7481 --acb-pid "$plain" --scenarios p2p:10)"
+  echo "round $round, all sidecars:  $(bench --acb 127.0.0.1:7482 --acb-pid "$sidecars" --scenarios p2p:10)"
+done
+echo "durable, all sidecars:   $(bench --acb 127.0.0.1:7482 --acb-pid "$sidecars" --scenarios durable:10)"
+"$bin/acb-bench" --audit-events "$events" --kafka-brokers "$ACB_KAFKA_BROKERS"
