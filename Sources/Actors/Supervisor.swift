@@ -125,12 +125,15 @@ public actor Supervisor {
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
     }
 
-    /// Puts back the registry a store kept, before agents connect.
-    public nonisolated func restoreRegistry(_ agents: [(AgentKey, AgentDescription)]) {
-        for (key, description) in agents {
+    /// Puts back what a store kept: the registry (an agent that registered since keeps its newer
+    /// description), and the last stored message id, which new ids stay above even if the clock
+    /// went back.
+    public nonisolated func restore(agents: [(AgentKey, AgentDescription)], lastMessageID: UInt64) {
+        for (key, description) in agents where !registry.isRegistered(key) {
             registry.register(key, description)
             routing.setCapabilities(description.capabilities, for: key)
         }
+        self.lastMessageID.withLockedValue { $0 = max($0, lastMessageID) }
     }
 
     /// Puts back idempotency keys a ``SharedState`` kept (scoped key, encoded result, time left),

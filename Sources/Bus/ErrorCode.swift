@@ -47,8 +47,9 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
     case `internal` = 21
     /// The receiver refused (NACKed) the delivery on every attempt.
     case rejected = 22
-    /// Durable storage cannot take the message now: its database is unreachable and the local
-    /// spool that stands in for it is full. Retry after the hint.
+    /// Durable storage cannot take the message now: its queue is full, or the database is
+    /// unreachable and the local spool that stands in for it is full, or the audit journal is
+    /// full (the message's audit event would be lost). Retry after the hint.
     case storageUnavailable = 23
 
     /// The code's stable name, as used in JSON bodies and the audit stream.

@@ -1,5 +1,6 @@
 public import Actors
 import Bus
+import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
@@ -40,19 +41,22 @@ public struct BusServer: Sendable {
             } else {
                 LogAuditSink(logger: logger)
             }
-        var agents: [(AgentKey, AgentDescription)] = []
+        var snapshot: PostgresStore.Snapshot?
         let store = try configuration.postgresURL.map { url throws(SidecarError) in
             do throws(SidecarError) {
-                agents = try PostgresStore.open(url: url)
+                snapshot = try PostgresStore.open(url: url)
             } catch  where error.connectionLost {
                 logger.warning(
-                    "degraded: PostgreSQL unreachable at start, the registry starts empty",
+                    "degraded: PostgreSQL unreachable at start; the registry is read once it is back",
                     metadata: ["error": "\(error)"])
             }
             var settings = PostgresStore.Settings(url: url, spoolDirectory: "\(spool)/postgres")
             settings.spoolBytes = configuration.spoolBytes
+            settings.leaseMs =
+                configuration.supervisor.ackTimeoutMs * UInt64(configuration.supervisor.maxDeliveryAttempts)
             return try PostgresStore(
-                settings: settings, logger: logger, audit: { events in for event in events { audit.record(event) } })
+                settings: settings, logger: logger, audit: { events in for event in events { audit.record(event) } },
+                auditIsFull: { auditStream?.isFull ?? false })
         }
         let shared = try configuration.redisURL.map { url throws(SidecarError) in
             var settings = RedisState.Settings(url: url, spoolDirectory: "\(spool)/redis")
@@ -61,7 +65,11 @@ public struct BusServer: Sendable {
         }
         let supervisor = try Supervisor(
             configuration: configuration.supervisor, audit: audit, store: store, shared: shared, logger: logger)
-        supervisor.restoreRegistry(agents)
+        if let snapshot {
+            supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
+        } else if let url = configuration.postgresURL {
+            restoreWhenReachable(url, into: supervisor, logger: logger)
+        }
         if let url = configuration.redisURL {
             do throws(SidecarError) {
                 supervisor.restoreIdempotency(try RedisState.idempotencyKeys(url: url))
@@ -82,6 +90,20 @@ public struct BusServer: Sendable {
         return BusServer(
             supervisor: supervisor, listener: listener, authority: authority, store: store, shared: shared,
             auditStream: auditStream)
+    }
+
+    /// Reads the store's snapshot on a thread of its own, once a second until PostgreSQL answers
+    /// (blocking libpq calls stay off the event loops and the cooperative pool).
+    private static func restoreWhenReachable(_ url: String, into supervisor: Supervisor, logger: Logger) {
+        Thread.detachNewThread {
+            while true {
+                Thread.sleep(forTimeInterval: 1)
+                guard let snapshot = try? PostgresStore.open(url: url) else { continue }
+                supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
+                logger.info("registry read from PostgreSQL", metadata: ["agents": "\(snapshot.agents.count)"])
+                return
+            }
+        }
     }
 
     /// The port agents connect to.

@@ -24,7 +24,16 @@ public struct AuditRecord: Codable, Sendable, Equatable {
 
     /// The Kafka topic of a tenant's audit stream: `acb.<tenant>.audit`, the tenant with every
     /// byte outside `[A-Za-z0-9.-]` written `_XX` (hex), so distinct tenants get distinct topics.
+    /// A name over Kafka's 249 characters keeps its first 200 and ends in `_` and a 64-bit
+    /// FNV-1a hash of the tenant instead.
     public static func topic(tenant: String) -> String {
+        let name = escapedTopic(tenant)
+        guard name.count > 249 else { return name }
+        let hash = tenant.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+        return String(name.prefix(200)) + "_" + String(hash, radix: 16) + ".audit"
+    }
+
+    private static func escapedTopic(_ tenant: String) -> String {
         var name = "acb."
         for byte in tenant.utf8 {
             switch byte {

@@ -92,6 +92,10 @@ public final class AuditStream: Sendable {
     /// Records confirmed by the broker since start.
     public var delivered: Int { status.withLockedValue { $0.delivered } }
 
+    /// Whether the journal is (nearly) full, so events are about to be dropped: the bus then
+    /// refuses durable sends, whose audit events would be lost.
+    public var isFull: Bool { journal.freeBytes < min(1 << 20, settings.journalBytes / 16) }
+
     /// Bytes of events journaled and not yet confirmed by the broker.
     public var pendingBytes: Int { journal.pendingBytes }
 
@@ -166,28 +170,31 @@ public final class AuditStream: Sendable {
                 }
             }
             guard let live = producer else { continue }
-            var full = false
-            for entry in journal.read(from: reading, maxBytes: 1 << 20) {
+            // librdkafka holds at most this many: beyond, wait for confirmations instead of reading.
+            var full = live.queued >= 50_000
+            records: for entry in full ? [] : journal.read(from: reading, maxBytes: 256 << 10) {
                 guard let (topic, key, value) = AuditRecord.parseJournalEntry(entry.record) else {
                     reading = entry.next  // unreadable: skipped, and confirmed with the next good one
                     continue
                 }
-                sequence += 1
                 do throws(SidecarError) {
-                    while try !live.produce(topic: topic, key: key, value: value, sequence: sequence) {
-                        live.poll(timeoutMs: 100)
-                        if status.withLockedValue({ $0.closed }) { break }
+                    guard try live.produce(topic: topic, key: key, value: value, sequence: sequence + 1) else {
+                        full = true  // its queue is full: this record again next round
+                        break records
                     }
                 } catch {
                     inFlight.failure = error.message
-                    break
+                    break records
                 }
+                sequence += 1
                 inFlight.entries.append((sequence, entry.next, false))
                 reading = entry.next
-                full = live.queued >= 50_000
-                if full { break }
+                if live.queued >= 50_000 {
+                    full = true
+                    break records
+                }
             }
-            live.poll(timeoutMs: 0)
+            live.poll(timeoutMs: full ? 50 : 0)
             if let failure = inFlight.failure {
                 // Start over from the first unconfirmed record with a new producer: order is kept
                 // and nothing is skipped (records confirmed twice are duplicates, not losses).
@@ -197,6 +204,7 @@ public final class AuditStream: Sendable {
                 producer = nil
                 inFlight.entries.removeAll()
                 inFlight.head = 0
+                inFlight.confirmedCount = 0
                 inFlight.failure = nil
                 reading = journal.committed
                 usleep(500_000)

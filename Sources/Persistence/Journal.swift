@@ -31,6 +31,8 @@ public final class Journal: Sendable {
 
     private struct Tail {
         var descriptor: Int32
+        /// Held open with an exclusive lock: one process per journal.
+        var lock: Int32
         var end: Position
         /// Bytes in segment files, committed or not.
         var bytes: Int
@@ -49,6 +51,13 @@ public final class Journal: Sendable {
         self.segmentBytes = segmentBytes
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let lock = open("\(directory)/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+                if lock >= 0 { close(lock) }
+                throw SidecarError(
+                    message: "journal \(directory) is in use by another process (choose another --spool-dir)",
+                    connectionLost: false)
+            }
             let segments = try FileManager.default.contentsOfDirectory(atPath: directory)
                 .compactMap { $0.hasSuffix(".seg") ? UInt64($0.dropLast(4)) : nil }.sorted()
             var committed = Self.readCursor(directory) ?? Position(segment: segments.first ?? 1, offset: 0)
@@ -69,10 +78,11 @@ public final class Journal: Sendable {
                 throw SidecarError(message: "cannot open journal segment in \(directory)", connectionLost: false)
             }
             bytes += validEnd
+            let end = Position(segment: last, offset: validEnd)
+            // A cursor past the end (a segment cut short by a power cut) would wait for ever.
+            if end < committed { committed = end }
             tail = NIOLockedValueBox(
-                Tail(
-                    descriptor: descriptor, end: Position(segment: last, offset: validEnd), bytes: bytes,
-                    committed: committed))
+                Tail(descriptor: descriptor, lock: lock, end: end, bytes: bytes, committed: committed))
         } catch let error as SidecarError {
             throw error
         } catch {
@@ -80,7 +90,12 @@ public final class Journal: Sendable {
         }
     }
 
-    deinit { tail.withLockedValue { _ = close($0.descriptor) } }
+    deinit {
+        tail.withLockedValue { tail in
+            close(tail.descriptor)
+            close(tail.lock)
+        }
+    }
 
     /// Appends records, in order, with one write. - Throws: ``Full`` (nothing appended) or an I/O error.
     public func append(_ records: [[UInt8]]) throws {
@@ -126,6 +141,9 @@ public final class Journal: Sendable {
     /// The position after the last record appended.
     public var end: Position { tail.withLockedValue { $0.end } }
 
+    /// Bytes that may still be appended.
+    public var freeBytes: Int { tail.withLockedValue { capacity - $0.bytes } }
+
     /// Whether every record was committed.
     public var isEmpty: Bool { tail.withLockedValue { $0.committed == $0.end } }
 
@@ -160,8 +178,13 @@ public final class Journal: Sendable {
                 // The next record is larger than the budget: read that one record whole.
                 guard records.isEmpty, chunk.count >= 4 else { break }
                 let length = chunk[0..<4].reduce(0) { ($0 << 8) | Int($1) }
-                guard 4 + length > budget, 4 + length <= limit - position.offset else { break }
-                budget = 4 + length
+                if 4 + length > budget, 4 + length <= limit - position.offset {
+                    budget = 4 + length
+                    continue
+                }
+                // A length past the segment's end: the rest of it is damaged. Skip to the next one.
+                guard position.segment < end.segment else { break }
+                position = Position(segment: position.segment + 1, offset: 0)
                 continue
             }
             position.offset += index

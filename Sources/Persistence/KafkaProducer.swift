@@ -59,6 +59,7 @@ final class KafkaProducer {
             reports.handler(sequence, failure)
         }
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &error, error.count) else {
+            rd_kafka_conf_destroy(configuration)  // taken over only on success
             throw SidecarError(message: "cannot create a Kafka producer: \(Self.text(error))", connectionLost: false)
         }
         self.handle = handle

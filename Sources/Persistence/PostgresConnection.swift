@@ -6,8 +6,23 @@ import Foundation
 public struct SidecarError: Error, CustomStringConvertible {
     public var message: String
     public var connectionLost: Bool
+    /// PostgreSQL's SQLSTATE of a refused statement.
+    public var sqlState: String?
+
+    public init(message: String, connectionLost: Bool, sqlState: String? = nil) {
+        self.message = message
+        self.connectionLost = connectionLost
+        self.sqlState = sqlState
+    }
 
     public var description: String { message }
+
+    /// Whether trying the same statement again would fail again: bad data (class 22), a
+    /// violated constraint (23) or a statement the schema does not fit (42). Anything else, a
+    /// serialization failure, a full disk, a server shutting down or read-only, is worth retrying.
+    public var isPermanent: Bool {
+        !connectionLost && ["22", "23", "42"].contains(sqlState?.prefix(2) ?? "")
+    }
 }
 
 /// A parameter of a PostgreSQL statement: text (PostgreSQL casts it to the column's type) or bytes.
@@ -21,9 +36,19 @@ enum PostgresParameter {
 final class PostgresConnection {
     private let handle: OpaquePointer
 
-    /// Connects to `url` (a libpq connection string or `postgresql://` URI).
+    /// Connects to `url` (a libpq connection string or `postgresql://` URI). Unless the URL says
+    /// otherwise, connecting gives up after 5 s and TCP keepalives find a dead server within about
+    /// 30 s, so the store's thread never waits on PostgreSQL without end.
     init(url: String) throws(SidecarError) {
-        guard let handle = PQconnectdb(url) else {
+        // The URL comes last: what it sets overrides these defaults (expand_dbname).
+        let keywords = [
+            "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "dbname",
+        ]
+        let values = ["5", "1", "10", "5", "4", url]
+        let handle = Self.withArrayOfCStrings(keywords) { keywords in
+            Self.withArrayOfCStrings(values) { values in PQconnectdbParams(keywords, values, 1) }
+        }
+        guard let handle else {
             throw SidecarError(message: "libpq could not allocate a connection", connectionLost: true)
         }
         self.handle = handle
@@ -91,10 +116,21 @@ final class PostgresConnection {
             return PostgresRows(result)
         default:
             let message = String(cString: PQresultErrorMessage(result))
+            let sqlState = PQresultErrorField(result, 67 /* PG_DIAG_SQLSTATE, 'C' */).map { String(cString: $0) }
             PQclear(result)
             throw SidecarError(
-                message: message.trimmingCharacters(in: .whitespacesAndNewlines), connectionLost: !isOpen)
+                message: message.trimmingCharacters(in: .whitespacesAndNewlines), connectionLost: !isOpen,
+                sqlState: sqlState)
         }
+    }
+
+    /// `body` gets a NUL-terminated array of C strings that lives through the call.
+    private static func withArrayOfCStrings<R>(
+        _ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R
+    ) -> R {
+        let copies = strings.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        return body(copies.map { UnsafePointer($0) } + [nil])
     }
 
     private static func errorMessage(_ handle: OpaquePointer) -> String {

@@ -83,21 +83,27 @@ extension PostgresConnection {
         }
     }
 
-    /// Hands out up to `limit` messages of the receiver's backlog, oldest first, counting an attempt for each.
-    func backlog(of agent: AgentKey, resuming: Bool, limit: Int) throws(SidecarError) -> [StoredMessage] {
+    /// Hands out up to `limit` messages of the receiver's backlog, oldest first, counting an attempt
+    /// for each: those never handed out, and those handed out more than `leaseMs` ago and never
+    /// settled (their session went without saying), or with `resuming` every one handed out.
+    func backlog(of agent: AgentKey, resuming: Bool, limit: Int, leaseMs: UInt64) throws(SidecarError)
+        -> [StoredMessage]
+    {
         let rows = try query(
             """
             UPDATE messages SET status = 'delivered', attempts = attempts + 1, updated_at = now()
             WHERE id IN (
                 SELECT id FROM messages
-                WHERE tenant_id = $1 AND to_agent = $2 AND status = ANY($3::text[]) AND expires_at > now()
+                WHERE tenant_id = $1 AND to_agent = $2 AND expires_at > now()
+                    AND (status = 'queued' OR (status = 'delivered'
+                        AND ($3 OR updated_at < now() - make_interval(secs => $5::bigint / 1000.0))))
                 ORDER BY id LIMIT $4 FOR UPDATE)
             RETURNING id, from_agent, kind, subject, deadline_ms, (extract(epoch FROM expires_at) * 1000)::bigint,
                 payload, coalesce(idempotency_key, ''), attempts - 1
             """,
             [
                 .text(agent.tenant), .text(agent.agentID),
-                .text(resuming ? "{queued,delivered}" : "{queued}"), .text("\(limit)"),
+                .text(resuming ? "true" : "false"), .text("\(limit)"), .text("\(leaseMs)"),
             ])
         return (0..<rows.count).map { row in
             StoredMessage(
@@ -109,19 +115,21 @@ extension PostgresConnection {
         }.sorted { $0.id < $1.id }
     }
 
-    /// Dead-letters stored messages past their expiry (reason `deadline_exceeded`).
+    /// Dead-letters stored messages past their expiry (reason `deadline_exceeded`), except those
+    /// a session may still be delivering (handed out less than `leaseMs` ago).
     /// - Returns: their audit events.
-    func expireBacklog(now: UInt64) throws(SidecarError) -> [AuditEvent] {
+    func expireBacklog(now: UInt64, leaseMs: UInt64) throws(SidecarError) -> [AuditEvent] {
         let rows = try query(
             """
             WITH dead AS (
                 UPDATE messages SET status = 'dead_lettered', last_error = 'deadline_exceeded', updated_at = now()
-                WHERE status IN ('queued', 'delivered') AND expires_at <= now()
+                WHERE expires_at <= now() AND (status = 'queued' OR (status = 'delivered'
+                    AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0)))
                 RETURNING id, tenant_id, to_agent, from_agent, attempts, payload)
             INSERT INTO dead_letters (message_id, tenant_id, to_agent, from_agent, reason, attempts, payload)
             SELECT id, tenant_id, to_agent, from_agent, 'deadline_exceeded', attempts, payload FROM dead
             RETURNING tenant_id, to_agent, from_agent, message_id, attempts
-            """)
+            """, [.text("\(leaseMs)")])
         return (0..<rows.count).map { row in
             AuditEvent(
                 kind: "message.dead_lettered", tenant: rows.string(row, 0), agentID: rows.string(row, 1), at: now,

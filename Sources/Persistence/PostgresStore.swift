@@ -32,6 +32,10 @@ public final class PostgresStore: Sendable {
         public var maxBatch = 4_096
         /// How often stored messages past their expiry are dead-lettered, in ms.
         public var sweepMs: UInt64 = 1_000
+        /// How long a handed-out message belongs to the session it went to: after that, unsettled,
+        /// it is handed out again (its session ended without saying). The bus sets it to its ack
+        /// timeout times its delivery attempts.
+        public var leaseMs: UInt64 = 150_000
 
         public init(url: String, spoolDirectory: String) {
             self.url = url
@@ -68,16 +72,22 @@ public final class PostgresStore: Sendable {
     private let finished = ConditionLock(value: 0)
     private let spool: Journal
     private let audit: @Sendable ([AuditEvent]) -> Void
+    private let auditIsFull: @Sendable () -> Bool
     private let logger: Logger
 
     /// Opens the spool and starts the store's thread, which connects (and reconnects, with backoff) by itself.
-    /// - Parameter audit: receives the audit events of committed operations, from the store's thread.
-    public init(settings: Settings, logger: Logger, audit: @escaping @Sendable ([AuditEvent]) -> Void)
-        throws(SidecarError)
-    {
+    /// - Parameters:
+    ///   - audit: receives the audit events of committed operations, from the store's thread.
+    ///   - auditIsFull: whether the audit stream can take no more events: enqueues are then
+    ///     refused, since their `message.queued` events would be lost.
+    public init(
+        settings: Settings, logger: Logger, audit: @escaping @Sendable ([AuditEvent]) -> Void,
+        auditIsFull: @escaping @Sendable () -> Bool = { false }
+    ) throws(SidecarError) {
         self.settings = settings
         self.logger = logger
         self.audit = audit
+        self.auditIsFull = auditIsFull
         self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
         Thread.detachNewThread { [self] in run() }
     }
@@ -91,12 +101,21 @@ public final class PostgresStore: Sendable {
     /// Writes dropped because the queue and spool were full.
     public var dropped: Int { state.withLockedValue { $0.dropped } }
 
-    /// Checks that `url`'s schema is the one this build expects, and returns the registered agents.
+    /// What the bus reads back at start.
+    public struct Snapshot: Sendable {
+        /// Every registered agent.
+        public var agents: [(AgentKey, AgentDescription)]
+        /// The highest stored message id: new ids must be above it.
+        public var lastMessageID: UInt64
+    }
+
+    /// Checks that `url`'s schema is the one this build expects, and reads the ``Snapshot``.
     /// - Throws: when the database cannot be reached, or its schema is behind (run `acb migrate`).
-    public static func open(url: String) throws(SidecarError) -> [(AgentKey, AgentDescription)] {
+    public static func open(url: String) throws(SidecarError) -> Snapshot {
         let connection = try PostgresConnection(url: url)
         try checkSchema(connection)
-        return try connection.agents()
+        let last = try connection.query("SELECT coalesce(max(id), 0) FROM messages")
+        return Snapshot(agents: try connection.agents(), lastMessageID: UInt64(last.integer(0, 0)))
     }
 
     private static func checkSchema(_ connection: PostgresConnection) throws(SidecarError) {
@@ -110,6 +129,7 @@ public final class PostgresStore: Sendable {
     }
 
     public func enqueue(_ message: StoredMessage, done: @escaping @Sendable (BusError?) -> Void) {
+        guard !auditIsFull() else { return done(Self.unavailable("the audit journal is full")) }
         submit(Write(operation: .enqueue(message), done: done))
     }
 
@@ -213,7 +233,10 @@ public final class PostgresStore: Sendable {
                     continue
                 }
                 do throws(SidecarError) {
-                    read.done(.success(try live.backlog(of: read.agent, resuming: read.resuming, limit: read.limit)))
+                    read.done(
+                        .success(
+                            try live.backlog(
+                                of: read.agent, resuming: read.resuming, limit: read.limit, leaseMs: settings.leaseMs)))
                 } catch {
                     if error.connectionLost { connection = nil }
                     read.done(.failure(Self.unavailable(error.message)))
@@ -222,7 +245,7 @@ public final class PostgresStore: Sendable {
             if let live = connection, spool.isEmpty, now >= lastSweep + settings.sweepMs {
                 lastSweep = now
                 do throws(SidecarError) {
-                    audit(try live.expireBacklog(now: WallClock.nowMs()))
+                    audit(try live.expireBacklog(now: WallClock.nowMs(), leaseMs: settings.leaseMs))
                 } catch {
                     if error.connectionLost { connection = nil }
                 }
@@ -258,22 +281,25 @@ public final class PostgresStore: Sendable {
             audit(try connection.apply(writes.map(\.operation), now: WallClock.nowMs()))
             for write in writes { write.done?(nil) }
             return true
-        } catch  where error.connectionLost {
-            logger.warning("lost PostgreSQL, spooling writes", metadata: ["error": "\(error.message)"])
-            // It may have committed before the connection went: replaying it is harmless (inserts
-            // of a known id are skipped, settlements are idempotent).
+        } catch  where !error.isPermanent {
+            // Lost, or refused for now (a serialization failure, a full disk, a shutdown): spooled,
+            // and applied after reconnecting. It may have committed before the connection went:
+            // replaying skips messages already stored, and settlements are idempotent.
+            logger.warning("PostgreSQL failed a batch, spooling writes", metadata: ["error": "\(error.message)"])
             toSpool(writes)
             return false
         } catch {
             // One bad write must not sink the others: apply them one by one.
-            for write in writes {
+            for (index, write) in writes.enumerated() {
                 do throws(SidecarError) {
                     audit(try connection.apply([write.operation], now: WallClock.nowMs()))
                     write.done?(nil)
+                } catch  where !error.isPermanent {
+                    toSpool(Array(writes[index...]))
+                    return false
                 } catch {
                     logger.error("PostgreSQL refused a write", metadata: ["error": "\(error.message)"])
                     write.done?(BusError(.internal, "storing failed: \(error.message)"))
-                    if error.connectionLost { return false }
                 }
             }
             return true
@@ -295,24 +321,39 @@ public final class PostgresStore: Sendable {
         }
     }
 
-    /// Applies the spool in order, a batch per transaction. - Returns: false if the connection was lost.
+    /// Applies the spool in order, a batch per transaction, committing the spool only past what
+    /// PostgreSQL took. - Returns: false if PostgreSQL was lost or refused for now (try later).
     private func replaySpool(on connection: PostgresConnection) -> Bool {
         let decoder = JSONDecoder()
         while true {
             let records = spool.read(from: spool.committed, maxBytes: 4 << 20)
             guard let last = records.last else { return true }
-            let operations = records.compactMap { try? decoder.decode(StoreOperation.self, from: Data($0.record)) }
+            let operations = records.map { try? decoder.decode(StoreOperation.self, from: Data($0.record)) }
             do throws(SidecarError) {
-                audit(try connection.apply(operations, now: WallClock.nowMs(), replaying: true))
+                audit(try connection.apply(operations.compactMap { $0 }, now: WallClock.nowMs(), replaying: true))
                 spool.commit(through: last.next)
-            } catch  where error.connectionLost {
+            } catch  where !error.isPermanent {
                 return false
             } catch {
-                for operation in operations
-                where (try? connection.apply([operation], now: WallClock.nowMs(), replaying: true)) == nil {
-                    logger.error("PostgreSQL refused a spooled write", metadata: ["operation": "\(operation)"])
+                // A write PostgreSQL will never take must not hold back the rest: one by one, logging
+                // and skipping what it refuses for good, stopping (and keeping the rest) otherwise.
+                for (record, operation) in zip(records, operations) {
+                    do throws(SidecarError) {
+                        guard let operation else {
+                            throw SidecarError(message: "unreadable", connectionLost: false, sqlState: "22000")
+                        }
+                        audit(try connection.apply([operation], now: WallClock.nowMs(), replaying: true))
+                    } catch  where !error.isPermanent {
+                        return false
+                    } catch {
+                        logger.error(
+                            "PostgreSQL refused a spooled write for good; skipped",
+                            metadata: [
+                                "operation": "\(operation.map { "\($0)" } ?? "unreadable")", "error": "\(error)",
+                            ])
+                    }
+                    spool.commit(through: record.next)
                 }
-                spool.commit(through: last.next)
             }
             if spool.isEmpty { logger.info("spool applied to PostgreSQL") }
         }

@@ -125,7 +125,7 @@ extension SidecarTests {
             #expect(
                 (0..<tables.count).map { tables.string($0, 0) }
                     == ["agents", "audit_log", "contexts", "dead_letters", "messages", "schema_migrations"])
-            #expect(try PostgresStore.open(url: url).isEmpty)
+            #expect(try PostgresStore.open(url: url).agents.isEmpty)
             #expect(migrator.latestVersion == PostgresStore.schemaVersion)
         }
 
