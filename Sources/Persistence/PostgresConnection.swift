@@ -116,7 +116,8 @@ final class PostgresConnection {
             return PostgresRows(result)
         default:
             let message = String(cString: PQresultErrorMessage(result))
-            let sqlState = PQresultErrorField(result, 67 /* PG_DIAG_SQLSTATE, 'C' */).map { String(cString: $0) }
+            let diagnosticSQLState: Int32 = 67  // PG_DIAG_SQLSTATE, the character 'C'
+            let sqlState = PQresultErrorField(result, diagnosticSQLState).map { String(cString: $0) }
             PQclear(result)
             throw SidecarError(
                 message: message.trimmingCharacters(in: .whitespacesAndNewlines), connectionLost: !isOpen,
