@@ -83,6 +83,11 @@ port_free() {
 if [ "$(id -u)" -eq 0 ]; then pg_user=postgres; else pg_user=$(id -un); fi
 # From /, which that user can enter whatever the caller's folder.
 pg_as() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+# Runs a server with SIGTERM and SIGINT at their defaults: a caller that ignores them (as a Swift
+# test process that handles signals through Dispatch does) would pass that on through exec, and
+# the server would then ignore `stop`.
+# shellcheck disable=SC2054  # the comma is part of one argument
+default_signals=(env --default-signal=TERM,INT)
 pg_home() { if [ -e "$sc/postgres" ]; then (cd "$sc/postgres" && pwd -P); else echo "$sc/postgres"; fi; }
 make_pg_home() {
   [ ! -e "$sc/postgres" ] || return 0
@@ -124,7 +129,7 @@ start_postgres() {
     printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\n" \
       "$pg_port" "$home/socket" | pg_as tee "$home/data/sidecar.conf" >/dev/null
     # No -l: the server logs to the stdout this shell opens, a file its user may not reach.
-    pg_as "$pg_bin/pg_ctl" -D "$home/data" -s -w -t "$timeout" start >>"$log" 2>&1 ||
+    pg_as "${default_signals[@]}" "$pg_bin/pg_ctl" -D "$home/data" -s -w -t "$timeout" start >>"$log" 2>&1 ||
       die "postgres did not start; its log is $log"
   fi
   wait_until postgres "$log" pg_ready
@@ -168,7 +173,7 @@ start_redis() {
     port_free redis "$redis_port" REDIS
     mkdir -p "$sc/redis"
     # Append-only file fsynced every second: at most a second of writes lost in a crash.
-    redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$sc/redis" \
+    "${default_signals[@]}" redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$sc/redis" \
       --appendonly yes --appendfsync everysec \
       --daemonize yes --pidfile "$run/redis.pid" --logfile "$log" ||
       die "redis-server did not start; its log is $log"
@@ -213,7 +218,7 @@ start_kafka() {
   if ! kafka_up; then
     port_free kafka "$kafka_port" KAFKA
     # Its own session, so that a Ctrl-C meant for the caller does not reach it.
-    setsid "$(tansu_bin)" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+    "${default_signals[@]}" setsid "$(tansu_bin)" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
       --advertised-listener-url "tcp://127.0.0.1:$kafka_port" </dev/null >>"$log" 2>&1 &
     echo $! >"$run/kafka.pid"
   fi
