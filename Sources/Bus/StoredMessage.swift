@@ -1,4 +1,8 @@
+import Foundation
+
 /// A message the bus keeps durably for an offline receiver until it is acknowledged.
+///
+/// Codable with the payload as `Data` (base64 in JSON, not an array of numbers), for spools.
 public struct StoredMessage: Sendable, Equatable, Codable {
     /// The bus's id: time-ordered, so a receiver's backlog is delivered in id order.
     public var id: UInt64
@@ -34,5 +38,38 @@ public struct StoredMessage: Sendable, Equatable, Codable {
         self.payload = payload
         self.idempotencyKey = idempotencyKey
         self.attempts = attempts
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, tenant, to, from, kind, subject, deadline, expiresAt, payload, idempotencyKey, attempts
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try values.decode(UInt64.self, forKey: .id), tenant: try values.decode(String.self, forKey: .tenant),
+            to: try values.decode(String.self, forKey: .to), from: try values.decode(String.self, forKey: .from),
+            kind: DeliveryKind(rawValue: try values.decode(UInt8.self, forKey: .kind)) ?? .direct,
+            subject: try values.decode(String.self, forKey: .subject),
+            deadline: try values.decodeIfPresent(UInt64.self, forKey: .deadline),
+            expiresAt: try values.decode(UInt64.self, forKey: .expiresAt),
+            payload: Array(try values.decode(Data.self, forKey: .payload)),
+            idempotencyKey: try values.decode(String.self, forKey: .idempotencyKey),
+            attempts: try values.decode(UInt16.self, forKey: .attempts))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var values = encoder.container(keyedBy: CodingKeys.self)
+        try values.encode(id, forKey: .id)
+        try values.encode(tenant, forKey: .tenant)
+        try values.encode(to, forKey: .to)
+        try values.encode(from, forKey: .from)
+        try values.encode(kind, forKey: .kind)
+        try values.encode(subject, forKey: .subject)
+        try values.encodeIfPresent(deadline, forKey: .deadline)
+        try values.encode(expiresAt, forKey: .expiresAt)
+        try values.encode(Data(payload), forKey: .payload)
+        try values.encode(idempotencyKey, forKey: .idempotencyKey)
+        try values.encode(attempts, forKey: .attempts)
     }
 }

@@ -14,9 +14,9 @@ import NIOConcurrencyHelpers
 /// While PostgreSQL is unreachable, writes go to an on-disk spool (a ``Journal``) instead, and an
 /// enqueue is complete once spooled; when the database is back, the spool is applied in order
 /// before anything newer. Reads fail with `storage_unavailable` meanwhile (the bus retries them).
-/// Full queue: an enqueue is refused with `storage_unavailable`; other writes are taken up to twice
-/// the queue's capacity, then dropped and counted in ``dropped`` (an acknowledgement dropped so is
-/// delivered again after a restart). Full spool: the same.
+/// Full queue (in count or payload bytes): an enqueue is refused with `storage_unavailable`; other
+/// writes are taken up to twice the queue's bounds, then dropped and counted in ``dropped`` (an
+/// acknowledgement dropped so is delivered again after a restart). Full spool: the same.
 public final class PostgresStore: Sendable {
     /// How the store connects and how far it may queue and spool.
     public struct Settings: Sendable {
@@ -28,6 +28,8 @@ public final class PostgresStore: Sendable {
         public var spoolBytes = 1 << 30
         /// Most writes waiting in memory for the next batch.
         public var queueCapacity = 65_536
+        /// Most payload bytes those writes may hold.
+        public var queueBytes = 256 << 20
         /// Most writes per transaction.
         public var maxBatch = 4_096
         /// How often stored messages past their expiry are dead-lettered, in ms.
@@ -49,6 +51,14 @@ public final class PostgresStore: Sendable {
     private struct Write {
         var operation: StoreOperation
         var done: (@Sendable (BusError?) -> Void)?
+
+        /// Payload bytes it holds in memory.
+        var bytes: Int {
+            switch operation {
+            case .enqueue(let message), .deadLetter(let message, _): message.payload.count
+            case .settle, .saveAgent: 0
+            }
+        }
     }
 
     private struct Read {
@@ -60,6 +70,8 @@ public final class PostgresStore: Sendable {
 
     private struct State {
         var writes: [Write] = []
+        /// Payload bytes of `writes`.
+        var bytes = 0
         var reads: [Read] = []
         var closed = false
         var connected = false
@@ -172,12 +184,17 @@ public final class PostgresStore: Sendable {
 
     private func submit(_ write: Write) {
         let accepted = state.withLockedValue { state in
-            let bound = write.done == nil ? 2 * settings.queueCapacity : settings.queueCapacity
-            guard !state.closed, state.writes.count < bound else {
+            // Writes nobody waits for (settlements, registrations) get twice the room of enqueues,
+            // which can be refused and retried.
+            let scale = write.done == nil ? 2 : 1
+            guard !state.closed, state.writes.count < scale * settings.queueCapacity,
+                state.bytes + write.bytes <= scale * settings.queueBytes
+            else {
                 if write.done == nil { state.dropped += 1 }
                 return false
             }
             state.writes.append(write)
+            state.bytes += write.bytes
             return true
         }
         guard accepted else {
@@ -211,6 +228,7 @@ public final class PostgresStore: Sendable {
             let (writes, reads, closed) = state.withLockedValue { state in
                 let writes = Array(state.writes.prefix(settings.maxBatch))
                 state.writes.removeFirst(writes.count)
+                state.bytes -= writes.reduce(0) { $0 + $1.bytes }
                 if !state.writes.isEmpty { signal.signal() }
                 defer { state.reads.removeAll() }
                 return (writes, state.reads, state.closed && state.writes.isEmpty)
