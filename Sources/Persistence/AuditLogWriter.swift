@@ -17,8 +17,7 @@ public final class AuditLogWriter: Sendable {
     public let path: String
     public let capacity: Int
     private let queue = NIOLockedValueBox(Queue())
-    private let signal = Wakeup()
-    private let finished = ConditionLock(value: 0)
+    private let worker = WorkerThread()
     private let handle: FileHandle
 
     /// Opens `path` for appending (creating it) and starts the writer thread.
@@ -34,7 +33,7 @@ public final class AuditLogWriter: Sendable {
         self.path = path
         self.capacity = capacity
         self.handle = handle
-        Thread.detachNewThread { [self] in writeLoop() }
+        worker.start { [self] in writeLoop() }
     }
 
     /// Queues an event. - Returns: false if the queue was full and the event was dropped.
@@ -59,19 +58,18 @@ public final class AuditLogWriter: Sendable {
     public func close() {
         queue.withLockedValue { $0.closed = true }
         wake()
-        finished.lock(whenValue: 1)
-        finished.unlock()
+        worker.join()
     }
 
     private func wake() {
-        signal.signal()
+        worker.wake()
     }
 
     private func writeLoop() {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         while true {
-            signal.wait()
+            worker.sleep()
             let (events, closed) = queue.withLockedValue { queue in
                 defer { queue.events.removeAll(keepingCapacity: true) }
                 return (queue.events, queue.closed)
@@ -88,7 +86,5 @@ public final class AuditLogWriter: Sendable {
             if closed { break }
         }
         try? handle.close()
-        finished.lock()
-        finished.unlock(withValue: 1)
     }
 }

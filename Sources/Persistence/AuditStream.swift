@@ -41,8 +41,7 @@ public final class AuditStream: Sendable {
     public let settings: Settings
     private let journal: Journal
     private let status = NIOLockedValueBox(Status())
-    private let signal = Wakeup()
-    private let finished = ConditionLock(value: 0)
+    private let worker = WorkerThread()
     private let logger: Logger
     /// Makes record ids unique across runs: the start time, in ms.
     private let runID = WallClock.nowMs()
@@ -53,7 +52,7 @@ public final class AuditStream: Sendable {
         self.settings = settings
         self.logger = logger
         self.journal = try Journal(directory: settings.journalDirectory, capacity: settings.journalBytes)
-        Thread.detachNewThread { [self] in relay() }
+        worker.start { [self] in relay() }
     }
 
     /// Journals one event. Never waits for Kafka.
@@ -71,7 +70,7 @@ public final class AuditStream: Sendable {
         }
         do {
             try journal.append(records)
-            signal.signal()
+            worker.wake()
         } catch {
             let dropped = status.withLockedValue { status in
                 status.dropped += events.count
@@ -108,9 +107,8 @@ public final class AuditStream: Sendable {
         let deadline = MonotonicClock.nowMs() + timeoutMs
         while !journal.isEmpty, MonotonicClock.nowMs() < deadline { usleep(10_000) }
         status.withLockedValue { $0.closed = true }
-        signal.signal()
-        finished.lock(whenValue: 1)
-        finished.unlock()
+        worker.wake()
+        worker.join()
     }
 
     // MARK: - The relay thread
@@ -226,7 +224,7 @@ public final class AuditStream: Sendable {
             }
             if !full, reading == journal.end {
                 // Caught up: wait for new events (or delivery reports, served by poll).
-                signal.wait(seconds: inFlight.isEmpty ? 0.2 : 0.005)
+                worker.sleep(seconds: inFlight.isEmpty ? 0.2 : 0.005)
                 live.poll(timeoutMs: inFlight.isEmpty ? 0 : 5)
             }
         }
@@ -234,8 +232,6 @@ public final class AuditStream: Sendable {
             _ = producer.flush(timeoutMs: 2_000)
             if let position = inFlight.advance() { journal.commit(through: position) }
         }
-        finished.lock()
-        finished.unlock(withValue: 1)
     }
 }
 

@@ -80,8 +80,7 @@ public final class PostgresStore: Sendable {
 
     public let settings: Settings
     private let state = NIOLockedValueBox(State())
-    private let signal = Wakeup()
-    private let finished = ConditionLock(value: 0)
+    private let worker = WorkerThread()
     private let spool: Journal
     private let audit: @Sendable ([AuditEvent]) -> Void
     private let auditIsFull: @Sendable () -> Bool
@@ -101,7 +100,7 @@ public final class PostgresStore: Sendable {
         self.audit = audit
         self.auditIsFull = auditIsFull
         self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
-        Thread.detachNewThread { [self] in run() }
+        worker.start { [self] in run() }
     }
 
     /// Whether the store is connected to PostgreSQL (false: degraded, writes are spooled).
@@ -178,8 +177,7 @@ public final class PostgresStore: Sendable {
     public func close() {
         state.withLockedValue { $0.closed = true }
         wake()
-        finished.lock(whenValue: 1)
-        finished.unlock()
+        worker.join()
     }
 
     private func submit(_ write: Write) {
@@ -209,7 +207,7 @@ public final class PostgresStore: Sendable {
     }
 
     private func wake() {
-        signal.signal()
+        worker.wake()
     }
 
     private static func unavailable(_ why: String) -> BusError {
@@ -220,24 +218,22 @@ public final class PostgresStore: Sendable {
 
     private func run() {
         var connection: PostgresConnection?
-        var backoffMs: UInt64 = 100
-        var nextAttempt: UInt64 = 0
+        var reconnect = Reconnect()
         var lastSweep: UInt64 = 0
         while true {
-            signal.wait(seconds: 0.25)
+            worker.sleep(seconds: 0.25)
             let (writes, reads, closed) = state.withLockedValue { state in
                 let writes = Array(state.writes.prefix(settings.maxBatch))
                 state.writes.removeFirst(writes.count)
                 state.bytes -= writes.reduce(0) { $0 + $1.bytes }
-                if !state.writes.isEmpty { signal.signal() }
+                if !state.writes.isEmpty { worker.wake() }
                 defer { state.reads.removeAll() }
                 return (writes, state.reads, state.closed && state.writes.isEmpty)
             }
             let now = MonotonicClock.nowMs()
-            if connection == nil, now >= nextAttempt {
-                connection = connect(reportFailure: backoffMs == 100)
-                backoffMs = connection == nil ? min(backoffMs * 2, 5_000) : 100
-                nextAttempt = now + backoffMs
+            if connection == nil, reconnect.isDue(now: now) {
+                connection = connect(reportFailure: reconnect.isFirstFailure)
+                reconnect.attempted(succeeded: connection != nil, now: now)
             }
             if let live = connection, spool.isEmpty {
                 if !applyDirectly(writes, on: live) { connection = nil }
@@ -271,8 +267,6 @@ public final class PostgresStore: Sendable {
             state.withLockedValue { $0.connected = connection != nil }
             if closed, connection == nil || spool.isEmpty { break }
         }
-        finished.lock()
-        finished.unlock(withValue: 1)
     }
 
     /// - Parameter reportFailure: log a failure (the first of a run of failed attempts).

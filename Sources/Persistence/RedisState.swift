@@ -53,8 +53,7 @@ public final class RedisState: Sendable {
 
     public let settings: Settings
     private let state = NIOLockedValueBox(State())
-    private let signal = Wakeup()
-    private let finished = ConditionLock(value: 0)
+    private let worker = WorkerThread()
     private let spool: Journal
     private let logger: Logger
 
@@ -62,7 +61,7 @@ public final class RedisState: Sendable {
         self.settings = settings
         self.logger = logger
         self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
-        Thread.detachNewThread { [self] in run() }
+        worker.start { [self] in run() }
     }
 
     public var isConnected: Bool { state.withLockedValue { $0.connected } }
@@ -122,8 +121,7 @@ public final class RedisState: Sendable {
     public func close() {
         state.withLockedValue { $0.closed = true }
         wake()
-        finished.lock(whenValue: 1)
-        finished.unlock()
+        worker.join()
     }
 
     private func submit(_ write: Write) {
@@ -139,31 +137,29 @@ public final class RedisState: Sendable {
     }
 
     private func wake() {
-        signal.signal()
+        worker.wake()
     }
 
     // MARK: - The Redis thread
 
     private func run() {
         var connection: RedisConnection?
-        var backoffMs: UInt64 = 100
-        var nextAttempt: UInt64 = 0
+        var reconnect = Reconnect()
         var lastRefresh: UInt64 = 0
         while true {
-            signal.wait(seconds: 0.25)
+            worker.sleep(seconds: 0.25)
             let (writes, closed) = state.withLockedValue { state in
                 defer { state.writes.removeAll() }
                 return (state.writes, state.closed)
             }
             let now = MonotonicClock.nowMs()
-            if connection == nil, now >= nextAttempt {
+            if connection == nil, reconnect.isDue(now: now) {
                 connection = try? RedisConnection(url: settings.url)
-                if connection == nil, backoffMs == 100 {
+                if connection == nil, reconnect.isFirstFailure {
                     logger.warning("Redis unavailable: idempotency keys are spooled")
                 }
                 if connection != nil { logger.info("connected to Redis") }
-                backoffMs = connection == nil ? min(backoffMs * 2, 5_000) : 100
-                nextAttempt = now + backoffMs
+                reconnect.attempted(succeeded: connection != nil, now: now)
                 lastRefresh = 0
             }
             var commands: [[String]] = []
@@ -202,8 +198,6 @@ public final class RedisState: Sendable {
             state.withLockedValue { $0.connected = connection != nil }
             if closed { break }
         }
-        finished.lock()
-        finished.unlock(withValue: 1)
     }
 
     private func toSpool(_ commands: [[String]]) {

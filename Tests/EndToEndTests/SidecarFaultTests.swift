@@ -135,14 +135,7 @@ extension SidecarTests {
             await alice.close()
 
             bus = try BusProcess(spool: spool)
-            let bob = try await bus.client("bob", tenant: tenant)
-            var deliveries = bob.deliveries.makeAsyncIterator()
-            for index in 0..<50 {
-                let delivery = try await deliveries.take()
-                #expect(delivery.text == "m\(index)")
-                delivery.ack()
-            }
-            await bob.close()
+            try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, (0..<50).map { "m\($0)" })
             // Every send that heard "queued" has its audit record: the journal outlived the process.
             // More than the topic holds, so the reader takes everything there within its timeout
             // (partitions are read in no particular order, and a record may come twice).
@@ -171,14 +164,7 @@ extension SidecarTests {
             await alice.close()
             bus = try BusProcess(spool: spool)
             try await Sidecars.eventually("the spool to be applied") { try Durable.statuses(tenant).count == 20 }
-            let bob = try await bus.client("bob", tenant: tenant)
-            var deliveries = bob.deliveries.makeAsyncIterator()
-            for index in 0..<20 {
-                let delivery = try await deliveries.take()
-                #expect(delivery.text == "m\(index)")
-                delivery.ack()
-            }
-            await bob.close()
+            try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, (0..<20).map { "m\($0)" })
         }
 
         /// Kills `sidecar`, runs `body`, and starts it again whatever happened.
@@ -194,7 +180,9 @@ extension SidecarTests {
         }
 
         /// Connects `agent` and expects its backlog, in order, acknowledging each.
-        static func expectBacklog(of agent: String, tenant: String, on bus: TestBus, _ texts: [String]) async throws {
+        static func expectBacklog(of agent: String, tenant: String, on bus: some BusEndpoint, _ texts: [String])
+            async throws
+        {
             let client = try await bus.client(agent, tenant: tenant)
             var deliveries = client.deliveries.makeAsyncIterator()
             for text in texts {
