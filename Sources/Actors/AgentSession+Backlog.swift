@@ -1,6 +1,7 @@
 import Bus
 import Logging
 import NIOCore
+import Synchronization
 
 extension AgentSession {
     /// Where the session stands in its agent's stored backlog (``MessageStore``).
@@ -50,6 +51,8 @@ extension AgentSession {
             backlog.resumed = backlog.resumed || resuming
             backlog.held += messages.count
             backlog.more = backlog.more || messages.count == limit
+            // The last page is in the mailbox, ahead of anything sent from now on.
+            if !backlog.more { readingBacklog.store(false, ordering: .relaxed) }
             if messages.isEmpty {
                 if backlog.more { fetchBacklog() }
             } else {
@@ -57,6 +60,8 @@ extension AgentSession {
             }
         case .failure(let error):
             backlog.retry = true
+            // Unreachable storage must not hold up live traffic: order yields to delivery.
+            readingBacklog.store(false, ordering: .relaxed)
             supervisor.logger.warning(
                 "cannot read the stored backlog", metadata: ["agent": "\(identity.key)", "error": "\(error)"])
         }

@@ -1,5 +1,6 @@
 public import Bus
 import NIOCore
+import Synchronization
 
 extension AgentSession {
     func handleSend(_ send: Send) {
@@ -18,6 +19,10 @@ extension AgentSession {
                     do throws(BusError) {
                         receiver = try resolve(send.target)
                     } catch  where error.code == .offline && supervisor.store != nil {
+                        return storeForLater(send, scopedKey: scoped)
+                    }
+                    // Stored messages still being read back go first: this one queues behind them.
+                    if send.target.kind == .agent, receiver.readingBacklog.load(ordering: .relaxed) {
                         return storeForLater(send, scopedKey: scoped)
                     }
                     try receiver.enqueue(

@@ -38,6 +38,9 @@ public actor AgentSession {
     nonisolated let mailbox: Mailbox
     nonisolated let load = SessionLoad()
     private nonisolated let drainingFlag = Atomic<Bool>(false)
+    /// Set while the session reads its agent's stored backlog back: direct sends to the agent are
+    /// stored behind it meanwhile instead of overtaking it (see AgentSession+Backlog).
+    nonisolated let readingBacklog = Atomic<Bool>(false)
 
     var state = State.active
     var window: DeliveryWindow<Envelope>

@@ -105,7 +105,10 @@ public actor Supervisor {
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
-        if store != nil { session.backlogArrived() }
+        if store != nil {
+            session.readingBacklog.store(true, ordering: .relaxed)
+            session.backlogArrived()
+        }
         shared?.presence(identity.key, online: true)
         openedCount.add(1, ordering: .relaxed)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])

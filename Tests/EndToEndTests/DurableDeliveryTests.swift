@@ -37,6 +37,28 @@ extension SidecarTests {
             }
         }
 
+        @Test func aSendWhileTheReceiverReadsItsBacklogBackQueuesBehindIt() async throws {
+            let tenant = TestBus.freshTenant()
+            // Pages of 50: the backlog of 200 takes four round trips to the store.
+            try await TestBus.withSidecars({ $0.supervisor.mailboxCapacity = 50 }) { bus in
+                try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                for index in 0..<200 { try await alice.send(to: .agent("bob"), ByteBuffer(string: "stored \(index)")) }
+                let bob = try await bus.client("bob", tenant: tenant)
+                try await alice.send(to: .agent("bob"), ByteBuffer(string: "sent after"))
+                var deliveries = bob.deliveries.makeAsyncIterator()
+                var texts: [String] = []
+                for _ in 0...200 {
+                    let delivery = try await deliveries.take()
+                    texts.append(delivery.text)
+                    delivery.ack()
+                }
+                #expect(texts == (0..<200).map { "stored \($0)" } + ["sent after"])
+                await alice.close()
+                await bob.close()
+            }
+        }
+
         @Test func theRegistryAndTheBacklogSurviveARestartOfTheBus() async throws {
             let tenant = TestBus.freshTenant()
             try await TestBus.withSidecars { bus in
