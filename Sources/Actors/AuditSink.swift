@@ -4,8 +4,16 @@ public import Logging
 /// Where audit events go. Implementations must not block: the hot path calls ``record(_:)``.
 public protocol AuditSink: Sendable {
     func record(_ event: AuditEvent)
+    /// Records several events in order; a sink that can write them at once overrides this.
+    func record(_ events: [AuditEvent])
     /// Writes out what is pending; called once, last, at shutdown. It may block until done.
     func close()
+}
+
+extension AuditSink {
+    public func record(_ events: [AuditEvent]) {
+        for event in events { record(event) }
+    }
 }
 
 /// The audit sink of a bus with no audit stream configured: events go to the log at debug level.

@@ -55,7 +55,7 @@ public struct BusServer: Sendable {
             settings.leaseMs =
                 configuration.supervisor.ackTimeoutMs * UInt64(configuration.supervisor.maxDeliveryAttempts)
             return try PostgresStore(
-                settings: settings, logger: logger, audit: { events in for event in events { audit.record(event) } },
+                settings: settings, logger: logger, audit: { events in audit.record(events) },
                 auditIsFull: { auditStream?.isFull ?? false })
         }
         let shared = try configuration.redisURL.map { url throws(SidecarError) in

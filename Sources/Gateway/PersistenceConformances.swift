@@ -15,5 +15,8 @@ struct AuditStreamSink: AuditSink {
 
     func record(_ event: AuditEvent) { stream.record(event) }
 
+    /// One journal write for all of them.
+    func record(_ events: [AuditEvent]) { stream.record(events) }
+
     func close() { stream.close() }
 }

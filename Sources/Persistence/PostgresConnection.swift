@@ -107,6 +107,32 @@ final class PostgresConnection {
         return try check(result)
     }
 
+    /// Runs a `COPY … FROM STDIN` statement and sends it `data` (in the statement's format).
+    func copy(_ sql: String, _ data: [UInt8]) throws(SidecarError) {
+        guard let started = PQexec(handle, sql) else {
+            throw SidecarError(message: Self.errorMessage(handle), connectionLost: !isOpen)
+        }
+        guard PQresultStatus(started) == PGRES_COPY_IN else {
+            _ = try check(started)  // throws the error the server gave
+            return
+        }
+        PQclear(started)
+        let sent = data.withUnsafeBufferPointer { bytes in
+            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                PQputCopyData(handle, $0, Int32(bytes.count))
+            }
+        }
+        guard sent == 1, PQputCopyEnd(handle, nil) == 1 else {
+            throw SidecarError(message: Self.errorMessage(handle), connectionLost: !isOpen)
+        }
+        // The COPY's own result, then nil.
+        var failure: SidecarError?
+        while let result = PQgetResult(handle) {
+            do throws(SidecarError) { _ = try check(result) } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
+    }
+
     private func check(_ result: OpaquePointer?) throws(SidecarError) -> PostgresRows {
         guard let result else {
             throw SidecarError(message: Self.errorMessage(handle), connectionLost: !isOpen)

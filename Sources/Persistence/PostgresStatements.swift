@@ -6,9 +6,9 @@ extension PostgresConnection {
     /// Rows per multi-row INSERT: 11 parameters each stays far below PostgreSQL's 65,535.
     static let rowsPerInsert = 1_000
 
-    /// Applies `operations` in order, in one transaction.
+    /// Applies `operations` in one transaction, grouped by kind (each kind keeps its order).
     /// - Parameter replaying: they come from the spool, so some may have been committed already
-    ///   (messages already stored are skipped; plain inserts are cheaper when that cannot be).
+    ///   (messages already stored are skipped; otherwise a binary COPY, which cannot skip, is cheaper).
     /// - Returns: the audit events of what was committed (queued and acknowledged stored messages).
     func apply(_ operations: [StoreOperation], now: UInt64, replaying: Bool = false) throws(SidecarError)
         -> [AuditEvent]
@@ -35,7 +35,11 @@ extension PostgresConnection {
                             agentID: agentID, at: now, detail: record.map { ["type": $0.agentType] } ?? [:]))
                 }
             }
-            for chunk in queued.chunked(Self.rowsPerInsert) { try insertMessages(chunk, skippingKnown: replaying) }
+            if replaying {
+                for chunk in queued.chunked(Self.rowsPerInsert) { try insertMessages(chunk) }
+            } else if !queued.isEmpty {
+                try copyMessages(queued)
+            }
             for chunk in unstoredDead.chunked(Self.rowsPerInsert) { try insertDeadLetters(chunk) }
             var events = queued.map { message in
                 AuditEvent(
@@ -176,7 +180,32 @@ extension PostgresConnection {
             ])
     }
 
-    private func insertMessages(_ messages: ArraySlice<StoredMessage>, skippingKnown: Bool) throws(SidecarError) {
+    /// The columns of a stored message, in the order both ways of writing them use.
+    private static let messageColumns =
+        "id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at, payload, idempotency_key, attempts"
+
+    /// New messages, with one binary COPY: the cheapest way into PostgreSQL, parsing nothing.
+    private func copyMessages(_ messages: [StoredMessage]) throws(SidecarError) {
+        var data = BinaryCopy()
+        for message in messages {
+            data.row(fields: 11)
+            data.integer(Int64(bitPattern: message.id))
+            data.text(message.tenant)
+            data.text(message.to)
+            data.text(message.from)
+            data.integer(Int16(message.kind))
+            data.text(message.subject)
+            if let deadline = message.deadline { data.integer(Int64(deadline)) } else { data.null() }
+            data.timestamp(unixMs: message.expiresAt)
+            data.bytes(message.payload)
+            if message.idempotencyKey.isEmpty { data.null() } else { data.text(message.idempotencyKey) }
+            data.integer(Int16(message.attempts))
+        }
+        try copy("COPY messages (\(Self.messageColumns)) FROM STDIN (FORMAT binary)", data.finished())
+    }
+
+    /// Messages that may be stored already (a replayed spool): the first copy stands.
+    private func insertMessages(_ messages: ArraySlice<StoredMessage>) throws(SidecarError) {
         var parameters: [PostgresParameter] = []
         parameters.reserveCapacity(messages.count * 11)
         for message in messages {
@@ -187,14 +216,11 @@ extension PostgresConnection {
                 message.idempotencyKey.isEmpty ? .null : .text(message.idempotencyKey), .text("\(message.attempts)"),
             ]
         }
-        // A replayed spool may insert a message again: the first copy stands.
-        let conflict = skippingKnown ? "ON CONFLICT (id) DO NOTHING" : ""
         try query(
             """
-            INSERT INTO messages (id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at,
-                payload, idempotency_key, attempts)
+            INSERT INTO messages (\(Self.messageColumns))
             VALUES \(Self.rows(messages.count, width: 11, casts: [7: "to_timestamp(%::bigint / 1000.0)"]))
-            \(conflict)
+            ON CONFLICT (id) DO NOTHING
             """, parameters)
     }
 
