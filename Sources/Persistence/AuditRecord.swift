@@ -26,7 +26,9 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// byte outside `[A-Za-z0-9.-]` written `_XX` (hex), so distinct tenants get distinct topics.
     /// A name over Kafka's 249 characters keeps its first 200 and ends in `_` and a 64-bit
     /// FNV-1a hash of the tenant instead.
+    /// Events of no tenant (a failed handshake, before any token was accepted) go to `acb.audit`.
     public static func topic(tenant: String) -> String {
+        guard !tenant.isEmpty else { return "acb.audit" }
         let name = escapedTopic(tenant)
         guard name.count > 249 else { return name }
         let hash = tenant.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }

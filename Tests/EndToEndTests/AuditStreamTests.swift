@@ -45,6 +45,7 @@ extension SidecarTests {
 
         @Test func tenantsMapToDistinctLegalTopicNames() {
             #expect(AuditRecord.topic(tenant: "acme") == "acb.acme.audit")
+            #expect(AuditRecord.topic(tenant: "") == "acb.audit")
             #expect(AuditRecord.topic(tenant: "a_b") == "acb.a_5Fb.audit")
             #expect(AuditRecord.topic(tenant: "a:b") == "acb.a_3Ab.audit")
             #expect(AuditRecord.topic(tenant: "a_3Ab") != AuditRecord.topic(tenant: "a:b"))
