@@ -5,6 +5,9 @@ public import Bus
 public protocol SharedState: Sendable {
     /// The agent's live session opened (`online`) or ended.
     func presence(_ key: AgentKey, online: Bool)
+    /// Every agent online now, from the routing table: refreshes presence, and heals what a
+    /// session opening while another retired got wrong.
+    func online(_ agents: [AgentKey])
     /// Remembers the result of an idempotent command (see ``IdempotentResult/encoded``) for `ttlMs`.
     func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64)
     /// Records how far an upload of `agent` is stored, for as long as it can be resumed.

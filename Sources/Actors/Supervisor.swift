@@ -87,6 +87,7 @@ public actor Supervisor {
                 deadLetter(envelope, to: agent, reason: .offline)
             }
             streams.expire(now: now)
+            if let shared { shared.online(routing.all.map(\.identity.key)) }
         }
         housekeeping.withLockedValue { $0 = task }
     }

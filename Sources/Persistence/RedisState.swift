@@ -7,8 +7,8 @@ import NIOConcurrencyHelpers
 /// to the bus's `SharedState` (see Gateway).
 ///
 /// - Presence: `acb:presence:<tenant>/<agent>` exists while the agent is online, with a time to
-///   live of ``Settings/presenceTTLMs``, refreshed for every online agent each third of it (so a
-///   bus that dies leaves no agent online for longer than that).
+///   live of ``Settings/presenceTTLMs``, refreshed each third of it for the agents the bus last
+///   reported online (``online(_:)``), so a bus that dies leaves no agent online for longer.
 /// - Idempotency: `acb:idem:<tenant>/<agent>/<key>` holds a command's result for the bus's
 ///   idempotency window; ``idempotencyKeys(url:)`` reads them back at start.
 /// - Uploads: `acb:upload:<tenant>/<agent>/<stream id>` is a hash of `chunks`, `bytes` and
@@ -45,7 +45,7 @@ public final class RedisState: Sendable {
 
     private struct State {
         var writes: [Write] = []
-        var online: Set<AgentKey> = []
+        var online: [AgentKey] = []
         var closed = false
         var connected = false
         var dropped = 0
@@ -68,10 +68,11 @@ public final class RedisState: Sendable {
     public var dropped: Int { state.withLockedValue { $0.dropped } }
 
     public func presence(_ key: AgentKey, online: Bool) {
-        state.withLockedValue { state in
-            if online { state.online.insert(key) } else { state.online.remove(key) }
-        }
         submit(.presence(key, online: online))
+    }
+
+    public func online(_ agents: [AgentKey]) {
+        state.withLockedValue { $0.online = agents }
     }
 
     public func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64) {
@@ -176,11 +177,16 @@ public final class RedisState: Sendable {
             if let live = connection {
                 do throws(SidecarError) {
                     try replaySpool(on: live)
-                    if !spooled.isEmpty || !commands.isEmpty { _ = try live.pipeline(spooled + commands) }
+                    if !spooled.isEmpty || !commands.isEmpty {
+                        // A refusal (out of memory, a read-only replica) is not retried: it would be refused again.
+                        for case .error(let message) in try live.pipeline(spooled + commands) {
+                            logger.error("Redis refused a write", metadata: ["error": "\(message)"])
+                        }
+                    }
                     if now >= lastRefresh + settings.presenceTTLMs / 3 {
                         lastRefresh = now
                         let online = state.withLockedValue { $0.online }
-                        for chunk in Array(online).chunked(1_000) {
+                        for chunk in online.chunked(1_000) {
                             _ = try live.pipeline(
                                 chunk.map {
                                     ["SET", "acb:presence:\($0)", "online", "PX", "\(settings.presenceTTLMs)"]
