@@ -225,11 +225,15 @@ public actor Supervisor {
             timer.cancel()
         }
         housekeeping.withLockedValue { $0?.cancel() }
+        // The writers' last flushes block: on the thread pool, not the cooperative pool. The store
+        // goes first, since its final batches still produce audit events.
+        let (store, shared, audit) = (store, shared, audit)
+        try? await threadPool.runIfActive {
+            store?.close()
+            shared?.close()
+            audit.close()
+        }
         try? await threadPool.shutdownGracefully()
-        // The store last but one: its final batches still produce audit events.
-        store?.close()
-        shared?.close()
-        audit.close()
     }
 }
 

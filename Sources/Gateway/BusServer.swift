@@ -41,15 +41,19 @@ public struct BusServer: Sendable {
             } else {
                 LogAuditSink(logger: logger)
             }
+        // The start-up reads block in libpq and hiredis: on NIO's thread pool, not the cooperative one.
+        let blocking = NIOThreadPool.singleton
         var snapshot: PostgresStore.Snapshot?
-        let store = try configuration.postgresURL.map { url throws(SidecarError) in
-            do throws(SidecarError) {
-                snapshot = try PostgresStore.open(url: url)
-            } catch  where error.connectionLost {
+        if let url = configuration.postgresURL {
+            do {
+                snapshot = try await blocking.runIfActive { try PostgresStore.open(url: url) }
+            } catch let error as SidecarError where error.connectionLost {
                 logger.warning(
                     "degraded: PostgreSQL unreachable at start; the registry is read once it is back",
                     metadata: ["error": "\(error)"])
             }
+        }
+        let store = try configuration.postgresURL.map { url throws(SidecarError) in
             var settings = PostgresStore.Settings(url: url, spoolDirectory: "\(spool)/postgres")
             settings.spoolBytes = configuration.spoolBytes
             settings.leaseMs =
@@ -71,8 +75,9 @@ public struct BusServer: Sendable {
             restoreWhenReachable(url, into: supervisor, logger: logger)
         }
         if let url = configuration.redisURL {
-            do throws(SidecarError) {
-                supervisor.restoreIdempotency(try RedisState.idempotencyKeys(url: url))
+            do {
+                supervisor.restoreIdempotency(
+                    try await blocking.runIfActive { try RedisState.idempotencyKeys(url: url) })
             } catch {
                 logger.warning(
                     "degraded: Redis unreachable at start, idempotency keys start empty",
