@@ -34,7 +34,6 @@ public final class AuditStream: Sendable {
     private struct Status {
         var closed = false
         var dropped = 0
-        var lastError: String?
         var delivered = 0
     }
 
@@ -97,9 +96,6 @@ public final class AuditStream: Sendable {
 
     /// Bytes of events journaled and not yet confirmed by the broker.
     public var pendingBytes: Int { journal.pendingBytes }
-
-    /// The last delivery error, nil once deliveries succeed again (for health reports).
-    public var lastError: String? { status.withLockedValue { $0.lastError } }
 
     /// Gives the relay up to `timeoutMs` to deliver what is journaled, then stops it. What is not
     /// confirmed stays in the journal for the next start.
@@ -198,7 +194,6 @@ public final class AuditStream: Sendable {
                 // and nothing is skipped (records confirmed twice are duplicates, not losses).
                 logger.warning(
                     "audit delivery failed, producing again from the journal", metadata: ["error": "\(failure)"])
-                status.withLockedValue { $0.lastError = failure }
                 producer = nil
                 inFlight.entries.removeAll()
                 inFlight.head = 0
@@ -211,10 +206,7 @@ public final class AuditStream: Sendable {
             if let position = inFlight.advance() {
                 let confirmed = inFlight.confirmedCount
                 inFlight.confirmedCount = 0
-                status.withLockedValue { status in
-                    status.delivered += confirmed
-                    status.lastError = nil
-                }
+                status.withLockedValue { $0.delivered += confirmed }
                 // The cursor file is rewritten at most every 50 ms, or at once when all caught up.
                 let now = MonotonicClock.nowMs()
                 if now >= lastCommit + 50 || inFlight.isEmpty {
