@@ -57,7 +57,7 @@ extension AgentSession {
     func handleAck(_ ack: Ack) {
         var stored: [UInt64] = []  // allocates only when a stored message was acknowledged
         let acked = window.ack(ack.deliveryID, cumulative: ack.cumulative) { envelope in
-            if case .message(let message) = envelope, message.storedID != 0 { stored.append(message.storedID) }
+            if envelope.storedID != 0 { stored.append(envelope.storedID) }
         }
         guard acked > 0 else { return }
         for id in stored {
@@ -81,6 +81,6 @@ extension AgentSession {
             failRequester(of: message, BusError(.unavailable, "\(identity.agentID) did not acknowledge"))
         }
         supervisor.deadLetter(envelope, to: identity.key, reason: reason)
-        if case .message(let message) = envelope, message.storedID != 0 { backlogReleased() }
+        if envelope.storedID != 0 { backlogReleased() }
     }
 }

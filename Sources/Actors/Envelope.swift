@@ -35,6 +35,11 @@ public enum Envelope: Sendable {
         }
     }
 
+    /// The id of a stored message's durable copy, 0 for anything held in memory only.
+    var storedID: UInt64 {
+        if case .message(let message) = self { message.storedID } else { 0 }
+    }
+
     /// Whether this envelope rides the control lane (answers to the receiver's own requests).
     var isControl: Bool {
         switch self {

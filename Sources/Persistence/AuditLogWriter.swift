@@ -47,7 +47,7 @@ public final class AuditLogWriter: Sendable {
             queue.events.append(event)
             return true
         }
-        if accepted { wake() }
+        if accepted { worker.wake() }
         return accepted
     }
 
@@ -57,30 +57,23 @@ public final class AuditLogWriter: Sendable {
     /// Writes everything queued, then stops the writer thread and closes the file.
     public func close() {
         queue.withLockedValue { $0.closed = true }
-        wake()
+        worker.wake()
         worker.join()
     }
 
-    private func wake() {
-        worker.wake()
-    }
-
     private func writeLoop() {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
         while true {
             worker.sleep()
             let (events, closed) = queue.withLockedValue { queue in
                 defer { queue.events.removeAll(keepingCapacity: true) }
                 return (queue.events, queue.closed)
             }
-            var lines = Data()
+            var lines: [UInt8] = []
             for event in events {
-                guard let line = try? encoder.encode(AuditRecord(event)) else { continue }
-                lines.append(line)
+                lines += AuditRecord.json(event, id: nil)
                 lines.append(0x0A)
             }
-            if !lines.isEmpty, (try? handle.write(contentsOf: lines)) == nil {
+            if !lines.isEmpty, (try? handle.write(contentsOf: Data(lines))) == nil {
                 queue.withLockedValue { $0.dropped += events.count }
             }
             if closed { break }

@@ -51,11 +51,15 @@ public struct AuditRecord: Codable, Sendable, Equatable {
 
     /// The record as JSON, keys in a fixed order. Written by hand: the audit stream encodes every
     /// event, and `JSONEncoder` costs several times more per record.
-    static func json(_ event: AuditEvent, id: String) -> [UInt8] {
+    /// - Parameter id: the record's id; nil leaves the field out (the audit log file has none).
+    static func json(_ event: AuditEvent, id: String?) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(160 + event.detail.count * 32)
-        out += #"{"schema":1,"id":"#.utf8
-        appendString(id, to: &out)
+        out += #"{"schema":1"#.utf8
+        if let id {
+            out += #","id":"#.utf8
+            appendString(id, to: &out)
+        }
         out += #","kind":"#.utf8
         appendString(event.kind, to: &out)
         out += #","tenant":"#.utf8

@@ -170,13 +170,13 @@ public final class PostgresStore: Sendable {
             return true
         }
         guard accepted else { return done(.failure(Self.unavailable("the store is closed"))) }
-        wake()
+        worker.wake()
     }
 
     /// Applies or spools what is queued, then stops the thread. Blocks until done.
     public func close() {
         state.withLockedValue { $0.closed = true }
-        wake()
+        worker.wake()
         worker.join()
     }
 
@@ -203,10 +203,6 @@ public final class PostgresStore: Sendable {
             }
             return
         }
-        wake()
-    }
-
-    private func wake() {
         worker.wake()
     }
 

@@ -121,7 +121,7 @@ public final class RedisState: Sendable {
     /// Writes what is queued (or spools it), then stops the thread. Blocks until done.
     public func close() {
         state.withLockedValue { $0.closed = true }
-        wake()
+        worker.wake()
         worker.join()
     }
 
@@ -134,11 +134,7 @@ public final class RedisState: Sendable {
             state.writes.append(write)
             return true
         }
-        if accepted { wake() }
-    }
-
-    private func wake() {
-        worker.wake()
+        if accepted { worker.wake() }
     }
 
     // MARK: - The Redis thread

@@ -124,17 +124,8 @@ extension SidecarTests {
             let tenant = TestBus.freshTenant()
             let spool = Sidecars.scratch()
             defer { try? FileManager.default.removeItem(atPath: spool) }
-            var bus = try BusProcess(spool: spool)
+            let bus = try await Self.queueAndKill(50, tenant: tenant, spool: spool)
             defer { bus.kill() }
-            try await Durable.registerOffline("bob", tenant: tenant, on: bus)
-            let alice = try await bus.client("alice", tenant: tenant)
-            for index in 0..<50 {
-                #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)")).outcome == .queued)
-            }
-            bus.kill()
-            await alice.close()
-
-            bus = try BusProcess(spool: spool)
             try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, (0..<50).map { "m\($0)" })
             // Every send that heard "queued" has its audit record: the journal outlived the process.
             // More than the topic holds, so the reader takes everything there within its timeout
@@ -150,21 +141,32 @@ extension SidecarTests {
             let tenant = TestBus.freshTenant()
             let spool = Sidecars.scratch()
             defer { try? FileManager.default.removeItem(atPath: spool) }
-            var bus = try BusProcess(spool: spool)
+            // Only the spool has them when the bus dies: PostgreSQL comes back after.
+            let bus = try await Self.queueAndKill(20, tenant: tenant, spool: spool, outageOf: "postgres")
+            defer { bus.kill() }
+            try await Sidecars.eventually("the spool to be applied") { try Durable.statuses(tenant).count == 20 }
+            try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, (0..<20).map { "m\($0)" })
+        }
+
+        /// Runs `acb serve` with bob registered and offline, has alice send him `count` messages
+        /// (`m0`, `m1`, …), each answered `queued`, and kills the process with SIGKILL (while
+        /// `sidecar` is down, if one is named). - Returns: a new `acb serve` on the same spool.
+        static func queueAndKill(_ count: Int, tenant: String, spool: String, outageOf sidecar: String? = nil)
+            async throws -> BusProcess
+        {
+            let bus = try BusProcess(spool: spool)
             defer { bus.kill() }
             try await Durable.registerOffline("bob", tenant: tenant, on: bus)
             let alice = try await bus.client("alice", tenant: tenant)
-            try await Self.during(outageOf: "postgres") { () async throws in
-                for index in 0..<20 {
+            let sendThenKill = { () async throws in
+                for index in 0..<count {
                     #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)")).outcome == .queued)
                 }
-                // Only the spool has them now, and the bus dies before PostgreSQL is back.
                 bus.kill()
             }
+            if let sidecar { try await during(outageOf: sidecar, sendThenKill) } else { try await sendThenKill() }
             await alice.close()
-            bus = try BusProcess(spool: spool)
-            try await Sidecars.eventually("the spool to be applied") { try Durable.statuses(tenant).count == 20 }
-            try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, (0..<20).map { "m\($0)" })
+            return try BusProcess(spool: spool)
         }
 
         /// Kills `sidecar`, runs `body`, and starts it again whatever happened.
