@@ -49,6 +49,13 @@ let package = Package(
         // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses with a warning.
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CTLS", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .target(
+            name: "ACBTLS",
+            dependencies: ["CTLS", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "Persistence",
             dependencies: [
@@ -62,7 +69,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "Bus", "Actors", "Persistence",
+                "Bus", "Actors", "Persistence", "ACBTLS", "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -74,7 +81,7 @@ let package = Package(
         .target(
             name: "ACBClient",
             dependencies: [
-                "Bus",
+                "Bus", "ACBTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -104,7 +111,7 @@ let package = Package(
         .target(
             name: "BenchKit",
             dependencies: [
-                "Bus", "ACBClient", "Gateway", "Persistence",
+                "Bus", "ACBClient", "Gateway", "Persistence", "ACBTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -131,8 +138,9 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Gateway", "Actors", "ACBClient", "Bus", "Persistence", "BenchKit",
+                "Gateway", "Actors", "ACBClient", "Bus", "Persistence", "BenchKit", "ACBTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

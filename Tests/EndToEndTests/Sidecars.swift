@@ -42,7 +42,7 @@ enum Sidecars {
 
     /// Runs a command to its end with posix_spawn and waitpid. (Foundation's `Process` sometimes
     /// never notices the exit of a child that started a daemon, and `waitUntilExit` hangs.)
-    private static func spawnAndWait(_ arguments: [String]) throws -> Int32 {
+    static func spawnAndWait(_ arguments: [String]) throws -> Int32 {
         var pid: pid_t = 0
         var argv = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

@@ -1,0 +1,14 @@
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+// OpenSSL spells these as macros over SSL_CTX_ctrl/SSL_ctrl, which Swift cannot import.
+static inline int acb_ssl_ctx_set_min_proto(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+static inline int acb_ssl_ctx_set_max_proto(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_max_proto_version(ctx, version);
+}
+static inline int acb_ssl_set_server_name(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}
