@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "acb",
             dependencies: [
-                "Gateway", "Actors", "Bus", "Persistence",
+                "Gateway", "Actors", "Bus", "Persistence", "ACBTLS", "CSodium",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+public import ACBTLS
 import Bus
 
 /// How an ``ACBClient`` connects and behaves. Every default is safe.
@@ -8,6 +9,11 @@ public struct ClientConfiguration: Sendable {
     public var token: String
     /// A name for logs on the server.
     public var clientName: String
+    /// TLS for the connection, made once with ``TLSContext/client(_:)`` (it holds the trusted CAs
+    /// and, for mTLS, the client certificate); nil connects over plain TCP.
+    public var tls: TLSContext?
+    /// The name the server's certificate must carry; the host when nil.
+    public var serverName: String?
     /// Reconnect after an unexpected disconnect (never after being replaced by another connection).
     public var reconnect = true
     /// First reconnect delay, doubled after each failure up to ``maxBackoffMs``.

@@ -1,3 +1,4 @@
+import ACBTLS
 import Bus
 import Crypto
 import Foundation
@@ -101,6 +102,10 @@ final class ClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = configuration.tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSHandler(context: tls, serverName: configuration.serverName ?? configuration.host))
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(FrameDecoder(maxFrameBytes: UInt32.max >> 1)),
                         MessageToByteHandler(FrameEncoder()),
@@ -287,6 +292,10 @@ private final class ClientFrameRouter: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .handshaking(let promise) = state {
+            promise.fail(error)  // a TLS failure, say: more telling than "closed"
+            state = .closed
+        }
         context.close(promise: nil)
     }
 }

@@ -27,28 +27,41 @@ public final class AgentListener: Service {
         self.localAddress = address
     }
 
-    /// Binds the agent port.
+    /// Binds the agent port; with `certificates`, every connection starts with a TLS handshake.
     public static func bind(
         configuration: ServerConfiguration, supervisor: Supervisor, authority: TokenAuthority,
-        group: any EventLoopGroup
+        certificates: ServerCertificates?, group: any EventLoopGroup
     ) async throws -> AgentListener {
         let maxFrame = configuration.supervisor.limits.maxFrameBytes
         let handshakeTimeout = configuration.handshakeTimeout
+        let limiter = ConnectionLimiter(limit: configuration.maxConnectionsPerAddress)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 4 << 20))
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        // Stop reading while the socket cannot take our answers: a client that
-                        // sends but never reads cannot make the server buffer without bound.
-                        BackPressureHandler(),
-                        SessionHandler(
-                            supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout,
-                            maxFrameBytes: maxFrame),
-                    ])
+                let address = channel.remoteAddress?.ipAddress ?? "unknown"
+                guard limiter.admit(address) else {
+                    supervisor.record(
+                        "security.connection_refused", tenant: "", agentID: "",
+                        ["address": address, "reason": "more than \(limiter.limit) connections from the address"])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in limiter.release(address) }
+                return channel.eventLoop.makeCompletedFuture {
+                    let session = SessionHandler(
+                        supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout,
+                        maxFrameBytes: maxFrame)
+                    // Stop reading while the socket cannot take our answers: a client that
+                    // sends but never reads cannot make the server buffer without bound.
+                    let handlers: [any ChannelHandler] =
+                        if let certificates {
+                            [try certificates.handler(), BackPressureHandler(), session]
+                        } else {
+                            [BackPressureHandler(), session]
+                        }
+                    try channel.pipeline.syncOperations.addHandlers(handlers)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

@@ -1,3 +1,4 @@
+import ACBTLS
 public import Actors
 import Bus
 import Foundation
@@ -12,6 +13,8 @@ public struct BusServer: Sendable {
     public let supervisor: Supervisor
     public let listener: AgentListener
     public let authority: TokenAuthority
+    /// The agent port's certificates, when it speaks TLS; ``ServerCertificates/reload()`` on SIGHUP.
+    public let certificates: ServerCertificates?
     /// The sidecars' writers, where configured (for health reports and tests).
     public let store: PostgresStore?
     public let shared: RedisState?
@@ -86,15 +89,19 @@ public struct BusServer: Sendable {
         }
         supervisor.startHousekeeping(on: MultiThreadedEventLoopGroup.singleton.any())
         let authority = try await TokenAuthority(secret: configuration.tokenSecret)
+        let certificates = try configuration.tls.map { tls throws(TLSError) in try ServerCertificates(tls) }
         let listener = try await AgentListener.bind(
-            configuration: configuration, supervisor: supervisor,
-            authority: authority, group: MultiThreadedEventLoopGroup.singleton)
+            configuration: configuration, supervisor: supervisor, authority: authority,
+            certificates: certificates, group: MultiThreadedEventLoopGroup.singleton)
+        if certificates == nil {
+            logger.warning("TLS is off: agents connect over plain TCP")
+        }
         if store == nil {
             logger.warning("no PostgreSQL configured: state is in memory and nothing is durable")
         }
         return BusServer(
-            supervisor: supervisor, listener: listener, authority: authority, store: store, shared: shared,
-            auditStream: auditStream)
+            supervisor: supervisor, listener: listener, authority: authority, certificates: certificates,
+            store: store, shared: shared, auditStream: auditStream)
     }
 
     /// Reads the store's snapshot on a thread of its own, once a second until PostgreSQL answers

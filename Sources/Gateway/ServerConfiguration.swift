@@ -1,3 +1,4 @@
+public import ACBTLS
 public import Actors
 public import NIOCore
 
@@ -9,7 +10,12 @@ public struct ServerConfiguration: Sendable {
     public var port = 7400
     /// HS256 secret that signs agent tokens. Required: there is no safe default.
     public var tokenSecret: String
-    /// A connection that has not completed HELLO within this time is closed.
+    /// TLS for the agent port; nil serves plain TCP (development and benchmarks only).
+    public var tls: TLSConfiguration?
+    /// Open connections one source address may have; one more is closed at once.
+    public var maxConnectionsPerAddress = 1024
+    /// A connection that has not completed the TLS handshake and HELLO within this time is closed
+    /// (no slowloris: the clock starts at accept).
     public var handshakeTimeout = TimeAmount.seconds(10)
     /// On shutdown, how long sessions may take to drain their deliveries before being closed.
     public var drainTimeout = TimeAmount.seconds(10)

@@ -1,3 +1,4 @@
+import ACBTLS
 import Actors
 import Bus
 import Logging
@@ -139,6 +140,7 @@ final class SessionHandler: ChannelInboundHandler {
         handshakeTimer?.cancel()
         do throws(BusError) {
             let identity = try result.get()
+            try checkCertificate(of: identity, context)
             let session = try supervisor.openSession(identity: identity, channel: context.channel)
             state = .active(session)
             let welcome = Welcome(
@@ -157,6 +159,15 @@ final class SessionHandler: ChannelInboundHandler {
                 ["code": error.code.name, "client": clientName])
             refuse(context, error)
         }
+    }
+
+    /// Under mTLS a client certificate names its agent: the token must be that agent's.
+    private func checkCertificate(of identity: Identity, _ context: ChannelHandlerContext) throws(BusError) {
+        guard let tls = try? context.pipeline.syncOperations.handler(type: TLSHandler.self),
+            let name = tls.peerCommonName, name != identity.agentID
+        else { return }
+        throw BusError(
+            .unauthenticated, "the client certificate names '\(name)' but the token is for '\(identity.agentID)'")
     }
 
     /// Answers the handshake with ERROR and closes.

@@ -1,3 +1,4 @@
+import ACBTLS
 import Actors
 import ArgumentParser
 import Bus
@@ -44,6 +45,13 @@ struct Serve: AsyncParsableCommand {
     var spoolDir: String?
     @Option(help: "Most bytes each spool may hold on disk. Default 1073741824 (1 GiB).") var spoolBytes: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. Default info.") var logLevel: String?
+    @Option(help: "PEM certificate chain of the agent port; with --tls-key, turns TLS on.") var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
+    @Option(help: "PEM CA certificates that client certificates must chain to (mTLS).") var tlsCa: String?
+    @Option(help: "Client certificates: none, optional or required (needs --tls-ca). Default none.")
+    var tlsClientAuth: String?
+    @Option(help: "Oldest TLS version accepted: 1.3 or 1.2. Default 1.3.") var tlsMinVersion: String?
+    @Option(help: "Open connections per source address. Default 1024.") var maxConnectionsPerAddress: String?
 
     func run() async throws {
         let configuration: ServerConfiguration
@@ -60,9 +68,12 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "acb")
         let server = try await BusServer.start(configuration: configuration, logger: logger)
+        var services: [any Service] = [server.listener]
+        if let certificates = server.certificates {
+            services.append(CertificateReloader(certificates: certificates, logger: logger))
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [server.listener], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 
@@ -113,11 +124,31 @@ struct Serve: AsyncParsableCommand {
         configuration.spoolDirectory = settings.string("spool-dir", flag: spoolDir) ?? configuration.spoolDirectory
         configuration.spoolBytes = try settings.integer(
             "spool-bytes", flag: spoolBytes, default: configuration.spoolBytes, in: 4_096...(1 << 50))
+        configuration.tls = try tlsConfiguration(settings)
+        configuration.maxConnectionsPerAddress = try settings.integer(
+            "max-connections-per-address", flag: maxConnectionsPerAddress,
+            default: configuration.maxConnectionsPerAddress, in: 1...1_000_000)
         let levelName = settings.string("log-level", flag: logLevel) ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw SettingError(
                 "log-level must be one of trace, debug, info, notice, warning, error; got '\(levelName)'")
         }
         return (configuration, level)
+    }
+
+    /// TLS when a certificate and key are set, else nil (plain TCP).
+    private func tlsConfiguration(_ settings: Settings) throws -> TLSConfiguration? {
+        let certificate = settings.string("tls-cert", flag: tlsCert)
+        let key = settings.string("tls-key", flag: tlsKey)
+        guard certificate != nil || key != nil else { return nil }
+        guard let certificate, let key else { throw SettingError("tls-cert and tls-key go together") }
+        let tls = TLSConfiguration(
+            certificateChain: certificate, privateKey: key, trustRoots: settings.string("tls-ca", flag: tlsCa),
+            minimumVersion: try settings.choice("tls-min-version", flag: tlsMinVersion, default: .tls13),
+            clientAuthentication: try settings.choice("tls-client-auth", flag: tlsClientAuth, default: .none))
+        if tls.clientAuthentication != .none, tls.trustRoots == nil {
+            throw SettingError("tls-client-auth \(tls.clientAuthentication.rawValue) needs tls-ca")
+        }
+        return tls
     }
 }

@@ -39,6 +39,17 @@ struct Settings {
         }
         return value
     }
+
+    /// A setting that names one of `T`'s cases by raw value, or `fallback` when no source sets it.
+    func choice<T: RawRepresentable & CaseIterable>(_ name: String, flag: String?, default fallback: T) throws -> T
+    where T.RawValue == String {
+        guard let text = string(name, flag: flag) else { return fallback }
+        guard let value = T(rawValue: text) else {
+            let names = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw SettingError("\(name) must be one of \(names); got '\(text)'")
+        }
+        return value
+    }
 }
 
 /// A bad setting: printed as one line on stderr, exit code 2.

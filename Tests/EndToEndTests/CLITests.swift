@@ -68,17 +68,24 @@ import Testing
     /// Reads a server's log until a line with `marker` ends in its port (blocking reads: the log may
     /// not have started when this is called). Nil if the server closed its log first.
     static func listeningPort(_ log: FileHandle, marker: String = "agents connect to") -> Int? {
+        line(in: log, containing: marker)?.split(separator: ":").last
+            .flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    /// Reads a log until a whole line contains `marker`, and returns it; nil if the log closed first.
+    static func line(in log: FileHandle, containing marker: String) -> String? {
         var text = ""
-        var chunk = [UInt8](repeating: 0, count: 512)
+        var chunk = [UInt8](repeating: 0, count: 1)  // a byte at a time: nothing after the line is taken
         while true {
             let count = read(log.fileDescriptor, &chunk, chunk.count)
             if count < 0, errno == EINTR { continue }  // other tests' children exiting signal this process
             guard count > 0 else { return nil }
-            text += String(decoding: chunk[..<count], as: UTF8.self)
-            if let line = text.split(separator: "\n").first(where: { $0.contains(marker) }),
-                let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) })
-            {
-                return port
+            if chunk[0] != UInt8(ascii: "\n") {
+                text.unicodeScalars.append(Unicode.Scalar(chunk[0]))
+            } else if text.contains(marker) {
+                return text
+            } else {
+                text = ""
             }
         }
     }
