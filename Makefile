@@ -3,6 +3,11 @@
 # Development only: the bus signs and checks agent tokens with this secret. Set your own in production.
 export ACB_TOKEN_SECRET ?= acb-development-secret-change-me-0001
 export ACB_PORT ?= 7400
+# `make run` serves TLS, with a development CA and certificates that scripts/dev-certs.sh makes in
+# .certs/; the demos trust that CA. (Tests make their own certificates.)
+run: export ACB_TLS_CERT ?= $(CURDIR)/.certs/server.pem
+run: export ACB_TLS_KEY ?= $(CURDIR)/.certs/server.key
+run demo demo-stream: export ACB_TLS_CA ?= $(CURDIR)/.certs/ca.pem
 
 .PHONY: run test build down demo demo-stream bench clean
 
@@ -15,9 +20,11 @@ build:
 SIDECARS := scripts/sidecars.sh up >/dev/null && eval "$$(scripts/sidecars.sh env)" && export ACB_SPOOL_DIR=$(CURDIR)/.sidecars/spool
 
 run: build
+	@scripts/dev-certs.sh .certs
 	@$(SIDECARS) && $$(swift build --show-bin-path)/acb migrate
 	@echo
-	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TCP, wire protocol v1: docs/protocol.md),"
+	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TLS 1.3, wire protocol v1: docs/protocol.md);"
+	@echo "its certificate is signed by the development CA .certs/ca.pem (scripts/dev-certs.sh),"
 	@echo "with PostgreSQL, Redis and the Kafka audit stream (docs/audit.md) started by scripts/sidecars.sh."
 	@echo "In another shell, from this folder:"
 	@echo "  make demo          # two agents exchange messages and a request/reply"

@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "acb-demo",
             dependencies: [
-                "ACBClient",
+                "ACBClient", "ACBTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

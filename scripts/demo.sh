@@ -10,4 +10,7 @@ alice=$("$bin/acb" token issue --agent alice --tenant demo --token-secret "$secr
 bob=$("$bin/acb" token issue --agent bob --tenant demo --token-secret "$secret")
 demo=$1
 shift
-exec "$bin/acb-demo" "$demo" --port "$port" --token-a "$alice" --token-b "$bob" "$@"
+# `make run` serves TLS with the development CA in .certs/ (ACB_TLS_CA names it).
+tls=()
+if [ -n "${ACB_TLS_CA:-}" ]; then tls=(--tls-ca "$ACB_TLS_CA"); fi
+exec "$bin/acb-demo" "$demo" --port "$port" --token-a "$alice" --token-b "$bob" "${tls[@]}" "$@"

@@ -1,4 +1,5 @@
 import ACBClient
+import ACBTLS
 import ArgumentParser
 import Bus
 import Foundation
@@ -18,9 +19,13 @@ struct Demo: AsyncParsableCommand {
 struct BusOptions: ParsableArguments {
     @Option(help: "Bus host.") var host = "127.0.0.1"
     @Option(help: "Bus port.") var port = 7400
+    @Option(help: "PEM CA file that the bus's certificate chains to: connect with TLS. Default: plain TCP.")
+    var tlsCa: String?
 
     func client(token: String, name: String) async throws -> ACBClient {
-        try await ACBClient.connect(ClientConfiguration(host: host, port: port, token: token, clientName: name))
+        var configuration = ClientConfiguration(host: host, port: port, token: token, clientName: name)
+        configuration.tls = try tlsCa.map { try TLSContext.client(TLSConfiguration(trustRoots: $0)) }
+        return try await ACBClient.connect(configuration)
     }
 }
 
