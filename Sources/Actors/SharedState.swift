@@ -10,6 +10,9 @@ public protocol SharedState: Sendable {
     func online(_ agents: [AgentKey])
     /// Remembers the result of an idempotent command (see ``IdempotentResult/encoded``) for `ttlMs`.
     func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64)
+    /// Remembers a token's state (revoked, or a refresh family's current token) for `ttlMs`,
+    /// under `acb:token:<key>`.
+    func rememberToken(_ key: String, value: String, ttlMs: UInt64)
     /// Records how far an upload of `agent` is stored, for as long as it can be resumed.
     func uploadProgress(
         _ agent: AgentKey, streamID: String, chunks: UInt32, bytes: UInt64, of total: UInt64, ttlMs: UInt64)

@@ -9,6 +9,10 @@ public enum Frame: Sendable, Equatable {
     case error(ErrorFrame)
     case goAway(GoAway)
     case ok(Ok)
+    case login(Login)
+    case refresh(Refresh)
+    case tokens(Tokens)
+    case logout(RefOnly)
     case register(Register)
     case unregister(RefOnly)
     case discover(Discover)
@@ -40,6 +44,10 @@ public enum Frame: Sendable, Equatable {
         case .error: .error
         case .goAway: .goAway
         case .ok: .ok
+        case .login: .login
+        case .refresh: .refresh
+        case .tokens: .tokens
+        case .logout: .logout
         case .register: .register
         case .unregister: .unregister
         case .discover: .discover
@@ -85,6 +93,10 @@ public enum Frame: Sendable, Equatable {
         case .error(let body): body.write(to: &buffer)
         case .goAway(let body): body.write(to: &buffer)
         case .ok(let body): body.write(to: &buffer)
+        case .login(let body): body.write(to: &buffer)
+        case .refresh(let body): body.write(to: &buffer)
+        case .tokens(let body): body.write(to: &buffer)
+        case .logout(let body): body.write(to: &buffer)
         case .register(let body): body.write(to: &buffer)
         case .unregister(let body): body.write(to: &buffer)
         case .discover(let body): body.write(to: &buffer)
@@ -135,6 +147,10 @@ public enum Frame: Sendable, Equatable {
         case .error: .error(try ErrorFrame(reading: &r))
         case .goAway: .goAway(try GoAway(reading: &r))
         case .ok: .ok(try Ok(reading: &r))
+        case .login: .login(try Login(reading: &r))
+        case .refresh: .refresh(try Refresh(reading: &r))
+        case .tokens: .tokens(try Tokens(reading: &r))
+        case .logout: .logout(try RefOnly(reading: &r))
         case .register: .register(try Register(reading: &r))
         case .unregister: .unregister(try RefOnly(reading: &r))
         case .discover: .discover(try Discover(reading: &r))

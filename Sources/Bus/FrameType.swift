@@ -3,6 +3,7 @@ public import NIOCore
 /// The one-byte type that follows every frame's length prefix. Values never change meaning.
 public enum FrameType: UInt8, Sendable, CaseIterable {
     case hello = 0x01, welcome = 0x02, error = 0x03, goAway = 0x04, ok = 0x05
+    case login = 0x06, refresh = 0x07, tokens = 0x08, logout = 0x09
     case register = 0x10, unregister = 0x11, discover = 0x12, discovered = 0x13, heartbeat = 0x14
     case send = 0x20, broadcast = 0x21, publish = 0x22, subscribe = 0x23, unsubscribe = 0x24
     case deliver = 0x25, ack = 0x26, nack = 0x27
@@ -15,9 +16,14 @@ extension FrameType {
     /// Whether clients may send frames of this type (the others only come from the server).
     public var isSentByClients: Bool {
         switch self {
-        case .welcome, .error, .goAway, .ok, .discovered, .deliver, .response: false
+        case .welcome, .error, .goAway, .ok, .tokens, .discovered, .deliver, .response: false
         default: true
         }
+    }
+
+    /// Whether clients send this type before HELLO, to obtain tokens (the only frames allowed then).
+    public var isSentBeforeHello: Bool {
+        self == .hello || self == .login || self == .refresh
     }
 }
 

@@ -14,7 +14,7 @@ public enum Role: String, Sendable, CaseIterable {
     public func allows(_ type: FrameType) -> Bool {
         guard type.isSentByClients, type != .hello else { return false }
         switch type {
-        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus:
+        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus, .logout:
             return true
         case .register, .unregister, .discover:
             return self != .observer || type == .discover

@@ -7,7 +7,7 @@ public import ServiceLifecycle
 
 /// The agent port: accepts connections, frames them and gives each an ``AgentSession``.
 ///
-/// Bound by ``bind(configuration:supervisor:authority:group:)``, so callers know the port before
+/// Bound by ``bind(configuration:supervisor:authenticator:certificates:group:)``, so callers know the port before
 /// running it. ``run()`` serves until graceful shutdown, then stops accepting, sends every session
 /// GOAWAY, lets them drain and returns.
 public final class AgentListener: Service {
@@ -29,7 +29,7 @@ public final class AgentListener: Service {
 
     /// Binds the agent port; with `certificates`, every connection starts with a TLS handshake.
     public static func bind(
-        configuration: ServerConfiguration, supervisor: Supervisor, authority: TokenAuthority,
+        configuration: ServerConfiguration, supervisor: Supervisor, authenticator: Authenticator,
         certificates: ServerCertificates?, group: any EventLoopGroup
     ) async throws -> AgentListener {
         let maxFrame = configuration.supervisor.limits.maxFrameBytes
@@ -51,7 +51,7 @@ public final class AgentListener: Service {
                 channel.closeFuture.whenComplete { _ in limiter.release(address) }
                 return channel.eventLoop.makeCompletedFuture {
                     let session = SessionHandler(
-                        supervisor: supervisor, authority: authority, handshakeTimeout: handshakeTimeout,
+                        supervisor: supervisor, authenticator: authenticator, handshakeTimeout: handshakeTimeout,
                         maxFrameBytes: maxFrame)
                     // Stop reading while the socket cannot take our answers: a client that
                     // sends but never reads cannot make the server buffer without bound.

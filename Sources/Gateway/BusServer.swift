@@ -12,7 +12,8 @@ public import Persistence
 public struct BusServer: Sendable {
     public let supervisor: Supervisor
     public let listener: AgentListener
-    public let authority: TokenAuthority
+    public let authenticator: Authenticator
+    public var authority: TokenAuthority { authenticator.authority }
     /// The agent port's certificates, when it speaks TLS; ``ServerCertificates/reload()`` on SIGHUP.
     public let certificates: ServerCertificates?
     /// The sidecars' writers, where configured (for health reports and tests).
@@ -88,10 +89,23 @@ public struct BusServer: Sendable {
             }
         }
         supervisor.startHousekeeping(on: MultiThreadedEventLoopGroup.singleton.any())
-        let authority = try await TokenAuthority(secret: configuration.tokenSecret)
+        let authority = try await TokenAuthority(secret: configuration.tokenSecret, settings: configuration.tokens)
+        let ledger = TokenLedger(shared: shared)
+        if let url = configuration.redisURL {
+            do {
+                ledger.restore(try await blocking.runIfActive { try RedisState.tokenStates(url: url) })
+            } catch {
+                logger.warning(
+                    "degraded: Redis unreachable at start; revocations and refresh families start empty",
+                    metadata: ["error": "\(error)"])
+            }
+        }
+        let authenticator = Authenticator(
+            authority: authority, ledger: ledger, credentials: configuration.postgresURL.map(CredentialStore.init),
+            supervisor: supervisor)
         let certificates = try configuration.tls.map { tls throws(TLSError) in try ServerCertificates(tls) }
         let listener = try await AgentListener.bind(
-            configuration: configuration, supervisor: supervisor, authority: authority,
+            configuration: configuration, supervisor: supervisor, authenticator: authenticator,
             certificates: certificates, group: MultiThreadedEventLoopGroup.singleton)
         if certificates == nil {
             logger.warning("TLS is off: agents connect over plain TCP")
@@ -100,7 +114,7 @@ public struct BusServer: Sendable {
             logger.warning("no PostgreSQL configured: state is in memory and nothing is durable")
         }
         return BusServer(
-            supervisor: supervisor, listener: listener, authority: authority, certificates: certificates,
+            supervisor: supervisor, listener: listener, authenticator: authenticator, certificates: certificates,
             store: store, shared: shared, auditStream: auditStream)
     }
 

@@ -10,6 +10,8 @@ public struct ServerConfiguration: Sendable {
     public var port = 7400
     /// HS256 secret that signs agent tokens. Required: there is no safe default.
     public var tokenSecret: String
+    /// Issuer, audience and lifetimes of the tokens the bus issues and accepts.
+    public var tokens = TokenAuthority.Settings()
     /// TLS for the agent port; nil serves plain TCP (development and benchmarks only).
     public var tls: TLSConfiguration?
     /// Open connections one source address may have; one more is closed at once.

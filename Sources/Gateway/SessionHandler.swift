@@ -14,23 +14,26 @@ final class SessionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private enum State {
+        /// Before HELLO: LOGIN and REFRESH may come first, to obtain tokens.
         case awaitingHello
-        case authenticating
-        case active(AgentSession)
+        /// A HELLO, LOGIN or REFRESH is being checked off the event loop.
+        case checking
+        /// The session, and the access token that opened it (LOGOUT revokes it).
+        case active(AgentSession, TokenAuthority.Verified)
         case closed
     }
 
     private var state = State.awaitingHello
     private var handshakeTimer: Scheduled<Void>?
     private let supervisor: Supervisor
-    private let authority: TokenAuthority
+    private let authenticator: Authenticator
     private let handshakeTimeout: TimeAmount
     /// Frames from the bytes read; keeps an incomplete frame until the rest arrives.
     private let decoder: NIOSingleStepByteToMessageProcessor<FrameDecoder>
 
-    init(supervisor: Supervisor, authority: TokenAuthority, handshakeTimeout: TimeAmount, maxFrameBytes: UInt32) {
+    init(supervisor: Supervisor, authenticator: Authenticator, handshakeTimeout: TimeAmount, maxFrameBytes: UInt32) {
         self.supervisor = supervisor
-        self.authority = authority
+        self.authenticator = authenticator
         self.handshakeTimeout = handshakeTimeout
         self.decoder = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxFrameBytes: maxFrameBytes))
     }
@@ -56,13 +59,14 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     private func handle(_ frame: Frame, context: ChannelHandlerContext) {
-        switch state {
-        case .active(let session):
+        switch (state, frame) {
+        case (.active(_, let token), .logout(let command)):
+            authenticator.logout(token)
+            answer(.ok(Ok(ref: command.ref)), context)
+            failed(BusError(.unauthenticated, "logged out"), context: context)
+        case (.active(let session, _), _):
             session.assumeIsolated { $0.receive(frame) }
-        case .awaitingHello:
-            guard case .hello(let hello) = frame else {
-                return refuse(context, BusError(.badFrame, "the first frame must be HELLO"))
-            }
+        case (.awaitingHello, .hello(let hello)):
             guard hello.version == Limits.protocolVersion else {
                 return refuse(
                     context,
@@ -71,22 +75,40 @@ final class SessionHandler: ChannelInboundHandler {
                         "protocol version \(hello.version) is not supported; this server speaks \(Limits.protocolVersion)"
                     ))
             }
-            state = .authenticating
-            authenticate(hello, context: context)
-        case .authenticating:
-            refuse(context, BusError(.badFrame, "wait for WELCOME before sending \(frame.type)"))
-        case .closed:
+            let certificateName = (try? context.pipeline.syncOperations.handler(type: TLSHandler.self))?.peerCommonName
+            check(context) { [authenticator] () async throws(BusError) in
+                try await authenticator.hello(hello.token, certificateName: certificateName)
+            } then: { handler, token in
+                handler.open(token, clientName: hello.clientName, context: context)
+            }
+        case (.awaitingHello, .login(let login)):
+            check(context) { [authenticator] () async throws(BusError) in try await authenticator.login(login) } then: {
+                handler, tokens in
+                handler.state = .awaitingHello
+                handler.answer(.tokens(tokens), context)
+            }
+        case (.awaitingHello, .refresh(let refresh)):
+            check(context) { [authenticator] () async throws(BusError) in try await authenticator.refresh(refresh) } then: {
+                handler, tokens in
+                handler.state = .awaitingHello
+                handler.answer(.tokens(tokens), context)
+            }
+        case (.awaitingHello, _):
+            refuse(context, BusError(.badFrame, "the first frame must be HELLO, LOGIN or REFRESH"))
+        case (.checking, _):
+            refuse(context, BusError(.badFrame, "wait for the answer before sending \(frame.type)"))
+        case (.closed, _):
             break
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .active(let session) = state { session.assumeIsolated { $0.flush() } }
+        if case .active(let session, _) = state { session.assumeIsolated { $0.flush() } }
         context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if case .active(let session) = state, context.channel.isWritable {
+        if case .active(let session, _) = state, context.channel.isWritable {
             session.assumeIsolated { $0.writable() }
         }
         context.fireChannelWritabilityChanged()
@@ -94,7 +116,7 @@ final class SessionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
-        if case .active(let session) = state { session.assumeIsolated { $0.channelClosed() } }
+        if case .active(let session, _) = state { session.assumeIsolated { $0.channelClosed() } }
         state = .closed
         context.fireChannelInactive()
     }
@@ -105,44 +127,48 @@ final class SessionHandler: ChannelInboundHandler {
 
     /// Decoding errors (oversized or malformed frames) end the connection with their code.
     private func failed(_ error: BusError, context: ChannelHandlerContext) {
-        if case .active(let session) = state {
+        if case .active(let session, _) = state {
             session.assumeIsolated { $0.close(GoAway(code: error.code, message: error.message)) }
         } else {
             refuse(context, error)
         }
     }
 
-    /// Verifies the token off the event loop (jwt-kit's key collection is an actor), then opens the
-    /// session back on it. The task is unstructured because a channel handler cannot await; it is
-    /// short-lived and holds only this connection.
-    private func authenticate(_ hello: Hello, context: ChannelHandlerContext) {
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let (authority, loop) = (self.authority, context.eventLoop)
+    /// Runs `work` off the event loop (token checks and Argon2id take their time, and jwt-kit's key
+    /// collection is an actor), then `then` back on it; a failure refuses the connection. The task
+    /// is unstructured because a channel handler cannot await; it is short-lived and holds only
+    /// this connection.
+    private func check<T: Sendable>(
+        _ context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(BusError) -> T,
+        then: @escaping (SessionHandler, T) -> Void
+    ) {
+        state = .checking
+        let bound = NIOLoopBound((self, context, then), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
         Task {
-            let result: Result<Identity, BusError>
+            let result: Result<T, BusError>
             do throws(BusError) {
-                result = .success(try await authority.verify(hello.token))
+                result = .success(try await work())
             } catch {
                 result = .failure(error)
             }
             loop.execute {
-                let (handler, context) = bound.value
-                handler.authenticated(result, clientName: hello.clientName, context: context)
+                let (handler, context, then) = bound.value
+                guard case .checking = handler.state else { return }
+                switch result {
+                case .success(let value): then(handler, value)
+                case .failure(let error): handler.refuse(context, error)
+                }
             }
         }
     }
 
-    private func authenticated(
-        _ result: Result<Identity, BusError>, clientName: String,
-        context: ChannelHandlerContext
-    ) {
-        guard case .authenticating = state else { return }
+    private func open(_ token: TokenAuthority.Verified, clientName: String, context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
+        let identity = token.identity
         do throws(BusError) {
-            let identity = try result.get()
-            try checkCertificate(of: identity, context)
             let session = try supervisor.openSession(identity: identity, channel: context.channel)
-            state = .active(session)
+            state = .active(session, token)
             let welcome = Welcome(
                 sessionID: UInt64(session.number), tenant: identity.tenant,
                 agentID: identity.agentID, limits: supervisor.configuration.limits)
@@ -154,20 +180,8 @@ final class SessionHandler: ChannelInboundHandler {
                     "agent": "\(identity.key)", "client": "\(clientName)", "session": "\(session.number)",
                 ])
         } catch {
-            supervisor.record(
-                "security.auth_failed", tenant: "", agentID: "",
-                ["code": error.code.name, "client": clientName])
             refuse(context, error)
         }
-    }
-
-    /// Under mTLS a client certificate names its agent: the token must be that agent's.
-    private func checkCertificate(of identity: Identity, _ context: ChannelHandlerContext) throws(BusError) {
-        guard let tls = try? context.pipeline.syncOperations.handler(type: TLSHandler.self),
-            let name = tls.peerCommonName, name != identity.agentID
-        else { return }
-        throw BusError(
-            .unauthenticated, "the client certificate names '\(name)' but the token is for '\(identity.agentID)'")
     }
 
     /// Answers the handshake with ERROR and closes.

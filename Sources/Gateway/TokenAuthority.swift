@@ -2,34 +2,83 @@ public import Bus
 public import Foundation
 import JWTKit
 
-/// Issues and verifies the JWT bearer tokens agents present in HELLO (HS256 with a shared secret).
+/// Issues and verifies ACB's JWTs (HS256 with a shared secret, through jwt-kit): access tokens for
+/// HELLO and refresh tokens for REFRESH.
 ///
-/// Claims: `sub` (agent id), `tenant`, `roles`, `exp`, `iat`. Verification checks the signature
-/// with the configured key only (a token naming another algorithm, `none` included, is refused),
-/// then expiry, then that the ids are valid identifiers.
+/// Claims: `sub` (agent id), `tenant`, `roles`, `jti`, `iss`, `aud`, `exp`, `nbf`, `iat`, `typ`
+/// (access or refresh) and, for tokens from LOGIN or REFRESH, `fam` (the refresh family).
+/// Verification checks the signature with the configured key only (a token naming another
+/// algorithm, `none` included, is refused), then `typ`, `exp` and `nbf` with ``Settings/leeway``,
+/// `iss` and `aud`, then that the ids are valid identifiers. Revocation is ``TokenLedger``'s.
 public struct TokenAuthority: Sendable {
+    /// What tokens say about their issuer and how long they last.
+    public struct Settings: Sendable {
+        public var issuer = "acb"
+        public var audience = "acb"
+        /// Lifetime of access tokens: 1 hour.
+        public var accessTTL: TimeInterval = 3600
+        /// Lifetime of refresh tokens: 7 days.
+        public var refreshTTL: TimeInterval = 7 * 86_400
+        /// Clock skew tolerated on `exp` and `nbf`.
+        public var leeway: TimeInterval = 30
+
+        public init() {}
+    }
+
+    /// The two kinds of token, as the `typ` claim spells them.
+    public enum Kind: String, Sendable {
+        case access
+        case refresh
+    }
+
+    /// A token that passed verification.
+    public struct Verified: Sendable {
+        public var identity: Identity
+        public var jti: String
+        /// The refresh family the token belongs to; nil for tokens made by `acb token issue`.
+        public var family: String?
+        public var expiresAt: Date
+    }
+
+    public let settings: Settings
     private let keys: JWTKeyCollection
 
     /// Shortest secret accepted: HS256 keys must be at least as long as the hash (32 bytes).
     public static let minimumSecretBytes = 32
 
     /// - Throws: ``ErrorCode/invalidArgument`` when the secret is shorter than ``minimumSecretBytes``.
-    public init(secret: String) async throws(BusError) {
+    public init(secret: String, settings: Settings = Settings()) async throws(BusError) {
         guard secret.utf8.count >= Self.minimumSecretBytes else {
             throw BusError(.invalidArgument, "token secret must be at least \(Self.minimumSecretBytes) bytes")
         }
+        self.settings = settings
         keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
     }
 
-    /// The identity a token proves.
+    /// Checks `token` as a token of `kind`.
     /// - Throws: ``ErrorCode/unauthenticated`` with the reason.
-    public func verify(_ token: String) async throws(BusError) -> Identity {
+    public func verify(_ token: String, as kind: Kind, now: Date = Date()) async throws(BusError) -> Verified {
         let claims: AgentClaims
         do {
             claims = try await keys.verify(token, as: AgentClaims.self)
         } catch {
             throw BusError(.unauthenticated, "token refused: \(error)")
+        }
+        guard claims.typ == kind.rawValue else {
+            throw BusError(.unauthenticated, "token refused: a \(claims.typ) token where a \(kind.rawValue) token goes")
+        }
+        guard claims.exp.value > now.addingTimeInterval(-settings.leeway) else {
+            throw BusError(.unauthenticated, "token refused: expired at \(claims.exp.value)")
+        }
+        guard claims.nbf.value <= now.addingTimeInterval(settings.leeway) else {
+            throw BusError(.unauthenticated, "token refused: not valid before \(claims.nbf.value)")
+        }
+        guard claims.iss.value == settings.issuer else {
+            throw BusError(.unauthenticated, "token refused: issuer '\(claims.iss.value)' is not '\(settings.issuer)'")
+        }
+        guard claims.aud.value.contains(settings.audience) else {
+            throw BusError(.unauthenticated, "token refused: audience \(claims.aud.value) lacks '\(settings.audience)'")
         }
         do throws(BusError) {
             try Identifier.validate(claims.sub.value, field: "token sub")
@@ -37,28 +86,47 @@ public struct TokenAuthority: Sendable {
         } catch {
             throw BusError(.unauthenticated, error.message)
         }
-        return Identity(tenant: claims.tenant, agentID: claims.sub.value, roles: claims.roles)
+        return Verified(
+            identity: Identity(tenant: claims.tenant, agentID: claims.sub.value, roles: claims.roles),
+            jti: claims.jti.value, family: claims.fam, expiresAt: claims.exp.value)
     }
 
-    /// Signs a token for `identity`, valid for `ttl` seconds.
-    public func issue(_ identity: Identity, ttl: TimeInterval) async throws -> String {
-        let now = Date()
-        return try await keys.sign(
+    /// Signs a token of `kind` for `identity`, valid for `ttl` seconds (the kind's default when nil).
+    /// - Returns: the token and its `jti`.
+    public func issue(
+        _ identity: Identity, kind: Kind = .access, family: String? = nil, ttl: TimeInterval? = nil,
+        now: Date = Date()
+    ) async throws -> (token: String, jti: String) {
+        let jti = UUID().uuidString
+        let lifetime = ttl ?? (kind == .access ? settings.accessTTL : settings.refreshTTL)
+        let token = try await keys.sign(
             AgentClaims(
                 sub: SubjectClaim(value: identity.agentID), tenant: identity.tenant, roles: identity.roles,
-                exp: ExpirationClaim(value: now.addingTimeInterval(ttl)), iat: IssuedAtClaim(value: now)))
+                jti: IDClaim(value: jti), iss: IssuerClaim(value: settings.issuer),
+                aud: AudienceClaim(value: [settings.audience]), exp: ExpirationClaim(value: now.addingTimeInterval(lifetime)),
+                nbf: NotBeforeClaim(value: now), iat: IssuedAtClaim(value: now), typ: kind.rawValue, fam: family))
+        return (token, jti)
+    }
+
+    /// An access token for `identity` (tests and `acb token issue`).
+    public func issue(_ identity: Identity, ttl: TimeInterval) async throws -> String {
+        try await issue(identity, kind: .access, ttl: ttl).token
     }
 }
 
-/// The claims of an ACB access token.
+/// The claims of an ACB token. jwt-kit checks the signature; ``TokenAuthority`` checks the rest.
 struct AgentClaims: JWTPayload {
     var sub: SubjectClaim
     var tenant: String
     var roles: [String]
+    var jti: IDClaim
+    var iss: IssuerClaim
+    var aud: AudienceClaim
     var exp: ExpirationClaim
+    var nbf: NotBeforeClaim
     var iat: IssuedAtClaim
+    var typ: String
+    var fam: String?
 
-    func verify(using algorithm: some JWTAlgorithm) async throws {
-        try exp.verifyNotExpired()
-    }
+    func verify(using algorithm: some JWTAlgorithm) async throws {}
 }

@@ -38,7 +38,7 @@ public final class RedisState: Sendable {
 
     private enum Write {
         case presence(AgentKey, online: Bool)
-        case idempotency([String])
+        case durable([String])
         /// Not spooled: the next chunk rewrites it.
         case progress([[String]])
     }
@@ -76,7 +76,11 @@ public final class RedisState: Sendable {
     }
 
     public func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64) {
-        submit(.idempotency(["SET", "acb:idem:\(scopedKey)", result, "PX", "\(max(ttlMs, 1))"]))
+        submit(.durable(["SET", "acb:idem:\(scopedKey)", result, "PX", "\(max(ttlMs, 1))"]))
+    }
+
+    public func rememberToken(_ key: String, value: String, ttlMs: UInt64) {
+        submit(.durable(["SET", "acb:token:\(key)", value, "PX", "\(max(ttlMs, 1))"]))
     }
 
     public func uploadProgress(
@@ -95,24 +99,37 @@ public final class RedisState: Sendable {
     public static func idempotencyKeys(url: String) throws(SidecarError) -> [(
         key: String, result: String, ttlMs: UInt64
     )] {
+        try entries(url: url, prefix: "acb:idem:").map { ($0.key, $0.value, $0.ttlMs) }
+    }
+
+    /// The token states Redis holds (see ``rememberToken(_:value:ttlMs:)``).
+    /// - Throws: when Redis cannot be reached.
+    public static func tokenStates(url: String) throws(SidecarError) -> [(key: String, value: String, ttlMs: UInt64)] {
+        try entries(url: url, prefix: "acb:token:")
+    }
+
+    /// Every string key under `prefix` (without it), with its value and milliseconds left to live.
+    private static func entries(url: String, prefix: String) throws(SidecarError) -> [(
+        key: String, value: String, ttlMs: UInt64
+    )] {
         let connection = try RedisConnection(url: url)
         var cursor = "0"
         var keys: [String] = []
         repeat {
             guard
-                case .array(let page) = try connection.command("SCAN", cursor, "MATCH", "acb:idem:*", "COUNT", "1000"),
+                case .array(let page) = try connection.command("SCAN", cursor, "MATCH", "\(prefix)*", "COUNT", "1000"),
                 page.count == 2, let next = page[0].text, case .array(let found) = page[1]
             else { throw SidecarError(message: "unexpected SCAN reply", connectionLost: false) }
             keys += found.compactMap(\.text)
             cursor = next
         } while cursor != "0"
-        var entries: [(key: String, result: String, ttlMs: UInt64)] = []
+        var entries: [(key: String, value: String, ttlMs: UInt64)] = []
         for chunk in keys.chunked(1_000) {
             let replies = try connection.pipeline(chunk.flatMap { [["GET", $0], ["PTTL", $0]] })
             for (index, key) in chunk.enumerated() {
                 guard let result = replies[2 * index].text, case .integer(let ttl) = replies[2 * index + 1], ttl > 0
                 else { continue }
-                entries.append((String(key.dropFirst("acb:idem:".count)), result, UInt64(ttl)))
+                entries.append((String(key.dropFirst(prefix.count)), result, UInt64(ttl)))
             }
         }
         return entries
@@ -166,7 +183,7 @@ public final class RedisState: Sendable {
                 case .presence(let key, true):
                     commands.append(["SET", "acb:presence:\(key)", "online", "PX", "\(settings.presenceTTLMs)"])
                 case .presence(let key, false): commands.append(["DEL", "acb:presence:\(key)"])
-                case .idempotency(let command): spooled.append(command)
+                case .durable(let command): spooled.append(command)
                 case .progress(let progress): commands += progress
                 }
             }

@@ -12,6 +12,10 @@ enum SampleFrames {
         .error(ErrorFrame(ref: 9, error: BusError(.overloaded, "full", retryAfterMs: 100))),
         .goAway(GoAway(code: .shuttingDown, message: "bye")),
         .ok(Ok(ref: 3, outcome: .delivered, recipients: 2)),
+        .login(Login(tenant: "acme", agentID: "alice", secret: "correct horse battery")),
+        .refresh(Refresh(refreshToken: "eyJ.r.s")),
+        .tokens(Tokens(accessToken: "eyJ.a.s", refreshToken: "eyJ.r.s", accessExpiresInS: 3600, refreshExpiresInS: 604_800)),
+        .logout(RefOnly(ref: 11)),
         .register(
             Register(
                 ref: 1,

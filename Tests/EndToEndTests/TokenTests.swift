@@ -1,0 +1,142 @@
+import Bus
+import Foundation
+import JWTKit
+import NIOCore
+import Testing
+
+@testable import Gateway
+
+/// Access and refresh tokens at HELLO and REFRESH: every way a token can be wrong is refused with
+/// `unauthenticated` and its reason; refresh rotates, and replaying a rotated token revokes the family.
+@Suite(.timeLimit(.minutes(1))) struct TokenTests {
+    static let alice = Identity(tenant: "acme", agentID: "alice", roles: ["agent-full"])
+
+    /// Sends HELLO with `token`; the ERROR's message, or nil when WELCOME came.
+    static func refusal(_ bus: TestBus, _ token: String) async throws -> String? {
+        var raw = try await bus.raw()
+        let answer = try await raw.hello(token)
+        await raw.close()
+        switch answer {
+        case .welcome: return nil
+        case .error(let error):
+            #expect(error.error.code == .unauthenticated, "\(error)")
+            return error.error.message
+        case let other: throw BusError(.badFrame, "unexpected \(String(describing: other))")
+        }
+    }
+
+    @Test func everyKindOfBadTokenIsRefusedWithItsReason() async throws {
+        // 64 bytes, so that jwt-kit will sign HS512 with it: the same secret, another algorithm.
+        let secret = String(repeating: "k", count: 64)
+        try await TestBus.with({ $0.tokenSecret = secret }) { bus in
+            let authority = bus.server.authority
+            let now = Date()
+            var otherAudience = TokenAuthority.Settings()
+            otherAudience.audience = "somebody-else"
+            var otherIssuer = TokenAuthority.Settings()
+            otherIssuer.issuer = "mallory"
+            let cases: [(String, String)] = [
+                ("expired", try await authority.issue(Self.alice, ttl: -120)),
+                ("not valid before", try await authority.issue(Self.alice, now: now.addingTimeInterval(600)).token),
+                ("token refused", try await TokenAuthority(secret: String(repeating: "x", count: 32)).issue(Self.alice, ttl: 60)),
+                ("audience", try await TokenAuthority(secret: secret, settings: otherAudience).issue(Self.alice, ttl: 60)),
+                ("issuer", try await TokenAuthority(secret: secret, settings: otherIssuer).issue(Self.alice, ttl: 60)),
+                ("a refresh token where a access token goes", try await authority.issue(Self.alice, kind: .refresh).token),
+                ("token refused", try Self.unsigned(from: try await bus.token("alice"))),
+                ("token refused", try await Self.signedWithHS512(by: secret)),
+            ]
+            for (reason, token) in cases {
+                let message = try await Self.refusal(bus, token)
+                #expect(message?.contains(reason) == true, "\(reason): \(message ?? "accepted")")
+            }
+            // Within the leeway (30 s), a token just expired is still good: clocks differ a little.
+            #expect(try await Self.refusal(bus, try await authority.issue(Self.alice, ttl: -10)) == nil)
+        }
+    }
+
+    @Test func logoutRevokesTheTokenUntilItExpires() async throws {
+        try await TestBus.with { bus in
+            let token = try await bus.token("alice")
+            var raw = try await bus.raw()
+            guard case .welcome = try await raw.hello(token) else { Issue.record("expected WELCOME"); return }
+            try await raw.send(.logout(RefOnly(ref: 1)))
+            #expect(try await raw.read() == .ok(Ok(ref: 1)))
+            guard case .goAway(let goAway) = try await raw.read() else { Issue.record("expected GOAWAY"); return }
+            #expect(goAway.code == .unauthenticated)
+            #expect(try await Self.refusal(bus, token)?.contains("revoked") == true)
+            _ = await bus.audit.first { $0.kind == "security.logout" }
+        }
+    }
+
+    @Test func refreshRotatesAndAReplayRevokesTheFamily() async throws {
+        try await TestBus.with { bus in
+            let authority = bus.server.authority
+            let family = UUID().uuidString
+            let first = try await authority.issue(Self.alice, kind: .refresh, family: family)
+            bus.server.authenticator.ledger.startFamily(family, refresh: first.jti, expiresAt: Date().addingTimeInterval(600))
+
+            let rotated = try await Self.refresh(bus, first.token)
+            guard case .tokens(let tokens) = rotated else { Issue.record("expected TOKENS, got \(rotated)"); return }
+            #expect(tokens.accessExpiresInS == 3600 && tokens.refreshExpiresInS == 7 * 86_400)
+            #expect(try await Self.refusal(bus, tokens.accessToken) == nil)
+
+            // The first refresh token again: reuse. The family is revoked, the new tokens with it.
+            guard case .error(let reuse) = try await Self.refresh(bus, first.token) else { Issue.record("reuse accepted"); return }
+            #expect(reuse.error.code == .unauthenticated && reuse.error.message.contains("already used"))
+            guard case .error = try await Self.refresh(bus, tokens.refreshToken) else { Issue.record("family alive"); return }
+            #expect(try await Self.refusal(bus, tokens.accessToken)?.contains("revoked") == true)
+            let event = await bus.audit.first { $0.kind == "security.refresh_reuse" }
+            #expect(event.detail["family"] == family)
+        }
+    }
+
+    @Test func anAccessTokenCannotRefresh() async throws {
+        try await TestBus.with { bus in
+            guard case .error(let error) = try await Self.refresh(bus, try await bus.token("alice")) else {
+                Issue.record("expected ERROR")
+                return
+            }
+            #expect(error.error.message.contains("a access token where a refresh token goes"))
+        }
+    }
+
+    @Test func loginWithoutPostgreSQLIsUnavailable() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            try await raw.send(.login(Login(tenant: "acme", agentID: "alice", secret: "0123456789abcdef")))
+            guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+            #expect(error.error.code == .unavailable)
+        }
+    }
+
+    /// REFRESH on a new connection; the answer.
+    static func refresh(_ bus: TestBus, _ token: String) async throws -> Frame? {
+        var raw = try await bus.raw()
+        try await raw.send(.refresh(Refresh(refreshToken: token)))
+        let answer = try await raw.read()
+        await raw.close()
+        return answer
+    }
+
+    /// `token` with its header replaced by `{"alg":"none"}` and no signature.
+    static func unsigned(from token: String) throws -> String {
+        let parts = token.split(separator: ".")
+        let header = Data(#"{"alg":"none","typ":"JWT"}"#.utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return "\(header).\(parts[1])."
+    }
+
+    /// A token with good claims signed with the right secret but HS512: the key is HS256 only.
+    static func signedWithHS512(by secret: String) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha512)
+        let now = Date()
+        return try await keys.sign(
+            AgentClaims(
+                sub: SubjectClaim(value: "alice"), tenant: "acme", roles: ["admin"], jti: IDClaim(value: "x"),
+                iss: IssuerClaim(value: "acb"), aud: AudienceClaim(value: ["acb"]),
+                exp: ExpirationClaim(value: now.addingTimeInterval(60)), nbf: NotBeforeClaim(value: now),
+                iat: IssuedAtClaim(value: now), typ: "access", fam: nil))
+    }
+}
