@@ -6,6 +6,6 @@ struct ACB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acb",
         abstract: "The Agentic Context Bus: a message bus for AI agents.",
-        subcommands: [Serve.self, Migrate.self, Token.self]
+        subcommands: [Serve.self, Migrate.self, Token.self, Agent.self]
     )
 }

@@ -31,18 +31,7 @@ struct Token: AsyncParsableCommand {
                         "token-secret is required and must be at least \(TokenAuthority.minimumSecretBytes) bytes")
                 }
                 secret = value
-                identity = Identity(
-                    tenant: tenant, agentID: agent,
-                    roles: roles.split(separator: ",").map { String($0) })
-                do {
-                    try Identifier.validate(agent, field: "agent")
-                    try Identifier.validate(tenant, field: "tenant")
-                } catch {
-                    throw SettingError(error.message)
-                }
-                guard identity.roles.allSatisfy({ Role(rawValue: $0) != nil }) else {
-                    throw SettingError("unknown role in '\(roles)'")
-                }
+                identity = try Identity.parse(agent: agent, tenant: tenant, roles: roles)
             } catch let error as SettingError {
                 throw error.exit()
             }

@@ -1,0 +1,110 @@
+import Bus
+import Foundation
+import Gateway
+import NIOCore
+import Testing
+
+@testable import Persistence
+
+extension SidecarTests {
+    /// LOGIN against secrets that `acb agent create` stored in the real PostgreSQL, and refresh
+    /// families kept in the real Redis across a restart of the bus.
+    @Suite struct LoginTests {
+        static let secret = "correct horse battery staple"
+
+        /// `acb agent create … --secret-stdin`, as an operator runs it.
+        static func createAgent(_ agent: String, tenant: String, roles: String) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CLITests.acb)
+            process.arguments = [
+                "agent", "create", "--agent", agent, "--tenant", tenant, "--roles", roles, "--secret-stdin",
+                "--postgres-url", try Sidecars.postgres(),
+            ]
+            let stdin = Pipe()
+            process.standardInput = stdin
+            try process.run()
+            stdin.fileHandleForWriting.write(Data("\(secret)\n".utf8))
+            try stdin.fileHandleForWriting.close()
+            process.waitUntilExit()
+            try #require(process.terminationStatus == 0)
+        }
+
+        /// LOGIN then HELLO on one connection.
+        static func login(_ bus: TestBus, _ login: Login) async throws -> (RawConnection, Frame?) {
+            var raw = try await bus.raw()
+            try await raw.send(.login(login))
+            return (raw, try await raw.read())
+        }
+
+        @Test func loginGivesTokensThatCarryTheStoredRoles() async throws {
+            let tenant = TestBus.freshTenant()
+            try Self.createAgent("alice", tenant: tenant, roles: "agent-producer")
+            let stored = try Sidecars.query(
+                "SELECT secret_hash FROM agent_credentials WHERE tenant_id = $1 AND agent_id = 'alice'", [tenant])
+            #expect(stored.string(0, 0).hasPrefix("$argon2id$") && !stored.string(0, 0).contains(Self.secret))
+            try await TestBus.withSidecars(redis: true) { bus in
+                var (raw, answer) = try await Self.login(
+                    bus, Login(tenant: tenant, agentID: "alice", secret: Self.secret))
+                guard case .tokens(let tokens) = answer else { Issue.record("expected TOKENS, got \(String(describing: answer))"); return }
+                guard case .welcome(let welcome) = try await raw.hello(tokens.accessToken) else {
+                    Issue.record("expected WELCOME"); return
+                }
+                #expect(welcome.agentID == "alice" && welcome.tenant == tenant)
+                // agent-producer may send but not subscribe: the roles came from the database.
+                try await raw.send(.subscribe(PatternCommand(ref: 1, pattern: "news.>")))
+                guard case .error(let denied) = try await raw.read() else { Issue.record("expected ERROR"); return }
+                #expect(denied.error.code == .forbidden)
+                _ = await bus.audit.first { $0.kind == "security.denied" && $0.agentID == "alice" }
+                _ = await bus.audit.first { $0.kind == "security.login" && $0.tenant == tenant }
+                await raw.close()
+            }
+        }
+
+        @Test func aWrongSecretAndAnUnknownAgentGetTheSameRefusal() async throws {
+            let tenant = TestBus.freshTenant()
+            try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await TestBus.withSidecars { bus in
+                for login in [
+                    Login(tenant: tenant, agentID: "alice", secret: "not the secret at all"),
+                    Login(tenant: tenant, agentID: "nobody", secret: Self.secret),
+                    Login(tenant: "other-\(tenant)", agentID: "alice", secret: Self.secret),
+                ] {
+                    var (raw, answer) = try await Self.login(bus, login)
+                    guard case .error(let error) = answer else { Issue.record("expected ERROR"); continue }
+                    #expect(error.error.code == .unauthenticated && error.error.message == "unknown agent or wrong secret")
+                    #expect(try await raw.read() == nil, "the connection is closed after a failed login")
+                }
+                _ = await bus.audit.first { $0.kind == "security.login_failed" && $0.agentID == "nobody" }
+            }
+        }
+
+        @Test func refreshFamiliesSurviveARestartAndReuseIsStillCaught() async throws {
+            let tenant = TestBus.freshTenant()
+            try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
+            var first: Tokens?
+            var second: Tokens?
+            try await TestBus.withSidecars(redis: true) { bus in
+                let (raw, answer) = try await Self.login(bus, Login(tenant: tenant, agentID: "alice", secret: Self.secret))
+                await raw.close()
+                guard case .tokens(let tokens) = answer else { Issue.record("expected TOKENS"); return }
+                first = tokens
+                guard case .tokens(let rotated) = try await TokenTests.refresh(bus, tokens.refreshToken) else {
+                    Issue.record("expected TOKENS"); return
+                }
+                second = rotated
+            }
+            let (old, current) = (try #require(first), try #require(second))
+            // The first bus wrote its Redis queue out as it shut down; the second reads it at start.
+            try await TestBus.withSidecars(redis: true) { bus in
+                // The token rotated before the restart is recognised as reused; the family dies.
+                guard case .error(let reuse) = try await TokenTests.refresh(bus, old.refreshToken) else {
+                    Issue.record("reuse accepted after a restart"); return
+                }
+                #expect(reuse.error.message.contains("already used"))
+                guard case .error = try await TokenTests.refresh(bus, current.refreshToken) else {
+                    Issue.record("the family outlived the reuse"); return
+                }
+            }
+        }
+    }
+}
