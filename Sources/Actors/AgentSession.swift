@@ -53,6 +53,10 @@ public actor AgentSession {
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
+    /// The agent's rate limit (nil: none), taken from the supervisor and given back at the end.
+    var bucket: TokenBucket?
+    /// When a refusal for the rate limit was last audited: at most one event a second.
+    var rateLimitAuditedMs: UInt64 = 0
     var backlog = Backlog()
     /// Frames written since the last hand-over to the channel, encoded back to back: one pipeline
     /// write per batch instead of one per frame.
@@ -81,6 +85,7 @@ public actor AgentSession {
             controlCapacity: 2 * Int(configuration.limits.maxPendingRequests))
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
+        self.bucket = supervisor.rateLimits?.take(identity.key, nowMs: MonotonicClock.nowMs())
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks). Call once, after WELCOME.
@@ -104,6 +109,9 @@ public actor AgentSession {
         }
         if state == .draining, frame.startsWork {
             return fail(frame.ref, BusError(.shuttingDown, "the server is shutting down"))
+        }
+        if frame.startsWork, let retryAfterMs = bucket?.take(nowMs: lastHeard) {
+            return refuseOverRate(frame, retryAfterMs: retryAfterMs)
         }
         switch frame {
         case .register(let register): handleRegister(register)
@@ -187,7 +195,7 @@ public actor AgentSession {
             case .response, .requestFailed: break
             }
         }
-        supervisor.retire(self, patterns: Array(patterns.values), orphans: orphans)
+        supervisor.retire(self, patterns: Array(patterns.values), orphans: orphans, bucket: bucket)
     }
 
     /// Writes GOAWAY and closes the connection.
@@ -234,6 +242,17 @@ public actor AgentSession {
 
     func fail(_ ref: UInt64, _ error: BusError) {
         write(.error(ErrorFrame(ref: ref, error: error)))
+    }
+
+    private func refuseOverRate(_ frame: Frame, retryAfterMs: UInt32) {
+        if lastHeard >= rateLimitAuditedMs + 1000 {
+            rateLimitAuditedMs = lastHeard
+            audit("security.rate_limited", ["frame": "\(frame.type)", "retry_after_ms": "\(retryAfterMs)"])
+        }
+        let limit = configuration.rateLimitPerSecond
+        fail(
+            frame.ref,
+            BusError(.rateLimited, "more than \(limit) commands a second; retry in \(retryAfterMs) ms", retryAfterMs: retryAfterMs))
     }
 
     func audit(_ kind: String, _ detail: [String: String] = [:]) {

@@ -16,6 +16,8 @@ public actor Supervisor {
     public nonisolated let routing: RoutingTable
     public nonisolated let registry = Registry()
     public nonisolated let streams: StreamStore
+    /// Per-agent rate limits; nil when they are off.
+    nonisolated let rateLimits: RateLimits?
     public nonisolated let deadLetters: DeadLetterLog
     public nonisolated let audit: any AuditSink
     /// Durable storage, if configured; without it nothing outlives the process.
@@ -50,6 +52,7 @@ public actor Supervisor {
         shared: (any SharedState)? = nil, logger: Logger
     ) throws(BusError) {
         self.configuration = configuration
+        self.rateLimits = RateLimits(perSecond: configuration.rateLimitPerSecond, burst: configuration.rateLimitBurst)
         self.audit = audit
         self.store = store
         self.shared = shared
@@ -87,6 +90,7 @@ public actor Supervisor {
                 deadLetter(envelope, to: agent, reason: .offline)
             }
             streams.expire(now: now)
+            rateLimits?.forgetFull(nowMs: now)
             if let shared { shared.online(routing.all.map(\.identity.key)) }
         }
         housekeeping.withLockedValue { $0 = task }
@@ -117,8 +121,11 @@ public actor Supervisor {
     }
 
     /// Retires a closed session: the agent goes offline unless a newer session took over.
-    nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
+    nonisolated func retire(
+        _ session: AgentSession, patterns: [[Substring]], orphans: [Envelope], bucket: TokenBucket?
+    ) {
         let key = session.identity.key
+        if let bucket { rateLimits?.park(bucket, for: key) }
         for (agent, envelope) in routing.detach(
             session, patterns: patterns, orphans: orphans,
             now: MonotonicClock.nowMs())

@@ -40,6 +40,12 @@ public struct SupervisorConfiguration: Sendable {
     public var deadLetterCapacity = 10_000
     /// Most payload bytes the in-memory dead letters keep (oldest dropped first).
     public var deadLetterBytes = 64 << 20
+    /// Commands (frames that start work: SEND, BROADCAST, PUBLISH, REQUEST, STREAM_OPEN, REGISTER,
+    /// SUBSCRIBE) one agent may send per second, on average; 0 turns the limit off. One more is
+    /// refused with `rate_limited` and the time until the next is allowed.
+    public var rateLimitPerSecond: UInt32 = 100_000
+    /// Commands an idle agent may send at once before ``rateLimitPerSecond`` applies.
+    public var rateLimitBurst: UInt32 = 200_000
     /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.
     public var tickMs: UInt64 = 250
     /// Housekeeping tick of the supervisor: expiry of orphaned deliveries and parked uploads.

@@ -51,6 +51,8 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
     /// unreachable and the local spool that stands in for it is full, or the audit journal is
     /// full (the message's audit event would be lost). Retry after the hint.
     case storageUnavailable = 23
+    /// The agent sent commands faster than its rate limit; retry after the hint.
+    case rateLimited = 24
 
     /// The code's stable name, as used in JSON bodies and the audit stream.
     public var name: String {
@@ -78,6 +80,7 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
         case .internal: "internal"
         case .rejected: "rejected"
         case .storageUnavailable: "storage_unavailable"
+        case .rateLimited: "rate_limited"
         }
     }
 }

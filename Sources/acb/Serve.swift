@@ -52,6 +52,8 @@ struct Serve: AsyncParsableCommand {
     var tlsClientAuth: String?
     @Option(help: "Oldest TLS version accepted: 1.3 or 1.2. Default 1.3.") var tlsMinVersion: String?
     @Option(help: "Open connections per source address. Default 1024.") var maxConnectionsPerAddress: String?
+    @Option(help: "Commands per second per agent; 0 turns the limit off. Default 100000.") var rateLimit: String?
+    @Option(help: "Commands an idle agent may send in one burst. Default 200000.") var rateBurst: String?
 
     func run() async throws {
         let configuration: ServerConfiguration
@@ -115,6 +117,10 @@ struct Serve: AsyncParsableCommand {
             "slow-consumer-ms", flag: slowConsumerMs,
             default: supervisor.slowConsumerTimeoutMs,
             in: 10...86_400_000)
+        supervisor.rateLimitPerSecond = try settings.integer(
+            "rate-limit", flag: rateLimit, default: supervisor.rateLimitPerSecond)
+        supervisor.rateLimitBurst = try settings.integer(
+            "rate-burst", flag: rateBurst, default: supervisor.rateLimitBurst, in: 1...UInt32.max)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
         configuration.supervisor = supervisor
         configuration.auditLogPath = settings.string("audit-log", flag: auditLog)

@@ -1,0 +1,37 @@
+/// A token bucket: `burst` tokens, refilled at `perSecond`; each command takes one.
+public struct TokenBucket: Sendable, Equatable {
+    public let perSecond: Double
+    public let burst: Double
+    private var tokens: Double
+    private var updatedMs: UInt64
+
+    /// A full bucket at `nowMs`.
+    public init(perSecond: UInt32, burst: UInt32, nowMs: UInt64) {
+        self.perSecond = Double(perSecond)
+        self.burst = Double(max(burst, 1))
+        tokens = self.burst
+        updatedMs = nowMs
+    }
+
+    /// Takes a token. Nil when there was one; else the milliseconds until there will be.
+    public mutating func take(nowMs: UInt64) -> UInt32? {
+        refill(nowMs)
+        if tokens >= 1 {
+            tokens -= 1
+            return nil
+        }
+        return UInt32(((1 - tokens) * 1000 / perSecond).rounded(.up))
+    }
+
+    /// Whether the bucket is full again at `nowMs` (and so need not be remembered).
+    public mutating func isFull(nowMs: UInt64) -> Bool {
+        refill(nowMs)
+        return tokens >= burst
+    }
+
+    private mutating func refill(_ nowMs: UInt64) {
+        guard nowMs > updatedMs else { return }
+        tokens = min(burst, tokens + Double(nowMs - updatedMs) * perSecond / 1000)
+        updatedMs = nowMs
+    }
+}
