@@ -131,15 +131,22 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Frames of every type and a seeded mutator, shared by the test targets.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Bus", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Tests/Support",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "BusTests",
-            dependencies: ["Bus", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Bus", "TestSupport", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Gateway", "Actors", "ACBClient", "Bus", "Persistence", "BenchKit", "ACBTLS",
+                "Gateway", "Actors", "ACBClient", "Bus", "Persistence", "BenchKit", "ACBTLS", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),

@@ -2,6 +2,7 @@ import Bus
 import Foundation
 import NIOCore
 import Testing
+import TestSupport
 
 /// The hex examples in docs/protocol.md are real frames: each decodes and re-encodes to the same bytes.
 @Suite struct ProtocolDocumentTests {

@@ -1,12 +1,12 @@
-import Bus
-import NIOCore
+public import Bus
+public import NIOCore
 
 /// One frame of every type, with every field set to a non-default value.
-enum SampleFrames {
-    static let payload = ByteBuffer(string: "payload ✓")
-    static let digest = [UInt8](repeating: 0xAB, count: 32)
+public enum SampleFrames {
+    public static let payload = ByteBuffer(string: "payload ✓")
+    public static let digest = [UInt8](repeating: 0xAB, count: 32)
 
-    static let all: [Frame] = [
+    public static let all: [Frame] = [
         .hello(Hello(token: "eyJ.t.s", clientName: "tests")),
         .welcome(Welcome(sessionID: 7, tenant: "acme", agentID: "alice", limits: Limits())),
         .error(ErrorFrame(ref: 9, error: BusError(.overloaded, "full", retryAfterMs: 100))),
@@ -59,7 +59,7 @@ enum SampleFrames {
         .streamAbort(StreamAbort(streamID: "s1", code: .checksumMismatch, message: "bad")),
     ]
 
-    static func encode(_ frame: Frame) -> ByteBuffer {
+    public static func encode(_ frame: Frame) -> ByteBuffer {
         var buffer = ByteBuffer()
         frame.encode(into: &buffer)
         return buffer
