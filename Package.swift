@@ -124,7 +124,7 @@ let package = Package(
         .executableTarget(
             name: "acb-bench",
             dependencies: [
-                "BenchKit",
+                "BenchKit", "ACBTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

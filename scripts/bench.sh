@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: builds release binaries, starts ACB and nats-server side by side on fixed ports,
+# `make bench`: builds release binaries, starts ACB (plain and TLS) and nats-server side by side on fixed ports,
 # runs acb-bench against both, and rewrites BENCHMARKS.md (charts in docs/bench/).
 # Extra arguments go to acb-bench and make a partial run that prints its table but leaves
 # BENCHMARKS.md alone, e.g. `scripts/bench.sh --scenarios p2p:10 --seconds 3`.
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
 
 acb_port=${ACB_BENCH_PORT:-7480}
+acb_tls_port=${ACB_TLS_BENCH_PORT:-7481}
 nats_port=${NATS_BENCH_PORT:-4280}
 secret=${ACB_TOKEN_SECRET:-acb-development-secret-change-me-0001}
 logs=.build/bench
@@ -21,11 +22,17 @@ bin=$(swift build -c release --show-bin-path)
 "$bin/acb" serve --port "$acb_port" --token-secret "$secret" --log-level warning \
   --stream-dir "$logs/streams" >"$logs/acb.log" 2>&1 &
 acb_pid=$!
+# The same bus with TLS on (development certificates), to measure what TLS costs.
+scripts/dev-certs.sh "$logs/certs"
+"$bin/acb" serve --port "$acb_tls_port" --token-secret "$secret" --log-level warning \
+  --stream-dir "$logs/streams-tls" --tls-cert "$logs/certs/server.pem" --tls-key "$logs/certs/server.key" \
+  >"$logs/acb-tls.log" 2>&1 &
+acb_tls_pid=$!
 nats-server -a 127.0.0.1 -p "$nats_port" >"$logs/nats.log" 2>&1 &
 nats_pid=$!
-trap 'kill "$acb_pid" "$nats_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
+trap 'kill "$acb_pid" "$acb_tls_pid" "$nats_pid" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
-for port in "$acb_port" "$nats_port"; do
+for port in "$acb_port" "$acb_tls_port" "$nats_port"; do
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
@@ -39,6 +46,7 @@ if [ $# -eq 0 ]; then
 fi
 "$bin/acb-bench" \
   --acb "127.0.0.1:$acb_port" --acb-pid "$acb_pid" --token-secret "$secret" \
+  --acb-tls "127.0.0.1:$acb_tls_port" --acb-tls-pid "$acb_tls_pid" --tls-ca "$logs/certs/ca.pem" \
   --nats "127.0.0.1:$nats_port" --nats-pid "$nats_pid" \
   --version "acb=$(git rev-parse --short HEAD)" \
   --version "nats-server=$(nats-server --version | sed 's/.*v//')" \

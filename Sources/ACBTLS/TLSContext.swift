@@ -19,6 +19,9 @@ public final class TLSContext: @unchecked Sendable {
         }
         let tls = try TLSContext(method: TLS_server_method(), isServer: true, configuration)
         try tls.use(chain: chain, key: key)
+        // No session tickets: agents hold one long-lived connection and reconnect rarely, so
+        // resumption saves little, while making two tickets costs every handshake.
+        SSL_CTX_set_num_tickets(tls.context, 0)
         if configuration.clientAuthentication != .none {
             guard let roots = configuration.trustRoots else {
                 throw TLSError("client certificate authentication needs trust roots (a CA file)")

@@ -75,7 +75,7 @@ extension Bench {
             scenario, isDone: { try await sendCounts().allSatisfy { $0.sent == self.settings.messageLimit } },
             progress: { (try await delivered(), unit) })
         for producer in producers { _ = try await producer.run { $0.stop() } }
-        if server.kind == .acb {
+        if server.kind.isACB {
             // Every ACB send is answered; the answers say how many receivers each message reached.
             let sent = try await sendCounts().reduce(0) { $0 + $1.sent }
             try await drain(to: sent) { try await sendCounts().reduce(0) { $0 + $1.accepted + $1.refusedTotal } }
@@ -84,7 +84,7 @@ extension Bench {
         // ACB says how many receivers took each message (a fan-out skips a receiver whose mailbox
         // is full, and tells the publisher so); NATS says nothing, so every receiver should have it.
         let expected = zip(flows, sends).map { flow, counts in
-            server.kind == .acb
+            server.kind.isACB
                 ? counts.recipients : counts.sent.minus(counts.refusedTotal) * UInt64(flow.consumers.count)
         }
         try await drain(to: expected.reduce(0, +), delivered)
@@ -97,7 +97,7 @@ extension Bench {
         for ((flow, counts), expected) in zip(zip(flows, sends), expected) {
             result.sent += counts.sent
             result.refused.merge(counts.refused, uniquingKeysWith: +)
-            if server.kind == .acb {
+            if server.kind.isACB {
                 result.unanswered += counts.unanswered
                 let skipped = (counts.accepted * UInt64(flow.consumers.count)).minus(counts.recipients)
                 if skipped > 0 { result.refused["skipped_receiver", default: 0] += skipped }

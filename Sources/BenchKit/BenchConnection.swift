@@ -1,3 +1,4 @@
+import ACBTLS
 import NIOCore
 import NIOPosix
 
@@ -192,7 +193,7 @@ struct Agent<B: Behaviour>: Sendable {
     /// Connects, completes the handshake and the subscriptions, and attaches a behaviour made on the
     /// connection's event loop.
     static func connect<W: BenchWire>(
-        _ wire: W.Type, host: String, port: Int, name: String, credential: String,
+        _ wire: W.Type, host: String, port: Int, tls: TLSContext?, name: String, credential: String,
         subscriptions: [String], group: any EventLoopGroup, make: @escaping @Sendable () -> B
     ) async throws -> Agent<B> {
         let (channel, behaviour, status, ready) = try await ClientBootstrap(group: group)
@@ -204,6 +205,9 @@ struct Agent<B: Behaviour>: Sendable {
                     let connection = BenchConnection(
                         wire: W(name: name, credential: credential), behaviour: behaviour,
                         subscriptions: subscriptions, ready: ready)
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverName: host))
+                    }
                     try channel.pipeline.syncOperations.addHandler(connection)
                     return (
                         channel, NIOLoopBound(behaviour, eventLoop: channel.eventLoop),

@@ -80,10 +80,13 @@ public enum Scenario: Sendable, Hashable {
         }
     }
 
-    /// Whether the scenario runs against `kind` (streams and stored messages are ACB's alone).
+    /// Whether the scenario runs against `kind`: streams and stored messages are ACB's alone, and
+    /// ACB over TLS runs what shows TLS's cost (throughput, latency, connection set-up).
     public func runs(on kind: ServerUnderTest.Kind) -> Bool {
-        switch self {
-        case .stream, .durable: kind == .acb
+        switch (self, kind) {
+        case (.stream, let kind), (.durable, let kind): kind == .acb
+        case (.p2p, .acbTLS), (.requestReply, .acbTLS), (.connectStorm, .acbTLS): true
+        case (_, .acbTLS): false
         default: true
         }
     }

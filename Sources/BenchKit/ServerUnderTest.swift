@@ -1,3 +1,4 @@
+public import ACBTLS
 import Bus
 import Gateway
 import NIOCore
@@ -7,6 +8,11 @@ public struct ServerUnderTest: Sendable {
     /// Which server it is.
     public enum Kind: String, Codable, Sendable, CaseIterable {
         case acb, nats
+        /// ACB with TLS on its agent port: the same server, to measure what TLS costs.
+        case acbTLS = "acb-tls"
+
+        /// Whether the server is ACB (with or without TLS).
+        public var isACB: Bool { self != .nats }
     }
 
     public let kind: Kind
@@ -15,14 +21,22 @@ public struct ServerUnderTest: Sendable {
     /// The server's process, whose resident memory the harness samples; nil to not sample.
     public let pid: Int32?
     private let authority: TokenAuthority?
+    /// For ``Kind/acbTLS``: the client side of TLS, trusting the server's CA.
+    private let tls: TLSContext?
 
-    /// - Parameter tokenSecret: ACB only: the secret the bus checks agent tokens with.
-    public init(kind: Kind, host: String, port: Int, pid: Int32?, tokenSecret: String? = nil) async throws {
+    /// - Parameters:
+    ///   - tokenSecret: ACB only: the secret the bus checks agent tokens with.
+    ///   - tls: ``Kind/acbTLS`` only: how agents check the server's certificate.
+    public init(
+        kind: Kind, host: String, port: Int, pid: Int32?, tokenSecret: String? = nil, tls: TLSContext? = nil
+    ) async throws {
         self.kind = kind
         self.host = host
         self.port = port
         self.pid = pid
-        if kind == .acb {
+        self.tls = tls
+        guard (kind == .acbTLS) == (tls != nil) else { throw WireError("TLS goes with acb-tls, and only with it") }
+        if kind.isACB {
             guard let tokenSecret else { throw WireError("ACB needs the token secret to sign agent tokens") }
             authority = try await TokenAuthority(secret: tokenSecret)
         } else {
@@ -43,13 +57,13 @@ public struct ServerUnderTest: Sendable {
         make: @escaping @Sendable () -> B
     ) async throws -> Agent<B> {
         switch kind {
-        case .acb:
+        case .acb, .acbTLS:
             try await Agent.connect(
-                ACBWire.self, host: host, port: port, name: name, credential: credential,
+                ACBWire.self, host: host, port: port, tls: tls, name: name, credential: credential,
                 subscriptions: subscriptions, group: group, make: make)
         case .nats:
             try await Agent.connect(
-                NATSWire.self, host: host, port: port, name: name, credential: credential,
+                NATSWire.self, host: host, port: port, tls: nil, name: name, credential: credential,
                 subscriptions: subscriptions, group: group, make: make)
         }
     }

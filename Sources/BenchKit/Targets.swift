@@ -27,7 +27,23 @@ public struct PerformanceTarget: Sendable {
         absolute("storm:16", "≥ 2,000 connections/s with HELLO done") {
             ($0.rate >= 2_000, String(format: "%.0f /s", $0.rate))
         },
+        tlsCost("p2p:10", "with TLS msgs/s ≥ 0.75× plain ACB (ratio: TLS/plain)"),
+        PerformanceTarget(scenario: "storm:16", goal: "with TLS ≥ 1,000 connections/s with HELLO done") { run in
+            guard let tls = run.result("storm:16", on: .acbTLS) else { return nil }
+            return (String(format: "%.0f /s", tls.rate), "", nil, tls.rate >= 1_000)
+        },
     ]
+
+    /// What TLS costs ACB in `scenario`: its rate with TLS against its rate without.
+    private static func tlsCost(_ scenario: String, _ goal: String) -> PerformanceTarget {
+        PerformanceTarget(scenario: scenario, goal: goal) { run in
+            guard let tls = run.result(scenario, on: .acbTLS), let plain = run.result(scenario, on: .acb),
+                plain.rate > 0
+            else { return nil }
+            let ratio = tls.rate / plain.rate
+            return (Report.number(tls.rate), "", ratio, ratio >= 0.75)
+        }
+    }
 
     private static func relative(
         _ scenario: String, _ goal: String, _ figure: @escaping @Sendable (ScenarioResult) -> Double?,

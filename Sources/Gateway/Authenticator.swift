@@ -48,6 +48,12 @@ public final class Authenticator: Sendable {
     /// Checks an agent's secret against its Argon2id hash and opens a refresh family.
     func login(_ login: Login) async throws(BusError) -> Tokens {
         let key = AgentKey(tenant: login.tenant, agentID: login.agentID)
+        do throws(BusError) {
+            try Identifier.validate(login.tenant, field: "tenant")
+            try Identifier.validate(login.agentID, field: "agent_id")
+        } catch {
+            throw loginFailed(login)
+        }
         guard let credentials else {
             throw BusError(.unavailable, "LOGIN needs PostgreSQL, where agent secrets are kept; use a token")
         }
@@ -67,10 +73,7 @@ public final class Authenticator: Sendable {
         } catch {
             throw BusError(.storageUnavailable, "agent secrets cannot be read now: \(error)", retryAfterMs: 1000)
         }
-        guard let roles else {
-            audit("security.login_failed", key, [:])
-            throw BusError(.unauthenticated, "unknown agent or wrong secret")
-        }
+        guard let roles else { throw loginFailed(login) }
         let identity = Identity(tenant: login.tenant, agentID: login.agentID, roles: roles)
         let family = UUID().uuidString
         let tokens = try await issue(identity, family: family) { refresh, expiresAt in
@@ -109,6 +112,18 @@ public final class Authenticator: Sendable {
             audit("security.refresh_failed", key, ["family": family, "reason": "unknown or revoked family"])
             throw BusError(.unauthenticated, "refresh token revoked or unknown, log in again")
         }
+    }
+
+    /// Audits a failed LOGIN and makes its refusal, the same whatever failed. The event goes to no
+    /// tenant's topic: the tenant is the caller's claim, and one topic per made-up tenant would let
+    /// anyone create topics.
+    private func loginFailed(_ login: Login) -> BusError {
+        let named = [
+            "tenant": String(login.tenant.prefix(Limits.maxIdentifierBytes)),
+            "agent": String(login.agentID.prefix(Limits.maxIdentifierBytes)),
+        ]
+        audit("security.login_failed", nil, named)
+        return BusError(.unauthenticated, "unknown agent or wrong secret")
     }
 
     /// Revokes the session's access token and its refresh family.

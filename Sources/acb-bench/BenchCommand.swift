@@ -1,3 +1,4 @@
+import ACBTLS
 import ArgumentParser
 import BenchKit
 import Foundation
@@ -17,6 +18,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "ACB's agent port, as host:port.") var acb = "127.0.0.1:7480"
     @Option(help: "ACB's process id, to sample its memory and CPU time.") var acbPid: Int32?
     @Option(help: "Secret of ACB's agent tokens (else ACB_TOKEN_SECRET).") var tokenSecret: String?
+    @Option(help: "A second ACB with TLS on, as host:port: its cost is measured beside plain ACB.") var acbTls: String?
+    @Option(help: "That ACB's process id, to sample its memory and CPU time.") var acbTlsPid: Int32?
+    @Option(help: "PEM CA file that --acb-tls's certificate chains to.") var tlsCa: String?
     @Option(help: "nats-server's client port, as host:port; without it only ACB is measured.") var nats: String?
     @Option(help: "nats-server's process id, to sample its memory and CPU time.") var natsPid: Int32?
     @Option(
@@ -64,6 +68,11 @@ struct BenchCommand: AsyncParsableCommand {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         var servers = [try await Self.server(.acb, acb, pid: acbPid, secret: tokenSecret)]
+        if let acbTls {
+            guard let tlsCa else { throw ValidationError("--acb-tls needs --tls-ca") }
+            let tls = try TLSContext.client(TLSConfiguration(trustRoots: tlsCa))
+            servers.append(try await Self.server(.acbTLS, acbTls, pid: acbTlsPid, secret: tokenSecret, tls: tls))
+        }
         if let nats { servers.append(try await Self.server(.nats, nats, pid: natsPid, secret: nil)) }
         var results: [ScenarioResult] = []
         for scenario in plan {
@@ -110,13 +119,14 @@ struct BenchCommand: AsyncParsableCommand {
         try Self.write(Data(Report.markdown(run, charts: written, notes: analysis).utf8), to: path)
     }
 
-    private static func server(_ kind: ServerUnderTest.Kind, _ address: String, pid: Int32?, secret: String?)
-        async throws -> ServerUnderTest
-    {
+    private static func server(
+        _ kind: ServerUnderTest.Kind, _ address: String, pid: Int32?, secret: String?, tls: TLSContext? = nil
+    ) async throws -> ServerUnderTest {
         let parts = address.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("'\(address)' is not host:port") }
         let secret = secret ?? ProcessInfo.processInfo.environment["ACB_TOKEN_SECRET"]
-        return try await ServerUnderTest(kind: kind, host: String(parts[0]), port: port, pid: pid, tokenSecret: secret)
+        return try await ServerUnderTest(
+            kind: kind, host: String(parts[0]), port: port, pid: pid, tokenSecret: secret, tls: tls)
     }
 
     private static let encoder: JSONEncoder = {

@@ -74,7 +74,7 @@ extension SidecarTests {
                     #expect(error.error.code == .unauthenticated && error.error.message == "unknown agent or wrong secret")
                     #expect(try await raw.read() == nil, "the connection is closed after a failed login")
                 }
-                _ = await bus.audit.first { $0.kind == "security.login_failed" && $0.agentID == "nobody" }
+                _ = await bus.audit.first { $0.kind == "security.login_failed" && $0.detail["agent"] == "nobody" }
             }
         }
 
