@@ -249,10 +249,8 @@ public actor AgentSession {
             rateLimitAuditedMs = lastHeard
             audit("security.rate_limited", ["frame": "\(frame.type)", "retry_after_ms": "\(retryAfterMs)"])
         }
-        let limit = configuration.rateLimitPerSecond
-        fail(
-            frame.ref,
-            BusError(.rateLimited, "more than \(limit) commands a second; retry in \(retryAfterMs) ms", retryAfterMs: retryAfterMs))
+        let message = "over this agent's rate limit; retry in \(retryAfterMs) ms"
+        fail(frame.ref, BusError(.rateLimited, message, retryAfterMs: retryAfterMs))
     }
 
     func audit(_ kind: String, _ detail: [String: String] = [:]) {

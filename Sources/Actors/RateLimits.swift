@@ -5,12 +5,12 @@ import NIOConcurrencyHelpers
 /// and gives it back when it closes, so reconnecting does not refill it. Buckets that have filled
 /// up again are forgotten (``forgetFull(nowMs:)``), so this holds only recently busy agents.
 final class RateLimits: Sendable {
-    private let perSecond: UInt32
+    private let perSecond: Double
     private let burst: UInt32
     private let parked = NIOLockedValueBox<[AgentKey: TokenBucket]>([:])
 
     /// Limits of `perSecond` commands with bursts of `burst`; nil when `perSecond` is 0 (no limit).
-    init?(perSecond: UInt32, burst: UInt32) {
+    init?(perSecond: Double, burst: UInt32) {
         guard perSecond > 0 else { return nil }
         self.perSecond = perSecond
         self.burst = burst

@@ -43,7 +43,7 @@ public struct SupervisorConfiguration: Sendable {
     /// Commands (frames that start work: SEND, BROADCAST, PUBLISH, REQUEST, STREAM_OPEN, REGISTER,
     /// SUBSCRIBE) one agent may send per second, on average; 0 turns the limit off. One more is
     /// refused with `rate_limited` and the time until the next is allowed.
-    public var rateLimitPerSecond: UInt32 = 100_000
+    public var rateLimitPerSecond: Double = 100_000
     /// Commands an idle agent may send at once before ``rateLimitPerSecond`` applies.
     public var rateLimitBurst: UInt32 = 200_000
     /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.

@@ -6,8 +6,8 @@ public struct TokenBucket: Sendable, Equatable {
     private var updatedMs: UInt64
 
     /// A full bucket at `nowMs`.
-    public init(perSecond: UInt32, burst: UInt32, nowMs: UInt64) {
-        self.perSecond = Double(perSecond)
+    public init(perSecond: Double, burst: UInt32, nowMs: UInt64) {
+        self.perSecond = perSecond
         self.burst = Double(max(burst, 1))
         tokens = self.burst
         updatedMs = nowMs
@@ -20,7 +20,7 @@ public struct TokenBucket: Sendable, Equatable {
             tokens -= 1
             return nil
         }
-        return UInt32(((1 - tokens) * 1000 / perSecond).rounded(.up))
+        return UInt32(clamping: Int64(((1 - tokens) * 1000 / perSecond).rounded(.up)))
     }
 
     /// Whether the bucket is full again at `nowMs` (and so need not be remembered).

@@ -46,7 +46,7 @@ public final class PostgresStore: Sendable {
     }
 
     /// The schema version this build expects (the newest file in `migrations/`).
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     private struct Write {
         var operation: StoreOperation

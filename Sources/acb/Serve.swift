@@ -117,8 +117,8 @@ struct Serve: AsyncParsableCommand {
             "slow-consumer-ms", flag: slowConsumerMs,
             default: supervisor.slowConsumerTimeoutMs,
             in: 10...86_400_000)
-        supervisor.rateLimitPerSecond = try settings.integer(
-            "rate-limit", flag: rateLimit, default: supervisor.rateLimitPerSecond)
+        supervisor.rateLimitPerSecond = try settings.number(
+            "rate-limit", flag: rateLimit, default: supervisor.rateLimitPerSecond, in: 0...1e9)
         supervisor.rateLimitBurst = try settings.integer(
             "rate-burst", flag: rateBurst, default: supervisor.rateLimitBurst, in: 1...UInt32.max)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory

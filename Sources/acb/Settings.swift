@@ -40,6 +40,15 @@ struct Settings {
         return value
     }
 
+    /// A decimal setting within `range`, or `fallback` when no source sets it.
+    func number(_ name: String, flag: String?, default fallback: Double, in range: ClosedRange<Double>) throws -> Double {
+        guard let text = string(name, flag: flag) else { return fallback }
+        guard let value = Double(text), range.contains(value) else {
+            throw SettingError("\(name) must be a number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        }
+        return value
+    }
+
     /// A setting that names one of `T`'s cases by raw value, or `fallback` when no source sets it.
     func choice<T: RawRepresentable & CaseIterable>(_ name: String, flag: String?, default fallback: T) throws -> T
     where T.RawValue == String {

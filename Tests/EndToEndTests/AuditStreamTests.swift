@@ -18,7 +18,8 @@ extension SidecarTests {
                 #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "hi")).outcome == .queued)
                 await alice.close()
             }
-            // bob: opened, registered, closed; alice: opened, queued, closed (and the observer that
+            // bob: authenticated, opened, registered, closed; alice: authenticated, opened, queued,
+            // closed (and the observer that
             // waited for bob to go offline). Read to the end, since a record may come twice.
             let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 5)
             var seen = Set<String>()
@@ -28,11 +29,12 @@ extension SidecarTests {
                 guard !record.agent.hasPrefix("observer-"), seen.insert(record.id ?? "").inserted else { return nil }
                 return (line["key"] as? String, record)
             }
-            #expect(decoded.count == 6)
+            #expect(decoded.count == 8)
             #expect(
                 Set(decoded.map { "\($0.record.agent) \($0.record.kind)" }) == [
-                    "bob session.opened", "bob agent.registered", "bob session.closed",
-                    "alice session.opened", "alice message.queued", "alice session.closed",
+                    "bob security.authenticated", "bob session.opened", "bob agent.registered", "bob session.closed",
+                    "alice security.authenticated", "alice session.opened", "alice message.queued",
+                    "alice session.closed",
                 ])
             for (key, record) in decoded {
                 #expect(key == record.agent && record.tenant == tenant && record.schema == 1)

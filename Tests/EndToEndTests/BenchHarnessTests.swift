@@ -99,7 +99,7 @@ import Testing
         }
         let svg = try #require(LatencyChart.svg(title: "rr", results))
         #expect(XMLParser(data: Data(svg.utf8)).parse())
-        #expect(svg.components(separatedBy: "<polyline").count == 3)
+        #expect(svg.components(separatedBy: "<polyline").count == ServerUnderTest.Kind.allCases.count + 1)
     }
 
     // MARK: fixtures

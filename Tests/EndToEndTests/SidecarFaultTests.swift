@@ -100,7 +100,7 @@ extension SidecarTests {
             // Read to the end: after an outage the relay produces again, so records may come twice.
             let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 5)
             let kinds = records.compactMap { ($0["record"] as? [String: Any])?["kind"] as? String }
-            #expect(Set(kinds) == ["session.opened", "agent.registered", "session.closed"])
+            #expect(Set(kinds) == ["security.authenticated", "session.opened", "agent.registered", "session.closed"])
         }
 
         @Test func redisLostMidTrafficKeepsTheIdempotencyKeysAndWritesThemWhenBack() async throws {
