@@ -13,7 +13,7 @@ let package = Package(
     name: "acb",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "ACBClient", targets: ["ACBClient"]),
+        .library(name: "ACBClient", targets: ["ACBClient", "ACBTLS"]),
         .executable(name: "acb", targets: ["acb"]),
         .executable(name: "acb-demo", targets: ["acb-demo"]),
         .executable(name: "acb-bench", targets: ["acb-bench"]),

@@ -28,7 +28,8 @@ public final class TLSContext: @unchecked Sendable {
             }
             try tls.trust(roots)
             SSL_CTX_set_client_CA_list(tls.context, SSL_load_client_CA_file(roots))
-            let mode = configuration.clientAuthentication == .required
+            let mode =
+                configuration.clientAuthentication == .required
                 ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER
             SSL_CTX_set_verify(tls.context, mode, nil)
         }

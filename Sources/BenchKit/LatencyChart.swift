@@ -4,7 +4,9 @@ import Foundation
 /// median and the tail read on one picture.
 public enum LatencyChart {
     private static let (width, height, margin) = (720.0, 420.0, 60.0)
-    private static let colours: [ServerUnderTest.Kind: String] = [.acb: "#1f77b4", .nats: "#ff7f0e", .acbTLS: "#2ca02c"]
+    private static let colours: [ServerUnderTest.Kind: String] = [
+        .acb: "#1f77b4", .nats: "#ff7f0e", .acbTLS: "#2ca02c",
+    ]
     /// The x axis ends at 99.999%.
     private static let nines = 5.0
 

@@ -35,7 +35,8 @@ public final class Authenticator: Sendable {
             if let certificateName, certificateName != verified.identity.agentID {
                 throw BusError(
                     .unauthenticated,
-                    "the client certificate names '\(certificateName)' but the token is for '\(verified.identity.agentID)'")
+                    "the client certificate names '\(certificateName)' but the token is for '\(verified.identity.agentID)'"
+                )
             }
             audit("security.authenticated", verified.identity.key, ["method": "token", "jti": verified.jti])
             return verified

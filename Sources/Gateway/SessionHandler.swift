@@ -82,17 +82,9 @@ final class SessionHandler: ChannelInboundHandler {
                 handler.open(token, clientName: hello.clientName, context: context)
             }
         case (.awaitingHello, .login(let login)):
-            check(context) { [authenticator] () async throws(BusError) in try await authenticator.login(login) } then: {
-                handler, tokens in
-                handler.state = .awaitingHello
-                handler.answer(.tokens(tokens), context)
-            }
+            exchange(context) { [authenticator] () async throws(BusError) in try await authenticator.login(login) }
         case (.awaitingHello, .refresh(let refresh)):
-            check(context) { [authenticator] () async throws(BusError) in try await authenticator.refresh(refresh) } then: {
-                handler, tokens in
-                handler.state = .awaitingHello
-                handler.answer(.tokens(tokens), context)
-            }
+            exchange(context) { [authenticator] () async throws(BusError) in try await authenticator.refresh(refresh) }
         case (.awaitingHello, _):
             refuse(context, BusError(.badFrame, "the first frame must be HELLO, LOGIN or REFRESH"))
         case (.checking, _):
@@ -160,6 +152,16 @@ final class SessionHandler: ChannelInboundHandler {
                 case .failure(let error): handler.refuse(context, error)
                 }
             }
+        }
+    }
+
+    /// LOGIN or REFRESH: answers TOKENS, then waits for HELLO (or another exchange) again.
+    private func exchange(
+        _ context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(BusError) -> Tokens
+    ) {
+        check(context, work) { handler, tokens in
+            handler.state = .awaitingHello
+            handler.answer(.tokens(tokens), context)
         }
     }
 

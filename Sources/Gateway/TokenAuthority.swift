@@ -103,7 +103,8 @@ public struct TokenAuthority: Sendable {
             AgentClaims(
                 sub: SubjectClaim(value: identity.agentID), tenant: identity.tenant, roles: identity.roles,
                 jti: IDClaim(value: jti), iss: IssuerClaim(value: settings.issuer),
-                aud: AudienceClaim(value: [settings.audience]), exp: ExpirationClaim(value: now.addingTimeInterval(lifetime)),
+                aud: AudienceClaim(value: [settings.audience]),
+                exp: ExpirationClaim(value: now.addingTimeInterval(lifetime)),
                 nbf: NotBeforeClaim(value: now), iat: IssuedAtClaim(value: now), typ: kind.rawValue, fam: family))
         return (token, jti)
     }

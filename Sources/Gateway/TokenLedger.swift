@@ -75,7 +75,9 @@ public final class TokenLedger: Sendable {
         _ family: String, from presented: String, to next: String, expiresAt: Date, now: Date = Date()
     ) -> Rotation {
         let (rotation, until): (Rotation, Date?) = state.withLock { state in
-            guard var entry = state.families[family], !entry.revoked, entry.expiresAt > now else { return (.unknown, nil) }
+            guard var entry = state.families[family], !entry.revoked, entry.expiresAt > now else {
+                return (.unknown, nil)
+            }
             guard entry.current == presented else {
                 entry.revoked = true
                 state.families[family] = entry

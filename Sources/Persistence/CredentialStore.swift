@@ -44,8 +44,10 @@ public final class CredentialStore: Sendable {
                 ON CONFLICT (tenant_id, agent_id)
                 DO UPDATE SET secret_hash = excluded.secret_hash, roles = excluded.roles, updated_at = now()
                 """,
-                [.text(agent.tenant), .text(agent.agentID), .text(credential.secretHash),
-                 .text(credential.roles.joined(separator: ","))])
+                [
+                    .text(agent.tenant), .text(agent.agentID), .text(credential.secretHash),
+                    .text(credential.roles.joined(separator: ",")),
+                ])
         }
     }
 

@@ -14,7 +14,8 @@ struct CertificateReloader: Service {
                 try certificates.reload()
                 logger.info("TLS certificates reloaded")
             } catch {
-                logger.error("TLS certificates not reloaded, the previous ones stay in use", metadata: ["error": "\(error)"])
+                logger.error(
+                    "TLS certificates not reloaded, the previous ones stay in use", metadata: ["error": "\(error)"])
             }
         }
     }

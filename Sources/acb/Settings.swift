@@ -41,7 +41,8 @@ struct Settings {
     }
 
     /// A decimal setting within `range`, or `fallback` when no source sets it.
-    func number(_ name: String, flag: String?, default fallback: Double, in range: ClosedRange<Double>) throws -> Double {
+    func number(_ name: String, flag: String?, default fallback: Double, in range: ClosedRange<Double>) throws -> Double
+    {
         guard let text = string(name, flag: flag) else { return fallback }
         guard let value = Double(text), range.contains(value) else {
             throw SettingError("\(name) must be a number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")

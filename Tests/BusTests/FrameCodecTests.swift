@@ -1,7 +1,7 @@
 import Bus
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct FrameCodecTests {
     static let maxFrame: UInt32 = 1 << 20

@@ -1,8 +1,8 @@
 import Bus
 import Foundation
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 /// The frame decoder against mutated frames: every outcome is a frame, "need more bytes" or a
 /// BusError; never a crash or a hang, and a length over the limit is refused before it is buffered.

@@ -1,8 +1,8 @@
 import Bus
 import Foundation
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 /// The hex examples in docs/protocol.md are real frames: each decodes and re-encodes to the same bytes.
 @Suite struct ProtocolDocumentTests {

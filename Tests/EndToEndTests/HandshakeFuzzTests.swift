@@ -4,8 +4,8 @@ import Bus
 import Foundation
 import NIOCore
 import NIOEmbedded
-import Testing
 import TestSupport
+import Testing
 
 /// The handshake against mutated input: TLS ClientHellos into the TLS handler, and HELLO, LOGIN and
 /// REFRESH frames into a running bus. Nothing crashes or hangs, and the bus serves agents afterwards.
@@ -51,7 +51,10 @@ import TestSupport
             var cases: [[UInt8]] = []
             for _ in 0..<Self.iterations {
                 var input = corpus[mutator.below(corpus.count)]
-                if mutator.below(2) == 0 { input += SampleFrames.encode(SampleFrames.all[mutator.below(SampleFrames.all.count)]).readableBytesView }
+                if mutator.below(2) == 0 {
+                    input +=
+                        SampleFrames.encode(SampleFrames.all[mutator.below(SampleFrames.all.count)]).readableBytesView
+                }
                 cases.append(mutator.mutate(input))
             }
             // Eight connections at a time, each writing its case and leaving.

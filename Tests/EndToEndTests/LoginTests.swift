@@ -45,7 +45,9 @@ extension SidecarTests {
             try await TestBus.withSidecars(redis: true) { bus in
                 var (raw, answer) = try await Self.login(
                     bus, Login(tenant: tenant, agentID: "alice", secret: Self.secret))
-                guard case .tokens(let tokens) = answer else { Issue.record("expected TOKENS, got \(String(describing: answer))"); return }
+                guard case .tokens(let tokens) = answer else {
+                    Issue.record("expected TOKENS, got \(String(describing: answer))"); return
+                }
                 guard case .welcome(let welcome) = try await raw.hello(tokens.accessToken) else {
                     Issue.record("expected WELCOME"); return
                 }
@@ -71,7 +73,8 @@ extension SidecarTests {
                 ] {
                     var (raw, answer) = try await Self.login(bus, login)
                     guard case .error(let error) = answer else { Issue.record("expected ERROR"); continue }
-                    #expect(error.error.code == .unauthenticated && error.error.message == "unknown agent or wrong secret")
+                    #expect(
+                        error.error.code == .unauthenticated && error.error.message == "unknown agent or wrong secret")
                     #expect(try await raw.read() == nil, "the connection is closed after a failed login")
                 }
                 _ = await bus.audit.first { $0.kind == "security.login_failed" && $0.detail["agent"] == "nobody" }
@@ -84,7 +87,8 @@ extension SidecarTests {
             var first: Tokens?
             var second: Tokens?
             try await TestBus.withSidecars(redis: true) { bus in
-                let (raw, answer) = try await Self.login(bus, Login(tenant: tenant, agentID: "alice", secret: Self.secret))
+                let (raw, answer) = try await Self.login(
+                    bus, Login(tenant: tenant, agentID: "alice", secret: Self.secret))
                 await raw.close()
                 guard case .tokens(let tokens) = answer else { Issue.record("expected TOKENS"); return }
                 first = tokens

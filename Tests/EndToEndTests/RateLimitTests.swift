@@ -19,7 +19,9 @@ import Testing
             var error = await expectBusError(.rateLimited) {
                 try await alice.send(to: .agent("bob"), ByteBuffer(string: "over"))
             }
-            #expect(error.map { $0.retryAfterMs > 900_000 && $0.retryAfterMs <= 1_000_000 } == true, "\(String(describing: error))")
+            #expect(
+                error.map { $0.retryAfterMs > 900_000 && $0.retryAfterMs <= 1_000_000 } == true,
+                "\(String(describing: error))")
             // Frames that start no work (ACK, HEARTBEAT, UNSUBSCRIBE) are not limited: this one
             // gets its own answer, not rate_limited.
             await expectBusError(.invalidArgument) { try await alice.unsubscribe("nothing.>") }

@@ -66,7 +66,8 @@ import Testing
     @Test func openSSLCompletesTLS13AndIsRefusedOlderVersions() async throws {
         try await TestBus.with({ $0.tls = Self.serverTLS }) { bus in
             let connect = ["-connect", "127.0.0.1:\(bus.port)", "-brief"]
-            let modern = try Self.openSSL(connect + ["-CAfile", DevCertificates.path("ca.pem"), "-verify_return_error"])
+            let modern = try Self.openSSL(
+                connect + ["-CAfile", DevCertificates.path("ca.pem"), "-verify_return_error"])
             #expect(modern.status == 0 && modern.output.contains("Protocol version: TLSv1.3"), "\(modern.output)")
             // The client offers only the old version (SECLEVEL=0 lets it): the server answers with an alert.
             for old in ["-tls1_1", "-tls1_2"] {
@@ -120,7 +121,8 @@ import Testing
         let authority = try await TokenAuthority(secret: TestBus.secret)
         func connect(_ agent: String, trusting tls: TLSContext) async throws -> ACBClient {
             var configuration = ClientConfiguration(
-                port: port, token: try await authority.issue(Identity(tenant: "t", agentID: agent, roles: ["agent-full"]), ttl: 60))
+                port: port,
+                token: try await authority.issue(Identity(tenant: "t", agentID: agent, roles: ["agent-full"]), ttl: 60))
             configuration.tls = tls
             configuration.reconnect = false
             return try await ACBClient.connect(configuration)

@@ -36,7 +36,8 @@ import Testing
             #expect(try await bob.send(.register(Register(ref: 1, description: worker))) == .ok(Ok(ref: 1)))
             #expect(try await bob.send(.subscribe(PatternCommand(ref: 2, pattern: "news.>"))) == .ok(Ok(ref: 2)))
             // globex's things that acme will try to name: a request bob holds, and bob's open upload.
-            _ = try await carol.send(.request(Send(ref: 1, target: .agent("bob"), payload: ByteBuffer(string: "q"))), answered: false)
+            _ = try await carol.send(
+                .request(Send(ref: 1, target: .agent("bob"), payload: ByteBuffer(string: "q"))), answered: false)
             guard case .deliver(let request) = try await bob.raw.read() else { Issue.record("no request"); return }
             let data = ByteBuffer(string: "data")
             let open = StreamOpen(
@@ -51,20 +52,29 @@ import Testing
                 return nil
             }
             #expect(try await alice.send(.register(Register(ref: 1, description: worker))) == .ok(Ok(ref: 1)))
-            guard case .discovered(let found) = try await alice.send(.discover(Discover(ref: 2, capability: "plan"))) else {
+            guard case .discovered(let found) = try await alice.send(.discover(Discover(ref: 2, capability: "plan")))
+            else {
                 Issue.record("expected DISCOVERED"); return
             }
             #expect(found.agents.map(\.agentID) == ["alice"])
-            #expect(code(try await alice.send(.send(Send(ref: 3, target: .agent("bob"), payload: data)))) == .unknownAgent)
-            #expect(code(try await alice.send(.request(Send(ref: 4, target: .agent("bob"), payload: data)))) == .unknownAgent)
-            #expect(code(try await alice.send(.request(Send(ref: 5, target: .capability("plan"), payload: data)))) == .noCapableAgent)
+            #expect(
+                code(try await alice.send(.send(Send(ref: 3, target: .agent("bob"), payload: data)))) == .unknownAgent)
+            #expect(
+                code(try await alice.send(.request(Send(ref: 4, target: .agent("bob"), payload: data))))
+                    == .unknownAgent)
+            #expect(
+                code(try await alice.send(.request(Send(ref: 5, target: .capability("plan"), payload: data))))
+                    == .noCapableAgent)
             var toBob = open
             toBob.ref = 6
             toBob.streamID = "s2"
             toBob.target = .agent("bob")
             #expect(code(try await alice.send(.streamOpen(toBob))) == .unknownAgent)
-            #expect(try await alice.send(.broadcast(Fanout(ref: 7, payload: data))) == .ok(Ok(ref: 7, outcome: .delivered)))
-            #expect(try await alice.send(.publish(Fanout(ref: 8, topic: "news.x", payload: data))) == .ok(Ok(ref: 8, outcome: .delivered)))
+            #expect(
+                try await alice.send(.broadcast(Fanout(ref: 7, payload: data))) == .ok(Ok(ref: 7, outcome: .delivered)))
+            #expect(
+                try await alice.send(.publish(Fanout(ref: 8, topic: "news.x", payload: data)))
+                    == .ok(Ok(ref: 8, outcome: .delivered)))
             #expect(try await alice.send(.subscribe(PatternCommand(ref: 9, pattern: "news.>"))) == .ok(Ok(ref: 9)))
             // globex publishes on the topic both subscribed to: only bob receives it.
             #expect(
@@ -72,13 +82,19 @@ import Testing
                     == .ok(Ok(ref: 2, outcome: .delivered, recipients: 1)))
             #expect(try await alice.send(.unsubscribe(PatternCommand(ref: 10, pattern: "news.>"))) == .ok(Ok(ref: 10)))
             // bob's request, delivery and upload, named by acme: nothing happens to them.
-            _ = try await alice.send(.reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "forged"))), answered: false)
+            _ = try await alice.send(
+                .reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "forged"))),
+                answered: false)
             _ = try await alice.send(.ack(Ack(deliveryID: request.deliveryID)), answered: false)
             _ = try await alice.send(.nack(Ack(deliveryID: request.deliveryID)), answered: false)
             _ = try await alice.send(.heartbeat(Heartbeat(readiness: .ready)), answered: false)
-            _ = try await alice.send(.streamAbort(StreamAbort(streamID: "s1", code: .internal, message: "x")), answered: false)
-            _ = try await alice.send(.streamStatus(StreamStatus(ref: 0, streamID: "s1", nextIndex: 0, bytes: 0)), answered: false)
-            #expect(code(try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data)))) == .unknownStream)
+            _ = try await alice.send(
+                .streamAbort(StreamAbort(streamID: "s1", code: .internal, message: "x")), answered: false)
+            _ = try await alice.send(
+                .streamStatus(StreamStatus(ref: 0, streamID: "s1", nextIndex: 0, bytes: 0)), answered: false)
+            #expect(
+                code(try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data))))
+                    == .unknownStream)
             #expect(code(try await alice.send(.streamEnd(StreamRef(ref: 11, streamID: "s1")))) == .unknownStream)
             #expect(code(try await alice.send(.streamResume(StreamRef(ref: 12, streamID: "s1")))) == .unknownStream)
             #expect(try await alice.send(.unregister(RefOnly(ref: 13))) == .ok(Ok(ref: 13)))
@@ -92,11 +108,16 @@ import Testing
             // globex is intact: bob's topic delivery, then bob's upload and reply go through.
             guard case .deliver(let news) = try await bob.raw.read() else { Issue.record("bob lost news.y"); return }
             #expect(news.subject == "news.y" && news.from == "carol")
-            guard case .streamStatus = try await bob.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data))) else {
+            guard
+                case .streamStatus = try await bob.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data)))
+            else {
                 Issue.record("bob's upload was touched"); return
             }
-            #expect(try await bob.send(.streamEnd(StreamRef(ref: 4, streamID: "s1"))) == .ok(Ok(ref: 4, outcome: .delivered, recipients: 1)))
-            _ = try await bob.send(.reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "a"))), answered: false)
+            #expect(
+                try await bob.send(.streamEnd(StreamRef(ref: 4, streamID: "s1")))
+                    == .ok(Ok(ref: 4, outcome: .delivered, recipients: 1)))
+            _ = try await bob.send(
+                .reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "a"))), answered: false)
             var response: Response?
             while response == nil, let frame = try await carol.raw.read() {
                 if case .response(let answer) = frame { response = answer }

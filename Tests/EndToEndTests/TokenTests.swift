@@ -38,10 +38,19 @@ import Testing
             let cases: [(String, String)] = [
                 ("expired", try await authority.issue(Self.alice, ttl: -120)),
                 ("not valid before", try await authority.issue(Self.alice, now: now.addingTimeInterval(600)).token),
-                ("token refused", try await TokenAuthority(secret: String(repeating: "x", count: 32)).issue(Self.alice, ttl: 60)),
-                ("audience", try await TokenAuthority(secret: secret, settings: otherAudience).issue(Self.alice, ttl: 60)),
+                (
+                    "token refused",
+                    try await TokenAuthority(secret: String(repeating: "x", count: 32)).issue(Self.alice, ttl: 60)
+                ),
+                (
+                    "audience",
+                    try await TokenAuthority(secret: secret, settings: otherAudience).issue(Self.alice, ttl: 60)
+                ),
                 ("issuer", try await TokenAuthority(secret: secret, settings: otherIssuer).issue(Self.alice, ttl: 60)),
-                ("a refresh token where a access token goes", try await authority.issue(Self.alice, kind: .refresh).token),
+                (
+                    "a refresh token where a access token goes",
+                    try await authority.issue(Self.alice, kind: .refresh).token
+                ),
                 ("token refused", try Self.unsigned(from: try await bus.token("alice"))),
                 ("token refused", try await Self.signedWithHS512(by: secret)),
             ]
@@ -73,7 +82,8 @@ import Testing
             let authority = bus.server.authority
             let family = UUID().uuidString
             let first = try await authority.issue(Self.alice, kind: .refresh, family: family)
-            bus.server.authenticator.ledger.startFamily(family, refresh: first.jti, expiresAt: Date().addingTimeInterval(600))
+            bus.server.authenticator.ledger.startFamily(
+                family, refresh: first.jti, expiresAt: Date().addingTimeInterval(600))
 
             let rotated = try await Self.refresh(bus, first.token)
             guard case .tokens(let tokens) = rotated else { Issue.record("expected TOKENS, got \(rotated)"); return }
@@ -81,9 +91,13 @@ import Testing
             #expect(try await Self.refusal(bus, tokens.accessToken) == nil)
 
             // The first refresh token again: reuse. The family is revoked, the new tokens with it.
-            guard case .error(let reuse) = try await Self.refresh(bus, first.token) else { Issue.record("reuse accepted"); return }
+            guard case .error(let reuse) = try await Self.refresh(bus, first.token) else {
+                Issue.record("reuse accepted"); return
+            }
             #expect(reuse.error.code == .unauthenticated && reuse.error.message.contains("already used"))
-            guard case .error = try await Self.refresh(bus, tokens.refreshToken) else { Issue.record("family alive"); return }
+            guard case .error = try await Self.refresh(bus, tokens.refreshToken) else {
+                Issue.record("family alive"); return
+            }
             #expect(try await Self.refusal(bus, tokens.accessToken)?.contains("revoked") == true)
             let event = await bus.audit.first { $0.kind == "security.refresh_reuse" }
             #expect(event.detail["family"] == family)

@@ -14,7 +14,8 @@ public enum SampleFrames {
         .ok(Ok(ref: 3, outcome: .delivered, recipients: 2)),
         .login(Login(tenant: "acme", agentID: "alice", secret: "correct horse battery")),
         .refresh(Refresh(refreshToken: "eyJ.r.s")),
-        .tokens(Tokens(accessToken: "eyJ.a.s", refreshToken: "eyJ.r.s", accessExpiresInS: 3600, refreshExpiresInS: 604_800)),
+        .tokens(
+            Tokens(accessToken: "eyJ.a.s", refreshToken: "eyJ.r.s", accessExpiresInS: 3600, refreshExpiresInS: 604_800)),
         .logout(RefOnly(ref: 11)),
         .register(
             Register(
