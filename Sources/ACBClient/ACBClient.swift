@@ -23,6 +23,8 @@ public final class ACBClient: Sendable {
         var handler: RequestHandler?
         var reconnecting: Task<Void, Never>?
         var closed = false
+        /// The refresh token of the last LOGIN or REFRESH, when the client logs in.
+        var refreshToken: String?
     }
 
     public let configuration: ClientConfiguration
@@ -170,6 +172,13 @@ public final class ACBClient: Sendable {
         reconnects.continuation.finish()
     }
 
+    /// Revokes this agent's tokens (the access token of the session and, after a LOGIN, its whole
+    /// refresh family), then closes for good.
+    public func logout() async throws {
+        _ = try await ok { .logout(RefOnly(ref: $0)) }
+        await close()
+    }
+
     /// Cuts the TCP connection without GOAWAY, as a network failure would (for tests and demos of
     /// reconnect and resume). Anything sent after this call is lost with the connection.
     public func dropConnection() {
@@ -207,9 +216,9 @@ public final class ACBClient: Sendable {
 
     /// Connects, then restores registration and subscriptions.
     private func establish() async throws {
-        let connection = try await ClientConnection.open(configuration, partials: partials, delegate: self) {
-            [weak self] in self?.link.withLockedValue { $0.readiness } ?? .ready
-        }
+        let connection = try await ClientConnection.open(
+            configuration, token: try await accessToken(), partials: partials, delegate: self
+        ) { [weak self] in self?.link.withLockedValue { $0.readiness } ?? .ready }
         let (closed, description, patterns, readiness) = link.withLockedValue { link in
             if !link.closed { link.connection = connection }
             return (link.closed, link.description, link.patterns, link.readiness)
@@ -229,6 +238,30 @@ public final class ACBClient: Sendable {
             _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) }
         }
         reconnects.continuation.yield(connection)
+    }
+
+    /// The token for HELLO: the configured one, or with ``ClientConfiguration/credentials`` a fresh
+    /// one from REFRESH (LOGIN the first time, or when the refresh token is stale or revoked).
+    private func accessToken() async throws -> String {
+        guard let credentials = configuration.credentials else { return configuration.token }
+        var tokens: Tokens?
+        if let refreshToken = link.withLockedValue({ $0.refreshToken }) {
+            do {
+                tokens = try await ClientConnection.exchange(
+                    .refresh(Refresh(refreshToken: refreshToken)), configuration)
+            } catch let error as BusError where error.code == .unauthenticated {
+                tokens = nil  // log in again
+            }
+        }
+        let login = Login(tenant: credentials.tenant, agentID: credentials.agentID, secret: credentials.secret)
+        let fresh: Tokens
+        if let tokens {
+            fresh = tokens
+        } else {
+            fresh = try await ClientConnection.exchange(.login(login), configuration)
+        }
+        link.withLockedValue { $0.refreshToken = fresh.refreshToken }
+        return fresh.accessToken
     }
 
     private func reconnect() async {

@@ -5,8 +5,11 @@ import Bus
 public struct ClientConfiguration: Sendable {
     public var host: String
     public var port: Int
-    /// The bearer token presented in HELLO.
+    /// The bearer token presented in HELLO (unused when ``credentials`` are set).
     public var token: String
+    /// An agent's secret (from `acb agent create`): the client trades it for tokens with LOGIN,
+    /// and after a disconnect refreshes them with REFRESH before it says HELLO again.
+    public var credentials: Credentials?
     /// A name for logs on the server.
     public var clientName: String
     /// TLS for the connection, made once with ``TLSContext/client(_:)`` (it holds the trusted CAs
@@ -33,5 +36,26 @@ public struct ClientConfiguration: Sendable {
         self.port = port
         self.token = token
         self.clientName = clientName
+    }
+
+    /// A client that logs in with an agent's secret instead of presenting a token.
+    public init(
+        host: String = "127.0.0.1", port: Int = 7400, credentials: Credentials, clientName: String = "acb-swift"
+    ) {
+        self.init(host: host, port: port, token: "", clientName: clientName)
+        self.credentials = credentials
+    }
+}
+
+/// Who an agent is, for LOGIN: its tenant, id and secret.
+public struct Credentials: Sendable {
+    public var tenant: String
+    public var agentID: String
+    public var secret: String
+
+    public init(tenant: String, agentID: String, secret: String) {
+        self.tenant = tenant
+        self.agentID = agentID
+        self.secret = secret
     }
 }

@@ -53,8 +53,8 @@ final class ClientConnection: Sendable {
     /// - Parameter readiness: what each heartbeat announces; heartbeats start as soon as WELCOME is in,
     ///   on the event loop, so a busy task pool cannot make the bus think the agent went silent.
     static func open(
-        _ configuration: ClientConfiguration, partials: PartialDownloads, delegate: any ClientConnectionDelegate,
-        readiness: @escaping @Sendable () -> Readiness
+        _ configuration: ClientConfiguration, token: String, partials: PartialDownloads,
+        delegate: any ClientConnectionDelegate, readiness: @escaping @Sendable () -> Readiness
     ) async throws
         -> ClientConnection
     {
@@ -68,9 +68,7 @@ final class ClientConnection: Sendable {
         }
         try await channel.writeAndFlush(
             Frame.hello(
-                Hello(
-                    token: configuration.token,
-                    clientName: configuration.clientName)))
+                Hello(token: token, clientName: configuration.clientName)))
         switch try await handshake.futureResult.get() {
         case .welcome(let welcome):
             return try await channel.eventLoop.submit {
@@ -92,6 +90,27 @@ final class ClientConnection: Sendable {
         default:
             try? await channel.close()
             throw BusError(.badFrame, "the server did not answer HELLO with WELCOME")
+        }
+    }
+
+    /// Sends LOGIN or REFRESH on a connection of its own and returns the TOKENS it gets.
+    /// - Throws: the server's ``BusError`` (`unauthenticated` for a wrong secret or a stale
+    ///   refresh token) or a connection error.
+    static func exchange(_ frame: Frame, _ configuration: ClientConfiguration) async throws -> Tokens {
+        let answer = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Frame.self)
+        let channel: any Channel
+        do {
+            channel = try await connect(configuration, handshake: answer)
+        } catch {
+            answer.fail(error)
+            throw error
+        }
+        defer { channel.close(promise: nil) }
+        try await channel.writeAndFlush(frame)
+        switch try await answer.futureResult.get() {
+        case .tokens(let tokens): return tokens
+        case .error(let error): throw error.error
+        case let other: throw BusError(.badFrame, "the server answered \(frame.type) with \(other.type)")
         }
     }
 

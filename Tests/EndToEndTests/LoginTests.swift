@@ -4,6 +4,7 @@ import Gateway
 import NIOCore
 import Testing
 
+@testable import ACBClient
 @testable import Persistence
 
 extension SidecarTests {
@@ -59,6 +60,30 @@ extension SidecarTests {
                 _ = await bus.audit.first { $0.kind == "security.denied" && $0.agentID == "alice" }
                 _ = await bus.audit.first { $0.kind == "security.login" && $0.tenant == tenant }
                 await raw.close()
+            }
+        }
+
+        @Test func theClientLogsInRefreshesAfterADisconnectAndLogsOut() async throws {
+            let tenant = TestBus.freshTenant()
+            try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await TestBus.withSidecars(redis: true) { bus in
+                var configuration = ClientConfiguration(
+                    port: bus.port, credentials: Credentials(tenant: tenant, agentID: "alice", secret: Self.secret))
+                configuration.initialBackoffMs = 20
+                let alice = try await ACBClient.connect(configuration)
+                #expect(alice.welcome?.agentID == "alice")
+                _ = await bus.audit.first { $0.kind == "security.login" && $0.agentID == "alice" }
+                // A broken connection: the client comes back with REFRESH, not the secret.
+                alice.dropConnection()
+                // The server saw the old connection go (so the client did), then the client is back.
+                _ = await bus.audit.first { $0.kind == "session.closed" && $0.agentID == "alice" }
+                _ = try await alice.nextConnection()
+                _ = await bus.audit.first { $0.kind == "security.refresh" && $0.agentID == "alice" }
+                var inbox = alice.deliveries.makeAsyncIterator()
+                #expect(try await alice.send(to: .agent("alice"), ByteBuffer(string: "me")).recipients == 1)
+                #expect(try await inbox.take().text == "me")
+                try await alice.logout()
+                _ = await bus.audit.first { $0.kind == "security.logout" && $0.agentID == "alice" }
             }
         }
 
