@@ -18,7 +18,7 @@ fi
 # nats-server is the performance peer of the load harness, which its tests also run against;
 # PostgreSQL, Redis and python3-venv (for the Kafka-protocol broker and the Kafka test client)
 # are the sidecars that scripts/sidecars.sh starts; the -dev packages are the C libraries the bus
-# links (libpq, hiredis, librdkafka), found through pkg-config.
+# links (libpq, hiredis, librdkafka, OpenSSL, libsodium), found through pkg-config.
 missing=()
 need() {
   local package=$1
@@ -33,6 +33,11 @@ need redis-server command -v redis-server
 need libpq-dev pkg-config --exists libpq
 need libhiredis-dev pkg-config --exists hiredis
 need librdkafka-dev pkg-config --exists rdkafka
+need libssl-dev pkg-config --exists openssl
+need libsodium-dev pkg-config --exists libsodium
+# The openssl command makes the development certificates (scripts/dev-certs.sh) and is the TLS
+# peer of the tests (openssl s_client).
+need openssl command -v openssl
 # `python3 -m venv` runs without it too, but cannot install pip into the venv: ensurepip proves it.
 need python3-venv python3 -c 'import ensurepip'
 if [ ${#missing[@]} -gt 0 ]; then
