@@ -3,7 +3,9 @@
 #   scripts/dev-certs.sh DIR [CLIENT ...]
 # DIR/ca.pem + ca.key      the development CA (10 years)
 # DIR/server.pem + .key    the bus: CN=localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1
-# DIR/CLIENT.pem + .key    one client certificate per CLIENT (CN=CLIENT, the agent id under mTLS)
+# DIR/CLIENT.pem + .key    one client certificate per CLIENT (CN=CLIENT, the agent id under mTLS);
+#                          CLIENT@TENANT adds OU=TENANT (the certificate is then for that tenant only)
+#                          and is written to DIR/CLIENT@TENANT.pem + .key
 # Existing files are kept, so running it again is safe. For development and tests only.
 set -euo pipefail
 dir=${1:?usage: scripts/dev-certs.sh DIR [CLIENT ...]}
@@ -33,6 +35,9 @@ sign server "/O=ACB development/CN=localhost" \
   "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
 extendedKeyUsage=serverAuth"
 for client in "$@"; do
-  sign "$client" "/O=ACB development/CN=$client" "extendedKeyUsage=clientAuth"
+  agent=${client%@*}
+  unit=""
+  if [ "$agent" != "$client" ]; then unit="/OU=${client#*@}"; fi
+  sign "$client" "/O=ACB development${unit}/CN=$agent" "extendedKeyUsage=clientAuth"
 done
 chmod 600 ./*.key

@@ -253,12 +253,11 @@ public final class ACBClient: Sendable {
                 tokens = nil  // log in again
             }
         }
-        let login = Login(tenant: credentials.tenant, agentID: credentials.agentID, secret: credentials.secret)
         let fresh: Tokens
         if let tokens {
             fresh = tokens
         } else {
-            fresh = try await ClientConnection.exchange(.login(login), configuration)
+            fresh = try await ClientConnection.exchange(.login(credentials), configuration)
         }
         link.withLockedValue { $0.refreshToken = fresh.refreshToken }
         return fresh.accessToken

@@ -1,5 +1,5 @@
 public import ACBTLS
-import Bus
+public import Bus
 
 /// How an ``ACBClient`` connects and behaves. Every default is safe.
 public struct ClientConfiguration: Sendable {
@@ -7,9 +7,9 @@ public struct ClientConfiguration: Sendable {
     public var port: Int
     /// The bearer token presented in HELLO (unused when ``credentials`` are set).
     public var token: String
-    /// An agent's secret (from `acb agent create`): the client trades it for tokens with LOGIN,
+    /// An agent's tenant, id and secret (from `acb agent create`): the client trades them for tokens with LOGIN,
     /// and after a disconnect refreshes them with REFRESH before it says HELLO again.
-    public var credentials: Credentials?
+    public var credentials: Login?
     /// A name for logs on the server.
     public var clientName: String
     /// TLS for the connection, made once with ``TLSContext/client(_:)`` (it holds the trusted CAs
@@ -40,22 +40,9 @@ public struct ClientConfiguration: Sendable {
 
     /// A client that logs in with an agent's secret instead of presenting a token.
     public init(
-        host: String = "127.0.0.1", port: Int = 7400, credentials: Credentials, clientName: String = "acb-swift"
+        host: String = "127.0.0.1", port: Int = 7400, credentials: Login, clientName: String = "acb-swift"
     ) {
         self.init(host: host, port: port, token: "", clientName: clientName)
         self.credentials = credentials
-    }
-}
-
-/// Who an agent is, for LOGIN: its tenant, id and secret.
-public struct Credentials: Sendable {
-    public var tenant: String
-    public var agentID: String
-    public var secret: String
-
-    public init(tenant: String, agentID: String, secret: String) {
-        self.tenant = tenant
-        self.agentID = agentID
-        self.secret = secret
     }
 }

@@ -58,18 +58,9 @@ final class ClientConnection: Sendable {
     ) async throws
         -> ClientConnection
     {
-        let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Frame.self)
-        let channel: any Channel
-        do {
-            channel = try await connect(configuration, handshake: handshake)
-        } catch {
-            handshake.fail(error)
-            throw error
-        }
-        try await channel.writeAndFlush(
-            Frame.hello(
-                Hello(token: token, clientName: configuration.clientName)))
-        switch try await handshake.futureResult.get() {
+        let (channel, answer) = try await connect(
+            configuration, sending: .hello(Hello(token: token, clientName: configuration.clientName)))
+        switch answer {
         case .welcome(let welcome):
             return try await channel.eventLoop.submit {
                 let connection = ClientConnection(
@@ -97,6 +88,19 @@ final class ClientConnection: Sendable {
     /// - Throws: the server's ``BusError`` (`unauthenticated` for a wrong secret or a stale
     ///   refresh token) or a connection error.
     static func exchange(_ frame: Frame, _ configuration: ClientConfiguration) async throws -> Tokens {
+        let (channel, answer) = try await connect(configuration, sending: frame)
+        defer { channel.close(promise: nil) }
+        switch answer {
+        case .tokens(let tokens): return tokens
+        case .error(let error): throw error.error
+        case let other: throw BusError(.badFrame, "the server answered \(frame.type) with \(other.type)")
+        }
+    }
+
+    /// Connects, sends `first` and waits for the server's first frame.
+    private static func connect(_ configuration: ClientConfiguration, sending first: Frame) async throws -> (
+        channel: any Channel, answer: Frame
+    ) {
         let answer = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Frame.self)
         let channel: any Channel
         do {
@@ -105,12 +109,12 @@ final class ClientConnection: Sendable {
             answer.fail(error)
             throw error
         }
-        defer { channel.close(promise: nil) }
-        try await channel.writeAndFlush(frame)
-        switch try await answer.futureResult.get() {
-        case .tokens(let tokens): return tokens
-        case .error(let error): throw error.error
-        case let other: throw BusError(.badFrame, "the server answered \(frame.type) with \(other.type)")
+        do {
+            try await channel.writeAndFlush(first)
+            return (channel, try await answer.futureResult.get())
+        } catch {
+            try? await channel.close()
+            throw error
         }
     }
 

@@ -36,7 +36,12 @@ final class TLSConnection {
     init(context: TLSContext, serverName: String?) throws(TLSError) {
         ERR_clear_error()
         guard let ssl = SSL_new(context.context) else { throw TLSError("SSL_new failed") }
-        guard let input = BIO_new(BIO_s_mem()), let output = BIO_new(BIO_s_mem()) else {
+        guard let input = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            throw TLSError("BIO_new failed")
+        }
+        guard let output = BIO_new(BIO_s_mem()) else {
+            BIO_free(input)
             SSL_free(ssl)
             throw TLSError("BIO_new failed")
         }
@@ -69,10 +74,11 @@ final class TLSConnection {
         }
     }
 
-    /// Hands ciphertext from the network to OpenSSL (a memory BIO takes all of it).
+    /// Hands ciphertext from the network to OpenSSL (a memory BIO takes all of it; a read is at
+    /// most what the channel's allocator gave, far below 2 GiB).
     func receive(_ bytes: ByteBuffer) {
         bytes.withUnsafeReadableBytes { raw in
-            _ = BIO_write(input, raw.baseAddress, Int32(raw.count))
+            _ = BIO_write(input, raw.baseAddress, Int32(clamping: raw.count))
         }
     }
 
@@ -113,13 +119,15 @@ final class TLSConnection {
     }
 
     /// Encrypts `plaintext` into records waiting in the output BIO (a memory BIO never blocks,
-    /// so the write is whole or it failed).
+    /// so each `SSL_write` is whole or failed), 16 MiB at a time.
     func write(_ plaintext: ByteBuffer) throws(TLSError) {
         ERR_clear_error()
-        let written = plaintext.withUnsafeReadableBytes { raw in
-            raw.isEmpty ? 0 : SSL_write(ssl, raw.baseAddress, Int32(raw.count))
+        var rest = plaintext
+        while rest.readableBytes > 0 {
+            let slice = rest.readSlice(length: min(rest.readableBytes, 16 << 20))!  // length checked
+            let written = slice.withUnsafeReadableBytes { raw in SSL_write(ssl, raw.baseAddress, Int32(raw.count)) }
+            guard written == slice.readableBytes else { throw TLSError("TLS write failed") }
         }
-        guard written == plaintext.readableBytes else { throw TLSError("TLS write failed") }
     }
 
     /// Queues close_notify for the peer.
@@ -130,7 +138,7 @@ final class TLSConnection {
 
     /// Takes the ciphertext waiting for the network, if any.
     func takeOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = Int(BIO_ctrl_pending(output))
+        let pending = min(Int(BIO_ctrl_pending(output)), Int(Int32.max))
         guard pending > 0 else { return nil }
         var bytes = allocator.buffer(capacity: pending)
         bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { raw in
@@ -142,16 +150,18 @@ final class TLSConnection {
     /// The protocol version agreed, e.g. "TLSv1.3".
     var version: String { String(cString: SSL_get_version(ssl)) }
 
-    /// The common name of the peer's verified certificate, if it presented one.
-    var peerCommonName: String? {
+    /// The peer's certificate, if it presented one and it was verified.
+    var peerCertificate: PeerCertificate? {
         guard let certificate = SSL_get1_peer_certificate(ssl) else { return nil }
         defer { X509_free(certificate) }
         guard SSL_get_verify_result(ssl) == X509_V_OK, let subject = X509_get_subject_name(certificate) else {
             return nil
         }
-        var name = [CChar](repeating: 0, count: 256)
-        let length = X509_NAME_get_text_by_NID(subject, NID_commonName, &name, Int32(name.count))
-        guard length > 0 else { return nil }
-        return String(decoding: name.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        func entry(_ nid: Int32) -> String? {
+            var text = [CChar](repeating: 0, count: 256)
+            let length = X509_NAME_get_text_by_NID(subject, nid, &text, Int32(text.count))
+            return length > 0 ? String(nulTerminated: text) : nil
+        }
+        return PeerCertificate(commonName: entry(NID_commonName), organizationalUnit: entry(NID_organizationalUnitName))
     }
 }

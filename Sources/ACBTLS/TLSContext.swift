@@ -19,9 +19,10 @@ public final class TLSContext: @unchecked Sendable {
         }
         let tls = try TLSContext(method: TLS_server_method(), isServer: true, configuration)
         try tls.use(chain: chain, key: key)
-        // No session tickets: agents hold one long-lived connection and reconnect rarely, so
-        // resumption saves little, while making two tickets costs every handshake.
-        SSL_CTX_set_num_tickets(tls.context, 0)
+        // No resumption (no session cache, no tickets in TLS 1.2 or 1.3): agents hold one
+        // long-lived connection and reconnect rarely, so it saves little, while making tickets
+        // costs every handshake.
+        acb_ssl_ctx_disable_resumption(tls.context)
         if configuration.clientAuthentication != .none {
             guard let roots = configuration.trustRoots else {
                 throw TLSError("client certificate authentication needs trust roots (a CA file)")

@@ -10,8 +10,15 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
         while case let code = ERR_get_error(), code != 0 {
             var text = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &text, text.count)
-            reasons.append(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            reasons.append(String(nulTerminated: text))
         }
         description = reasons.isEmpty ? what : "\(what): \(reasons.joined(separator: "; "))"
+    }
+}
+
+extension String {
+    /// The UTF-8 text of a C buffer, up to its first NUL.
+    public init(nulTerminated buffer: [CChar]) {
+        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -3,8 +3,10 @@ public import NIOCore
 /// TLS as the first handler of a pipeline: ciphertext below it, plaintext above it.
 ///
 /// States: handshaking → active → closed. Writes wait until the handshake is done; once active,
-/// everything written before a flush is encrypted in one `SSL_write`, so a burst of small frames
-/// becomes few records. A handshake failure sends OpenSSL's alert, fires ``TLSError`` and closes.
+/// what is written is joined and encrypted in one `SSL_write` at each flush, or as soon as
+/// ``encryptAtBytes`` are waiting, so a burst of small frames becomes few records while the channel
+/// still sees every byte soon (its writability, and so backpressure, counts them). A handshake
+/// failure sends OpenSSL's alert, fires ``TLSError`` and closes.
 public final class TLSHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -17,24 +19,37 @@ public final class TLSHandler: ChannelDuplexHandler {
         case closed
     }
 
+    /// Plaintext held before it is encrypted and passed on without waiting for a flush: four
+    /// full-size records.
+    public static let encryptAtBytes = 64 * 1024
+
     private var state = State.handshaking
     private let connection: TLSConnection
     private let isClient: Bool
     /// Plaintext written and not yet encrypted, with its promises.
     private var pending: CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)> = []
+    private var pendingBytes = 0
     /// A flush arrived during the handshake: encrypt `pending` as soon as it completes.
     private var flushWanted = false
-    /// Where pending writes are joined before one `SSL_write`; reused.
+    /// Where small pending writes are joined before one `SSL_write`; reused while it stays small.
     private var joined: ByteBuffer?
 
-    /// The common name of the peer's verified certificate, known once the handshake is done.
-    public private(set) var peerCommonName: String?
+    /// The peer's verified certificate, known once the handshake is done; nil if it sent none.
+    public private(set) var peerCertificate: PeerCertificate?
 
-    /// A server's handler (from a server context) or a client's (from a client context); a client
-    /// checks that the server's certificate names `serverName`.
-    public init(context: TLSContext, serverName: String? = nil) throws(TLSError) {
+    /// A server's handler, from a server context.
+    public init(context: TLSContext) throws(TLSError) {
+        guard context.isServer else { throw TLSError("a client handler needs the server's name") }
+        connection = try TLSConnection(context: context, serverName: nil)
+        isClient = false
+    }
+
+    /// A client's handler, from a client context: the server's certificate must name `serverName`
+    /// (a host name or an IP address).
+    public init(context: TLSContext, serverName: String) throws(TLSError) {
+        guard !context.isServer else { throw TLSError("a server handler checks no server name") }
         connection = try TLSConnection(context: context, serverName: serverName)
-        isClient = !context.isServer
+        isClient = true
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -54,23 +69,32 @@ public final class TLSHandler: ChannelDuplexHandler {
     }
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .closed = state else { return pending.append((unwrapOutboundIn(data), promise)) }
+        guard case .closed = state else {
+            let bytes = unwrapOutboundIn(data)
+            pending.append((bytes, promise))
+            pendingBytes += bytes.readableBytes
+            if case .active = state, pendingBytes >= Self.encryptAtBytes { encryptPending(context, flush: false) }
+            return
+        }
         promise?.fail(ChannelError.ioOnClosedChannel)
     }
 
     public func flush(context: ChannelHandlerContext) {
         switch state {
         case .handshaking: flushWanted = true
-        case .active: encryptPending(context)
+        case .active: encryptPending(context, flush: true)
         case .closed: break
         }
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if case .active = state, mode == .all {
-            encryptPending(context)
+        guard mode == .all else { return context.close(mode: mode, promise: promise) }
+        if case .active = state {
+            encryptPending(context, flush: false)
+        }
+        if case .active = state {  // still: encrypting can fail, and then the channel is closing already
             connection.shutdown()
-            sendOutput(context)
+            sendOutput(context, flush: true)
         }
         becomeClosed()
         context.close(mode: mode, promise: promise)
@@ -86,21 +110,21 @@ public final class TLSHandler: ChannelDuplexHandler {
         if case .handshaking = state {
             switch connection.handshake() {
             case .incomplete:
-                return sendOutput(context)
+                return sendOutput(context, flush: true)
             case .failed(let error):
                 return fail(error, context)
             case .complete:
                 state = .active
-                peerCommonName = connection.peerCommonName
-                sendOutput(context)
+                peerCertificate = connection.peerCertificate
+                sendOutput(context, flush: true)
                 context.fireUserInboundEventTriggered(TLSHandshakeCompleted(version: connection.version))
-                if flushWanted { encryptPending(context) }
+                if flushWanted || pendingBytes >= Self.encryptAtBytes { encryptPending(context, flush: true) }
             }
         }
         guard case .active = state else { return }
         var plaintext = context.channel.allocator.buffer(capacity: 0)
         let end = connection.read(into: &plaintext)
-        sendOutput(context)  // reading can answer the peer (key updates, session tickets)
+        sendOutput(context, flush: true)  // reading can answer the peer (key updates)
         if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
         switch end {
         case .wantMore: break
@@ -109,9 +133,12 @@ public final class TLSHandler: ChannelDuplexHandler {
         }
     }
 
-    private func encryptPending(_ context: ChannelHandlerContext) {
-        flushWanted = false
-        guard !pending.isEmpty else { return }
+    private func encryptPending(_ context: ChannelHandlerContext, flush: Bool) {
+        if flush { flushWanted = false }
+        guard !pending.isEmpty else {
+            if flush { context.flush() }
+            return
+        }
         var promises: [EventLoopPromise<Void>] = []
         do throws(TLSError) {
             if pending.count == 1 {
@@ -119,38 +146,45 @@ public final class TLSHandler: ChannelDuplexHandler {
                 if let promise { promises.append(promise) }
                 try connection.write(bytes)
             } else {
-                var joined = self.joined.take() ?? context.channel.allocator.buffer(capacity: 64 * 1024)
+                var joined = self.joined.take() ?? context.channel.allocator.buffer(capacity: Self.encryptAtBytes)
                 joined.clear()
                 while let (bytes, promise) = pending.popFirst() {
                     var bytes = bytes
                     joined.writeBuffer(&bytes)
                     if let promise { promises.append(promise) }
                 }
-                defer { self.joined = joined }
                 try connection.write(joined)
+                // Keep it for the next flush unless one large write made it grow.
+                if joined.capacity <= 2 * Self.encryptAtBytes { self.joined = joined }
             }
+            pendingBytes = 0
         } catch {
             promises.forEach { $0.fail(error) }
             return fail(error, context)
         }
-        sendOutput(context, completing: promises)
+        sendOutput(context, flush: flush, completing: promises)
     }
 
-    /// Writes and flushes the ciphertext OpenSSL produced; `promises` complete with that write.
-    private func sendOutput(_ context: ChannelHandlerContext, completing promises: [EventLoopPromise<Void>] = []) {
+    /// Passes on the ciphertext OpenSSL produced; `promises` complete with that write.
+    private func sendOutput(
+        _ context: ChannelHandlerContext, flush: Bool, completing promises: [EventLoopPromise<Void>] = []
+    ) {
         guard let ciphertext = connection.takeOutput(allocator: context.channel.allocator) else {
-            return promises.forEach { $0.succeed() }
+            promises.forEach { $0.succeed() }
+            if flush { context.flush() }
+            return
         }
         var promise: EventLoopPromise<Void>?
         if let first = promises.first {
             promise = first
             for other in promises.dropFirst() { first.futureResult.cascade(to: other) }
         }
-        context.writeAndFlush(wrapOutboundOut(ciphertext), promise: promise)
+        context.write(wrapOutboundOut(ciphertext), promise: promise)
+        if flush { context.flush() }
     }
 
     private func fail(_ error: TLSError, _ context: ChannelHandlerContext) {
-        sendOutput(context)  // the alert, if OpenSSL wrote one
+        sendOutput(context, flush: true)  // the alert, if OpenSSL wrote one
         becomeClosed()
         context.fireErrorCaught(error)
         context.close(promise: nil)
@@ -158,6 +192,7 @@ public final class TLSHandler: ChannelDuplexHandler {
 
     private func becomeClosed() {
         state = .closed
+        pendingBytes = 0
         while let (_, promise) = pending.popFirst() { promise?.fail(ChannelError.ioOnClosedChannel) }
     }
 }
@@ -166,6 +201,14 @@ public final class TLSHandler: ChannelDuplexHandler {
 public struct TLSHandshakeCompleted: Sendable {
     /// The protocol version agreed, e.g. "TLSv1.3".
     public let version: String
+}
+
+/// What a verified peer certificate says about its holder.
+public struct PeerCertificate: Sendable, Equatable {
+    /// The subject's common name (CN), if it has one.
+    public var commonName: String?
+    /// The subject's organizational unit (OU), if it has one.
+    public var organizationalUnit: String?
 }
 
 @available(*, unavailable)

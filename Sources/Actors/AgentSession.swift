@@ -53,8 +53,8 @@ public actor AgentSession {
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
-    /// The agent's rate limit (nil: none), taken from the supervisor and given back at the end.
-    var bucket: TokenBucket?
+    /// The agent's rate limit (nil: none), shared with its other sessions.
+    let bucket: RateLimits.Bucket?
     /// When a refusal for the rate limit was last audited: at most one event a second.
     var rateLimitAuditedMs: UInt64 = 0
     var backlog = Backlog()
@@ -85,7 +85,7 @@ public actor AgentSession {
             controlCapacity: 2 * Int(configuration.limits.maxPendingRequests))
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
-        self.bucket = supervisor.rateLimits?.take(identity.key, nowMs: MonotonicClock.nowMs())
+        self.bucket = supervisor.rateLimits?.bucket(for: identity.key, nowMs: MonotonicClock.nowMs())
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks). Call once, after WELCOME.
@@ -195,7 +195,7 @@ public actor AgentSession {
             case .response, .requestFailed: break
             }
         }
-        supervisor.retire(self, patterns: Array(patterns.values), orphans: orphans, bucket: bucket)
+        supervisor.retire(self, patterns: Array(patterns.values), orphans: orphans)
     }
 
     /// Writes GOAWAY and closes the connection.

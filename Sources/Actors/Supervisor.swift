@@ -120,12 +120,15 @@ public actor Supervisor {
         return session
     }
 
+    /// Ends the live session of `key`, if it has one, with `goAway` (revoked tokens, operators).
+    public nonisolated func disconnect(_ key: AgentKey, _ goAway: GoAway) {
+        routing.session(for: key)?.closeSoon(goAway)
+    }
+
     /// Retires a closed session: the agent goes offline unless a newer session took over.
-    nonisolated func retire(
-        _ session: AgentSession, patterns: [[Substring]], orphans: [Envelope], bucket: TokenBucket?
-    ) {
+    nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
         let key = session.identity.key
-        if let bucket { rateLimits?.park(bucket, for: key) }
+        session.bucket?.release()
         for (agent, envelope) in routing.detach(
             session, patterns: patterns, orphans: orphans,
             now: MonotonicClock.nowMs())

@@ -21,10 +21,6 @@ extension FrameType {
         }
     }
 
-    /// Whether clients send this type before HELLO, to obtain tokens (the only frames allowed then).
-    public var isSentBeforeHello: Bool {
-        self == .hello || self == .login || self == .refresh
-    }
 }
 
 /// A frame's body: how it is read from and written to the wire, in field order.

@@ -10,11 +10,12 @@ public enum Role: String, Sendable, CaseIterable {
     case agentConsumer = "agent-consumer"
     case observer
 
-    /// Whether this role may send a frame of `type` in an open session.
+    /// Whether this role may send a frame of `type` in an open session. (LOGOUT is answered by the
+    /// gateway before roles are asked: every session may log out.)
     public func allows(_ type: FrameType) -> Bool {
         guard type.isSentByClients, type != .hello else { return false }
         switch type {
-        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus, .logout:
+        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus:
             return true
         case .register, .unregister, .discover:
             return self != .observer || type == .discover

@@ -20,7 +20,7 @@ public struct TokenBucket: Sendable, Equatable {
             tokens -= 1
             return nil
         }
-        return UInt32(clamping: Int64(((1 - tokens) * 1000 / perSecond).rounded(.up)))
+        return UInt32(min(((1 - tokens) * 1000 / perSecond).rounded(.up), Double(UInt32.max)))
     }
 
     /// Whether the bucket is full again at `nowMs` (and so need not be remembered).

@@ -1,3 +1,4 @@
+import ACBTLS
 public import Bus
 import CSodium
 
@@ -21,7 +22,7 @@ public enum SecretHash {
             &output, secret, UInt64(secret.utf8.count), UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE),
             Int(crypto_pwhash_MEMLIMIT_INTERACTIVE), crypto_pwhash_ALG_ARGON2ID13)
         guard status == 0 else { throw BusError(.internal, "Argon2id hashing failed (out of memory?)") }
-        return String(decoding: output.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(nulTerminated: output)
     }
 
     /// Whether `secret` is the one `hash` was made from.
@@ -37,8 +38,13 @@ public enum SecretHash {
         randombytes_buf(&bytes, bytes.count)
         var text = [CChar](repeating: 0, count: 64)
         sodium_bin2base64(&text, text.count, bytes, bytes.count, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return String(nulTerminated: text)
     }
+
+    /// A hash no secret is known to match (of 24 random bytes, thrown away), checked when LOGIN
+    /// names an agent without a credential, so that it costs the same as a wrong secret.
+    static let decoy =
+        "$argon2id$v=19$m=65536,t=2,p=1$82onB25rfTHqQezkL9AVyg$s35SyWcjfCGJQJjsFz5qdnFpgk1g+Wp/1CwEvXO7xps"
 
     /// `sodium_init` is idempotent and thread-safe; every entry point calls it first.
     private static func ready() {

@@ -1,6 +1,7 @@
 import ACBTLS
 import Actors
 import Bus
+import Foundation
 import Logging
 import NIOCore
 
@@ -14,8 +15,8 @@ final class SessionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private enum State {
-        /// Before HELLO: LOGIN and REFRESH may come first, to obtain tokens.
-        case awaitingHello
+        /// Before HELLO: one LOGIN or REFRESH may come first, to obtain tokens.
+        case awaitingHello(exchanged: Bool)
         /// A HELLO, LOGIN or REFRESH is being checked off the event loop.
         case checking
         /// The session, and the access token that opened it (LOGOUT revokes it).
@@ -23,8 +24,9 @@ final class SessionHandler: ChannelInboundHandler {
         case closed
     }
 
-    private var state = State.awaitingHello
-    private var handshakeTimer: Scheduled<Void>?
+    private var state = State.awaitingHello(exchanged: false)
+    /// The handshake deadline (from accept), then the access token's expiry.
+    private var timer: Scheduled<Void>?
     private let supervisor: Supervisor
     private let authenticator: Authenticator
     private let handshakeTimeout: TimeAmount
@@ -40,10 +42,14 @@ final class SessionHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        handshakeTimer = context.eventLoop.scheduleTask(in: handshakeTimeout) {
+        timer = context.eventLoop.scheduleTask(in: handshakeTimeout) {
             let (handler, context) = bound.value
-            guard case .awaitingHello = handler.state else { return }
-            handler.refuse(context, BusError(.unauthenticated, "no HELLO within the handshake timeout"))
+            switch handler.state {
+            case .awaitingHello, .checking:
+                handler.refuse(context, BusError(.unauthenticated, "no HELLO within the handshake timeout"))
+            case .active, .closed:
+                break
+            }
         }
         context.fireChannelActive()
     }
@@ -75,16 +81,24 @@ final class SessionHandler: ChannelInboundHandler {
                         "protocol version \(hello.version) is not supported; this server speaks \(Limits.protocolVersion)"
                     ))
             }
-            let certificateName = (try? context.pipeline.syncOperations.handler(type: TLSHandler.self))?.peerCommonName
+            let certificate = peerCertificate(context)
             check(context) { [authenticator] () async throws(BusError) in
-                try await authenticator.hello(hello.token, certificateName: certificateName)
+                try await authenticator.hello(hello.token, certificate: certificate)
             } then: { handler, token in
                 handler.open(token, clientName: hello.clientName, context: context)
             }
+        case (.awaitingHello(exchanged: true), .login), (.awaitingHello(exchanged: true), .refresh):
+            refuse(context, BusError(.badFrame, "one LOGIN or REFRESH per connection, then HELLO"))
         case (.awaitingHello, .login(let login)):
-            exchange(context) { [authenticator] () async throws(BusError) in try await authenticator.login(login) }
+            let (certificate, address) = (peerCertificate(context), context.channel.remoteAddress?.ipAddress ?? "")
+            exchange(context) { [authenticator] () async throws(BusError) in
+                try await authenticator.login(login, from: address, certificate: certificate)
+            }
         case (.awaitingHello, .refresh(let refresh)):
-            exchange(context) { [authenticator] () async throws(BusError) in try await authenticator.refresh(refresh) }
+            let certificate = peerCertificate(context)
+            exchange(context) { [authenticator] () async throws(BusError) in
+                try await authenticator.refresh(refresh, certificate: certificate)
+            }
         case (.awaitingHello, _):
             refuse(context, BusError(.badFrame, "the first frame must be HELLO, LOGIN or REFRESH"))
         case (.checking, _):
@@ -107,7 +121,7 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        handshakeTimer?.cancel()
+        timer?.cancel()
         if case .active(let session, _) = state { session.assumeIsolated { $0.channelClosed() } }
         state = .closed
         context.fireChannelInactive()
@@ -160,17 +174,34 @@ final class SessionHandler: ChannelInboundHandler {
         _ context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(BusError) -> Tokens
     ) {
         check(context, work) { handler, tokens in
-            handler.state = .awaitingHello
+            handler.state = .awaitingHello(exchanged: true)
             handler.answer(.tokens(tokens), context)
         }
     }
 
+    /// Ends the session with GOAWAY `unauthenticated` once its access token has expired (with the
+    /// leeway verification allows): a client that wants to go on comes back with a fresh token.
+    private func endSession(_ context: ChannelHandlerContext, when token: TokenAuthority.Verified) {
+        let left = token.expiresAt.timeIntervalSinceNow + authenticator.authority.settings.leeway
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(max(left, 0) * 1000))) {
+            let (handler, context) = bound.value
+            handler.failed(BusError(.unauthenticated, "the access token expired"), context: context)
+        }
+    }
+
+    /// The client's verified certificate, under mTLS.
+    private func peerCertificate(_ context: ChannelHandlerContext) -> PeerCertificate? {
+        (try? context.pipeline.syncOperations.handler(type: TLSHandler.self))?.peerCertificate
+    }
+
     private func open(_ token: TokenAuthority.Verified, clientName: String, context: ChannelHandlerContext) {
-        handshakeTimer?.cancel()
+        timer?.cancel()
         let identity = token.identity
         do throws(BusError) {
             let session = try supervisor.openSession(identity: identity, channel: context.channel)
             state = .active(session, token)
+            endSession(context, when: token)
             let welcome = Welcome(
                 sessionID: UInt64(session.number), tenant: identity.tenant,
                 agentID: identity.agentID, limits: supervisor.configuration.limits)

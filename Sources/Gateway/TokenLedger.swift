@@ -92,11 +92,14 @@ public final class TokenLedger: Sendable {
         return rotation
     }
 
-    /// Revokes the token `jti` until it expires, and its family with it (logout).
-    public func revoke(jti: String, family: String?, expiresAt: Date, now: Date = Date()) {
+    /// Revokes the token `jti` until `expiresAt`, and its family with it (logout); a family not
+    /// known here (its state was lost) is recorded as revoked until `familyExpiresAt`.
+    public func revoke(jti: String, family: String?, expiresAt: Date, familyExpiresAt: Date, now: Date = Date()) {
         let familyUntil: Date? = state.withLock { state in
             state.revoked[jti] = expiresAt
-            guard let family, var entry = state.families[family] else { return nil }
+            guard let family else { return nil }
+            var entry =
+                state.families[family] ?? Family(current: "revoked", revoked: true, expiresAt: familyExpiresAt)
             entry.revoked = true
             state.families[family] = entry
             return entry.expiresAt

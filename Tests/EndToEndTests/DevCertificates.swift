@@ -1,7 +1,8 @@
 import Foundation
 
 /// Certificates from `scripts/dev-certs.sh`, made once per test run in temporary folders: a CA with
-/// a server certificate and client certificates for `agent-1` and `agent-2`, and a second, foreign
+/// a server certificate and client certificates for `agent-1`, `agent-2` and `agent-3` of tenant
+/// `acme` (OU), and a second, foreign
 /// CA with its own `agent-1`.
 enum DevCertificates {
     static let folder: String = make("acb-certs-\(getpid())")
@@ -14,7 +15,7 @@ enum DevCertificates {
     private static func make(_ name: String) -> String {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(name).path
         let script = "\(Sidecars.root)/scripts/dev-certs.sh"
-        let status = try? Sidecars.spawnAndWait(["/bin/bash", script, folder, "agent-1", "agent-2"])
+        let status = try? Sidecars.spawnAndWait(["/bin/bash", script, folder, "agent-1", "agent-2", "agent-3@acme"])
         precondition(status == 0, "\(script) failed")
         return folder
     }

@@ -68,7 +68,7 @@ extension SidecarTests {
             try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
             try await TestBus.withSidecars(redis: true) { bus in
                 var configuration = ClientConfiguration(
-                    port: bus.port, credentials: Credentials(tenant: tenant, agentID: "alice", secret: Self.secret))
+                    port: bus.port, credentials: Login(tenant: tenant, agentID: "alice", secret: Self.secret))
                 configuration.initialBackoffMs = 20
                 let alice = try await ACBClient.connect(configuration)
                 #expect(alice.welcome?.agentID == "alice")
@@ -103,6 +103,14 @@ extension SidecarTests {
                     #expect(try await raw.read() == nil, "the connection is closed after a failed login")
                 }
                 _ = await bus.audit.first { $0.kind == "security.login_failed" && $0.detail["agent"] == "nobody" }
+                // One address may start only so many LOGINs: then it is told when to retry.
+                var refusal: BusError?
+                for _ in 0..<200 where refusal == nil {
+                    let (raw, answer) = try await Self.login(bus, Login(tenant: tenant, agentID: "x", secret: "guess"))
+                    await raw.close()
+                    if case .error(let error) = answer, error.error.code == .rateLimited { refusal = error.error }
+                }
+                #expect(refusal.map { $0.retryAfterMs > 0 } == true)
             }
         }
 

@@ -25,9 +25,11 @@ import Testing
             // Frames that start no work (ACK, HEARTBEAT, UNSUBSCRIBE) are not limited: this one
             // gets its own answer, not rate_limited.
             await expectBusError(.invalidArgument) { try await alice.unsubscribe("nothing.>") }
-            await alice.close()
-            alice = try await bus.client("alice")
+            // A second connection takes over while the first is still open: the same bucket.
+            let first = alice
+            alice = try await bus.client("alice") { $0.reconnect = false }
             error = await expectBusError(.rateLimited) { try await alice.send(to: .agent("bob"), ByteBuffer()) }
+            await first.close()
             #expect(error?.message.contains("retry in") == true)
             let event = await bus.audit.first { $0.kind == "security.rate_limited" }
             #expect(event.agentID == "alice" && event.detail["frame"] == "send")

@@ -1,3 +1,4 @@
+import ACBTLS
 import Bus
 import NIOCore
 import NIOPosix
@@ -25,12 +26,17 @@ struct RawConnection {
         }
     }
 
-    static func connect(port: Int) async throws -> RawConnection {
+    /// - Parameter tls: a client context to speak TLS with (the server must be `localhost`).
+    static func connect(port: Int, tls: TLSContext? = nil) async throws -> RawConnection {
         let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)  // small writes leave one by one
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSHandler(context: tls, serverName: "localhost"))
+                    }
                     try channel.pipeline.syncOperations.addHandler(Collector(continuation))
                 }
             }
@@ -56,6 +62,11 @@ struct RawConnection {
             guard var more = await inbound.next() else { return nil }
             buffer.writeBuffer(&more)
         }
+    }
+
+    /// Stops reading from the socket, as a stuck agent would: what the server sends piles up.
+    func stopReading() async throws {
+        try await channel.setOption(.autoRead, value: false).get()
     }
 
     /// Closes the connection abruptly, without GOAWAY, as a crash or a cut cable would.

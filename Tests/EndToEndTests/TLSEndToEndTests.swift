@@ -1,5 +1,6 @@
 import ACBClient
 import ACBTLS
+import Actors
 import Bus
 import Foundation
 import Gateway
@@ -33,6 +34,37 @@ import Testing
         }
     }
 
+    /// A receiver that stops reading: the bus stops writing to it once the socket's buffer is full
+    /// (TLS passes writes on as it encrypts them, so backpressure sees them), and senders are
+    /// refused long before its window of 1,024 unacknowledged deliveries fills.
+    @Test func aReceiverThatStopsReadingHoldsBackTheBusOverTLS() async throws {
+        try await TestBus.with({
+            $0.tls = Self.serverTLS
+            $0.supervisor.mailboxCapacity = 16
+            $0.supervisor.slowConsumerTimeoutMs = 600_000
+        }) { bus in
+            var bob = try await RawConnection.connect(port: bus.port, tls: try Self.clientTLS())
+            guard case .welcome = try await bob.hello(try await bus.token("bob")) else {
+                Issue.record("no WELCOME"); return
+            }
+            try await bob.stopReading()
+            let alice = try await bus.client("alice") { $0.tls = try? Self.clientTLS() }
+            let payload = ByteBuffer(repeating: 0x61, count: 256 << 10)
+            var accepted = 0
+            while accepted < 2_000 {
+                do {
+                    try await alice.send(to: .agent("bob"), payload)
+                    accepted += 1
+                } catch let error as BusError where error.code == .overloaded {
+                    break
+                }
+            }
+            #expect(accepted < 1_024, "\(accepted) messages of 256 KiB went to a receiver that reads nothing")
+            await alice.close()
+            await bob.close()
+        }
+    }
+
     @Test func aPlainTCPClientGetsNoWelcome() async throws {
         try await TestBus.with({ $0.tls = Self.serverTLS }) { bus in
             await #expect(throws: (any Error).self) { try await bus.client("alice") { $0.reconnect = false } }
@@ -49,6 +81,13 @@ import Testing
             await client.close()
             // The certificate says agent-1, the token agent-2.
             await expectBusError(.unauthenticated) { _ = try await bus.client("agent-2") { $0.tls = agent1 } }
+            // A certificate with an OU is for that tenant only.
+            let agent3 = try Self.clientTLS(certificate: "agent-3@acme")
+            let inAcme = try await bus.client("agent-3", tenant: "acme") { $0.tls = agent3 }
+            await inAcme.close()
+            await expectBusError(.unauthenticated) {
+                _ = try await bus.client("agent-3", tenant: "globex") { $0.tls = agent3 }
+            }
             // No certificate at all, and one from a foreign CA: the TLS handshake fails.
             let anonymous = try Self.clientTLS()
             await #expect(throws: (any Error).self) { try await bus.client("agent-1") { $0.tls = anonymous } }

@@ -29,7 +29,23 @@ import Testing
         pair.server.flush()
         try pair.shuttle()
         #expect(try pair.client.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "ab"))
-        #expect(pair.serverHandler.peerCommonName == nil)
+        #expect(pair.serverHandler.peerCertificate == nil)
+        try pair.close()
+    }
+
+    @Test func unflushedWritesArePassedOnOnceTheyAddUp() throws {
+        let counter = WriteCounter()
+        let pair = try Pair(server: .server(server), client: .client(client()), serverBelowTLS: counter)
+        try pair.connect()
+        let before = counter.bytes
+        // Small writes wait for the flush; past TLSHandler.encryptAtBytes they go on without one,
+        // so the channel's writability (backpressure) counts them.
+        pair.server.write(ByteBuffer(repeating: 1, count: 1024), promise: nil)
+        #expect(counter.bytes == before)
+        for _ in 0..<2 {
+            pair.server.write(ByteBuffer(repeating: 1, count: TLSHandler.encryptAtBytes / 2), promise: nil)
+        }
+        #expect(counter.bytes > before + TLSHandler.encryptAtBytes)
         try pair.close()
     }
 
@@ -39,7 +55,7 @@ import Testing
         required.clientAuthentication = .required
         let pair = try Pair(server: .server(required), client: .client(client(certificate: true)))
         try pair.connect()
-        #expect(pair.serverHandler.peerCommonName == "agent-1")
+        #expect(pair.serverHandler.peerCertificate?.commonName == "agent-1")
         try pair.close()
     }
 
@@ -112,6 +128,17 @@ private final class Events: ChannelInboundHandler {
     }
 }
 
+/// Counts the bytes written below it, flushed or not.
+private final class WriteCounter: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    var bytes = 0
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        bytes += unwrapOutboundIn(data).readableBytes
+        context.write(data, promise: promise)
+    }
+}
+
 /// A client and a server channel joined in memory.
 private struct Pair {
     let server = EmbeddedChannel()
@@ -120,8 +147,12 @@ private struct Pair {
     let serverEvents = Events()
     let clientEvents = Events()
 
-    init(server serverContext: TLSContext, client clientContext: TLSContext, serverName: String = "localhost") throws {
+    init(
+        server serverContext: TLSContext, client clientContext: TLSContext, serverName: String = "localhost",
+        serverBelowTLS: (any ChannelHandler)? = nil
+    ) throws {
         serverHandler = try TLSHandler(context: serverContext)
+        if let serverBelowTLS { try server.pipeline.syncOperations.addHandler(serverBelowTLS) }
         try server.pipeline.syncOperations.addHandlers([serverHandler, serverEvents])
         try client.pipeline.syncOperations.addHandlers([
             TLSHandler(context: clientContext, serverName: serverName), clientEvents,

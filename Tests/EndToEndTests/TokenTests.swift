@@ -88,7 +88,8 @@ import Testing
             let rotated = try await Self.refresh(bus, first.token)
             guard case .tokens(let tokens) = rotated else { Issue.record("expected TOKENS, got \(rotated)"); return }
             #expect(tokens.accessExpiresInS == 3600 && tokens.refreshExpiresInS == 7 * 86_400)
-            #expect(try await Self.refusal(bus, tokens.accessToken) == nil)
+            var live = try await bus.raw()
+            guard case .welcome = try await live.hello(tokens.accessToken) else { Issue.record("no WELCOME"); return }
 
             // The first refresh token again: reuse. The family is revoked, the new tokens with it.
             guard case .error(let reuse) = try await Self.refresh(bus, first.token) else {
@@ -99,8 +100,37 @@ import Testing
                 Issue.record("family alive"); return
             }
             #expect(try await Self.refusal(bus, tokens.accessToken)?.contains("revoked") == true)
+            // The session the family's access token opened is ended too.
+            guard case .goAway(let goAway) = try await live.read() else { Issue.record("the session lives on"); return }
+            #expect(goAway.code == .unauthenticated)
             let event = await bus.audit.first { $0.kind == "security.refresh_reuse" }
             #expect(event.detail["family"] == family)
+        }
+    }
+
+    @Test func aSessionEndsWhenItsAccessTokenExpires() async throws {
+        try await TestBus.with({ $0.tokens.leeway = 0 }) { bus in
+            var raw = try await bus.raw()
+            guard case .welcome = try await raw.hello(try await bus.token("alice", ttl: 1)) else {
+                Issue.record("expected WELCOME"); return
+            }
+            guard case .goAway(let goAway) = try await raw.read() else { Issue.record("expected GOAWAY"); return }
+            #expect(goAway.code == .unauthenticated && goAway.message.contains("expired"))
+        }
+    }
+
+    @Test func oneTokenExchangePerConnection() async throws {
+        try await TestBus.with { bus in
+            let family = UUID().uuidString
+            let first = try await bus.server.authority.issue(Self.alice, kind: .refresh, family: family)
+            bus.server.authenticator.ledger.startFamily(
+                family, refresh: first.jti, expiresAt: Date().addingTimeInterval(600))
+            var raw = try await bus.raw()
+            try await raw.send(.refresh(Refresh(refreshToken: first.token)))
+            guard case .tokens(let tokens) = try await raw.read() else { Issue.record("expected TOKENS"); return }
+            try await raw.send(.refresh(Refresh(refreshToken: tokens.refreshToken)))
+            guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+            #expect(error.error.code == .badFrame)
         }
     }
 
