@@ -42,10 +42,16 @@ public final class AgentListener: Service {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 << 10, high: 4 << 20))
             .childChannelInitializer { channel in
                 let address = channel.remoteAddress?.ipAddress ?? "unknown"
-                guard limiter.admit(address) else {
-                    supervisor.record(
-                        "security.connection_refused", tenant: "", agentID: "",
-                        ["address": address, "reason": "more than \(limiter.limit) connections from the address"])
+                let (admitted, refusals) = limiter.admit(address)
+                guard admitted else {
+                    if let refusals {
+                        supervisor.record(
+                            "security.connection_refused", tenant: "", agentID: "",
+                            [
+                                "address": address, "refused": "\(refusals)",
+                                "reason": "more than \(limiter.limit) connections from the address",
+                            ])
+                    }
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in limiter.release(address) }

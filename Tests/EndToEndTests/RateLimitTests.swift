@@ -5,8 +5,28 @@ import Gateway
 import NIOCore
 import Testing
 
-/// Per-agent rate limits: a token bucket per agent that a reconnect does not refill.
+/// Per-agent rate limits: a token bucket per agent that a reconnect does not refill; and the cap
+/// on connections per source address.
 @Suite(.timeLimit(.minutes(1))) struct RateLimitTests {
+    @Test func oneConnectionTooManyFromAnAddressIsClosedAtOnce() async throws {
+        try await TestBus.with({ $0.maxConnectionsPerAddress = 2 }) { bus in
+            var held: [RawConnection] = []
+            for agent in ["a", "b"] {
+                var raw = try await bus.raw()
+                guard case .welcome = try await raw.hello(try await bus.token(agent)) else {
+                    Issue.record("no WELCOME for \(agent)"); return
+                }
+                held.append(raw)
+            }
+            var third = try await bus.raw()
+            try? await third.send(.hello(Hello(token: try await bus.token("c"), clientName: "raw")))
+            #expect(try await third.read() == nil, "closed without an answer")
+            let event = await bus.audit.first { $0.kind == "security.connection_refused" }
+            #expect(event.detail["address"] == "127.0.0.1" && event.detail["refused"] == "1")
+            for raw in held { await raw.close() }
+        }
+    }
+
     @Test func anAgentOverItsRateIsToldWhenToRetryEvenAfterReconnecting() async throws {
         try await TestBus.with({
             // One command per 1,000 seconds after a burst of 3: no token comes back during the test.
