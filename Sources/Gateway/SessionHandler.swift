@@ -65,13 +65,14 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     private func handle(_ frame: Frame, context: ChannelHandlerContext) {
+        // The hot path first, binding no more than the session.
+        if case .active(let session, _) = state {
+            guard case .logout(let command) = frame else { return session.assumeIsolated { $0.receive(frame) } }
+            return logout(command, context)
+        }
         switch (state, frame) {
-        case (.active(_, let token), .logout(let command)):
-            authenticator.logout(token)
-            answer(.ok(Ok(ref: command.ref)), context)
-            failed(BusError(.unauthenticated, "logged out"), context: context)
-        case (.active(let session, _), _):
-            session.assumeIsolated { $0.receive(frame) }
+        case (.active, _), (.closed, _):
+            break
         case (.awaitingHello, .hello(let hello)):
             guard hello.version == Limits.protocolVersion else {
                 return refuse(
@@ -103,9 +104,15 @@ final class SessionHandler: ChannelInboundHandler {
             refuse(context, BusError(.badFrame, "the first frame must be HELLO, LOGIN or REFRESH"))
         case (.checking, _):
             refuse(context, BusError(.badFrame, "wait for the answer before sending \(frame.type)"))
-        case (.closed, _):
-            break
         }
+    }
+
+    /// LOGOUT: revokes the session's token and family, answers OK, ends the session.
+    private func logout(_ command: RefOnly, _ context: ChannelHandlerContext) {
+        guard case .active(_, let token) = state else { return }
+        authenticator.logout(token)
+        answer(.ok(Ok(ref: command.ref)), context)
+        failed(BusError(.unauthenticated, "logged out"), context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
