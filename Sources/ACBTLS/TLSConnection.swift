@@ -100,12 +100,17 @@ final class TLSConnection {
         return " (certificate: \(String(cString: X509_verify_cert_error_string(result))))"
     }
 
-    /// Decrypts everything readable into `plaintext`.
+    /// Plaintext bytes the ciphertext received so far can hold at most (records only add bytes).
+    var readableBound: Int { Int(BIO_ctrl_pending(input)) + Int(SSL_pending(ssl)) }
+
+    /// Decrypts everything readable into `plaintext`. Sized by ``readableBound``, the buffer has
+    /// room for all of it, so the last `SSL_read` (the one that finds nothing) does not grow it.
     func read(into plaintext: inout ByteBuffer) -> ReadEnd {
         ERR_clear_error()
         while true {
             var result: Int32 = 0
-            plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { raw in
+            plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: plaintext.writableBytes > 0 ? 0 : 16 * 1024) {
+                raw in
                 result = SSL_read(ssl, raw.baseAddress, Int32(clamping: raw.count))
                 return Int(max(result, 0))
             }

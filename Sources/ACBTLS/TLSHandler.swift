@@ -122,7 +122,7 @@ public final class TLSHandler: ChannelDuplexHandler {
             }
         }
         guard case .active = state else { return }
-        var plaintext = context.channel.allocator.buffer(capacity: 0)
+        var plaintext = context.channel.allocator.buffer(capacity: connection.readableBound)
         let end = connection.read(into: &plaintext)
         sendOutput(context, flush: true)  // reading can answer the peer (key updates)
         if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }

@@ -55,6 +55,10 @@ public actor AgentSession {
     var ticker: RepeatedTask?
     /// The agent's rate limit (nil: none), shared with its other sessions.
     let bucket: RateLimits.Bucket?
+    /// Tokens drawn from `bucket` and not yet spent: the session draws up to ``creditBatch`` at a
+    /// time, so the shared bucket's lock is taken once per batch of commands, not per command.
+    var credit: UInt32 = 0
+    static let creditBatch: UInt32 = 64
     /// When a refusal for the rate limit was last audited: at most one event a second.
     var rateLimitAuditedMs: UInt64 = 0
     var backlog = Backlog()
@@ -100,7 +104,7 @@ public actor AgentSession {
     public func receive(_ frame: Frame) {
         guard state != .closed else { return }
         lastHeard = MonotonicClock.nowMs()
-        guard frame.type.isSentByClients, frame.type != .hello else {
+        guard frame.type.isSentByClients, !frame.type.isHandshake else {
             return fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
         }
         guard roles.contains(where: { $0.allows(frame.type) }) else {
@@ -110,8 +114,13 @@ public actor AgentSession {
         if state == .draining, frame.startsWork {
             return fail(frame.ref, BusError(.shuttingDown, "the server is shutting down"))
         }
-        if frame.startsWork, let retryAfterMs = bucket?.take(nowMs: lastHeard) {
-            return refuseOverRate(frame, retryAfterMs: retryAfterMs)
+        if frame.startsWork, let bucket {
+            if credit == 0 {
+                let (granted, retryAfterMs) = bucket.take(upTo: Self.creditBatch, nowMs: lastHeard)
+                if let retryAfterMs { return refuseOverRate(frame, retryAfterMs: retryAfterMs) }
+                credit = granted
+            }
+            credit -= 1
         }
         switch frame {
         case .register(let register): handleRegister(register)

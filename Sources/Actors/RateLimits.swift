@@ -14,9 +14,9 @@ final class RateLimits: Sendable {
             self.state = NIOLockedValueBox((bucket, 0))
         }
 
-        /// Nil when a command may go; else the milliseconds until one may.
-        func take(nowMs: UInt64) -> UInt32? {
-            state.withLockedValue { $0.bucket.take(nowMs: nowMs) }
+        /// Up to `count` commands' worth of tokens; none, and when to retry, if there is none.
+        func take(upTo count: UInt32, nowMs: UInt64) -> (granted: UInt32, retryAfterMs: UInt32?) {
+            state.withLockedValue { $0.bucket.take(upTo: count, nowMs: nowMs) }
         }
 
         /// A session of the agent stopped using the bucket.

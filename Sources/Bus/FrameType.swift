@@ -21,6 +21,11 @@ extension FrameType {
         }
     }
 
+    /// Whether the frame belongs to the handshake (HELLO, and LOGIN or REFRESH before it): never
+    /// allowed in an open session.
+    public var isHandshake: Bool {
+        self == .hello || self == .login || self == .refresh
+    }
 }
 
 /// A frame's body: how it is read from and written to the wire, in field order.

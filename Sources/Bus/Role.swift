@@ -13,7 +13,7 @@ public enum Role: String, Sendable, CaseIterable {
     /// Whether this role may send a frame of `type` in an open session. (LOGOUT is answered by the
     /// gateway before roles are asked: every session may log out.)
     public func allows(_ type: FrameType) -> Bool {
-        guard type.isSentByClients, type != .hello else { return false }
+        guard type.isSentByClients, !type.isHandshake else { return false }
         switch type {
         case .ack, .nack, .heartbeat, .streamAbort, .streamStatus:
             return true

@@ -15,12 +15,19 @@ public struct TokenBucket: Sendable, Equatable {
 
     /// Takes a token. Nil when there was one; else the milliseconds until there will be.
     public mutating func take(nowMs: UInt64) -> UInt32? {
+        take(upTo: 1, nowMs: nowMs).retryAfterMs
+    }
+
+    /// Takes as many whole tokens as there are, up to `count`. When there is none: 0, and the
+    /// milliseconds until there will be one.
+    public mutating func take(upTo count: UInt32, nowMs: UInt64) -> (granted: UInt32, retryAfterMs: UInt32?) {
         refill(nowMs)
-        if tokens >= 1 {
-            tokens -= 1
-            return nil
+        guard tokens >= 1 else {
+            return (0, UInt32(min(((1 - tokens) * 1000 / perSecond).rounded(.up), Double(UInt32.max))))
         }
-        return UInt32(min(((1 - tokens) * 1000 / perSecond).rounded(.up), Double(UInt32.max)))
+        let granted = UInt32(min(tokens.rounded(.down), Double(count)))
+        tokens -= Double(granted)
+        return (granted, nil)
     }
 
     /// Whether the bucket is full again at `nowMs` (and so need not be remembered).

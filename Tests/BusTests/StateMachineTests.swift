@@ -208,3 +208,15 @@ import Testing
         try Identifier.validate(value, field: "id")
     }
 }
+
+@Suite struct TokenBucketTests {
+    @Test func aBurstThenTheRateThenAHintOfWhenToRetry() {
+        var bucket = TokenBucket(perSecond: 1_000, burst: 10, nowMs: 0)
+        #expect(bucket.take(upTo: 64, nowMs: 0) == (10, nil))
+        let empty = bucket.take(upTo: 64, nowMs: 0)
+        #expect(empty.granted == 0 && empty.retryAfterMs == 1)
+        #expect(bucket.take(upTo: 64, nowMs: 5).granted == 5)
+        #expect(bucket.take(nowMs: 5) == 1)
+        #expect(!bucket.isFull(nowMs: 14) && bucket.isFull(nowMs: 15))
+    }
+}

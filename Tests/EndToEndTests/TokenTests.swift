@@ -119,6 +119,26 @@ import Testing
         }
     }
 
+    @Test func handshakeFramesInAnOpenSessionAreBadFrames() async throws {
+        try await TestBus.with { bus in
+            var raw = try await bus.raw()
+            guard case .welcome = try await raw.hello(try await bus.token("alice")) else {
+                Issue.record("no WELCOME"); return
+            }
+            for frame: Frame in [
+                .login(Login(tenant: "acme", agentID: "alice", secret: "0123456789abcdef")),
+                .refresh(Refresh(refreshToken: "x")), .hello(Hello(token: "x", clientName: "again")),
+            ] {
+                try await raw.send(frame)
+                guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
+                #expect(error.error.code == .badFrame, "\(frame.type)")
+            }
+            // The session goes on.
+            try await raw.send(.subscribe(PatternCommand(ref: 1, pattern: "a.b")))
+            #expect(try await raw.read() == .ok(Ok(ref: 1)))
+        }
+    }
+
     @Test func oneTokenExchangePerConnection() async throws {
         try await TestBus.with { bus in
             let family = UUID().uuidString
