@@ -31,6 +31,7 @@ extension AgentSession {
                                 kind: .direct, from: identity.agentID,
                                 deadline: send.deadline, payload: send.payload)))
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
+                    supervisor.metrics.routed(.direct, .delivered)
                     write(.ok(Ok(ref: send.ref, outcome: .delivered, recipients: 1)))
                 } catch {
                     forgetIdempotencyKey(scoped)
@@ -38,6 +39,7 @@ extension AgentSession {
                 }
             }
         } catch {
+            supervisor.metrics.routed(.direct, .failed)
             fail(send.ref, error)
         }
     }
@@ -56,9 +58,11 @@ extension AgentSession {
                 self.assumeIsolated { session in
                     if let error {
                         session.forgetIdempotencyKey(scopedKey)
+                        session.supervisor.metrics.routed(.direct, .failed)
                         session.fail(send.ref, error)
                     } else {
                         session.completeIdempotent(scopedKey, .ok(.queued, recipients: 1))
+                        session.supervisor.metrics.routed(.direct, .queued)
                         session.write(.ok(Ok(ref: send.ref, outcome: .queued, recipients: 1)))
                     }
                     session.flush()
@@ -92,8 +96,10 @@ extension AgentSession {
                     deadline: fanout.deadline, payload: fanout.payload))
             var delivered: UInt32 = 0
             for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
+            supervisor.metrics.routed(kind, .delivered)
             write(.ok(Ok(ref: fanout.ref, outcome: .delivered, recipients: delivered)))
         } catch {
+            supervisor.metrics.routed(kind, .failed)
             fail(fanout.ref, error)
         }
     }

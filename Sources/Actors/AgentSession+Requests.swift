@@ -16,12 +16,14 @@ extension AgentSession {
             case .run(let scoped):
                 do throws(BusError) {
                     try dispatch(request, deadline: deadline, scopedKey: scoped, now: now)
+                    supervisor.metrics.routed(.request, .delivered)
                 } catch {
                     forgetIdempotencyKey(scoped)
                     throw error
                 }
             }
         } catch {
+            supervisor.metrics.routed(.request, .failed)
             fail(request.ref, error)
         }
     }
@@ -89,6 +91,7 @@ extension AgentSession {
         }
         _ = requests.remove(local)
         pending.timer?.cancel()
+        supervisor.metrics.requestAnswered(afterNanoseconds: NIODeadline.now().uptimeNanoseconds - pending.startedNs)
         if !pending.idempotencyKey.isEmpty {
             // Kept for a minute: a copy, not a slice that would pin the whole read buffer.
             let kept = ByteBuffer(bytes: payload.readableBytesView)

@@ -20,6 +20,8 @@ public actor AgentSession {
         var responder: String
         var idempotencyKey: String
         var timer: Scheduled<Void>?
+        /// When the bus took it (uptime nanoseconds), for the latency histogram.
+        var startedNs = NIODeadline.now().uptimeNanoseconds
     }
 
     /// One upload in progress: its spool and the chain of chunk writes, in order.
@@ -250,6 +252,7 @@ public actor AgentSession {
     }
 
     func fail(_ ref: UInt64, _ error: BusError) {
+        supervisor.metrics.rejected(error.code)
         write(.error(ErrorFrame(ref: ref, error: error)))
     }
 

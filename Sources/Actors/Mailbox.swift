@@ -29,6 +29,9 @@ final class Mailbox: Sendable {
         self.controlCapacity = controlCapacity
     }
 
+    /// Messages waiting in the message lane.
+    var depth: Int { state.withLockedValue { $0.messages.count } }
+
     /// What became of an offer.
     enum Verdict {
         case accepted(wake: Bool)

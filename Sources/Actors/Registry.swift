@@ -23,6 +23,19 @@ public final class Registry: Sendable {
         entries.withLockedValue { $0[key] != nil }
     }
 
+    /// What `key` said about itself, nil if it is not registered.
+    func description(of key: AgentKey) -> AgentDescription? {
+        entries.withLockedValue { $0[key] }
+    }
+
+    /// Agents registered in `tenant`, or in every tenant when nil.
+    func count(of tenant: String?) -> Int {
+        entries.withLockedValue { entries in
+            guard let tenant else { return entries.count }
+            return entries.keys.count { $0.tenant == tenant }
+        }
+    }
+
     /// One page of the tenant's agents matching the filters, ordered by agent id.
     ///
     /// - Parameter live: the readiness and load of the agent's live session; nil means offline.

@@ -25,14 +25,19 @@ public actor Supervisor {
     /// Presence and idempotency keys outside the process, if configured.
     public nonisolated let shared: (any SharedState)?
     public nonisolated let logger: Logger
+    /// Counters and histograms of what sessions do.
+    public nonisolated let metrics: BusMetrics
     let idempotency: NIOLockedValueBox<IdempotencyWindow<IdempotentResult>>
     /// Runs blocking file I/O for stream spooling, off the event loops.
     let threadPool: NIOThreadPool
     private let nextSessionNumber = Atomic<UInt32>(0)
-    private let isShuttingDown = Atomic<Bool>(false)
+    private let shuttingDown = Atomic<Bool>(false)
     private let openedCount = Atomic<Int>(0)
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
     private let lastMessageID = NIOLockedValueBox<UInt64>(0)
+
+    /// Whether ``shutdown(drainTimeout:)`` has begun.
+    public nonisolated var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
 
     /// Sessions opened since start.
     public nonisolated var sessionsOpened: Int { openedCount.load(ordering: .relaxed) }
@@ -49,9 +54,10 @@ public actor Supervisor {
 
     public init(
         configuration: SupervisorConfiguration, audit: any AuditSink, store: (any MessageStore)? = nil,
-        shared: (any SharedState)? = nil, logger: Logger
+        shared: (any SharedState)? = nil, metrics: BusMetrics = BusMetrics(), logger: Logger
     ) throws(BusError) {
         self.configuration = configuration
+        self.metrics = metrics
         self.rateLimits = RateLimits(perSecond: configuration.rateLimitPerSecond, burst: configuration.rateLimitBurst)
         self.audit = audit
         self.store = store
@@ -99,7 +105,7 @@ public actor Supervisor {
     /// Creates the session of an authenticated connection and makes it its agent's live session.
     /// A previous session of the same agent gets GOAWAY `replaced`. Call on `channel`'s event loop.
     public nonisolated func openSession(identity: Identity, channel: any Channel) throws(BusError) -> AgentSession {
-        guard !isShuttingDown.load(ordering: .relaxed) else {
+        guard !isShuttingDown else {
             throw BusError(.shuttingDown, "the server is shutting down")
         }
         var number = nextSessionNumber.wrappingAdd(1, ordering: .relaxed).newValue
@@ -169,7 +175,7 @@ public actor Supervisor {
     /// A new id for a stored message: milliseconds since 2026 in the high bits, a counter in the
     /// low 20, never repeating or going back while this process runs (nor across restarts, unless
     /// the clock goes back).
-    nonisolated func nextMessageID() -> UInt64 {
+    public nonisolated func nextMessageID() -> UInt64 {
         let epochMs: UInt64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
         let stamp = (WallClock.nowMs() &- epochMs) << 20
         return lastMessageID.withLockedValue { last in
@@ -221,7 +227,7 @@ public actor Supervisor {
     /// Stops taking sessions, sends every session GOAWAY `shutting_down`, lets each drain its
     /// deliveries for up to `drainTimeout`, then closes what is left and flushes the audit sink.
     public func shutdown(drainTimeout: TimeAmount) async {
-        isShuttingDown.store(true, ordering: .relaxed)
+        shuttingDown.store(true, ordering: .relaxed)
         let sessions = routing.all
         logger.info("draining sessions", metadata: ["count": "\(sessions.count)"])
         for session in sessions { session.drainSoon() }

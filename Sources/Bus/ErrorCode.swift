@@ -53,6 +53,10 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
     case storageUnavailable = 23
     /// The agent sent commands faster than its rate limit; retry after the hint.
     case rateLimited = 24
+    /// The admin API has nothing at that path or with that id (a stored message, a dead letter).
+    case notFound = 25
+    /// The admin API's path exists, but not for that HTTP method.
+    case methodNotAllowed = 26
 
     /// The code's stable name, as used in JSON bodies and the audit stream.
     public var name: String {
@@ -81,6 +85,8 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
         case .rejected: "rejected"
         case .storageUnavailable: "storage_unavailable"
         case .rateLimited: "rate_limited"
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
         }
     }
 }

@@ -166,7 +166,11 @@ final class PostgresConnection {
 }
 
 /// The rows of a query, with values in PostgreSQL's binary format (big-endian integers, raw text and bytes).
-final class PostgresRows {
+///
+/// Sendable without checks: it only reads its PGresult, which libpq never changes after creating
+/// it ("PGresult objects are normally read-only after creation, and so can be passed around
+/// freely between threads", libpq manual §34.21), and frees it once, in `deinit`.
+final class PostgresRows: @unchecked Sendable {
     private let result: OpaquePointer
 
     init(_ result: OpaquePointer) { self.result = result }

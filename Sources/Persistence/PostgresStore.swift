@@ -46,7 +46,7 @@ public final class PostgresStore: Sendable {
     }
 
     /// The schema version this build expects (the newest file in `migrations/`).
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     private struct Write {
         var operation: StoreOperation
@@ -76,6 +76,7 @@ public final class PostgresStore: Sendable {
         var closed = false
         var connected = false
         var dropped = 0
+        var batches = 0
     }
 
     public let settings: Settings
@@ -111,6 +112,12 @@ public final class PostgresStore: Sendable {
 
     /// Writes dropped because the queue and spool were full.
     public var dropped: Int { state.withLockedValue { $0.dropped } }
+
+    /// Writes waiting for the store's thread.
+    public var queued: Int { state.withLockedValue { $0.writes.count } }
+
+    /// Transactions committed since start (each one a batch of writes).
+    public var batches: Int { state.withLockedValue { $0.batches } }
 
     /// What the bus reads back at start.
     public struct Snapshot: Sendable {
@@ -287,6 +294,7 @@ public final class PostgresStore: Sendable {
         guard !writes.isEmpty else { return true }
         do throws(SidecarError) {
             audit(try connection.apply(writes.map(\.operation), now: WallClock.nowMs()))
+            state.withLockedValue { $0.batches += 1 }
             for write in writes { write.done?(nil) }
             return true
         } catch  where !error.isPermanent {

@@ -49,6 +49,7 @@ public final class RedisState: Sendable {
         var closed = false
         var connected = false
         var dropped = 0
+        var batches = 0
     }
 
     public let settings: Settings
@@ -66,6 +67,12 @@ public final class RedisState: Sendable {
 
     public var isConnected: Bool { state.withLockedValue { $0.connected } }
     public var dropped: Int { state.withLockedValue { $0.dropped } }
+    /// Writes waiting for the Redis thread.
+    public var queued: Int { state.withLockedValue { $0.writes.count } }
+    /// Pipelines sent since start (each one a batch of commands).
+    public var batches: Int { state.withLockedValue { $0.batches } }
+    /// Bytes of writes spooled while Redis is unreachable.
+    public var spooledBytes: Int { spool.pendingBytes }
 
     public func presence(_ key: AgentKey, online: Bool) {
         submit(.presence(key, online: online))
@@ -106,6 +113,26 @@ public final class RedisState: Sendable {
     /// - Throws: when Redis cannot be reached.
     public static func tokenStates(url: String) throws(SidecarError) -> [(key: String, value: String, ttlMs: UInt64)] {
         try entries(url: url, prefix: "acb:token:")
+    }
+
+    /// How far an upload of `agent` is stored (see ``uploadProgress(_:streamID:chunks:bytes:of:ttlMs:)``):
+    /// nil when Redis has no record of it (never opened, finished, or expired).
+    /// - Throws: when Redis cannot be reached.
+    public static func upload(url: String, of agent: AgentKey, streamID: String) throws(SidecarError) -> (
+        chunks: UInt32, bytes: UInt64, total: UInt64
+    )? {
+        let connection = try RedisConnection(url: url)
+        guard case .array(let fields) = try connection.command("HGETALL", "acb:upload:\(agent)/\(streamID)"),
+            !fields.isEmpty
+        else { return nil }
+        var values: [String: String] = [:]
+        for pair in stride(from: 0, to: fields.count - 1, by: 2) {
+            if let name = fields[pair].text, let value = fields[pair + 1].text { values[name] = value }
+        }
+        guard let chunks = values["chunks"].flatMap(UInt32.init), let bytes = values["bytes"].flatMap(UInt64.init),
+            let total = values["total"].flatMap(UInt64.init)
+        else { throw SidecarError(message: "unexpected upload record in Redis", connectionLost: false) }
+        return (chunks, bytes, total)
     }
 
     /// Every string key under `prefix` (without it), with its value and milliseconds left to live.
@@ -195,6 +222,7 @@ public final class RedisState: Sendable {
                         for case .error(let message) in try live.pipeline(spooled + commands) {
                             logger.error("Redis refused a write", metadata: ["error": "\(message)"])
                         }
+                        state.withLockedValue { $0.batches += 1 }
                     }
                     if now >= lastRefresh + settings.presenceTTLMs / 3 {
                         lastRefresh = now

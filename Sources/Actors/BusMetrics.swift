@@ -1,0 +1,56 @@
+public import Bus
+public import CoreMetrics
+
+/// The bus's own metrics, made once through a swift-metrics factory (Prometheus in `acb serve`,
+/// none by default) so the hot path only increments handlers it already holds.
+///
+/// What can be read at any time (sessions, queue depths, spools) is not counted here: the admin
+/// API samples it when metrics are scraped.
+public final class BusMetrics: Sendable {
+    /// What became of a message the bus routed.
+    public enum RouteOutcome: Int, Sendable, CaseIterable {
+        /// Handed to the receivers' sessions.
+        case delivered
+        /// Stored for a receiver that is offline.
+        case queued
+        /// Refused with an error (the code is counted by ``rejected(_:)``).
+        case failed
+    }
+
+    /// Every kind, in raw-value order (the counters' index).
+    private static let kinds: [DeliveryKind] = [.direct, .broadcast, .topic, .request]
+    private let routedCounters: [[Counter]]
+    private let rejectedCounters: [Counter]
+    private let requestLatency: Timer
+
+    /// Metrics made by `factory`; the default makes none (every call is a no-op).
+    public init(factory: any MetricsFactory = NOOPMetricsHandler.instance) {
+        routedCounters = Self.kinds.map { kind in
+            RouteOutcome.allCases.map { outcome in
+                Counter(
+                    label: "acb_messages_routed_total",
+                    dimensions: [("kind", "\(kind)"), ("outcome", "\(outcome)")], factory: factory)
+            }
+        }
+        // Codes are numbered from 1 without gaps: code n is at n - 1.
+        rejectedCounters = ErrorCode.allCases.sorted { $0.rawValue < $1.rawValue }.map { code in
+            Counter(label: "acb_rejected_frames_total", dimensions: [("code", code.name)], factory: factory)
+        }
+        requestLatency = Timer(label: "acb_request_duration_seconds", factory: factory)
+    }
+
+    /// One message of `kind` routed, with `outcome`.
+    public func routed(_ kind: DeliveryKind, _ outcome: RouteOutcome) {
+        routedCounters[Int(kind.rawValue)][outcome.rawValue].increment()
+    }
+
+    /// One ERROR frame sent to an agent, with `code`.
+    public func rejected(_ code: ErrorCode) {
+        rejectedCounters[Int(code.rawValue) - 1].increment()
+    }
+
+    /// A request answered `nanoseconds` after the bus took it.
+    public func requestAnswered(afterNanoseconds nanoseconds: UInt64) {
+        requestLatency.recordNanoseconds(Int64(clamping: nanoseconds))
+    }
+}

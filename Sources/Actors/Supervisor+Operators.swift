@@ -1,0 +1,123 @@
+public import Bus
+import NIOCore
+
+/// What operators (the admin API) do on agents' behalf, through the same paths as the wire.
+extension Supervisor {
+    /// Records or replaces `key`'s description (REGISTER), after the wire's checks; audited as
+    /// `agent.registered`, with `by` (the operator) when someone else registered it.
+    /// - Returns: whether the agent was not registered before.
+    @discardableResult
+    public nonisolated func register(_ key: AgentKey, _ description: AgentDescription, by: String? = nil)
+        throws(BusError) -> Bool
+    {
+        try Identifier.validate(description.agentType, field: "agent_type")
+        for capability in description.capabilities { try Identifier.validate(capability, field: "capability") }
+        for entry in description.metadata { try Identifier.validate(entry.key, field: "metadata.key") }
+        guard description.location.utf8.count <= Limits.maxLocationBytes,
+            description.metadata.allSatisfy({ $0.value.utf8.count <= Limits.maxMetadataValueBytes })
+        else {
+            throw BusError(
+                .invalidArgument,
+                "location is limited to \(Limits.maxLocationBytes) bytes, "
+                    + "metadata values to \(Limits.maxMetadataValueBytes)")
+        }
+        let isNew = !registry.isRegistered(key)
+        registry.register(key, description)
+        routing.setCapabilities(description.capabilities, for: key)
+        store?.saveAgent(key, description)
+        record(
+            "agent.registered", tenant: key.tenant, agentID: key.agentID, by.details(["type": description.agentType]))
+        return isNew
+    }
+
+    /// Removes `key` from the registry (UNREGISTER); audited as `agent.unregistered`.
+    /// - Throws: ``ErrorCode/unknownAgent`` when it is not registered.
+    public nonisolated func unregister(_ key: AgentKey, by: String? = nil) throws(BusError) {
+        guard registry.unregister(key) else { throw BusError(.unknownAgent, "\(key.agentID) is not registered") }
+        routing.setCapabilities([], for: key)
+        store?.saveAgent(key, nil)
+        record("agent.unregistered", tenant: key.tenant, agentID: key.agentID, by.details())
+    }
+
+    /// One page of the tenant's registered agents matching `filter`, and the next page's cursor.
+    public nonisolated func discover(tenant: String, _ filter: Discover) -> (agents: [AgentInfo], next: String) {
+        let routing = routing
+        return registry.discover(tenant: tenant, filter: filter) { key in
+            routing.session(for: key).map { ($0.load.readiness, UInt32(clamping: $0.load.inFlight)) }
+        }
+    }
+
+    /// The registered agent `key`, nil if it is not registered.
+    public nonisolated func agent(_ key: AgentKey) -> AgentInfo? {
+        guard let description = registry.description(of: key) else { return nil }
+        let session = routing.session(for: key)
+        return AgentInfo(
+            agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
+            readiness: session?.load.readiness ?? .busy, inFlight: UInt32(clamping: session?.load.inFlight ?? 0))
+    }
+
+    /// Stores a direct message for `to` from `from` and wakes `to`'s session, which delivers it
+    /// like any stored message (acknowledged, redelivered, dead-lettered), so its status can be
+    /// followed by id.
+    /// - Returns: the message's id, once it is durable.
+    /// - Throws: ``ErrorCode/unknownAgent`` when `to` is neither registered nor online,
+    ///   ``ErrorCode/unavailable`` without a store, ``ErrorCode/tooLarge``, or the store's refusal.
+    public nonisolated func storeMessage(to: AgentKey, from: String, payload: [UInt8])
+        async throws(BusError) -> UInt64
+    {
+        guard let store else { throw BusError(.unavailable, "messages sent by operators need PostgreSQL") }
+        guard payload.count <= configuration.limits.maxInlinePayload else {
+            throw BusError(
+                .tooLarge, "payload of \(payload.count) bytes exceeds \(configuration.limits.maxInlinePayload)")
+        }
+        guard knows(to) else { throw BusError(.unknownAgent, "no agent \(to.agentID) in tenant \(to.tenant)") }
+        let message = StoredMessage(
+            id: nextMessageID(), tenant: to.tenant, to: to.agentID, from: from, kind: .direct, subject: "",
+            deadline: nil, expiresAt: WallClock.nowMs() + configuration.storedMessageTTLMs, payload: payload,
+            idempotencyKey: "")
+        let error: BusError? = await withCheckedContinuation { done in
+            store.enqueue(message) { done.resume(returning: $0) }
+        }
+        if let error {
+            metrics.routed(.direct, .failed)
+            throw error
+        }
+        metrics.routed(.direct, .queued)
+        routing.session(for: to)?.backlogArrived()
+        return message.id
+    }
+
+    /// Whether `key` is registered or online: whether a message for it can be stored.
+    public nonisolated func knows(_ key: AgentKey) -> Bool {
+        registry.isRegistered(key) || routing.session(for: key) != nil
+    }
+
+    /// A message that operators stored directly (a replayed dead letter, under ``nextMessageID()``):
+    /// audited as `message.queued` like any stored message, counted, and its receiver woken.
+    public nonisolated func messageStored(_ id: UInt64, to: AgentKey, from: String, bytes: Int) {
+        metrics.routed(.direct, .queued)
+        record(
+            "message.queued", tenant: to.tenant, agentID: from,
+            ["to": to.agentID, "message": "\(id)", "bytes": "\(bytes)"])
+        routing.session(for: to)?.backlogArrived()
+    }
+
+    /// How many agents of `tenant` are registered and how many are online.
+    public nonisolated func agentCounts(of tenant: String) -> (registered: Int, online: Int) {
+        (registry.count(of: tenant), routing.members(of: tenant).count)
+    }
+
+    /// Sessions online now, their deliveries queued, and the agents registered, across tenants.
+    public nonisolated var load: (sessions: Int, queuedDeliveries: Int, registered: Int) {
+        let sessions = routing.all
+        return (sessions.count, sessions.reduce(0) { $0 + $1.mailbox.depth }, registry.count(of: nil))
+    }
+}
+
+extension String? {
+    /// `detail`, with `by` added when there is an operator.
+    fileprivate func details(_ detail: [String: String] = [:]) -> [String: String] {
+        guard let self else { return detail }
+        return detail.merging(["by": self]) { $1 }
+    }
+}
