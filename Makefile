@@ -31,6 +31,7 @@ run: build
 	@echo "  make demo-stream   # one agent streams 100 MiB to another, with a progress line"
 	@echo "Tokens for your own agents:"
 	@echo "  $$(swift build --show-bin-path)/acb token issue --agent NAME --tenant demo --token-secret '$(ACB_TOKEN_SECRET)'"
+	@echo "The admin REST API is on http://127.0.0.1:7401 (its documentation: /api/v1/docs; docs/admin-api.md)."
 	@echo "Stop with Ctrl-C: the bus sends GOAWAY, drains and exits 0. Stop the sidecars with: make down"
 	@echo
 	@$(SIDECARS) && exec $$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)

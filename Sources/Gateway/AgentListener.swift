@@ -16,9 +16,16 @@ public final class AgentListener: Service {
     public let localAddress: SocketAddress
     private let serverChannel: any Channel
     private let drainTimeout: TimeAmount
+    private let limiter: ConnectionLimiter
 
-    private init(supervisor: Supervisor, serverChannel: any Channel, drainTimeout: TimeAmount) throws {
+    /// Connections open now, handshaking ones included.
+    public var connections: Int { limiter.total }
+
+    private init(
+        supervisor: Supervisor, serverChannel: any Channel, drainTimeout: TimeAmount, limiter: ConnectionLimiter
+    ) throws {
         self.supervisor = supervisor
+        self.limiter = limiter
         self.serverChannel = serverChannel
         self.drainTimeout = drainTimeout
         guard let address = serverChannel.localAddress else {
@@ -73,7 +80,7 @@ public final class AgentListener: Service {
             .bind(host: configuration.host, port: configuration.port)
             .get()
         return try AgentListener(
-            supervisor: supervisor, serverChannel: channel, drainTimeout: configuration.drainTimeout)
+            supervisor: supervisor, serverChannel: channel, drainTimeout: configuration.drainTimeout, limiter: limiter)
     }
 
     public func run() async throws {

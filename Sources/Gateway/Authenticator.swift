@@ -15,8 +15,8 @@ public final class Authenticator: Sendable {
     private let supervisor: Supervisor
     /// LOGINs being checked now: each holds 64 MiB for Argon2id on NIO's thread pool, so they are capped.
     private let loginsInProgress = Atomic<Int>(0)
-    /// LOGIN attempts per source address: a token bucket each, so one host cannot take every slot.
-    private let loginBuckets = Mutex<[String: TokenBucket]>([:])
+    /// LOGIN attempts per source address, so one host cannot take every slot.
+    private let loginBuckets = AddressBuckets(perSecond: loginsPerSecondPerAddress, burst: loginBurstPerAddress)
     /// Most LOGINs checked at once; one more is refused with `overloaded`.
     public static let maxLoginsInProgress = 16
     /// LOGINs one source address may start per second, and at once.
@@ -32,14 +32,17 @@ public final class Authenticator: Sendable {
 
     /// The identity HELLO's access token proves. With a client certificate (mTLS) the token must be
     /// for the agent (and tenant) the certificate names.
-    func hello(_ token: String, certificate: PeerCertificate?) async throws(BusError) -> TokenAuthority.Verified {
+    /// - Parameter method: how the token came, for the audit event: `token` (HELLO) or `http` (admin API).
+    func hello(_ token: String, certificate: PeerCertificate?, method: String = "token") async throws(BusError)
+        -> TokenAuthority.Verified
+    {
         do throws(BusError) {
             let verified = try await authority.verify(token, as: .access)
             if ledger.isRevoked(jti: verified.jti, family: verified.family) {
                 throw BusError(.unauthenticated, "token refused: revoked")
             }
             try Self.check(certificate, names: verified.identity.key)
-            audit("security.authenticated", verified.identity.key, ["method": "token", "jti": verified.jti])
+            audit("security.authenticated", verified.identity.key, ["method": method, "jti": verified.jti])
             return verified
         } catch {
             audit("security.auth_failed", nil, ["code": error.code.name, "reason": error.message])
@@ -60,7 +63,7 @@ public final class Authenticator: Sendable {
         guard let credentials else {
             throw BusError(.unavailable, "LOGIN needs PostgreSQL, where agent secrets are kept; use a token")
         }
-        if let retryAfterMs = takeLoginToken(for: address) {
+        if let retryAfterMs = loginBuckets.take(for: address) {
             audit("security.rate_limited", nil, ["frame": "login", "address": address])
             throw BusError(.rateLimited, "too many logins from \(address)", retryAfterMs: retryAfterMs)
         }
@@ -156,24 +159,6 @@ public final class Authenticator: Sendable {
             }
         } catch {
             throw BusError(.storageUnavailable, "agent credentials cannot be read now: \(error)", retryAfterMs: 1000)
-        }
-    }
-
-    /// Takes a LOGIN token of `address`'s bucket; nil if there was one, else when there will be.
-    private func takeLoginToken(for address: String) -> UInt32? {
-        let now = MonotonicClock.nowMs()
-        return loginBuckets.withLock { buckets in
-            if buckets.count >= 10_000 {
-                buckets = buckets.filter { _, bucket in
-                    var bucket = bucket
-                    return !bucket.isFull(nowMs: now)
-                }
-            }
-            var bucket =
-                buckets[address]
-                ?? TokenBucket(perSecond: Self.loginsPerSecondPerAddress, burst: Self.loginBurstPerAddress, nowMs: now)
-            defer { buckets[address] = bucket }
-            return bucket.take(nowMs: now)
         }
     }
 

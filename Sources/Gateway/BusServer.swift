@@ -6,6 +6,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 public import Persistence
+import Prometheus
 
 /// Everything `acb serve` runs, assembled from one ``ServerConfiguration``: the sidecars' writers,
 /// the supervisor tree and the agent listener, bound and ready for a `ServiceGroup`.
@@ -20,6 +21,8 @@ public struct BusServer: Sendable {
     public let store: PostgresStore?
     public let shared: RedisState?
     public let auditStream: AuditStream?
+    /// The admin REST API, when configured; a service to run beside ``listener``.
+    public let admin: AdminServer?
 
     /// Builds the supervisor and binds the agent port on NIO's shared event loops.
     ///
@@ -71,8 +74,15 @@ public struct BusServer: Sendable {
             settings.spoolBytes = configuration.spoolBytes
             return try RedisState(settings: settings, logger: logger)
         }
+        let registry = PrometheusCollectorRegistry()
+        var metrics = PrometheusMetricsFactory(registry: registry)
+        // Requests relayed between agents take tens of microseconds to milliseconds.
+        metrics.durationHistogramBuckets["acb_request_duration_seconds"] = [
+            50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 10_000_000,
+        ].map { Duration.microseconds($0) }
         let supervisor = try Supervisor(
-            configuration: configuration.supervisor, audit: audit, store: store, shared: shared, logger: logger)
+            configuration: configuration.supervisor, audit: audit, store: store, shared: shared,
+            metrics: BusMetrics(factory: metrics), logger: logger)
         if let snapshot {
             supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
         } else if let url = configuration.postgresURL {
@@ -107,6 +117,16 @@ public struct BusServer: Sendable {
         let listener = try await AgentListener.bind(
             configuration: configuration, supervisor: supervisor, authenticator: authenticator,
             certificates: certificates, group: MultiThreadedEventLoopGroup.singleton)
+        let admin = try configuration.admin.map { settings in
+            try AdminServer(
+                configuration: settings,
+                api: AdminAPI(
+                    supervisor: supervisor, authenticator: authenticator,
+                    records: configuration.postgresURL.map(AdminStore.init), redisURL: configuration.redisURL,
+                    sidecars: .init(store: store, shared: shared, auditStream: auditStream),
+                    requiresClientCertificates: configuration.tls?.clientAuthentication == .required),
+                registry: registry, connections: { [listener] in listener.connections }, logger: logger)
+        }
         if certificates == nil {
             logger.warning("TLS is off: agents connect over plain TCP")
         }
@@ -115,7 +135,7 @@ public struct BusServer: Sendable {
         }
         return BusServer(
             supervisor: supervisor, listener: listener, authenticator: authenticator, certificates: certificates,
-            store: store, shared: shared, auditStream: auditStream)
+            store: store, shared: shared, auditStream: auditStream, admin: admin)
     }
 
     /// Reads the store's snapshot on a thread of its own, once a second until PostgreSQL answers

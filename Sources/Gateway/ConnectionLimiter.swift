@@ -35,6 +35,9 @@ final class ConnectionLimiter: Sendable {
         }
     }
 
+    /// Connections open now, from every address.
+    var total: Int { state.withLock { $0.open.values.reduce(0, +) } }
+
     /// Gives back the place of a connection from `address` that has closed.
     func release(_ address: String) {
         state.withLock { state in

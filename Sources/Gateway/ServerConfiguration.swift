@@ -35,6 +35,8 @@ public struct ServerConfiguration: Sendable {
     /// Most bytes each spool may hold (PostgreSQL writes, Redis writes, the audit journal). When the
     /// PostgreSQL spool is full, durable sends are refused with `storage_unavailable`.
     public var spoolBytes = 1 << 30
+    /// The admin REST API (docs/admin-api.md); nil runs none.
+    public var admin: AdminConfiguration?
     /// The supervisor tree's settings: limits, timeouts, queue bounds.
     public var supervisor = SupervisorConfiguration()
 

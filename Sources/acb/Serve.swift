@@ -2,6 +2,7 @@ import ACBTLS
 import Actors
 import ArgumentParser
 import Bus
+import Foundation
 import Gateway
 import Logging
 import ServiceLifecycle
@@ -54,6 +55,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Open connections per source address. Default 1024.") var maxConnectionsPerAddress: String?
     @Option(help: "Commands per second per agent; 0 turns the limit off. Default 100000.") var rateLimit: String?
     @Option(help: "Commands an idle agent may send in one burst. Default 200000.") var rateBurst: String?
+    @Option(help: "Address the admin REST API binds to. Default 127.0.0.1 (not exposed).") var adminHost: String?
+    @Option(help: "Admin REST API port (0 picks a free one; off runs none). Default 7401.") var adminPort: String?
+    @Option(help: "Origins browsers may call the admin API from (CORS), comma-separated, or *. Default none.")
+    var adminCorsOrigins: String?
+    @Option(help: "Admin API requests per second per source address. Default 200.") var adminRateLimit: String?
+    @Option(help: "Admin API requests one address may make at once. Default 400.") var adminRateBurst: String?
 
     func run() async throws {
         let configuration: ServerConfiguration
@@ -70,7 +77,9 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "acb")
         let server = try await BusServer.start(configuration: configuration, logger: logger)
-        var services: [any Service] = [server.listener]
+        // The admin API first: a group stops its services last to first, so it still answers
+        // (readyz says shutting_down) while the listener drains the sessions.
+        var services: [any Service] = [server.admin as (any Service)?, server.listener].compactMap { $0 }
         if let certificates = server.certificates {
             services.append(CertificateReloader(certificates: certificates, logger: logger))
         }
@@ -134,12 +143,28 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConnectionsPerAddress = try settings.integer(
             "max-connections-per-address", flag: maxConnectionsPerAddress,
             default: configuration.maxConnectionsPerAddress, in: 1...1_000_000)
+        configuration.admin = try adminConfiguration(settings)
         let levelName = settings.string("log-level", flag: logLevel) ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw SettingError(
                 "log-level must be one of trace, debug, info, notice, warning, error; got '\(levelName)'")
         }
         return (configuration, level)
+    }
+
+    /// The admin API's settings; nil with `admin-port off`.
+    private func adminConfiguration(_ settings: Settings) throws -> AdminConfiguration? {
+        guard settings.string("admin-port", flag: adminPort) != "off" else { return nil }
+        var admin = AdminConfiguration()
+        admin.host = settings.string("admin-host", flag: adminHost) ?? admin.host
+        admin.port = try settings.integer("admin-port", flag: adminPort, default: admin.port, in: 0...65535)
+        admin.corsOrigins = (settings.string("admin-cors-origins", flag: adminCorsOrigins) ?? "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        admin.requestsPerSecond = try settings.number(
+            "admin-rate-limit", flag: adminRateLimit, default: admin.requestsPerSecond, in: 0.001...1e9)
+        admin.requestBurst = try settings.integer(
+            "admin-rate-burst", flag: adminRateBurst, default: admin.requestBurst, in: 1...UInt32.max)
+        return admin
     }
 
     /// TLS when a certificate and key are set, else nil (plain TCP).

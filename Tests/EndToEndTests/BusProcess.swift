@@ -28,7 +28,7 @@ struct BusProcess: BusEndpoint {
         process.arguments = [
             "serve", "--port", "0", "--token-secret", Self.secret, "--postgres-url", try Sidecars.postgres(),
             "--kafka-brokers", try Sidecars.kafka(), "--spool-dir", spool, "--stream-dir", "\(spool)/streams",
-            "--log-level", "info",
+            "--log-level", "info", "--admin-port", "0",
         ]
         let stderr = Pipe()
         process.standardError = stderr

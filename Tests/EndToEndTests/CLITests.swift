@@ -20,7 +20,7 @@ import Testing
         server.executableURL = URL(fileURLWithPath: Self.acb)
         // The flag beats the file's port 7; the file gives the secret. A clean environment, because an
         // ACB_TOKEN_SECRET there (make exports one) would rightly beat the file.
-        server.arguments = ["serve", "--config", config, "--port", "0"]
+        server.arguments = ["serve", "--config", config, "--port", "0", "--admin-port", "0"]
         server.environment = [:]
         let stderr = Pipe()
         server.standardError = stderr

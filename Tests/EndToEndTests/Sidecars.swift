@@ -84,10 +84,10 @@ enum Sidecars {
     /// reaches on its own time (a sidecar reconnecting), never to assert on speed.
     static func eventually(
         _ what: String, seconds: Double = 30, sourceLocation: SourceLocation = #_sourceLocation,
-        _ condition: () throws -> Bool
+        _ condition: () async throws -> Bool
     ) async throws {
         let deadline = Date().addingTimeInterval(seconds)
-        while try !condition() {
+        while try await !condition() {
             guard Date() < deadline else {
                 Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
                 return

@@ -145,7 +145,7 @@ import Testing
         process.executableURL = URL(fileURLWithPath: CLITests.acb)
         process.arguments = [
             "serve", "--port", "0", "--token-secret", TestBus.secret, "--tls-cert", "\(folder)/server.pem",
-            "--tls-key", "\(folder)/server.key", "--stream-dir", "\(folder)/streams",
+            "--tls-key", "\(folder)/server.key", "--stream-dir", "\(folder)/streams", "--admin-port", "0",
         ]
         process.environment = [:]
         let stderr = Pipe()

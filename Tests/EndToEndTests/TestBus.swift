@@ -35,7 +35,8 @@ struct TestBus {
         let server = try await BusServer.start(
             configuration: configuration, logger: logger,
             audit: configuration.auditLogPath == nil && configuration.kafkaBrokers == nil ? audit : nil)
-        let group = ServiceGroup(services: [server.listener], logger: logger)
+        let services: [any Service] = [server.admin as (any Service)?, server.listener].compactMap { $0 }
+        let group = ServiceGroup(services: services, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {

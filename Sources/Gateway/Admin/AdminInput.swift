@@ -1,0 +1,137 @@
+import Bus
+import Foundation
+import Hummingbird
+
+/// A JSON request body: its keys are its coding keys, and any other key is refused.
+protocol AdminInput: Decodable {
+    associatedtype CodingKeys: CodingKey & CaseIterable
+}
+
+extension Request {
+    /// The body decoded as `T`. Malformed JSON, a non-object, unknown or missing fields, wrong types
+    /// and bodies over the context's limit are `invalid_argument` (or `too_large`) naming the field.
+    func input<T: AdminInput>(_: T.Type, context: AdminContext) async throws(AdminError) -> T {
+        var request = self
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: context.maxUploadSize)
+        } catch {
+            throw AdminError(.tooLarge, "the body exceeds \(context.maxUploadSize) bytes", field: "body")
+        }
+        let data = Data(body.readableBytesView)
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw AdminError(.invalidArgument, "the body must be a JSON object", field: "body")
+        }
+        let known = Set(T.CodingKeys.allCases.map(\.stringValue))
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw AdminError(.invalidArgument, "unknown field \(unknown)", field: unknown)
+        }
+        // Absent and null differ: an optional field is left out, never null.
+        if let null = object.keys.sorted().first(where: { object[$0] is NSNull }) {
+            throw AdminError(.invalidArgument, "must not be null (leave it out instead)", field: null)
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw AdminError(.invalidArgument, "missing field", field: Self.path(context.codingPath + [key]))
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw AdminError(.invalidArgument, "must be of type \(type)", field: Self.path(context.codingPath))
+        } catch let DecodingError.valueNotFound(type, context) {
+            throw AdminError(.invalidArgument, "must be a \(type), not null", field: Self.path(context.codingPath))
+        } catch let DecodingError.dataCorrupted(context) {
+            throw AdminError(.invalidArgument, context.debugDescription, field: Self.path(context.codingPath))
+        } catch {
+            throw AdminError(.invalidArgument, "\(error)", field: "body")
+        }
+    }
+
+    /// The query parameters, refusing any not in `allowed`.
+    func query(allowing allowed: Set<String>) throws(AdminError) -> Query {
+        var values: [String: String] = [:]
+        for (name, value) in uri.queryParameters {
+            let name = String(name)
+            guard allowed.contains(name) else {
+                throw AdminError(.invalidArgument, "unknown query parameter \(name)", field: name)
+            }
+            guard values[name] == nil else {
+                throw AdminError(.invalidArgument, "\(name) given twice", field: name)
+            }
+            values[name] = String(value)
+        }
+        return Query(values: values)
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.map { $0.intValue.map { "\($0)" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// A request's query parameters, each read and checked by name.
+struct Query {
+    let values: [String: String]
+
+    /// A text parameter, nil when absent.
+    func string(_ name: String) -> String? { values[name] }
+
+    /// An identifier parameter (a tenant, an agent id, a type), checked as the wire checks them.
+    func identifier(_ name: String) throws(AdminError) -> String? {
+        guard let value = values[name] else { return nil }
+        return try AdminCheck.identifier(value, field: name)
+    }
+
+    /// Page size: 1...`maximum`, `standard` when absent.
+    func limit(standard: Int = 50, maximum: Int = Limits.maxListCount) throws(AdminError) -> Int {
+        guard let text = values["limit"] else { return standard }
+        guard let limit = Int(text), (1...maximum).contains(limit) else {
+            throw AdminError(.invalidArgument, "limit must be an integer from 1 to \(maximum)", field: "limit")
+        }
+        return limit
+    }
+
+    /// A numeric cursor (an id from a previous page's `next_cursor`); 0 when absent.
+    func numericCursor() throws(AdminError) -> UInt64 {
+        guard let text = values["cursor"] else { return 0 }
+        return try AdminCheck.id(text, field: "cursor")
+    }
+}
+
+/// Checks of input values that name the field at fault.
+enum AdminCheck {
+    /// `value` if it is a valid identifier (docs/protocol.md §3.4).
+    static func identifier(_ value: String, field: String) throws(AdminError) -> String {
+        do {
+            try Identifier.validate(value, field: field)
+        } catch {
+            throw AdminError(error, field: field)
+        }
+        return value
+    }
+
+    /// Requires `text` to be at most `maxCharacters` Unicode code points (as JSON Schema's
+    /// `maxLength` counts), which keeps it within the wire's byte limits.
+    static func text(_ text: String, field: String, maxCharacters: Int) throws(AdminError) {
+        guard text.unicodeScalars.count <= maxCharacters else {
+            throw AdminError(.invalidArgument, "at most \(maxCharacters) characters", field: field)
+        }
+    }
+
+    /// A path parameter that must be there (the router matched it).
+    static func parameter(_ name: String, _ context: AdminContext) throws(AdminError) -> String {
+        try identifier(context.parameters.get(name) ?? "", field: name)
+    }
+
+    /// An optional identifier of a body.
+    static func optionalIdentifier(_ value: String?, field: String) throws(AdminError) -> String? {
+        guard let value else { return nil }
+        return try identifier(value, field: field)
+    }
+
+    /// A decimal id (messages, dead letters): 1 to 19 digits, no leading zero. Ids beyond what
+    /// PostgreSQL's bigint holds name nothing, so they read as its largest value, which no id reaches.
+    static func id(_ text: String, field: String) throws(AdminError) -> UInt64 {
+        guard (1...19).contains(text.utf8.count), text.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+            !text.hasPrefix("0"), let id = UInt64(text)
+        else { throw AdminError(.invalidArgument, "\(field) must be a positive decimal integer", field: field) }
+        return min(id, UInt64(Int64.max))
+    }
+}

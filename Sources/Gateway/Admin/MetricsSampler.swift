@@ -1,0 +1,72 @@
+import Actors
+import Persistence
+import Prometheus
+import Synchronization
+
+/// Reads what the bus can tell at any moment (sessions, connections, queue depths, spools,
+/// sidecar batches) into the Prometheus registry, when metrics are scraped: nothing on the hot
+/// path keeps these up to date.
+final class MetricsSampler: Sendable {
+    private let registry: PrometheusCollectorRegistry
+    private let supervisor: Supervisor
+    private let sidecars: AdminAPI.Sidecars
+    private let connections: @Sendable () -> Int
+    /// The monotonic counts of the last sample, so counters grow by the difference.
+    private let previous = Mutex<[String: Int]>([:])
+
+    init(
+        registry: PrometheusCollectorRegistry, supervisor: Supervisor, sidecars: AdminAPI.Sidecars,
+        connections: @escaping @Sendable () -> Int
+    ) {
+        self.registry = registry
+        self.supervisor = supervisor
+        self.sidecars = sidecars
+        self.connections = connections
+    }
+
+    /// Updates every sampled metric.
+    func sample() {
+        let load = supervisor.load
+        gauge("acb_connections", "Open agent connections, handshaking ones included", Double(connections()))
+        gauge("acb_agents_online", "Agents with a live session", Double(load.sessions))
+        gauge("acb_agents_registered", "Agents in the registry", Double(load.registered))
+        let depth = "Messages waiting in a queue of the bus"
+        gauge("acb_queue_depth", depth, Double(load.queuedDeliveries), ["queue": "mailboxes"])
+        if let store = sidecars.store { gauge("acb_queue_depth", depth, Double(store.queued), ["queue": "postgres"]) }
+        if let shared = sidecars.shared { gauge("acb_queue_depth", depth, Double(shared.queued), ["queue": "redis"]) }
+        let batches = [
+            "postgres": sidecars.store?.batches, "redis": sidecars.shared?.batches,
+            "kafka": sidecars.auditStream?.delivered,
+        ]
+        for (name, up, spooled) in sidecars.states {
+            sidecar(name, up: up, spooled: spooled, batches: batches[name].flatMap { $0 } ?? 0)
+        }
+    }
+
+    private func sidecar(_ name: String, up: Bool, spooled: Int, batches: Int) {
+        let labels = ["sidecar": name]
+        gauge(
+            "acb_sidecar_up", "1 while the sidecar takes writes (Kafka: while the journal has room)", up ? 1 : 0,
+            labels)
+        gauge(
+            "acb_sidecar_spool_bytes", "Bytes waiting on disk for the sidecar (Kafka: journaled, not confirmed)",
+            Double(spooled), labels)
+        let delta = previous.withLock { previous in
+            defer { previous[name] = batches }
+            return batches - (previous[name] ?? 0)
+        }
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "acb_sidecar_batches_total", unitName: "",
+                helpText: "Batches written: PostgreSQL transactions, Redis pipelines, audit records confirmed by Kafka"),
+            labels: [("sidecar", name)]
+        ).increment(by: Int64(max(delta, 0)))
+    }
+
+    private func gauge(_ name: String, _ help: String, _ value: Double, _ labels: [String: String] = [:]) {
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help),
+            labels: labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        ).set(value)
+    }
+}
