@@ -21,7 +21,8 @@ for rev in "$@"; do
   tree="$root/$sha"
   [ -d "$tree" ] || git worktree add -q --detach "$tree" "$sha"
   (cd "$tree" && swift build -c release --product acb >/dev/null)
-  "$tree/.build/release/acb" serve --port "$port" --token-secret "$secret" --log-level warning \
+  # Through the environment, which revisions older than the admin API ignore: no admin API.
+  ACB_ADMIN_PORT=off "$tree/.build/release/acb" serve --port "$port" --token-secret "$secret" --log-level warning \
     --stream-dir "$tree/.build/streams" >"$tree/.build/acb.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

@@ -26,7 +26,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 start() {
   local name=$1 port=$2
   shift 2
-  "$bin/acb" serve --port "$port" --token-secret "$secret" --log-level warning \
+  "$bin/acb" serve --port "$port" --token-secret "$secret" --log-level warning --admin-port off \
     --stream-dir "$logs/streams-$name" "$@" >"$logs/acb-$name.log" 2>&1 &
   started=$!
   pids+=("$started")

@@ -20,12 +20,13 @@ swift build -c release
 bin=$(swift build -c release --show-bin-path)
 
 # The harness connects every agent from 127.0.0.1: lift the per-address connection cap (1,024).
-"$bin/acb" serve --port "$acb_port" --token-secret "$secret" --log-level warning \
+# No admin API: it is not measured, and the two buses would both want its port.
+"$bin/acb" serve --port "$acb_port" --token-secret "$secret" --log-level warning --admin-port off \
   --max-connections-per-address 100000 --stream-dir "$logs/streams" >"$logs/acb.log" 2>&1 &
 acb_pid=$!
 # The same bus with TLS on (development certificates), to measure what TLS costs.
 scripts/dev-certs.sh "$logs/certs"
-"$bin/acb" serve --port "$acb_tls_port" --token-secret "$secret" --log-level warning \
+"$bin/acb" serve --port "$acb_tls_port" --token-secret "$secret" --log-level warning --admin-port off \
   --max-connections-per-address 100000 \
   --stream-dir "$logs/streams-tls" --tls-cert "$logs/certs/server.pem" --tls-key "$logs/certs/server.key" \
   >"$logs/acb-tls.log" 2>&1 &
