@@ -153,7 +153,7 @@ extension SidecarTests {
                         == "not_found")
                 let first = try #require(page.items.first?["id"] as? String)
                 let replay = try await http.post(
-                    "/api/v1/dead-letters/replay", ["tenant": tenant, "ids": [first, "123"]])
+                    "/api/v1/dead-letters/replay", ["tenant": tenant, "ids": [first, "123", first]])
                 #expect(replay.status == 200 && (replay.json["not_found"] as? [String]) == ["123"])
                 let replayed = try #require((replay.json["replayed"] as? [[String: Any]])?.first)
                 #expect(replayed["dead_letter_id"] as? String == first)
@@ -242,6 +242,9 @@ extension SidecarTests {
                 // A token without a known role may do nothing, as on the wire.
                 let roleless = try await bus.admin("dan", tenant: tenant, roles: ["poet"])
                 #expect(try await roleless.get("/api/v1/agents").status == 403)
+                _ = await bus.audit.first { $0.kind == "security.denied" && $0.agentID == "dan" }
+                // But any token may log itself out, as any session may on the wire.
+                #expect(try await roleless.post("/api/v1/auth/logout").status == 204)
                 // Another tenant's message is not found, not forbidden: its existence is not theirs to learn.
                 let sent = try await admin.post(
                     "/api/v1/messages", ["tenant": tenant, "from": "x", "to": "bob", "payload": "p"])

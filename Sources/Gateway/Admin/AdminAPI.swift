@@ -37,7 +37,9 @@ struct AdminAPI: Sendable {
     }
 
     /// The caller proven by the request's `Authorization: Bearer` access token.
-    func caller(_ request: Request) async throws(AdminError) -> Caller {
+    /// - Parameter anyRole: accept a token that names no known role (logout: as on the wire, any
+    ///   session may log out).
+    func caller(_ request: Request, anyRole: Bool = false) async throws(AdminError) -> Caller {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
             case let token = String(header.dropFirst("Bearer ".count)), !token.isEmpty
         else { throw AdminError(.unauthenticated, "an Authorization: Bearer <access token> header is required") }
@@ -50,7 +52,7 @@ struct AdminAPI: Sendable {
         }
         let caller = Caller(verified, operation: "\(request.method) \(request.uri.path)", supervisor: supervisor)
         // As on the wire, a token without a known role may do nothing.
-        guard !caller.roles.isEmpty else { throw AdminError(.forbidden, "the token grants no known role") }
+        guard anyRole || !caller.roles.isEmpty else { throw caller.deny("the token grants no known role") }
         return caller
     }
 
@@ -68,9 +70,11 @@ struct AdminAPI: Sendable {
         return try await blocking { () throws(SidecarError) in try body(records) }
     }
 
-    /// Runs a blocking sidecar call on the API's own thread; a failure is `storage_unavailable`.
+    /// Runs a blocking sidecar call on the API's own thread (``SidecarCalls``); refused once the
+    /// bus shuts down, since the request may have waited for its body or a turn until then.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(SidecarError) -> T) async throws(AdminError) -> T {
-        try await calls.run(body)
+        try refuseWhileShuttingDown()
+        return try await calls.run(body)
     }
 }
 

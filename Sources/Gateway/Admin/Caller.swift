@@ -3,7 +3,8 @@ import Bus
 
 /// Who made an admin request, proven by its bearer token, and what that lets them do
 /// (docs/security.md): admins act on any tenant, observers read their own tenant, agents read
-/// their tenant's directory and act only on themselves. Every denial is audited as `security.denied`.
+/// their tenant's directory and act only on themselves. Every 403 is audited as `security.denied`;
+/// what the caller may not read is answered 404, unaudited (``mayRead(_:)``).
 struct Caller: Sendable {
     let token: TokenAuthority.Verified
     let roles: [Role]
@@ -69,7 +70,8 @@ struct Caller: Sendable {
         readsTenant && agents.allSatisfy({ isAdmin || $0.tenant == key.tenant }) || agents.contains(key)
     }
 
-    private func deny(_ message: String) -> AdminError {
+    /// The refusal `message`, audited.
+    func deny(_ message: String) -> AdminError {
         supervisor.record(
             "security.denied", tenant: key.tenant, agentID: key.agentID, ["operation": operation, "via": "admin-api"])
         return AdminError(.forbidden, message)

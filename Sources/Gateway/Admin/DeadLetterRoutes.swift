@@ -84,14 +84,17 @@ extension AdminAPI {
             _ = try request.query(allowing: [])
             let input = try await request.input(ReplayInput.self, context: context)
             let tenant = try caller.tenant(try AdminCheck.optionalIdentifier(input.tenant, field: "tenant"))
-            let ids = try Self.ids(input.ids)
+            // Each id once, in the order given, answered under the text it was given as.
+            var seen = Set<String>()
+            let texts = input.ids.filter { seen.insert($0).inserted }
+            let ids = try Self.ids(texts)
             let letters = try await withRecords { records throws(SidecarError) in
                 try records.deadLetters(tenant: tenant, ids: ids, limit: ids.count)
             }
             var view = ReplayView()
-            for id in ids {
+            for (text, id) in zip(texts, ids) {
                 guard let letter = letters.first(where: { $0.id == "\(id)" }) else {
-                    view.notFound.append("\(id)")
+                    view.notFound.append(text)
                     continue
                 }
                 let receiver = AgentKey(tenant: tenant, agentID: letter.to)
