@@ -53,25 +53,18 @@ extension AgentSession {
             kind: .direct, subject: "", deadline: send.deadline,
             expiresAt: min(send.deadline ?? .max, now + configuration.storedMessageTTLMs),
             payload: Array(send.payload.readableBytesView), idempotencyKey: send.idempotencyKey)
-        supervisor.store?.enqueue(message) { error in
+        supervisor.enqueueStored(message) { error in
             self.channel.eventLoop.execute {
                 self.assumeIsolated { session in
                     if let error {
                         session.forgetIdempotencyKey(scopedKey)
-                        session.supervisor.metrics.routed(.direct, .failed)
                         session.fail(send.ref, error)
                     } else {
                         session.completeIdempotent(scopedKey, .ok(.queued, recipients: 1))
-                        session.supervisor.metrics.routed(.direct, .queued)
                         session.write(.ok(Ok(ref: send.ref, outcome: .queued, recipients: 1)))
                     }
                     session.flush()
                 }
-            }
-            // Stored while the receiver came back: its session fetches it (it may have read its backlog already).
-            if error == nil {
-                self.supervisor.routing.session(for: AgentKey(tenant: message.tenant, agentID: message.to))?
-                    .backlogArrived()
             }
         }
     }

@@ -9,9 +9,10 @@ public final class Registry: Sendable {
 
     init() {}
 
-    /// Records or replaces an agent's description.
-    func register(_ key: AgentKey, _ description: AgentDescription) {
-        entries.withLockedValue { $0[key] = description }
+    /// Records or replaces an agent's description. - Returns: whether it was not registered before.
+    @discardableResult
+    func register(_ key: AgentKey, _ description: AgentDescription) -> Bool {
+        entries.withLockedValue { $0.updateValue(description, forKey: key) == nil }
     }
 
     /// Removes an agent. - Returns: whether it was registered.
@@ -23,9 +24,19 @@ public final class Registry: Sendable {
         entries.withLockedValue { $0[key] != nil }
     }
 
-    /// What `key` said about itself, nil if it is not registered.
-    func description(of key: AgentKey) -> AgentDescription? {
-        entries.withLockedValue { $0[key] }
+    /// The registered agent `key`, nil if it is not registered.
+    /// - Parameter live: as for ``discover(tenant:filter:live:)``.
+    func info(of key: AgentKey, live: (AgentKey) -> (Readiness, UInt32)?) -> AgentInfo? {
+        entries.withLockedValue { $0[key] }.map { Self.info(key, $0, live(key)) }
+    }
+
+    /// An agent as DISCOVER shows it; `session` is its live session's readiness and load, if any.
+    private static func info(_ key: AgentKey, _ description: AgentDescription, _ session: (Readiness, UInt32)?)
+        -> AgentInfo
+    {
+        AgentInfo(
+            agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
+            readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0)
     }
 
     /// Agents registered in `tenant`, or in every tenant when nil.
@@ -53,17 +64,13 @@ public final class Registry: Sendable {
         var page: [AgentInfo] = []
         var more = false
         for (key, description) in matching.sorted(by: { $0.key.agentID < $1.key.agentID }) {
-            let session = live(key)
-            let status: AgentStatus = session == nil ? .offline : .online
-            guard filter.status == .any || status == filter.status else { continue }
+            let info = Self.info(key, description, live(key))
+            guard filter.status == .any || info.status == filter.status else { continue }
             guard page.count < limit else {
                 more = true
                 break
             }
-            page.append(
-                AgentInfo(
-                    agentID: key.agentID, description: description, status: status,
-                    readiness: session?.0 ?? .busy, inFlight: session?.1 ?? 0))
+            page.append(info)
         }
         return (page, more ? page.last?.agentID ?? "" : "")
     }

@@ -21,8 +21,7 @@ extension Supervisor {
                 "location is limited to \(Limits.maxLocationBytes) bytes, "
                     + "metadata values to \(Limits.maxMetadataValueBytes)")
         }
-        let isNew = !registry.isRegistered(key)
-        registry.register(key, description)
+        let isNew = registry.register(key, description)
         routing.setCapabilities(description.capabilities, for: key)
         store?.saveAgent(key, description)
         record(
@@ -41,19 +40,17 @@ extension Supervisor {
 
     /// One page of the tenant's registered agents matching `filter`, and the next page's cursor.
     public nonisolated func discover(tenant: String, _ filter: Discover) -> (agents: [AgentInfo], next: String) {
-        let routing = routing
-        return registry.discover(tenant: tenant, filter: filter) { key in
-            routing.session(for: key).map { ($0.load.readiness, UInt32(clamping: $0.load.inFlight)) }
-        }
+        registry.discover(tenant: tenant, filter: filter, live: live)
     }
 
     /// The registered agent `key`, nil if it is not registered.
     public nonisolated func agent(_ key: AgentKey) -> AgentInfo? {
-        guard let description = registry.description(of: key) else { return nil }
-        let session = routing.session(for: key)
-        return AgentInfo(
-            agentID: key.agentID, description: description, status: session == nil ? .offline : .online,
-            readiness: session?.load.readiness ?? .busy, inFlight: UInt32(clamping: session?.load.inFlight ?? 0))
+        registry.info(of: key, live: live)
+    }
+
+    /// The readiness and load of `key`'s live session, nil while it is offline.
+    private nonisolated func live(_ key: AgentKey) -> (Readiness, UInt32)? {
+        routing.session(for: key).map { ($0.load.readiness, UInt32(clamping: $0.load.inFlight)) }
     }
 
     /// Stores a direct message for `to` from `from` and wakes `to`'s session, which delivers it
@@ -65,7 +62,7 @@ extension Supervisor {
     public nonisolated func storeMessage(to: AgentKey, from: String, payload: [UInt8])
         async throws(BusError) -> UInt64
     {
-        guard let store else { throw BusError(.unavailable, "messages sent by operators need PostgreSQL") }
+        guard store != nil else { throw BusError(.unavailable, "messages sent by operators need PostgreSQL") }
         guard payload.count <= configuration.limits.maxInlinePayload else {
             throw BusError(
                 .tooLarge, "payload of \(payload.count) bytes exceeds \(configuration.limits.maxInlinePayload)")
@@ -76,14 +73,9 @@ extension Supervisor {
             deadline: nil, expiresAt: WallClock.nowMs() + configuration.storedMessageTTLMs, payload: payload,
             idempotencyKey: "")
         let error: BusError? = await withCheckedContinuation { done in
-            store.enqueue(message) { done.resume(returning: $0) }
+            enqueueStored(message) { done.resume(returning: $0) }
         }
-        if let error {
-            metrics.routed(.direct, .failed)
-            throw error
-        }
-        metrics.routed(.direct, .queued)
-        routing.session(for: to)?.backlogArrived()
+        if let error { throw error }
         return message.id
     }
 
@@ -95,11 +87,34 @@ extension Supervisor {
     /// A message that operators stored directly (a replayed dead letter, under ``nextMessageID()``):
     /// audited as `message.queued` like any stored message, counted, and its receiver woken.
     public nonisolated func messageStored(_ id: UInt64, to: AgentKey, from: String, bytes: Int) {
-        metrics.routed(.direct, .queued)
         record(
             "message.queued", tenant: to.tenant, agentID: from,
             ["to": to.agentID, "message": "\(id)", "bytes": "\(bytes)"])
-        routing.session(for: to)?.backlogArrived()
+        arrived(for: to)
+    }
+
+    /// Hands `message` to the store; once it is durable, calls `done`, counts it `queued` and wakes
+    /// its receiver's session (which may have read its backlog already), else calls `done` with
+    /// the refusal and counts it `failed`. SEND to an offline agent and operators both go this way.
+    nonisolated func enqueueStored(_ message: StoredMessage, done: @escaping @Sendable (BusError?) -> Void) {
+        guard let store else {
+            metrics.routed(.direct, .failed)
+            return done(BusError(.unavailable, "messages are stored in PostgreSQL, and the bus runs without"))
+        }
+        store.enqueue(message) { [self] error in
+            done(error)
+            if error == nil {
+                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to))
+            } else {
+                metrics.routed(.direct, .failed)
+            }
+        }
+    }
+
+    /// A stored message for `key` is durable: counted, and `key`'s live session told to fetch it.
+    private nonisolated func arrived(for key: AgentKey) {
+        metrics.routed(.direct, .queued)
+        routing.session(for: key)?.backlogArrived()
     }
 
     /// How many agents of `tenant` are registered and how many are online.

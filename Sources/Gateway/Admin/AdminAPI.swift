@@ -26,12 +26,13 @@ struct AdminAPI: Sendable {
         var auditStream: AuditStream?
 
         /// Each configured sidecar: whether it takes writes (Kafka: whether its journal has room,
-        /// reachable or not), and the bytes waiting on disk for it.
-        var states: [(name: String, up: Bool, spooledBytes: Int)] {
+        /// reachable or not), the bytes waiting on disk for it, and the batches written to it since
+        /// start (PostgreSQL transactions, Redis pipelines, audit records confirmed by Kafka).
+        var states: [(name: String, up: Bool, spooledBytes: Int, batches: Int)] {
             [
-                store.map { ("postgres", $0.isConnected, $0.spooledBytes) },
-                shared.map { ("redis", $0.isConnected, $0.spooledBytes) },
-                auditStream.map { ("kafka", !$0.isFull, $0.pendingBytes) },
+                store.map { ("postgres", $0.isConnected, $0.spooledBytes, $0.batches) },
+                shared.map { ("redis", $0.isConnected, $0.spooledBytes, $0.batches) },
+                auditStream.map { ("kafka", !$0.isFull, $0.pendingBytes, $0.delivered) },
             ].compactMap { $0 }
         }
     }

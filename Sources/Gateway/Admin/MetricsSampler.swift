@@ -34,12 +34,8 @@ final class MetricsSampler: Sendable {
         gauge("acb_queue_depth", depth, Double(load.queuedDeliveries), ["queue": "mailboxes"])
         if let store = sidecars.store { gauge("acb_queue_depth", depth, Double(store.queued), ["queue": "postgres"]) }
         if let shared = sidecars.shared { gauge("acb_queue_depth", depth, Double(shared.queued), ["queue": "redis"]) }
-        let batches = [
-            "postgres": sidecars.store?.batches, "redis": sidecars.shared?.batches,
-            "kafka": sidecars.auditStream?.delivered,
-        ]
-        for (name, up, spooled) in sidecars.states {
-            sidecar(name, up: up, spooled: spooled, batches: batches[name].flatMap { $0 } ?? 0)
+        for (name, up, spooled, batches) in sidecars.states {
+            sidecar(name, up: up, spooled: spooled, batches: batches)
         }
     }
 

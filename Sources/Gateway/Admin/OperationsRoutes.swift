@@ -33,7 +33,7 @@ extension AdminAPI {
         routes.on(.get, "/readyz") { request, _ in
             _ = try request.query(allowing: [])
             var view = ReadinessView(status: "ready")
-            for (name, up, spooledBytes) in sidecars.states {
+            for (name, up, spooledBytes, _) in sidecars.states {
                 let sidecar = ReadinessView.Sidecar(up: up, spooledBytes: spooledBytes)
                 switch name {
                 case "postgres": view.postgres = sidecar
