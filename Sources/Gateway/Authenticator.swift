@@ -36,30 +36,27 @@ public final class Authenticator: Sendable {
     func hello(_ token: String, certificate: PeerCertificate?, method: String = "token") async throws(BusError)
         -> TokenAuthority.Verified
     {
-        do throws(BusError) {
+        do throws(TokenRefusal) {
             let verified = try await authority.verify(token, as: .access)
             if ledger.isRevoked(jti: verified.jti, family: verified.family) {
-                throw BusError(.unauthenticated, "token refused: revoked")
+                throw TokenRefusal(.revoked, "revoked")
             }
             try Self.check(certificate, names: verified.identity.key)
             audit("security.authenticated", verified.identity.key, ["method": method, "jti": verified.jti])
             return verified
         } catch {
-            audit("security.auth_failed", nil, ["code": error.code.name, "reason": error.message])
-            throw error
+            audit("security.auth_failed", nil, ["method": method, "reason": error.reason.rawValue])
+            throw error.busError
         }
     }
 
     /// Checks an agent's secret against its Argon2id hash and opens a refresh family.
     func login(_ login: Login, from address: String, certificate: PeerCertificate?) async throws(BusError) -> Tokens {
         let key = AgentKey(tenant: login.tenant, agentID: login.agentID)
-        do throws(BusError) {
-            try Identifier.validate(login.tenant, field: "tenant")
-            try Identifier.validate(login.agentID, field: "agent_id")
-            try Self.check(certificate, names: key)
-        } catch {
-            throw loginFailed(login)
-        }
+        guard (try? Identifier.validate(login.tenant, field: "tenant")) != nil,
+            (try? Identifier.validate(login.agentID, field: "agent_id")) != nil,
+            (try? Self.check(certificate, names: key)) != nil
+        else { throw loginFailed(login) }
         guard let credentials else {
             throw BusError(.unavailable, "LOGIN needs PostgreSQL, where agent secrets are kept; use a token")
         }
@@ -97,12 +94,12 @@ public final class Authenticator: Sendable {
     /// ends the agent's live session. Roles are read again from the agent's credential.
     func refresh(_ refresh: Refresh, certificate: PeerCertificate?) async throws(BusError) -> Tokens {
         let verified: TokenAuthority.Verified
-        do throws(BusError) {
+        do throws(TokenRefusal) {
             verified = try await authority.verify(refresh.refreshToken, as: .refresh)
             try Self.check(certificate, names: verified.identity.key)
         } catch {
-            audit("security.refresh_failed", nil, ["reason": error.message])
-            throw error
+            audit("security.refresh_failed", nil, ["reason": error.reason.rawValue])
+            throw error.busError
         }
         let key = verified.identity.key
         guard let family = verified.family else { throw BusError(.unauthenticated, "refresh token without a family") }
@@ -110,7 +107,7 @@ public final class Authenticator: Sendable {
         if let roles = try await currentRoles(of: key) {
             identity.roles = roles
         } else if credentials != nil {
-            audit("security.refresh_failed", key, ["family": family, "reason": "no credential any more"])
+            audit("security.refresh_failed", key, ["family": family, "reason": "no_credential"])
             throw BusError(.unauthenticated, "the agent has no credential any more, log in again")
         }
         let (tokens, next) = try await issue(identity, family)
@@ -123,7 +120,7 @@ public final class Authenticator: Sendable {
             supervisor.disconnect(key, GoAway(code: .unauthenticated, message: "refresh token reuse: tokens revoked"))
             throw BusError(.unauthenticated, "refresh token already used: its family is revoked, log in again")
         case .unknown:
-            audit("security.refresh_failed", key, ["family": family, "reason": "unknown or revoked family"])
+            audit("security.refresh_failed", key, ["family": family, "reason": TokenRefusal.Reason.revoked.rawValue])
             throw BusError(.unauthenticated, "refresh token revoked or unknown, log in again")
         }
     }
@@ -139,12 +136,12 @@ public final class Authenticator: Sendable {
     }
 
     /// Under mTLS the certificate names the agent (CN) and, if it has an OU, its tenant.
-    private static func check(_ certificate: PeerCertificate?, names key: AgentKey) throws(BusError) {
+    private static func check(_ certificate: PeerCertificate?, names key: AgentKey) throws(TokenRefusal) {
         guard let certificate else { return }
         guard certificate.commonName == key.agentID, certificate.organizationalUnit.map({ $0 == key.tenant }) ?? true
         else {
-            throw BusError(
-                .unauthenticated,
+            throw TokenRefusal(
+                .certificate,
                 "the client certificate (CN \(certificate.commonName ?? "none"), OU \(certificate.organizationalUnit ?? "none")) is not \(key)"
             )
         }

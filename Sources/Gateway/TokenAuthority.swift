@@ -7,9 +7,11 @@ import JWTKit
 ///
 /// Claims: `sub` (agent id), `tenant`, `roles`, `jti`, `iss`, `aud`, `exp`, `nbf`, `iat`, `typ`
 /// (access or refresh) and, for tokens from LOGIN or REFRESH, `fam` (the refresh family).
-/// Verification checks the signature with the configured key only (a token naming another
-/// algorithm, `none` included, is refused), then `typ`, `exp` and `nbf` with ``Settings/leeway``,
-/// `iss` and `aud`, then that the ids are valid identifiers. Revocation is ``TokenLedger``'s.
+/// Verification checks first that the header's `alg` is `HS256` (RFC 8725 §3.1: any other value,
+/// `none` included, is refused even when the signature would verify), then the signature with the
+/// configured key, then `typ`, `exp` and `nbf` with ``Settings/leeway``, `iss` and `aud`, then that
+/// the ids are valid identifiers. Each refusal is a ``TokenRefusal`` with a stable reason.
+/// Revocation is ``TokenLedger``'s. Tokens carry `aud` as an array and `exp`, `nbf`, `iat` as whole seconds.
 public struct TokenAuthority: Sendable {
     /// What tokens say about their issuer and how long they last.
     public struct Settings: Sendable {
@@ -57,38 +59,53 @@ public struct TokenAuthority: Sendable {
     }
 
     /// Checks `token` as a token of `kind`.
-    /// - Throws: ``ErrorCode/unauthenticated`` with the reason.
-    public func verify(_ token: String, as kind: Kind, now: Date = Date()) async throws(BusError) -> Verified {
+    /// - Throws: a ``TokenRefusal`` naming the reason.
+    public func verify(_ token: String, as kind: Kind, now: Date = Date()) async throws(TokenRefusal) -> Verified {
+        try Self.checkAlgorithm(of: token)
         let claims: AgentClaims
         do {
             claims = try await keys.verify(token, as: AgentClaims.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            throw TokenRefusal(.signature, "the signature does not verify")
         } catch {
-            throw BusError(.unauthenticated, "token refused: \(error)")
+            throw TokenRefusal(.malformed, "the token does not decode as an ACB token")
         }
         guard claims.typ == kind.rawValue else {
-            throw BusError(.unauthenticated, "token refused: a \(claims.typ) token where a \(kind.rawValue) token goes")
+            throw TokenRefusal(.wrongKind, "a \(claims.typ) token where a \(kind.rawValue) token goes")
         }
         guard claims.exp.value > now.addingTimeInterval(-settings.leeway) else {
-            throw BusError(.unauthenticated, "token refused: expired at \(claims.exp.value)")
+            throw TokenRefusal(.expired, "expired at \(claims.exp.value)")
         }
         guard claims.nbf.value <= now.addingTimeInterval(settings.leeway) else {
-            throw BusError(.unauthenticated, "token refused: not valid before \(claims.nbf.value)")
+            throw TokenRefusal(.notYetValid, "not valid before \(claims.nbf.value)")
         }
         guard claims.iss.value == settings.issuer else {
-            throw BusError(.unauthenticated, "token refused: issuer '\(claims.iss.value)' is not '\(settings.issuer)'")
+            throw TokenRefusal(.issuer, "issuer '\(claims.iss.value)' is not '\(settings.issuer)'")
         }
         guard claims.aud.value.contains(settings.audience) else {
-            throw BusError(.unauthenticated, "token refused: audience \(claims.aud.value) lacks '\(settings.audience)'")
+            throw TokenRefusal(.audience, "audience \(claims.aud.value) lacks '\(settings.audience)'")
         }
         do throws(BusError) {
             try Identifier.validate(claims.sub.value, field: "token sub")
             try Identifier.validate(claims.tenant, field: "token tenant")
         } catch {
-            throw BusError(.unauthenticated, error.message)
+            throw TokenRefusal(.claims, error.message)
         }
         return Verified(
             identity: Identity(tenant: claims.tenant, agentID: claims.sub.value, roles: claims.roles),
             jti: claims.jti.value, family: claims.fam, expiresAt: claims.exp.value)
+    }
+
+    /// The JOSE header must name HS256: checked before the signature, so a header that names
+    /// another algorithm is refused whatever its signature.
+    private static func checkAlgorithm(of token: String) throws(TokenRefusal) {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let header = Data(base64URL: parts[0]),
+            let fields = try? JSONSerialization.jsonObject(with: header) as? [String: Any]
+        else { throw TokenRefusal(.malformed, "not a JWS in compact form") }
+        guard let algorithm = fields["alg"] as? String, algorithm == "HS256" else {
+            throw TokenRefusal(.algorithm, "the header's alg is \(fields["alg"].map { "'\($0)'" } ?? "missing"), not HS256")
+        }
     }
 
     /// Signs a token of `kind` for `identity`, valid for `ttl` seconds (the kind's default when nil).
@@ -98,6 +115,8 @@ public struct TokenAuthority: Sendable {
         now: Date = Date()
     ) async throws -> (token: String, jti: String) {
         let jti = UUID().uuidString
+        // NumericDate claims are whole seconds, as conventional JWTs carry them.
+        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let lifetime = ttl ?? (kind == .access ? settings.accessTTL : settings.refreshTTL)
         let token = try await keys.sign(
             AgentClaims(
@@ -130,4 +149,30 @@ struct AgentClaims: JWTPayload {
     var fam: String?
 
     func verify(using algorithm: some JWTAlgorithm) async throws {}
+
+    /// `aud` as an array of strings (jwt-kit writes one audience as a string) and the dates as
+    /// integers; decoding is jwt-kit's, which accepts either form.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(sub, forKey: .sub)
+        try container.encode(tenant, forKey: .tenant)
+        try container.encode(roles, forKey: .roles)
+        try container.encode(jti, forKey: .jti)
+        try container.encode(iss, forKey: .iss)
+        try container.encode(aud.value, forKey: .aud)
+        try container.encode(Int64(exp.value.timeIntervalSince1970), forKey: .exp)
+        try container.encode(Int64(nbf.value.timeIntervalSince1970), forKey: .nbf)
+        try container.encode(Int64(iat.value.timeIntervalSince1970), forKey: .iat)
+        try container.encode(typ, forKey: .typ)
+        try container.encodeIfPresent(fam, forKey: .fam)
+    }
+}
+
+extension Data {
+    /// Decodes unpadded base64url (RFC 4648 §5), as JWS parts are written; nil if it is not.
+    fileprivate init?(base64URL text: Substring) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        self.init(base64Encoded: base64)
+    }
 }

@@ -1,4 +1,5 @@
 import Bus
+import Crypto
 import Foundation
 import JWTKit
 import NIOCore
@@ -36,23 +37,24 @@ import Testing
             var otherIssuer = TokenAuthority.Settings()
             otherIssuer.issuer = "mallory"
             let cases: [(String, String)] = [
-                ("expired", try await authority.issue(Self.alice, ttl: -120)),
-                ("not valid before", try await authority.issue(Self.alice, now: now.addingTimeInterval(600)).token),
+                ("(expired)", try await authority.issue(Self.alice, ttl: -120)),
+                ("(not_yet_valid)", try await authority.issue(Self.alice, now: now.addingTimeInterval(600)).token),
                 (
-                    "token refused",
+                    "(signature)",
                     try await TokenAuthority(secret: String(repeating: "x", count: 32)).issue(Self.alice, ttl: 60)
                 ),
                 (
-                    "audience",
+                    "(audience)",
                     try await TokenAuthority(secret: secret, settings: otherAudience).issue(Self.alice, ttl: 60)
                 ),
-                ("issuer", try await TokenAuthority(secret: secret, settings: otherIssuer).issue(Self.alice, ttl: 60)),
+                ("(issuer)", try await TokenAuthority(secret: secret, settings: otherIssuer).issue(Self.alice, ttl: 60)),
                 (
-                    "a refresh token where a access token goes",
+                    "(wrong_kind): a refresh token where a access token goes",
                     try await authority.issue(Self.alice, kind: .refresh).token
                 ),
-                ("token refused", try Self.unsigned(from: try await bus.token("alice"))),
-                ("token refused", try await Self.signedWithHS512(by: secret)),
+                ("(algorithm)", try Self.unsigned(from: try await bus.token("alice"))),
+                ("(algorithm)", try await Self.signedWithHS512(by: secret)),
+                ("(malformed)", "not-a-token"),
             ]
             for (reason, token) in cases {
                 let message = try await Self.refusal(bus, token)
@@ -60,6 +62,34 @@ import Testing
             }
             // Within the leeway (30 s), a token just expired is still good: clocks differ a little.
             #expect(try await Self.refusal(bus, try await authority.issue(Self.alice, ttl: -10)) == nil)
+        }
+    }
+
+    /// RFC 8725 §3.1: the header's `alg` is checked before the signature, so a header naming
+    /// another algorithm is refused even with a valid HS256 signature over it.
+    @Test(arguments: [#"{"alg":"none","typ":"JWT"}"#, #"{"alg":"RS256"}"#, #"{"alg":"hs256"}"#, #"{"typ":"JWT"}"#])
+    func aHeaderNamingAnotherAlgorithmIsRefusedWhateverItsSignature(header: String) async throws {
+        try await TestBus.with { bus in
+            let token = Self.resigned(try await bus.token("alice"), header: header, secret: TestBus.secret)
+            #expect(try await Self.refusal(bus, token)?.contains("(algorithm)") == true)
+            let event = await bus.audit.first { $0.kind == "security.auth_failed" }
+            #expect(event.detail["reason"] == "algorithm")
+            // The same claims and secret under an HS256 header are good: only the header differs.
+            let good = Self.resigned(try await bus.token("alice"), header: #"{"alg":"HS256"}"#, secret: TestBus.secret)
+            #expect(try await Self.refusal(bus, good) == nil)
+        }
+    }
+
+    /// Conventional JWT claims: `aud` an array of strings, the NumericDates whole seconds.
+    @Test func issuedTokensCarryAnAudienceArrayAndIntegerDates() async throws {
+        let token = try await TokenAuthority(secret: String(repeating: "k", count: 32)).issue(Self.alice, ttl: 60)
+        let claims = try #require(
+            try JSONSerialization.jsonObject(with: Self.base64URLDecoded(token.split(separator: ".")[1]))
+                as? [String: Any])
+        #expect(claims["aud"] as? [String] == ["acb"])
+        for name in ["exp", "nbf", "iat"] {
+            let value = try #require(claims[name] as? NSNumber, "\(name)")
+            #expect(value.doubleValue == value.doubleValue.rounded() && !"\(value)".contains("."), "\(name): \(value)")
         }
     }
 
@@ -185,10 +215,26 @@ import Testing
     /// `token` with its header replaced by `{"alg":"none"}` and no signature.
     static func unsigned(from token: String) throws -> String {
         let parts = token.split(separator: ".")
-        let header = Data(#"{"alg":"none","typ":"JWT"}"#.utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        let header = base64URL(Data(#"{"alg":"none","typ":"JWT"}"#.utf8))
         return "\(header).\(parts[1])."
+    }
+
+    /// `token`'s claims under `header`, signed with HMAC-SHA256 and `secret` over the new header.
+    static func resigned(_ token: String, header: String, secret: String) -> String {
+        let signingInput = "\(base64URL(Data(header.utf8))).\(token.split(separator: ".")[1])"
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(signingInput.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return "\(signingInput).\(base64URL(Data(mac)))"
+    }
+
+    static func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func base64URLDecoded(_ text: Substring) -> Data {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64) ?? Data()
     }
 
     /// A token with good claims signed with the right secret but HS512: the key is HS256 only.
