@@ -59,7 +59,7 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .target(
             name: "ACBTLS",
-            dependencies: ["CTLS", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Bus", "CTLS", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "acb",
             dependencies: [
-                "Gateway", "Actors", "Bus", "Persistence", "ACBTLS", "CSodium",
+                "Gateway", "Actors", "Bus", "Persistence", "ACBTLS",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

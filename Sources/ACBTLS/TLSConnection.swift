@@ -1,3 +1,4 @@
+import Bus
 import CTLS
 import NIOCore
 
@@ -74,12 +75,16 @@ final class TLSConnection {
         }
     }
 
-    /// Hands ciphertext from the network to OpenSSL (a memory BIO takes all of it; a read is at
-    /// most what the channel's allocator gave, far below 2 GiB).
-    func receive(_ bytes: ByteBuffer) {
-        bytes.withUnsafeReadableBytes { raw in
-            _ = BIO_write(input, raw.baseAddress, Int32(clamping: raw.count))
+    /// Hands ciphertext from the network to OpenSSL (a read is at most what the channel's
+    /// allocator gave, far below 2 GiB).
+    /// - Throws: when the memory BIO cannot take all of it (OpenSSL could not allocate).
+    func receive(_ bytes: ByteBuffer) throws(TLSError) {
+        guard bytes.readableBytes > 0 else { return }
+        ERR_clear_error()
+        let written = bytes.withUnsafeReadableBytes { raw in
+            BIO_write(input, raw.baseAddress, Int32(clamping: raw.count))
         }
+        guard written == bytes.readableBytes else { throw TLSError("OpenSSL could not buffer received bytes") }
     }
 
     /// Advances the handshake with what has been received.

@@ -28,7 +28,10 @@ public final class TLSContext: @unchecked Sendable {
                 throw TLSError("client certificate authentication needs trust roots (a CA file)")
             }
             try tls.trust(roots)
-            SSL_CTX_set_client_CA_list(tls.context, SSL_load_client_CA_file(roots))
+            guard let names = SSL_load_client_CA_file(roots) else {
+                throw TLSError("cannot read the CA names of \(roots)")
+            }
+            SSL_CTX_set_client_CA_list(tls.context, names)
             let mode =
                 configuration.clientAuthentication == .required
                 ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER
@@ -65,7 +68,19 @@ public final class TLSContext: @unchecked Sendable {
         guard acb_ssl_ctx_set_min_proto(context, minimum) == 1 else {
             throw TLSError("cannot set the minimum TLS version")
         }
+        guard SSL_CTX_set_cipher_list(context, Self.tls12Ciphers) == 1 else {
+            throw TLSError("cannot set the TLS 1.2 cipher list")
+        }
     }
+
+    /// The only TLS 1.2 suites allowed: ECDHE key exchange (forward secrecy) with an AEAD cipher.
+    /// No CBC, no RSA key exchange, no DHE. TLS 1.3's suites are all of that kind; OpenSSL's
+    /// defaults stand for it. docs/security.md lists them.
+    public static let tls12Ciphers = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
 
     deinit {
         SSL_CTX_free(context)

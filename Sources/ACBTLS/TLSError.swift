@@ -1,3 +1,4 @@
+import Bus
 import CTLS
 
 /// A TLS failure: a configuration OpenSSL refused, or a handshake or record it could not accept.
@@ -13,12 +14,5 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
             reasons.append(String(nulTerminated: text))
         }
         description = reasons.isEmpty ? what : "\(what): \(reasons.joined(separator: "; "))"
-    }
-}
-
-extension String {
-    /// The UTF-8 text of a C buffer, up to its first NUL.
-    public init(nulTerminated buffer: [CChar]) {
-        self.init(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

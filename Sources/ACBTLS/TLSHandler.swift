@@ -63,7 +63,11 @@ public final class TLSHandler: ChannelDuplexHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .closed = state else {
-            connection.receive(unwrapInboundIn(data))
+            do {
+                try connection.receive(unwrapInboundIn(data))
+            } catch {
+                return fail(error, context)
+            }
             return advance(context)
         }
     }

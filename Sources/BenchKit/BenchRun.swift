@@ -1,3 +1,4 @@
+import Bus
 public import Foundation
 
 /// Everything one harness run measured, as written to JSON.
@@ -33,7 +34,7 @@ public struct BenchRun: Codable, Sendable {
 private func kernelRelease() -> String {
     var names = utsname()
     guard uname(&names) == 0 else { return "unknown" }
-    return withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    return withUnsafeBytes(of: names.release) { String(nulTerminated: $0) }
 }
 
 /// The machine a run was made on.

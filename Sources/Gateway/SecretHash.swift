@@ -1,4 +1,3 @@
-import ACBTLS
 public import Bus
 import CSodium
 
@@ -16,7 +15,7 @@ public enum SecretHash {
         guard secret.utf8.count >= minimumSecretBytes else {
             throw BusError(.invalidArgument, "a secret must be at least \(minimumSecretBytes) bytes")
         }
-        ready()
+        guard isReady else { throw BusError(.internal, "libsodium could not be initialised") }
         var output = [CChar](repeating: 0, count: Int(crypto_pwhash_STRBYTES))
         let status = crypto_pwhash_str_alg(
             &output, secret, UInt64(secret.utf8.count), UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE),
@@ -26,14 +25,15 @@ public enum SecretHash {
     }
 
     /// Whether `secret` is the one `hash` was made from.
+    /// False, too, when libsodium could not be initialised.
     public static func verify(_ secret: String, against hash: String) -> Bool {
-        ready()
-        return crypto_pwhash_str_verify(hash, secret, UInt64(secret.utf8.count)) == 0
+        isReady && crypto_pwhash_str_verify(hash, secret, UInt64(secret.utf8.count)) == 0
     }
 
     /// A new random secret: 32 bytes from libsodium's CSPRNG, base64url without padding.
-    public static func generate() -> String {
-        ready()
+    /// - Throws: ``ErrorCode/internal`` when libsodium could not be initialised.
+    public static func generate() throws(BusError) -> String {
+        guard isReady else { throw BusError(.internal, "libsodium could not be initialised") }
         var bytes = [UInt8](repeating: 0, count: 32)
         randombytes_buf(&bytes, bytes.count)
         var text = [CChar](repeating: 0, count: 64)
@@ -46,8 +46,7 @@ public enum SecretHash {
     static let decoy =
         "$argon2id$v=19$m=65536,t=2,p=1$82onB25rfTHqQezkL9AVyg$s35SyWcjfCGJQJjsFz5qdnFpgk1g+Wp/1CwEvXO7xps"
 
-    /// `sodium_init` is idempotent and thread-safe; every entry point calls it first.
-    private static func ready() {
-        _ = sodium_init()
-    }
+    /// Whether `sodium_init` succeeded (0, or 1 when already done; -1 is a failure, and then
+    /// nothing here may use libsodium). Swift runs a static's initialiser once, thread-safely.
+    private static let isReady = sodium_init() >= 0
 }

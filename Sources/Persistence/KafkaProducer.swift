@@ -1,3 +1,4 @@
+import Bus
 import CRdKafka
 
 /// A librdkafka producer: idempotent, `acks=all`, lz4-compressed batches. Blocking and not
@@ -45,7 +46,7 @@ final class KafkaProducer {
         for (name, value) in settings
         where rd_kafka_conf_set(configuration, name, value, &error, error.count) != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(configuration)
-            throw SidecarError(message: "librdkafka setting \(name): \(Self.text(error))", connectionLost: false)
+            throw SidecarError(message: "librdkafka setting \(name): \(String(nulTerminated: error))", connectionLost: false)
         }
         reports = Reports(delivered)
         rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(reports).toOpaque())
@@ -60,7 +61,7 @@ final class KafkaProducer {
         }
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &error, error.count) else {
             rd_kafka_conf_destroy(configuration)  // taken over only on success
-            throw SidecarError(message: "cannot create a Kafka producer: \(Self.text(error))", connectionLost: false)
+            throw SidecarError(message: "cannot create a Kafka producer: \(String(nulTerminated: error))", connectionLost: false)
         }
         self.handle = handle
     }
@@ -101,9 +102,6 @@ final class KafkaProducer {
     var queued: Int { Int(rd_kafka_outq_len(handle)) }
 
     /// The text of a NUL-terminated error buffer.
-    private static func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 
     private func topic(_ name: String) throws(SidecarError) -> OpaquePointer {
         if let topic = topics[name] { return topic }

@@ -1,3 +1,4 @@
+import Bus
 import CHiredis
 import Foundation
 
@@ -42,9 +43,14 @@ final class RedisConnection {
     /// - Throws: when the connection fails (it is then unusable); Redis errors come back as ``RedisReply/error(_:)``.
     func pipeline(_ commands: [[String]]) throws(SidecarError) -> [RedisReply] {
         for command in commands {
-            let arguments = command.map { strdup($0) }
-            defer { arguments.forEach { free($0) } }
-            var pointers = arguments.map { UnsafePointer($0) }
+            // Each argument's exact UTF-8 bytes with their length: an embedded NUL is data, not an end.
+            let arguments = command.map { argument in
+                let bytes = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(argument.utf8.count, 1))
+                _ = bytes.initialize(from: argument.utf8.lazy.map { CChar(bitPattern: $0) })
+                return bytes
+            }
+            defer { arguments.forEach { $0.deallocate() } }
+            var pointers = arguments.map { $0.baseAddress.map { UnsafePointer($0) } }
             let lengths = command.map { $0.utf8.count }
             guard redisAppendCommandArgv(context, Int32(command.count), &pointers, lengths) == REDIS_OK else {
                 throw SidecarError(message: "Redis: \(Self.error(context))", connectionLost: true)
@@ -88,8 +94,6 @@ final class RedisConnection {
     }
 
     private static func error(_ context: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: context.pointee.errstr) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
+        withUnsafeBytes(of: context.pointee.errstr) { String(nulTerminated: $0) }
     }
 }

@@ -39,9 +39,11 @@ struct Agent: AsyncParsableCommand {
                 }
                 url = value
                 identity = try Identity.parse(agent: agent, tenant: tenant, roles: roles)
-                secret = secretStdin ? (readLine(strippingNewline: true) ?? "") : SecretHash.generate()
+                secret = secretStdin ? (readLine(strippingNewline: true) ?? "") : try SecretHash.generate()
             } catch let error as SettingError {
                 throw error.exit()
+            } catch let error as BusError {
+                throw SettingError(error.message).exit()
             }
             do {
                 let hash = try SecretHash.hash(secret)

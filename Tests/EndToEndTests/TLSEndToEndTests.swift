@@ -127,6 +127,38 @@ import Testing
         }
     }
 
+    /// TLS 1.2 takes only ECDHE with AEAD ciphers: CBC suites, RSA key exchange (no forward
+    /// secrecy) and DHE are refused, with an ECDSA (the development CA's) and an RSA certificate.
+    @Test(arguments: [
+        (false, "ECDHE-ECDSA-AES128-GCM-SHA256", true), (false, "ECDHE-ECDSA-CHACHA20-POLY1305", true),
+        (false, "ECDHE-ECDSA-AES128-SHA", false), (false, "ECDHE-ECDSA-AES256-SHA384", false),
+        (true, "ECDHE-RSA-AES256-GCM-SHA384", true), (true, "ECDHE-RSA-AES128-SHA", false),
+        (true, "AES128-GCM-SHA256", false), (true, "AES256-SHA256", false), (true, "DHE-RSA-AES128-GCM-SHA256", false),
+    ])
+    func tls12TakesOnlyECDHEWithAEAD(rsa: Bool, cipher: String, accepted: Bool) async throws {
+        var tls12 = rsa ? try Self.rsaServerTLS() : Self.serverTLS
+        tls12.minimumVersion = .tls12
+        try await TestBus.with({ $0.tls = tls12 }) { bus in
+            let result = try Self.openSSL([
+                "-connect", "127.0.0.1:\(bus.port)", "-brief", "-tls1_2", "-cipher", "\(cipher)@SECLEVEL=0",
+            ])
+            let agreed = result.status == 0 && result.output.contains("Ciphersuite: \(cipher)")
+            #expect(agreed == accepted, "\(cipher): \(result.output)")
+        }
+    }
+
+    /// A self-signed RSA certificate for 127.0.0.1, made with the openssl command.
+    static func rsaServerTLS() throws -> TLSConfiguration {
+        let folder = NSTemporaryDirectory() + "acb-rsa-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let status = try Sidecars.spawnAndWait([
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-keyout", "\(folder)/server.key", "-out", "\(folder)/server.pem",
+        ])
+        try #require(status == 0, "openssl req failed")
+        return TLSConfiguration(certificateChain: "\(folder)/server.pem", privateKey: "\(folder)/server.key")
+    }
+
     /// SIGHUP makes `acb serve` read its certificate files again: new connections get the new
     /// certificate, the established one goes on.
     @Test func sighupReloadsCertificatesWithoutDroppingConnections() async throws {
