@@ -47,12 +47,10 @@ extension AgentSession {
     /// SEND to a registered agent that is offline, with a store: OK `queued` once the message is
     /// durable (committed to the database, or to the store's spool while it is unreachable).
     private func storeForLater(_ send: Send, scopedKey: String) {
-        let now = WallClock.nowMs()
-        let message = StoredMessage(
-            id: supervisor.nextMessageID(), tenant: identity.tenant, to: send.target.name, from: identity.agentID,
-            kind: .direct, subject: "", deadline: send.deadline,
-            expiresAt: min(send.deadline ?? .max, now + configuration.storedMessageTTLMs),
-            payload: Array(send.payload.readableBytesView), idempotencyKey: send.idempotencyKey)
+        let message = supervisor.storedMessage(
+            to: AgentKey(tenant: identity.tenant, agentID: send.target.name), from: identity.agentID,
+            payload: Array(send.payload.readableBytesView), deadline: send.deadline,
+            idempotencyKey: send.idempotencyKey)
         supervisor.enqueueStored(message) { error in
             self.channel.eventLoop.execute {
                 self.assumeIsolated { session in
@@ -130,9 +128,13 @@ extension AgentSession {
         case .agent:
             let key = AgentKey(tenant: identity.tenant, agentID: target.name)
             if let session = supervisor.routing.session(for: key) { return session }
-            throw supervisor.registry.isRegistered(key)
-                ? BusError(.offline, "\(target.name) is offline")
-                : BusError(.unknownAgent, "no agent \(target.name) in this tenant")
+            if supervisor.registry.isRegistered(key) { throw BusError(.offline, "\(target.name) is offline") }
+            // Not read from the store yet: the agent may exist, so nothing permanent is said.
+            guard supervisor.registry.isComplete else {
+                throw BusError(
+                    .storageUnavailable, "the registry is not read from storage yet; try again", retryAfterMs: 1_000)
+            }
+            throw BusError(.unknownAgent, "no agent \(target.name) in this tenant")
         case .capability:
             guard
                 let session = supervisor.routing.leastLoaded(

@@ -21,9 +21,10 @@ extension AgentSession {
                 totalSize: open.totalSize, chunkSize: open.chunkSize,
                 maxChunkSize: configuration.limits.chunkSize,
                 maxTotalSize: configuration.maxStreamBytes)
-            let file = try SpoolFile(directory: configuration.streamDirectory, session: number)
+            let file = SpoolFile(directory: configuration.streamDirectory, session: number)
             let spool = UploadSpool(owner: identity.key, open: open, file: file, assembly: assembly)
-            uploads[open.streamID] = ActiveUpload(spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture())
+            uploads[open.streamID] = ActiveUpload(
+                spool: spool, chain: channel.eventLoop.makeSucceededVoidFuture(), held: nil)
             write(.streamStatus(StreamStatus(ref: open.ref, streamID: open.streamID, nextIndex: 0, bytes: 0)))
         } catch {
             fail(open.ref, error)
@@ -39,6 +40,7 @@ extension AgentSession {
                         streamID: chunk.streamID, code: .unknownStream,
                         message: "no open stream \(chunk.streamID)")))
         }
+        guard upload.held == nil else { return hold(.streamChunk(chunk), of: chunk.streamID) }
         let offset: UInt64
         do throws(BusError) {
             guard case .store(let at) = try upload.spool.receive(index: chunk.index, length: chunk.data.readableBytes)
@@ -77,6 +79,7 @@ extension AgentSession {
 
     /// STREAM_END: once every chunk is stored, verify the checksum and deliver.
     func handleStreamEnd(_ end: StreamRef) {
+        guard uploads[end.streamID]?.held == nil else { return hold(.streamEnd(end), of: end.streamID) }
         guard let upload = uploads.removeValue(forKey: end.streamID) else {
             return fail(end.ref, BusError(.unknownStream, "no open stream \(end.streamID)"))
         }
@@ -110,7 +113,13 @@ extension AgentSession {
     /// last stored chunk.
     func handleStreamResume(_ resume: StreamRef) {
         if let upload = uploads[resume.streamID] {
-            return writeStatus(upload.spool, ref: resume.ref)
+            // Resumed already, perhaps not answered yet: answer after the first answer.
+            return upload.chain.whenComplete { [self] _ in
+                assumeIsolated { session in
+                    session.writeStatus(upload.spool, ref: resume.ref)
+                    session.flush()
+                }
+            }
         }
         guard
             let parked = supervisor.streams.take(
@@ -121,19 +130,44 @@ extension AgentSession {
         }
         let spool = parked.spool
         // The upload takes chunks again only once the old connection's writes are done and it is
-        // rewound; chunks sent before STREAM_STATUS answers are refused as for an unknown stream.
+        // rewound; chunks that come meanwhile (pipelined behind this frame) are held until then.
         // A failed write leaves the assembly short, which END reports, so failures need no path here.
         let ready = parked.chain.hop(to: channel.eventLoop).recover { _ in }.map { spool.rewind() }
+        uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready, held: [])
         ready.whenComplete { [self] _ in
             assumeIsolated { session in
                 guard session.state != .closed else {
                     return session.supervisor.streams.park(spool, chain: ready, now: MonotonicClock.nowMs())
                 }
-                session.uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready)
+                guard let held = session.uploads[resume.streamID]?.held, session.uploads[resume.streamID]?.spool === spool
+                else { return }  // aborted meanwhile
+                session.uploads[resume.streamID]?.held = nil
                 session.writeStatus(spool, ref: resume.ref)
+                for frame in held {
+                    switch frame {
+                    case .streamChunk(let chunk): session.handleStreamChunk(chunk)
+                    case .streamEnd(let end): session.handleStreamEnd(end)
+                    default: break
+                    }
+                }
                 session.flush()
             }
         }
+    }
+
+    /// Keeps a frame of an upload whose resume is not answered yet; too many abort the upload
+    /// (STREAM_ABORT `overloaded`), as chunks in flight are bounded.
+    private func hold(_ frame: Frame, of streamID: String) {
+        guard var held = uploads[streamID]?.held, held.count < Int(Limits.maxChunksInFlight) else {
+            uploads[streamID] = nil
+            return write(
+                .streamAbort(
+                    StreamAbort(
+                        streamID: streamID, code: .overloaded,
+                        message: "more than \(Limits.maxChunksInFlight) frames sent before the resume was answered")))
+        }
+        held.append(frame)
+        uploads[streamID]?.held = held
     }
 
     private func writeStatus(_ spool: UploadSpool, ref: UInt64) {

@@ -28,6 +28,10 @@ public actor AgentSession {
     struct ActiveUpload {
         var spool: UploadSpool
         var chain: EventLoopFuture<Void>
+        /// STREAM_CHUNK and STREAM_END frames that came behind a STREAM_RESUME still waiting for
+        /// the old connection's writes; nil once the upload takes them. At most
+        /// ``Limits/maxChunksInFlight`` are held, as chunks in flight are bounded.
+        var held: [Frame]?
     }
 
     /// Session number, unique while the server runs; the high half of correlation ids.
@@ -41,8 +45,9 @@ public actor AgentSession {
     nonisolated let load = SessionLoad()
     private nonisolated let drainingFlag = Atomic<Bool>(false)
     /// Set while the session reads its agent's stored backlog back: direct sends to the agent are
-    /// stored behind it meanwhile instead of overtaking it (see AgentSession+Backlog).
-    nonisolated let readingBacklog = Atomic<Bool>(false)
+    /// stored behind it meanwhile instead of overtaking it (see AgentSession+Backlog). Set from
+    /// the start when there is a store, so the session is never published without it.
+    nonisolated let readingBacklog: Atomic<Bool>
 
     var state = State.active
     var window: DeliveryWindow<Envelope>
@@ -92,6 +97,7 @@ public actor AgentSession {
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
         self.bucket = supervisor.rateLimits?.bucket(for: identity.key, nowMs: MonotonicClock.nowMs())
+        self.readingBacklog = Atomic(supervisor.store != nil)
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks). Call once, after WELCOME.
@@ -183,7 +189,9 @@ public actor AgentSession {
             forgetIdempotencyKey(pending.idempotencyKey)
         }
         let now = MonotonicClock.nowMs()
-        for (_, upload) in uploads { supervisor.streams.park(upload.spool, chain: upload.chain, now: now) }
+        for upload in uploads.values.sorted(by: { $0.spool.sequence < $1.spool.sequence }) where upload.held == nil {
+            supervisor.streams.park(upload.spool, chain: upload.chain, now: now)
+        }
         uploads.removeAll()
         var orphans: [Envelope] = []
         let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.close()

@@ -20,7 +20,8 @@ public final class BusMetrics: Sendable {
     /// Every kind, in raw-value order (the counters' index).
     private static let kinds: [DeliveryKind] = [.direct, .broadcast, .topic, .request]
     private let routedCounters: [[Counter]]
-    private let rejectedCounters: [Counter]
+    /// Indexed by code (raw value); nil where no code has that value.
+    private let rejectedCounters: [Counter?]
     private let requestLatency: Timer
 
     /// Metrics made by `factory`; the default makes none (every call is a no-op).
@@ -32,10 +33,12 @@ public final class BusMetrics: Sendable {
                     dimensions: [("kind", "\(kind)"), ("outcome", "\(outcome)")], factory: factory)
             }
         }
-        // Codes are numbered from 1 without gaps: code n is at n - 1.
-        rejectedCounters = ErrorCode.allCases.sorted { $0.rawValue < $1.rawValue }.map { code in
-            Counter(label: "acb_rejected_frames_total", dimensions: [("code", code.name)], factory: factory)
+        var rejected = [Counter?](repeating: nil, count: Int(ErrorCode.allCases.map(\.rawValue).max() ?? 0) + 1)
+        for code in ErrorCode.allCases {
+            rejected[Int(code.rawValue)] = Counter(
+                label: "acb_rejected_frames_total", dimensions: [("code", code.name)], factory: factory)
         }
+        rejectedCounters = rejected
         requestLatency = Timer(label: "acb_request_duration_seconds", factory: factory)
     }
 
@@ -46,7 +49,7 @@ public final class BusMetrics: Sendable {
 
     /// One ERROR frame sent to an agent, with `code`.
     public func rejected(_ code: ErrorCode) {
-        rejectedCounters[Int(code.rawValue) - 1].increment()
+        rejectedCounters[Int(code.rawValue)]?.increment()
     }
 
     /// A request answered `nanoseconds` after the bus took it.

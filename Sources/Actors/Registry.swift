@@ -1,33 +1,61 @@
 public import Bus
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// The agents that registered, online or not, with what they said about themselves.
 ///
 /// Lock-protected; every call is scoped to one tenant.
+///
+/// It is *complete* once it holds every agent the durable store knows (at once without a store):
+/// until then an agent it lacks may still exist, and is not reported unknown.
 public final class Registry: Sendable {
-    private let entries = NIOLockedValueBox([AgentKey: AgentDescription]())
+    private struct State {
+        var entries: [AgentKey: AgentDescription] = [:]
+        /// Changes since start: a snapshot taken at one version need not be written again.
+        var version: UInt64 = 0
+    }
 
-    init() {}
+    private let state = NIOLockedValueBox(State())
+    private let complete: Synchronization.Atomic<Bool>
+
+    init(complete: Bool) { self.complete = Atomic(complete) }
+
+    /// Whether every registered agent is known (see the type's comment).
+    public var isComplete: Bool { complete.load(ordering: .relaxed) }
+
+    func markComplete() { complete.store(true, ordering: .relaxed) }
 
     /// Records or replaces an agent's description. - Returns: whether it was not registered before.
     @discardableResult
     func register(_ key: AgentKey, _ description: AgentDescription) -> Bool {
-        entries.withLockedValue { $0.updateValue(description, forKey: key) == nil }
+        state.withLockedValue { state in
+            state.version += 1
+            return state.entries.updateValue(description, forKey: key) == nil
+        }
     }
 
     /// Removes an agent. - Returns: whether it was registered.
     func unregister(_ key: AgentKey) -> Bool {
-        entries.withLockedValue { $0.removeValue(forKey: key) != nil }
+        state.withLockedValue { state in
+            guard state.entries.removeValue(forKey: key) != nil else { return false }
+            state.version += 1
+            return true
+        }
     }
 
     public func isRegistered(_ key: AgentKey) -> Bool {
-        entries.withLockedValue { $0[key] != nil }
+        state.withLockedValue { $0.entries[key] != nil }
+    }
+
+    /// Every registered agent, and the version they are at.
+    func snapshot() -> (agents: [AgentKey: AgentDescription], version: UInt64) {
+        state.withLockedValue { ($0.entries, $0.version) }
     }
 
     /// The registered agent `key`, nil if it is not registered.
     /// - Parameter live: as for ``discover(tenant:filter:live:)``.
     func info(of key: AgentKey, live: (AgentKey) -> (Readiness, UInt32)?) -> AgentInfo? {
-        entries.withLockedValue { $0[key] }.map { Self.info(key, $0, live(key)) }
+        state.withLockedValue { $0.entries[key] }.map { Self.info(key, $0, live(key)) }
     }
 
     /// An agent as DISCOVER shows it; `session` is its live session's readiness and load, if any.
@@ -41,9 +69,9 @@ public final class Registry: Sendable {
 
     /// Agents registered in `tenant`, or in every tenant when nil.
     func count(of tenant: String?) -> Int {
-        entries.withLockedValue { entries in
-            guard let tenant else { return entries.count }
-            return entries.keys.count { $0.tenant == tenant }
+        state.withLockedValue { state in
+            guard let tenant else { return state.entries.count }
+            return state.entries.keys.count { $0.tenant == tenant }
         }
     }
 
@@ -53,8 +81,8 @@ public final class Registry: Sendable {
     /// - Returns: the page and the cursor of the next one (empty on the last).
     func discover(tenant: String, filter: Discover, live: (AgentKey) -> (Readiness, UInt32)?) -> ([AgentInfo], String) {
         let limit = filter.limit == 0 ? Limits.maxListCount : min(Int(filter.limit), Limits.maxListCount)
-        let matching = entries.withLockedValue { entries in
-            entries.filter { key, description in
+        let matching = state.withLockedValue { state in
+            state.entries.filter { key, description in
                 key.tenant == tenant && key.agentID > filter.cursor
                     && (filter.agentType.isEmpty || description.agentType == filter.agentType)
                     && (filter.capability.isEmpty || description.capabilities.contains(filter.capability))

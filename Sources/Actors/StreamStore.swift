@@ -19,6 +19,9 @@ public final class StreamStore: Sendable {
         var spool: UploadSpool
         var chain: EventLoopFuture<Void>
         var at: UInt64
+
+        /// When it was parked, then when it was opened.
+        var order: (UInt64, UInt64) { (at, spool.sequence) }
     }
 
     private let parked = NIOLockedValueBox([Key: Parked]())
@@ -26,12 +29,13 @@ public final class StreamStore: Sendable {
     init(ttlMs: UInt64) { self.ttlMs = ttlMs }
 
     /// Keeps `spool` for resumption; `chain` completes when its last chunk writes have.
-    /// An owner keeps at most ``Limits/maxOpenUploads`` parked uploads: the oldest goes first.
+    /// An owner keeps at most ``Limits/maxOpenUploads`` parked uploads: the one parked first goes
+    /// first, and of those parked at the same time the one opened first.
     func park(_ spool: UploadSpool, chain: EventLoopFuture<Void>, now: UInt64) {
         parked.withLockedValue { parked in
             expire(&parked, now: now)
             let mine = parked.filter { $0.key.owner == spool.owner }
-            if mine.count >= Limits.maxOpenUploads, let oldest = mine.min(by: { $0.value.at < $1.value.at }) {
+            if mine.count >= Limits.maxOpenUploads, let oldest = mine.min(by: { $0.value.order < $1.value.order }) {
                 parked[oldest.key] = nil
             }
             parked[Key(owner: spool.owner, streamID: spool.open.streamID)] = Parked(spool: spool, chain: chain, at: now)

@@ -68,10 +68,7 @@ extension Supervisor {
                 .tooLarge, "payload of \(payload.count) bytes exceeds \(configuration.limits.maxInlinePayload)")
         }
         guard knows(to) else { throw BusError(.unknownAgent, "no agent \(to.agentID) in tenant \(to.tenant)") }
-        let message = StoredMessage(
-            id: nextMessageID(), tenant: to.tenant, to: to.agentID, from: from, kind: .direct, subject: "",
-            deadline: nil, expiresAt: WallClock.nowMs() + configuration.storedMessageTTLMs, payload: payload,
-            idempotencyKey: "")
+        let message = storedMessage(to: to, from: from, payload: payload)
         let error: BusError? = await withCheckedContinuation { done in
             enqueueStored(message) { done.resume(returning: $0) }
         }

@@ -7,18 +7,17 @@ import NIOPosix
 import Synchronization
 
 /// The root of the actor tree: it creates and retires sessions and owns what they share — the
-/// routing table, the registry, parked uploads, the idempotency window and the dead letters.
+/// routing table, the registry, parked uploads and the idempotency window.
 ///
 /// Sessions reach the shared parts directly (each is lock-protected and never awaited), so no
 /// message passes through this actor; it only serialises shutdown.
 public actor Supervisor {
     public nonisolated let configuration: SupervisorConfiguration
     public nonisolated let routing: RoutingTable
-    public nonisolated let registry = Registry()
+    public nonisolated let registry: Registry
     public nonisolated let streams: StreamStore
     /// Per-agent rate limits; nil when they are off.
     nonisolated let rateLimits: RateLimits?
-    public nonisolated let deadLetters: DeadLetterLog
     public nonisolated let audit: any AuditSink
     /// Durable storage, if configured; without it nothing outlives the process.
     public nonisolated let store: (any MessageStore)?
@@ -32,23 +31,16 @@ public actor Supervisor {
     let threadPool: NIOThreadPool
     private let nextSessionNumber = Atomic<UInt32>(0)
     private let shuttingDown = Atomic<Bool>(false)
-    private let openedCount = Atomic<Int>(0)
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
     private let lastMessageID = NIOLockedValueBox<UInt64>(0)
+    /// The registry version the snapshot file holds, and whether a write is under way.
+    private let snapshotSaving = NIOLockedValueBox((version: UInt64(0), busy: false))
 
     /// Whether ``shutdown(drainTimeout:)`` has begun.
     public nonisolated var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
 
-    /// Sessions opened since start.
-    public nonisolated var sessionsOpened: Int { openedCount.load(ordering: .relaxed) }
-    private let lateReplyCount = Atomic<Int>(0)
-
-    /// Replies that arrived after their request timed out or its requester left; they are dropped.
-    public nonisolated var lateReplies: Int { lateReplyCount.load(ordering: .relaxed) }
-
-    /// Counts and audits a reply nobody waits for any more (`reply.late`).
+    /// Audits a reply nobody waits for any more (`reply.late`); it is dropped.
     nonisolated func lateReply(from key: AgentKey) {
-        lateReplyCount.add(1, ordering: .relaxed)
         record("reply.late", tenant: key.tenant, agentID: key.agentID)
     }
 
@@ -63,13 +55,11 @@ public actor Supervisor {
         self.store = store
         self.shared = shared
         self.logger = logger
+        self.registry = Registry(complete: store == nil)
         self.routing = RoutingTable(
             orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
             orphanTTLMs: configuration.orphanTTLMs)
         self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
-        self.deadLetters = DeadLetterLog(
-            capacity: configuration.deadLetterCapacity,
-            byteBudget: configuration.deadLetterBytes)
         self.idempotency = NIOLockedValueBox(
             IdempotencyWindow(
                 windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity,
@@ -98,6 +88,7 @@ public actor Supervisor {
             streams.expire(now: now)
             rateLimits?.forgetFull(nowMs: now)
             if let shared { shared.online(routing.all.map(\.identity.key)) }
+            saveSnapshotIfChanged()
         }
         housekeeping.withLockedValue { $0 = task }
     }
@@ -116,12 +107,10 @@ public actor Supervisor {
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
-        if store != nil {
-            session.readingBacklog.store(true, ordering: .relaxed)
-            session.backlogArrived()
-        }
+        // The session was made reading its backlog (when there is a store), before anyone could
+        // route to it: a SEND cannot overtake the stored messages.
+        if store != nil { session.backlogArrived() }
         shared?.presence(identity.key, online: true)
-        openedCount.add(1, ordering: .relaxed)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
         return session
     }
@@ -146,14 +135,55 @@ public actor Supervisor {
     }
 
     /// Puts back what a store kept: the registry (an agent that registered since keeps its newer
-    /// description), and the last stored message id, which new ids stay above even if the clock
-    /// went back.
+    /// description), which is then complete, and the last stored message id, which new ids stay
+    /// above even if the clock went back.
     public nonisolated func restore(agents: [(AgentKey, AgentDescription)], lastMessageID: UInt64) {
+        restore(agents)
+        registry.markComplete()
+        self.lastMessageID.withLockedValue { $0 = max($0, lastMessageID) }
+    }
+
+    /// Puts back the registry's local snapshot (see ``RegistrySnapshot``), when the store cannot be
+    /// read at start; the registry stays incomplete until ``restore(agents:lastMessageID:)``.
+    /// Blocks on the file: call it off the event loops.
+    /// - Returns: how many agents it held.
+    public nonisolated func restoreSnapshot() throws -> Int {
+        guard let path = configuration.registrySnapshotPath else { return 0 }
+        let agents = try RegistrySnapshot.read(from: path)
+        restore(agents)
+        return agents.count
+    }
+
+    private nonisolated func restore(_ agents: [(AgentKey, AgentDescription)]) {
         for (key, description) in agents where !registry.isRegistered(key) {
             registry.register(key, description)
             routing.setCapabilities(description.capabilities, for: key)
         }
-        self.lastMessageID.withLockedValue { $0 = max($0, lastMessageID) }
+    }
+
+    /// Writes the registry's snapshot on the thread pool if it changed since the last one written.
+    private nonisolated func saveSnapshotIfChanged() {
+        guard let path = configuration.registrySnapshotPath else { return }
+        let (agents, version) = registry.snapshot()
+        let due = snapshotSaving.withLockedValue { saving in
+            guard !saving.busy, saving.version != version else { return false }
+            saving.busy = true
+            return true
+        }
+        guard due else { return }
+        threadPool.submit { [self] _ in
+            var written = false
+            do {
+                try RegistrySnapshot(agents).write(to: path)
+                written = true
+            } catch {
+                logger.error("cannot write the registry snapshot", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+            snapshotSaving.withLockedValue { saving in
+                saving.busy = false
+                if written { saving.version = version }
+            }
+        }
     }
 
     /// Puts back idempotency keys a ``SharedState`` kept (scoped key, encoded result, time left),
@@ -184,23 +214,28 @@ public actor Supervisor {
         }
     }
 
+    /// A direct message to store for `to`, with a new id, kept until its deadline or for
+    /// ``SupervisorConfiguration/storedMessageTTLMs``, whichever is sooner.
+    nonisolated func storedMessage(
+        to: AgentKey, from: String, payload: [UInt8], deadline: UInt64? = nil, idempotencyKey: String = ""
+    ) -> StoredMessage {
+        StoredMessage(
+            id: nextMessageID(), tenant: to.tenant, to: to.agentID, from: from, kind: .direct, subject: "",
+            deadline: deadline, expiresAt: min(deadline ?? .max, WallClock.nowMs() + configuration.storedMessageTTLMs),
+            payload: payload, idempotencyKey: idempotencyKey)
+    }
+
     /// Offers an audit event, stamped now, to the audit sink (which never blocks).
     public nonisolated func record(_ kind: String, tenant: String, agentID: String, _ detail: [String: String] = [:]) {
         audit.record(AuditEvent(kind: kind, tenant: tenant, agentID: agentID, at: WallClock.nowMs(), detail: detail))
     }
 
-    /// Gives up on a delivery to `key`: records a dead letter (messages) and its audit event.
-    /// Answers to the agent's own requests are not deliveries and are dropped.
+    /// Gives up on a delivery to `key`: its audit event and, with a store, a dead letter kept in
+    /// PostgreSQL (messages). Answers to the agent's own requests are not deliveries and are dropped.
     nonisolated func deadLetter(_ envelope: Envelope, to key: AgentKey, reason: ErrorCode) {
         switch envelope {
         case .message(let message):
             let now = WallClock.nowMs()
-            // A copy: the payload is a slice of a read buffer that it would keep alive whole.
-            deadLetters.append(
-                DeadLetter(
-                    tenant: key.tenant, agentID: key.agentID, from: message.from,
-                    reason: reason, attempts: message.attempts, at: now,
-                    payload: ByteBuffer(bytes: message.payload.readableBytesView)))
             if message.storedID != 0 {
                 store?.settle(message.storedID, attempts: message.attempts, deadLetterReason: reason)
             } else {
@@ -244,49 +279,13 @@ public actor Supervisor {
         // The writers' last flushes block: on the thread pool, not the cooperative pool. The store
         // goes first, since its final batches still produce audit events.
         let (store, shared, audit) = (store, shared, audit)
+        let (path, agents) = (configuration.registrySnapshotPath, registry.snapshot().agents)
         try? await threadPool.runIfActive {
+            if let path { try? RegistrySnapshot(agents).write(to: path) }
             store?.close()
             shared?.close()
             audit.close()
         }
         try? await threadPool.shutdownGracefully()
-    }
-}
-
-/// What an idempotency key's first attempt produced.
-enum IdempotentResult: Sendable, Equatable {
-    case ok(Outcome, recipients: UInt32)
-    case response(from: String, status: ReplyStatus, payload: ByteBuffer)
-
-    /// Bytes kept in memory for this result.
-    var cost: Int {
-        if case .response(_, _, let payload) = self { payload.readableBytes } else { 0 }
-    }
-
-    /// The result as ``SharedState`` keeps it: `ok:<outcome>:<recipients>` or
-    /// `response:<status>:<base64 payload>:<from>`.
-    var encoded: String {
-        switch self {
-        case .ok(let outcome, let recipients): "ok:\(outcome.rawValue):\(recipients)"
-        case .response(let from, let status, let payload):
-            "response:\(status.rawValue):\(Data(payload.readableBytesView).base64EncodedString()):\(from)"
-        }
-    }
-
-    init?(encoded: String) {
-        let parts = encoded.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
-        switch (parts.first, parts.count) {
-        case ("ok", 3):
-            guard let outcome = UInt8(parts[1]).flatMap(Outcome.init(rawValue:)), let recipients = UInt32(parts[2])
-            else { return nil }
-            self = .ok(outcome, recipients: recipients)
-        case ("response", 4):
-            guard let status = UInt8(parts[1]).flatMap(ReplyStatus.init(rawValue:)),
-                let payload = Data(base64Encoded: String(parts[2]))
-            else { return nil }
-            self = .response(from: String(parts[3]), status: status, payload: ByteBuffer(bytes: payload))
-        default:
-            return nil
-        }
     }
 }

@@ -36,10 +36,6 @@ public struct SupervisorConfiguration: Sendable {
     /// How long a message stored for an offline agent waits for it (unless its deadline is
     /// sooner) before it is dead-lettered with reason `deadline_exceeded`.
     public var storedMessageTTLMs: UInt64 = 7 * 86_400_000
-    /// Dead letters kept in memory (oldest dropped first; the audit stream has all of them).
-    public var deadLetterCapacity = 10_000
-    /// Most payload bytes the in-memory dead letters keep (oldest dropped first).
-    public var deadLetterBytes = 64 << 20
     /// Commands (frames that start work: SEND, BROADCAST, PUBLISH, REQUEST, STREAM_OPEN, REGISTER,
     /// SUBSCRIBE) one agent may send per second, on average; 0 turns the limit off. One more is
     /// refused with `rate_limited` and the time until the next is allowed.
@@ -48,6 +44,9 @@ public struct SupervisorConfiguration: Sendable {
     public var rateLimitBurst: UInt32 = 200_000
     /// Housekeeping tick of each session: redelivery, heartbeat and slow-consumer checks.
     public var tickMs: UInt64 = 250
+    /// Where the registry's local snapshot is kept (``RegistrySnapshot``), beside the spools; nil
+    /// keeps none (without a store the registry lives in memory only).
+    public var registrySnapshotPath: String?
     /// Housekeeping tick of the supervisor: expiry of orphaned deliveries and parked uploads.
     public var housekeepingMs: UInt64 = 1_000
 

@@ -3,6 +3,7 @@ import Crypto
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One stream upload in progress: its spool file, where it stands, and the running SHA-256.
 ///
@@ -11,6 +12,9 @@ import NIOPosix
 public final class UploadSpool: Sendable {
     public let owner: AgentKey
     public let open: StreamOpen
+    /// The order uploads were opened in, process-wide: among uploads parked at once, the first
+    /// opened is the first dropped (docs/protocol.md §5.9).
+    let sequence: UInt64
     let file: SpoolFile
     /// Taken on the event loop for every chunk; held only for bookkeeping.
     private let progress: NIOLockedValueBox<StreamAssembly>
@@ -20,9 +24,12 @@ public final class UploadSpool: Sendable {
     init(owner: AgentKey, open: StreamOpen, file: SpoolFile, assembly: StreamAssembly) {
         self.owner = owner
         self.open = open
+        self.sequence = Self.opened.add(1, ordering: .relaxed).newValue
         self.file = file
         self.progress = NIOLockedValueBox(assembly)
     }
+
+    private static let opened = Synchronization.Atomic<UInt64>(0)
 
     var assembly: StreamAssembly { progress.withLockedValue { $0 } }
 

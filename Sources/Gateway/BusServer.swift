@@ -56,7 +56,7 @@ public struct BusServer: Sendable {
                 snapshot = try await blocking.runIfActive { try PostgresStore.open(url: url) }
             } catch let error as SidecarError where error.connectionLost {
                 logger.warning(
-                    "degraded: PostgreSQL unreachable at start; the registry is read once it is back",
+                    "degraded: PostgreSQL unreachable at start; the registry is read once it is back (until then, from its local snapshot)",
                     metadata: ["error": "\(error)"])
             }
         }
@@ -80,12 +80,20 @@ public struct BusServer: Sendable {
         metrics.durationHistogramBuckets["acb_request_duration_seconds"] = [
             50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000, 10_000_000,
         ].map { Duration.microseconds($0) }
+        var supervision = configuration.supervisor
+        if configuration.postgresURL != nil { supervision.registrySnapshotPath = "\(spool)/registry.json" }
         let supervisor = try Supervisor(
-            configuration: configuration.supervisor, audit: audit, store: store, shared: shared,
+            configuration: supervision, audit: audit, store: store, shared: shared,
             metrics: BusMetrics(factory: metrics), logger: logger)
         if let snapshot {
             supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
         } else if let url = configuration.postgresURL {
+            do {
+                let count = try await blocking.runIfActive { try supervisor.restoreSnapshot() }
+                logger.info("registry read from its local snapshot", metadata: ["agents": "\(count)"])
+            } catch {
+                logger.error("cannot read the registry's local snapshot", metadata: ["error": "\(error)"])
+            }
             restoreWhenReachable(url, into: supervisor, logger: logger)
         }
         if let url = configuration.redisURL {

@@ -194,17 +194,24 @@ public final class Journal: Sendable {
     }
 
     /// Marks everything before `position` as handed on: it is not read again after a restart, and
-    /// segments wholly before it are deleted.
+    /// segments wholly before it are deleted. Call from the one reader only.
+    ///
+    /// The file work (cursor, deletions) happens outside the lock that ``append(_:)`` takes, so
+    /// appenders (event loops among them) never wait on it. The cursor is written first: a crash
+    /// before the deletions leaves segments that the next start deletes.
     public func commit(through position: Position) {
+        let from = committed
+        guard from < position else { return }
+        Self.writeCursor(directory, position)
+        var freed = 0
+        for segment in from.segment..<position.segment {
+            let path = Self.path(directory, segment)
+            freed += Self.size(of: path)
+            unlink(path)
+        }
         tail.withLockedValue { tail in
-            guard tail.committed < position else { return }
-            for segment in tail.committed.segment..<position.segment {
-                let path = Self.path(directory, segment)
-                tail.bytes -= Self.size(of: path)
-                unlink(path)
-            }
             tail.committed = position
-            Self.writeCursor(directory, position)
+            tail.bytes -= freed
         }
     }
 

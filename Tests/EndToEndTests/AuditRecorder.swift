@@ -41,6 +41,11 @@ final class AuditRecorder: AuditSink {
         }
     }
 
+    /// How many events of `kind` were recorded so far.
+    func count(_ kind: String) -> Int {
+        state.withLock { $0.events.count { $0.kind == kind } }
+    }
+
     /// Waits for the first event of `kind` about `agent`.
     @discardableResult
     func first(_ kind: String, agent: String) async -> AuditEvent {

@@ -135,7 +135,9 @@ import Testing
         do {
             _ = try await ACBClient.connect(ClientConfiguration(port: port, token: "t"))
             Issue.record("connected to a closed port")
-        } catch {}
+        } catch {
+            #expect("\(error)".contains("Connection refused"), "\(error)")
+        }
     }
 
     @Test func hugeStringsQuotedInErrorsDoNotHurtTheServer() async throws {

@@ -12,6 +12,16 @@ extension SidecarTests {
     @Suite struct SharedStateTests {
         typealias Durable = SidecarTests.DurableDeliveryTests
 
+        /// Arguments go to hiredis with their exact bytes: an embedded NUL is data (strdup's copy
+        /// stopped at it while its length went on, reading past the copy).
+        @Test func redisArgumentsKeepEmbeddedNULs() throws {
+            let redis = try RedisConnection(url: try Sidecars.redis())
+            let key = "acb:test:\(UUID().uuidString)\u{0}tail"
+            #expect(try redis.command("SET", key, "a\u{0}b", "PX", "60000") == .status("OK"))
+            #expect(try redis.command("GET", key) == .string([0x61, 0, 0x62]))
+            #expect(try redis.command("STRLEN", key) == .integer(3))
+        }
+
         @Test func presenceFollowsTheSessionAndIdempotencyKeysSurviveARestart() async throws {
             let tenant = TestBus.freshTenant()
             let redis = try RedisConnection(url: try Sidecars.redis())

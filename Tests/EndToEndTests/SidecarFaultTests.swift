@@ -1,4 +1,5 @@
 import ACBClient
+import Actors
 import Bus
 import Foundation
 import Gateway
@@ -54,6 +55,50 @@ extension SidecarTests {
                         bus.server.store?.isConnected == true && bus.server.store?.spooledBytes == 0
                     }
                     try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, ["waited"])
+                    await alice.close()
+                }
+            } catch {
+                try? Sidecars.control("start", "postgres")
+                throw error
+            }
+        }
+
+        /// A bus restarted while PostgreSQL is down knows its agents from the registry's local
+        /// snapshot: a registered, offline agent gets its messages queued, and an agent it does not
+        /// know is `storage_unavailable` (it may exist), not `unknown_agent`, until PostgreSQL is read.
+        @Test func aBusRestartedWhilePostgresIsDownKnowsItsAgents() async throws {
+            let tenant = TestBus.freshTenant()
+            let spool = Sidecars.scratch()
+            defer { try? FileManager.default.removeItem(atPath: spool) }
+            let url = try Sidecars.postgres()
+            let sameSpool: (inout ServerConfiguration) -> Void = {
+                $0.postgresURL = url
+                $0.spoolDirectory = spool
+            }
+            try await TestBus.with(sameSpool) { bus in
+                try await Durable.registerOffline("bob", tenant: tenant, on: bus)
+            }
+            try Sidecars.control("kill", "postgres")
+            do {
+                try await TestBus.with(sameSpool) { bus in
+                    #expect(bus.server.store?.isConnected == false)
+                    let alice = try await bus.client("alice", tenant: tenant)
+                    #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "kept")).outcome == .queued)
+                    let maybe = await expectBusError(.storageUnavailable) {
+                        _ = try await alice.send(to: .agent("nobody"), ByteBuffer(string: "?"))
+                    }
+                    #expect((maybe?.retryAfterMs ?? 0) > 0)
+                    try Sidecars.control("start", "postgres")
+                    try await Sidecars.eventually("the registry to be read from PostgreSQL") {
+                        bus.server.supervisor.registry.isComplete
+                    }
+                    await expectBusError(.unknownAgent) {
+                        _ = try await alice.send(to: .agent("nobody"), ByteBuffer(string: "?"))
+                    }
+                    try await Sidecars.eventually("the spool to be applied") {
+                        bus.server.store?.isConnected == true && bus.server.store?.spooledBytes == 0
+                    }
+                    try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, ["kept"])
                     await alice.close()
                 }
             } catch {

@@ -115,9 +115,33 @@ enum AdminCheck {
         }
     }
 
-    /// A path parameter that must be there (the router matched it).
+    /// A path parameter that must be there (the router matched it), percent-decoded (RFC 3986):
+    /// identifiers may hold `#`, `%`, `?` and `/`, which a path carries only encoded.
     static func parameter(_ name: String, _ context: AdminContext) throws(AdminError) -> String {
-        try identifier(context.parameters.get(name) ?? "", field: name)
+        guard let decoded = percentDecoded(context.parameters.get(name) ?? "") else {
+            throw AdminError(.invalidArgument, "not valid percent-encoding", field: name)
+        }
+        return try identifier(decoded, field: name)
+    }
+
+    /// `text` with every `%XX` decoded; nil when a `%` is not followed by two hex digits or the
+    /// bytes are not UTF-8 (Foundation's `removingPercentEncoding` lets such a `%` through).
+    static func percentDecoded(_ text: String) -> String? {
+        var bytes: [UInt8] = []
+        var rest = text.utf8[...]
+        while let byte = rest.popFirst() {
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                continue
+            }
+            let digits = rest.prefix(2)
+            guard digits.count == 2, digits.allSatisfy({ Character(Unicode.Scalar($0)).isHexDigit }),
+                let value = UInt8(String(decoding: digits, as: UTF8.self), radix: 16)
+            else { return nil }
+            bytes.append(value)
+            rest = rest.dropFirst(2)
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     /// An optional identifier of a body.
