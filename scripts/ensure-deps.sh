@@ -40,6 +40,9 @@ need libsodium-dev pkg-config --exists libsodium
 need openssl command -v openssl
 # `python3 -m venv` runs without it too, but cannot install pip into the venv: ensurepip proves it.
 need python3-venv python3 -c 'import ensurepip'
+# Headless chromium loads the admin API's page (/api/v1/docs) in AdminDocsPageTests, which check
+# the DOM a real browser builds from it, not only the HTML the bus sends.
+need chromium command -v chromium
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
