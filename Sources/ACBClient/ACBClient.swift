@@ -158,13 +158,16 @@ public final class ACBClient: Sendable {
         link.withLockedValue { $0.handler = handler }
     }
 
-    /// Closes the connection for good (no reconnect).
+    /// Closes the connection for good (no reconnect), acknowledging first every delivery that
+    /// ``deliveries`` handed to the application; those it did not hand out yet are delivered again
+    /// to the agent's next session.
     public func close() async {
         let (connection, task) = link.withLockedValue { link in
             link.closed = true
             return (link.connection, link.reconnecting)
         }
         task?.cancel()
+        try? await connection?.acknowledgeHandedOut().get()
         try? await connection?.channel.close()
         partials.discardAll()
         deliveryInbox.continuation.finish()

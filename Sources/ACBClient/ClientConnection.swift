@@ -21,6 +21,8 @@ final class ClientConnection: Sendable {
         var calls: [UInt64: CheckedContinuation<Frame, any Error>] = [:]
         var acks = AckTracker()
         var ackFlushScheduled = false
+        /// Deliveries handed to the application and not acknowledged yet.
+        var handedOut: Set<UInt64> = []
         var uploads: [String: AsyncThrowingStream<StreamStatus, any Error>.Continuation] = [:]
         var goAway: GoAway?
         var closed = false
@@ -175,6 +177,7 @@ final class ClientConnection: Sendable {
     /// Records that delivery `id` is handled; ACKs go out coalesced, once per event-loop tick.
     func done(_ id: UInt64) {
         let schedule = state.withLockedValue { state in
+            state.handedOut.remove(id)
             state.acks.done(id)
             defer { state.ackFlushScheduled = true }
             return !state.ackFlushScheduled
@@ -188,6 +191,24 @@ final class ClientConnection: Sendable {
             for ack in acks { channel.write(Frame.ack(ack), promise: nil) }
             channel.flush()
         }
+    }
+
+    /// Records that the application was handed delivery `id` (see ``acknowledgeHandedOut()``).
+    func handedOut(_ id: UInt64) {
+        state.withLockedValue { _ = $0.handedOut.insert(id) }
+    }
+
+    /// Acknowledges every delivery handed to the application, before a close: it had them, and
+    /// closing says it is done. Completes once the ACKs are written.
+    func acknowledgeHandedOut() -> EventLoopFuture<Void> {
+        let acks = state.withLockedValue { state in
+            for id in state.handedOut { state.acks.done(id) }
+            state.handedOut.removeAll()
+            return state.acks.takeAcks()
+        }
+        guard let last = acks.last else { return channel.eventLoop.makeSucceededVoidFuture() }
+        for ack in acks.dropLast() { channel.write(Frame.ack(ack), promise: nil) }
+        return channel.writeAndFlush(Frame.ack(last))
     }
 
     /// Asks for `id` to be delivered again later. The id counts as settled for acknowledgement,

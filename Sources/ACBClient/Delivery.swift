@@ -5,7 +5,8 @@ public import NIOCore
 /// `subject`, `payload`, `deadline`, `attempt`, …) and a way to acknowledge it.
 ///
 /// Acknowledge it with ``ack()`` once handled (iterating ``ACBClient/deliveries`` does this for the
-/// previous element when asking for the next); an unacknowledged delivery is delivered again.
+/// previous element when asking for the next, and ``ACBClient/close()`` for every delivery the
+/// iteration handed out); an unacknowledged delivery is delivered again.
 @dynamicMemberLookup
 public struct Delivery: Sendable {
     /// The frame as the bus sent it.
@@ -27,12 +28,15 @@ public struct Delivery: Sendable {
     /// Tells the bus this delivery is handled.
     public func ack() { connection.done(frame.deliveryID) }
 
+    public func handedOut() { connection.handedOut(frame.deliveryID) }
+
     /// Asks the bus to deliver it again later (it is dead-lettered after the last attempt).
     public func nack() { connection.nack(frame.deliveryID) }
 }
 
 /// The sequence of deliveries of one client. Asking for the next element acknowledges the previous
-/// one, so a consumer that stops mid-way leaves its last delivery to be delivered again.
+/// one; ``ACBClient/close()`` acknowledges the last one handed out. What the sequence still holds
+/// when the client closes (or the process dies) is delivered again.
 public struct Deliveries<Element: Acknowledgeable>: AsyncSequence, Sendable {
     let base: AsyncStream<Element>
 
@@ -43,6 +47,7 @@ public struct Deliveries<Element: Acknowledgeable>: AsyncSequence, Sendable {
         public mutating func next() async -> Element? {
             previous?.ack()
             previous = await base.next()
+            previous?.handedOut()
             return previous
         }
     }
@@ -55,6 +60,12 @@ public struct Deliveries<Element: Acknowledgeable>: AsyncSequence, Sendable {
 /// Something delivered that must be acknowledged.
 public protocol Acknowledgeable: Sendable {
     func ack()
+    /// The sequence handed it to the application: ``ACBClient/close()`` acknowledges it.
+    func handedOut()
+}
+
+extension Acknowledgeable {
+    public func handedOut() {}
 }
 
 extension Delivery: Acknowledgeable {}

@@ -63,6 +63,26 @@ import Testing
         }
     }
 
+    /// close() acknowledges what the application was handed; what it was not handed yet comes
+    /// again to the next session (make demo run twice showed the first run's messages again).
+    @Test func closingAcknowledgesWhatTheApplicationWasHanded() async throws {
+        try await TestBus.with { bus in
+            let alice = try await bus.client("alice")
+            var bob = try await bus.client("bob")
+            var inbox = bob.deliveries.makeAsyncIterator()
+            for index in 1...3 { try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)")) }
+            #expect(try await inbox.take().text == "m1")
+            #expect(try await inbox.take().text == "m2")
+            await bob.close()
+            bob = try await bus.client("bob")
+            inbox = bob.deliveries.makeAsyncIterator()
+            let next = try await inbox.take()
+            #expect(next.text == "m3", "m2 was handed out before the close: it must not come again")
+            await bob.close()
+            await alice.close()
+        }
+    }
+
     @Test func unacknowledgedDeliveriesReachTheAgentsNextSession() async throws {
         try await TestBus.with { bus in
             let alice = try await bus.client("alice")
