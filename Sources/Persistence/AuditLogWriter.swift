@@ -2,7 +2,8 @@ public import Bus
 import Foundation
 import NIOConcurrencyHelpers
 
-/// Appends audit events to a file as JSON lines (see ``AuditRecord``), from a thread of its own.
+/// Appends audit events to a file as JSON lines (see ``AuditRecord``), from a thread of its own,
+/// each with an `id` of the same form as the audit stream's (`<run>-<n>`).
 ///
 /// ``append(_:)`` never blocks: it queues the event and wakes the writer. The queue is bounded;
 /// when it is full the event is dropped and counted in ``dropped`` (the bus keeps running; a full
@@ -62,6 +63,8 @@ public final class AuditLogWriter: Sendable {
     }
 
     private func writeLoop() {
+        let run = WallClock.nowMs()
+        var next: UInt64 = 0
         while true {
             worker.sleep()
             let (events, closed) = queue.withLockedValue { queue in
@@ -70,7 +73,8 @@ public final class AuditLogWriter: Sendable {
             }
             var lines: [UInt8] = []
             for event in events {
-                lines += AuditRecord.json(event, id: nil)
+                lines += AuditRecord.json(event, id: "\(run)-\(next)")
+                next += 1
                 lines.append(0x0A)
             }
             if !lines.isEmpty, (try? handle.write(contentsOf: Data(lines))) == nil {

@@ -5,7 +5,7 @@ public import Bus
 public struct AuditRecord: Codable, Sendable, Equatable {
     public var schema = 1
     /// Unique per event (`<run>-<n>`); a record delivered twice carries the same id.
-    public var id: String?
+    public var id: String
     public var kind: String
     public var tenant: String
     public var agent: String
@@ -13,7 +13,7 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public var at: UInt64
     public var detail: [String: String]
 
-    public init(_ event: AuditEvent, id: String? = nil) {
+    public init(_ event: AuditEvent, id: String) {
         self.id = id
         kind = event.kind
         tenant = event.tenant
@@ -51,15 +51,12 @@ public struct AuditRecord: Codable, Sendable, Equatable {
 
     /// The record as JSON, keys in a fixed order. Written by hand: the audit stream encodes every
     /// event, and `JSONEncoder` costs several times more per record.
-    /// - Parameter id: the record's id; nil leaves the field out (the audit log file has none).
-    static func json(_ event: AuditEvent, id: String?) -> [UInt8] {
+    static func json(_ event: AuditEvent, id: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(160 + event.detail.count * 32)
         out += #"{"schema":1"#.utf8
-        if let id {
-            out += #","id":"#.utf8
-            appendString(id, to: &out)
-        }
+        out += #","id":"#.utf8
+        appendString(id, to: &out)
         out += #","kind":"#.utf8
         appendString(event.kind, to: &out)
         out += #","tenant":"#.utf8

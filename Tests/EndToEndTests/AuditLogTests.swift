@@ -31,6 +31,12 @@ import Testing
                 "session.opened", "agent.registered", "security.denied",
                 "security.auth_failed", "session.closed",
             ]))
+        // The same record as the audit stream's, id included: unique, of the form <run>-<n>.
+        let ids = records.map(\.id)
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.split(separator: "-").count == 2 })
+        let failed = try #require(records.first { $0.kind == "security.auth_failed" })
+        #expect(failed.detail["reason"] == "malformed", "a stable reason code, not Swift error text")
         let registered = try #require(records.first { $0.kind == "agent.registered" })
         #expect(registered.schema == 1 && registered.tenant == "acme" && registered.agent == "alice")
         #expect(registered.detail["type"] == "planner" && registered.at > 0)
