@@ -42,6 +42,8 @@ public final class AuditStream: Sendable {
     private let status = NIOLockedValueBox(Status())
     private let worker = WorkerThread()
     private let logger: Logger
+    /// librdkafka's own lines: ten a second while the broker is down, so at most one a second.
+    private let kafkaLog: RateLimitedLog
     /// Makes record ids unique across runs: the start time, in ms.
     private let runID = WallClock.nowMs()
     private let nextID = NIOLockedValueBox<UInt64>(0)
@@ -50,6 +52,7 @@ public final class AuditStream: Sendable {
     public init(settings: Settings, logger: Logger) throws(SidecarError) {
         self.settings = settings
         self.logger = logger
+        self.kafkaLog = RateLimitedLog(logger: logger)
         self.journal = try Journal(directory: settings.journalDirectory, capacity: settings.journalBytes)
         worker.start { [self] in relay() }
     }
@@ -155,7 +158,7 @@ public final class AuditStream: Sendable {
             if producer == nil {
                 do throws(SidecarError) {
                     producer = try KafkaProducer(
-                        brokers: settings.brokers, options: settings.producerOptions,
+                        brokers: settings.brokers, options: settings.producerOptions, log: kafkaLog,
                         delivered: inFlight.confirm)
                 } catch {
                     logger.error("cannot create the audit producer", metadata: ["error": "\(error)"])

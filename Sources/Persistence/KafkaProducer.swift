@@ -1,28 +1,44 @@
 import Bus
 import CRdKafka
+import Logging
 
 /// A librdkafka producer: idempotent, `acks=all`, lz4-compressed batches. Blocking and not
 /// thread-safe: it belongs to the one thread that produces and polls it.
 ///
 /// Each record carries a sequence number; delivery reports, served by ``poll(timeoutMs:)`` on the
-/// same thread, go to the `delivered` handler given at creation.
+/// same thread, go to the `delivered` handler given at creation. librdkafka's own log lines go to
+/// swift-log through a ``RateLimitedLog``, not to standard error. Topic handles are cached, at most
+/// ``maxTopicHandles`` of them.
 final class KafkaProducer {
-    /// Receives delivery reports: the record's sequence number and nil, or the error that failed it.
-    final class Reports {
-        let handler: (UInt64, String?) -> Void
-        init(_ handler: @escaping (UInt64, String?) -> Void) { self.handler = handler }
+    /// What librdkafka calls back: delivery reports (the record's sequence number and nil, or the
+    /// error that failed it), on the polling thread, and log lines, from its own threads.
+    final class Callbacks {
+        let delivered: (UInt64, String?) -> Void
+        let log: RateLimitedLog
+        init(delivered: @escaping (UInt64, String?) -> Void, log: RateLimitedLog) {
+            self.delivered = delivered
+            self.log = log
+        }
     }
 
     private let handle: OpaquePointer
-    private let reports: Reports
+    private let callbacks: Callbacks
     private var topics: [String: OpaquePointer] = [:]
+    /// Most topic handles kept (one per tenant's audit topic); when full, the cache starts over
+    /// (librdkafka keeps a released handle alive while records of it are in flight).
+    let maxTopicHandles: Int
+
+    /// Topic handles held now.
+    var topicHandles: Int { topics.count }
 
     /// - Parameters:
     ///   - brokers: `host:port[,host:port…]`.
     ///   - options: further librdkafka settings, applied last.
-    init(brokers: String, options: [String: String] = [:], delivered: @escaping (UInt64, String?) -> Void)
-        throws(SidecarError)
-    {
+    init(
+        brokers: String, options: [String: String] = [:], log: RateLimitedLog, maxTopicHandles: Int = 1_024,
+        delivered: @escaping (UInt64, String?) -> Void
+    ) throws(SidecarError) {
+        self.maxTopicHandles = maxTopicHandles
         let configuration = rd_kafka_conf_new()
         let settings =
             [
@@ -48,16 +64,24 @@ final class KafkaProducer {
             rd_kafka_conf_destroy(configuration)
             throw SidecarError(message: "librdkafka setting \(name): \(String(nulTerminated: error))", connectionLost: false)
         }
-        reports = Reports(delivered)
-        rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(reports).toOpaque())
+        callbacks = Callbacks(delivered: delivered, log: log)
+        rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(callbacks).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(configuration) { _, message, opaque in
             guard let message, let opaque else { return }
-            let reports = Unmanaged<Reports>.fromOpaque(opaque).takeUnretainedValue()
+            let callbacks = Unmanaged<Callbacks>.fromOpaque(opaque).takeUnretainedValue()
             let sequence = UInt64(UInt(bitPattern: message.pointee._private))
             let failure =
                 message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR
                 ? nil : String(cString: rd_kafka_err2str(message.pointee.err))
-            reports.handler(sequence, failure)
+            callbacks.delivered(sequence, failure)
+        }
+        rd_kafka_conf_set_log_cb(configuration) { handle, level, facility, line in
+            guard let handle, let opaque = rd_kafka_opaque(handle), let line else { return }
+            // syslog levels: 0-3 errors, 4 warning, 5-6 notice and info, 7 debug.
+            let swiftLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
+            Unmanaged<Callbacks>.fromOpaque(opaque).takeUnretainedValue().log.log(
+                level: swiftLevel, "librdkafka: \(String(cString: line))",
+                metadata: ["facility": "\(facility.map { String(cString: $0) } ?? "")"])
         }
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &error, error.count) else {
             rd_kafka_conf_destroy(configuration)  // taken over only on success
@@ -101,10 +125,12 @@ final class KafkaProducer {
     /// Records queued in librdkafka and not yet reported.
     var queued: Int { Int(rd_kafka_outq_len(handle)) }
 
-    /// The text of a NUL-terminated error buffer.
-
     private func topic(_ name: String) throws(SidecarError) -> OpaquePointer {
         if let topic = topics[name] { return topic }
+        if topics.count >= maxTopicHandles {
+            for (_, topic) in topics { rd_kafka_topic_destroy(topic) }
+            topics.removeAll()
+        }
         guard let topic = rd_kafka_topic_new(handle, name, nil) else {
             throw SidecarError(message: "invalid Kafka topic \(name)", connectionLost: false)
         }
