@@ -1,12 +1,11 @@
 import Bus
-import Synchronization
 
 /// What the admin API reads and changes in PostgreSQL itself: the status of stored messages, dead
 /// letters, tenants and their counters.
 ///
-/// Calls block in libpq, so make them from a thread pool. They take turns on one connection,
-/// opened on first use and again after it was lost: operators' calls are few next to the bus's
-/// own writes, which keep their own connection.
+/// Calls block in libpq, so make them from a thread pool. They use one kept connection (a
+/// ``PostgresPool``), opened on first use and again after it was lost: operators' calls are few
+/// next to the bus's own writes, which keep their own connection.
 public final class AdminStore: Sendable {
     /// A message the bus stored: for an offline receiver, or sent through the admin API.
     public struct MessageRecord: Sendable, Encodable, Equatable {
@@ -61,11 +60,12 @@ public final class AdminStore: Sendable {
     /// The statuses a stored message moves through.
     public static let statuses = ["queued", "delivered", "acked", "dead_lettered"]
 
-    private let url: String
-    private let connection = Mutex<PostgresConnection?>(nil)
+    /// One connection kept between calls (the API makes them one at a time); an operator's query
+    /// never holds it long.
+    private let pool: PostgresPool
 
     public init(url: String) {
-        self.url = url
+        pool = PostgresPool(url: url, maxIdle: 1, setup: "SET statement_timeout = 5000")
     }
 
     /// The stored message `id`, nil if there is none.
@@ -208,26 +208,9 @@ public final class AdminStore: Sendable {
         return TenantCounts(messages: counts, deadLetters: deadLetters)
     }
 
-    /// Runs `sql` on the shared connection; a lost connection is dropped, and the next call opens another.
+    /// Runs `sql` on the kept connection; a lost connection is dropped, and the next call opens another.
     private func query(_ sql: String, _ parameters: [PostgresParameter]) throws(SidecarError) -> PostgresRows {
-        try connection.withLock { (connection: inout PostgresConnection?) throws(SidecarError) -> PostgresRows in
-            let live: PostgresConnection
-            if let connection {
-                live = connection
-            } else {
-                live = try PostgresConnection(url: url)
-                // An operator's query never holds the connection (and the calls queued behind it) long.
-                try live.execute("SET statement_timeout = 5000")
-            }
-            do throws(SidecarError) {
-                let rows = try live.query(sql, parameters)
-                connection = live
-                return rows
-            } catch {
-                connection = error.connectionLost ? nil : live
-                throw error
-            }
-        }
+        try pool.withConnection { connection throws(SidecarError) in try connection.query(sql, parameters) }
     }
 
     /// A timestamp column as ISO 8601 in UTC with milliseconds.

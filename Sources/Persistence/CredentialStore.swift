@@ -15,16 +15,19 @@ public final class CredentialStore: Sendable {
         }
     }
 
-    private let url: String
+    private let pool: PostgresPool
 
     public init(url: String) {
-        self.url = url
+        pool = PostgresPool(url: url, maxIdle: 4)
     }
+
+    /// Connections kept open between calls.
+    public var idleConnections: Int { pool.idleCount }
 
     /// The credential of `agent`, nil when it has none.
     /// - Throws: ``SidecarError`` when PostgreSQL cannot be reached.
     public func credential(of agent: AgentKey) throws(SidecarError) -> Credential? {
-        let rows = try withConnection { connection throws(SidecarError) in
+        let rows = try pool.withConnection { connection throws(SidecarError) in
             try connection.query(
                 "SELECT secret_hash, array_to_string(roles, ',') FROM agent_credentials WHERE tenant_id = $1 AND agent_id = $2",
                 [.text(agent.tenant), .text(agent.agentID)])
@@ -36,7 +39,7 @@ public final class CredentialStore: Sendable {
 
     /// Creates or replaces the credential of `agent`.
     public func save(_ credential: Credential, for agent: AgentKey) throws(SidecarError) {
-        _ = try withConnection { connection throws(SidecarError) in
+        _ = try pool.withConnection { connection throws(SidecarError) in
             try connection.query(
                 """
                 INSERT INTO agent_credentials (tenant_id, agent_id, secret_hash, roles)
@@ -49,11 +52,5 @@ public final class CredentialStore: Sendable {
                     .text(credential.roles.joined(separator: ",")),
                 ])
         }
-    }
-
-    /// A connection per call: logins are rare next to everything else (an access token lasts an
-    /// hour), and a connection of its own keeps them off the store's writer.
-    private func withConnection<R>(_ body: (PostgresConnection) throws(SidecarError) -> R) throws(SidecarError) -> R {
-        try body(try PostgresConnection(url: url))
     }
 }

@@ -1,10 +1,10 @@
 import Bus
 import Foundation
-import Gateway
 import NIOCore
 import Testing
 
 @testable import ACBClient
+@testable import Gateway
 @testable import Persistence
 
 extension SidecarTests {
@@ -35,6 +35,18 @@ extension SidecarTests {
             var raw = try await bus.raw()
             try await raw.send(.login(login))
             return (raw, try await raw.read())
+        }
+
+        /// LOGIN and REFRESH read credentials over kept connections, not one new connection each.
+        @Test func credentialReadsReuseTheirConnection() throws {
+            let tenant = TestBus.freshTenant()
+            let store = CredentialStore(url: try Sidecars.postgres())
+            let key = AgentKey(tenant: tenant, agentID: "alice")
+            for _ in 0..<5 { #expect(try store.credential(of: key) == nil) }
+            #expect(store.idleConnections == 1, "five reads, one connection")
+            try store.save(CredentialStore.Credential(secretHash: SecretHash.decoy, roles: ["agent-full"]), for: key)
+            #expect(try store.credential(of: key)?.roles == ["agent-full"])
+            #expect(store.idleConnections == 1)
         }
 
         @Test func loginGivesTokensThatCarryTheStoredRoles() async throws {
