@@ -36,9 +36,12 @@ run: build
 	@echo
 	@$(SIDECARS) && exec $$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
 
+# scripts/readme-example.sh builds README.md's client example in a package of its own, as a user
+# would; ReadmeExampleTests runs it against a bus.
 test:
 	@scripts/ensure-deps.sh
 	swift build --build-tests
+	scripts/readme-example.sh
 	@$(SIDECARS) && swift test --skip-build
 
 # A longer fuzz run than the one in `make test`: 5,000,000 mutated frames and 100,000 mutated
