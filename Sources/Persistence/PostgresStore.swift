@@ -220,8 +220,7 @@ public final class PostgresStore: Sendable {
     // MARK: - The store's thread
 
     private func run() {
-        var connection: PostgresConnection?
-        var reconnect = Reconnect()
+        var link = SidecarLink<PostgresConnection>(name: "PostgreSQL", meanwhile: "writes are spooled")
         var lastSweep: UInt64 = 0
         while true {
             worker.sleep(seconds: 0.25)
@@ -234,18 +233,19 @@ public final class PostgresStore: Sendable {
                 return (writes, state.reads, state.closed && state.writes.isEmpty)
             }
             let now = MonotonicClock.nowMs()
-            if connection == nil, reconnect.isDue(now: now) {
-                connection = connect(reportFailure: reconnect.isFirstFailure)
-                reconnect.attempted(succeeded: connection != nil, now: now)
+            // The spool goes first: what it holds is older than this batch.
+            if let live = link.live(now: now, logger: logger, connect: connect)?.connection, !spool.isEmpty,
+                !replaySpool(on: live)
+            {
+                link.lost()
             }
-            if let live = connection, spool.isEmpty {
-                if !applyDirectly(writes, on: live) { connection = nil }
+            if let live = link.connection, spool.isEmpty {
+                if !applyDirectly(writes, on: live) { link.lost() }
             } else {
                 toSpool(writes)
             }
-            if let live = connection, !spool.isEmpty, !replaySpool(on: live) { connection = nil }
             for read in reads {
-                guard let live = connection, spool.isEmpty else {
+                guard let live = link.connection, spool.isEmpty else {
                     read.done(.failure(Self.unavailable("PostgreSQL is unreachable")))
                     continue
                 }
@@ -255,38 +255,27 @@ public final class PostgresStore: Sendable {
                             try live.backlog(
                                 of: read.agent, resuming: read.resuming, limit: read.limit, leaseMs: settings.leaseMs)))
                 } catch {
-                    if error.connectionLost { connection = nil }
+                    if error.connectionLost { link.lost() }
                     read.done(.failure(Self.unavailable(error.message)))
                 }
             }
-            if let live = connection, spool.isEmpty, now >= lastSweep + settings.sweepMs {
+            if let live = link.connection, spool.isEmpty, now >= lastSweep + settings.sweepMs {
                 lastSweep = now
                 do throws(SidecarError) {
                     audit(try live.expireBacklog(now: WallClock.nowMs(), leaseMs: settings.leaseMs))
                 } catch {
-                    if error.connectionLost { connection = nil }
+                    if error.connectionLost { link.lost() }
                 }
             }
-            state.withLockedValue { $0.connected = connection != nil }
-            if closed, connection == nil || spool.isEmpty { break }
+            state.withLockedValue { $0.connected = link.isConnected }
+            if closed, !link.isConnected || spool.isEmpty { break }
         }
     }
 
-    /// - Parameter reportFailure: log a failure (the first of a run of failed attempts).
-    private func connect(reportFailure: Bool) -> PostgresConnection? {
-        do throws(SidecarError) {
-            let connection = try PostgresConnection(url: settings.url)
-            try Self.checkSchema(connection)
-            logger.info("connected to PostgreSQL", metadata: ["spooled_bytes": "\(spool.pendingBytes)"])
-            return connection
-        } catch {
-            if reportFailure {
-                logger.warning(
-                    "PostgreSQL unavailable: writes are spooled until it is back",
-                    metadata: ["error": "\(error.message)"])
-            }
-            return nil
-        }
+    private func connect() throws(SidecarError) -> PostgresConnection {
+        let connection = try PostgresConnection(url: settings.url)
+        try Self.checkSchema(connection)
+        return connection
     }
 
     /// One transaction for the batch. - Returns: false if the connection was lost (the batch was spooled).
@@ -324,9 +313,8 @@ public final class PostgresStore: Sendable {
 
     private func toSpool(_ writes: [Write]) {
         guard !writes.isEmpty else { return }
-        let encoder = JSONEncoder()
         do {
-            try spool.append(writes.map { Array((try? encoder.encode($0.operation)) ?? Data()) })
+            try spool.append(json: writes.map(\.operation))
             for write in writes { write.done?(nil) }
         } catch {
             let full = error is Journal.Full
@@ -340,27 +328,27 @@ public final class PostgresStore: Sendable {
     /// Applies the spool in order, a batch per transaction, committing the spool only past what
     /// PostgreSQL took. - Returns: false if PostgreSQL was lost or refused for now (try later).
     private func replaySpool(on connection: PostgresConnection) -> Bool {
-        let decoder = JSONDecoder()
-        while true {
-            let records = spool.read(from: spool.committed, maxBytes: 4 << 20)
-            guard let last = records.last else { return true }
-            let operations = records.map { try? decoder.decode(StoreOperation.self, from: Data($0.record)) }
+        var failed = false
+        let emptied = spool.replay(StoreOperation.self) { records in
             do throws(SidecarError) {
-                audit(try connection.apply(operations.compactMap { $0 }, now: WallClock.nowMs(), replaying: true))
-                spool.commit(through: last.next)
+                audit(try connection.apply(records.compactMap(\.value), now: WallClock.nowMs(), replaying: true))
+                return records.last?.next
             } catch  where !error.isPermanent {
-                return false
+                failed = true
+                return nil
             } catch {
                 // A write PostgreSQL will never take must not hold back the rest: one by one, logging
                 // and skipping what it refuses for good, stopping (and keeping the rest) otherwise.
-                for (record, operation) in zip(records, operations) {
+                var reached: Journal.Position?
+                for (operation, next) in records {
                     do throws(SidecarError) {
                         guard let operation else {
                             throw SidecarError(message: "unreadable", connectionLost: false, sqlState: "22000")
                         }
                         audit(try connection.apply([operation], now: WallClock.nowMs(), replaying: true))
                     } catch  where !error.isPermanent {
-                        return false
+                        failed = true
+                        return reached
                     } catch {
                         logger.error(
                             "PostgreSQL refused a spooled write for good; skipped",
@@ -368,10 +356,12 @@ public final class PostgresStore: Sendable {
                                 "operation": "\(operation.map { "\($0)" } ?? "unreadable")", "error": "\(error)",
                             ])
                     }
-                    spool.commit(through: record.next)
+                    reached = next
                 }
+                return reached
             }
-            if spool.isEmpty { logger.info("spool applied to PostgreSQL") }
         }
+        if emptied { logger.info("spool applied to PostgreSQL") }
+        return !failed
     }
 }

@@ -184,8 +184,7 @@ public final class RedisState: Sendable {
     // MARK: - The Redis thread
 
     private func run() {
-        var connection: RedisConnection?
-        var reconnect = Reconnect()
+        var link = SidecarLink<RedisConnection>(name: "Redis", meanwhile: "idempotency keys are spooled")
         var lastRefresh: UInt64 = 0
         while true {
             worker.sleep(seconds: 0.25)
@@ -194,15 +193,6 @@ public final class RedisState: Sendable {
                 return (state.writes, state.closed)
             }
             let now = MonotonicClock.nowMs()
-            if connection == nil, reconnect.isDue(now: now) {
-                connection = try? RedisConnection(url: settings.url)
-                if connection == nil, reconnect.isFirstFailure {
-                    logger.warning("Redis unavailable: idempotency keys are spooled")
-                }
-                if connection != nil { logger.info("connected to Redis") }
-                reconnect.attempted(succeeded: connection != nil, now: now)
-                lastRefresh = 0
-            }
             var commands: [[String]] = []
             var spooled: [[String]] = []
             for write in writes {
@@ -214,7 +204,12 @@ public final class RedisState: Sendable {
                 case .progress(let progress): commands += progress
                 }
             }
-            if let live = connection {
+            let connected = link.live(now: now, logger: logger) { () throws(SidecarError) in
+                try RedisConnection(url: settings.url)
+            }
+            if let connected {
+                let live = connected.connection
+                if connected.isNew { lastRefresh = 0 }
                 do throws(SidecarError) {
                     try replaySpool(on: live)
                     if !spooled.isEmpty || !commands.isEmpty {
@@ -236,13 +231,13 @@ public final class RedisState: Sendable {
                     }
                 } catch {
                     logger.warning("lost Redis: idempotency keys are spooled", metadata: ["error": "\(error.message)"])
-                    connection = nil
+                    link.lost()
                     toSpool(spooled)  // replayed whole when Redis is back: SET is idempotent
                 }
             } else {
                 toSpool(spooled)
             }
-            state.withLockedValue { $0.connected = connection != nil }
+            state.withLockedValue { $0.connected = link.isConnected }
             if closed { break }
         }
     }
@@ -250,7 +245,7 @@ public final class RedisState: Sendable {
     private func toSpool(_ commands: [[String]]) {
         guard !commands.isEmpty else { return }
         do {
-            try spool.append(commands.map { Array((try? JSONEncoder().encode($0)) ?? Data()) })
+            try spool.append(json: commands)
         } catch {
             state.withLockedValue { $0.dropped += commands.count }
             logger.error("Redis spool full: idempotency keys dropped", metadata: ["count": "\(commands.count)"])
@@ -258,12 +253,16 @@ public final class RedisState: Sendable {
     }
 
     private func replaySpool(on connection: RedisConnection) throws(SidecarError) {
-        while true {
-            let records = spool.read(from: spool.committed)
-            guard let last = records.last else { return }
-            _ = try connection.pipeline(
-                records.compactMap { try? JSONDecoder().decode([String].self, from: Data($0.record)) })
-            spool.commit(through: last.next)
+        var failure: SidecarError?
+        _ = spool.replay([String].self) { records in
+            do throws(SidecarError) {
+                _ = try connection.pipeline(records.compactMap(\.value))
+                return records.last?.next
+            } catch {
+                failure = error
+                return nil
+            }
         }
+        if let failure { throw failure }
     }
 }
