@@ -139,7 +139,8 @@ extension AgentSession {
                 guard session.state != .closed else {
                     return session.supervisor.streams.park(spool, chain: ready, now: MonotonicClock.nowMs())
                 }
-                guard let held = session.uploads[resume.streamID]?.held, session.uploads[resume.streamID]?.spool === spool
+                guard let held = session.uploads[resume.streamID]?.held,
+                    session.uploads[resume.streamID]?.spool === spool
                 else { return }  // aborted meanwhile
                 session.uploads[resume.streamID]?.held = nil
                 session.writeStatus(spool, ref: resume.ref)

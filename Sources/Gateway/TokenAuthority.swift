@@ -104,7 +104,8 @@ public struct TokenAuthority: Sendable {
             let fields = try? JSONSerialization.jsonObject(with: header) as? [String: Any]
         else { throw TokenRefusal(.malformed, "not a JWS in compact form") }
         guard let algorithm = fields["alg"] as? String, algorithm == "HS256" else {
-            throw TokenRefusal(.algorithm, "the header's alg is \(fields["alg"].map { "'\($0)'" } ?? "missing"), not HS256")
+            throw TokenRefusal(
+                .algorithm, "the header's alg is \(fields["alg"].map { "'\($0)'" } ?? "missing"), not HS256")
         }
     }
 
@@ -115,15 +116,17 @@ public struct TokenAuthority: Sendable {
         now: Date = Date()
     ) async throws -> (token: String, jti: String) {
         let jti = UUID().uuidString
-        // NumericDate claims are whole seconds, as conventional JWTs carry them.
-        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        // NumericDate claims are whole seconds, as conventional JWTs carry them: issued at the second
+        // begun, expiring at the second after the lifetime ends (never sooner than asked).
         let lifetime = ttl ?? (kind == .access ? settings.accessTTL : settings.refreshTTL)
+        let expiry = Date(timeIntervalSince1970: (now.timeIntervalSince1970 + lifetime).rounded(.up))
+        let now = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let token = try await keys.sign(
             AgentClaims(
                 sub: SubjectClaim(value: identity.agentID), tenant: identity.tenant, roles: identity.roles,
                 jti: IDClaim(value: jti), iss: IssuerClaim(value: settings.issuer),
                 aud: AudienceClaim(value: [settings.audience]),
-                exp: ExpirationClaim(value: now.addingTimeInterval(lifetime)),
+                exp: ExpirationClaim(value: expiry),
                 nbf: NotBeforeClaim(value: now), iat: IssuedAtClaim(value: now), typ: kind.rawValue, fam: family))
         return (token, jti)
     }

@@ -62,7 +62,8 @@ final class KafkaProducer {
         for (name, value) in settings
         where rd_kafka_conf_set(configuration, name, value, &error, error.count) != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(configuration)
-            throw SidecarError(message: "librdkafka setting \(name): \(String(nulTerminated: error))", connectionLost: false)
+            throw SidecarError(
+                message: "librdkafka setting \(name): \(String(nulTerminated: error))", connectionLost: false)
         }
         callbacks = Callbacks(delivered: delivered, log: log)
         rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(callbacks).toOpaque())
@@ -85,7 +86,8 @@ final class KafkaProducer {
         }
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &error, error.count) else {
             rd_kafka_conf_destroy(configuration)  // taken over only on success
-            throw SidecarError(message: "cannot create a Kafka producer: \(String(nulTerminated: error))", connectionLost: false)
+            throw SidecarError(
+                message: "cannot create a Kafka producer: \(String(nulTerminated: error))", connectionLost: false)
         }
         self.handle = handle
     }

@@ -49,7 +49,8 @@ import Testing
                 output.text.contains("translated: bonjour means hello")
             }
             // It serves `summarize`, and prints what comes on its topic.
-            let answer = try await bob.request(.capability("summarize"), ByteBuffer(string: "the news"), timeoutMs: 5_000)
+            let answer = try await bob.request(
+                .capability("summarize"), ByteBuffer(string: "the news"), timeoutMs: 5_000)
             #expect(answer.text == "summary of the news")
             _ = try await bob.publish(topic: "orders.eu.created", ByteBuffer(string: "order 7"))
             try await Sidecars.eventually("the example to print the order") { output.text.contains("bob order 7") }

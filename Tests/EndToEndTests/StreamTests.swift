@@ -78,7 +78,8 @@ import Testing
                         ref: 1, streamID: "s1", target: .agent("bob"), totalSize: 10, chunkSize: 5,
                         sha256: Array(SHA256.hash(data: Data(payload.readableBytesView))))))
             guard case .streamStatus = try await alice.read() else { Issue.record("expected STREAM_STATUS"); return }
-            try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: payload.getSlice(at: 0, length: 5)!)))
+            try await alice.send(
+                .streamChunk(StreamChunk(streamID: "s1", index: 0, data: payload.getSlice(at: 0, length: 5)!)))
             guard case .streamStatus(let stored) = try await alice.read(), stored.nextIndex == 1 else {
                 Issue.record("expected chunk 0 stored"); return
             }

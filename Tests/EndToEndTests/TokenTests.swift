@@ -47,7 +47,10 @@ import Testing
                     "(audience)",
                     try await TokenAuthority(secret: secret, settings: otherAudience).issue(Self.alice, ttl: 60)
                 ),
-                ("(issuer)", try await TokenAuthority(secret: secret, settings: otherIssuer).issue(Self.alice, ttl: 60)),
+                (
+                    "(issuer)",
+                    try await TokenAuthority(secret: secret, settings: otherIssuer).issue(Self.alice, ttl: 60)
+                ),
                 (
                     "(wrong_kind): a refresh token where a access token goes",
                     try await authority.issue(Self.alice, kind: .refresh).token
@@ -222,7 +225,8 @@ import Testing
     /// `token`'s claims under `header`, signed with HMAC-SHA256 and `secret` over the new header.
     static func resigned(_ token: String, header: String, secret: String) -> String {
         let signingInput = "\(base64URL(Data(header.utf8))).\(token.split(separator: ".")[1])"
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(signingInput.utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: Data(signingInput.utf8), using: SymmetricKey(data: Data(secret.utf8)))
         return "\(signingInput).\(base64URL(Data(mac)))"
     }
 
