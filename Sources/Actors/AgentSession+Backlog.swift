@@ -47,10 +47,17 @@ extension AgentSession {
         // A closed session leaves what it fetched in the store, handed out: the next one resumes it.
         guard state == .active else { return }
         switch result {
-        case .success(let messages):
+        case .success(let page):
             backlog.resumed = backlog.resumed || resuming
+            backlog.more = backlog.more || page.count == limit
+            // Handed out as often as allowed already (by buses that died before it was settled):
+            // dead-lettered, not delivered once more.
+            let maxAttempts = configuration.maxDeliveryAttempts
+            for spent in page where spent.attempts >= maxAttempts {
+                supervisor.deadLetter(.message(Message(spent)), to: identity.key, reason: .unavailable)
+            }
+            let messages = page.filter { $0.attempts < maxAttempts }
             backlog.held += messages.count
-            backlog.more = backlog.more || messages.count == limit
             // The last page is in the mailbox, ahead of anything sent from now on.
             if !backlog.more { readingBacklog.store(false, ordering: .relaxed) }
             if messages.isEmpty {

@@ -168,6 +168,33 @@ extension SidecarTests {
             await observer.close()
         }
 
+        /// A stored message already handed out as often as allowed (by buses killed before it was
+        /// settled) is dead-lettered when read back, not delivered once more.
+        @Test func aStoredMessageOutOfAttemptsIsDeadLetteredWhenReadBack() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars { bus in
+                try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                let alice = try await bus.client("alice", tenant: tenant)
+                #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "poison")).outcome == .queued)
+                #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "fine")).outcome == .queued)
+                _ = try Sidecars.query(
+                    """
+                    UPDATE messages SET status = 'delivered', attempts = 5
+                    WHERE id = (SELECT min(id) FROM messages WHERE tenant_id = $1)
+                    """, [tenant])
+                let bob = try await bus.client("bob", tenant: tenant)
+                var inbox = bob.deliveries.makeAsyncIterator()
+                #expect(try await inbox.take().text == "fine", "the spent message is not delivered")
+                let letter = await bus.audit.first { $0.kind == "message.dead_lettered" && $0.tenant == tenant }
+                #expect(letter.detail["reason"] == "unavailable" && letter.detail["attempts"] == "5")
+                try await Sidecars.eventually("the dead letter to be stored") {
+                    try Self.statuses(tenant).first == "dead_lettered"
+                }
+                await alice.close()
+                await bob.close()
+            }
+        }
+
         /// The statuses of the tenant's stored messages, oldest first.
         static func statuses(_ tenant: String) throws -> [String] {
             let rows = try Sidecars.query("SELECT status FROM messages WHERE tenant_id = $1 ORDER BY id", [tenant])
