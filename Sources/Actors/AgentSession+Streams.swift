@@ -141,7 +141,10 @@ extension AgentSession {
                 }
                 guard let held = session.uploads[resume.streamID]?.held,
                     session.uploads[resume.streamID]?.spool === spool
-                else { return }  // aborted meanwhile
+                else {
+                    return session.fail(
+                        resume.ref, BusError(.unknownStream, "stream \(resume.streamID) was aborted before it resumed"))
+                }
                 session.uploads[resume.streamID]?.held = nil
                 session.writeStatus(spool, ref: resume.ref)
                 for frame in held {
@@ -156,11 +159,20 @@ extension AgentSession {
         }
     }
 
+    /// Drops an upload (a STREAM_ABORT either way); a STREAM_END held behind its resume is answered
+    /// ERROR `unknown_stream`, and so is the resume itself when its answer comes.
+    func discardUpload(_ streamID: String) {
+        for case .streamEnd(let end) in uploads[streamID]?.held ?? [] {
+            fail(end.ref, BusError(.unknownStream, "stream \(streamID) was aborted"))
+        }
+        uploads[streamID] = nil
+    }
+
     /// Keeps a frame of an upload whose resume is not answered yet; too many abort the upload
     /// (STREAM_ABORT `overloaded`), as chunks in flight are bounded.
     private func hold(_ frame: Frame, of streamID: String) {
         guard var held = uploads[streamID]?.held, held.count < Int(Limits.maxChunksInFlight) else {
-            uploads[streamID] = nil
+            discardUpload(streamID)
             return write(
                 .streamAbort(
                     StreamAbort(

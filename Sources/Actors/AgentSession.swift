@@ -148,7 +148,7 @@ public actor AgentSession {
         case .streamChunk(let chunk): handleStreamChunk(chunk)
         case .streamEnd(let end): handleStreamEnd(end)
         case .streamResume(let resume): handleStreamResume(resume)
-        case .streamAbort(let abort): uploads[abort.streamID] = nil
+        case .streamAbort(let abort): discardUpload(abort.streamID)
         case .streamStatus(let status): handleDownloadResume(status)
         default:
             break  // server frames, refused above

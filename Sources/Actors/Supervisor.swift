@@ -247,9 +247,9 @@ public actor Supervisor {
                         attempts: message.attempts),
                     reason: reason)
             }
-            record(
-                "message.dead_lettered", tenant: key.tenant, agentID: key.agentID,
-                ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"])
+            var detail = ["from": message.from, "reason": reason.name, "attempts": "\(message.attempts)"]
+            if message.storedID != 0 { detail["message"] = "\(message.storedID)" }
+            record("message.dead_lettered", tenant: key.tenant, agentID: key.agentID, detail)
         case .stream(let stream):
             record(
                 "stream.dead_lettered", tenant: key.tenant, agentID: key.agentID,

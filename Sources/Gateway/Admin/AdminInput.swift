@@ -116,7 +116,7 @@ enum AdminCheck {
     }
 
     /// A path parameter that must be there (the router matched it), percent-decoded (RFC 3986):
-    /// identifiers may hold `#`, `%`, `?` and `/`, which a path carries only encoded.
+    /// identifiers may hold `#`, `%` and `?`, which a path carries only encoded.
     static func parameter(_ name: String, _ context: AdminContext) throws(AdminError) -> String {
         guard let decoded = percentDecoded(context.parameters.get(name) ?? "") else {
             throw AdminError(.invalidArgument, "not valid percent-encoding", field: name)
