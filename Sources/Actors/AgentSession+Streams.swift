@@ -116,7 +116,12 @@ extension AgentSession {
             // Resumed already, perhaps not answered yet: answer after the first answer.
             return upload.chain.whenComplete { [self] _ in
                 assumeIsolated { session in
-                    session.writeStatus(upload.spool, ref: resume.ref)
+                    guard session.state != .closed else { return }
+                    if session.uploads[resume.streamID]?.spool === upload.spool {
+                        session.writeStatus(upload.spool, ref: resume.ref)
+                    } else {
+                        session.fail(resume.ref, BusError(.unknownStream, "stream \(resume.streamID) was aborted"))
+                    }
                     session.flush()
                 }
             }
@@ -136,14 +141,14 @@ extension AgentSession {
         uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready, held: [])
         ready.whenComplete { [self] _ in
             assumeIsolated { session in
-                guard session.state != .closed else {
-                    return session.supervisor.streams.park(spool, chain: ready, now: MonotonicClock.nowMs())
-                }
+                // A session that closed meanwhile parked the upload again (unless it was aborted).
+                guard session.state != .closed else { return }
                 guard let held = session.uploads[resume.streamID]?.held,
                     session.uploads[resume.streamID]?.spool === spool
                 else {
-                    return session.fail(
+                    session.fail(
                         resume.ref, BusError(.unknownStream, "stream \(resume.streamID) was aborted before it resumed"))
+                    return session.flush()
                 }
                 session.uploads[resume.streamID]?.held = nil
                 session.writeStatus(spool, ref: resume.ref)

@@ -189,7 +189,8 @@ public actor AgentSession {
             forgetIdempotencyKey(pending.idempotencyKey)
         }
         let now = MonotonicClock.nowMs()
-        for upload in uploads.values.sorted(by: { $0.spool.sequence < $1.spool.sequence }) where upload.held == nil {
+        // An upload still waiting for its resume parks with that wait as its chain; held frames go.
+        for upload in uploads.values.sorted(by: { $0.spool.sequence < $1.spool.sequence }) {
             supervisor.streams.park(upload.spool, chain: upload.chain, now: now)
         }
         uploads.removeAll()
