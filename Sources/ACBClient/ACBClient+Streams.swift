@@ -5,7 +5,7 @@ public import NIOCore
 
 /// A stream delivered to this agent: verified against its SHA-256 and written to ``path``.
 /// The file is the application's to move or delete.
-public struct IncomingStream: Acknowledgeable {
+public struct IncomingStream: Acknowledgeable, HandedOut {
     public var deliveryID: UInt64
     public var from: String
     public var streamID: String
@@ -14,6 +14,8 @@ public struct IncomingStream: Acknowledgeable {
     let connection: ClientConnection
 
     public func ack() { connection.done(deliveryID) }
+
+    func handedOut() { connection.handedOut(deliveryID) }
 }
 
 /// Where an upload's bytes come from: read in chunks, never loaded whole.

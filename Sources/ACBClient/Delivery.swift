@@ -28,7 +28,7 @@ public struct Delivery: Sendable {
     /// Tells the bus this delivery is handled.
     public func ack() { connection.done(frame.deliveryID) }
 
-    public func handedOut() { connection.handedOut(frame.deliveryID) }
+    func handedOut() { connection.handedOut(frame.deliveryID) }
 
     /// Asks the bus to deliver it again later (it is dead-lettered after the last attempt).
     public func nack() { connection.nack(frame.deliveryID) }
@@ -47,7 +47,7 @@ public struct Deliveries<Element: Acknowledgeable>: AsyncSequence, Sendable {
         public mutating func next() async -> Element? {
             previous?.ack()
             previous = await base.next()
-            previous?.handedOut()
+            (previous as? any HandedOut)?.handedOut()
             return previous
         }
     }
@@ -60,15 +60,15 @@ public struct Deliveries<Element: Acknowledgeable>: AsyncSequence, Sendable {
 /// Something delivered that must be acknowledged.
 public protocol Acknowledgeable: Sendable {
     func ack()
-    /// The sequence handed it to the application: ``ACBClient/close()`` acknowledges it.
+}
+
+/// Something ``Deliveries`` hands to the application, which ``ACBClient/close()`` then acknowledges.
+protocol HandedOut {
+    /// Called as the sequence hands it out.
     func handedOut()
 }
 
-extension Acknowledgeable {
-    public func handedOut() {}
-}
-
-extension Delivery: Acknowledgeable {}
+extension Delivery: Acknowledgeable, HandedOut {}
 
 /// The answer to a request: the responder, its status and its payload.
 public struct RequestResult: Sendable {

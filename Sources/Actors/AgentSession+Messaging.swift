@@ -128,13 +128,8 @@ extension AgentSession {
         case .agent:
             let key = AgentKey(tenant: identity.tenant, agentID: target.name)
             if let session = supervisor.routing.session(for: key) { return session }
-            if supervisor.registry.isRegistered(key) { throw BusError(.offline, "\(target.name) is offline") }
-            // Not read from the store yet: the agent may exist, so nothing permanent is said.
-            guard supervisor.registry.isComplete else {
-                throw BusError(
-                    .storageUnavailable, "the registry is not read from storage yet; try again", retryAfterMs: 1_000)
-            }
-            throw BusError(.unknownAgent, "no agent \(target.name) in this tenant")
+            throw supervisor.registry.isRegistered(key)
+                ? BusError(.offline, "\(target.name) is offline") : supervisor.unknown(key)
         case .capability:
             guard
                 let session = supervisor.routing.leastLoaded(

@@ -13,6 +13,8 @@ public final class Registry: Sendable {
         var entries: [AgentKey: AgentDescription] = [:]
         /// Changes since start: a snapshot taken at one version need not be written again.
         var version: UInt64 = 0
+        /// Entries from the local snapshot not registered again since: the store's word replaces them.
+        var provisional: Set<AgentKey> = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -30,14 +32,52 @@ public final class Registry: Sendable {
     func register(_ key: AgentKey, _ description: AgentDescription) -> Bool {
         state.withLockedValue { state in
             state.version += 1
+            state.provisional.remove(key)
             return state.entries.updateValue(description, forKey: key) == nil
         }
+    }
+
+    /// Adds the entries of the local snapshot that are not registered, as provisional.
+    func restoreProvisional(_ agents: [(AgentKey, AgentDescription)]) {
+        state.withLockedValue { state in
+            for (key, description) in agents where state.entries[key] == nil {
+                state.entries[key] = description
+                state.provisional.insert(key)
+            }
+            state.version += 1
+        }
+    }
+
+    /// Takes the store's registry: it replaces every provisional entry (those the store lacks go),
+    /// adds what is missing, and the registry is complete.
+    /// - Returns: the agents whose description changed or went (nil), for the routing table.
+    func restoreFromStore(_ agents: [(AgentKey, AgentDescription)]) -> [(AgentKey, AgentDescription?)] {
+        let changed = state.withLockedValue { state in
+            var changed: [(AgentKey, AgentDescription?)] = []
+            var stored = Set<AgentKey>()
+            for (key, description) in agents {
+                stored.insert(key)
+                guard state.entries[key] == nil || state.provisional.contains(key) else { continue }
+                state.entries[key] = description
+                changed.append((key, description))
+            }
+            for key in state.provisional.subtracting(stored) {
+                state.entries[key] = nil
+                changed.append((key, nil))
+            }
+            state.provisional.removeAll()
+            state.version += 1
+            return changed
+        }
+        markComplete()
+        return changed
     }
 
     /// Removes an agent. - Returns: whether it was registered.
     func unregister(_ key: AgentKey) -> Bool {
         state.withLockedValue { state in
             guard state.entries.removeValue(forKey: key) != nil else { return false }
+            state.provisional.remove(key)
             state.version += 1
             return true
         }

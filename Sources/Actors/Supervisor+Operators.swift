@@ -32,7 +32,7 @@ extension Supervisor {
     /// Removes `key` from the registry (UNREGISTER); audited as `agent.unregistered`.
     /// - Throws: ``ErrorCode/unknownAgent`` when it is not registered.
     public nonisolated func unregister(_ key: AgentKey, by: String? = nil) throws(BusError) {
-        guard registry.unregister(key) else { throw BusError(.unknownAgent, "\(key.agentID) is not registered") }
+        guard registry.unregister(key) else { throw unknown(key) }
         routing.setCapabilities([], for: key)
         store?.saveAgent(key, nil)
         record("agent.unregistered", tenant: key.tenant, agentID: key.agentID, by.details())
@@ -67,7 +67,7 @@ extension Supervisor {
             throw BusError(
                 .tooLarge, "payload of \(payload.count) bytes exceeds \(configuration.limits.maxInlinePayload)")
         }
-        guard knows(to) else { throw BusError(.unknownAgent, "no agent \(to.agentID) in tenant \(to.tenant)") }
+        guard knows(to) else { throw unknown(to) }
         let message = storedMessage(to: to, from: from, payload: payload)
         let error: BusError? = await withCheckedContinuation { done in
             enqueueStored(message) { done.resume(returning: $0) }
@@ -79,6 +79,14 @@ extension Supervisor {
     /// Whether `key` is registered or online: whether a message for it can be stored.
     public nonisolated func knows(_ key: AgentKey) -> Bool {
         registry.isRegistered(key) || routing.session(for: key) != nil
+    }
+
+    /// The refusal for an agent the registry lacks: `unknown_agent`, or, while the registry is not
+    /// read from storage yet (it may exist), the retryable `storage_unavailable`.
+    public nonisolated func unknown(_ key: AgentKey) -> BusError {
+        registry.isComplete
+            ? BusError(.unknownAgent, "no agent \(key.agentID) in tenant \(key.tenant)")
+            : BusError(.storageUnavailable, "the registry is not read from storage yet; try again", retryAfterMs: 1_000)
     }
 
     /// A message that operators stored directly (a replayed dead letter, under ``nextMessageID()``):

@@ -33,8 +33,9 @@ public actor Supervisor {
     private let shuttingDown = Atomic<Bool>(false)
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
     private let lastMessageID = NIOLockedValueBox<UInt64>(0)
-    /// The registry version the snapshot file holds, and whether a write is under way.
-    private let snapshotSaving = NIOLockedValueBox((version: UInt64(0), busy: false))
+    /// The registry version the snapshot file holds, whether a write is under way, and whether
+    /// the last one failed.
+    private let snapshotSaving = NIOLockedValueBox((version: UInt64(0), busy: false, failing: false))
 
     /// Whether ``shutdown(drainTimeout:)`` has begun.
     public nonisolated var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
@@ -138,8 +139,9 @@ public actor Supervisor {
     /// description), which is then complete, and the last stored message id, which new ids stay
     /// above even if the clock went back.
     public nonisolated func restore(agents: [(AgentKey, AgentDescription)], lastMessageID: UInt64) {
-        restore(agents)
-        registry.markComplete()
+        for (key, description) in registry.restoreFromStore(agents) {
+            routing.setCapabilities(description?.capabilities ?? [], for: key)
+        }
         self.lastMessageID.withLockedValue { $0 = max($0, lastMessageID) }
     }
 
@@ -150,39 +152,51 @@ public actor Supervisor {
     public nonisolated func restoreSnapshot() throws -> Int {
         guard let path = configuration.registrySnapshotPath else { return 0 }
         let agents = try RegistrySnapshot.read(from: path)
-        restore(agents)
+        registry.restoreProvisional(agents)
+        for (key, description) in agents { routing.setCapabilities(description.capabilities, for: key) }
         return agents.count
     }
 
-    private nonisolated func restore(_ agents: [(AgentKey, AgentDescription)]) {
-        for (key, description) in agents where !registry.isRegistered(key) {
-            registry.register(key, description)
-            routing.setCapabilities(description.capabilities, for: key)
-        }
-    }
-
-    /// Writes the registry's snapshot on the thread pool if it changed since the last one written.
+    /// Writes the registry's snapshot on the thread pool if it changed since the last one written
+    /// and no write is under way (writes never overlap, so an older one cannot land last).
     private nonisolated func saveSnapshotIfChanged() {
-        guard let path = configuration.registrySnapshotPath else { return }
-        let (agents, version) = registry.snapshot()
+        guard configuration.registrySnapshotPath != nil else { return }
+        let version = registry.snapshot().version
         let due = snapshotSaving.withLockedValue { saving in
             guard !saving.busy, saving.version != version else { return false }
             saving.busy = true
             return true
         }
         guard due else { return }
-        threadPool.submit { [self] _ in
-            var written = false
-            do {
-                try RegistrySnapshot(agents).write(to: path)
-                written = true
-            } catch {
-                logger.error("cannot write the registry snapshot", metadata: ["path": "\(path)", "error": "\(error)"])
+        threadPool.submit { [self] state in
+            guard state == .active else {
+                return snapshotSaving.withLockedValue { $0.busy = false }
             }
-            snapshotSaving.withLockedValue { saving in
+            writeSnapshot()
+        }
+    }
+
+    /// Writes the registry's snapshot now (a blocking file write: on the thread pool). A failure is
+    /// logged once until a write succeeds again. Call with the `busy` flag taken; it clears it.
+    private nonisolated func writeSnapshot() {
+        guard let path = configuration.registrySnapshotPath else { return }
+        let (agents, version) = registry.snapshot()
+        var error: (any Error)?
+        do {
+            try RegistrySnapshot(agents).write(to: path)
+        } catch let failure {
+            error = failure
+        }
+        let report = snapshotSaving.withLockedValue { saving in
+            defer {
                 saving.busy = false
-                if written { saving.version = version }
+                saving.failing = error != nil
+                if error == nil { saving.version = version }
             }
+            return error != nil && !saving.failing
+        }
+        if report, let error {
+            logger.error("cannot write the registry snapshot", metadata: ["path": "\(path)", "error": "\(error)"])
         }
     }
 
@@ -279,9 +293,15 @@ public actor Supervisor {
         // The writers' last flushes block: on the thread pool, not the cooperative pool. The store
         // goes first, since its final batches still produce audit events.
         let (store, shared, audit) = (store, shared, audit)
-        let (path, agents) = (configuration.registrySnapshotPath, registry.snapshot().agents)
-        try? await threadPool.runIfActive {
-            if let path { try? RegistrySnapshot(agents).write(to: path) }
+        // The last snapshot, once a housekeeping write under way is done (housekeeping has stopped).
+        while snapshotSaving.withLockedValue({ saving in
+            defer { saving.busy = true }
+            return saving.busy
+        }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        try? await threadPool.runIfActive { [self] in
+            writeSnapshot()
             store?.close()
             shared?.close()
             audit.close()

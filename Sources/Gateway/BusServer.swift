@@ -94,7 +94,7 @@ public struct BusServer: Sendable {
             } catch {
                 logger.error("cannot read the registry's local snapshot", metadata: ["error": "\(error)"])
             }
-            restoreWhenReachable(url, into: supervisor, logger: logger)
+            restoreWhenReachable(url, after: store, into: supervisor, logger: logger)
         }
         if let url = configuration.redisURL {
             do {
@@ -147,12 +147,17 @@ public struct BusServer: Sendable {
     }
 
     /// Reads the store's snapshot on a thread of its own, once a second until PostgreSQL answers
-    /// (blocking libpq calls stay off the event loops and the cooperative pool).
-    private static func restoreWhenReachable(_ url: String, into supervisor: Supervisor, logger: Logger) {
+    /// and `store` has applied its spool (so unregistrations made meanwhile are in it); blocking
+    /// libpq calls stay off the event loops and the cooperative pool.
+    private static func restoreWhenReachable(
+        _ url: String, after store: PostgresStore?, into supervisor: Supervisor, logger: Logger
+    ) {
         Thread.detachNewThread {
             while true {
                 Thread.sleep(forTimeInterval: 1)
-                guard let snapshot = try? PostgresStore.open(url: url) else { continue }
+                guard store.map({ $0.isConnected && $0.spooledBytes == 0 }) ?? true,
+                    let snapshot = try? PostgresStore.open(url: url)
+                else { continue }
                 supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
                 logger.info("registry read from PostgreSQL", metadata: ["agents": "\(snapshot.agents.count)"])
                 return

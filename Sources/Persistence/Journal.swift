@@ -43,6 +43,8 @@ public final class Journal: Sendable {
     public let capacity: Int
     public let segmentBytes: Int
     private let tail: NIOLockedValueBox<Tail>
+    /// Held by ``commit(through:)`` alone, so two commits cannot both count the same freed bytes.
+    private let reader = NIOLock()
 
     /// Opens (creating) the journal in `directory`, repairing a record cut short by a crash.
     public init(directory: String, capacity: Int, segmentBytes: Int = 16 << 20) throws(SidecarError) {
@@ -200,6 +202,8 @@ public final class Journal: Sendable {
     /// appenders (event loops among them) never wait on it. The cursor is written first: a crash
     /// before the deletions leaves segments that the next start deletes.
     public func commit(through position: Position) {
+        reader.lock()
+        defer { reader.unlock() }
         let from = committed
         guard from < position else { return }
         Self.writeCursor(directory, position)

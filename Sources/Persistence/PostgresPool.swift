@@ -26,16 +26,26 @@ final class PostgresPool: Sendable {
         self.setup = setup
     }
 
-    /// Runs `body` on a connection of the pool.
+    /// Runs `body` on a connection of the pool. A kept connection found dead (PostgreSQL restarted,
+    /// an idle timeout) is dropped and `body` runs again on a new one: callers pass statements that
+    /// may run twice (reads, upserts).
     /// - Throws: when no connection can be opened, or `body`'s error.
     func withConnection<R>(_ body: (PostgresConnection) throws(SidecarError) -> R) throws(SidecarError) -> R {
-        let connection: PostgresConnection
-        if let reused = idle.withLock({ $0.popLast() }) {
-            connection = reused.connection
-        } else {
-            connection = try PostgresConnection(url: url)
-            if let setup { try connection.execute(setup) }
+        if let kept = idle.withLock({ $0.popLast() }) {
+            do throws(SidecarError) {
+                return try run(body, on: kept.connection)
+            } catch  where error.connectionLost {
+                // Dead while it waited: try once more on a new connection.
+            }
         }
+        let connection = try PostgresConnection(url: url)
+        if let setup { try connection.execute(setup) }
+        return try run(body, on: connection)
+    }
+
+    private func run<R>(_ body: (PostgresConnection) throws(SidecarError) -> R, on connection: PostgresConnection)
+        throws(SidecarError) -> R
+    {
         do throws(SidecarError) {
             let result = try body(connection)
             giveBack(connection)

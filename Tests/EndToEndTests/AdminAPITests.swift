@@ -85,6 +85,12 @@ extension SidecarTests {
                 #expect(refused.json["message"] is String)
                 let forged = try await http.with(token: "not.a.token").get("/api/v1/agents")
                 #expect(forged.status == 401 && forged.code == "unauthenticated")
+                // A header naming another algorithm over a good HS256 signature: refused here too.
+                let admin = try await bus.token("root", tenant: "ops", roles: ["admin"])
+                let none = TokenTests.resigned(admin, header: #"{"alg":"none"}"#, secret: TestBus.secret)
+                let unsigned = try await http.with(token: none).get("/api/v1/agents")
+                #expect(unsigned.status == 401, "\(unsigned.text)")
+                #expect((unsigned.json["message"] as? String)?.contains("(algorithm)") == true, "\(unsigned.text)")
                 let nowhere = try await http.get("/api/v1/nothing-here")
                 #expect(nowhere.status == 404 && nowhere.code == "not_found")
                 let wrongMethod = try await http.delete("/readyz")

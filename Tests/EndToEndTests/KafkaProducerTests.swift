@@ -42,6 +42,19 @@ import Testing
         #expect(logged.count <= 4, "at most one line a second: \(logged)")
     }
 
+    /// Each level has its own allowance, and lines below the logger's level do not use one up.
+    @Test func aHeldBackInfoLineDoesNotHoldBackAnError() {
+        let kept = Kept()
+        var logger = Logger(label: "rate-test") { _ in Lines(kept: kept) }
+        logger.logLevel = .info
+        let log = RateLimitedLog(logger: logger, intervalMs: 60_000)
+        log.log(level: .debug, "dropped, below the level")
+        log.log(level: .info, "first info")
+        log.log(level: .info, "held back")
+        log.log(level: .error, "an error")
+        #expect(kept.lines.withLock { $0 } == ["first info", "an error"])
+    }
+
     @Test func topicHandlesAreBounded() throws {
         let producer = try KafkaProducer(
             brokers: "127.0.0.1:1", log: RateLimitedLog(logger: Logger(label: "kafka-test")), maxTopicHandles: 2

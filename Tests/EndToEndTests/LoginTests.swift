@@ -44,6 +44,14 @@ extension SidecarTests {
             let key = AgentKey(tenant: tenant, agentID: "alice")
             for _ in 0..<5 { #expect(try store.credential(of: key) == nil) }
             #expect(store.idleConnections == 1, "five reads, one connection")
+            // The kept connection dies while it waits (PostgreSQL restarted, an idle timeout): the
+            // next read still succeeds, on a new connection.
+            _ = try Sidecars.query(
+                """
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid()
+                """)
+            #expect(try store.credential(of: key) == nil)
             try store.save(CredentialStore.Credential(secretHash: SecretHash.decoy, roles: ["agent-full"]), for: key)
             #expect(try store.credential(of: key)?.roles == ["agent-full"])
             #expect(store.idleConnections == 1)

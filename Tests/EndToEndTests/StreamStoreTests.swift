@@ -49,9 +49,23 @@ import Testing
         #expect(store.take(owner: Self.alice, streamID: "s0", now: 2_000) != nil)
     }
 
+    /// Nothing blocks where a spool file is made or dropped: the first write creates it, and the
+    /// last reference going closes and unlinks it on NIO's thread pool.
+    @Test func aSpoolFileIsMadeByItsFirstWriteAndGoesWithItsLastReference() async throws {
+        let path = NSTemporaryDirectory() + "acb-spool-\(UUID().uuidString)"
+        var file: SpoolFile? = SpoolFile(path: path)
+        #expect(!FileManager.default.fileExists(atPath: path))
+        try file?.write(ByteBuffer(string: "abc"), at: 0)
+        #expect(FileManager.default.fileExists(atPath: path))
+        file = nil
+        try await Sidecars.eventually("the file to be unlinked") { !FileManager.default.fileExists(atPath: path) }
+    }
+
     /// An upload parked by a connection whose last writes are still running (`chain`), as the
     /// bus parks one when the connection breaks.
-    static func parkUnfinished(_ payload: ByteBuffer, chunkSize: UInt32, on bus: TestBus) throws -> EventLoopPromise<Void> {
+    static func parkUnfinished(_ payload: ByteBuffer, chunkSize: UInt32, on bus: TestBus) throws -> EventLoopPromise<
+        Void
+    > {
         let supervisor = bus.server.supervisor
         let open = StreamOpen(
             ref: 1, streamID: "s1", target: .agent("bob"), totalSize: UInt64(payload.readableBytes),
@@ -60,7 +74,8 @@ import Testing
             owner: alice, open: open,
             file: SpoolFile(path: "\(supervisor.configuration.streamDirectory)/parked-\(UUID().uuidString)"),
             assembly: try StreamAssembly(
-                totalSize: open.totalSize, chunkSize: chunkSize, maxChunkSize: supervisor.configuration.limits.chunkSize,
+                totalSize: open.totalSize, chunkSize: chunkSize,
+                maxChunkSize: supervisor.configuration.limits.chunkSize,
                 maxTotalSize: supervisor.configuration.maxStreamBytes))
         let writes = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
         supervisor.streams.park(spool, chain: writes.futureResult, now: MonotonicClock.nowMs())
@@ -113,7 +128,8 @@ import Testing
             var alice = try await bus.raw()
             _ = try await alice.hello(try await bus.token("alice"))
             let chunks = (0..<17).map { index -> Frame in
-                .streamChunk(StreamChunk(streamID: "s1", index: UInt32(index), data: ByteBuffer(repeating: 7, count: 5)))
+                .streamChunk(
+                    StreamChunk(streamID: "s1", index: UInt32(index), data: ByteBuffer(repeating: 7, count: 5)))
             }
             try await Self.write([.streamResume(StreamRef(ref: 2, streamID: "s1"))] + chunks, to: alice)
             guard case .streamAbort(let abort) = try await alice.read() else { Issue.record("no ABORT"); return }

@@ -66,7 +66,7 @@ extension AdminAPI {
         }
         routes.on(.get, "/api/v1/agents/{agent_id}") { request, context in
             let key = try agentKey(request, context, try await caller(request))
-            guard let info = supervisor.agent(key) else { throw AdminError(.unknownAgent, "no agent \(key)") }
+            guard let info = supervisor.agent(key) else { throw AdminError(supervisor.unknown(key)) }
             return AdminJSON.response(AgentView(info, tenant: key.tenant))
         }
         routes.on(.put, "/api/v1/agents/{agent_id}") { request, context in
@@ -114,7 +114,7 @@ extension AdminAPI {
             guard supervisor.routing.session(for: key) != nil else {
                 throw supervisor.registry.isRegistered(key)
                     ? AdminError(.offline, "\(key.agentID) has no live session")
-                    : AdminError(.unknownAgent, "no agent \(key)")
+                    : AdminError(supervisor.unknown(key))
             }
             supervisor.disconnect(key, GoAway(code: .replaced, message: "disconnected by \(caller.key)"))
             supervisor.record(

@@ -99,10 +99,9 @@ extension AdminAPI {
                 }
                 let receiver = AgentKey(tenant: tenant, agentID: letter.to)
                 guard supervisor.knows(receiver) else {
+                    let refusal = supervisor.unknown(receiver)
                     view.failed.append(
-                        .init(
-                            deadLetterID: letter.id, code: ErrorCode.unknownAgent.name,
-                            message: "\(letter.to) is not registered"))
+                        .init(deadLetterID: letter.id, code: refusal.code.name, message: refusal.message))
                     continue
                 }
                 let messageID = supervisor.nextMessageID()
