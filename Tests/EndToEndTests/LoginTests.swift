@@ -94,9 +94,12 @@ extension SidecarTests {
                 #expect(alice.welcome?.agentID == "alice")
                 _ = await bus.audit.first { $0.kind == "security.login" && $0.agentID == "alice" }
                 // A broken connection: the client comes back with REFRESH, not the secret.
+                let cut = try alice.currentConnection()
                 alice.dropConnection()
-                // The server saw the old connection go (so the client did), then the client is back.
+                // The client saw its connection go (the server may see it first: then nextConnection
+                // could still hand back the old one), then it is back.
                 _ = await bus.audit.first { $0.kind == "session.closed" && $0.agentID == "alice" }
+                try await Sidecars.eventually("the client to see the cut") { !cut.isActive }
                 _ = try await alice.nextConnection()
                 _ = await bus.audit.first { $0.kind == "security.refresh" && $0.agentID == "alice" }
                 var inbox = alice.deliveries.makeAsyncIterator()

@@ -1,7 +1,6 @@
 import ACBClient
 import Actors
 import Bus
-import Crypto
 import Foundation
 import Gateway
 import NIOCore
@@ -59,53 +58,6 @@ import Testing
             try await alice.send(.streamResume(StreamRef(ref: 3, streamID: "s1")))
             guard case .error(let gone) = try await alice.read() else { Issue.record("expected ERROR"); return }
             #expect(gone.ref == 3 && gone.error.code == .unknownStream)
-            await bob.close()
-        }
-    }
-
-    /// Frames are handled in order: chunks and END written in one go behind STREAM_RESUME wait for
-    /// the resume's answer and are then taken (docs/protocol.md §4.20).
-    @Test func chunksPipelinedBehindAResumeAreTaken() async throws {
-        try await TestBus.with { bus in
-            let bob = try await bus.client("bob")
-            let token = try await bus.token("alice")
-            let payload = ByteBuffer(string: "abcdefghij")
-            var alice = try await bus.raw()
-            guard case .welcome(let first) = try await alice.hello(token) else { Issue.record("no WELCOME"); return }
-            try await alice.send(
-                .streamOpen(
-                    StreamOpen(
-                        ref: 1, streamID: "s1", target: .agent("bob"), totalSize: 10, chunkSize: 5,
-                        sha256: Array(SHA256.hash(data: Data(payload.readableBytesView))))))
-            guard case .streamStatus = try await alice.read() else { Issue.record("expected STREAM_STATUS"); return }
-            try await alice.send(
-                .streamChunk(StreamChunk(streamID: "s1", index: 0, data: payload.getSlice(at: 0, length: 5)!)))
-            guard case .streamStatus(let stored) = try await alice.read(), stored.nextIndex == 1 else {
-                Issue.record("expected chunk 0 stored"); return
-            }
-            await alice.close()
-            await bus.audit.first { $0.kind == "session.closed" && $0.detail["session"] == "\(first.sessionID)" }
-
-            alice = try await bus.raw()
-            _ = try await alice.hello(token)
-            var write = ByteBuffer()
-            for frame: Frame in [
-                .streamResume(StreamRef(ref: 2, streamID: "s1")),
-                .streamChunk(StreamChunk(streamID: "s1", index: 1, data: payload.getSlice(at: 5, length: 5)!)),
-                .streamEnd(StreamRef(ref: 3, streamID: "s1")),
-            ] {
-                frame.encode(into: &write)
-            }
-            try await alice.send(write)
-            guard case .streamStatus(let resumed) = try await alice.read() else { Issue.record("no answer"); return }
-            #expect(resumed.ref == 2 && resumed.nextIndex == 1)
-            var answer = try await alice.read()
-            while case .streamStatus = answer { answer = try await alice.read() }
-            #expect(answer == .ok(Ok(ref: 3, outcome: .delivered, recipients: 1)))
-            var streams = bob.streams.makeAsyncIterator()
-            let stream = try await streams.take()
-            #expect(FileManager.default.contents(atPath: stream.path) == Data("abcdefghij".utf8))
-            try? FileManager.default.removeItem(atPath: stream.path)
             await bob.close()
         }
     }
