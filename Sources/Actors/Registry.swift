@@ -87,6 +87,9 @@ public final class Registry: Sendable {
         state.withLockedValue { $0.entries[key] != nil }
     }
 
+    /// Changes since start (see ``snapshot()``).
+    var version: UInt64 { state.withLockedValue { $0.version } }
+
     /// Every registered agent, and the version they are at.
     func snapshot() -> (agents: [AgentKey: AgentDescription], version: UInt64) {
         state.withLockedValue { ($0.entries, $0.version) }

@@ -33,8 +33,11 @@ public actor Supervisor {
     private let shuttingDown = Atomic<Bool>(false)
     private let housekeeping = NIOLockedValueBox<RepeatedTask?>(nil)
     private let lastMessageID = NIOLockedValueBox<UInt64>(0)
-    /// The registry version the snapshot file holds, whether a write is under way, and whether
-    /// the last one failed.
+    /// One thread for the registry snapshot's writes, so they never overlap and an older one
+    /// cannot land after a newer one.
+    private let snapshotWriter = NIOThreadPool(numberOfThreads: 1)
+    /// The registry version the snapshot file holds, whether a write is queued, and whether the
+    /// last one failed.
     private let snapshotSaving = NIOLockedValueBox((version: UInt64(0), busy: false, failing: false))
 
     /// Whether ``shutdown(drainTimeout:)`` has begun.
@@ -75,6 +78,7 @@ public actor Supervisor {
         }
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
+        snapshotWriter.start()
     }
 
     /// Starts the periodic expiry of orphaned deliveries (dead-lettered, reason `offline`) and of
@@ -161,14 +165,14 @@ public actor Supervisor {
     /// and no write is under way (writes never overlap, so an older one cannot land last).
     private nonisolated func saveSnapshotIfChanged() {
         guard configuration.registrySnapshotPath != nil else { return }
-        let version = registry.snapshot().version
+        let version = registry.version
         let due = snapshotSaving.withLockedValue { saving in
             guard !saving.busy, saving.version != version else { return false }
             saving.busy = true
             return true
         }
         guard due else { return }
-        threadPool.submit { [self] state in
+        snapshotWriter.submit { [self] state in
             guard state == .active else {
                 return snapshotSaving.withLockedValue { $0.busy = false }
             }
@@ -176,8 +180,8 @@ public actor Supervisor {
         }
     }
 
-    /// Writes the registry's snapshot now (a blocking file write: on the thread pool). A failure is
-    /// logged once until a write succeeds again. Call with the `busy` flag taken; it clears it.
+    /// Writes the registry's snapshot now (a blocking file write: on ``snapshotWriter``, whose one
+    /// thread keeps writes in order). A failure is logged once until a write succeeds again.
     private nonisolated func writeSnapshot() {
         guard let path = configuration.registrySnapshotPath else { return }
         let (agents, version) = registry.snapshot()
@@ -293,15 +297,11 @@ public actor Supervisor {
         // The writers' last flushes block: on the thread pool, not the cooperative pool. The store
         // goes first, since its final batches still produce audit events.
         let (store, shared, audit) = (store, shared, audit)
-        // The last snapshot, once a housekeeping write under way is done (housekeeping has stopped).
-        while snapshotSaving.withLockedValue({ saving in
-            defer { saving.busy = true }
-            return saving.busy
-        }) {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        try? await threadPool.runIfActive { [self] in
-            writeSnapshot()
+        // The last snapshot, after any housekeeping write queued on the same thread (housekeeping
+        // has stopped).
+        try? await snapshotWriter.runIfActive { [self] in writeSnapshot() }
+        try? await snapshotWriter.shutdownGracefully()
+        try? await threadPool.runIfActive {
             store?.close()
             shared?.close()
             audit.close()

@@ -43,3 +43,19 @@ struct SidecarLink<Connection> {
 
     var isConnected: Bool { connection != nil }
 }
+
+/// When a writer tries a lost sidecar connection again: at once, then after 100 ms, doubling up to 5 s.
+struct Reconnect {
+    private var delayMs: UInt64 = 100
+    private var nextMs: UInt64 = 0
+
+    func isDue(now: UInt64) -> Bool { now >= nextMs }
+
+    /// Whether no attempt failed since the last success: a failure now is the first of a run (worth logging).
+    var isFirstFailure: Bool { delayMs == 100 }
+
+    mutating func attempted(succeeded: Bool, now: UInt64) {
+        delayMs = succeeded ? 100 : min(2 * delayMs, 5_000)
+        nextMs = now + delayMs
+    }
+}
