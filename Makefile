@@ -7,9 +7,9 @@ export ACB_PORT ?= 7400
 # .certs/; the demos trust that CA. (Tests make their own certificates.)
 run: export ACB_TLS_CERT ?= $(CURDIR)/.certs/server.pem
 run: export ACB_TLS_KEY ?= $(CURDIR)/.certs/server.key
-run demo demo-stream: export ACB_TLS_CA ?= $(CURDIR)/.certs/ca.pem
+run demo demo-stream demo-contexts: export ACB_TLS_CA ?= $(CURDIR)/.certs/ca.pem
 
-.PHONY: run test build down demo demo-stream bench fuzz clean
+.PHONY: run test build down demo demo-stream demo-contexts bench fuzz clean
 
 build:
 	@scripts/ensure-deps.sh
@@ -29,6 +29,7 @@ run: build
 	@echo "In another shell, from this folder:"
 	@echo "  make demo          # two agents exchange messages and a request/reply"
 	@echo "  make demo-stream   # one agent streams 100 MiB to another, with a progress line"
+	@echo "  make demo-contexts # two agents share a context, watch it field by field, and race a compare-and-swap"
 	@echo "Tokens for your own agents:"
 	@echo "  $$(swift build --show-bin-path)/acb token issue --agent NAME --tenant demo --token-secret '$(ACB_TOKEN_SECRET)'"
 	@echo "The admin REST API is on http://127.0.0.1:7401 (its documentation: /api/v1/docs; docs/admin-api.md)."
@@ -58,6 +59,9 @@ demo:
 
 demo-stream:
 	@scripts/demo.sh stream --size-mib 100
+
+demo-contexts:
+	@scripts/demo.sh contexts
 
 bench:
 	@scripts/bench.sh

@@ -8,8 +8,8 @@ public import NIOCore
 /// Commands (`send`, `request`, …) return once the bus answered them and throw ``BusError`` with the
 /// bus's code when refused. Deliveries arrive on ``deliveries`` and verified streams on ``streams``;
 /// requests go to the handler given to ``serve(_:)`` if there is one. After an unexpected disconnect
-/// the client reconnects with exponential backoff and registers and subscribes again; commands made
-/// meanwhile fail with ``ErrorCode/unavailable``.
+/// the client reconnects with exponential backoff and registers, subscribes and watches contexts
+/// again; commands made meanwhile fail with ``ErrorCode/unavailable``.
 public final class ACBClient: Sendable {
     /// A request handler: gets the request, returns the reply payload; a thrown error becomes an
     /// error reply carrying its description.
@@ -35,6 +35,8 @@ public final class ACBClient: Sendable {
     private let reconnects = AsyncStream<ClientConnection>.makeStream(bufferingPolicy: .bufferingNewest(1))
     /// Downloads broken by a lost connection, resumed when the bus delivers the same stream again.
     private let partials = PartialDownloads(capacity: 8)
+    /// Context watches, set up again on each new connection.
+    let contextWatches = ContextWatchHub()
 
     private init(configuration: ClientConfiguration) {
         self.configuration = configuration
@@ -167,6 +169,7 @@ public final class ACBClient: Sendable {
             return (link.connection, link.reconnecting)
         }
         task?.cancel()
+        contextWatches.close()
         try? await connection?.acknowledgeHandedOut().get()
         try? await connection?.channel.close()
         partials.discardAll()
@@ -240,6 +243,7 @@ public final class ACBClient: Sendable {
         for pattern in patterns {
             _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) }
         }
+        await restoreContextWatches(on: connection)
         reconnects.continuation.yield(connection)
     }
 
@@ -311,6 +315,7 @@ extension ACBClient: ClientConnectionDelegate {
     }
 
     func connectionLost(_ connection: ClientConnection, goAway: GoAway?) {
+        contextWatchesLost(connection, goAway: goAway)
         link.withLockedValue { link in
             guard link.connection === connection else { return }
             link.connection = nil

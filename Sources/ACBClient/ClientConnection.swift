@@ -11,6 +11,12 @@ protocol ClientConnectionDelegate: AnyObject, Sendable {
     func delivered(_ delivery: Delivery)
     func streamArrived(_ stream: IncomingStream)
     func connectionLost(_ connection: ClientConnection, goAway: GoAway?)
+    /// A CONTEXT_EVENT of watch `event.watch`.
+    func contextEvent(_ event: ContextEvent, on connection: ClientConnection)
+    /// CONTEXT_WATCHING, seen before the events that follow it (and before its caller hears it).
+    func watchStarted(_ watching: ContextWatching, on connection: ClientConnection)
+    /// An ERROR that answers no command: it ends the watch `ref`, if there is one.
+    func watchEnded(_ ref: UInt64, _ error: BusError, on connection: ClientConnection)
 }
 
 /// One TCP connection to the bus after a successful handshake: it matches answers to commands by
@@ -143,7 +149,7 @@ final class ClientConnection: Sendable {
     }
 
     /// Sends a command built with a fresh `ref` and waits for its answer (OK, DISCOVERED, RESPONSE,
-    /// STREAM_STATUS); an ERROR answer is thrown as its ``BusError``.
+    /// STREAM_STATUS, CONTEXT, CONTEXT_PAGE); an ERROR answer is thrown as its ``BusError``.
     func call(_ build: (UInt64) -> Frame) async throws -> Frame {
         let answer: Frame = try await withCheckedThrowingContinuation { continuation in
             let ref: UInt64? = state.withLockedValue { state in
@@ -244,7 +250,14 @@ final class ClientConnection: Sendable {
         case .ok(let ok): answer(ok.ref, frame)
         case .discovered(let page): answer(page.ref, frame)
         case .response(let response): answer(response.ref, frame)
-        case .error(let error): answer(error.ref, frame)
+        case .context(let reply): answer(reply.ref, frame)
+        case .contextPage(let page): answer(page.ref, frame)
+        case .contextWatching(let watching):
+            delegate?.watchStarted(watching, on: self)
+            answer(watching.ref, frame)
+        case .error(let error):
+            if !answer(error.ref, frame), error.ref != 0 { delegate?.watchEnded(error.ref, error.error, on: self) }
+        case .contextEvent(let event): delegate?.contextEvent(event, on: self)
         case .streamStatus(let status):
             if status.ref != 0 { answer(status.ref, frame) }
             _ = state.withLockedValue { $0.uploads[status.streamID] }?.yield(status)
@@ -280,9 +293,12 @@ final class ClientConnection: Sendable {
         delegate?.connectionLost(self, goAway: goAway)
     }
 
-    private func answer(_ ref: UInt64, _ frame: Frame) {
-        guard ref != 0, let call = state.withLockedValue({ $0.calls.removeValue(forKey: ref) }) else { return }
+    /// Hands `frame` to the call waiting for `ref`. - Returns: false if none waits.
+    @discardableResult
+    private func answer(_ ref: UInt64, _ frame: Frame) -> Bool {
+        guard ref != 0, let call = state.withLockedValue({ $0.calls.removeValue(forKey: ref) }) else { return false }
         call.resume(returning: frame)
+        return true
     }
 }
 

@@ -14,6 +14,13 @@ extension AgentSession {
         {
             deliver(envelope, now: now, clock: clock)
         }
+        while channel.isWritable, let event = mailbox.nextEvent() {
+            write(.contextEvent(event))
+        }
+        // A watch that fell behind ends after the events it was offered before.
+        for (watch, after) in mailbox.takeLagged() {
+            fail(watch, BusError(.overloaded, "watch fell behind after \(after)"))
+        }
         load.inFlight = window.count
         flush()
         if state == .draining, window.count == 0, mailbox.messageCount == 0 { channel.close(promise: nil) }

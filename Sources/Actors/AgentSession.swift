@@ -39,6 +39,8 @@ public actor AgentSession {
     public nonisolated let identity: Identity
     /// The identity's roles, parsed once: every frame is checked against them.
     nonisolated let roles: [Role]
+    /// Who the agent is to the scope of contexts.
+    nonisolated let principal: ContextPrincipal
     public nonisolated let channel: any Channel
     nonisolated let supervisor: Supervisor
     nonisolated let mailbox: Mailbox
@@ -89,11 +91,13 @@ public actor AgentSession {
         self.number = number
         self.identity = identity
         self.roles = Role.parse(identity.roles)
+        self.principal = ContextPrincipal(identity)
         self.channel = channel
         self.supervisor = supervisor
         self.mailbox = Mailbox(
             capacity: configuration.mailboxCapacity,
-            controlCapacity: 2 * Int(configuration.limits.maxPendingRequests))
+            controlCapacity: 2 * Int(configuration.limits.maxPendingRequests),
+            eventCapacity: configuration.watchQueueCapacity)
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
         self.bucket = supervisor.rateLimits?.bucket(for: identity.key, nowMs: MonotonicClock.nowMs())
@@ -150,6 +154,13 @@ public actor AgentSession {
         case .streamResume(let resume): handleStreamResume(resume)
         case .streamAbort(let abort): discardUpload(abort.streamID)
         case .streamStatus(let status): handleDownloadResume(status)
+        case .contextWrite(let write): handleContextWrite(write)
+        case .contextGet(let get): answer(get.ref) { try supervisor.contexts.get(get, by: principal) }
+        case .contextList(let list): answer(list.ref) { try supervisor.contexts.list(list, by: principal) }
+        case .contextHistory(let query): answer(query.ref) { try supervisor.contexts.history(query, by: principal) }
+        case .contextLineage(let query): answer(query.ref) { try supervisor.contexts.lineage(query, by: principal) }
+        case .contextWatch(let watch): handleContextWatch(watch)
+        case .contextUnwatch(let unwatch): handleContextUnwatch(unwatch)
         default:
             break  // server frames, refused above
         }
@@ -184,6 +195,7 @@ public actor AgentSession {
         state = .closed
         drainingFlag.store(true, ordering: .relaxed)
         ticker?.cancel()
+        supervisor.contexts.unwatchAll(self)
         for pending in requests.removeAll() {
             pending.timer?.cancel()
             forgetIdempotencyKey(pending.idempotencyKey)
@@ -311,6 +323,12 @@ extension Frame {
         case .subscribe(let f), .unsubscribe(let f): f.ref
         case .streamOpen(let f): f.ref
         case .streamEnd(let f), .streamResume(let f): f.ref
+        case .contextWrite(let f): f.ref
+        case .contextGet(let f): f.ref
+        case .contextList(let f): f.ref
+        case .contextHistory(let f), .contextLineage(let f): f.ref
+        case .contextWatch(let f): f.ref
+        case .contextUnwatch(let f): f.ref
         default: 0
         }
     }
@@ -319,6 +337,7 @@ extension Frame {
     var startsWork: Bool {
         switch self {
         case .send, .broadcast, .publish, .request, .streamOpen, .register, .subscribe: true
+        case .contextWrite, .contextGet, .contextList, .contextHistory, .contextLineage, .contextWatch: true
         default: false
         }
     }

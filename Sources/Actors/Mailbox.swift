@@ -13,6 +13,10 @@ final class Mailbox: Sendable {
         // Grown on demand: NIO's default of 16 slots would cost an idle agent about 3 KiB.
         var control = CircularBuffer<Envelope>(initialCapacity: 1)
         var messages = CircularBuffer<Envelope>(initialCapacity: 1)
+        /// Context events of the owner's watches, and watches that ended for falling behind
+        /// (watch ref, last position offered).
+        var events = CircularBuffer<ContextEvent>(initialCapacity: 1)
+        var lagged: [(watch: UInt64, after: UInt64)] = []
         var wakeScheduled = false
         /// Since when (ms) the message lane has refused offers; nil while it has room.
         var fullSince: UInt64?
@@ -22,11 +26,13 @@ final class Mailbox: Sendable {
 
     let capacity: Int
     let controlCapacity: Int
+    let eventCapacity: Int
     private let state = NIOLockedValueBox(State())
 
-    init(capacity: Int, controlCapacity: Int) {
+    init(capacity: Int, controlCapacity: Int, eventCapacity: Int) {
         self.capacity = capacity
         self.controlCapacity = controlCapacity
+        self.eventCapacity = eventCapacity
     }
 
     /// Messages waiting in the message lane.
@@ -69,6 +75,50 @@ final class Mailbox: Sendable {
         }
     }
 
+    /// Adds a context event, unless `eventCapacity` are already waiting (the watch then ends).
+    func offer(_ event: ContextEvent) -> Verdict {
+        state.withLockedValue { state in
+            guard !state.closed else { return .closed }
+            guard state.events.count < eventCapacity else { return .full }
+            state.events.append(event)
+            defer { state.wakeScheduled = true }
+            return .accepted(wake: !state.wakeScheduled)
+        }
+    }
+
+    /// Records that watch `watch` ended for falling behind. Unbounded by count, but a watch lags
+    /// once, and a session holds a bounded number of watches.
+    func lagged(watch: UInt64, after: UInt64) -> Verdict {
+        state.withLockedValue { state in
+            guard !state.closed else { return .closed }
+            state.lagged.append((watch, after))
+            defer { state.wakeScheduled = true }
+            return .accepted(wake: !state.wakeScheduled)
+        }
+    }
+
+    /// Takes the watches that ended for falling behind, once every event waiting was taken (the
+    /// events offered before a watch ended go first).
+    func takeLagged() -> [(watch: UInt64, after: UInt64)] {
+        state.withLockedValue { state in
+            guard state.events.isEmpty else { return [] }
+            defer { state.lagged.removeAll() }
+            return state.lagged
+        }
+    }
+
+    /// Takes the next context event.
+    func nextEvent() -> ContextEvent? {
+        state.withLockedValue { $0.events.popFirst() }
+    }
+
+    /// Drops the waiting events of watch `watch` (it was ended).
+    func dropEvents(of watch: UInt64) {
+        state.withLockedValue { state in
+            state.events = CircularBuffer(state.events.lazy.filter { $0.watch != watch })
+        }
+    }
+
     /// Called by the owner at the start of a drain: later offers must wake it again.
     func beginDrain() {
         state.withLockedValue { $0.wakeScheduled = false }
@@ -93,6 +143,8 @@ final class Mailbox: Sendable {
             defer {
                 state.control.removeAll()
                 state.messages.removeAll()
+                state.events.removeAll()
+                state.lagged.removeAll()
             }
             return Array(state.control) + Array(state.messages)
         }

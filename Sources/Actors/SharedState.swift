@@ -17,6 +17,10 @@ public protocol SharedState: Sendable {
     func uploadProgress(
         _ agent: AgentKey, streamID: String, chunks: UInt32, bytes: UInt64, of total: UInt64, ttlMs: UInt64)
 
+    /// Keeps `value` (a context's copy) under `acb:ctx:<tenant>/<id>` for `ttlMs` (0: no expiry),
+    /// or removes it (`value` nil). Write-behind: readers inside the bus never read it.
+    func mirrorContext(tenant: String, id: String, value: String?, ttlMs: UInt64)
+
     /// Writes out what is queued; called once, at shutdown, after the sessions closed. May block.
     func close()
 }

@@ -16,6 +16,8 @@ public actor Supervisor {
     public nonisolated let routing: RoutingTable
     public nonisolated let registry: Registry
     public nonisolated let streams: StreamStore
+    /// Contexts: their versions, watches and lineage.
+    public nonisolated let contexts: ContextService
     /// Per-agent rate limits; nil when they are off.
     nonisolated let rateLimits: RateLimits?
     public nonisolated let audit: any AuditSink
@@ -50,7 +52,8 @@ public actor Supervisor {
 
     public init(
         configuration: SupervisorConfiguration, audit: any AuditSink, store: (any MessageStore)? = nil,
-        shared: (any SharedState)? = nil, metrics: BusMetrics = BusMetrics(), logger: Logger
+        shared: (any SharedState)? = nil, contextStorage: (any ContextStorage)? = nil,
+        metrics: BusMetrics = BusMetrics(), logger: Logger
     ) throws(BusError) {
         self.configuration = configuration
         self.metrics = metrics
@@ -64,6 +67,13 @@ public actor Supervisor {
             orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
             orphanTTLMs: configuration.orphanTTLMs)
         self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
+        self.contexts = ContextService(
+            configuration: configuration, storage: contextStorage,
+            record: { kind, tenant, agentID, detail in
+                audit.record(
+                    AuditEvent(kind: kind, tenant: tenant, agentID: agentID, at: WallClock.nowMs(), detail: detail))
+            },
+            mirror: shared.map { shared -> @Sendable (ContextRecord) -> Void in { shared.mirrorContext($0) } })
         self.idempotency = NIOLockedValueBox(
             IdempotencyWindow(
                 windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity,
@@ -91,6 +101,7 @@ public actor Supervisor {
                 deadLetter(envelope, to: agent, reason: .offline)
             }
             streams.expire(now: now)
+            contexts.sweep(now: WallClock.nowMs())
             rateLimits?.forgetFull(nowMs: now)
             if let shared { shared.online(routing.all.map(\.identity.key)) }
             saveSnapshotIfChanged()
@@ -301,7 +312,9 @@ public actor Supervisor {
         // has stopped).
         try? await snapshotWriter.runIfActive { [self] in writeSnapshot() }
         try? await snapshotWriter.shutdownGracefully()
+        let contextStorage = contexts.storage
         try? await threadPool.runIfActive {
+            contextStorage?.close()
             store?.close()
             shared?.close()
             audit.close()

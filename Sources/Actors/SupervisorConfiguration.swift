@@ -50,5 +50,17 @@ public struct SupervisorConfiguration: Sendable {
     /// Housekeeping tick of the supervisor: expiry of orphaned deliveries and parked uploads.
     public var housekeepingMs: UInt64 = 1_000
 
+    /// Versions kept per context (tombstones included); older ones are compacted, and a watch
+    /// cannot resume before the oldest kept.
+    public var contextHistory = 16
+    /// Most bytes the bus keeps for contexts (bodies of kept versions, plus a fixed cost per
+    /// version); a write that would go over is refused with `overloaded`.
+    public var contextBytes = 512 << 20
+    /// Context events one session holds undelivered; a watch whose event does not fit ends (its
+    /// agent watches again from the last position it saw).
+    public var watchQueueCapacity = 4_096
+    /// Watches one session may hold.
+    public var maxWatchesPerSession = 64
+
     public init() {}
 }

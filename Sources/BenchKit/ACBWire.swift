@@ -34,7 +34,12 @@ struct ACBWire: BenchWire {
                 unacked = deliver.deliveryID
                 let reply = deliver.kind == .request ? ReplyHandle(correlationID: deliver.correlationID) : nil
                 events.append(.message(deliver.payload, reply: reply))
+            case .contextWatching(let watching):
+                subscribing.remove(watching.ref)
+                events.append(.synced)
             case .response(let response): events.append(.reply(response.payload))
+            case .context(let reply): events.append(Self.event(reply))
+            case .contextEvent(let change): events.append(Self.event(change))
             case .error(let error): events.append(.refused(error.error.code.name))
             case .goAway(let goAway): events.append(.closed(goAway.code.name))
             default: break
@@ -69,17 +74,23 @@ struct ACBWire: BenchWire {
     }
 
     mutating func subscribe(_ pattern: String, into out: inout ByteBuffer) {
-        let ref = takeRef()
-        subscribing.insert(ref)
-        Frame.subscribe(PatternCommand(ref: ref, pattern: pattern)).encode(into: &out)
+        Frame.subscribe(PatternCommand(ref: takeSetupRef(), pattern: pattern)).encode(into: &out)
     }
 
     func keepAlive(into out: inout ByteBuffer) {
         Frame.heartbeat(Heartbeat(readiness: .ready)).encode(into: &out)
     }
 
-    private mutating func takeRef() -> UInt64 {
+    mutating func takeRef() -> UInt64 {
         defer { nextRef += 1 }
         return nextRef
+    }
+
+    /// A ref for a setup command (a subscription, a context watch): its OK (CONTEXT_WATCHING) arrives
+    /// as ``WireEvent/synced``.
+    mutating func takeSetupRef() -> UInt64 {
+        let ref = takeRef()
+        subscribing.insert(ref)
+        return ref
     }
 }

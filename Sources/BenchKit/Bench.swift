@@ -28,6 +28,7 @@ public struct Bench: Sendable {
         case .idle(let agents): return try await idle(scenario, agents: agents, names: names)
         case .durable(let senders): return try await durable(scenario, senders: senders, names: names)
         case .stream(let mebibytes): return try await stream(scenario, bytes: UInt64(mebibytes) << 20, names: names)
+        case .context(let context): return try await contexts(scenario, context, names: names)
         }
     }
 

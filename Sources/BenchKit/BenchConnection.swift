@@ -10,6 +10,8 @@ protocol Outbox: AnyObject {
     func reply(_ handle: ReplyHandle, _ payload: ByteBuffer)
     func publish(topic: String, _ payload: ByteBuffer)
     func broadcast(_ payload: ByteBuffer)
+    /// A context operation; ``ContextCommand`` says how each is answered.
+    func context(_ command: ContextCommand)
     func keepAlive()
     /// How often a silent agent must call ``keepAlive()``; nil if never.
     var keepAliveInterval: TimeAmount? { get }
@@ -157,6 +159,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     func reply(_ handle: ReplyHandle, _ payload: ByteBuffer) { wire.reply(handle, payload, into: &output) }
     func publish(topic: String, _ payload: ByteBuffer) { wire.publish(topic: topic, payload, into: &output) }
     func broadcast(_ payload: ByteBuffer) { wire.broadcast(payload, into: &output) }
+    func context(_ command: ContextCommand) { wire.context(command, into: &output) }
     func keepAlive() { wire.keepAlive(into: &output) }
     var keepAliveInterval: TimeAmount? { wire.keepAliveInterval }
 

@@ -11,13 +11,18 @@ struct NATSWire: BenchWire {
     private let name: String
     private var ready = false
     private var nextSid = Sid.broadcast.rawValue + 1
+    /// The context scenarios' JetStream KV commands and inboxes.
+    private var kv: NATSKV
 
-    init(name: String, credential: String) { self.name = name }
+    init(name: String, credential: String) {
+        self.name = name
+        self.kv = NATSKV(name: name)
+    }
 
     func handshake(into out: inout ByteBuffer) {
         out.writeString(
-            #"CONNECT {"verbose":false,"pedantic":false,"echo":false,"lang":"swift","version":"1","name":""#
-                + name + "\"}\r\n")
+            #"CONNECT {"verbose":false,"pedantic":false,"echo":false,"headers":true,"lang":"swift","version":"1","#
+                + #""name":""# + name + "\"}\r\n")
         out.writeString("SUB p2p.\(name) \(Sid.direct.rawValue)\r\n")
         out.writeString("SUB _INBOX.\(name) \(Sid.inbox.rawValue)\r\n")
         out.writeString("SUB svc.\(name) \(Sid.service.rawValue)\r\n")
@@ -29,12 +34,18 @@ struct NATSWire: BenchWire {
         while let newline = input.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
             let line = input.readableBytesView[input.readerIndex..<newline]
             let lineBytes = newline - input.readerIndex + 1
-            if line.starts(with: "MSG ".utf8) {
-                let message = try Self.messageLine(line.dropFirst(4).dropLast())
+            let hasHeaders = line.starts(with: "HMSG ".utf8)
+            if hasHeaders || line.starts(with: "MSG ".utf8) {
+                let fields = line.dropFirst(hasHeaders ? 5 : 4).dropLast()
+                let message = try Self.messageLine(fields, hasHeaders: hasHeaders)
                 guard input.readableBytes >= lineBytes + message.size + 2 else { return }
                 input.moveReaderIndex(forwardBy: lineBytes)
-                let payload = input.readSlice(length: message.size)!
+                let headers = input.readSlice(length: message.headerSize)!
+                let payload = input.readSlice(length: message.size - message.headerSize)!
                 input.moveReaderIndex(forwardBy: 2)
+                if kv.take(sid: message.sid, reply: message.reply, headers: headers, payload: payload, into: &events) {
+                    continue
+                }
                 switch Sid(rawValue: message.sid) {
                 case .inbox: events.append(.reply(payload))
                 case .service:
@@ -83,13 +94,17 @@ struct NATSWire: BenchWire {
         nextSid += 1
     }
 
+    mutating func context(_ command: ContextCommand, into out: inout ByteBuffer) {
+        kv.command(command, into: &out)
+    }
+
     var keepAliveInterval: TimeAmount? { nil }
 
     func keepAlive(into out: inout ByteBuffer) {
         out.writeString("PING\r\n")
     }
 
-    private static func pub(_ subject: String, reply: String?, _ payload: ByteBuffer, into out: inout ByteBuffer) {
+    static func pub(_ subject: String, reply: String?, _ payload: ByteBuffer, into out: inout ByteBuffer) {
         out.writeString("PUB ")
         out.writeString(subject)
         if let reply {
@@ -101,14 +116,18 @@ struct NATSWire: BenchWire {
         out.writeString("\r\n")
     }
 
-    /// `subject sid [reply-to] size` of a MSG line.
-    private static func messageLine(_ line: ByteBufferView.SubSequence) throws
-        -> (sid: Int, reply: String?, size: Int)
+    /// `subject sid [reply-to] size` of a MSG line, `subject sid [reply-to] header-size size` of an
+    /// HMSG line (`size` counts the headers too; `headerSize` is 0 for MSG).
+    private static func messageLine(_ line: ByteBufferView.SubSequence, hasHeaders: Bool) throws
+        -> (sid: Int, reply: String?, headerSize: Int, size: Int)
     {
         let fields = line.split(separator: UInt8(ascii: " "))
-        guard fields.count == 3 || fields.count == 4, let sid = decimal(fields[1]), let size = decimal(fields.last!)
+        let sizes = hasHeaders ? 2 : 1
+        guard fields.count == 2 + sizes || fields.count == 3 + sizes, let sid = decimal(fields[1]),
+            let size = decimal(fields.last!), let headerSize = hasHeaders ? decimal(fields[fields.count - 2]) : 0,
+            headerSize <= size
         else { throw WireError("bad MSG line: \(String(decoding: line, as: UTF8.self))") }
-        return (sid, fields.count == 4 ? String(decoding: fields[2], as: UTF8.self) : nil, size)
+        return (sid, fields.count == 3 + sizes ? String(decoding: fields[2], as: UTF8.self) : nil, headerSize, size)
     }
 
     private static func decimal(_ digits: some Collection<UInt8>) -> Int? {

@@ -2,7 +2,7 @@ import Foundation
 
 /// The human forms of a run: a table for the terminal and BENCHMARKS.md.
 public enum Report {
-    /// One line per result, aligned, with losses and disconnects called out.
+    /// One line per result, aligned, then each result's note, with losses and disconnects called out.
     public static func table(_ run: BenchRun) -> String {
         var rows = [
             [
@@ -23,6 +23,9 @@ public enum Report {
         var text = rows.map { row in
             zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
         }.joined(separator: "\n")
+        for result in run.results {
+            if let note = result.note { text += "\n- \(result.server.rawValue) \(result.scenario): \(note)" }
+        }
         for result in run.incomplete {
             text +=
                 "\n!!! \(result.server.rawValue) \(result.scenario): \(result.problems) of \(result.expected) expected"

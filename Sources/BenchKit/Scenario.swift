@@ -19,6 +19,8 @@ public enum Scenario: Sendable, Hashable {
     /// N senders, each sending to its own registered receiver that is offline, so every message
     /// is stored durably (ACB with PostgreSQL only); the receivers then connect and drain.
     case durable(senders: Int)
+    /// ACB's contexts beside a NATS KV bucket (`ctx-put`, `ctx-get`, `ctx-watch`, `ctx-cas`).
+    case context(ContextScenario)
 
     /// The scenarios of `make bench`, in the order they run: idle agents first, so their memory is
     /// measured on a server no earlier scenario has grown.
@@ -28,9 +30,39 @@ public enum Scenario: Sendable, Hashable {
         .broadcast(receivers: 100), .connectStorm(workers: 16), .stream(mebibytes: 1_024),
     ]
 
+    /// `acb-bench --scenarios contexts`: the context scenarios, at the sizes of their targets. Not in
+    /// ``standard``: NATS needs JetStream (`nats-server -js`) for them, and committed puts mean
+    /// something only with ACB on PostgreSQL.
+    public static let contexts: [Scenario] = [
+        .context(.put(writers: 10)), .context(.get(clients: 1)), .context(.get(clients: 10)),
+        .context(.watch(watchers: 100)), .context(.cas(writers: 10)),
+    ]
+
+    /// Named lists of scenarios, for ``list(_:)``.
+    public static let sets: [String: [Scenario]] = ["standard": standard, "contexts": contexts]
+
+    /// Parses a comma-separated list of scenario names and set names (``sets``); nil if one is unknown.
+    public static func list(_ text: String) -> [Scenario]? {
+        var scenarios: [Scenario] = []
+        for name in text.split(separator: ",").map(String.init) {
+            if let set = sets[name] {
+                scenarios += set
+            } else if let scenario = Scenario(name) {
+                scenarios.append(scenario)
+            } else {
+                return nil
+            }
+        }
+        return scenarios
+    }
+
     /// Parses `p2p:10`, `rr:1`, `rr-open:1:10000`, `topic:100`, `broadcast:100`, `stream:1024`,
-    /// `storm:16`, `idle:10000` or `durable:10`.
+    /// `storm:16`, `idle:10000`, `durable:10`, or a context scenario (``ContextScenario/init(_:)``).
     public init?(_ text: String) {
+        if let context = ContextScenario(text) {
+            self = .context(context)
+            return
+        }
         let parts = text.split(separator: ":").map { Int($0) }
         guard let kind = text.split(separator: ":").first, parts.count >= 2, let size = parts[1], size > 0 else {
             return nil
@@ -63,6 +95,7 @@ public enum Scenario: Sendable, Hashable {
         case .connectStorm(let workers): "storm:\(workers)"
         case .idle(let agents): "idle:\(agents)"
         case .durable(let senders): "durable:\(senders)"
+        case .context(let context): context.id
         }
     }
 
@@ -77,6 +110,7 @@ public enum Scenario: Sendable, Hashable {
         case .connectStorm(let workers): "connect storm, \(workers) workers"
         case .idle(let agents): "\(agents) idle agents"
         case .durable(let senders): "durable sends to offline agents, \(senders) sender(s)"
+        case .context(let context): context.title
         }
     }
 

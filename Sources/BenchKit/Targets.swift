@@ -7,7 +7,11 @@ public struct PerformanceTarget: Sendable {
     /// ACB's figure, NATS's if it is a comparison, and whether the goal is met; nil if not measured.
     public let check: @Sendable (BenchRun) -> (acb: String, nats: String, ratio: Double?, met: Bool)?
 
-    public static let all: [PerformanceTarget] = [
+    /// Every target: the harness issue's, then the context scenarios' (``contexts``).
+    public static let all: [PerformanceTarget] = harness + contexts
+
+    /// The harness issue's targets.
+    static let harness: [PerformanceTarget] = [
         relative("p2p:10", "msgs/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
         relative("p2p:100", "msgs/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
         relative("rr:1", "p50 ≤ 1.0× nats-server", { $0.latency?.p50 }, higherIsBetter: false, unit: "µs"),
@@ -45,7 +49,7 @@ public struct PerformanceTarget: Sendable {
         }
     }
 
-    private static func relative(
+    static func relative(
         _ scenario: String, _ goal: String, _ figure: @escaping @Sendable (ScenarioResult) -> Double?,
         higherIsBetter: Bool, unit: String = ""
     ) -> PerformanceTarget {
@@ -60,7 +64,7 @@ public struct PerformanceTarget: Sendable {
         }
     }
 
-    private static func absolute(
+    static func absolute(
         _ scenario: String, _ goal: String, _ judge: @escaping @Sendable (ScenarioResult) -> (Bool, String)
     ) -> PerformanceTarget {
         PerformanceTarget(scenario: scenario, goal: goal) { run in

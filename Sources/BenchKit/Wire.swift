@@ -12,6 +12,12 @@ enum WireEvent {
     case reply(ByteBuffer)
     /// The server accepted a send for this many receivers (ACB answers every send; NATS never does).
     case accepted(recipients: UInt32)
+    /// A context write took effect as this version (NATS KV: the stream sequence, the key's revision).
+    case committed(version: UInt64)
+    /// A context read found this version and body.
+    case value(version: UInt64, ByteBuffer)
+    /// A watch saw the context change to this version, with its body.
+    case changed(version: UInt64, ByteBuffer)
     /// The server refused one command, with its own code.
     case refused(String)
     /// The connection ended or the server reported a connection-level error (GOAWAY, NATS -ERR).
@@ -45,6 +51,8 @@ protocol BenchWire: SendableMetatype {
     mutating func broadcast(_ payload: ByteBuffer, into out: inout ByteBuffer)
     /// Subscribes; the server's confirmation arrives as ``WireEvent/synced``.
     mutating func subscribe(_ pattern: String, into out: inout ByteBuffer)
+    /// A context operation (ACB contexts, NATS KV); ``ContextCommand`` says how each is answered.
+    mutating func context(_ command: ContextCommand, into out: inout ByteBuffer)
     /// Tells the server the connection is alive (ACB closes silent sessions).
     func keepAlive(into out: inout ByteBuffer)
     /// How often a silent connection must call ``keepAlive(into:)``, as the server asked in its

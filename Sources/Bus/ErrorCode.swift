@@ -57,6 +57,22 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
     case notFound = 25
     /// The admin API's path exists, but not for that HTTP method.
     case methodNotAllowed = 26
+    /// No context with that id exists in the caller's tenant (or it was deleted), or the caller
+    /// may not know of it.
+    case unknownContext = 27
+    /// A context write expected another version; the message starts `current version N`.
+    case versionConflict = 28
+    /// A JSON context's body, or a patch, is not valid JSON (or not a valid patch document).
+    case invalidJSON = 29
+    /// A patch does not apply (a missing path, a failed `test`); the context is unchanged.
+    case patchFailed = 30
+    /// A JSON Pointer (RFC 6901) does not parse.
+    case invalidPointer = 31
+    /// The context expired; the id may be created again.
+    case contextExpired = 32
+    /// A watch asked for changes the bus no longer keeps; the message starts `oldest N`, the
+    /// oldest version (or revision) it could resume after.
+    case compacted = 33
 
     /// The code's stable name, as used in JSON bodies and the audit stream.
     public var name: String {
@@ -87,6 +103,13 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
         case .rateLimited: "rate_limited"
         case .notFound: "not_found"
         case .methodNotAllowed: "method_not_allowed"
+        case .unknownContext: "unknown_context"
+        case .versionConflict: "version_conflict"
+        case .invalidJSON: "invalid_json"
+        case .patchFailed: "patch_failed"
+        case .invalidPointer: "invalid_pointer"
+        case .contextExpired: "context_expired"
+        case .compacted: "compacted"
         }
     }
 }

@@ -35,6 +35,17 @@ public enum Frame: Sendable, Equatable {
     case streamResume(StreamRef)
     case streamStatus(StreamStatus)
     case streamAbort(StreamAbort)
+    case contextWrite(ContextWrite)
+    case contextGet(ContextGet)
+    case contextList(ContextList)
+    case contextHistory(ContextQuery)
+    case contextWatch(ContextWatch)
+    case contextUnwatch(ContextUnwatch)
+    case contextLineage(ContextQuery)
+    case context(ContextReply)
+    case contextPage(ContextPage)
+    case contextEvent(ContextEvent)
+    case contextWatching(ContextWatching)
 
     /// The frame's type byte.
     public var type: FrameType {
@@ -70,6 +81,17 @@ public enum Frame: Sendable, Equatable {
         case .streamResume: .streamResume
         case .streamStatus: .streamStatus
         case .streamAbort: .streamAbort
+        case .contextWrite: .contextWrite
+        case .contextGet: .contextGet
+        case .contextList: .contextList
+        case .contextHistory: .contextHistory
+        case .contextWatch: .contextWatch
+        case .contextUnwatch: .contextUnwatch
+        case .contextLineage: .contextLineage
+        case .context: .context
+        case .contextPage: .contextPage
+        case .contextEvent: .contextEvent
+        case .contextWatching: .contextWatching
         }
     }
 
@@ -114,6 +136,16 @@ public enum Frame: Sendable, Equatable {
         case .streamEnd(let body), .streamResume(let body): body.write(to: &buffer)
         case .streamStatus(let body): body.write(to: &buffer)
         case .streamAbort(let body): body.write(to: &buffer)
+        case .contextWrite(let body): body.write(to: &buffer)
+        case .contextGet(let body): body.write(to: &buffer)
+        case .contextList(let body): body.write(to: &buffer)
+        case .contextHistory(let body), .contextLineage(let body): body.write(to: &buffer)
+        case .contextWatch(let body): body.write(to: &buffer)
+        case .contextUnwatch(let body): body.write(to: &buffer)
+        case .context(let body): body.write(to: &buffer)
+        case .contextPage(let body): body.write(to: &buffer)
+        case .contextEvent(let body): body.write(to: &buffer)
+        case .contextWatching(let body): body.write(to: &buffer)
         }
     }
 
@@ -173,6 +205,17 @@ public enum Frame: Sendable, Equatable {
         case .streamResume: .streamResume(try StreamRef(reading: &r))
         case .streamStatus: .streamStatus(try StreamStatus(reading: &r))
         case .streamAbort: .streamAbort(try StreamAbort(reading: &r))
+        case .contextWrite: .contextWrite(try ContextWrite(reading: &r))
+        case .contextGet: .contextGet(try ContextGet(reading: &r))
+        case .contextList: .contextList(try ContextList(reading: &r))
+        case .contextHistory: .contextHistory(try ContextQuery(reading: &r))
+        case .contextWatch: .contextWatch(try ContextWatch(reading: &r))
+        case .contextUnwatch: .contextUnwatch(try ContextUnwatch(reading: &r))
+        case .contextLineage: .contextLineage(try ContextQuery(reading: &r))
+        case .context: .context(try ContextReply(reading: &r))
+        case .contextPage: .contextPage(try ContextPage(reading: &r))
+        case .contextEvent: .contextEvent(try ContextEvent(reading: &r))
+        case .contextWatching: .contextWatching(try ContextWatching(reading: &r))
         }
     }
 }

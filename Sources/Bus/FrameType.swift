@@ -10,13 +10,18 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case request = 0x30, reply = 0x31, response = 0x32
     case streamOpen = 0x40, streamChunk = 0x41, streamEnd = 0x42
     case streamResume = 0x43, streamStatus = 0x44, streamAbort = 0x45
+    case contextWrite = 0x50, contextGet = 0x51, contextList = 0x52, contextHistory = 0x53
+    case contextWatch = 0x54, contextUnwatch = 0x55, contextLineage = 0x56
+    case context = 0x58, contextPage = 0x59, contextEvent = 0x5A, contextWatching = 0x5B
 }
 
 extension FrameType {
     /// Whether clients may send frames of this type (the others only come from the server).
     public var isSentByClients: Bool {
         switch self {
-        case .welcome, .error, .goAway, .ok, .tokens, .discovered, .deliver, .response: false
+        case .welcome, .error, .goAway, .ok, .tokens, .discovered, .deliver, .response, .context, .contextPage,
+            .contextEvent, .contextWatching:
+            false
         default: true
         }
     }

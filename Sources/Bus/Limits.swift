@@ -51,6 +51,14 @@ public struct Limits: Sendable, Equatable {
     /// Downloads one session receives at a time: each keeps one chunk pending on the socket, and
     /// together they must stay under the outbound high-water mark (4 MiB) or the session stops reading.
     public static let maxDownloadsInProgress = 2
+    /// Most JSON Pointers one field-level watch may name.
+    public static let maxWatchPaths = 32
+    /// Most links CONTEXT_LINEAGE follows.
+    public static let maxLineageDepth: UInt16 = 16
+    /// Largest body a CONTEXT_EVENT carries; a larger one is announced without it (GET it).
+    public static let maxEventBody = 64 << 10
+    /// Longest context TTL: 30 days.
+    public static let maxContextTTLMs: UInt64 = 30 * 24 * 3_600_000
     /// The wire protocol version this code speaks.
     public static let protocolVersion: UInt16 = 1
 }

@@ -21,6 +21,10 @@ public enum Role: String, Sendable, CaseIterable {
             return self != .observer || type == .discover
         case .send, .broadcast, .publish, .request, .streamOpen, .streamChunk, .streamEnd, .streamResume:
             return self == .admin || self == .agentFull || self == .agentProducer
+        case .contextGet, .contextList, .contextHistory, .contextLineage, .contextWatch, .contextUnwatch:
+            return true
+        case .contextWrite:
+            return self == .admin || self == .agentFull || self == .agentProducer
         case .subscribe, .unsubscribe, .reply:
             return self == .admin || self == .agentFull || self == .agentConsumer
         default:

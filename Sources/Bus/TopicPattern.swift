@@ -17,6 +17,21 @@ public enum Topic {
         return parts
     }
 
+    /// Whether `name` (dot-separated tokens) matches the pattern `tokens` (from ``validatePattern(_:)``).
+    public static func matches(_ tokens: [Substring], _ name: String) -> Bool {
+        var parts = name.split(separator: ".", omittingEmptySubsequences: false)[...]
+        for token in tokens {
+            if token == ">" { return !parts.isEmpty }
+            guard let part = parts.popFirst(), token == "*" || token == part else { return false }
+        }
+        return parts.isEmpty
+    }
+
+    /// Whether `string` is a pattern: one of its tokens is `*` or `>`.
+    public static func isPattern(_ string: String) -> Bool {
+        string.split(separator: ".").contains { $0 == "*" || $0 == ">" }
+    }
+
     private static func tokens(of string: String, field: String) throws(BusError) -> [Substring] {
         guard !string.isEmpty, string.utf8.count <= Limits.maxTopicBytes else {
             throw BusError(.invalidArgument, "\(field) must be 1 to \(Limits.maxTopicBytes) bytes")

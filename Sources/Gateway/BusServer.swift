@@ -51,12 +51,14 @@ public struct BusServer: Sendable {
         // The start-up reads block in libpq and hiredis: on NIO's thread pool, not the cooperative one.
         let blocking = NIOThreadPool.singleton
         var snapshot: PostgresStore.Snapshot?
+        var contexts: [ContextRecord]?
         if let url = configuration.postgresURL {
             do {
                 snapshot = try await blocking.runIfActive { try PostgresStore.open(url: url) }
+                contexts = try await blocking.runIfActive { try PostgresContextStore.load(url: url) }
             } catch let error as SidecarError where error.connectionLost {
                 logger.warning(
-                    "degraded: PostgreSQL unreachable at start; the registry is read once it is back (until then, from its local snapshot)",
+                    "degraded: PostgreSQL unreachable at start; the registry and contexts are read once it is back (until then, the registry from its local snapshot, and contexts refuse with storage_unavailable)",
                     metadata: ["error": "\(error)"])
             }
         }
@@ -84,9 +86,11 @@ public struct BusServer: Sendable {
         if configuration.postgresURL != nil { supervision.registrySnapshotPath = "\(spool)/registry.json" }
         let supervisor = try Supervisor(
             configuration: supervision, audit: audit, store: store, shared: shared,
+            contextStorage: configuration.postgresURL.map { PostgresContextStore(url: $0, logger: logger) },
             metrics: BusMetrics(factory: metrics), logger: logger)
-        if let snapshot {
+        if let snapshot, let contexts {
             supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
+            supervisor.contexts.restore(contexts)
         } else if let url = configuration.postgresURL {
             do {
                 let count = try await blocking.runIfActive { try supervisor.restoreSnapshot() }
@@ -139,7 +143,7 @@ public struct BusServer: Sendable {
             logger.warning("TLS is off: agents connect over plain TCP")
         }
         if store == nil {
-            logger.warning("no PostgreSQL configured: state is in memory and nothing is durable")
+            logger.warning("no PostgreSQL configured: state, contexts included, is in memory and nothing is durable")
         }
         return BusServer(
             supervisor: supervisor, listener: listener, authenticator: authenticator, certificates: certificates,
@@ -156,10 +160,14 @@ public struct BusServer: Sendable {
             while true {
                 Thread.sleep(forTimeInterval: 1)
                 guard store.map({ $0.isConnected && $0.spooledBytes == 0 }) ?? true,
-                    let snapshot = try? PostgresStore.open(url: url)
+                    let snapshot = try? PostgresStore.open(url: url),
+                    let contexts = try? PostgresContextStore.load(url: url)
                 else { continue }
                 supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
-                logger.info("registry read from PostgreSQL", metadata: ["agents": "\(snapshot.agents.count)"])
+                supervisor.contexts.restore(contexts)
+                logger.info(
+                    "registry and contexts read from PostgreSQL",
+                    metadata: ["agents": "\(snapshot.agents.count)", "context_versions": "\(contexts.count)"])
                 return
             }
         }

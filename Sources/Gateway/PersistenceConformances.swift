@@ -9,6 +9,8 @@ extension PostgresStore: MessageStore {}
 
 extension RedisState: SharedState {}
 
+extension PostgresContextStore: ContextStorage {}
+
 /// The audit sink that journals every event for the Kafka audit stream.
 struct AuditStreamSink: AuditSink {
     let stream: AuditStream

@@ -46,7 +46,7 @@ public final class PostgresStore: Sendable {
     }
 
     /// The schema version this build expects (the newest file in `migrations/`).
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     private struct Write {
         var operation: StoreOperation
@@ -136,7 +136,9 @@ public final class PostgresStore: Sendable {
         return Snapshot(agents: try connection.agents(), lastMessageID: UInt64(last.integer(0, 0)))
     }
 
-    private static func checkSchema(_ connection: PostgresConnection) throws(SidecarError) {
+    /// Throws unless `connection`'s database has at least ``schemaVersion`` applied (shared with
+    /// ``PostgresContextStore``).
+    static func checkSchema(_ connection: PostgresConnection) throws(SidecarError) {
         let version = try Migrator.appliedVersion(connection)
         guard version >= schemaVersion else {
             throw SidecarError(

@@ -13,9 +13,12 @@ import NIOConcurrencyHelpers
 ///   idempotency window; ``idempotencyKeys(url:)`` reads them back at start.
 /// - Uploads: `acb:upload:<tenant>/<agent>/<stream id>` is a hash of `chunks`, `bytes` and
 ///   `total` stored so far, for as long as the upload can be resumed.
+/// - Contexts: `acb:ctx:<tenant>/<id>` holds a small context's latest version, for readers outside
+///   the bus (write-behind: the bus's `ContextService` is the authority, PostgreSQL the durable copy).
 ///
 /// While Redis is unreachable, idempotency keys go to an on-disk spool (a ``Journal``) and are
-/// written, in order, when it is back; presence is not spooled (the next refresh rewrites it).
+/// written, in order, when it is back; presence and context mirrors are not spooled (the next
+/// refresh, or the context's next write, rewrites them).
 /// Full queue or spool: the write is dropped and counted in ``dropped`` (the running bus still
 /// deduplicates from memory; only a restart during the outage forgets those keys).
 public final class RedisState: Sendable {
@@ -41,6 +44,8 @@ public final class RedisState: Sendable {
         case durable([String])
         /// Not spooled: the next chunk rewrites it.
         case progress([[String]])
+        /// Not spooled: the context's next write rewrites it.
+        case mirror([String])
     }
 
     private struct State {
@@ -99,6 +104,25 @@ public final class RedisState: Sendable {
                 ["HSET", key, "chunks", "\(chunks)", "bytes", "\(bytes)", "total", "\(total)"],
                 ["PEXPIRE", key, "\(max(ttlMs, 1))"],
             ]))
+    }
+
+    /// Mirrors context `id` of `tenant`: `acb:ctx:<tenant>/<id>` is set to `value` (with a time to
+    /// live of `ttlMs` when above 0), or deleted when `value` is nil. Queued like presence and, like
+    /// it, lost rather than spooled while Redis is away: the mirror then lags the bus until the
+    /// context's next write.
+    public func mirrorContext(tenant: String, id: String, value: String?, ttlMs: UInt64) {
+        let key = "acb:ctx:\(tenant)/\(id)"
+        guard let value else { return submit(.mirror(["DEL", key])) }
+        submit(.mirror(ttlMs > 0 ? ["SET", key, value, "PX", "\(ttlMs)"] : ["SET", key, value]))
+    }
+
+    /// What Redis mirrors of context `id` of `tenant` (see ``mirrorContext(tenant:id:value:ttlMs:)``),
+    /// nil for nothing. For tests and tools.
+    /// - Throws: when Redis cannot be reached.
+    public static func context(url: String, tenant: String, id: String) throws(SidecarError) -> String? {
+        let reply = try RedisConnection(url: url).command("GET", "acb:ctx:\(tenant)/\(id)")
+        if case .error(let message) = reply { throw SidecarError(message: "Redis: \(message)", connectionLost: false) }
+        return reply.text
     }
 
     /// The idempotency keys Redis holds: scoped key, result, and milliseconds left to live.
@@ -202,6 +226,7 @@ public final class RedisState: Sendable {
                 case .presence(let key, false): commands.append(["DEL", "acb:presence:\(key)"])
                 case .durable(let command): spooled.append(command)
                 case .progress(let progress): commands += progress
+                case .mirror(let command): commands.append(command)
                 }
             }
             let connected = link.live(now: now, logger: logger) { () throws(SidecarError) in

@@ -25,7 +25,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "nats-server's process id, to sample its memory and CPU time.") var natsPid: Int32?
     @Option(
         help:
-            "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N. Default: all of make bench."
+            "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N, ctx-put:N, ctx-get:N, ctx-watch:N, ctx-cas:N, or the set `contexts` (all four). Default: all of make bench."
     )
     var scenarios: String?
     @Option(help: "Measure the audit pipeline alone: this many events into --kafka-brokers, then exit.")
@@ -52,12 +52,8 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let plan =
             try scenarios.map { list in
-                try list.split(separator: ",").map { name in
-                    guard let scenario = Scenario(String(name)) else {
-                        throw ValidationError("unknown scenario '\(name)'")
-                    }
-                    return scenario
-                }
+                guard let plan = Scenario.list(list) else { throw ValidationError("unknown scenario in '\(list)'") }
+                return plan
             } ?? Scenario.standard
         var settings = BenchSettings()
         settings.seconds = seconds

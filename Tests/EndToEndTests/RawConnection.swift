@@ -80,3 +80,10 @@ struct RawConnection {
         return try await read()
     }
 }
+
+extension RawConnection {
+    /// Reads from the socket again after ``stopReading()``.
+    func resumeReading() async throws {
+        try await channel.setOption(.autoRead, value: true).get()
+    }
+}

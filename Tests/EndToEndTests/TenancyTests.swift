@@ -98,11 +98,36 @@ import Testing
             #expect(code(try await alice.send(.streamEnd(StreamRef(ref: 11, streamID: "s1")))) == .unknownStream)
             #expect(code(try await alice.send(.streamResume(StreamRef(ref: 12, streamID: "s1")))) == .unknownStream)
             #expect(try await alice.send(.unregister(RefOnly(ref: 13))) == .ok(Ok(ref: 13)))
+            // globex's context, named by acme: unknown, unlisted, and its changes unheard.
+            let everyone = ContextAttributes(scope: .tenant)
+            let plan = ContextWrite(ref: 5, operation: .put, id: "plan", attributes: everyone, body: data)
+            guard case .context = try await carol.send(.contextWrite(plan)) else { Issue.record("no context"); return }
+            var change = plan
+            change.ref = 20
+            change.operation = .update
+            #expect(code(try await alice.send(.contextWrite(change))) == .unknownContext)
+            #expect(code(try await alice.send(.contextGet(ContextGet(ref: 21, id: "plan")))) == .unknownContext)
+            #expect(
+                try await alice.send(.contextList(ContextList(ref: 22)))
+                    == .contextPage(ContextPage(ref: 22, heads: [])))
+            #expect(code(try await alice.send(.contextHistory(ContextQuery(ref: 23, id: "plan")))) == .unknownContext)
+            #expect(code(try await alice.send(.contextLineage(ContextQuery(ref: 24, id: "plan")))) == .unknownContext)
+            #expect(
+                try await alice.send(.contextWatch(ContextWatch(ref: 25, target: "plan")))
+                    == .contextWatching(ContextWatching(ref: 25, position: 0, replayed: 0)))
+            #expect(
+                try await alice.send(.contextWatch(ContextWatch(ref: 26, target: ">")))
+                    == .contextWatching(ContextWatching(ref: 26, position: 0, replayed: 0)))
+            change.ref = 6
+            change.operation = .put
+            guard case .context = try await carol.send(.contextWrite(change)) else { Issue.record("no update"); return }
             // Nothing from globex came to alice in between: her next answer is to her next command.
             guard case .discovered(let last) = try await alice.send(.discover(Discover(ref: 14))) else {
                 Issue.record("alice received something else"); return
             }
             #expect(last.ref == 14)
+            #expect(
+                try await alice.send(.contextUnwatch(ContextUnwatch(ref: 27, watch: 25))) == .ok(Ok(ref: 27)))
             #expect(try await alice.send(.logout(RefOnly(ref: 15))) == .ok(Ok(ref: 15)))
 
             // globex is intact: bob's topic delivery, then bob's upload and reply go through.

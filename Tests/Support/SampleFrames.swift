@@ -58,7 +58,38 @@ public enum SampleFrames {
         .streamResume(StreamRef(ref: 16, streamID: "s1")),
         .streamStatus(StreamStatus(ref: 0, streamID: "s1", nextIndex: 2, bytes: 2 << 20)),
         .streamAbort(StreamAbort(streamID: "s1", code: .checksumMismatch, message: "bad")),
+        .contextWrite(
+            ContextWrite(
+                ref: 17, operation: .update, id: "plan.q3", expectedVersion: 4, ttlMs: 60_000, attributes: attributes,
+                body: ByteBuffer(string: #"{"goal":"ship"}"#))),
+        .contextWrite(ContextWrite(ref: 18, operation: .jsonPatch, id: "plan.q3", body: ByteBuffer(string: "[]"))),
+        .contextGet(ContextGet(ref: 19, id: "plan.q3", version: 3, ifNewerThan: 2)),
+        .contextList(
+            ContextList(
+                ref: 20, kind: "plan", owner: "alice", pattern: "plan.*", prefix: "plan.",
+                metadata: [MetadataEntry(key: "team", value: "core")], cursor: "plan.a", limit: 50)),
+        .contextHistory(ContextQuery(ref: 21, id: "plan.q3", selector: 4)),
+        .contextWatch(ContextWatch(ref: 22, target: "plan.>", start: .after, after: 9, paths: ["/goal", "/steps/0"])),
+        .contextWatching(ContextWatching(ref: 22, position: 17, replayed: 3)),
+        .contextUnwatch(ContextUnwatch(ref: 23, watch: 22)),
+        .contextLineage(ContextQuery(ref: 24, id: "plan.q3", selector: 1, depth: 3)),
+        .context(ContextReply(ref: 19, status: .body, head: head, body: payload)),
+        .contextPage(ContextPage(ref: 20, heads: [head, head], nextCursor: "plan.q3")),
+        .contextEvent(
+            ContextEvent(watch: 22, kind: .updated, head: head, payloadKind: .patch, payload: ByteBuffer(string: "[]"))),
     ]
+
+    /// Attributes with every field set.
+    public static let attributes = ContextAttributes(
+        kind: "plan", contentType: .json, label: "1.2.0", scope: .shared, readers: ["bob"], writers: ["carol"],
+        metadata: [MetadataEntry(key: "team", value: "core")], parents: [ContextParent(id: "doc", version: 2)],
+        source: "42")
+
+    /// A head with every field set.
+    public static let head = ContextHead(
+        id: "plan.q3", owner: "alice", attributes: attributes, version: 4, revision: 17, checksum: digest, size: 15,
+        createdMs: 1_700_000_000_000, updatedMs: 1_700_000_100_000, updatedBy: "carol", expiresMs: 1_700_000_160_000,
+        state: .live)
 
     public static func encode(_ frame: Frame) -> ByteBuffer {
         var buffer = ByteBuffer()

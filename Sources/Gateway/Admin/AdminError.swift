@@ -32,9 +32,11 @@ struct AdminError: Error {
         switch code {
         case .unauthenticated: .unauthorized
         case .forbidden: .forbidden
-        case .unknownAgent, .unknownStream, .notFound: .notFound
+        case .unknownAgent, .unknownStream, .notFound, .unknownContext: .notFound
         case .methodNotAllowed: .methodNotAllowed
-        case .conflict, .offline: .conflict
+        case .conflict, .offline, .versionConflict: .conflict
+        case .contextExpired, .compacted: .gone
+        case .patchFailed: .unprocessableContent
         case .rateLimited: .tooManyRequests
         case .overloaded, .storageUnavailable, .unavailable, .shuttingDown: .serviceUnavailable
         case .internal: .internalServerError
@@ -50,13 +52,20 @@ struct AdminError: Error {
         var requestID: String
         var timestamp: String
         var retryAfterMs: UInt32?
+        /// With `version_conflict`: the context's current version (0: no live context).
+        var currentVersion: UInt64?
+        /// With `compacted`: the oldest position the bus can resume after (or version it keeps).
+        var oldest: UInt64?
     }
 
     /// The response for the request `requestID`.
     func response(requestID: String) -> Response {
+        // The numbers a client acts on lead the message, as on the wire (Bus/Context/ContextErrors.swift).
+        let bus = BusError(code, message)
         let body = Body(
             code: code.name, message: message, field: field, requestID: requestID,
-            timestamp: Date().formatted(.iso8601), retryAfterMs: retryAfterMs > 0 ? retryAfterMs : nil)
+            timestamp: Date().formatted(.iso8601), retryAfterMs: retryAfterMs > 0 ? retryAfterMs : nil,
+            currentVersion: bus.currentVersion, oldest: bus.oldestHeld)
         var response = AdminJSON.response(body, status: status)
         if retryAfterMs > 0 { response.headers[.retryAfter] = "\((retryAfterMs + 999) / 1000)" }
         if code == .unauthenticated { response.headers[.wwwAuthenticate] = "Bearer realm=\"acb\"" }

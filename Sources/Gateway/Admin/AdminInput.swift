@@ -5,20 +5,34 @@ import Hummingbird
 /// A JSON request body: its keys are its coding keys, and any other key is refused.
 protocol AdminInput: Decodable {
     associatedtype CodingKeys: CodingKey & CaseIterable
+    /// The keys that may be `null` (a value of their own, such as a JSON context's body); any other
+    /// key is left out rather than null.
+    static var nullable: Set<String> { get }
+}
+
+extension AdminInput {
+    static var nullable: Set<String> { [] }
 }
 
 extension Request {
     /// The body decoded as `T`. Malformed JSON, a non-object, unknown or missing fields, wrong types
     /// and bodies over the context's limit are `invalid_argument` (or `too_large`) naming the field.
-    func input<T: AdminInput>(_: T.Type, context: AdminContext) async throws(AdminError) -> T {
+    func input<T: AdminInput>(_ type: T.Type, context: AdminContext) async throws(AdminError) -> T {
+        try Self.decode(type, from: try await collectedBody(context: context))
+    }
+
+    /// The whole body, at most the context's limit (`too_large` past it).
+    func collectedBody(context: AdminContext) async throws(AdminError) -> Data {
         var request = self
-        let body: ByteBuffer
         do {
-            body = try await request.collectBody(upTo: context.maxUploadSize)
+            return Data(try await request.collectBody(upTo: context.maxUploadSize).readableBytesView)
         } catch {
             throw AdminError(.tooLarge, "the body exceeds \(context.maxUploadSize) bytes", field: "body")
         }
-        let data = Data(body.readableBytesView)
+    }
+
+    /// `data` decoded as `T`, refused as ``input(_:context:)`` describes.
+    static func decode<T: AdminInput>(_: T.Type, from data: Data) throws(AdminError) -> T {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw AdminError(.invalidArgument, "the body must be a JSON object", field: "body")
         }
@@ -27,7 +41,7 @@ extension Request {
             throw AdminError(.invalidArgument, "unknown field \(unknown)", field: unknown)
         }
         // Absent and null differ: an optional field is left out, never null.
-        if let null = object.keys.sorted().first(where: { object[$0] is NSNull }) {
+        if let null = object.keys.sorted().first(where: { object[$0] is NSNull && !T.nullable.contains($0) }) {
             throw AdminError(.invalidArgument, "must not be null (leave it out instead)", field: null)
         }
         do {
@@ -45,20 +59,26 @@ extension Request {
         }
     }
 
-    /// The query parameters, refusing any not in `allowed`.
-    func query(allowing allowed: Set<String>) throws(AdminError) -> Query {
+    /// The query parameters, refusing any not in `allowed`, and any given twice but those in
+    /// `repeatable` (read with ``Query/list(_:)``).
+    func query(allowing allowed: Set<String>, repeatable: Set<String> = []) throws(AdminError) -> Query {
         var values: [String: String] = [:]
+        var lists: [String: [String]] = [:]
         for (name, value) in uri.queryParameters {
             let name = String(name)
-            guard allowed.contains(name) else {
+            guard allowed.contains(name) || repeatable.contains(name) else {
                 throw AdminError(.invalidArgument, "unknown query parameter \(name)", field: name)
+            }
+            guard !repeatable.contains(name) else {
+                lists[name, default: []].append(String(value))
+                continue
             }
             guard values[name] == nil else {
                 throw AdminError(.invalidArgument, "\(name) given twice", field: name)
             }
             values[name] = String(value)
         }
-        return Query(values: values)
+        return Query(values: values, lists: lists)
     }
 
     private static func path(_ keys: [any CodingKey]) -> String {
@@ -69,9 +89,14 @@ extension Request {
 /// A request's query parameters, each read and checked by name.
 struct Query {
     let values: [String: String]
+    /// The parameters that may be given more than once, in the order given.
+    var lists: [String: [String]] = [:]
 
     /// A text parameter, nil when absent.
     func string(_ name: String) -> String? { values[name] }
+
+    /// Every value of a repeatable parameter, in the order given; empty when absent.
+    func list(_ name: String) -> [String] { lists[name] ?? [] }
 
     /// An identifier parameter (a tenant, an agent id, a type), checked as the wire checks them.
     func identifier(_ name: String) throws(AdminError) -> String? {
@@ -86,6 +111,17 @@ struct Query {
             throw AdminError(.invalidArgument, "limit must be an integer from 1 to \(maximum)", field: "limit")
         }
         return limit
+    }
+
+    /// An integer parameter within `range`, nil when absent.
+    func integer(_ name: String, in range: ClosedRange<UInt64>) throws(AdminError) -> UInt64? {
+        guard let text = values[name] else { return nil }
+        guard let value = UInt64(text), range.contains(value) else {
+            throw AdminError(
+                .invalidArgument, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)",
+                field: name)
+        }
+        return value
     }
 
     /// A numeric cursor (an id from a previous page's `next_cursor`); 0 when absent.

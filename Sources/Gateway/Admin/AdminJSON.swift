@@ -14,11 +14,15 @@ enum AdminJSON {
 
     /// `value` as a JSON response with `status`.
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
-        // Encoding the API's own plain structs cannot fail; an empty object stands in if it ever did.
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(
+        Response(
             status: status, headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data(value))))
+    }
+
+    /// `value` as JSON text.
+    static func data(_ value: some Encodable) -> Data {
+        // Encoding the API's own plain structs cannot fail; an empty object stands in if it ever did.
+        (try? encoder.encode(value)) ?? Data("{}".utf8)
     }
 
     /// An empty 204 response.

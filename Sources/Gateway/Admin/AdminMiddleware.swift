@@ -45,7 +45,7 @@ struct AdminMiddleware: RouterMiddleware {
         response.headers[.requestID] = context.requestID
         if let origin = allowedOrigin(request) {
             response.headers[.accessControlAllowOrigin] = origin
-            response.headers[.accessControlExposeHeaders] = "X-Request-ID, Retry-After"
+            response.headers[.accessControlExposeHeaders] = "X-Request-ID, Retry-After, ETag"
             response.headers[.vary] = "Origin"
         }
         Timer(
@@ -114,8 +114,8 @@ struct AdminMiddleware: RouterMiddleware {
         return Response(
             status: .noContent,
             headers: [
-                .accessControlAllowMethods: "GET, POST, PUT, DELETE",
-                .accessControlAllowHeaders: "Authorization, Content-Type, X-Request-ID",
+                .accessControlAllowMethods: "GET, POST, PUT, PATCH, DELETE",
+                .accessControlAllowHeaders: "Authorization, Content-Type, X-Request-ID, If-Match, Last-Event-ID",
                 .accessControlMaxAge: "600",
             ])
     }

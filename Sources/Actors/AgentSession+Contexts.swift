@@ -1,0 +1,76 @@
+public import Bus
+import NIOCore
+
+extension AgentSession {
+    /// Writes the answer `produce` makes, or its error, for the command `ref`.
+    func answer<Reply: ContextReplyFrame>(_ ref: UInt64, _ produce: () throws -> Reply) {
+        do {
+            write(try produce().frame)
+        } catch let error as BusError {
+            fail(ref, error)
+        } catch {
+            fail(ref, BusError(.internal, "\(error)"))
+        }
+    }
+
+    /// A write is answered once committed: from the storage's thread, so back on the event loop.
+    func handleContextWrite(_ command: ContextWrite) {
+        supervisor.contexts.write(command, by: principal) { [self] result in
+            channel.eventLoop.execute {
+                self.assumeIsolated { session in
+                    guard session.state != .closed else { return }
+                    switch result {
+                    case .success(let head):
+                        session.write(.context(ContextReply(ref: command.ref, status: .head, head: head)))
+                    case .failure(let error): session.fail(command.ref, error)
+                    }
+                    session.flush()
+                }
+            }
+        }
+    }
+
+    /// CONTEXT_WATCHING first, then the events the watch replays (they wait in the mailbox for the
+    /// next drain). A watch refused for not fitting takes back what it had queued.
+    func handleContextWatch(_ command: ContextWatch) {
+        do {
+            write(.contextWatching(try supervisor.contexts.watch(command, by: principal, watcher: self)))
+        } catch {
+            if error.code == .overloaded { mailbox.dropEvents(of: command.ref) }
+            fail(command.ref, error)
+        }
+    }
+
+    func handleContextUnwatch(_ command: ContextUnwatch) {
+        guard supervisor.contexts.unwatch(command.watch, watcher: self) else {
+            return fail(command.ref, BusError(.invalidArgument, "no watch \(command.watch)"))
+        }
+        mailbox.dropEvents(of: command.watch)
+        write(.ok(Ok(ref: command.ref)))
+    }
+}
+
+extension AgentSession: ContextWatcher {
+    public nonisolated func offer(_ event: ContextEvent) -> Bool {
+        guard case .accepted(let wake) = mailbox.offer(event) else { return false }
+        if wake { scheduleDrain() }
+        return true
+    }
+
+    public nonisolated func lagged(watch ref: UInt64, after: UInt64) {
+        if case .accepted(true) = mailbox.lagged(watch: ref, after: after) { scheduleDrain() }
+    }
+}
+
+/// An answer to a context query: CONTEXT or CONTEXT_PAGE.
+protocol ContextReplyFrame {
+    var frame: Frame { get }
+}
+
+extension ContextReply: ContextReplyFrame {
+    var frame: Frame { .context(self) }
+}
+
+extension ContextPage: ContextReplyFrame {
+    var frame: Frame { .contextPage(self) }
+}

@@ -1,0 +1,40 @@
+public import Bus
+import Foundation
+
+/// Durable storage behind contexts (PostgreSQL). The ``ContextService`` is the authority while the
+/// bus runs; storage keeps what it committed, so a restart reads it back.
+///
+/// Implementations never block the caller: records are queued and committed in batches (group
+/// commit) on a thread of their own, in the order submitted, and each batch's outcome is reported
+/// from there, in order.
+public protocol ContextStorage: Sendable {
+    /// Sets where outcomes go; called once, before the first ``submit(_:keep:)``.
+    func start(_ report: @escaping @Sendable (ContextStorageOutcome) -> Void)
+    /// Queues `record` for the next batch; the same commit removes the context's versions older
+    /// than the newest `keep`.
+    /// - Returns: false, queueing nothing, when the queue is full or the database is unreachable.
+    func submit(_ record: ContextRecord, keep: Int) -> Bool
+    /// Takes back what is queued and not yet in a batch (it was built on records that failed).
+    func discardQueued() -> [ContextRecord]
+    /// Commits what is queued, then stops; called once, at shutdown. May block.
+    func close()
+}
+
+extension SharedState {
+    /// Keeps a copy of a committed context version in the shared state (Redis): small live ones
+    /// as JSON (`version`, `content_type`, `checksum` in hex, `body` in base64) until they expire;
+    /// anything else removes the copy.
+    func mirrorContext(_ record: ContextRecord) {
+        let head = record.head
+        let now = WallClock.nowMs()
+        guard head.state == .live, record.body.count <= Limits.maxEventBody, !head.isExpired(now: now) else {
+            return mirrorContext(tenant: record.tenant, id: head.id, value: nil, ttlMs: 0)
+        }
+        let checksum = head.checksum.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        let value =
+            "{\"version\":\(head.version),\"content_type\":\"\(head.attributes.contentType.mime)\","
+            + "\"checksum\":\"\(checksum)\",\"body\":\"\(Data(record.body).base64EncodedString())\"}"
+        mirrorContext(
+            tenant: record.tenant, id: head.id, value: value, ttlMs: head.expiresMs == 0 ? 0 : head.expiresMs - now)
+    }
+}
