@@ -9,7 +9,7 @@ run: export ACB_TLS_CERT ?= $(CURDIR)/.certs/server.pem
 run: export ACB_TLS_KEY ?= $(CURDIR)/.certs/server.key
 run demo demo-stream demo-contexts: export ACB_TLS_CA ?= $(CURDIR)/.certs/ca.pem
 
-.PHONY: run test build down demo demo-stream demo-contexts bench fuzz clean
+.PHONY: run test build down demo demo-stream demo-contexts bench bench-contexts fuzz clean
 
 build:
 	@scripts/ensure-deps.sh
@@ -65,6 +65,9 @@ demo-contexts:
 
 bench:
 	@scripts/bench.sh
+
+bench-contexts:
+	@scripts/bench-contexts.sh
 
 clean:
 	swift package clean

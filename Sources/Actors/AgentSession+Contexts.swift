@@ -13,7 +13,8 @@ extension AgentSession {
         }
     }
 
-    /// A write is answered once committed: from the storage's thread, so back on the event loop.
+    /// A write is answered once committed: from the storage's thread, so back on the event loop,
+    /// where the answers of one group commit share a flush.
     func handleContextWrite(_ command: ContextWrite) {
         supervisor.contexts.write(command, by: principal) { [self] result in
             channel.eventLoop.execute {
@@ -24,7 +25,7 @@ extension AgentSession {
                         session.write(.context(ContextReply(ref: command.ref, status: .head, head: head)))
                     case .failure(let error): session.fail(command.ref, error)
                     }
-                    session.flush()
+                    session.flushSoon()
                 }
             }
         }

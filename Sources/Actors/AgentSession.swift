@@ -76,6 +76,8 @@ public actor AgentSession {
     var output = ByteBuffer()
     /// Bytes were handed to the channel and not yet flushed.
     var needsFlush = false
+    /// A flush is queued on the event loop behind the tasks already there (``flushSoon()``).
+    var flushQueued = false
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         channel.eventLoop.executor.asUnownedSerialExecutor()
@@ -172,6 +174,19 @@ public actor AgentSession {
         guard needsFlush else { return }
         needsFlush = false
         channel.flush()
+    }
+
+    /// Flushes once the event loop has run the tasks queued before this call: answers that arrive
+    /// from another thread in a burst (a group commit's) share one flush instead of one each.
+    func flushSoon() {
+        guard !flushQueued else { return }
+        flushQueued = true
+        channel.eventLoop.execute {
+            self.assumeIsolated { session in
+                session.flushQueued = false
+                session.flush()
+            }
+        }
     }
 
     /// Gives the encoded frames to the channel (unflushed), so its write-buffer accounting, and

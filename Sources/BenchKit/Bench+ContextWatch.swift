@@ -29,7 +29,8 @@ extension Bench {
             }
         }
         let (window, limit) = (settings.window, settings.messageLimit)
-        let pace = ContextWriter.Pace.paced(perSecond: Double(ContextScenario.watchRate), window: window)
+        let pace = SendLoop.Pace.openLoop(
+            perSecond: Double(ContextScenario.watchRate), maxOutstanding: UInt64(window))
         let writer = try await server.connect(name: writerName, tenant: names.tenant, group: group) {
             ContextWriter(key: key, pace: pace, limit: limit)
         }

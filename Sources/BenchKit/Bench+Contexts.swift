@@ -55,35 +55,15 @@ extension Bench {
             seeds.append(.create(key, stamp.body(sequence: 0, nanos: Stamp.now()), writers: [name]))
             writerAgents.append(
                 try await server.connect(name: name, tenant: names.tenant, group: group) {
-                    ContextWriter(key: key, pace: .pipelined(window: window), limit: limit)
+                    ContextWriter(key: key, pace: .window(window), limit: limit)
                 })
         }
         try await seed(seeds, bucket: bucket, names: names)
-        let usage = ServerSampler(pid: server.pid)
-        let started = Stamp.now()
-        for writer in writerAgents { try await writer.run { $0.start() } }
-        try await timed(
-            scenario, isDone: { try await self.howMany(writerAgents) { $0.isDone } == writers },
-            progress: { (try await self.total(writerAgents) { $0.counts }.accepted, "updates/s") })
-        for writer in writerAgents { _ = try await writer.run { $0.stop() } }
-        let sent = try await total(writerAgents) { $0.counts }.sent
-        try await drain(to: sent) {
-            let counts = try await self.total(writerAgents) { $0.counts }
-            return counts.accepted + counts.refusedTotal
-        }
-        let (latency, lastArrival) = try await latencies(writerAgents) { ($0.latency, $0.lastArrival) }
-        let seconds = Self.seconds(from: started, to: lastArrival)
-        let counts = try await total(writerAgents) { $0.counts }
-
-        var result = ScenarioResult(
-            scenario: scenario, server: server.kind, rate: 0, unit: "updates/s", seconds: seconds)
-        record(counts, in: &result)
-        result.note =
+        let note =
             server.kind == .nats
             ? "JetStream file storage: nats-server syncs it to disk in the background, not before the PubAck"
             : "committed as the bus at --acb commits: to PostgreSQL only if it runs with --postgres-url"
-        try await finish(&result, seconds: seconds, latency: latency, usage: usage, agents: writerAgents)
-        return result
+        return try await runCommands(scenario, by: writerAgents, unit: "updates/s", note: note)
     }
 
     /// `ctx-get:C`: each client gets the same small context, one get in flight.
@@ -102,25 +82,35 @@ extension Bench {
                     ContextReader(key: key, limit: limit)
                 })
         }
+        return try await runCommands(scenario, by: readers, unit: "gets/s")
+    }
+
+    /// Starts `senders`, lets them send for the scenario's time (in count mode until each is done),
+    /// stops them and waits for the answers still due. The result counts every command
+    /// (``record(_:in:)``), in `unit` a second from the start to the last answer.
+    private func runCommands<S: PacedSender>(
+        _ scenario: Scenario, by senders: [Agent<S>], unit: String, note: String? = nil
+    ) async throws -> ScenarioResult {
         let usage = ServerSampler(pid: server.pid)
         let started = Stamp.now()
-        for reader in readers { try await reader.run { $0.start() } }
+        for sender in senders { try await sender.run { $0.start() } }
         try await timed(
-            scenario, isDone: { try await self.howMany(readers) { $0.isDone } == clients },
-            progress: { (try await self.total(readers) { $0.counts }.accepted, "gets/s") })
-        for reader in readers { _ = try await reader.run { $0.stop() } }
-        let sent = try await total(readers) { $0.counts }.sent
+            scenario, isDone: { try await self.howMany(senders) { $0.isDone } == senders.count },
+            progress: { (try await self.total(senders) { $0.counts }.accepted, unit) })
+        for sender in senders { _ = try await sender.run { $0.stop() } }
+        let sent = try await total(senders) { $0.counts }.sent
         try await drain(to: sent) {
-            let counts = try await self.total(readers) { $0.counts }
+            let counts = try await self.total(senders) { $0.counts }
             return counts.accepted + counts.refusedTotal
         }
-        let (latency, lastArrival) = try await latencies(readers) { ($0.latency, $0.lastArrival) }
+        let (latency, lastArrival) = try await latencies(senders) { ($0.latency, $0.lastArrival) }
         let seconds = Self.seconds(from: started, to: lastArrival)
-        let counts = try await total(readers) { $0.counts }
+        let counts = try await total(senders) { $0.counts }
 
-        var result = ScenarioResult(scenario: scenario, server: server.kind, rate: 0, unit: "gets/s", seconds: seconds)
+        var result = ScenarioResult(scenario: scenario, server: server.kind, rate: 0, unit: unit, seconds: seconds)
         record(counts, in: &result)
-        try await finish(&result, seconds: seconds, latency: latency, usage: usage, agents: readers)
+        result.note = note
+        try await finish(&result, seconds: seconds, latency: latency, usage: usage, agents: senders)
         return result
     }
 

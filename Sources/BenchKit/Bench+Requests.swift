@@ -1,6 +1,6 @@
 /// Request/reply: each requester asks its own responder, closed or open loop.
 extension Bench {
-    func requestReply(_ scenario: Scenario, requesters: Int, pace: Requester.Pace, names: Names)
+    func requestReply(_ scenario: Scenario, requesters: Int, pace: SendLoop.Pace, names: Names)
         async throws -> ScenarioResult
     {
         var requesterAgents: [Agent<Requester>] = []

@@ -22,7 +22,8 @@ public struct Bench: Sendable {
         case .requestReply(let requesters):
             return try await requestReply(scenario, requesters: requesters, pace: .closedLoop, names: names)
         case .openLoop(let requesters, let rate):
-            let pace = Requester.Pace.openLoop(perSecond: Double(rate) / Double(requesters))
+            let pace = SendLoop.Pace.openLoop(
+                perSecond: Double(rate) / Double(requesters), maxOutstanding: Requester.maxOutstanding)
             return try await requestReply(scenario, requesters: requesters, pace: pace, names: names)
         case .connectStorm(let workers): return try await connectStorm(scenario, workers: workers, names: names)
         case .idle(let agents): return try await idle(scenario, agents: agents, names: names)

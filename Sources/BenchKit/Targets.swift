@@ -7,8 +7,9 @@ public struct PerformanceTarget: Sendable {
     /// ACB's figure, NATS's if it is a comparison, and whether the goal is met; nil if not measured.
     public let check: @Sendable (BenchRun) -> (acb: String, nats: String, ratio: Double?, met: Bool)?
 
-    /// Every target: the harness issue's, then the context scenarios' (``contexts``).
-    public static let all: [PerformanceTarget] = harness + contexts
+    /// The targets by set: the harness issue's (`make bench`), then the context scenarios'
+    /// (``contexts``, `make bench-contexts`). A report lists the sets its run measured.
+    public static let sets: [[PerformanceTarget]] = [harness, contexts]
 
     /// The harness issue's targets.
     static let harness: [PerformanceTarget] = [

@@ -32,6 +32,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Delivery attempts before dead-lettering. Default 5.") var maxDeliveryAttempts: String?
     @Option(help: "Disconnect a receiver whose queue stays full this long, in ms. Default 10000.") var slowConsumerMs:
         String?
+    @Option(help: "Versions kept per context; a watch cannot resume before the oldest. Default 16.")
+    var contextHistory: String?
+    @Option(help: "Bytes the bus keeps for contexts (kept bodies); writes over it are refused. Default 536870912.")
+    var contextBytes: String?
+    @Option(help: "Context events a session holds undelivered before its watch ends. Default 4096.")
+    var watchQueue: String?
     @Option(help: "Directory where stream uploads are spooled. Default /tmp/acb-streams.") var streamDir: String?
     @Option(help: "File that audit events are appended to as JSON lines. Default: the log, at debug level.")
     var auditLog: String?
@@ -130,6 +136,12 @@ struct Serve: AsyncParsableCommand {
             "rate-limit", flag: rateLimit, default: supervisor.rateLimitPerSecond, in: 0...1e9)
         supervisor.rateLimitBurst = try settings.integer(
             "rate-burst", flag: rateBurst, default: supervisor.rateLimitBurst, in: 1...UInt32.max)
+        supervisor.contextHistory = try settings.integer(
+            "context-history", flag: contextHistory, default: supervisor.contextHistory, in: 1...10_000)
+        supervisor.contextBytes = try settings.integer(
+            "context-bytes", flag: contextBytes, default: supervisor.contextBytes, in: 1 << 20...1 << 40)
+        supervisor.watchQueueCapacity = try settings.integer(
+            "watch-queue", flag: watchQueue, default: supervisor.watchQueueCapacity, in: 1...10_000_000)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
         configuration.supervisor = supervisor
         configuration.auditLogPath = settings.string("audit-log", flag: auditLog)

@@ -311,6 +311,32 @@ import Testing
         }
     }
 
+    @Test func theBoundsOfContextMemoryAndWatchesRefuseWithOverloaded() async throws {
+        try await TestBus.with({
+            $0.supervisor.contextBytes = 3_072
+            $0.supervisor.maxWatchesPerSession = 2
+        }) { bus in
+            var alice = try await ContextPeer.connect(bus, "alice")
+            let kilobyte = String(repeating: "x", count: 1_000)
+            // Each version costs its body and 512 bytes: two fit in 3,072, a third does not.
+            _ = try await alice.write(.put, "a", body: kilobyte).get()
+            _ = try await alice.write(.put, "b", body: kilobyte).get()
+            let full = try await alice.write(.put, "c", body: kilobyte)
+            #expect(full.code == .overloaded)
+            if case .failure(let error) = full { #expect(error.retryAfterMs > 0) }
+            #expect(try await alice.get("c").code == .unknownContext, "nothing was written")
+            try await alice.watch("a")
+            try await alice.watch("b")
+            do {
+                try await alice.watch("c")
+                Issue.record("a third watch started")
+            } catch let error as BusError {
+                #expect(error.code == .overloaded)
+            }
+            await alice.close()
+        }
+    }
+
     @Test func aWatcherThatFallsBehindIsToldWhereToResume() async throws {
         try await TestBus.with({
             $0.supervisor.watchQueueCapacity = 8

@@ -24,7 +24,8 @@ public final class ContextService: Sendable {
     /// and pending ones.
     struct Entry {
         var versions: [Version] = []
-        var pending: [Version] = []
+        /// Taken from the front as commits come: O(1) each, however many are in flight.
+        var pending = CircularBuffer<Version>(initialCapacity: 1)
         /// The version and revision of the newest version compacted away (0: none).
         var compacted: (version: UInt64, revision: UInt64) = (0, 0)
         /// What the next write builds on.
@@ -99,8 +100,8 @@ public final class ContextService: Sendable {
             state.loaded = true
             for record in records {
                 let version = Version(head: record.head, body: ByteBuffer(bytes: record.body))
-                var tenant = state.tenants[record.tenant, default: Tenant()]
-                var entry = tenant.entries[record.head.id, default: Entry()]
+                var tenant = state.tenants.removeValue(forKey: record.tenant) ?? Tenant()
+                var entry = tenant.entries.removeValue(forKey: record.head.id) ?? Entry()
                 if entry.versions.isEmpty, record.head.version > 1 {
                     entry.compacted = (record.head.version - 1, record.head.revision - 1)
                 }
@@ -195,11 +196,13 @@ public final class ContextService: Sendable {
     /// parents, offers it to the watches, and returns the writer's answer and the audit event.
     private func commit(_ write: InFlight, in state: inout State) -> Effects {
         let head = write.version.head
+        // Taken out of their dictionaries while they change, so their buffers stay uniquely
+        // referenced and change in place instead of being copied on every commit.
         guard var tenant = state.tenants.removeValue(forKey: write.tenant) else { return [] }
         defer { state.tenants[write.tenant] = tenant }
-        var entry = tenant.entries[head.id] ?? Entry()
+        var entry = tenant.entries.removeValue(forKey: head.id) ?? Entry()
         let previous = entry.current
-        entry.pending.removeFirst()
+        _ = entry.pending.popFirst()
         entry.versions.append(write.version)
         while entry.versions.count > configuration.contextHistory {
             let old = entry.versions.removeFirst()
@@ -215,11 +218,13 @@ public final class ContextService: Sendable {
             "id": head.id, "version": "\(head.version)", "revision": "\(head.revision)",
             "operation": write.operation,
         ]
-        let record = ContextRecord(tenant: write.tenant, head: head, body: Array(write.version.body.readableBytesView))
+        let mirrored = mirror.map { _ in
+            ContextRecord(tenant: write.tenant, head: head, body: Array(write.version.body.readableBytesView))
+        }
         return [
             { [self] in
                 self.record("context.\(kind.name)", write.tenant, head.updatedBy, detail)
-                mirror?(record)
+                if let mirrored { mirror?(mirrored) }
                 write.done(.success(head))
             }
         ]
