@@ -1,4 +1,5 @@
 public import Bus
+import Crypto
 public import Foundation
 import NIOCore
 
@@ -107,21 +108,50 @@ extension ACBClient {
     /// - Throws: `unknown_context` (also once deleted), `context_expired`, `compacted` for a
     ///   version no longer kept, `forbidden`.
     public func get(_ id: String, version: UInt64? = nil) async throws -> SharedContext {
-        let frame = try await call { .contextGet(ContextGet(ref: $0, id: id, version: version ?? 0)) }
-        guard case .context(let reply) = frame, reply.status == .body else { throw Self.unexpected(frame) }
+        let reply = try await fetch { ContextGet(ref: $0, id: id, version: version ?? 0) }
+        guard reply.status == .body else { throw Self.unexpected(.context(reply)) }
         return SharedContext(head: reply.head, body: reply.body)
     }
 
     /// The latest version of a context if it is newer than `version`; nil if not (the bus sends no
     /// body then).
     public func get(_ id: String, ifNewerThan version: UInt64) async throws -> SharedContext? {
-        let frame = try await call { .contextGet(ContextGet(ref: $0, id: id, ifNewerThan: version)) }
-        guard case .context(let reply) = frame else { throw Self.unexpected(frame) }
+        let reply = try await fetch { ContextGet(ref: $0, id: id, ifNewerThan: version) }
         switch reply.status {
         case .body: return SharedContext(head: reply.head, body: reply.body)
         case .notModified: return nil
-        case .head: throw Self.unexpected(frame)
+        case .head, .streamed: throw Self.unexpected(.context(reply))
         }
+    }
+
+    /// CONTEXT_GET, with a body over the inline limit collected from the stream behind the answer
+    /// and checked against the head (its size and SHA-256).
+    private func fetch(_ make: (UInt64) -> ContextGet) async throws -> ContextReply {
+        let connection = try currentConnection()
+        var asked: (ref: UInt64, chunks: AsyncThrowingStream<ByteBuffer, any Error>)?
+        let frame: Frame
+        do {
+            frame = try await connection.call { ref in
+                asked = (ref, connection.watchBody(ref: ref))
+                return .contextGet(make(ref))
+            }
+        } catch {
+            if let asked { connection.unwatchBody(ref: asked.ref) }
+            throw error
+        }
+        guard case .context(var reply) = frame, let asked else { throw Self.unexpected(frame) }
+        guard reply.status == .streamed else {
+            connection.unwatchBody(ref: asked.ref)
+            return reply
+        }
+        var body = ByteBuffer()
+        for try await var chunk in asked.chunks { body.writeBuffer(&chunk) }
+        guard UInt64(body.readableBytes) == reply.head.size,
+            body.withUnsafeReadableBytes({ Array(SHA256.hash(data: $0)) }) == reply.head.checksum
+        else { throw BusError(.checksumMismatch, "the streamed body of \(reply.head.id) does not match its head") }
+        reply.status = .body
+        reply.body = body
+        return reply
     }
 
     /// The heads of the live contexts of the tenant that this agent may read, ordered by id. Empty
@@ -215,15 +245,23 @@ extension ACBClient {
 
     // MARK: internals
 
+    /// A CONTEXT_WRITE. A body over the inline limit (``Limits/maxInlinePayload``) is uploaded as
+    /// a stream to the context first, and the write names the upload.
     private func write(
         _ operation: ContextOperation, _ id: String, expectedVersion: UInt64? = nil, ttlMs: UInt64 = 0,
         attributes: ContextAttributes? = nil, body: ByteBuffer = ByteBuffer()
     ) async throws -> ContextHead {
-        let frame = try await call {
+        var (body, bodyStream) = (body, "")
+        if body.readableBytes > Int(try currentConnection().welcome.limits.maxInlinePayload) {
+            bodyStream = UUID().uuidString
+            try await upload(to: .context(id), from: BufferSource(body), streamID: bodyStream)
+            body = ByteBuffer()
+        }
+        let frame = try await call { [body, bodyStream] in
             .contextWrite(
                 ContextWrite(
                     ref: $0, operation: operation, id: id, expectedVersion: expectedVersion ?? 0, ttlMs: ttlMs,
-                    attributes: attributes, body: body))
+                    attributes: attributes, body: body, bodyStream: bodyStream))
         }
         guard case .context(let reply) = frame else { throw Self.unexpected(frame) }
         return reply.head

@@ -30,6 +30,8 @@ final class ClientConnection: Sendable {
         /// Deliveries handed to the application and not acknowledged yet.
         var handedOut: Set<UInt64> = []
         var uploads: [String: AsyncThrowingStream<StreamStatus, any Error>.Continuation] = [:]
+        /// Context bodies coming as streams after their CONTEXT, by stream id (`context/<ref>`).
+        var bodies: [String: AsyncThrowingStream<ByteBuffer, any Error>.Continuation] = [:]
         var goAway: GoAway?
         var closed = false
     }
@@ -236,6 +238,23 @@ final class ClientConnection: Sendable {
         return stream
     }
 
+    /// The chunks of the context body that CONTEXT_GET `ref` may be answered with (status
+    /// `streamed`), in order; the stream ends at STREAM_END, or with ``closedError``. Call it before
+    /// the GET goes out; ``unwatchBody(ref:)`` if the answer carries the body inline.
+    func watchBody(ref: UInt64) -> AsyncThrowingStream<ByteBuffer, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let closed = state.withLockedValue { state in
+            if !state.closed { state.bodies[ContextReply.streamID(ref: ref)] = continuation }
+            return state.closed
+        }
+        if closed { continuation.finish(throwing: Self.closedError) }
+        return stream
+    }
+
+    func unwatchBody(ref: UInt64) {
+        state.withLockedValue { $0.bodies.removeValue(forKey: ContextReply.streamID(ref: ref)) }?.finish()
+    }
+
     func unwatchUpload(_ streamID: String) {
         state.withLockedValue { $0.uploads.removeValue(forKey: streamID) }?.finish()
     }
@@ -268,8 +287,18 @@ final class ClientConnection: Sendable {
         case .deliver(let deliver):
             delegate?.delivered(Delivery(deliver, connection: self))
         case .streamOpen(let open): beginDownload(open)
-        case .streamChunk(let chunk): downloadChunk(chunk)
-        case .streamEnd(let end): finishDownload(end)
+        case .streamChunk(let chunk):
+            if let body = state.withLockedValue({ $0.bodies[chunk.streamID] }) {
+                body.yield(chunk.data)
+            } else {
+                downloadChunk(chunk)
+            }
+        case .streamEnd(let end):
+            if let body = state.withLockedValue({ $0.bodies.removeValue(forKey: end.streamID) }) {
+                body.finish()
+            } else {
+                finishDownload(end)
+            }
         case .goAway(let goAway): state.withLockedValue { $0.goAway = goAway }
         default: break
         }
@@ -277,17 +306,19 @@ final class ClientConnection: Sendable {
 
     /// The channel closed: every waiting call fails, every upload watcher ends.
     func closed() {
-        let (calls, uploads, goAway) = state.withLockedValue { state in
+        let (calls, uploads, bodies, goAway) = state.withLockedValue { state in
             state.closed = true
             defer {
                 state.calls.removeAll()
                 state.uploads.removeAll()
+                state.bodies.removeAll()
             }
-            return (Array(state.calls.values), Array(state.uploads.values), state.goAway)
+            return (Array(state.calls.values), Array(state.uploads.values), Array(state.bodies.values), state.goAway)
         }
         let error = goAway.map { BusError($0.code, $0.message) } ?? Self.closedError
         for call in calls { call.resume(throwing: error) }
         for upload in uploads { upload.finish(throwing: Self.closedError) }
+        for body in bodies { body.finish(throwing: Self.closedError) }
         for download in downloads.value.values { partials.keep(download) }
         downloads.value.removeAll()
         delegate?.connectionLost(self, goAway: goAway)

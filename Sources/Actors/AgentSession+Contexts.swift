@@ -2,10 +2,10 @@ public import Bus
 import NIOCore
 
 extension AgentSession {
-    /// Writes the answer `produce` makes, or its error, for the command `ref`.
-    func answer<Reply: ContextReplyFrame>(_ ref: UInt64, _ produce: () throws -> Reply) {
+    /// Writes the page `produce` makes (LIST, HISTORY, LINEAGE), or its error, for the command `ref`.
+    func answer(_ ref: UInt64, _ produce: () throws -> ContextPage) {
         do {
-            write(try produce().frame)
+            write(.contextPage(try produce()))
         } catch let error as BusError {
             fail(ref, error)
         } catch {
@@ -13,9 +13,15 @@ extension AgentSession {
         }
     }
 
-    /// A write is answered once committed: from the storage's thread, so back on the event loop,
-    /// where the answers of one group commit share a flush.
+    /// CONTEXT_WRITE, its body inline or a finished upload (see AgentSession+ContextBodies).
     func handleContextWrite(_ command: ContextWrite) {
+        guard command.bodyStream.isEmpty else { return writeStagedBody(command) }
+        commitContextWrite(command)
+    }
+
+    /// Hands a write to the context service. It is answered once committed: from the storage's
+    /// thread, so back on the event loop, where the answers of one group commit share a flush.
+    func commitContextWrite(_ command: ContextWrite) {
         supervisor.contexts.write(command, by: principal) { [self] result in
             channel.eventLoop.execute {
                 self.assumeIsolated { session in
@@ -61,17 +67,4 @@ extension AgentSession: ContextWatcher {
     public nonisolated func lagged(watch ref: UInt64, after: UInt64) {
         if case .accepted(true) = mailbox.lagged(watch: ref, after: after) { scheduleDrain() }
     }
-}
-
-/// An answer to a context query: CONTEXT or CONTEXT_PAGE.
-protocol ContextReplyFrame {
-    var frame: Frame { get }
-}
-
-extension ContextReply: ContextReplyFrame {
-    var frame: Frame { .context(self) }
-}
-
-extension ContextPage: ContextReplyFrame {
-    var frame: Frame { .contextPage(self) }
 }

@@ -17,6 +17,7 @@ extension AgentSession {
         while channel.isWritable, let event = mailbox.nextEvent() {
             write(.contextEvent(event))
         }
+        sendBodyChunks()
         // A watch that fell behind ends after the events it was offered before.
         for (watch, after) in mailbox.takeLagged() {
             fail(watch, BusError(.overloaded, "watch fell behind after \(after)"))

@@ -137,6 +137,8 @@ extension AgentSession {
                     excluding: number)
             else { throw BusError(.noCapableAgent, "no ready agent offers \(target.name)") }
             return session
+        case .context:
+            throw BusError(.invalidArgument, "only STREAM_OPEN takes a context target (a context's body)")
         }
     }
 

@@ -10,13 +10,17 @@ extension AgentSession {
             guard uploads[open.streamID] == nil else {
                 throw BusError(.invalidArgument, "stream \(open.streamID) is already open")
             }
-            guard uploads.count < Limits.maxOpenUploads else {
+            guard uploads.count + stagedBodies.count < Limits.maxOpenUploads else {
                 throw BusError(
                     .overloaded, "at most \(Limits.maxOpenUploads) open streams per session",
                     retryAfterMs: 1000)
             }
             try checkDeadline(open.deadline, now: WallClock.nowMs())
-            _ = try resolve(open.target)
+            if open.target.kind == .context {
+                try checkContextUpload(open)
+            } else {
+                _ = try resolve(open.target)
+            }
             let assembly = try StreamAssembly(
                 totalSize: open.totalSize, chunkSize: open.chunkSize,
                 maxChunkSize: configuration.limits.chunkSize,
@@ -99,6 +103,7 @@ extension AgentSession {
                     "stream ended after \(spool.assembly.storedBytes) of \(spool.open.totalSize) bytes")
             }
             guard spool.verify() else { throw BusError(.checksumMismatch, "SHA-256 of the payload does not match") }
+            if spool.open.target.kind == .context { return stage(spool, ref: ref) }
             let receiver = try resolve(spool.open.target)
             try receiver.enqueue(.stream(CompletedStream(from: identity.agentID, open: spool.open, file: spool.file)))
             audit("stream.completed", ["stream": spool.open.streamID, "bytes": "\(spool.open.totalSize)"])

@@ -59,6 +59,12 @@ public actor AgentSession {
     /// Downloads in progress: delivery id → the first chunk the receiver still needs (0 unless it
     /// resumed a broken download). At most ``Limits/maxDownloadsInProgress``.
     var downloadResumes: [UInt64: UInt32] = [:]
+    /// Finished uploads to contexts, by stream id, waiting for the CONTEXT_WRITE that takes them.
+    /// Counted with `uploads` against ``Limits/maxOpenUploads``; their files go with the session.
+    var stagedBodies: [String: StagedBody] = [:]
+    /// Context bodies over the inline limit being sent to this agent after their CONTEXT, a chunk at
+    /// a time while the socket takes them. At most ``Limits/maxDownloadsInProgress``.
+    var bodyStreams = CircularBuffer<BodyStream>(initialCapacity: 1)
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
@@ -157,7 +163,7 @@ public actor AgentSession {
         case .streamAbort(let abort): discardUpload(abort.streamID)
         case .streamStatus(let status): handleDownloadResume(status)
         case .contextWrite(let write): handleContextWrite(write)
-        case .contextGet(let get): answer(get.ref) { try supervisor.contexts.get(get, by: principal) }
+        case .contextGet(let get): handleContextGet(get)
         case .contextList(let list): answer(list.ref) { try supervisor.contexts.list(list, by: principal) }
         case .contextHistory(let query): answer(query.ref) { try supervisor.contexts.history(query, by: principal) }
         case .contextLineage(let query): answer(query.ref) { try supervisor.contexts.lineage(query, by: principal) }
@@ -221,6 +227,8 @@ public actor AgentSession {
             supervisor.streams.park(upload.spool, chain: upload.chain, now: now)
         }
         uploads.removeAll()
+        stagedBodies.removeAll()
+        bodyStreams.removeAll()
         var orphans: [Envelope] = []
         let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.close()
         for envelope in held {

@@ -56,6 +56,9 @@ public struct SupervisorConfiguration: Sendable {
     /// Most bytes the bus keeps for contexts (bodies of kept versions, plus a fixed cost per
     /// version); a write that would go over is refused with `overloaded`.
     public var contextBytes = 512 << 20
+    /// Largest context body, uploaded as a stream (inline bodies stop at
+    /// ``Limits/maxInlinePayload``); it counts against ``contextBytes`` like any body.
+    public var contextBodyBytes = 64 << 20
     /// Context events one session holds undelivered; a watch whose event does not fit ends (its
     /// agent watches again from the last position it saw).
     public var watchQueueCapacity = 4_096

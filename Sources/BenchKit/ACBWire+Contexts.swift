@@ -32,7 +32,8 @@ extension ACBWire {
     static func event(_ reply: ContextReply) -> WireEvent {
         switch reply.status {
         case .head: .committed(version: reply.head.version)
-        case .body, .notModified: .value(version: reply.head.version, reply.body)
+        // The harness reads small bodies only: a streamed one (over 1 MiB) never comes.
+        case .body, .notModified, .streamed: .value(version: reply.head.version, reply.body)
         }
     }
 

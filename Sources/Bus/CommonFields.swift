@@ -1,8 +1,9 @@
 import NIOCore
 
-/// Whom a send, request or stream is for: an agent by id, or any ready agent with a capability.
+/// Whom a send, request or stream is for: an agent by id, or any ready agent with a capability;
+/// or, for a stream only, the body of a context (by id) that a CONTEXT_WRITE then takes.
 public struct Target: Sendable, Hashable {
-    public enum Kind: UInt8, Sendable { case agent = 0, capability = 1 }
+    public enum Kind: UInt8, Sendable { case agent = 0, capability = 1, context = 2 }
     public var kind: Kind
     public var name: String
 
@@ -13,6 +14,8 @@ public struct Target: Sendable, Hashable {
 
     public static func agent(_ id: String) -> Target { Target(kind: .agent, name: id) }
     public static func capability(_ name: String) -> Target { Target(kind: .capability, name: name) }
+    /// An upload that becomes the body of context `id` (STREAM_OPEN only).
+    public static func context(_ id: String) -> Target { Target(kind: .context, name: id) }
 
     init(reading reader: inout WireReader) throws(BusError) {
         let raw = try reader.u8("target.kind")

@@ -152,6 +152,22 @@ import Testing
         }
     }
 
+    @Test func largeBodiesAreUploadedAndReadAsStreams() async throws {
+        try await TestBus.with { bus in
+            let alice = try await bus.client("alice")
+            let bob = try await bus.client("bob")
+            let body = ByteBuffer(bytes: (0..<(2 << 20) + 5).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            let head = try await alice.share("big", body, options: ContextOptions(scope: .tenant))
+            #expect(head.size == UInt64(body.readableBytes) && head.version == 1)
+            #expect(try await bob.get("big").body == body)
+            let second = try await alice.update("big", ByteBuffer(bytes: Array(body.readableBytesView.reversed())))
+            #expect(try await bob.get("big", ifNewerThan: 1)?.head == second)
+            #expect(try await bob.get("big", version: 1).body == body)
+            await alice.close()
+            await bob.close()
+        }
+    }
+
     @Test func listFindsTheContextsWhoseIdsMatchAPatternAcrossPages() async throws {
         try await TestBus.with { bus in
             let alice = try await bus.client("alice")

@@ -1,3 +1,4 @@
+import ACBClient
 import Bus
 import Foundation
 import Gateway
@@ -38,6 +39,22 @@ extension SidecarTests {
                 #expect(next.version == 3 && next.revision == 4 && next.owner == "alice")
                 await alice.close()
                 await bob.close()
+            }
+        }
+
+        @Test func aLargeBodyOutlivesARestart() async throws {
+            let tenant = TestBus.freshTenant()
+            let body = ByteBuffer(bytes: (0..<(3 << 20) + 1).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+            try await TestBus.withSidecars { bus in
+                let alice = try await bus.client("alice", tenant: tenant)
+                try await alice.share("dataset", body)
+                await alice.close()
+            }
+            try await TestBus.withSidecars { bus in
+                let alice = try await bus.client("alice", tenant: tenant)
+                let read = try await alice.get("dataset")
+                #expect(read.body == body && read.head.size == UInt64(body.readableBytes))
+                await alice.close()
             }
         }
 

@@ -44,6 +44,8 @@ struct ContextPeer {
             case .context(let reply) where reply.ref == ref: return answer
             case .contextPage(let page) where page.ref == ref: return answer
             case .contextWatching(let watching) where watching.ref == ref: return answer
+            case .streamStatus(let status) where status.ref == ref: return answer
+            case .streamStatus: break  // an upload's progress
             default: Issue.record("unexpected \(answer)")
             }
         }
@@ -53,13 +55,13 @@ struct ContextPeer {
     /// A CONTEXT_WRITE: the new head, or the error.
     mutating func write(
         _ operation: ContextOperation, _ id: String, body: String = "", expected: UInt64 = 0, ttlMs: UInt64 = 0,
-        attributes: ContextAttributes? = nil
+        attributes: ContextAttributes? = nil, bodyStream: String = ""
     ) async throws -> Result<ContextHead, BusError> {
         let ref = ref()
         let frame = Frame.contextWrite(
             ContextWrite(
                 ref: ref, operation: operation, id: id, expectedVersion: expected, ttlMs: ttlMs, attributes: attributes,
-                body: ByteBuffer(string: body)))
+                body: ByteBuffer(string: body), bodyStream: bodyStream))
         switch try await call(frame, ref: ref) {
         case .context(let reply): return .success(reply.head)
         case .error(let error): return .failure(error.error)
@@ -134,6 +136,50 @@ struct ContextPeer {
         let taken = Array(events.prefix(count))
         events.removeFirst(taken.count)
         return taken
+    }
+
+    /// Uploads `body` as the future body of context `id` (STREAM_OPEN to a context, chunks of
+    /// `chunkSize`, STREAM_END) and returns the stream id a CONTEXT_WRITE names it by.
+    mutating func upload(_ body: ByteBuffer, to id: String, chunkSize: UInt32 = 1 << 20) async throws -> String {
+        let streamID = "body-\(ref())"
+        let openRef = ref()
+        let open = StreamOpen(
+            ref: openRef, streamID: streamID, target: .context(id), totalSize: UInt64(body.readableBytes),
+            chunkSize: chunkSize, sha256: Array(SHA256.hash(data: Array(body.readableBytesView))))
+        switch try await call(.streamOpen(open), ref: openRef) {
+        case .streamStatus: break
+        case .error(let error): throw error.error
+        case let other: throw BusError(.badFrame, "unexpected \(other)")
+        }
+        var rest = body
+        var index: UInt32 = 0
+        while let data = rest.readSlice(length: min(Int(chunkSize), rest.readableBytes)), data.readableBytes > 0 {
+            try await raw.send(.streamChunk(StreamChunk(streamID: streamID, index: index, data: data)))
+            index += 1
+        }
+        let endRef = ref()
+        switch try await call(.streamEnd(StreamRef(ref: endRef, streamID: streamID)), ref: endRef) {
+        case .ok: return streamID
+        case let other: throw BusError(.badFrame, "unexpected \(other)")
+        }
+    }
+
+    /// The body a CONTEXT answered `streamed` sends behind it: its chunks, up to STREAM_END.
+    mutating func streamedBody(ref: UInt64) async throws -> ByteBuffer {
+        var body = ByteBuffer()
+        var next: UInt32 = 0
+        while true {
+            switch try await raw.read() {
+            case .streamChunk(var chunk) where chunk.streamID == ContextReply.streamID(ref: ref):
+                #expect(chunk.index == next)
+                next += 1
+                body.writeBuffer(&chunk.data)
+            case .streamEnd(let end) where end.ref == ref: return body
+            case .contextEvent(let event): events.append(event)
+            case nil: throw BusError(.unavailable, "closed in the middle of a body")
+            case let other?: Issue.record("unexpected \(other)")
+            }
+        }
     }
 
     /// Closes the connection.

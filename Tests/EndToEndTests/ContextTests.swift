@@ -1,5 +1,6 @@
 import Actors
 import Bus
+import Crypto
 import Gateway
 import NIOCore
 import Testing
@@ -307,6 +308,52 @@ import Testing
             #expect(try await alice.put("lease", "{}").version == 4)
             let expired = await bus.audit.first(where: { $0.kind == "context.expired" && $0.detail["id"] == "lease" })
             #expect(expired.detail["version"] == "3")
+            for peer in [alice, bob] { await peer.close() }
+        }
+    }
+
+    @Test func largeBodiesTravelAsStreams() async throws {
+        try await TestBus.with({ $0.supervisor.contextBodyBytes = 8 << 20 }) { bus in
+            var alice = try await ContextPeer.connect(bus, "alice")
+            var bob = try await ContextPeer.connect(bus, "bob")
+            let body = ByteBuffer(bytes: (0..<(3 << 20) + 17).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            #expect(
+                try await alice.write(.put, "dataset", body: String(repeating: "x", count: (1 << 20) + 1)).code
+                    == .tooLarge)
+            let watch = try await bob.watch("dataset")
+            let streamID = try await alice.upload(body, to: "dataset")
+            let everyone = ContextAttributes(kind: "dataset", scope: .tenant)
+            let head = try await alice.write(.put, "dataset", attributes: everyone, bodyStream: streamID).get()
+            #expect(
+                head.size == UInt64(body.readableBytes)
+                    && head.checksum == Array(SHA256.hash(data: Array(body.readableBytesView))))
+            // The upload is used up; another write cannot name it.
+            #expect(try await alice.write(.put, "dataset", bodyStream: streamID).code == .unknownStream)
+            // An event announces it without the body (over 64 KiB); a GET streams it.
+            let event = try await bob.nextEvents(1)[0]
+            #expect(event.watch == watch && event.payloadKind == EventPayload.none && event.head.version == 1)
+            let ref = bob.ref()
+            guard
+                case .context(let reply) = try await bob.call(
+                    .contextGet(ContextGet(ref: ref, id: "dataset")), ref: ref)
+            else { Issue.record("no CONTEXT"); return }
+            #expect(reply.status == .streamed && reply.body.readableBytes == 0 && reply.head == head)
+            #expect(try await bob.streamedBody(ref: ref) == body)
+            // A patch of a large JSON body, and a body over the limit of context bodies.
+            let json = ByteBuffer(string: "{\"rows\":\"" + String(repeating: "r", count: 2 << 20) + "\"}")
+            let jsonStream = try await alice.upload(json, to: "table")
+            let table = ContextAttributes(contentType: .json)
+            _ = try await alice.write(.create, "table", attributes: table, bodyStream: jsonStream).get()
+            #expect(try await alice.write(.mergePatch, "table", body: #"{"n":1}"#).get().version == 2)
+            let huge = ByteBuffer(repeating: 0, count: (8 << 20) + 1)
+            do {
+                _ = try await alice.upload(huge, to: "huge")
+                Issue.record("an upload over the limit of context bodies started")
+            } catch let error as BusError {
+                #expect(error.code == .tooLarge)
+            }
+            let mismatched = try await alice.upload(ByteBuffer(string: "small"), to: "elsewhere")
+            #expect(try await alice.write(.put, "dataset", bodyStream: mismatched).code == .invalidArgument)
             for peer in [alice, bob] { await peer.close() }
         }
     }

@@ -62,7 +62,7 @@ public enum SampleFrames {
             ContextWrite(
                 ref: 17, operation: .update, id: "plan.q3", expectedVersion: 4, ttlMs: 60_000, attributes: attributes,
                 body: ByteBuffer(string: #"{"goal":"ship"}"#))),
-        .contextWrite(ContextWrite(ref: 18, operation: .jsonPatch, id: "plan.q3", body: ByteBuffer(string: "[]"))),
+        .contextWrite(ContextWrite(ref: 18, operation: .put, id: "plan.q3", bodyStream: "s2")),
         .contextGet(ContextGet(ref: 19, id: "plan.q3", version: 3, ifNewerThan: 2)),
         .contextList(
             ContextList(
@@ -74,6 +74,7 @@ public enum SampleFrames {
         .contextUnwatch(ContextUnwatch(ref: 23, watch: 22)),
         .contextLineage(ContextQuery(ref: 24, id: "plan.q3", selector: 1, depth: 3)),
         .context(ContextReply(ref: 19, status: .body, head: head, body: payload)),
+        .context(ContextReply(ref: 25, status: .streamed, head: head)),
         .contextPage(ContextPage(ref: 20, heads: [head, head], nextCursor: "plan.q3")),
         .contextEvent(
             ContextEvent(watch: 22, kind: .updated, head: head, payloadKind: .patch, payload: ByteBuffer(string: "[]"))),

@@ -104,9 +104,14 @@ extension ContextService {
         try Self.checkExpected(write, live: live?.head, tip: tip?.head, now: now)
         let attributes = write.attributes ?? live?.head.attributes ?? ContextAttributes()
         let body = try Self.body(of: change, live: live, contentType: attributes.contentType)
-        guard write.operation == .delete || body.readableBytes <= configuration.limits.maxInlinePayload else {
+        // A body sent inline stops at the inline limit; one uploaded as a stream, or made by a
+        // patch, at the limit of context bodies.
+        let inline = write.bodyStream.isEmpty && [.put, .create, .update].contains(write.operation)
+        let limit = inline ? Int(configuration.limits.maxInlinePayload) : configuration.contextBodyBytes
+        guard body.readableBytes <= limit else {
             throw BusError(
-                .tooLarge, "the body of \(body.readableBytes) bytes is over \(configuration.limits.maxInlinePayload)")
+                .tooLarge,
+                "the body of \(body.readableBytes) bytes is over \(limit)\(inline ? "; upload it as a stream" : "")")
         }
         guard state.bytes + body.readableBytes + 512 <= configuration.contextBytes else {
             throw BusError(.overloaded, "the bus holds as many context bytes as it may", retryAfterMs: 1_000)

@@ -44,10 +44,13 @@ public struct ContextWrite: FrameBody {
     public var attributes: ContextAttributes?
     /// The new body (put, create, update) or the patch document (merge_patch, json_patch).
     public var body: ByteBuffer
+    /// Empty, or the stream id of this session's finished upload to this context (STREAM_OPEN with
+    /// a `context` target), which becomes the body of a put, create or update; `body` is empty then.
+    public var bodyStream: String
 
     public init(
         ref: UInt64, operation: ContextOperation, id: String, expectedVersion: UInt64 = 0, ttlMs: UInt64 = 0,
-        attributes: ContextAttributes? = nil, body: ByteBuffer = ByteBuffer()
+        attributes: ContextAttributes? = nil, body: ByteBuffer = ByteBuffer(), bodyStream: String = ""
     ) {
         self.ref = ref
         self.operation = operation
@@ -56,6 +59,7 @@ public struct ContextWrite: FrameBody {
         self.ttlMs = ttlMs
         self.attributes = attributes
         self.body = body
+        self.bodyStream = bodyStream
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
@@ -72,7 +76,7 @@ public struct ContextWrite: FrameBody {
         let attributes = flag == 1 ? try ContextAttributes(reading: &r) : nil
         self.init(
             ref: ref, operation: operation, id: id, expectedVersion: expected, ttlMs: ttl, attributes: attributes,
-            body: try r.bytes("body"))
+            body: try r.bytes("body"), bodyStream: try r.string("body_stream"))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -82,6 +86,7 @@ public struct ContextWrite: FrameBody {
         b.writeMultipleIntegers(expectedVersion, ttlMs, UInt8(attributes == nil ? 0 : 1))
         attributes?.write(to: &b)
         b.writeWireBytes(body)
+        b.writeWireString(bodyStream)
     }
 }
 
@@ -123,6 +128,9 @@ public enum ContextStatus: UInt8, Sendable {
     case head = 1
     /// The head only: the context is not newer than the GET's `if_newer_than`.
     case notModified = 2
+    /// The head only: the body, over ``Limits/maxInlinePayload``, follows as STREAM_CHUNK frames of
+    /// the stream `context/<ref>`, then STREAM_END with the GET's ref.
+    case streamed = 3
 }
 
 /// CONTEXT: the answer to CONTEXT_GET and CONTEXT_WRITE.
@@ -132,6 +140,9 @@ public struct ContextReply: FrameBody {
     public var head: ContextHead
     /// Empty unless `status` is ``ContextStatus/body``.
     public var body: ByteBuffer
+
+    /// The stream id a ``ContextStatus/streamed`` body of the GET `ref` comes as.
+    public static func streamID(ref: UInt64) -> String { "context/\(ref)" }
 
     public init(ref: UInt64, status: ContextStatus, head: ContextHead, body: ByteBuffer = ByteBuffer()) {
         self.ref = ref
