@@ -35,22 +35,6 @@ struct EventStreamConnection {
     private var text: [UInt8] = []
     private var ended = false
 
-    /// Passes every inbound buffer on, and ends the stream when the server closes.
-    private final class Collector: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        let continuation: AsyncStream<ByteBuffer>.Continuation
-
-        init(_ continuation: AsyncStream<ByteBuffer>.Continuation) { self.continuation = continuation }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            continuation.yield(unwrapInboundIn(data))
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            continuation.finish()
-        }
-    }
-
     /// Sends `GET path` with the bearer `token` and `headers`, and reads the response's head (and
     /// its whole body, when it is not chunked).
     static func open(port: Int, path: String, token: String, headers: [String: String] = [:]) async throws
@@ -60,7 +44,7 @@ struct EventStreamConnection {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Collector(continuation))
+                    try channel.pipeline.syncOperations.addHandler(ByteCollector(continuation))
                 }
             }
             .connect(host: "127.0.0.1", port: port)

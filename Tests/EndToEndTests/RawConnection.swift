@@ -10,22 +10,6 @@ struct RawConnection {
     private var inbound: AsyncStream<ByteBuffer>.AsyncIterator
     private var buffer = ByteBuffer()
 
-    /// Passes every inbound buffer to the test, and ends the stream when the server closes.
-    private final class Collector: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        let continuation: AsyncStream<ByteBuffer>.Continuation
-
-        init(_ continuation: AsyncStream<ByteBuffer>.Continuation) { self.continuation = continuation }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            continuation.yield(unwrapInboundIn(data))
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            continuation.finish()
-        }
-    }
-
     /// - Parameter tls: a client context to speak TLS with (the server must be `localhost`).
     static func connect(port: Int, tls: TLSContext? = nil) async throws -> RawConnection {
         let (stream, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
@@ -37,7 +21,7 @@ struct RawConnection {
                         try channel.pipeline.syncOperations.addHandler(
                             TLSHandler(context: tls, serverName: "localhost"))
                     }
-                    try channel.pipeline.syncOperations.addHandler(Collector(continuation))
+                    try channel.pipeline.syncOperations.addHandler(ByteCollector(continuation))
                 }
             }
             .connect(host: "127.0.0.1", port: port)

@@ -90,9 +90,6 @@ public final class ContextService: Sendable {
         storage?.start { [weak self] outcome in self?.storageReported(outcome) }
     }
 
-    /// Whether committed contexts outlive the process.
-    public var isDurable: Bool { storage != nil }
-
     /// Puts back what storage kept (every kept version, oldest first per context); call at start,
     /// before agents connect.
     public func restore(_ records: [ContextRecord]) {
@@ -122,16 +119,6 @@ public final class ContextService: Sendable {
     func requireLoaded() throws(BusError) {
         guard state.withLockedValue({ $0.loaded }) else {
             throw BusError(.storageUnavailable, "contexts are not read from durable storage yet", retryAfterMs: 1_000)
-        }
-    }
-
-    /// Contexts (live ones) and the bytes they hold, for metrics and tests.
-    public var counts: (contexts: Int, bytes: Int) {
-        state.withLockedValue { state in
-            let live = state.tenants.values.reduce(0) { sum, tenant in
-                sum + tenant.entries.values.filter { $0.current?.head.state == .live }.count
-            }
-            return (live, state.bytes)
         }
     }
 
