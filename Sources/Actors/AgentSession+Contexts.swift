@@ -19,22 +19,25 @@ extension AgentSession {
         commitContextWrite(command)
     }
 
-    /// Hands a write to the context service. It is answered once committed: from the storage's
-    /// thread, so back on the event loop, where the answers of one group commit share a flush.
+    /// Hands a write to the context service. It is answered once committed: at once without
+    /// storage (on this event loop, no hop), else from the storage's thread, so back on the event
+    /// loop, where the answers of one group commit share a flush.
     func commitContextWrite(_ command: ContextWrite) {
         supervisor.contexts.write(command, by: principal) { [self] result in
-            channel.eventLoop.execute {
-                self.assumeIsolated { session in
-                    guard session.state != .closed else { return }
-                    switch result {
-                    case .success(let head):
-                        session.write(.context(ContextReply(ref: command.ref, status: .head, head: head)))
-                    case .failure(let error): session.fail(command.ref, error)
-                    }
-                    session.flushSoon()
-                }
+            guard channel.eventLoop.inEventLoop else {
+                return channel.eventLoop.execute { self.assumeIsolated { $0.answer(command.ref, result) } }
             }
+            assumeIsolated { $0.answer(command.ref, result) }
         }
+    }
+
+    private func answer(_ ref: UInt64, _ result: Result<ContextHead, BusError>) {
+        guard state != .closed else { return }
+        switch result {
+        case .success(let head): write(.context(ContextReply(ref: ref, status: .head, head: head)))
+        case .failure(let error): fail(ref, error)
+        }
+        flushSoon()
     }
 
     /// CONTEXT_WATCHING first, then the events the watch replays (they wait in the mailbox for the

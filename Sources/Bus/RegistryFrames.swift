@@ -21,23 +21,37 @@ public struct AgentDescription: Sendable, Equatable {
                 try r.string("capability")
             },
             location: try r.string("location"),
-            metadata: try r.list("metadata") { (r: inout WireReader) throws(BusError) in
-                MetadataEntry(key: try r.string("metadata.key"), value: try r.string("metadata.value"))
-            })
+            metadata: try r.metadata())
     }
 
     func write(to b: inout ByteBuffer) {
         b.writeWireString(agentType)
         b.writeWireList(capabilities) { $0.writeWireString($1) }
         b.writeWireString(location)
-        b.writeWireList(metadata) {
+        b.writeWireMetadata(metadata)
+    }
+}
+
+extension WireReader {
+    /// A `list` of metadata entries, each a key `str` and a value `str`.
+    mutating func metadata() throws(BusError) -> [MetadataEntry] {
+        try list("metadata") { (r: inout WireReader) throws(BusError) in
+            MetadataEntry(key: try r.string("metadata.key"), value: try r.string("metadata.value"))
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// Writes metadata entries as a `list` of key and value `str`s.
+    mutating func writeWireMetadata(_ entries: [MetadataEntry]) {
+        writeWireList(entries) {
             $0.writeWireString($1.key)
             $0.writeWireString($1.value)
         }
     }
 }
 
-/// One key/value pair of an agent's metadata.
+/// One key/value pair of metadata (an agent's, a context's).
 public struct MetadataEntry: Sendable, Equatable {
     public var key: String
     public var value: String

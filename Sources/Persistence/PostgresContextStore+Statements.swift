@@ -161,36 +161,16 @@ extension PostgresContextStore {
         return elements
     }
 
-    /// Metadata as a JSON object (of a key given twice, jsonb keeps the last value).
+    /// Metadata as a JSON object (of a key given twice, the last value).
     private static func json(_ metadata: [MetadataEntry]) -> String {
-        let entries = metadata.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-        return "{\(entries.joined(separator: ","))}"
+        let object = JSONValue.object(Dictionary(metadata.map { ($0.key, .string($0.value)) }) { _, last in last })
+        return String(decoding: object.serialized(), as: UTF8.self)
     }
 
     /// Parents as a JSON array of `{"id": …, "version": …}`.
     private static func json(_ parents: [ContextParent]) -> String {
-        let entries = parents.map { "{\"id\":\(jsonString($0.id)),\"version\":\($0.version)}" }
-        return "[\(entries.joined(separator: ","))]"
-    }
-
-    /// `string` as a JSON string literal (RFC 8259 §7). A NUL becomes `\u0000`, which jsonb refuses:
-    /// that record fails, alone (see ``commit(_:on:link:)``).
-    private static func jsonString(_ string: String) -> String {
-        guard string.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") })
-        else { return "\"" + string + "\"" }
-        var json = "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": json += "\\\""
-            case "\\": json += "\\\\"
-            case "\n": json += "\\n"
-            case "\t": json += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                json += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: json.unicodeScalars.append(scalar)
-            }
-        }
-        return json + "\""
+        let array = JSONValue.array(
+            parents.map { .object(["id": .string($0.id), "version": .number(Double($0.version))]) })
+        return String(decoding: array.serialized(), as: UTF8.self)
     }
 }

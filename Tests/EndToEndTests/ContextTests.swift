@@ -84,11 +84,13 @@ import Testing
             #expect(try await alice.write(.put, "a", body: "x", attributes: group).code == .invalidArgument)
             #expect(try await alice.write(.create, "a", body: "x", expected: 3).code == .invalidArgument)
             #expect(try await alice.get("a").code == .unknownContext, "nothing was created")
-            await #expect(throws: BusError.self) { try await alice.watch("a", paths: ["no-slash"]) }
-            do {
-                try await alice.watch("a", paths: ["/ok", "~2"])
-            } catch let error as BusError {
-                #expect(error.code == .invalidPointer)
+            for paths in [["no-slash"], ["/ok", "~2"]] {
+                do {
+                    try await alice.watch("a", paths: paths)
+                    Issue.record("a watch of \(paths), not all JSON Pointers, started")
+                } catch let error as BusError {
+                    #expect(error.code == .invalidPointer)
+                }
             }
             await alice.close()
         }
@@ -233,9 +235,8 @@ import Testing
             } catch let error as BusError {
                 #expect(error.code == .compacted && error.oldestHeld == 7)
             }
-            let resumed = try await alice.watch("counter", start: .after, after: 7)
+            try await alice.watch("counter", start: .after, after: 7)
             #expect(try await alice.nextEvents(3).map(\.head.version) == [8, 9, 10])
-            _ = resumed
             #expect(try await alice.get("counter", version: 2).code == .compacted)
             await alice.close()
         }

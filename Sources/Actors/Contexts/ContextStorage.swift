@@ -30,11 +30,12 @@ extension SharedState {
         guard head.state == .live, record.body.count <= Limits.maxEventBody, !head.isExpired(now: now) else {
             return mirrorContext(tenant: record.tenant, id: head.id, value: nil, ttlMs: 0)
         }
-        let checksum = head.checksum.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let value =
-            "{\"version\":\(head.version),\"content_type\":\"\(head.attributes.contentType.mime)\","
-            + "\"checksum\":\"\(checksum)\",\"body\":\"\(Data(record.body).base64EncodedString())\"}"
+        let value = JSONValue.object([
+            "version": .number(Double(head.version)), "content_type": .string(head.attributes.contentType.mime),
+            "checksum": .string(head.checksumHex), "body": .string(Data(record.body).base64EncodedString()),
+        ])
         mirrorContext(
-            tenant: record.tenant, id: head.id, value: value, ttlMs: head.expiresMs == 0 ? 0 : head.expiresMs - now)
+            tenant: record.tenant, id: head.id, value: String(decoding: value.serialized(), as: UTF8.self),
+            ttlMs: head.expiresMs == 0 ? 0 : head.expiresMs - now)
     }
 }

@@ -199,9 +199,7 @@ public struct ContextList: FrameBody {
         self.init(
             ref: try r.u64("ref"), kind: try r.string("kind"), owner: try r.string("owner"),
             pattern: try r.string("pattern"), prefix: try r.string("prefix"),
-            metadata: try r.list("metadata") { (r: inout WireReader) throws(BusError) in
-                MetadataEntry(key: try r.string("metadata.key"), value: try r.string("metadata.value"))
-            },
+            metadata: try r.metadata(),
             cursor: try r.string("cursor"), limit: try r.u16("limit"))
     }
 
@@ -211,10 +209,7 @@ public struct ContextList: FrameBody {
         b.writeWireString(owner)
         b.writeWireString(pattern)
         b.writeWireString(prefix)
-        b.writeWireList(metadata) {
-            $0.writeWireString($1.key)
-            $0.writeWireString($1.value)
-        }
+        b.writeWireMetadata(metadata)
         b.writeWireString(cursor)
         b.writeInteger(limit)
     }

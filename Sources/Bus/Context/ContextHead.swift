@@ -115,9 +115,7 @@ public struct ContextAttributes: Sendable, Equatable {
             kind: kind, contentType: contentType, label: label, scope: scope,
             readers: try r.list("readers") { (r: inout WireReader) throws(BusError) in try r.string("reader") },
             writers: try r.list("writers") { (r: inout WireReader) throws(BusError) in try r.string("writer") },
-            metadata: try r.list("metadata") { (r: inout WireReader) throws(BusError) in
-                MetadataEntry(key: try r.string("metadata.key"), value: try r.string("metadata.value"))
-            },
+            metadata: try r.metadata(),
             parents: try r.list("parents") { (r: inout WireReader) throws(BusError) in
                 ContextParent(id: try r.string("parent.id"), version: try r.u64("parent.version"))
             },
@@ -131,10 +129,7 @@ public struct ContextAttributes: Sendable, Equatable {
         b.writeInteger(scope.rawValue)
         b.writeWireList(readers) { $0.writeWireString($1) }
         b.writeWireList(writers) { $0.writeWireString($1) }
-        b.writeWireList(metadata) {
-            $0.writeWireString($1.key)
-            $0.writeWireString($1.value)
-        }
+        b.writeWireMetadata(metadata)
         b.writeWireList(parents) {
             $0.writeWireString($1.id)
             $0.writeInteger($1.version)
@@ -182,6 +177,12 @@ public struct ContextHead: Sendable, Equatable {
         self.updatedBy = updatedBy
         self.expiresMs = expiresMs
         self.state = state
+    }
+
+    /// The checksum in lowercase hex, as JSON and the audit stream write it.
+    public var checksumHex: String {
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: checksum.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }, as: UTF8.self)
     }
 
     init(reading r: inout WireReader) throws(BusError) {

@@ -49,7 +49,7 @@ enum ContextJSON {
             source = attributes.source
             version = head.version
             revision = head.revision
-            checksum = ContextJSON.hex(head.checksum)
+            checksum = head.checksumHex
             size = head.size
             createdMs = head.createdMs
             updatedMs = head.updatedMs
@@ -129,16 +129,4 @@ enum ContextJSON {
 
     /// The `ETag` of a version: its number in quotes, what `If-Match` takes back.
     static func eTag(_ head: ContextHead) -> String { "\"\(head.version)\"" }
-
-    /// `bytes` in lower-case hexadecimal.
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
 }
