@@ -69,7 +69,7 @@ final class ClientConnection: Sendable {
         -> ClientConnection
     {
         let (channel, answer) = try await connect(
-            configuration, sending: .hello(Hello(token: token, clientName: configuration.clientName)))
+            configuration, sending: .hello(Hello(version: 1, token: token, clientName: configuration.clientName)))
         switch answer {
         case .welcome(let welcome):
             return try await channel.eventLoop.submit {

@@ -8,12 +8,14 @@ extension AgentSession {
         guard state != .closed else { return }
         mailbox.beginDrain()
         let (now, clock) = (WallClock.nowMs(), MonotonicClock.nowMs())
+        var returns = CreditReturns()
         while let envelope = mailbox.next(
             takeMessage: window.hasRoom && channel.isWritable,
             takeStream: downloadResumes.count < Limits.maxDownloadsInProgress)
         {
-            deliver(envelope, now: now, clock: clock)
+            deliver(returns.settle(envelope), now: now, clock: clock)
         }
+        returns.flush()
         while channel.isWritable, let event = mailbox.nextEvent() {
             write(.contextEvent(event))
         }

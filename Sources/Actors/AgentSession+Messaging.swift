@@ -10,7 +10,8 @@ extension AgentSession {
             let key = try beginIdempotent(send.idempotencyKey)
             switch key {
             case .answered(.ok(let outcome, let recipients)):
-                return write(.ok(Ok(ref: send.ref, outcome: outcome, recipients: recipients)))
+                sendWindow?.give(1)
+                return succeeded(send.ref, outcome, recipients: recipients)
             case .answered(.response):
                 throw BusError(.conflict, "idempotency key was used for a request")
             case .run(let scoped):
@@ -25,14 +26,13 @@ extension AgentSession {
                     if send.target.kind == .agent, receiver.readingBacklog.load(ordering: .relaxed) {
                         return storeForLater(send, scopedKey: scoped)
                     }
-                    try receiver.enqueue(
-                        .message(
-                            Message(
-                                kind: .direct, from: identity.agentID,
-                                deadline: send.deadline, payload: send.payload)))
+                    var message = Message(
+                        kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload)
+                    message.credit = sendWindow.map { .message($0) }
+                    try receiver.enqueue(.message(message))
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     supervisor.metrics.routed(.direct, .delivered)
-                    write(.ok(Ok(ref: send.ref, outcome: .delivered, recipients: 1)))
+                    succeeded(send.ref, recipients: 1)
                 } catch {
                     forgetIdempotencyKey(scoped)
                     throw error
@@ -45,8 +45,10 @@ extension AgentSession {
     }
 
     /// SEND to a registered agent that is offline, with a store: OK `queued` once the message is
-    /// durable (committed to the database, or to the store's spool while it is unreachable).
+    /// durable (committed to the database, or to the store's spool while it is unreachable). Under
+    /// protocol 2, CONFIRM waits for that answer, and the send's credit comes back with it.
     private func storeForLater(_ send: Send, scopedKey: String) {
+        if sendWindow != nil { refs.storing(send.ref) }
         let message = supervisor.storedMessage(
             to: AgentKey(tenant: identity.tenant, agentID: send.target.name), from: identity.agentID,
             payload: Array(send.payload.readableBytesView), deadline: send.deadline,
@@ -54,12 +56,14 @@ extension AgentSession {
         supervisor.enqueueStored(message) { error in
             self.channel.eventLoop.execute {
                 self.assumeIsolated { session in
+                    session.refs.stored(send.ref)
                     if let error {
                         session.forgetIdempotencyKey(scopedKey)
                         session.fail(send.ref, error)
                     } else {
                         session.completeIdempotent(scopedKey, .ok(.queued, recipients: 1))
                         session.write(.ok(Ok(ref: send.ref, outcome: .queued, recipients: 1)))
+                        session.sendWindow?.give(1)
                     }
                     session.flush()
                 }
@@ -68,7 +72,8 @@ extension AgentSession {
     }
 
     /// BROADCAST (every other live agent of the tenant) and PUBLISH (every matching subscriber).
-    /// Receivers whose mailbox is full are skipped; OK counts those that took it.
+    /// Receivers whose mailbox is full are skipped; OK counts those that took it. Under protocol 2,
+    /// CONFIRM answers a fan-out every receiver took, and OK one that skipped any.
     func handleFanout(_ fanout: Fanout, kind: DeliveryKind) {
         do throws(BusError) {
             try checkInline(fanout.payload)
@@ -81,14 +86,21 @@ extension AgentSession {
                 guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
             }
-            let envelope = Envelope.message(
-                Message(
-                    kind: kind, from: identity.agentID, subject: fanout.topic,
-                    deadline: fanout.deadline, payload: fanout.payload))
+            var message = Message(
+                kind: kind, from: identity.agentID, subject: fanout.topic,
+                deadline: fanout.deadline, payload: fanout.payload)
+            let share = sendWindow.map { FanoutCredit(window: $0, receivers: receivers.count) }
+            message.credit = share.map { .copy($0) }
+            let envelope = Envelope.message(message)
             var delivered: UInt32 = 0
             for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
+            share?.offered(refused: receivers.count - Int(delivered))
             supervisor.metrics.routed(kind, .delivered)
-            write(.ok(Ok(ref: fanout.ref, outcome: .delivered, recipients: delivered)))
+            if delivered == receivers.count {
+                succeeded(fanout.ref, recipients: delivered)
+            } else {
+                write(.ok(Ok(ref: fanout.ref, outcome: .delivered, recipients: delivered)))
+            }
         } catch {
             supervisor.metrics.routed(kind, .failed)
             fail(fanout.ref, error)

@@ -84,6 +84,11 @@ public actor AgentSession {
     var needsFlush = false
     /// A flush is queued on the event loop behind the tasks already there (``flushSoon()``).
     var flushQueued = false
+    /// Protocol 2 only (nil under 1): the window CREDIT grants, given back as receivers take messages.
+    var sendWindow: SendWindow?
+    /// Protocol 2: the last ref of a SEND, BROADCAST or PUBLISH (they must increase), the last one
+    /// that succeeded, and the last one CONFIRM covered.
+    var refs = ConfirmedRefs()
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         channel.eventLoop.executor.asUnownedSerialExecutor()
@@ -112,8 +117,10 @@ public actor AgentSession {
         self.readingBacklog = Atomic(supervisor.store != nil)
     }
 
-    /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks). Call once, after WELCOME.
-    public func start() {
+    /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks) and, under protocol 2,
+    /// flow control: the first CREDIT. Call once, after WELCOME.
+    public func start(protocolVersion: UInt16) {
+        if protocolVersion >= 2 { openWindow() }
         let period = TimeAmount.milliseconds(Int64(configuration.tickMs))
         ticker = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [self] _ in
             assumeIsolated { $0.tick() }
@@ -134,6 +141,11 @@ public actor AgentSession {
         if state == .draining, frame.startsWork {
             return fail(frame.ref, BusError(.shuttingDown, "the server is shutting down"))
         }
+        if sendWindow != nil, frame.isMessage {
+            guard refs.take(frame.ref) else {
+                return fail(frame.ref, BusError(.invalidArgument, "refs of SEND, BROADCAST and PUBLISH must increase"))
+            }
+        }
         if frame.startsWork, let bucket {
             if credit == 0 {
                 let (granted, retryAfterMs) = bucket.take(upTo: Self.creditBatch, nowMs: lastHeard)
@@ -147,6 +159,7 @@ public actor AgentSession {
         case .unregister(let command): handleUnregister(command.ref)
         case .discover(let discover): handleDiscover(discover)
         case .heartbeat(let heartbeat): load.readiness = heartbeat.readiness
+        case .ping(let ping): pong(ping)
         case .send(let send): handleSend(send)
         case .broadcast(let fanout): handleFanout(fanout, kind: .broadcast)
         case .publish(let fanout): handleFanout(fanout, kind: .topic)
@@ -176,6 +189,7 @@ public actor AgentSession {
 
     /// Flushes what this batch wrote. Called at the end of each read batch and after each drain.
     public func flush() {
+        if sendWindow != nil { confirmSucceeded() }
         handOver()
         guard needsFlush else { return }
         needsFlush = false
@@ -230,7 +244,10 @@ public actor AgentSession {
         stagedBodies.removeAll()
         bodyStreams.removeAll()
         var orphans: [Envelope] = []
-        let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + mailbox.close()
+        var returns = CreditReturns()
+        let queued = mailbox.close().map { returns.settle($0) }
+        returns.flush()
+        let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + queued
         for envelope in held {
             switch envelope {
             case .message(let message) where message.kind == .request:
@@ -353,6 +370,14 @@ extension Frame {
         case .contextWatch(let f): f.ref
         case .contextUnwatch(let f): f.ref
         default: 0
+        }
+    }
+
+    /// Whether the frame is a SEND, BROADCAST or PUBLISH: under protocol 2, CONFIRM answers them.
+    var isMessage: Bool {
+        switch self {
+        case .send, .broadcast, .publish: true
+        default: false
         }
     }
 

@@ -62,6 +62,8 @@ public struct Message: Sendable {
     public var attempts: UInt16 = 0
     /// The id of its durable copy (``MessageStore``), 0 for a message held in memory only.
     public var storedID: UInt64 = 0
+    /// The protocol 2 sender's window it counts against until a receiver takes it.
+    var credit: CreditOwner?
 
     public init(
         kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,

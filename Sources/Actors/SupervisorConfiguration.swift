@@ -12,6 +12,10 @@ public struct SupervisorConfiguration: Sendable {
     public var missedHeartbeats: UInt32 = 3
     /// Deliveries waiting for a session beyond its unacked window; a full mailbox refuses with `overloaded`.
     public var mailboxCapacity = 4_096
+    /// The send window of a protocol 2 session: SEND, BROADCAST and PUBLISH it may have in the bus
+    /// (not yet taken by their receivers); announced with CREDIT after WELCOME and given back as
+    /// receivers take them.
+    public var sendWindow: UInt32 = 1_024
     /// A session whose mailbox stays full this long is disconnected with `slow_consumer`.
     public var slowConsumerTimeoutMs: UInt64 = 10_000
     /// How long idempotency keys are remembered.

@@ -1,6 +1,6 @@
 public import NIOCore
 
-/// One frame of wire protocol v1. On the wire: `u32` length of what follows, `u8` type, body.
+/// One frame of the wire protocol (versions 1 and 2). On the wire: `u32` length of what follows, `u8` type, body.
 ///
 /// `docs/protocol.md` specifies every body field by field.
 public enum Frame: Sendable, Equatable {
@@ -13,6 +13,10 @@ public enum Frame: Sendable, Equatable {
     case refresh(Refresh)
     case tokens(Tokens)
     case logout(RefOnly)
+    case credit(Credit)
+    case ping(RefOnly)
+    case pong(RefOnly)
+    case confirm(Confirm)
     case register(Register)
     case unregister(RefOnly)
     case discover(Discover)
@@ -59,6 +63,10 @@ public enum Frame: Sendable, Equatable {
         case .refresh: .refresh
         case .tokens: .tokens
         case .logout: .logout
+        case .credit: .credit
+        case .ping: .ping
+        case .pong: .pong
+        case .confirm: .confirm
         case .register: .register
         case .unregister: .unregister
         case .discover: .discover
@@ -118,7 +126,9 @@ public enum Frame: Sendable, Equatable {
         case .login(let body): body.write(to: &buffer)
         case .refresh(let body): body.write(to: &buffer)
         case .tokens(let body): body.write(to: &buffer)
-        case .logout(let body): body.write(to: &buffer)
+        case .logout(let body), .ping(let body), .pong(let body): body.write(to: &buffer)
+        case .credit(let body): body.write(to: &buffer)
+        case .confirm(let body): body.write(to: &buffer)
         case .register(let body): body.write(to: &buffer)
         case .unregister(let body): body.write(to: &buffer)
         case .discover(let body): body.write(to: &buffer)
@@ -183,6 +193,10 @@ public enum Frame: Sendable, Equatable {
         case .refresh: .refresh(try Refresh(reading: &r))
         case .tokens: .tokens(try Tokens(reading: &r))
         case .logout: .logout(try RefOnly(reading: &r))
+        case .credit: .credit(try Credit(reading: &r))
+        case .ping: .ping(try RefOnly(reading: &r))
+        case .pong: .pong(try RefOnly(reading: &r))
+        case .confirm: .confirm(try Confirm(reading: &r))
         case .register: .register(try Register(reading: &r))
         case .unregister: .unregister(try RefOnly(reading: &r))
         case .discover: .discover(try Discover(reading: &r))

@@ -4,6 +4,7 @@ public import NIOCore
 public enum FrameType: UInt8, Sendable, CaseIterable {
     case hello = 0x01, welcome = 0x02, error = 0x03, goAway = 0x04, ok = 0x05
     case login = 0x06, refresh = 0x07, tokens = 0x08, logout = 0x09
+    case credit = 0x0A, ping = 0x0B, pong = 0x0C, confirm = 0x0D
     case register = 0x10, unregister = 0x11, discover = 0x12, discovered = 0x13, heartbeat = 0x14
     case send = 0x20, broadcast = 0x21, publish = 0x22, subscribe = 0x23, unsubscribe = 0x24
     case deliver = 0x25, ack = 0x26, nack = 0x27
@@ -19,7 +20,8 @@ extension FrameType {
     /// Whether clients may send frames of this type (the others only come from the server).
     public var isSentByClients: Bool {
         switch self {
-        case .welcome, .error, .goAway, .ok, .tokens, .discovered, .deliver, .response, .context, .contextPage,
+        case .welcome, .error, .goAway, .ok, .tokens, .credit, .pong, .confirm, .discovered, .deliver, .response,
+            .context, .contextPage,
             .contextEvent, .contextWatching:
             false
         default: true

@@ -59,6 +59,10 @@ public struct Limits: Sendable, Equatable {
     public static let maxEventBody = 64 << 10
     /// Longest context TTL: 30 days.
     public static let maxContextTTLMs: UInt64 = 30 * 24 * 3_600_000
-    /// The wire protocol version this code speaks.
-    public static let protocolVersion: UInt16 = 1
+    /// The newest wire protocol version this code speaks (docs/protocol.md, section 3).
+    public static let protocolVersion: UInt16 = 2
+    /// Every version a server accepts in HELLO: version 1 clients keep working.
+    public static let protocolVersions: ClosedRange<UInt16> = 1...2
+    /// Most frames a protocol 2 client may send behind HELLO before WELCOME arrives.
+    public static let maxFramesBeforeWelcome = 256
 }

@@ -1,8 +1,8 @@
 /// The roles a token may grant, and which client frames each allows.
 ///
 /// A session may send a frame if any of its roles allows it. ACK, NACK, HEARTBEAT, STREAM_ABORT and
-/// STREAM_STATUS (a receiver resuming a download) only finish what the bus already started, so every
-/// role may send them.
+/// STREAM_STATUS (a receiver resuming a download) only finish what the bus already started, and PING
+/// starts nothing, so every role may send them.
 public enum Role: String, Sendable, CaseIterable {
     case admin
     case agentFull = "agent-full"
@@ -15,7 +15,7 @@ public enum Role: String, Sendable, CaseIterable {
     public func allows(_ type: FrameType) -> Bool {
         guard type.isSentByClients, !type.isHandshake else { return false }
         switch type {
-        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus:
+        case .ack, .nack, .heartbeat, .streamAbort, .streamStatus, .ping:
             return true
         case .register, .unregister, .discover:
             return self != .observer || type == .discover

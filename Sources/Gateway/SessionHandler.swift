@@ -17,8 +17,9 @@ final class SessionHandler: ChannelInboundHandler {
     private enum State {
         /// Before HELLO: one LOGIN or REFRESH may come first, to obtain tokens.
         case awaitingHello(exchanged: Bool)
-        /// A HELLO, LOGIN or REFRESH is being checked off the event loop.
-        case checking
+        /// A HELLO, LOGIN or REFRESH is being checked off the event loop. A protocol 2 HELLO's
+        /// `held` keeps the frames pipelined behind it, run once WELCOME is out; nil refuses them.
+        case checking(held: [Frame]?)
         /// The session, and the access token that opened it (LOGOUT revokes it).
         case active(AgentSession, TokenAuthority.Verified)
         case closed
@@ -74,19 +75,20 @@ final class SessionHandler: ChannelInboundHandler {
         case (.active, _), (.closed, _):
             break
         case (.awaitingHello, .hello(let hello)):
-            guard hello.version == Limits.protocolVersion else {
+            let versions = Limits.protocolVersions
+            guard versions.contains(hello.version) else {
                 return refuse(
                     context,
                     BusError(
                         .unsupportedVersion,
-                        "protocol version \(hello.version) is not supported; this server speaks \(Limits.protocolVersion)"
+                        "protocol version \(hello.version) is not supported; this server speaks \(versions.lowerBound) to \(versions.upperBound)"
                     ))
             }
             let certificate = peerCertificate(context)
-            check(context) { [authenticator] () async throws(BusError) in
+            check(context, holding: hello.version >= 2) { [authenticator] () async throws(BusError) in
                 try await authenticator.hello(hello.token, certificate: certificate)
-            } then: { handler, token in
-                handler.open(token, clientName: hello.clientName, context: context)
+            } then: { handler, token, held in
+                handler.open(token, hello: hello, held: held, context: context)
             }
         case (.awaitingHello(exchanged: true), .login), (.awaitingHello(exchanged: true), .refresh):
             refuse(context, BusError(.badFrame, "one LOGIN or REFRESH per connection, then HELLO"))
@@ -102,6 +104,13 @@ final class SessionHandler: ChannelInboundHandler {
             }
         case (.awaitingHello, _):
             refuse(context, BusError(.badFrame, "the first frame must be HELLO, LOGIN or REFRESH"))
+        case (.checking(held: var held?), _):
+            guard held.count < Limits.maxFramesBeforeWelcome else {
+                return refuse(
+                    context, BusError(.badFrame, "more than \(Limits.maxFramesBeforeWelcome) frames before WELCOME"))
+            }
+            held.append(frame)
+            state = .checking(held: held)
         case (.checking, _):
             refuse(context, BusError(.badFrame, "wait for the answer before sending \(frame.type)"))
         }
@@ -151,11 +160,15 @@ final class SessionHandler: ChannelInboundHandler {
     /// collection is an actor), then `then` back on it; a failure refuses the connection. The task
     /// is unstructured because a channel handler cannot await; it is short-lived and holds only
     /// this connection.
+    /// - Parameter holding: keep the frames that arrive meanwhile for `then` (protocol 2's pipelining)
+    ///   instead of refusing them; the connection is not read further until `then` runs.
     private func check<T: Sendable>(
-        _ context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(BusError) -> T,
-        then: @escaping (SessionHandler, T) -> Void
+        _ context: ChannelHandlerContext, holding: Bool = false,
+        _ work: @escaping @Sendable () async throws(BusError) -> T,
+        then: @escaping (SessionHandler, T, [Frame]) -> Void
     ) {
-        state = .checking
+        state = .checking(held: holding ? [] : nil)
+        if holding { reading(false, context) }
         let bound = NIOLoopBound((self, context, then), eventLoop: context.eventLoop)
         let loop = context.eventLoop
         Task {
@@ -167,9 +180,9 @@ final class SessionHandler: ChannelInboundHandler {
             }
             loop.execute {
                 let (handler, context, then) = bound.value
-                guard case .checking = handler.state else { return }
+                guard case .checking(let held) = handler.state else { return }
                 switch result {
-                case .success(let value): then(handler, value)
+                case .success(let value): then(handler, value, held ?? [])
                 case .failure(let error): handler.refuse(context, error)
                 }
             }
@@ -180,7 +193,7 @@ final class SessionHandler: ChannelInboundHandler {
     private func exchange(
         _ context: ChannelHandlerContext, _ work: @escaping @Sendable () async throws(BusError) -> Tokens
     ) {
-        check(context, work) { handler, tokens in
+        check(context, work) { handler, tokens, _ in
             handler.state = .awaitingHello(exchanged: true)
             handler.answer(.tokens(tokens), context)
         }
@@ -202,7 +215,16 @@ final class SessionHandler: ChannelInboundHandler {
         (try? context.pipeline.syncOperations.handler(type: TLSHandler.self))?.peerCertificate
     }
 
-    private func open(_ token: TokenAuthority.Verified, clientName: String, context: ChannelHandlerContext) {
+    /// Stops or resumes reading the connection (while a protocol 2 HELLO is checked, what follows it
+    /// waits in the socket, not in memory).
+    private func reading(_ on: Bool, _ context: ChannelHandlerContext) {
+        try? context.channel.syncOptions?.setOption(.autoRead, value: on)
+    }
+
+    /// Opens the session, then runs the frames pipelined behind a protocol 2 HELLO.
+    private func open(
+        _ token: TokenAuthority.Verified, hello: Hello, held: [Frame], context: ChannelHandlerContext
+    ) {
         timer?.cancel()
         let identity = token.identity
         do throws(BusError) {
@@ -213,12 +235,16 @@ final class SessionHandler: ChannelInboundHandler {
                 sessionID: UInt64(session.number), tenant: identity.tenant,
                 agentID: identity.agentID, limits: supervisor.configuration.limits)
             answer(.welcome(welcome), context)
-            session.assumeIsolated { $0.start() }
+            session.assumeIsolated { $0.start(protocolVersion: hello.version) }
             supervisor.logger.debug(
                 "session opened",
                 metadata: [
-                    "agent": "\(identity.key)", "client": "\(clientName)", "session": "\(session.number)",
+                    "agent": "\(identity.key)", "client": "\(hello.clientName)", "session": "\(session.number)",
+                    "protocol": "\(hello.version)",
                 ])
+            for frame in held { handle(frame, context: context) }
+            session.assumeIsolated { $0.flush() }
+            if hello.version >= 2 { reading(true, context) }
         } catch {
             refuse(context, error)
         }

@@ -28,6 +28,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Unacknowledged deliveries per session. Default 1024.") var maxUnacked: String?
     @Option(help: "Requests a session may have pending. Default 1024.") var maxPendingRequests: String?
     @Option(help: "Deliveries queued per session beyond the unacked window. Default 4096.") var mailboxCapacity: String?
+    @Option(help: "Messages a protocol 2 sender may have in the bus, not yet taken by receivers. Default 1024.")
+    var sendWindow: String?
     @Option(help: "Redeliver what is not acknowledged within this many ms. Default 30000.") var ackTimeoutMs: String?
     @Option(help: "Delivery attempts before dead-lettering. Default 5.") var maxDeliveryAttempts: String?
     @Option(help: "Disconnect a receiver whose queue stays full this long, in ms. Default 10000.") var slowConsumerMs:
@@ -122,6 +124,8 @@ struct Serve: AsyncParsableCommand {
         supervisor.mailboxCapacity = try settings.integer(
             "mailbox-capacity", flag: mailboxCapacity,
             default: supervisor.mailboxCapacity, in: 1...10_000_000)
+        supervisor.sendWindow = try settings.integer(
+            "send-window", flag: sendWindow, default: supervisor.sendWindow, in: 1...1_000_000)
         supervisor.ackTimeoutMs = try settings.integer(
             "ack-timeout-ms", flag: ackTimeoutMs,
             default: supervisor.ackTimeoutMs, in: 10...86_400_000)

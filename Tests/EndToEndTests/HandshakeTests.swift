@@ -72,7 +72,7 @@ import Testing
     @Test func anUnknownProtocolVersionIsRefused() async throws {
         try await TestBus.with { bus in
             var raw = try await bus.raw()
-            try await raw.send(.hello(Hello(version: 2, token: try await bus.token("alice"), clientName: "raw")))
+            try await raw.send(.hello(Hello(version: 3, token: try await bus.token("alice"), clientName: "raw")))
             guard case .error(let error) = try await raw.read() else { Issue.record("expected ERROR"); return }
             #expect(error.error.code == .unsupportedVersion)
         }

@@ -58,9 +58,9 @@ struct RawConnection {
         try? await channel.close()
     }
 
-    /// Sends HELLO with `token` and returns the answer.
-    mutating func hello(_ token: String) async throws -> Frame? {
-        try await send(.hello(Hello(token: token, clientName: "raw")))
+    /// Sends HELLO with `token` and returns the answer (protocol 1 unless `version` says otherwise).
+    mutating func hello(_ token: String, version: UInt16 = 1) async throws -> Frame? {
+        try await send(.hello(Hello(version: version, token: token, clientName: "raw")))
         return try await read()
     }
 }

@@ -1,0 +1,102 @@
+import Bus
+import Synchronization
+
+/// The send window of one protocol 2 session (docs/protocol.md, section 5.2): receivers on any
+/// thread count back the session's messages they have taken, and once a quarter of the window has
+/// come back the session grants it again with CREDIT.
+///
+/// Receivers count with one atomic add per run of messages from the same sender, and wake the
+/// sender once per quarter window, not once per message.
+final class SendWindow: Sendable {
+    /// The window, as CREDIT announces it after WELCOME.
+    let size: UInt32
+    /// Messages taken by receivers (or settled otherwise) and not yet granted back.
+    private let returned = Atomic<Int>(0)
+    /// Grants wait until this many have come back.
+    private let batch: Int
+    /// The sender; weak, so messages still queued at receivers do not keep a closed session alive.
+    weak let session: AgentSession?
+
+    init(size: UInt32, session: AgentSession) {
+        self.size = size
+        self.batch = max(1, Int(size) / 4)
+        self.session = session
+    }
+
+    /// `count` of the sender's messages left the bus's queues (taken, settled or dropped).
+    func give(_ count: Int) {
+        let before = returned.wrappingAdd(count, ordering: .relaxed).oldValue
+        if before < batch, before + count >= batch { session?.grantCreditSoon() }
+    }
+
+    /// Takes what came back, for a CREDIT.
+    func take() -> UInt32 {
+        UInt32(clamping: returned.exchange(0, ordering: .relaxed))
+    }
+}
+
+/// One PUBLISH or BROADCAST's share of its sender's window: it comes back when the last receiver
+/// that accepted a copy has taken it.
+final class FanoutCredit: Sendable {
+    let window: SendWindow
+    private let copies: Atomic<Int>
+
+    /// - Parameter receivers: receivers offered a copy; one more is held until ``offered(refused:)``.
+    init(window: SendWindow, receivers: Int) {
+        self.window = window
+        self.copies = Atomic(receivers + 1)
+    }
+
+    /// One copy left a receiver's queue.
+    func taken() {
+        if copies.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 { window.give(1) }
+    }
+
+    /// Every receiver was offered its copy; `refused` of them did not take it.
+    func offered(refused: Int) {
+        let left = copies.wrappingSubtract(refused + 1, ordering: .acquiringAndReleasing).newValue
+        if left == 0 { window.give(1) }
+    }
+}
+
+/// Whose send window a queued message counts against (protocol 2 senders only).
+enum CreditOwner: Sendable {
+    /// A SEND: one message of this window.
+    case message(SendWindow)
+    /// A copy of a PUBLISH or BROADCAST.
+    case copy(FanoutCredit)
+}
+
+/// Gives credit back for messages a session takes out of its mailbox, one atomic add per run of
+/// messages from the same sender.
+struct CreditReturns {
+    private var window: SendWindow?
+    private var count = 0
+
+    mutating func add(_ owner: CreditOwner?) {
+        switch owner {
+        case nil: return
+        case .copy(let share): share.taken()
+        case .message(let sender):
+            if sender !== window {
+                flush()
+                window = sender
+            }
+            count += 1
+        }
+    }
+
+    /// Counts `envelope`'s credit back and returns it without, so a redelivery cannot count it again.
+    mutating func settle(_ envelope: Envelope) -> Envelope {
+        guard case .message(var message) = envelope, let owner = message.credit else { return envelope }
+        add(owner)
+        message.credit = nil
+        return .message(message)
+    }
+
+    mutating func flush() {
+        if let window, count > 0 { window.give(count) }
+        window = nil
+        count = 0
+    }
+}
