@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "acb", targets: ["acb"]),
         .executable(name: "acb-demo", targets: ["acb-demo"]),
         .executable(name: "acb-bench", targets: ["acb-bench"]),
+        .executable(name: "acb-hotpath", targets: ["acb-hotpath"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -118,6 +119,16 @@ let package = Package(
             dependencies: [
                 "ACBClient", "ACBTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "acb-hotpath",
+            dependencies: [
+                "Actors", "Bus",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

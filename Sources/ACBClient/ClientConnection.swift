@@ -68,6 +68,8 @@ final class ClientConnection: Sendable {
     ) async throws
         -> ClientConnection
     {
+        // Protocol 1: every SEND, BROADCAST and PUBLISH gets its own OK, which this API returns
+        // (a fan-out's recipient count included, which protocol 2's CONFIRM does not carry).
         let (channel, answer) = try await connect(
             configuration, sending: .hello(Hello(version: 1, token: token, clientName: configuration.clientName)))
         switch answer {

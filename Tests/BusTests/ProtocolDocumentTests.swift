@@ -47,6 +47,7 @@ import Testing
         #expect(
             Set(covered).isSuperset(of: [
                 .hello, .send, .deliver, .contextWrite, .context, .contextWatch, .contextEvent,
+                .credit, .confirm, .ping, .pong,
             ]))
     }
 

@@ -17,6 +17,10 @@ public enum SampleFrames {
         .tokens(
             Tokens(accessToken: "eyJ.a.s", refreshToken: "eyJ.r.s", accessExpiresInS: 3600, refreshExpiresInS: 604_800)),
         .logout(RefOnly(ref: 11)),
+        .credit(Credit(grant: 1024)),
+        .ping(RefOnly(ref: 7)),
+        .pong(RefOnly(ref: 7)),
+        .confirm(Confirm(ref: 42)),
         .register(
             Register(
                 ref: 1,

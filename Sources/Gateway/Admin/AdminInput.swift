@@ -133,7 +133,7 @@ struct Query {
 
 /// Checks of input values that name the field at fault.
 enum AdminCheck {
-    /// `value` if it is a valid identifier (docs/protocol.md §3.4).
+    /// `value` if it is a valid identifier (docs/protocol.md §2.5).
     static func identifier(_ value: String, field: String) throws(AdminError) -> String {
         do {
             try Identifier.validate(value, field: field)
