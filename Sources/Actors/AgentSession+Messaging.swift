@@ -6,7 +6,7 @@ extension AgentSession {
     func handleSend(_ send: Send) {
         do throws(BusError) {
             try checkInline(send.payload)
-            try checkDeadline(send.deadline, now: WallClock.nowMs())
+            try checkDeadline(send.deadline)
             let key = try beginIdempotent(send.idempotencyKey)
             switch key {
             case .answered(.ok(let outcome, let recipients)):
@@ -77,7 +77,7 @@ extension AgentSession {
     func handleFanout(_ fanout: Fanout, kind: DeliveryKind) {
         do throws(BusError) {
             try checkInline(fanout.payload)
-            try checkDeadline(fanout.deadline, now: WallClock.nowMs())
+            try checkDeadline(fanout.deadline)
             let receivers: [AgentSession]
             if kind == .topic {
                 try Topic.validate(fanout.topic)
@@ -135,11 +135,17 @@ extension AgentSession {
 
     /// The live session a target names, in the caller's tenant only.
     func resolve(_ target: Target) throws(BusError) -> AgentSession {
+        if target.kind == .agent, let route = lastRoute, route.agentID == target.name, !route.session.isDraining {
+            return route.session
+        }
         try Identifier.validate(target.name, field: "target.name")
         switch target.kind {
         case .agent:
             let key = AgentKey(tenant: identity.tenant, agentID: target.name)
-            if let session = supervisor.routing.session(for: key) { return session }
+            if let session = supervisor.routing.session(for: key) {
+                lastRoute = (target.name, session)
+                return session
+            }
             throw supervisor.registry.isRegistered(key)
                 ? BusError(.offline, "\(target.name) is offline") : supervisor.unknown(key)
         case .capability:
@@ -161,7 +167,8 @@ extension AgentSession {
         }
     }
 
-    func checkDeadline(_ deadline: UInt64?, now: UInt64) throws(BusError) {
-        if let deadline, deadline <= now { throw BusError(.deadlineExceeded, "the deadline has passed") }
+    /// - Parameter now: wall-clock time; read only when there is a deadline, if not given.
+    func checkDeadline(_ deadline: UInt64?, now: @autoclosure () -> UInt64 = WallClock.nowMs()) throws(BusError) {
+        if let deadline, deadline <= now() { throw BusError(.deadlineExceeded, "the deadline has passed") }
     }
 }

@@ -15,7 +15,7 @@ extension AgentSession {
                     .overloaded, "at most \(Limits.maxOpenUploads) open streams per session",
                     retryAfterMs: 1000)
             }
-            try checkDeadline(open.deadline, now: WallClock.nowMs())
+            try checkDeadline(open.deadline)
             if open.target.kind == .context {
                 try checkContextUpload(open)
             } else {

@@ -84,6 +84,10 @@ public actor AgentSession {
     var needsFlush = false
     /// A flush is queued on the event loop behind the tasks already there (``flushSoon()``).
     var flushQueued = false
+    /// The session the last SEND or REQUEST by agent id went to: a sender usually talks to the same
+    /// agents, and this spares it the routing table's lock and lookup. Used while that session is
+    /// open; a takeover's old session hands what it took to its successor (``RoutingTable/detach``).
+    var lastRoute: (agentID: String, session: AgentSession)?
     /// Protocol 2 only (nil under 1): the window CREDIT grants, given back as receivers take messages.
     var sendWindow: SendWindow?
     /// Protocol 2: the last ref of a SEND, BROADCAST or PUBLISH (they must increase), the last one
@@ -127,10 +131,14 @@ public actor AgentSession {
         }
     }
 
+    /// The agent's connection delivered bytes: it is alive. Called once per read, not per frame.
+    public func heard() {
+        lastHeard = MonotonicClock.nowMs()
+    }
+
     /// Handles one frame from the agent.
     public func receive(_ frame: Frame) {
         guard state != .closed else { return }
-        lastHeard = MonotonicClock.nowMs()
         guard frame.type.isSentByClients, !frame.type.isHandshake else {
             return fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
         }
@@ -212,13 +220,18 @@ public actor AgentSession {
     /// Gives the encoded frames to the channel (unflushed), so its write-buffer accounting, and
     /// with it `isWritable`, sees them.
     private func handOver() {
-        guard output.readableBytes > 0 else { return }
+        let bytes = output.readableBytes
+        guard bytes > 0 else { return }
         channel.write(output, promise: nil)
         needsFlush = true
-        // Sized by what the next batch writes: a buffer waiting in the socket's queue holds its
-        // whole capacity, so a fixed size would multiply the memory of many small writes.
-        output = channel.allocator.buffer(capacity: 0)
+        // Sized like the batch just written, so a steady stream of batches does not regrow its buffer
+        // by doubling (a copy each time); not fixed, since a buffer waiting in the socket's queue
+        // holds its whole capacity, and a fixed size would multiply the memory of small writes.
+        output = channel.allocator.buffer(capacity: min(bytes, Self.handOverBytes))
     }
+
+    /// A batch this large goes to the channel at once (``write(_:)``).
+    static let handOverBytes = 64 << 10
 
     /// The connection is gone: give back what the session held so nothing is lost or leaked.
     ///
@@ -230,6 +243,7 @@ public actor AgentSession {
         state = .closed
         drainingFlag.store(true, ordering: .relaxed)
         ticker?.cancel()
+        lastRoute = nil  // two sessions that sent to each other would keep each other alive
         supervisor.contexts.unwatchAll(self)
         for pending in requests.removeAll() {
             pending.timer?.cancel()
@@ -300,7 +314,7 @@ public actor AgentSession {
     /// stops at the socket's high-water mark instead of encoding its whole window first.
     func write(_ frame: Frame) {
         frame.encode(into: &output)
-        if output.readableBytes >= 64 << 10 { handOver() }
+        if output.readableBytes >= Self.handOverBytes { handOver() }
     }
 
     /// Writes what is buffered, then `frame` on its own, completing `promise` once it is on the socket.

@@ -56,6 +56,7 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .active(let session, _) = state { session.assumeIsolated { $0.heard() } }
         do {
             try decoder.process(buffer: unwrapInboundIn(data)) { frame in handle(frame, context: context) }
         } catch let error as BusError {

@@ -128,6 +128,7 @@ import Testing
             #expect(last.ref == 14)
             #expect(
                 try await alice.send(.contextUnwatch(ContextUnwatch(ref: 27, watch: 25))) == .ok(Ok(ref: 27)))
+            #expect(try await alice.send(.ping(RefOnly(ref: 16))) == .pong(RefOnly(ref: 16)))
             #expect(try await alice.send(.logout(RefOnly(ref: 15))) == .ok(Ok(ref: 15)))
 
             // globex is intact: bob's topic delivery, then bob's upload and reply go through.
