@@ -24,7 +24,8 @@ import Testing
         try await TestBus.with({ $0.handshakeTimeout = .seconds(120) }) { bus in
             var raw = try await bus.raw()
             var hello = ByteBuffer()
-            Frame.hello(Hello(version: 1, token: try await bus.token("alice"), clientName: "split")).encode(into: &hello)
+            Frame.hello(Hello(version: 1, token: try await bus.token("alice"), clientName: "split")).encode(
+                into: &hello)
             // One byte per write: the server must keep each part until the frame is whole.
             while hello.readableBytes > 0 { try await raw.send(hello.readSlice(length: 1)!) }
             guard case .welcome = try await raw.read() else { Issue.record("expected WELCOME"); return }
