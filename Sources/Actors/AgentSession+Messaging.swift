@@ -31,7 +31,7 @@ extension AgentSession {
                     message.credit = sendWindow.map { .message($0) }
                     try receiver.enqueue(.message(message))
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
-                    supervisor.metrics.routed(.direct, .delivered)
+                    routed.add(.direct)
                     succeeded(send.ref, recipients: 1)
                 } catch {
                     forgetIdempotencyKey(scoped)
@@ -95,7 +95,7 @@ extension AgentSession {
             var delivered: UInt32 = 0
             for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
             share?.offered(refused: receivers.count - Int(delivered))
-            supervisor.metrics.routed(kind, .delivered)
+            routed.add(kind)
             if delivered == receivers.count {
                 succeeded(fanout.ref, recipients: delivered)
             } else {

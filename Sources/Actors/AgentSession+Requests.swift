@@ -16,7 +16,7 @@ extension AgentSession {
             case .run(let scoped):
                 do throws(BusError) {
                     try dispatch(request, deadline: deadline, scopedKey: scoped, now: now)
-                    supervisor.metrics.routed(.request, .delivered)
+                    routed.add(.request)
                 } catch {
                     forgetIdempotencyKey(scoped)
                     throw error

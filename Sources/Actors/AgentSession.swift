@@ -88,6 +88,8 @@ public actor AgentSession {
     /// agents, and this spares it the routing table's lock and lookup. Used while that session is
     /// open; a takeover's old session hands what it took to its successor (``RoutingTable/detach``).
     var lastRoute: (agentID: String, session: AgentSession)?
+    /// Messages routed since the last flush, added to the shared metrics by ``flush()``.
+    var routed = BusMetrics.DeliveredTally()
     /// Protocol 2 only (nil under 1): the window CREDIT grants, given back as receivers take messages.
     var sendWindow: SendWindow?
     /// Protocol 2: the last ref of a SEND, BROADCAST or PUBLISH (they must increase), the last one
@@ -198,6 +200,7 @@ public actor AgentSession {
     /// Flushes what this batch wrote. Called at the end of each read batch and after each drain.
     public func flush() {
         if sendWindow != nil { confirmSucceeded() }
+        if !routed.isEmpty { supervisor.metrics.record(&routed) }
         handOver()
         guard needsFlush else { return }
         needsFlush = false

@@ -47,6 +47,27 @@ public final class BusMetrics: Sendable {
         routedCounters[Int(kind.rawValue)][outcome.rawValue].increment()
     }
 
+    /// Messages one session routed with outcome `delivered`, by kind, since it last added them to
+    /// the shared counters: a session adds them once per batch of frames, not once per message
+    /// (the counters are atomics shared by every event loop).
+    public struct DeliveredTally: Sendable {
+        fileprivate var counts = SIMD4<UInt32>()
+
+        public init() {}
+
+        public mutating func add(_ kind: DeliveryKind) { counts[Int(kind.rawValue)] &+= 1 }
+
+        public var isEmpty: Bool { counts == .zero }
+    }
+
+    /// Adds `tally` to the counters and empties it.
+    public func record(_ tally: inout DeliveredTally) {
+        for index in Self.kinds.indices where tally.counts[index] > 0 {
+            routedCounters[index][RouteOutcome.delivered.rawValue].increment(by: Int64(tally.counts[index]))
+        }
+        tally = DeliveredTally()
+    }
+
     /// One ERROR frame sent to an agent, with `code`.
     public func rejected(_ code: ErrorCode) {
         rejectedCounters[Int(code.rawValue)]?.increment()
