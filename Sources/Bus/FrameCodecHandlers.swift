@@ -1,8 +1,7 @@
 public import NIOCore
 
-/// Turns inbound bytes into ``Frame``s: in a `ByteToMessageHandler` (the client) or a
-/// `NIOSingleStepByteToMessageProcessor` (the server's session handler, which takes frames
-/// without passing them down the pipeline).
+/// Turns inbound bytes into ``Frame``s in a `ByteToMessageHandler` (the client; the server's
+/// session handler reads with a ``FrameReader``).
 ///
 /// A frame over `maxFrameBytes` or a malformed one throws its ``BusError``; whoever reads the
 /// frames answers with ERROR/GOAWAY and closes.

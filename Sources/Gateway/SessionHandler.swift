@@ -8,8 +8,9 @@ import NIOCore
 /// The last handler of an agent connection: decodes frames, runs the handshake, then hands every
 /// frame to the connection's ``AgentSession`` on this event loop, with no hop and no task per frame.
 ///
-/// It decodes with NIO's single-step processor rather than behind a `ByteToMessageHandler`: a frame
-/// passed down the pipeline is boxed in `NIOAny` and cast back, a runtime cast per frame.
+/// It decodes with a ``FrameReader`` rather than behind a `ByteToMessageHandler`: a frame passed
+/// down the pipeline is boxed in `NIOAny` and cast back, a runtime cast per frame, and the reader
+/// decodes each read in place instead of copying it into a buffer of its own.
 final class SessionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -32,13 +33,13 @@ final class SessionHandler: ChannelInboundHandler {
     private let authenticator: Authenticator
     private let handshakeTimeout: TimeAmount
     /// Frames from the bytes read; keeps an incomplete frame until the rest arrives.
-    private let decoder: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+    private var reader: FrameReader
 
     init(supervisor: Supervisor, authenticator: Authenticator, handshakeTimeout: TimeAmount, maxFrameBytes: UInt32) {
         self.supervisor = supervisor
         self.authenticator = authenticator
         self.handshakeTimeout = handshakeTimeout
-        self.decoder = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxFrameBytes: maxFrameBytes))
+        self.reader = FrameReader(maxFrameBytes: maxFrameBytes)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -57,12 +58,10 @@ final class SessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .active(let session, _) = state { session.assumeIsolated { $0.heard() } }
-        do {
-            try decoder.process(buffer: unwrapInboundIn(data)) { frame in handle(frame, context: context) }
-        } catch let error as BusError {
-            failed(error, context: context)
+        do throws(BusError) {
+            try reader.read(unwrapInboundIn(data)) { frame in handle(frame, context: context) }
         } catch {
-            context.close(promise: nil)
+            failed(error, context: context)
         }
     }
 

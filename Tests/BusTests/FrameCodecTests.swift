@@ -63,6 +63,33 @@ import Testing
         }
     }
 
+    @Test(arguments: [1, 2, 3, 5, 7, 64, 1 << 20])
+    func theFrameReaderDecodesReadsOfAnySizeInPlace(_ chunk: Int) throws {
+        var bytes = ByteBuffer()
+        for frame in SampleFrames.all { frame.encode(into: &bytes) }
+        var reader = FrameReader(maxFrameBytes: Self.maxFrame)
+        var decoded: [Frame] = []
+        var rest = bytes
+        while rest.readableBytes > 0 {
+            try reader.read(rest.readSlice(length: min(chunk, rest.readableBytes))!) { decoded.append($0) }
+        }
+        #expect(decoded == SampleFrames.all, "reads of \(chunk) bytes")
+    }
+
+    @Test func theFrameReaderRefusesAnOversizedLengthCutAcrossReads() {
+        var prefix = ByteBuffer()
+        prefix.writeInteger(UInt32(Self.maxFrame + 1))
+        var reader = FrameReader(maxFrameBytes: Self.maxFrame)
+        var error: BusError?
+        do throws(BusError) {
+            try reader.read(prefix.getSlice(at: 0, length: 2)!) { _ in }
+            try reader.read(prefix.getSlice(at: 2, length: 2)!) { _ in }
+        } catch let caught {
+            error = caught
+        }
+        #expect(error?.code == .tooLarge)
+    }
+
     @Test func anOversizedLengthIsRefusedBeforeItsBytesArrive() {
         var buffer = ByteBuffer()
         buffer.writeInteger(UInt32(Self.maxFrame + 1))
