@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: builds release binaries, starts ACB (plain and TLS) and nats-server side by side on fixed ports,
 # runs acb-bench against both, and rewrites BENCHMARKS.md (charts in docs/bench/).
+# p2p, topic and broadcast run in two load shapes: open (`p2p:10`, as fast as the socket and ACB's
+# CREDIT take it) and window (`p2p:10/window`, at most --window messages ahead of the slowest receiver).
 # Extra arguments go to acb-bench and make a partial run that prints its table but leaves
-# BENCHMARKS.md alone, e.g. `scripts/bench.sh --scenarios p2p:10 --seconds 3`.
+# BENCHMARKS.md alone, e.g. `scripts/bench.sh --scenarios p2p:10,p2p:10/window --seconds 3`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh

@@ -1,17 +1,22 @@
 import Bus
 import NIOCore
 
-/// ACB's wire protocol v1 (docs/protocol.md), through the `Bus` codec the server itself uses.
+/// ACB's wire protocol version 2 (docs/protocol.md), through the `Bus` codec the server itself uses:
+/// setup commands pipelined behind HELLO, sends within the CREDIT the bus grants, and their
+/// successes settled by CONFIRM.
 struct ACBWire: BenchWire {
     private let name: String
     private let token: String
     private var nextRef: UInt64 = 1
     /// Refs of subscriptions awaiting their OK.
     private var subscribing: Set<UInt64> = []
+    /// SEND, BROADCAST and PUBLISH awaiting their answer.
+    private var pending = PendingRefs()
     /// Highest delivery received and not yet acknowledged.
     private var unacked: UInt64?
     /// Half the heartbeat interval WELCOME announced.
     private(set) var keepAliveInterval: TimeAmount?
+    private(set) var sendCredit = 0
 
     init(name: String, credential: String) {
         self.name = name
@@ -19,7 +24,7 @@ struct ACBWire: BenchWire {
     }
 
     func handshake(into out: inout ByteBuffer) {
-        Frame.hello(Hello(token: token, clientName: name)).encode(into: &out)
+        Frame.hello(Hello(version: 2, token: token, clientName: name)).encode(into: &out)
     }
 
     mutating func parse(_ input: inout ByteBuffer, into events: inout [WireEvent], out: inout ByteBuffer) throws {
@@ -28,8 +33,18 @@ struct ACBWire: BenchWire {
             case .welcome(let welcome):
                 keepAliveInterval = .milliseconds(Int64(welcome.limits.heartbeatIntervalMs) / 2)
                 events.append(.ready)
+            case .credit(let credit):
+                sendCredit += Int(credit.grant)
+                events.append(.credited)
+            case .confirm(let confirm):
+                let count = pending.confirm(through: confirm.ref)
+                if count > 0 { events.append(.confirmed(count)) }
             case .ok(let ok):
-                events.append(subscribing.remove(ok.ref) == nil ? .accepted(recipients: ok.recipients) : .synced)
+                if subscribing.remove(ok.ref) != nil {
+                    events.append(.synced)
+                } else if pending.answer(ok.ref) {
+                    events.append(.accepted(recipients: ok.recipients))
+                }
             case .deliver(let deliver):
                 unacked = deliver.deliveryID
                 let reply = deliver.kind == .request ? ReplyHandle(correlationID: deliver.correlationID) : nil
@@ -40,7 +55,10 @@ struct ACBWire: BenchWire {
             case .response(let response): events.append(.reply(response.payload))
             case .context(let reply): events.append(Self.event(reply))
             case .contextEvent(let change): events.append(Self.event(change))
-            case .error(let error): events.append(.refused(error.error.code.name))
+            case .error(let error):
+                // A refused send's credit comes back with its ERROR.
+                if pending.answer(error.ref) { sendCredit += 1 }
+                events.append(.refused(error.error.code.name))
             case .goAway(let goAway): events.append(.closed(goAway.code.name))
             default: break
             }
@@ -54,7 +72,7 @@ struct ACBWire: BenchWire {
     }
 
     mutating func send(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer) {
-        Frame.send(Send(ref: takeRef(), target: .agent(agent), payload: payload)).encode(into: &out)
+        Frame.send(Send(ref: takeMessageRef(), target: .agent(agent), payload: payload)).encode(into: &out)
     }
 
     mutating func request(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer) {
@@ -66,11 +84,11 @@ struct ACBWire: BenchWire {
     }
 
     mutating func publish(topic: String, _ payload: ByteBuffer, into out: inout ByteBuffer) {
-        Frame.publish(Fanout(ref: takeRef(), topic: topic, payload: payload)).encode(into: &out)
+        Frame.publish(Fanout(ref: takeMessageRef(), topic: topic, payload: payload)).encode(into: &out)
     }
 
     mutating func broadcast(_ payload: ByteBuffer, into out: inout ByteBuffer) {
-        Frame.broadcast(Fanout(ref: takeRef(), payload: payload)).encode(into: &out)
+        Frame.broadcast(Fanout(ref: takeMessageRef(), payload: payload)).encode(into: &out)
     }
 
     mutating func subscribe(_ pattern: String, into out: inout ByteBuffer) {
@@ -81,9 +99,19 @@ struct ACBWire: BenchWire {
         Frame.heartbeat(Heartbeat(readiness: .ready)).encode(into: &out)
     }
 
+    /// Refs count up from 1 for every command, so those of SEND, BROADCAST and PUBLISH increase as
+    /// protocol 2 requires.
     mutating func takeRef() -> UInt64 {
         defer { nextRef += 1 }
         return nextRef
+    }
+
+    /// A ref for a SEND, BROADCAST or PUBLISH: it takes one credit, and awaits its answer or a CONFIRM.
+    private mutating func takeMessageRef() -> UInt64 {
+        let ref = takeRef()
+        pending.sent(ref)
+        sendCredit -= 1
+        return ref
     }
 
     /// A ref for a setup command (a subscription, a context watch): its OK (CONTEXT_WATCHING) arrives

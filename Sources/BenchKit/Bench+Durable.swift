@@ -15,7 +15,8 @@ extension Bench {
         var producers: [Agent<Producer>] = []
         for (index, receiver) in receivers.enumerated() {
             producers.append(
-                try await makeProducer(names.agent("s", index), .send(to: receiver), fanout: 0, tenant: names.tenant))
+                try await makeProducer(
+                    names.agent("s", index), .send(to: receiver), shape: .window, fanout: 0, tenant: names.tenant))
         }
         func counts() async throws -> SendCounts {
             var total = SendCounts()

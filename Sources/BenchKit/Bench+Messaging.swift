@@ -1,31 +1,31 @@
 import NIOCore
 
-/// p2p, topic fan-out and broadcast: producers stream to consumers under a credit window.
+/// p2p, topic fan-out and broadcast: producers stream to consumers in a ``LoadShape``.
 extension Bench {
-    func p2p(_ scenario: Scenario, pairs: Int, names: Names) async throws -> ScenarioResult {
+    func p2p(_ scenario: Scenario, pairs: Int, shape: LoadShape, names: Names) async throws -> ScenarioResult {
         var flows: [Flow] = []
         for index in 0..<pairs {
             let receiver = names.agent("r", index)
             let producer = try await makeProducer(
-                names.agent("s", index), .send(to: receiver), fanout: 1, tenant: names.tenant)
+                names.agent("s", index), .send(to: receiver), shape: shape, fanout: 1, tenant: names.tenant)
             let consumer = try await makeConsumer(
-                receiver, subscriptions: [], for: producer, index: 0, tenant: names.tenant)
+                receiver, subscriptions: [], for: producer, shape: shape, index: 0, tenant: names.tenant)
             flows.append(Flow(producer: producer, consumers: [consumer]))
         }
         return try await measure(scenario, flows, unit: "msgs/s")
     }
 
-    func fanout(_ scenario: Scenario, receivers: Int, names: Names) async throws -> ScenarioResult {
+    func fanout(_ scenario: Scenario, receivers: Int, shape: LoadShape, names: Names) async throws -> ScenarioResult {
         let isTopic = if case .topicFanout = scenario { true } else { false }
         let producer = try await makeProducer(
-            names.agent("p", 0), isTopic ? .publish(topic: names.topic) : .broadcast, fanout: receivers,
-            tenant: names.tenant)
+            names.agent("p", 0), isTopic ? .publish(topic: names.topic) : .broadcast, shape: shape,
+            fanout: receivers, tenant: names.tenant)
         var consumers: [Agent<Consumer>] = []
         for index in 0..<receivers {
             consumers.append(
                 try await makeConsumer(
                     names.agent("c", index), subscriptions: isTopic ? [names.pattern(index)] : [], for: producer,
-                    index: index, tenant: names.tenant))
+                    shape: shape, index: index, tenant: names.tenant))
         }
         return try await measure(scenario, [Flow(producer: producer, consumers: consumers)], unit: "deliveries/s")
     }
@@ -36,19 +36,21 @@ extension Bench {
         let consumers: [Agent<Consumer>]
     }
 
-    func makeProducer(_ name: String, _ action: Producer.Action, fanout: Int, tenant: String)
-        async throws -> Agent<Producer>
-    {
+    func makeProducer(
+        _ name: String, _ action: Producer.Action, shape: LoadShape, fanout: Int, tenant: String
+    ) async throws -> Agent<Producer> {
         let (window, limit, bytes) = (settings.window, settings.messageLimit, settings.payloadBytes)
         return try await server.connect(name: name, tenant: tenant, group: group) {
-            Producer(action: action, window: window, fanout: fanout, limit: limit, payloadBytes: bytes)
+            Producer(action: action, shape: shape, window: window, fanout: fanout, limit: limit, payloadBytes: bytes)
         }
     }
 
+    /// A consumer of `producer`; in the window shape it reports its progress to it.
     func makeConsumer(
-        _ name: String, subscriptions: [String], for producer: Agent<Producer>, index: Int, tenant: String
+        _ name: String, subscriptions: [String], for producer: Agent<Producer>, shape: LoadShape, index: Int,
+        tenant: String
     ) async throws -> Agent<Consumer> {
-        let bound = producer.behaviour
+        let bound = shape == .window ? producer.behaviour : nil
         return try await server.connect(name: name, tenant: tenant, subscriptions: subscriptions, group: group) {
             Consumer(producer: bound, index: index)
         }
@@ -76,13 +78,15 @@ extension Bench {
             progress: { (try await delivered(), unit) })
         for producer in producers { _ = try await producer.run { $0.stop() } }
         if server.kind.isACB {
-            // Every ACB send is answered; the answers say how many receivers each message reached.
+            // Every ACB send is answered (an OK or ERROR of its own, or a CONFIRM); the answers say how
+            // many receivers each message reached.
             let sent = try await sendCounts().reduce(0) { $0 + $1.sent }
             try await drain(to: sent) { try await sendCounts().reduce(0) { $0 + $1.accepted + $1.refusedTotal } }
         }
         let sends = try await sendCounts()
-        // ACB says how many receivers took each message (a fan-out skips a receiver whose mailbox
-        // is full, and tells the publisher so); NATS says nothing, so every receiver should have it.
+        // ACB says how many receivers took each message (a confirmed one reached all of them; a
+        // fan-out that skipped a receiver whose mailbox is full says so in its OK); NATS says
+        // nothing, so every receiver should have it, and what nats-server dropped counts as lost.
         let expected = zip(flows, sends).map { flow, counts in
             server.kind.isACB
                 ? counts.recipients : counts.sent.minus(counts.refusedTotal) * UInt64(flow.consumers.count)

@@ -16,9 +16,9 @@ public struct Bench: Sendable {
     public func run(_ scenario: Scenario) async throws -> ScenarioResult {
         let names = Names(scenario: scenario)
         switch scenario {
-        case .p2p(let pairs): return try await p2p(scenario, pairs: pairs, names: names)
-        case .topicFanout(let subscribers): return try await fanout(scenario, receivers: subscribers, names: names)
-        case .broadcast(let receivers): return try await fanout(scenario, receivers: receivers, names: names)
+        case .p2p(let pairs, let shape): return try await p2p(scenario, pairs: pairs, shape: shape, names: names)
+        case .topicFanout(let receivers, let shape), .broadcast(let receivers, let shape):
+            return try await fanout(scenario, receivers: receivers, shape: shape, names: names)
         case .requestReply(let requesters):
             return try await requestReply(scenario, requesters: requesters, pace: .closedLoop, names: names)
         case .openLoop(let requesters, let rate):
@@ -106,7 +106,7 @@ struct Names {
     private let slug: String
 
     init(scenario: Scenario) {
-        slug = scenario.id.replacingOccurrences(of: ":", with: "-")
+        slug = Scenario.slug(scenario.id)
         tenant = "bench-\(slug)-\(UInt32.random(in: 0...UInt32.max))"
     }
 

@@ -15,6 +15,10 @@ protocol Outbox: AnyObject {
     func keepAlive()
     /// How often a silent agent must call ``keepAlive()``; nil if never.
     var keepAliveInterval: TimeAmount? { get }
+    /// Whether the channel takes writes: NIO's buffer of unwritten bytes is below its high-water mark.
+    var isWritable: Bool { get }
+    /// How many more sends, broadcasts and publishes the server's credit allows (``BenchWire/sendCredit``).
+    var sendCredit: Int { get }
     /// Writes what the behaviour queued since the last flush (the connection also flushes after each read batch).
     func flush()
 }
@@ -26,18 +30,24 @@ protocol Behaviour: AnyObject, SendableMetatype {
     func received(_ event: WireEvent, outbox: any Outbox)
     /// A read batch ended; the connection flushes right after.
     func readComplete(_ outbox: any Outbox)
+    /// The channel takes writes again, after it had stopped (its unwritten bytes fell below NIO's
+    /// low-water mark).
+    func writable(_ outbox: any Outbox)
 }
 
 extension Behaviour {
     func attached(_ outbox: any Outbox) {}
     func received(_ event: WireEvent, outbox: any Outbox) {}
     func readComplete(_ outbox: any Outbox) {}
+    func writable(_ outbox: any Outbox) {}
 }
 
 /// One harness agent's connection: speaks `W` and hands events to its behaviour.
 ///
 /// Writes are gathered in one buffer and flushed once per read batch or pump, so the harness pays
-/// one syscall per batch, not per message — for both servers alike.
+/// one syscall per batch, not per message — for both servers alike. The subscriptions go out right
+/// behind the handshake (ACB protocol 2 runs them after WELCOME; NATS after CONNECT), and the
+/// behaviour is attached once the handshake and every subscription are answered.
 final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -45,7 +55,8 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     private var wire: W
     private let behaviour: any Behaviour
     private let subscriptions: [String]
-    private var unsynced = 0
+    /// Setup answers still awaited: the handshake's, then one per subscription.
+    private var unsynced: Int
     private let ready: EventLoopPromise<Void>
     private var isAttached = false
     private var isSettled = false
@@ -60,6 +71,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         self.wire = wire
         self.behaviour = behaviour
         self.subscriptions = subscriptions
+        self.unsynced = 1 + subscriptions.count
         self.ready = ready
     }
 
@@ -76,6 +88,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
 
     func channelActive(context: ChannelHandlerContext) {
         wire.handshake(into: &output)
+        for pattern in subscriptions { wire.subscribe(pattern, into: &output) }
         flush()
         context.fireChannelActive()
     }
@@ -116,6 +129,11 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         context.fireChannelInactive()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if isAttached, context.channel.isWritable { behaviour.writable(self) }
+        context.fireChannelWritabilityChanged()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         fail(error)
     }
@@ -136,11 +154,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         if case .closed(let reason) = event, status.reason == nil { status.reason = reason }
         if isAttached { return behaviour.received(event, outbox: self) }
         switch event {
-        case .ready where subscriptions.isEmpty: attach()
-        case .ready:
-            for pattern in subscriptions { wire.subscribe(pattern, into: &output) }
-            unsynced = subscriptions.count
-        case .synced:
+        case .ready, .synced:
             unsynced -= 1
             if unsynced == 0 { attach() }
         case .refused(let code), .closed(let code): fail(WireError("refused during setup: \(code)"))
@@ -162,11 +176,15 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     func context(_ command: ContextCommand) { wire.context(command, into: &output) }
     func keepAlive() { wire.keepAlive(into: &output) }
     var keepAliveInterval: TimeAmount? { wire.keepAliveInterval }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var sendCredit: Int { wire.sendCredit }
 
     func flush() {
         guard output.readableBytes > 0, let context else { return }
-        context.writeAndFlush(wrapOutboundOut(output), promise: nil)
+        // Taken before the write: a write can call back into the behaviour (writability) at once.
+        let batch = output
         output = context.channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(wrapOutboundOut(batch), promise: nil)
     }
 }
 

@@ -1,7 +1,7 @@
 import NIOCore
 
-/// Counts what arrives by sequence number, records each message's latency from its stamp, and
-/// tells its producer how far it got once per read batch.
+/// Counts what arrives by sequence number, records each message's latency from its stamp, and, in
+/// the window shape (with a producer to report to), tells its producer how far it got once per read batch.
 final class Consumer: Behaviour {
     private let producer: NIOLoopBound<Producer>?
     /// Which of the producer's receivers this is.

@@ -100,6 +100,9 @@ struct NATSWire: BenchWire {
 
     var keepAliveInterval: TimeAmount? { nil }
 
+    /// NATS grants no credit: a publisher is held back by its socket alone.
+    var sendCredit: Int { .max }
+
     func keepAlive(into out: inout ByteBuffer) {
         out.writeString("PING\r\n")
     }

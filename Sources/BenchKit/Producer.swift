@@ -3,16 +3,16 @@ import NIOCore
 /// What a producer did: every message it sent, and how the server answered.
 public struct SendCounts: Codable, Sendable, Equatable {
     public var sent: UInt64 = 0
-    /// Sends the server confirmed (ACB answers each; NATS answers none).
+    /// Sends the server said succeeded (ACB: each OK, and every send a CONFIRM settles; NATS says nothing).
     public var accepted: UInt64 = 0
-    /// Receivers the confirmed sends reached, by the server's count.
+    /// Receivers the accepted sends reached: an OK's count, or all of a confirmed send's receivers.
     public var recipients: UInt64 = 0
     /// Refusals by the server's code; a refused message is not expected at its receivers.
     public var refused: [String: UInt64] = [:]
 
     public var refusedTotal: UInt64 { refused.values.reduce(0, +) }
 
-    /// Sends that got neither an OK nor a refusal.
+    /// Sends that got neither an acceptance nor a refusal.
     public var unanswered: UInt64 { sent.minus(accepted + refusedTotal) }
 }
 
@@ -21,12 +21,17 @@ extension UInt64 {
     func minus(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }
 
-/// Sends stamped messages as fast as its credit allows.
+/// Sends stamped messages in its ``LoadShape``.
 ///
-/// At most `window` messages are outstanding for the slowest of its `fanout` receivers: both
-/// servers get the same, bounded, pipelined load, and no receiver falls further behind than the
-/// window. A receiver is past a message once it received a later one (so a message the server
-/// skipped for it does not hold the window), or once as many arrived as were not refused.
+/// Open: batches of about 32 KiB, each flushed, for as long as the channel is writable and (ACB)
+/// the bus's credit lasts; it goes on when the channel is writable again, when CREDIT arrives, and
+/// after ``passBatches`` batches once its event loop has polled its sockets (``NextTurn``).
+///
+/// Window: at most `window` messages outstanding for the slowest of its `fanout` receivers (and
+/// within the bus's credit): both servers get the same, bounded, pipelined load, and no receiver
+/// falls further behind than the window. A receiver is past a message once it received a later one
+/// (so a message the server skipped for it does not hold the window), or once as many arrived as
+/// were not refused.
 final class Producer: Behaviour {
     /// What each message is.
     enum Action: Sendable {
@@ -35,21 +40,36 @@ final class Producer: Behaviour {
         case broadcast
     }
 
+    /// Batches one open-shape pass writes before it lets the event loop poll.
+    static let passBatches = 16
+
     private let action: Action
+    private let shape: LoadShape
     private let window: Int64
+    /// Receivers of each message: what a CONFIRM says each confirmed message reached.
+    private let fanout: UInt64
+    /// Open shape: messages per flush.
+    private let batch: Int
     private let limit: UInt64
     private var stamp: Stamp
     private(set) var counts = SendCounts()
-    /// Per receiver: one past the highest sequence number it received.
+    /// Window shape, per receiver: one past the highest sequence number it received.
     private var frontier: [Int64]
-    /// Per receiver: how many messages it received.
+    /// Window shape, per receiver: how many messages it received.
     private var received: [Int64]
     private weak var outbox: (any Outbox)?
     private var running = false
+    /// In ``pump()``: a write calling back (writability) must not start a second pump inside it.
+    private var pumping = false
+    /// Open shape: a pass is waiting for its ``NextTurn``.
+    private var awaitingTurn = false
 
-    init(action: Action, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int) {
+    init(action: Action, shape: LoadShape, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int) {
         self.action = action
+        self.shape = shape
         self.window = Int64(window)
+        self.fanout = UInt64(fanout)
+        self.batch = max(1, (32 << 10) / (payloadBytes + 64))
         self.frontier = Array(repeating: 0, count: fanout)
         self.received = Array(repeating: 0, count: fanout)
         self.limit = limit
@@ -69,7 +89,7 @@ final class Producer: Behaviour {
         return counts
     }
 
-    /// Receiver `receiver` (0..<fanout) reports its progress.
+    /// Window shape: receiver `receiver` (0..<fanout) reports its progress.
     func progress(from receiver: Int, frontier: UInt64, received count: UInt64) {
         self.frontier[receiver] = Int64(frontier)
         received[receiver] = Int64(count)
@@ -82,15 +102,52 @@ final class Producer: Behaviour {
             counts.accepted += 1
             counts.recipients += UInt64(recipients)
             if frontier.isEmpty { pump() }
+        case .confirmed(let count):
+            counts.accepted += UInt64(count)
+            counts.recipients += UInt64(count) * fanout
+            if frontier.isEmpty { pump() }
         case .refused(let code):
             counts.refused[code, default: 0] += 1
             pump()
+        case .credited: pump()
         default: break
         }
     }
 
+    func writable(_ outbox: any Outbox) { pump() }
+
     private func pump() {
-        guard running, let outbox else { return }
+        guard running, !pumping, let outbox else { return }
+        pumping = true
+        defer { pumping = false }
+        switch shape {
+        case .open: sendOpen(outbox)
+        case .window: fillWindow(outbox)
+        }
+    }
+
+    /// One open-shape pass: see the type's description.
+    private func sendOpen(_ outbox: any Outbox) {
+        for _ in 0..<Self.passBatches {
+            guard outbox.isWritable else { return }
+            var written = 0
+            while written < batch && counts.sent < limit && outbox.sendCredit > 0 {
+                sendOne(outbox)
+                written += 1
+            }
+            if written > 0 { outbox.flush() }
+            // Done, or out of credit until the next CREDIT.
+            guard written == batch else { return }
+        }
+        guard !awaitingTurn else { return }
+        awaitingTurn = true
+        NextTurn.run(on: outbox.eventLoop) { [weak self] in
+            self?.awaitingTurn = false
+            self?.pump()
+        }
+    }
+
+    private func fillWindow(_ outbox: any Outbox) {
         var wrote = false
         let refused = Int64(counts.refusedTotal)
         // With no receiver online (fan-out 0), the bus's answers are the credit.
@@ -98,16 +155,20 @@ final class Producer: Behaviour {
         for (frontier, received) in zip(frontier, received) {
             slowest = min(slowest, max(frontier, received + refused))
         }
-        while counts.sent < limit && Int64(counts.sent) - slowest < window {
-            let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
-            switch action {
-            case .send(let agent): outbox.send(to: agent, payload)
-            case .publish(let topic): outbox.publish(topic: topic, payload)
-            case .broadcast: outbox.broadcast(payload)
-            }
-            counts.sent += 1
+        while counts.sent < limit && Int64(counts.sent) - slowest < window && outbox.sendCredit > 0 {
+            sendOne(outbox)
             wrote = true
         }
         if wrote { outbox.flush() }
+    }
+
+    private func sendOne(_ outbox: any Outbox) {
+        let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
+        switch action {
+        case .send(let agent): outbox.send(to: agent, payload)
+        case .publish(let topic): outbox.publish(topic: topic, payload)
+        case .broadcast: outbox.broadcast(payload)
+        }
+        counts.sent += 1
     }
 }

@@ -7,7 +7,7 @@ public enum Report {
         var rows = [
             [
                 "scenario", "server", "rate", "unit", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "refused",
-                "server CPU s", "harness CPU s", "RSS peak",
+                "server CPU s", "CPU µs/msg", "harness CPU s", "RSS peak",
             ]
         ]
         for result in run.results {
@@ -16,7 +16,8 @@ public enum Report {
                     + latencies(result.latency)
                     + [
                         refusals(result.refused), seconds(result.usage?.serverCPUSeconds),
-                        seconds(result.usage?.harnessCPUSeconds), mebibytes(result.usage?.peak),
+                        micros(result.serverCPUMicrosPerMessage), seconds(result.usage?.harnessCPUSeconds),
+                        mebibytes(result.usage?.peak),
                     ])
         }
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
@@ -44,7 +45,10 @@ public enum Report {
                 + String(format: "%.0f GiB, ", run.machine.memoryGiB) + "\(run.machine.system). Servers: "
                 + run.machine.servers.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                 + ". Both servers and the harness share the machine; \(run.payloadBytes)-byte payloads, "
-                + "\(run.window) messages in flight per producer, \(Int(run.seconds)) s per scenario.",
+                + "\(Int(run.seconds)) s per scenario. p2p, topic and broadcast run in two load shapes: open "
+                + "(`p2p:10`: each producer writes as fast as its socket takes it, and ACB's within the bus's "
+                + "CREDIT), judged in the targets; and window (`p2p:10/window`: at most \(run.window) messages "
+                + "ahead of the slowest receiver).",
             "",
             "Reproduce everything with `make bench`, which runs:",
             "",
@@ -72,11 +76,13 @@ public enum Report {
             "",
             "## Every figure",
             "",
-            "Latency is one-way (sender to receiver) for messages, round trip for requests; µs.",
+            "Latency is one-way (sender to receiver) for messages, round trip for requests; µs. Server CPU "
+                + "µs/msg is the server's CPU time over what arrived: per message delivered, per reply for "
+                + "request/reply, per connection for the connect storm.",
             "",
             "| scenario | server | rate | p50 | p90 | p99 | p99.9 | max | sent | refused | problems "
-                + "| server CPU s | harness CPU s | server RSS peak (growth) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+                + "| server CPU s | server CPU µs/msg | harness CPU s | server RSS peak (growth) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for result in run.results {
             let memory = result.usage.map { "\(mebibytes($0.peak)) (+\(mebibytes($0.growth)))" } ?? "–"
@@ -84,8 +90,8 @@ public enum Report {
                 "| \(result.title) | \(result.server.rawValue) | \(number(result.rate)) \(result.unit) | "
                     + latencies(result.latency).joined(separator: " | ")
                     + " | \(result.sent) | \(refusals(result.refused)) | \(result.isComplete ? "none" : result.problems) | "
-                    + "\(seconds(result.usage?.serverCPUSeconds)) | \(seconds(result.usage?.harnessCPUSeconds)) | "
-                    + "\(memory) |")
+                    + "\(seconds(result.usage?.serverCPUSeconds)) | \(micros(result.serverCPUMicrosPerMessage)) | "
+                    + "\(seconds(result.usage?.harnessCPUSeconds)) | \(memory) |")
         }
         let caveats = run.results.compactMap { result in
             result.note.map { "- \(result.server.rawValue) \(result.scenario): \($0)" }

@@ -1,15 +1,16 @@
-/// One measurement the harness makes, named on the command line as `kind:size`.
+/// One measurement the harness makes, named on the command line as `kind:size`, and for p2p, topic
+/// and broadcast `kind:size/window` for the window shape (``LoadShape``).
 public enum Scenario: Sendable, Hashable {
     /// N senders, each streaming to its own receiver.
-    case p2p(pairs: Int)
+    case p2p(pairs: Int, shape: LoadShape = .open)
     /// N requesters, each with its own responder, one request in flight each.
     case requestReply(requesters: Int)
     /// N requesters sending at a fixed total rate whatever the replies do.
     case openLoop(requesters: Int, perSecond: Int)
     /// One publisher to N subscribers, through wildcard patterns.
-    case topicFanout(subscribers: Int)
+    case topicFanout(subscribers: Int, shape: LoadShape = .open)
     /// One agent broadcasting to N others.
-    case broadcast(receivers: Int)
+    case broadcast(receivers: Int, shape: LoadShape = .open)
     /// One payload of this many MiB streamed between two agents (ACB only: NATS has no streams).
     case stream(mebibytes: Int)
     /// N workers connecting, completing the handshake and closing, over and over.
@@ -23,11 +24,13 @@ public enum Scenario: Sendable, Hashable {
     case context(ContextScenario)
 
     /// The scenarios of `make bench`, in the order they run: idle agents first, so their memory is
-    /// measured on a server no earlier scenario has grown.
+    /// measured on a server no earlier scenario has grown; p2p and fan-out in both shapes.
     public static let standard: [Scenario] = [
-        .idle(agents: 10_000), .p2p(pairs: 10), .p2p(pairs: 100), .requestReply(requesters: 1),
-        .requestReply(requesters: 10), .openLoop(requesters: 1, perSecond: 10_000), .topicFanout(subscribers: 100),
-        .broadcast(receivers: 100), .connectStorm(workers: 16), .stream(mebibytes: 1_024),
+        .idle(agents: 10_000), .p2p(pairs: 10), .p2p(pairs: 10, shape: .window), .p2p(pairs: 100),
+        .p2p(pairs: 100, shape: .window), .requestReply(requesters: 1), .requestReply(requesters: 10),
+        .openLoop(requesters: 1, perSecond: 10_000), .topicFanout(subscribers: 100),
+        .topicFanout(subscribers: 100, shape: .window), .broadcast(receivers: 100),
+        .broadcast(receivers: 100, shape: .window), .connectStorm(workers: 16), .stream(mebibytes: 1_024),
     ]
 
     /// `acb-bench --scenarios contexts`: the context scenarios, at the sizes of their targets. Not in
@@ -57,40 +60,57 @@ public enum Scenario: Sendable, Hashable {
     }
 
     /// Parses `p2p:10`, `rr:1`, `rr-open:1:10000`, `topic:100`, `broadcast:100`, `stream:1024`,
-    /// `storm:16`, `idle:10000`, `durable:10`, or a context scenario (``ContextScenario/init(_:)``).
+    /// `storm:16`, `idle:10000`, `durable:10`, or a context scenario (``ContextScenario/init(_:)``);
+    /// `p2p`, `topic` and `broadcast` take the suffix `/window` for the window shape.
     public init?(_ text: String) {
         if let context = ContextScenario(text) {
             self = .context(context)
             return
         }
-        let parts = text.split(separator: ":").map { Int($0) }
-        guard let kind = text.split(separator: ":").first, parts.count >= 2, let size = parts[1], size > 0 else {
+        let (base, shape) = LoadShape.split(text)
+        let parts = base.split(separator: ":").map { Int($0) }
+        guard let kind = base.split(separator: ":").first, parts.count >= 2, let size = parts[1], size > 0 else {
             return nil
         }
         switch (kind, parts.count) {
-        case ("p2p", 2): self = .p2p(pairs: size)
+        case ("p2p", 2): self = .p2p(pairs: size, shape: shape)
         case ("rr", 2): self = .requestReply(requesters: size)
         case ("rr-open", 3):
             guard let rate = parts[2], rate > 0 else { return nil }
             self = .openLoop(requesters: size, perSecond: rate)
-        case ("topic", 2): self = .topicFanout(subscribers: size)
-        case ("broadcast", 2): self = .broadcast(receivers: size)
+        case ("topic", 2): self = .topicFanout(subscribers: size, shape: shape)
+        case ("broadcast", 2): self = .broadcast(receivers: size, shape: shape)
         case ("stream", 2): self = .stream(mebibytes: size)
         case ("storm", 2): self = .connectStorm(workers: size)
         case ("idle", 2): self = .idle(agents: size)
         case ("durable", 2): self = .durable(senders: size)
         default: return nil
         }
+        // Only the messaging scenarios have a shape.
+        if shape != .open && self.shape == nil { return nil }
+    }
+
+    /// The load shape of a p2p, topic or broadcast scenario; nil for the others.
+    public var shape: LoadShape? {
+        switch self {
+        case .p2p(_, let shape), .topicFanout(_, let shape), .broadcast(_, let shape): shape
+        default: nil
+        }
+    }
+
+    /// `id` in the characters agent names, topics and file names take: `p2p:10/window` → `p2p-10-window`.
+    public static func slug(_ id: String) -> String {
+        String(id.map { $0 == ":" || $0 == "/" ? "-" : $0 })
     }
 
     /// The name `init?(_:)` parses.
     public var id: String {
         switch self {
-        case .p2p(let pairs): "p2p:\(pairs)"
+        case .p2p(let pairs, let shape): "p2p:\(pairs)\(shape.suffix)"
         case .requestReply(let requesters): "rr:\(requesters)"
         case .openLoop(let requesters, let rate): "rr-open:\(requesters):\(rate)"
-        case .topicFanout(let subscribers): "topic:\(subscribers)"
-        case .broadcast(let receivers): "broadcast:\(receivers)"
+        case .topicFanout(let subscribers, let shape): "topic:\(subscribers)\(shape.suffix)"
+        case .broadcast(let receivers, let shape): "broadcast:\(receivers)\(shape.suffix)"
         case .stream(let mebibytes): "stream:\(mebibytes)"
         case .connectStorm(let workers): "storm:\(workers)"
         case .idle(let agents): "idle:\(agents)"
@@ -101,11 +121,11 @@ public enum Scenario: Sendable, Hashable {
 
     public var title: String {
         switch self {
-        case .p2p(let pairs): "p2p, \(pairs) pairs"
+        case .p2p(let pairs, let shape): "p2p, \(pairs) pairs, \(shape.label)"
         case .requestReply(let requesters): "request/reply closed loop, \(requesters) requester(s)"
         case .openLoop(let requesters, let rate): "request/reply open loop, \(requesters) requester(s), \(rate)/s"
-        case .topicFanout(let subscribers): "topic fan-out 1 → \(subscribers) (wildcards)"
-        case .broadcast(let receivers): "broadcast 1 → \(receivers)"
+        case .topicFanout(let subscribers, let shape): "topic fan-out 1 → \(subscribers) (wildcards), \(shape.label)"
+        case .broadcast(let receivers, let shape): "broadcast 1 → \(receivers), \(shape.label)"
         case .stream(let mebibytes): "stream of \(mebibytes) MiB"
         case .connectStorm(let workers): "connect storm, \(workers) workers"
         case .idle(let agents): "\(agents) idle agents"
@@ -131,7 +151,7 @@ public struct BenchSettings: Sendable {
     /// How long each timed scenario sends.
     public var seconds = 5.0
     public var payloadBytes = 256
-    /// Messages each producer may have outstanding (not yet received by all its receivers).
+    /// Window shape: messages each producer may have outstanding (not yet received by all its receivers).
     public var window = 1_000
     /// Tests: each producer or requester stops after this many messages, and the run waits for them all.
     public var messageLimit: UInt64 = .max

@@ -38,6 +38,14 @@ public struct ScenarioResult: Codable, Sendable {
         self.seconds = seconds
     }
 
+    /// Microseconds of server CPU per message delivered: the server's CPU time over `received`, so
+    /// per reply in request/reply, per connection in a connect storm (per agent idle, per stream);
+    /// nil without a sample of the server or with nothing received.
+    public var serverCPUMicrosPerMessage: Double? {
+        guard let usage, received > 0 else { return nil }
+        return usage.serverCPUSeconds / Double(received) * 1e6
+    }
+
     /// Nothing lost, duplicated, left unanswered or skipped, and no agent disconnected.
     public var isComplete: Bool {
         lost == 0 && duplicates == 0 && unanswered == 0 && skipped == 0 && disconnects.isEmpty

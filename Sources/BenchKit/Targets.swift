@@ -11,14 +11,18 @@ public struct PerformanceTarget: Sendable {
     /// (``contexts``, `make bench-contexts`). A report lists the sets its run measured.
     public static let sets: [[PerformanceTarget]] = [harness, contexts]
 
-    /// The harness issue's targets.
+    /// The harness issue's targets. p2p and fan-out are judged in the open shape (``LoadShape/open``).
     static let harness: [PerformanceTarget] = [
         relative("p2p:10", "msgs/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        cpuPerMessage("p2p:10"),
         relative("p2p:100", "msgs/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        cpuPerMessage("p2p:100"),
+        relative("topic:100", "deliveries/s (fan-out 1 → 100) ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
+        cpuPerMessage("topic:100"),
+        cpuPerMessage("broadcast:100"),
         relative("rr:1", "p50 ≤ 1.0× nats-server", { $0.latency?.p50 }, higherIsBetter: false, unit: "µs"),
         relative("rr:1", "p99 ≤ 1.0× nats-server", { $0.latency?.p99 }, higherIsBetter: false, unit: "µs"),
         relative("rr:10", "requests/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
-        relative("topic:100", "deliveries/s ≥ 1.0× nats-server", \.rate, higherIsBetter: true),
         absolute("idle:10000", "server RSS ≤ 10 KiB per agent above baseline") {
             ($0.rate <= 10_240, String(format: "%.0f B/agent", $0.rate))
         },
@@ -50,9 +54,18 @@ public struct PerformanceTarget: Sendable {
         }
     }
 
+    /// What the server spends on each message it delivers, against nats-server's.
+    private static func cpuPerMessage(_ scenario: String) -> PerformanceTarget {
+        relative(
+            scenario, "server CPU per delivered message ≤ 1.2× nats-server", \.serverCPUMicrosPerMessage,
+            higherIsBetter: false, bound: 1.2, unit: "µs")
+    }
+
+    /// ACB's `figure` against nats-server's: met if their ratio is at least `bound` (`higherIsBetter`)
+    /// or at most `bound`.
     static func relative(
         _ scenario: String, _ goal: String, _ figure: @escaping @Sendable (ScenarioResult) -> Double?,
-        higherIsBetter: Bool, unit: String = ""
+        higherIsBetter: Bool, bound: Double = 1, unit: String = ""
     ) -> PerformanceTarget {
         PerformanceTarget(scenario: scenario, goal: goal) { run in
             guard let acb = run.result(scenario, on: .acb).flatMap(figure),
@@ -61,7 +74,7 @@ public struct PerformanceTarget: Sendable {
             let ratio = acb / nats
             let text = { (value: Double) in unit.isEmpty ? Report.number(value) : String(format: "%.1f %@", value, unit)
             }
-            return (text(acb), text(nats), ratio, higherIsBetter ? ratio >= 1 : ratio <= 1)
+            return (text(acb), text(nats), ratio, higherIsBetter ? ratio >= bound : ratio <= bound)
         }
     }
 

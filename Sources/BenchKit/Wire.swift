@@ -10,8 +10,13 @@ enum WireEvent {
     case message(ByteBuffer, reply: ReplyHandle?)
     /// The answer to a request this connection made.
     case reply(ByteBuffer)
-    /// The server accepted a send for this many receivers (ACB answers every send; NATS never does).
+    /// The server accepted one send for this many receivers, in an answer of its own: an OK (ACB
+    /// protocol 2 answers so only a SEND it stored and a fan-out that skipped a full receiver).
     case accepted(recipients: UInt32)
+    /// ACB's CONFIRM: this many more sends succeeded, each reaching every receiver it was for.
+    case confirmed(Int)
+    /// ACB's CREDIT: the server granted more send window (``BenchWire/sendCredit``).
+    case credited
     /// A context write took effect as this version (NATS KV: the stream sequence, the key's revision).
     case committed(version: UInt64)
     /// A context read found this version and body.
@@ -58,6 +63,9 @@ protocol BenchWire: SendableMetatype {
     /// How often a silent connection must call ``keepAlive(into:)``, as the server asked in its
     /// handshake; nil when the server keeps connections alive itself (NATS pings its clients).
     var keepAliveInterval: TimeAmount? { get }
+    /// How many more SEND, BROADCAST and PUBLISH the server's credit allows now (ACB protocol 2:
+    /// CREDIT's grants less what was sent, refusals given back); `Int.max` for NATS, which grants none.
+    var sendCredit: Int { get }
 }
 
 /// A bad answer from the server under test.

@@ -25,7 +25,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "nats-server's process id, to sample its memory and CPU time.") var natsPid: Int32?
     @Option(
         help:
-            "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N, ctx-put:N, ctx-get:N, ctx-watch:N, ctx-cas:N, or the set `contexts` (all four). Default: all of make bench."
+            "Comma-separated scenarios: p2p:N, rr:N, rr-open:N:RATE, topic:N, broadcast:N, stream:MIB, storm:N, idle:N, ctx-put:N, ctx-get:N, ctx-watch:N, ctx-cas:N, or the set `contexts` (all four). p2p, topic and broadcast run in the open shape (each producer writes as fast as its socket takes it, within ACB's CREDIT); add /window (p2p:10/window) for the window shape (--window messages ahead of the slowest receiver). Default: all of make bench, both shapes."
     )
     var scenarios: String?
     @Option(help: "Measure the audit pipeline alone: this many events into --kafka-brokers, then exit.")
@@ -33,7 +33,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Kafka bootstrap servers, for --audit-events.") var kafkaBrokers: String?
     @Option(help: "Seconds each timed scenario sends.") var seconds = 5.0
     @Option(help: "Payload bytes per message.") var payload = 256
-    @Option(help: "Messages each producer may have in flight.") var window = 1_000
+    @Option(help: "Messages each producer of a /window scenario may have in flight.") var window = 1_000
     @Option(help: "Stop each producer after this many messages (and wait for all of them).") var messages: UInt64?
     @Option(help: "Event-loop threads of the harness.") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Write the results as JSON to this file.") var json: String?
@@ -107,7 +107,7 @@ struct BenchCommand: AsyncParsableCommand {
         for scenario in Set(run.results.map(\.scenario)) {
             let results = run.results.filter { $0.scenario == scenario }
             guard let svg = LatencyChart.svg(title: results[0].title, results) else { continue }
-            let file = charts + "/" + scenario.replacingOccurrences(of: ":", with: "-") + ".svg"
+            let file = charts + "/" + Scenario.slug(scenario) + ".svg"
             try Self.write(Data(svg.utf8), to: root.appendingPathComponent(file).path)
             written[results[0].title] = file
         }
