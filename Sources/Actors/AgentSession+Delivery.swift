@@ -9,11 +9,19 @@ extension AgentSession {
         mailbox.beginDrain()
         let (now, clock) = (WallClock.nowMs(), MonotonicClock.nowMs())
         var returns = CreditReturns()
-        while let envelope = mailbox.next(
-            takeMessage: window.hasRoom && channel.isWritable,
+        taking: while mailbox.take(
+            into: &batch, messages: channel.isWritable ? window.room : 0,
             takeStream: downloadResumes.count < Limits.maxDownloadsInProgress)
         {
-            deliver(returns.settle(envelope), now: now, clock: clock)
+            while let envelope = batch.popFirst() {
+                guard envelope.isControl || canWrite(envelope) else {
+                    batch.prepend(envelope)
+                    mailbox.putBack(&batch)
+                    break taking
+                }
+                returns.add(envelope.credit)
+                deliver(envelope, now: now, clock: clock)
+            }
         }
         returns.flush()
         while channel.isWritable, let event = mailbox.nextEvent() {
@@ -27,6 +35,13 @@ extension AgentSession {
         load.inFlight = window.count
         flush()
         if state == .draining, window.count == 0, mailbox.messageCount == 0 { channel.close(promise: nil) }
+    }
+
+    /// Whether a delivery taken for this drain can still be written: the socket may have filled
+    /// since, and a stream needs a free download.
+    private func canWrite(_ envelope: Envelope) -> Bool {
+        channel.isWritable && window.hasRoom
+            && (!envelope.isStream || downloadResumes.count < Limits.maxDownloadsInProgress)
     }
 
     /// - Parameters: now: wall-clock time, for deadlines; clock: monotonic time, for the ack timeout.

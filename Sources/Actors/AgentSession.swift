@@ -88,6 +88,9 @@ public actor AgentSession {
     /// agents, and this spares it the routing table's lock and lookup. Used while that session is
     /// open; a takeover's old session hands what it took to its successor (``RoutingTable/detach``).
     var lastRoute: (agentID: String, session: AgentSession)?
+    /// What a drain took from the mailbox and is writing; kept between drains (it trades buffers
+    /// with the mailbox, see ``Mailbox/take(into:messages:takeStream:)``), empty outside one.
+    var batch = CircularBuffer<Envelope>(initialCapacity: 1)
     /// Messages routed since the last flush, added to the shared metrics by ``flush()``.
     var routed = BusMetrics.DeliveredTally()
     /// Protocol 2 only (nil under 1): the window CREDIT grants, given back as receivers take messages.
@@ -262,7 +265,10 @@ public actor AgentSession {
         bodyStreams.removeAll()
         var orphans: [Envelope] = []
         var returns = CreditReturns()
-        let queued = mailbox.close().map { returns.settle($0) }
+        let queued = mailbox.close().map { envelope in
+            returns.add(envelope.credit)
+            return envelope.with(attempts: envelope.attempts)
+        }
         returns.flush()
         let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + queued
         for envelope in held {

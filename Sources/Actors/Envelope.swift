@@ -21,11 +21,13 @@ public enum Envelope: Sendable {
         }
     }
 
-    /// The same envelope, recording `attempts` delivery attempts made.
+    /// The same envelope, recording `attempts` delivery attempts made, for another attempt: its
+    /// sender's credit came back when it was first taken, and must not come back again.
     func with(attempts: UInt16) -> Envelope {
         switch self {
         case .message(var message):
             message.attempts = attempts
+            message.credit = nil
             return .message(message)
         case .stream(var stream):
             stream.attempts = attempts
@@ -35,9 +37,21 @@ public enum Envelope: Sendable {
         }
     }
 
+    /// The protocol 2 sender's window a message counts against until it is first taken.
+    var credit: CreditOwner? {
+        switch self {
+        case .message(let message): message.credit
+        case .stream, .response, .requestFailed: nil
+        }
+    }
+
     /// The id of a stored message's durable copy, 0 for anything held in memory only.
     var storedID: UInt64 {
         if case .message(let message) = self { message.storedID } else { 0 }
+    }
+
+    var isStream: Bool {
+        if case .stream = self { true } else { false }
     }
 
     /// Whether this envelope rides the control lane (answers to the receiver's own requests).

@@ -124,16 +124,33 @@ final class Mailbox: Sendable {
         state.withLockedValue { $0.wakeScheduled = false }
     }
 
-    /// Takes the next envelope: control first, then a message if `takeMessage` (a stream only if
-    /// `takeStream`: a stream at the head waits, and what is behind it waits too, keeping order).
-    func next(takeMessage: Bool, takeStream: Bool) -> Envelope? {
+    /// Moves what the owner may write now into the empty `batch`, under one lock: every control
+    /// envelope, then up to `messages` messages (none if a stream is at the head and not
+    /// `takeStream`: what is behind it waits too, keeping order). When all messages fit and no
+    /// control waits, the two buffers are swapped: no envelope is copied.
+    /// - Returns: whether anything was taken.
+    func take(into batch: inout CircularBuffer<Envelope>, messages: Int, takeStream: Bool) -> Bool {
         state.withLockedValue { state in
-            if let control = state.control.popFirst() { return control }
-            guard takeMessage, let head = state.messages.first else { return nil }
-            if case .stream = head, !takeStream { return nil }
-            state.fullSince = nil
-            return state.messages.removeFirst()
+            while let control = state.control.popFirst() { batch.append(control) }
+            if messages > 0, let head = state.messages.first, takeStream || !head.isStream {
+                state.fullSince = nil
+                if batch.isEmpty, state.messages.count <= messages {
+                    swap(&batch, &state.messages)
+                } else {
+                    for _ in 0..<min(messages, state.messages.count) { batch.append(state.messages.removeFirst()) }
+                }
+            }
+            return !batch.isEmpty
         }
+    }
+
+    /// Puts back, at the front of the message lane, what the owner took and could not write.
+    func putBack(_ batch: inout CircularBuffer<Envelope>) {
+        state.withLockedValue { state in
+            guard !state.closed else { return }
+            state.messages.insert(contentsOf: batch, at: state.messages.startIndex)
+        }
+        batch.removeAll(keepingCapacity: true)
     }
 
     /// Refuses every later offer and empties both lanes (the owner is closing).

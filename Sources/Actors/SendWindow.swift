@@ -86,14 +86,6 @@ struct CreditReturns {
         }
     }
 
-    /// Counts `envelope`'s credit back and returns it without, so a redelivery cannot count it again.
-    mutating func settle(_ envelope: Envelope) -> Envelope {
-        guard case .message(var message) = envelope, let owner = message.credit else { return envelope }
-        add(owner)
-        message.credit = nil
-        return .message(message)
-    }
-
     mutating func flush() {
         if let window, count > 0 { window.give(count) }
         window = nil

@@ -41,6 +41,9 @@ public struct DeliveryWindow<Item> {
 
     @inlinable public var hasRoom: Bool { outstanding < capacity }
 
+    /// Deliveries that may still be written before the window is full.
+    @inlinable public var room: Int { capacity - outstanding }
+
     /// The id the next ``send(_:attempt:now:)`` will use.
     @inlinable public var nextID: UInt64 { baseID + UInt64(slots.count) }
 

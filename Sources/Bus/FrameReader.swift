@@ -45,7 +45,8 @@ public struct FrameReader {
             partial.writeBuffer(&head)
             guard partial.readableBytes == Frame.headerBytes else { return nil }
             if let frame = try Frame.decode(from: &partial, maxFrameBytes: maxFrameBytes) { return frame }
-            partial.reserveCapacity(minimumWritableBytes: Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!))
+            partial.reserveCapacity(
+                minimumWritableBytes: Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!))
         }
         let total = Frame.headerBytes + Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!)
         var rest = input.readSlice(length: min(total - partial.readableBytes, input.readableBytes))!
