@@ -112,6 +112,7 @@ public enum Frame: Sendable, Equatable {
 
     /// Appends the frame, length prefix included, to `buffer`.
     public func encode(into buffer: inout ByteBuffer) {
+        if case .deliver(let deliver) = self { return deliver.encodeFrame(into: &buffer) }
         let start = buffer.writerIndex
         buffer.writeMultipleIntegers(UInt32(0), type.rawValue)
         writeBody(into: &buffer)
