@@ -181,10 +181,17 @@ public enum Frame: Sendable, Equatable {
         var frame = buffer.readSlice(length: Int(length))!  // length checked just above
         let raw = frame.readInteger(as: UInt8.self)!  // length >= 1
         guard let type = FrameType(rawValue: raw) else { throw BusError(.badFrame, "unknown frame type \(raw)") }
-        var reader = WireReader(frame)
-        let decoded = try decodeBody(type, &reader)
-        try reader.finish(type)
-        return decoded
+        let decoded = frame.withUnsafeReadableBytes { bytes -> Result<Frame, BusError> in
+            var reader = WireReader(frame, bytes: bytes)
+            do throws(BusError) {
+                let decoded = try decodeBody(type, &reader)
+                try reader.finish(type)
+                return .success(decoded)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try decoded.get()
     }
 
     private static func decodeBody(_ type: FrameType, _ r: inout WireReader) throws(BusError) -> Frame {

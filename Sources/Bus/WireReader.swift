@@ -3,19 +3,32 @@ public import NIOCore
 /// Reads the fields of one frame body, in wire order, from a slice of the inbound buffer.
 ///
 /// Every read checks the remaining length; a short body throws ``ErrorCode/badFrame``
-/// naming the field. Payloads are returned as slices of the same storage, not copies.
+/// naming the field. Payloads are returned as slices of the same storage, not copies. Fields are
+/// read through a pointer to the body's bytes, valid while ``Frame/decode(from:maxFrameBytes:)``
+/// decodes: one exclusive access to the buffer per frame rather than one per field.
 public struct WireReader {
-    private var buffer: ByteBuffer
+    /// The body, for slices of it.
+    private let buffer: ByteBuffer
+    /// The body's readable bytes.
+    private let bytes: UnsafeRawBufferPointer
+    private var offset = 0
 
-    public init(_ buffer: ByteBuffer) {
+    init(_ buffer: ByteBuffer, bytes: UnsafeRawBufferPointer) {
         self.buffer = buffer
+        self.bytes = bytes
+    }
+
+    /// The next `count` bytes, or a `badFrame` naming `field` if the body ends first.
+    private mutating func take(_ count: Int, _ field: String) throws(BusError) -> UnsafeRawBufferPointer {
+        guard count <= bytes.count - offset else { throw Self.truncated(field) }
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
     }
 
     /// A big-endian integer of type `T`.
     public mutating func integer<T: FixedWidthInteger>(_ field: String, as type: T.Type = T.self) throws(BusError) -> T
     {
-        guard let value = buffer.readInteger(as: T.self) else { throw Self.truncated(field) }
-        return value
+        T(bigEndian: try take(MemoryLayout<T>.size, field).loadUnaligned(as: T.self))
     }
 
     public mutating func u8(_ field: String) throws(BusError) -> UInt8 { try integer(field) }
@@ -26,8 +39,7 @@ public struct WireReader {
     /// A `str`: u16 byte length, then that many bytes of valid UTF-8.
     public mutating func string(_ field: String) throws(BusError) -> String {
         let length = Int(try u16(field))
-        guard let view = buffer.readSlice(length: length) else { throw Self.truncated(field) }
-        guard let string = view.withUnsafeReadableBytes(Self.utf8) else {
+        guard let string = Self.utf8(try take(length, field)) else {
             throw BusError(.badFrame, "\(field) is not valid UTF-8")
         }
         return string
@@ -36,14 +48,14 @@ public struct WireReader {
     /// A `bytes`: u32 byte length, then that many bytes, returned as a slice.
     public mutating func bytes(_ field: String) throws(BusError) -> ByteBuffer {
         let length = Int(try u32(field))
-        guard let slice = buffer.readSlice(length: length) else { throw Self.truncated(field) }
-        return slice
+        let start = offset
+        _ = try take(length, field)
+        return buffer.getSlice(at: buffer.readerIndex + start, length: length)!  // in the body: checked by take
     }
 
     /// Exactly `count` raw bytes with no length prefix (used for the SHA-256 digest).
     public mutating func fixed(_ count: Int, _ field: String) throws(BusError) -> [UInt8] {
-        guard let bytes = buffer.readBytes(length: count) else { throw Self.truncated(field) }
-        return bytes
+        Array(try take(count, field))
     }
 
     /// A `list<T>`: u16 count, then that many items, at most ``Limits/maxListCount``.
@@ -63,8 +75,8 @@ public struct WireReader {
 
     /// Throws unless every byte of the body of a `type` frame was consumed.
     public func finish(_ type: FrameType) throws(BusError) {
-        guard buffer.readableBytes == 0 else {
-            throw BusError(.badFrame, "\(type) has \(buffer.readableBytes) trailing bytes")
+        guard offset == bytes.count else {
+            throw BusError(.badFrame, "\(type) has \(bytes.count - offset) trailing bytes")
         }
     }
 
