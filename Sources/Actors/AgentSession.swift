@@ -250,6 +250,7 @@ public actor AgentSession {
         drainingFlag.store(true, ordering: .relaxed)
         ticker?.cancel()
         lastRoute = nil  // two sessions that sent to each other would keep each other alive
+        sendWindow?.close()
         supervisor.contexts.unwatchAll(self)
         for pending in requests.removeAll() {
             pending.timer?.cancel()

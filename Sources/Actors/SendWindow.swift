@@ -14,19 +14,26 @@ final class SendWindow: Sendable {
     private let returned = Atomic<Int>(0)
     /// Grants wait until this many have come back.
     private let batch: Int
-    /// The sender; weak, so messages still queued at receivers do not keep a closed session alive.
-    weak let session: AgentSession?
+    /// The sender, until it closes (``close()``), so that messages still queued at receivers do not
+    /// keep a closed session alive. Not a weak reference: an object with one pays a slower reference
+    /// count on every retain, and a session is retained several times per message.
+    private let session: Mutex<AgentSession?>
 
     init(size: UInt32, session: AgentSession) {
         self.size = size
         self.batch = max(1, Int(size) / 4)
-        self.session = session
+        self.session = Mutex(session)
     }
 
     /// `count` of the sender's messages left the bus's queues (taken, settled or dropped).
     func give(_ count: Int) {
         let before = returned.wrappingAdd(count, ordering: .relaxed).oldValue
-        if before < batch, before + count >= batch { session?.grantCreditSoon() }
+        if before < batch, before + count >= batch { session.withLock { $0 }?.grantCreditSoon() }
+    }
+
+    /// The sender closed: nothing is granted any more.
+    func close() {
+        session.withLock { $0 = nil }
     }
 
     /// Takes what came back, for a CREDIT.
