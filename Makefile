@@ -23,7 +23,7 @@ run: build
 	@scripts/dev-certs.sh .certs
 	@$(SIDECARS) && $$(swift build --show-bin-path)/acb migrate
 	@echo
-	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TLS 1.3, wire protocol v1: docs/protocol.md);"
+	@echo "ACB listens for agents on 127.0.0.1:$(ACB_PORT) (TLS 1.3, wire protocol 1 or 2: docs/protocol.md);"
 	@echo "its certificate is signed by the development CA .certs/ca.pem (scripts/dev-certs.sh),"
 	@echo "with PostgreSQL, Redis and the Kafka audit stream (docs/audit.md) started by scripts/sidecars.sh."
 	@echo "In another shell, from this folder:"

@@ -55,4 +55,18 @@ fi
   --nats "127.0.0.1:$nats_port" --nats-pid "$nats_pid" \
   --version "acb=$(git rev-parse --short HEAD)" \
   --version "nats-server=$(nats-server --version | sed 's/.*v//')" \
-  ${report[@]+"${report[@]}"} "$@"
+  ${report[@]+"${report[@]}"} "$@" || status=$?
+# The servers' share of the work per message, counted exactly in one process (allocations) by
+# scripts/bench-hotpath.sh, appended to the report of a full run.
+if [ $# -eq 0 ]; then
+  kill "$acb_pid" "$acb_tls_pid" "$nats_pid" 2>/dev/null || true
+  {
+    echo
+    echo "## Hot path, per message"
+    echo
+    echo "Decode → route → encode → ACK in one thread, no sockets: \`scripts/bench-hotpath.sh\` (run by \`make bench\`)."
+    echo
+    scripts/bench-hotpath.sh
+  } >>BENCHMARKS.md
+fi
+exit "${status:-0}"

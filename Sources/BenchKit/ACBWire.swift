@@ -1,10 +1,13 @@
 import Bus
 import NIOCore
 
-/// ACB's wire protocol version 2 (docs/protocol.md), through the `Bus` codec the server itself uses:
+/// ACB's wire protocol (docs/protocol.md), through the `Bus` codec the server itself uses. Version 2:
 /// setup commands pipelined behind HELLO, sends within the CREDIT the bus grants, and their
-/// successes settled by CONFIRM.
+/// successes settled by CONFIRM. Version 1, which older revisions of the bus speak alone: setup
+/// after WELCOME, no credit, an OK or ERROR for every send.
 struct ACBWire: BenchWire {
+    /// The protocol version spoken: 1 or 2.
+    let version: UInt16
     private let name: String
     private let token: String
     private var nextRef: UInt64 = 1
@@ -16,16 +19,24 @@ struct ACBWire: BenchWire {
     private var unacked: UInt64?
     /// Half the heartbeat interval WELCOME announced.
     private(set) var keepAliveInterval: TimeAmount?
-    private(set) var sendCredit = 0
+    /// Protocol 2: CREDIT's grants less what was sent, refusals given back.
+    private var credit = 0
 
-    init(name: String, credential: String) {
+    init(name: String, credential: String, version: UInt16 = 2) {
         self.name = name
         self.token = credential
+        self.version = version
     }
 
     func handshake(into out: inout ByteBuffer) {
-        Frame.hello(Hello(version: 2, token: token, clientName: name)).encode(into: &out)
+        Frame.hello(Hello(version: version, token: token, clientName: name)).encode(into: &out)
     }
+
+    /// Version 1 refuses frames before WELCOME.
+    var pipelinesSetup: Bool { version >= 2 }
+
+    /// Unlimited under version 1, which grants no credit.
+    var sendCredit: Int { version >= 2 ? credit : .max }
 
     mutating func parse(_ input: inout ByteBuffer, into events: inout [WireEvent], out: inout ByteBuffer) throws {
         while let frame = try Frame.decode(from: &input, maxFrameBytes: UInt32.max >> 1) {
@@ -33,8 +44,8 @@ struct ACBWire: BenchWire {
             case .welcome(let welcome):
                 keepAliveInterval = .milliseconds(Int64(welcome.limits.heartbeatIntervalMs) / 2)
                 events.append(.ready)
-            case .credit(let credit):
-                sendCredit += Int(credit.grant)
+            case .credit(let grant):
+                credit += Int(grant.grant)
                 events.append(.credited)
             case .confirm(let confirm):
                 let count = pending.confirm(through: confirm.ref)
@@ -57,7 +68,7 @@ struct ACBWire: BenchWire {
             case .contextEvent(let change): events.append(Self.event(change))
             case .error(let error):
                 // A refused send's credit comes back with its ERROR.
-                if pending.answer(error.ref) { sendCredit += 1 }
+                if pending.answer(error.ref) { credit += 1 }
                 events.append(.refused(error.error.code.name))
             case .goAway(let goAway): events.append(.closed(goAway.code.name))
             default: break
@@ -106,11 +117,12 @@ struct ACBWire: BenchWire {
         return nextRef
     }
 
-    /// A ref for a SEND, BROADCAST or PUBLISH: it takes one credit, and awaits its answer or a CONFIRM.
+    /// A ref for a SEND, BROADCAST or PUBLISH: it takes one credit (protocol 2), and awaits its answer
+    /// or a CONFIRM.
     private mutating func takeMessageRef() -> UInt64 {
         let ref = takeRef()
         pending.sent(ref)
-        sendCredit -= 1
+        credit -= 1
         return ref
     }
 

@@ -46,8 +46,9 @@ extension Behaviour {
 ///
 /// Writes are gathered in one buffer and flushed once per read batch or pump, so the harness pays
 /// one syscall per batch, not per message — for both servers alike. The subscriptions go out right
-/// behind the handshake (ACB protocol 2 runs them after WELCOME; NATS after CONNECT), and the
-/// behaviour is attached once the handshake and every subscription are answered.
+/// behind the handshake (ACB protocol 2 runs them after WELCOME; NATS after CONNECT), or once it is
+/// answered where the wire cannot pipeline them (ACB protocol 1), and the behaviour is attached once
+/// the handshake and every subscription are answered.
 final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -88,7 +89,7 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
 
     func channelActive(context: ChannelHandlerContext) {
         wire.handshake(into: &output)
-        for pattern in subscriptions { wire.subscribe(pattern, into: &output) }
+        if wire.pipelinesSetup { subscribe() }
         flush()
         context.fireChannelActive()
     }
@@ -155,11 +156,17 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         if isAttached { return behaviour.received(event, outbox: self) }
         switch event {
         case .ready, .synced:
+            // Written behind this read batch, like any answer.
+            if case .ready = event, !wire.pipelinesSetup { subscribe() }
             unsynced -= 1
             if unsynced == 0 { attach() }
         case .refused(let code), .closed(let code): fail(WireError("refused during setup: \(code)"))
         default: break
         }
+    }
+
+    private func subscribe() {
+        for pattern in subscriptions { wire.subscribe(pattern, into: &output) }
     }
 
     private func attach() {
@@ -211,10 +218,10 @@ struct Agent<B: Behaviour>: Sendable {
         try? await channel.close()
     }
 
-    /// Connects, completes the handshake and the subscriptions, and attaches a behaviour made on the
-    /// connection's event loop.
+    /// Connects, completes the handshake and the subscriptions over a wire made by `wire`, and
+    /// attaches a behaviour made on the connection's event loop.
     static func connect<W: BenchWire>(
-        _ wire: W.Type, host: String, port: Int, tls: TLSContext?, name: String, credential: String,
+        wire: @escaping @Sendable () -> W, host: String, port: Int, tls: TLSContext?,
         subscriptions: [String], group: any EventLoopGroup, make: @escaping @Sendable () -> B
     ) async throws -> Agent<B> {
         let (channel, behaviour, status, ready) = try await ClientBootstrap(group: group)
@@ -224,7 +231,7 @@ struct Agent<B: Behaviour>: Sendable {
                     let behaviour = make()
                     let ready = channel.eventLoop.makePromise(of: Void.self)
                     let connection = BenchConnection(
-                        wire: W(name: name, credential: credential), behaviour: behaviour,
+                        wire: wire(), behaviour: behaviour,
                         subscriptions: subscriptions, ready: ready)
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverName: host))

@@ -100,6 +100,9 @@ struct NATSWire: BenchWire {
 
     var keepAliveInterval: TimeAmount? { nil }
 
+    /// NATS runs what follows CONNECT in order.
+    var pipelinesSetup: Bool { true }
+
     /// NATS grants no credit: a publisher is held back by its socket alone.
     var sendCredit: Int { .max }
 

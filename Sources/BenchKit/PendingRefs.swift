@@ -1,6 +1,7 @@
-/// The SEND, BROADCAST and PUBLISH refs of a protocol 2 connection not yet passed by a CONFIRM, in
-/// the order sent, so increasing (docs/protocol.md, 4.5b): an OK or ERROR answers one on its own,
-/// and a CONFIRM settles as succeeded every one up to its ref that had no such answer.
+/// The SEND, BROADCAST and PUBLISH refs of an ACB connection not yet settled, in the order sent, so
+/// increasing (docs/protocol.md, 4.5b): an OK or ERROR answers one on its own (under protocol 1,
+/// every one), and a protocol 2 CONFIRM settles as succeeded every one up to its ref that had no
+/// such answer.
 struct PendingRefs {
     /// Increasing; the ones from `head` on are pending, or answered on their own behind a pending one.
     private var refs: [UInt64] = []

@@ -20,6 +20,8 @@ public struct ServerUnderTest: Sendable {
     public let port: Int
     /// The server's process, whose resident memory the harness samples; nil to not sample.
     public let pid: Int32?
+    /// ACB only: the wire protocol version its agents speak, 1 or 2 (older revisions speak only 1).
+    public let acbProtocol: UInt16
     private let authority: TokenAuthority?
     /// For ``Kind/acbTLS``: the client side of TLS, trusting the server's CA.
     private let tls: TLSContext?
@@ -27,15 +29,19 @@ public struct ServerUnderTest: Sendable {
     /// - Parameters:
     ///   - tokenSecret: ACB only: the secret the bus checks agent tokens with.
     ///   - tls: ``Kind/acbTLS`` only: how agents check the server's certificate.
+    ///   - acbProtocol: ACB only: the wire protocol version, 1 or 2.
     public init(
-        kind: Kind, host: String, port: Int, pid: Int32?, tokenSecret: String? = nil, tls: TLSContext? = nil
+        kind: Kind, host: String, port: Int, pid: Int32?, tokenSecret: String? = nil, tls: TLSContext? = nil,
+        acbProtocol: UInt16 = 2
     ) async throws {
         self.kind = kind
         self.host = host
         self.port = port
         self.pid = pid
         self.tls = tls
+        self.acbProtocol = acbProtocol
         guard (kind == .acbTLS) == (tls != nil) else { throw WireError("TLS goes with acb-tls, and only with it") }
+        guard acbProtocol == 1 || acbProtocol == 2 else { throw WireError("ACB's wire protocol is version 1 or 2") }
         if kind.isACB {
             guard let tokenSecret else { throw WireError("ACB needs the token secret to sign agent tokens") }
             authority = try await TokenAuthority(secret: tokenSecret)
@@ -58,12 +64,13 @@ public struct ServerUnderTest: Sendable {
     ) async throws -> Agent<B> {
         switch kind {
         case .acb, .acbTLS:
-            try await Agent.connect(
-                ACBWire.self, host: host, port: port, tls: tls, name: name, credential: credential,
-                subscriptions: subscriptions, group: group, make: make)
+            let version = acbProtocol
+            return try await Agent.connect(
+                wire: { ACBWire(name: name, credential: credential, version: version) }, host: host, port: port,
+                tls: tls, subscriptions: subscriptions, group: group, make: make)
         case .nats:
-            try await Agent.connect(
-                NATSWire.self, host: host, port: port, tls: nil, name: name, credential: credential,
+            return try await Agent.connect(
+                wire: { NATSWire(name: name, credential: credential) }, host: host, port: port, tls: nil,
                 subscriptions: subscriptions, group: group, make: make)
         }
     }

@@ -40,9 +40,11 @@ struct ReplyHandle {
 /// Every agent of the harness can receive direct messages, requests and replies by its name, and
 /// subscribe to topic patterns; each method appends the bytes of one command to `out`.
 protocol BenchWire: SendableMetatype {
-    init(name: String, credential: String)
     /// The bytes that open the connection.
     func handshake(into out: inout ByteBuffer)
+    /// Whether subscriptions may follow the handshake at once (NATS, ACB protocol 2), or must wait
+    /// for its answer, ``WireEvent/ready`` (ACB protocol 1).
+    var pipelinesSetup: Bool { get }
     /// Consumes complete server frames from `input` into `events`, writing protocol answers
     /// (PONG) to `out`; leaves a partial frame in `input`.
     mutating func parse(_ input: inout ByteBuffer, into events: inout [WireEvent], out: inout ByteBuffer) throws
@@ -64,7 +66,8 @@ protocol BenchWire: SendableMetatype {
     /// handshake; nil when the server keeps connections alive itself (NATS pings its clients).
     var keepAliveInterval: TimeAmount? { get }
     /// How many more SEND, BROADCAST and PUBLISH the server's credit allows now (ACB protocol 2:
-    /// CREDIT's grants less what was sent, refusals given back); `Int.max` for NATS, which grants none.
+    /// CREDIT's grants less what was sent, refusals given back); `Int.max` for NATS and ACB protocol
+    /// 1, which grant none.
     var sendCredit: Int { get }
 }
 

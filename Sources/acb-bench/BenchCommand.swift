@@ -18,6 +18,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "ACB's agent port, as host:port.") var acb = "127.0.0.1:7480"
     @Option(help: "ACB's process id, to sample its memory and CPU time.") var acbPid: Int32?
     @Option(help: "Secret of ACB's agent tokens (else ACB_TOKEN_SECRET).") var tokenSecret: String?
+    @Option(
+        help:
+            "ACB's wire protocol version, 1 or 2. Version 1 (older revisions of the bus speak only it) has no CREDIT, so it runs only /window scenarios."
+    )
+    var acbProtocol: UInt16 = 2
     @Option(help: "A second ACB with TLS on, as host:port: its cost is measured beside plain ACB.") var acbTls: String?
     @Option(help: "That ACB's process id, to sample its memory and CPU time.") var acbTlsPid: Int32?
     @Option(help: "PEM CA file that --acb-tls's certificate chains to.") var tlsCa: String?
@@ -55,6 +60,13 @@ struct BenchCommand: AsyncParsableCommand {
                 guard let plan = Scenario.list(list) else { throw ValidationError("unknown scenario in '\(list)'") }
                 return plan
             } ?? Scenario.standard
+        guard acbProtocol == 1 || acbProtocol == 2 else { throw ValidationError("--acb-protocol is 1 or 2") }
+        if acbProtocol == 1, let open = plan.first(where: { $0.shape == .open }) {
+            throw ValidationError(
+                "\(open.id) runs in the open shape, which protocol 1 cannot pace: it has no CREDIT, so nothing "
+                    + "would bound what the bus queues. With --acb-protocol 1 use window-shape scenarios "
+                    + "(\(open.id)/window) and name them with --scenarios.")
+        }
         var settings = BenchSettings()
         settings.seconds = seconds
         settings.payloadBytes = payload
@@ -63,11 +75,13 @@ struct BenchCommand: AsyncParsableCommand {
         settings.progress = { line in FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        var servers = [try await Self.server(.acb, acb, pid: acbPid, secret: tokenSecret)]
+        var servers = [try await Self.server(.acb, acb, pid: acbPid, secret: tokenSecret, acbProtocol: acbProtocol)]
         if let acbTls {
             guard let tlsCa else { throw ValidationError("--acb-tls needs --tls-ca") }
             let tls = try TLSContext.client(TLSConfiguration(trustRoots: tlsCa))
-            servers.append(try await Self.server(.acbTLS, acbTls, pid: acbTlsPid, secret: tokenSecret, tls: tls))
+            servers.append(
+                try await Self.server(
+                    .acbTLS, acbTls, pid: acbTlsPid, secret: tokenSecret, tls: tls, acbProtocol: acbProtocol))
         }
         if let nats { servers.append(try await Self.server(.nats, nats, pid: natsPid, secret: nil)) }
         var results: [ScenarioResult] = []
@@ -116,13 +130,15 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     private static func server(
-        _ kind: ServerUnderTest.Kind, _ address: String, pid: Int32?, secret: String?, tls: TLSContext? = nil
+        _ kind: ServerUnderTest.Kind, _ address: String, pid: Int32?, secret: String?, tls: TLSContext? = nil,
+        acbProtocol: UInt16 = 2
     ) async throws -> ServerUnderTest {
         let parts = address.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("'\(address)' is not host:port") }
         let secret = secret ?? ProcessInfo.processInfo.environment["ACB_TOKEN_SECRET"]
         return try await ServerUnderTest(
-            kind: kind, host: String(parts[0]), port: port, pid: pid, tokenSecret: secret, tls: tls)
+            kind: kind, host: String(parts[0]), port: port, pid: pid, tokenSecret: secret, tls: tls,
+            acbProtocol: acbProtocol)
     }
 
     private static let encoder: JSONEncoder = {

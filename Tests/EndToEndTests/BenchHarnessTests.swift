@@ -65,6 +65,17 @@ import Testing
         }
     }
 
+    /// Protocol 1, as older revisions of the bus speak it: subscriptions after WELCOME, no credit,
+    /// an OK for every send. The window shape paces it; every send is accepted and delivered.
+    @Test(arguments: counted.filter { $0.0.shape == .window })
+    func windowShapeSpeaksProtocolOne(_ scenario: Scenario, sent: UInt64, delivered: UInt64) async throws {
+        try await TestBus.with { bus in
+            let result = try await Self.run(scenario, on: try await Self.acb(bus, protocol: 1))
+            Self.expectComplete(result, sent: sent, delivered: delivered)
+            #expect(result.unanswered == 0 && result.isComplete)
+        }
+    }
+
     /// Protocol 2 as the harness's ACB wire counts it: CREDIT adds, each send takes one, an ERROR
     /// gives its send's back; an OK or ERROR answers its send alone, and CONFIRM settles every
     /// earlier send still unanswered, once.
@@ -174,9 +185,10 @@ import Testing
 
     // MARK: fixtures
 
-    static func acb(_ bus: TestBus) async throws -> ServerUnderTest {
+    static func acb(_ bus: TestBus, protocol version: UInt16 = 2) async throws -> ServerUnderTest {
         try await ServerUnderTest(
-            kind: .acb, host: "127.0.0.1", port: bus.port, pid: getpid(), tokenSecret: TestBus.secret)
+            kind: .acb, host: "127.0.0.1", port: bus.port, pid: getpid(), tokenSecret: TestBus.secret,
+            acbProtocol: version)
     }
 
     static func nats(_ nats: NATSServer) async throws -> ServerUnderTest {
