@@ -26,9 +26,9 @@ extension AgentSession {
                     if send.target.kind == .agent, receiver.readingBacklog.load(ordering: .relaxed) {
                         return storeForLater(send, scopedKey: scoped)
                     }
-                    var message = Message(
-                        kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload)
-                    message.credit = sendWindow.map { .message($0) }
+                    let message = Message(
+                        kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
+                        credit: sendWindow.map { .message($0) })
                     try receiver.enqueue(.message(message))
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     routed.add(.direct)
@@ -86,12 +86,11 @@ extension AgentSession {
                 guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
             }
-            var message = Message(
-                kind: kind, from: identity.agentID, subject: fanout.topic,
-                deadline: fanout.deadline, payload: fanout.payload)
             let share = sendWindow.map { FanoutCredit(window: $0, receivers: receivers.count) }
-            message.credit = share.map { .copy($0) }
-            let envelope = Envelope.message(message)
+            let envelope = Envelope.message(
+                Message(
+                    kind: kind, from: identity.agentID, subject: fanout.topic, deadline: fanout.deadline,
+                    payload: fanout.payload, credit: share.map { .copy($0) }))
             var delivered: UInt32 = 0
             for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
             share?.offered(refused: receivers.count - Int(delivered))

@@ -6,11 +6,11 @@ public enum Envelope: Sendable {
     /// A message to deliver (direct, broadcast, topic or request).
     case message(Message)
     /// A verified stream upload to deliver.
-    case stream(CompletedStream)
+    indirect case stream(CompletedStream)
     /// The reply to the receiver's own pending request `local`.
-    case response(local: UInt32, from: String, status: ReplyStatus, payload: ByteBuffer)
+    indirect case response(local: UInt32, from: String, status: ReplyStatus, payload: ByteBuffer)
     /// The receiver's pending request `local` cannot be answered (its responder left).
-    case requestFailed(local: UInt32, BusError)
+    indirect case requestFailed(local: UInt32, BusError)
 
     /// Delivery attempts already made (0 for answers, which are not deliveries).
     var attempts: UInt16 {
@@ -25,10 +25,8 @@ public enum Envelope: Sendable {
     /// sender's credit came back when it was first taken, and must not come back again.
     func with(attempts: UInt16) -> Envelope {
         switch self {
-        case .message(var message):
-            message.attempts = attempts
-            message.credit = nil
-            return .message(message)
+        case .message(let message):
+            return .message(message.retried(attempts: attempts))
         case .stream(var stream):
             stream.attempts = attempts
             return .stream(stream)
@@ -64,31 +62,78 @@ public enum Envelope: Sendable {
 }
 
 /// A message on its way to one receiver.
+///
+/// Its fields live in one immutable object that every copy shares: a fan-out's receivers, their
+/// mailboxes and delivery windows hold a reference each instead of copying a hundred bytes and
+/// retaining every field; the rare change (another attempt) makes a new object.
 public struct Message: Sendable {
-    public var kind: DeliveryKind
-    public var from: String
-    public var subject: String
+    private final class Fields: Sendable {
+        let kind: DeliveryKind
+        let from: String
+        let subject: String
+        let correlationID: UInt64
+        let deadline: UInt64?
+        let payload: ByteBuffer
+        let attempts: UInt16
+        let storedID: UInt64
+        let credit: CreditOwner?
+
+        init(
+            kind: DeliveryKind, from: String, subject: String, correlationID: UInt64, deadline: UInt64?,
+            payload: ByteBuffer, attempts: UInt16, storedID: UInt64, credit: CreditOwner?
+        ) {
+            self.kind = kind
+            self.from = from
+            self.subject = subject
+            self.correlationID = correlationID
+            self.deadline = deadline
+            self.payload = payload
+            self.attempts = attempts
+            self.storedID = storedID
+            self.credit = credit
+        }
+    }
+
+    private let fields: Fields
+
+    public var kind: DeliveryKind { fields.kind }
+    public var from: String { fields.from }
+    public var subject: String { fields.subject }
     /// For requests: the requester's session and pending id, see ``CorrelationTable/wireID(session:local:)``.
-    public var correlationID: UInt64
-    public var deadline: UInt64?
-    public var payload: ByteBuffer
+    public var correlationID: UInt64 { fields.correlationID }
+    public var deadline: UInt64? { fields.deadline }
+    public var payload: ByteBuffer { fields.payload }
     /// Delivery attempts already made (0 for a new message).
-    public var attempts: UInt16 = 0
+    public var attempts: UInt16 { fields.attempts }
     /// The id of its durable copy (``MessageStore``), 0 for a message held in memory only.
-    public var storedID: UInt64 = 0
-    /// The protocol 2 sender's window it counts against until a receiver takes it.
-    var credit: CreditOwner?
+    public var storedID: UInt64 { fields.storedID }
+    /// The protocol 2 sender's window it counts against until a receiver first takes it.
+    var credit: CreditOwner? { fields.credit }
 
     public init(
         kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
         deadline: UInt64?, payload: ByteBuffer
     ) {
-        self.kind = kind
-        self.from = from
-        self.subject = subject
-        self.correlationID = correlationID
-        self.deadline = deadline
-        self.payload = payload
+        self.init(
+            kind: kind, from: from, subject: subject, correlationID: correlationID, deadline: deadline,
+            payload: payload, attempts: 0, storedID: 0, credit: nil)
+    }
+
+    init(
+        kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0, deadline: UInt64?,
+        payload: ByteBuffer, attempts: UInt16 = 0, storedID: UInt64 = 0, credit: CreditOwner?
+    ) {
+        fields = Fields(
+            kind: kind, from: from, subject: subject, correlationID: correlationID, deadline: deadline,
+            payload: payload, attempts: attempts, storedID: storedID, credit: credit)
+    }
+
+    /// The same message for another attempt: `attempts` made so far, and no longer counted against
+    /// its sender's window (that came back when it was first taken).
+    func retried(attempts: UInt16) -> Message {
+        Message(
+            kind: kind, from: from, subject: subject, correlationID: correlationID, deadline: deadline,
+            payload: payload, attempts: attempts, storedID: storedID, credit: nil)
     }
 }
 
@@ -97,8 +142,7 @@ extension Message {
     init(_ stored: StoredMessage) {
         self.init(
             kind: DeliveryKind(rawValue: stored.kind) ?? .direct, from: stored.from, subject: stored.subject,
-            deadline: stored.deadline, payload: ByteBuffer(bytes: stored.payload))
-        attempts = stored.attempts
-        storedID = stored.id
+            deadline: stored.deadline, payload: ByteBuffer(bytes: stored.payload), attempts: stored.attempts,
+            storedID: stored.id, credit: nil)
     }
 }
