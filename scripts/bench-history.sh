@@ -32,9 +32,10 @@ for rev in "$@"; do
   tree="$root/$sha"
   [ -d "$tree" ] || git worktree add -q --detach "$tree" "$sha"
   (cd "$tree" && swift build -c release --product acb >/dev/null)
-  # Through the environment, which revisions older than the admin API ignore: no admin API.
-  ACB_ADMIN_PORT=off "$tree/.build/release/acb" serve --port "$port" --token-secret "$secret" --log-level warning \
-    --stream-dir "$tree/.build/streams" >"$tree/.build/acb.log" 2>&1 &
+  # Through the environment, which older revisions ignore: no admin API, and no cap on connections
+  # per address (the harness connects every agent from 127.0.0.1).
+  ACB_ADMIN_PORT=off ACB_MAX_CONNECTIONS_PER_ADDRESS=100000 "$tree/.build/release/acb" serve --port "$port" \
+    --token-secret "$secret" --log-level warning --stream-dir "$tree/.build/streams" >"$tree/.build/acb.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   echo "== $rev ($sha)"
