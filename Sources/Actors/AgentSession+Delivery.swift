@@ -21,6 +21,8 @@ extension AgentSession {
                 }
                 returns.add(envelope.credit)
                 deliver(envelope, now: now, clock: clock)
+                // A flush inside a delivery can find the connection gone: channelClosed took the rest.
+                guard state != .closed else { return returns.flush() }
             }
         }
         returns.flush()

@@ -154,11 +154,6 @@ public actor AgentSession {
         if state == .draining, frame.startsWork {
             return fail(frame.ref, BusError(.shuttingDown, "the server is shutting down"))
         }
-        if sendWindow != nil, frame.isMessage {
-            guard refs.take(frame.ref) else {
-                return fail(frame.ref, BusError(.invalidArgument, "refs of SEND, BROADCAST and PUBLISH must increase"))
-            }
-        }
         if frame.startsWork, let bucket {
             if credit == 0 {
                 let (granted, retryAfterMs) = bucket.take(upTo: Self.creditBatch, nowMs: lastHeard)
@@ -166,6 +161,13 @@ public actor AgentSession {
                 credit = granted
             }
             credit -= 1
+        }
+        // Checked after the refusals above, so a command refused before it ran can be sent again
+        // with the same ref.
+        if sendWindow != nil, frame.isMessage {
+            guard refs.take(frame.ref) else {
+                return fail(frame.ref, BusError(.invalidArgument, "refs of SEND, BROADCAST and PUBLISH must increase"))
+            }
         }
         switch frame {
         case .register(let register): handleRegister(register)
@@ -266,7 +268,11 @@ public actor AgentSession {
         bodyStreams.removeAll()
         var orphans: [Envelope] = []
         var returns = CreditReturns()
-        let queued = mailbox.close().map { envelope in
+        // What a drain took and had not written yet (the connection can close inside a drain's
+        // flush) comes first: it was ahead of the mailbox.
+        let taken = Array(batch)
+        batch.removeAll()
+        let queued = (taken + mailbox.close()).map { envelope in
             returns.add(envelope.credit)
             return envelope.with(attempts: envelope.attempts)
         }
@@ -302,8 +308,10 @@ public actor AgentSession {
         channel.close(promise: nil)
     }
 
-    /// Closes the session from any thread (another agent took over, or an operator asked).
+    /// Closes the session from any thread (another agent took over, or an operator asked). It
+    /// counts as draining at once, so no sender's route cache (``lastRoute``) picks it meanwhile.
     public nonisolated func closeSoon(_ goAway: GoAway) {
+        drainingFlag.store(true, ordering: .relaxed)
         channel.eventLoop.execute { self.assumeIsolated { $0.close(goAway) } }
     }
 

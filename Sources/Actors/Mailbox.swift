@@ -144,11 +144,13 @@ final class Mailbox: Sendable {
         }
     }
 
-    /// Puts back, at the front of the message lane, what the owner took and could not write.
+    /// Puts back, at the front of their lanes, what the owner took and could not write. (Answers
+    /// are among them only when a drain ran inside another: they are written at once otherwise.)
     func putBack(_ batch: inout CircularBuffer<Envelope>) {
         state.withLockedValue { state in
             guard !state.closed else { return }
-            state.messages.insert(contentsOf: batch, at: state.messages.startIndex)
+            state.control.insert(contentsOf: batch.filter(\.isControl), at: state.control.startIndex)
+            state.messages.insert(contentsOf: batch.filter { !$0.isControl }, at: state.messages.startIndex)
         }
         batch.removeAll(keepingCapacity: true)
     }

@@ -5,8 +5,9 @@ public import NIOCore
 /// NIO's byte-to-message processors append every read to a buffer of their own and compact it as
 /// frames are taken: a copy of every byte, and a copy of the whole buffer whenever a decoded
 /// frame's payload (a slice of it) is still held elsewhere. This reader copies only the frame a
-/// read cuts off, once, into a buffer of exactly that frame's size; every other frame, payload
-/// included, stays a slice of the read it came in.
+/// read cuts off, into a buffer of its own that grows with what arrives (never beyond the frame's
+/// size, and never ahead of the bytes received: four bytes of length prefix do not reserve a
+/// megabyte); every other frame, payload included, stays a slice of the read it came in.
 public struct FrameReader {
     public let maxFrameBytes: UInt32
     /// The start of a frame cut off by the end of the last read.
@@ -30,9 +31,7 @@ public struct FrameReader {
         }
         while let frame = try Frame.decode(from: &input, maxFrameBytes: maxFrameBytes) { body(frame) }
         guard input.readableBytes > 0 else { return }
-        // Frame.decode checked the length prefix, if it is all there: reserve the whole frame once.
-        let length = input.getInteger(at: input.readerIndex, as: UInt32.self).map { Int($0) } ?? 0
-        var partial = ByteBufferAllocator().buffer(capacity: max(Frame.headerBytes + length, input.readableBytes))
+        var partial = ByteBufferAllocator().buffer(capacity: input.readableBytes)
         partial.writeBuffer(&input)
         carry = partial
     }
@@ -45,11 +44,14 @@ public struct FrameReader {
             partial.writeBuffer(&head)
             guard partial.readableBytes == Frame.headerBytes else { return nil }
             if let frame = try Frame.decode(from: &partial, maxFrameBytes: maxFrameBytes) { return frame }
-            partial.reserveCapacity(
-                minimumWritableBytes: Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!))
         }
         let total = Frame.headerBytes + Int(partial.getInteger(at: partial.readerIndex, as: UInt32.self)!)
         var rest = input.readSlice(length: min(total - partial.readableBytes, input.readableBytes))!
+        if partial.writableBytes < rest.readableBytes {
+            // At least double, so a large frame is copied a few times, not once per read; at most the frame.
+            let needed = partial.readableBytes + rest.readableBytes
+            partial.reserveCapacity(min(total, max(needed, 2 * partial.capacity)))
+        }
         partial.writeBuffer(&rest)
         return try Frame.decode(from: &partial, maxFrameBytes: maxFrameBytes)
     }

@@ -34,6 +34,11 @@ final class SessionHandler: ChannelInboundHandler {
     private let handshakeTimeout: TimeAmount
     /// Frames from the bytes read; keeps an incomplete frame until the rest arrives.
     private var reader: FrameReader
+    /// Whether a read's frames are being handled.
+    private var reading = false
+    /// Reads that arrived meanwhile (a failed flush makes NIO read the socket again from inside the
+    /// handling): decoded once that read is done, in order.
+    private var laterReads: [ByteBuffer] = []
 
     init(supervisor: Supervisor, authenticator: Authenticator, handshakeTimeout: TimeAmount, maxFrameBytes: UInt32) {
         self.supervisor = supervisor
@@ -57,11 +62,22 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !reading else { return laterReads.append(unwrapInboundIn(data)) }
         if case .active(let session, _) = state { session.assumeIsolated { $0.heard() } }
-        do throws(BusError) {
-            try reader.read(unwrapInboundIn(data)) { frame in handle(frame, context: context) }
-        } catch {
-            failed(error, context: context)
+        reading = true
+        defer {
+            reading = false
+            laterReads.removeAll()
+        }
+        var bytes = unwrapInboundIn(data)
+        while true {
+            do throws(BusError) {
+                try reader.read(bytes) { frame in handle(frame, context: context) }
+            } catch {
+                return failed(error, context: context)
+            }
+            guard !laterReads.isEmpty else { return }
+            bytes = laterReads.removeFirst()
         }
     }
 
@@ -118,7 +134,8 @@ final class SessionHandler: ChannelInboundHandler {
 
     /// LOGOUT: revokes the session's token and family, answers OK, ends the session.
     private func logout(_ command: RefOnly, _ context: ChannelHandlerContext) {
-        guard case .active(_, let token) = state else { return }
+        guard case .active(let session, let token) = state else { return }
+        session.assumeIsolated { $0.flush() }  // what the session wrote before goes first
         authenticator.logout(token)
         answer(.ok(Ok(ref: command.ref)), context)
         failed(BusError(.unauthenticated, "logged out"), context: context)

@@ -151,6 +151,34 @@ import Testing
         }
     }
 
+    @Test func creditComesBackForMessagesQueuedAtAReceiverThatLeaves() async throws {
+        try await TestBus.with({
+            $0.supervisor.sendWindow = 4
+            $0.supervisor.limits.maxUnacked = 1
+        }) { bus in
+            var bob = try await bus.raw()
+            _ = try await bob.hello(try await bus.token("bob"))
+            var alice = try await bus.opened("alice")
+            var bytes = ByteBuffer()
+            for ref in 1...4 as ClosedRange<UInt64> {
+                Frame.send(Send(ref: ref, target: .agent("bob"), payload: ByteBuffer(string: "m"))).encode(into: &bytes)
+            }
+            try await alice.send(bytes)
+            // Bob takes one (his unacked window is 1) and leaves with three in his queue.
+            guard case .deliver = try await bob.read() else { Issue.record("no DELIVER"); return }
+            await bob.close()
+            var granted: UInt32 = 0
+            while granted < 4 {
+                switch try await alice.read() {
+                case .credit(let credit): granted += credit.grant
+                case .confirm: continue
+                case let other: Issue.record("unexpected \(String(describing: other))"); return
+                }
+            }
+            #expect(granted == 4)
+        }
+    }
+
     @Test func aFanoutThatSkippedAFullReceiverGetsAnOkOfItsOwn() async throws {
         try await TestBus.with({
             $0.supervisor.mailboxCapacity = 1
