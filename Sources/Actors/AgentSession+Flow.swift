@@ -36,7 +36,7 @@ extension AgentSession {
     /// Writes CONFIRM for what succeeded since the last one, short of any SEND still being stored
     /// (it gets its own answer, and nothing after it may be confirmed before that answer is out).
     func confirmSucceeded() {
-        if let through = refs.confirm() { write(.confirm(Confirm(ref: through))) }
+        if let through = refs.confirm() { write(.confirm(RefOnly(ref: through))) }
     }
 
     /// PONG, behind the answers to every frame read before the PING.
@@ -50,10 +50,10 @@ extension AgentSession {
 /// which of them succeeded.
 struct ConfirmedRefs {
     private var last: UInt64 = 0
-    private var succeeded: UInt64 = 0
+    private var lastSucceeded: UInt64 = 0
     private var confirmed: UInt64 = 0
     /// Refs of SENDs being stored for an offline agent, answered on their own once durable.
-    private var storing: [UInt64] = []
+    private var beingStored: [UInt64] = []
 
     /// Takes the ref of a new SEND, BROADCAST or PUBLISH. - Returns: false if it does not increase.
     mutating func take(_ ref: UInt64) -> Bool {
@@ -62,20 +62,20 @@ struct ConfirmedRefs {
         return true
     }
 
-    mutating func succeeded(_ ref: UInt64) { succeeded = ref }
+    mutating func succeeded(_ ref: UInt64) { lastSucceeded = ref }
 
     /// A SEND is being stored: CONFIRM stops short of it until ``stored(_:)``.
-    mutating func storing(_ ref: UInt64) { storing.append(ref) }
+    mutating func storing(_ ref: UInt64) { beingStored.append(ref) }
 
     /// The stored SEND was answered (OK `queued` or ERROR).
     mutating func stored(_ ref: UInt64) {
-        if let index = storing.firstIndex(of: ref) { storing.remove(at: index) }
+        if let index = beingStored.firstIndex(of: ref) { beingStored.remove(at: index) }
     }
 
     /// The ref a CONFIRM should now carry, if it moves.
     mutating func confirm() -> UInt64? {
-        guard succeeded > confirmed else { return nil }
-        let through = storing.min().map { Swift.min(succeeded, $0 - 1) } ?? succeeded
+        guard lastSucceeded > confirmed else { return nil }
+        let through = beingStored.min().map { min(lastSucceeded, $0 - 1) } ?? lastSucceeded
         guard through > confirmed else { return nil }
         confirmed = through
         return through

@@ -81,7 +81,8 @@ public struct Register: FrameBody {
     }
 }
 
-/// A body that is only the command reference: UNREGISTER.
+/// A body that is only a command reference: UNREGISTER, LOGOUT, PING and PONG, and CONFIRM (protocol 2:
+/// every SEND, BROADCAST and PUBLISH up to `ref` with no answer of its own succeeded).
 public struct RefOnly: FrameBody {
     public var ref: UInt64
     public init(ref: UInt64) { self.ref = ref }

@@ -105,10 +105,10 @@ import Testing
             Issue.record("OK queued is no acceptance"); return
         }
         guard case .synced? = try only(.ok(Ok(ref: 1))) else { Issue.record("subscription not synced"); return }
-        guard case .confirmed(2)? = try only(.confirm(Confirm(ref: 5))) else {
+        guard case .confirmed(2)? = try only(.confirm(RefOnly(ref: 5))) else {
             Issue.record("CONFIRM must settle refs 2 and 5, not 3 or 4"); return
         }
-        #expect(try events(.confirm(Confirm(ref: 5))).isEmpty, "nothing is settled twice")
+        #expect(try events(.confirm(RefOnly(ref: 5))).isEmpty, "nothing is settled twice")
         _ = try only(.error(ErrorFrame(ref: 2, error: BusError(.internal, "late"))))
         #expect(wire.sendCredit == 1, "an ERROR for a settled send gives nothing back")
     }

@@ -32,7 +32,7 @@ import Testing
                 Issue.record("unexpected answers \(frames)"); return
             }
             #expect(frames[2] == .ok(Ok(ref: 1)))
-            #expect(frames[3] == .confirm(Confirm(ref: 2)), "the publish reached its one subscriber")
+            #expect(frames[3] == .confirm(RefOnly(ref: 2)), "the publish reached its one subscriber")
             guard case .deliver(let deliver) = try await bob.read() else { Issue.record("no DELIVER"); return }
             #expect(deliver.subject == "news.today" && deliver.payload == ByteBuffer(string: "hi"))
         }
@@ -101,7 +101,7 @@ import Testing
                 Issue.record("unexpected answers \(frames)"); return
             }
             #expect(error.ref == 3 && error.error.code == .unknownAgent)
-            #expect(frames[1] == .confirm(Confirm(ref: 5)))
+            #expect(frames[1] == .confirm(RefOnly(ref: 5)))
             var received: [String] = []
             for _ in 0..<4 {
                 guard case .deliver(let deliver) = try await bob.read() else { Issue.record("no DELIVER"); return }
@@ -122,7 +122,7 @@ import Testing
                 if case .error(let error) = frame { error } else { nil }
             }
             #expect(refusals.map(\.ref) == [5] && refusals.first?.error.code == .invalidArgument)
-            #expect(frames.contains(.confirm(Confirm(ref: 5))))
+            #expect(frames.contains(.confirm(RefOnly(ref: 5))))
         }
     }
 
@@ -199,7 +199,7 @@ import Testing
             try await alice.send(.ping(RefOnly(ref: 200)))
             let frames = try await alice.read(until: { $0 == .pong(RefOnly(ref: 200)) })
             #expect(frames.contains(.ok(Ok(ref: 4, outcome: .delivered, recipients: 0))))
-            #expect(!frames.contains(.confirm(Confirm(ref: 4))))
+            #expect(!frames.contains(.confirm(RefOnly(ref: 4))))
         }
     }
 
@@ -246,7 +246,7 @@ extension SidecarTests {
                 })
                 let queued = frames.firstIndex(of: .ok(Ok(ref: 1, outcome: .queued, recipients: 1)))
                 #expect(queued != nil, "the stored send is answered on its own, before the CONFIRM that passes it")
-                #expect(frames.last == .confirm(Confirm(ref: 2)))
+                #expect(frames.last == .confirm(RefOnly(ref: 2)))
             }
         }
     }

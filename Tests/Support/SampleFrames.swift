@@ -20,7 +20,7 @@ public enum SampleFrames {
         .credit(Credit(grant: 1024)),
         .ping(RefOnly(ref: 7)),
         .pong(RefOnly(ref: 7)),
-        .confirm(Confirm(ref: 42)),
+        .confirm(RefOnly(ref: 42)),
         .register(
             Register(
                 ref: 1,

@@ -16,19 +16,3 @@ public struct Credit: FrameBody {
         b.writeInteger(grant)
     }
 }
-
-/// CONFIRM (protocol 2): every SEND, BROADCAST and PUBLISH with a ref up to `ref` that got no
-/// answer of its own succeeded. Replaces their OKs, the way a cumulative ACK replaces single ACKs.
-public struct Confirm: FrameBody {
-    public var ref: UInt64
-
-    public init(ref: UInt64) { self.ref = ref }
-
-    public init(reading r: inout WireReader) throws(BusError) {
-        self.init(ref: try r.u64("ref"))
-    }
-
-    public func write(to b: inout ByteBuffer) {
-        b.writeInteger(ref)
-    }
-}
