@@ -119,6 +119,7 @@ let package = Package(
             dependencies: [
                 "ACBClient", "ACBTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),

@@ -11,7 +11,7 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "acb-demo",
         abstract: "Demo agents for ACB.",
-        subcommands: [Pair.self, StreamDemo.self, ContextsDemo.self]
+        subcommands: [Pair.self, StreamDemo.self, ContextsDemo.self, InteropAgent.self]
     )
 }
 
