@@ -38,12 +38,14 @@ run: build
 	@$(SIDECARS) && exec $$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
 
 # scripts/readme-example.sh builds README.md's client example in a package of its own, as a user
-# would; ReadmeExampleTests runs it against a bus.
+# would; ReadmeExampleTests runs it against a bus. scripts/python-client.sh checks and tests the
+# Python client (clients/python) against the bus, in a venv of its own (.python/).
 test:
 	@scripts/ensure-deps.sh
 	swift build --build-tests
 	scripts/readme-example.sh
 	@$(SIDECARS) && swift test --skip-build
+	@$(SIDECARS) && scripts/python-client.sh
 
 # A longer fuzz run than the one in `make test`: 5,000,000 mutated frames and 100,000 mutated
 # handshakes (ACB_FUZZ_SEED picks another sequence of mutations).

@@ -1,0 +1,669 @@
+"""`acb.connect`: an agent's connection to ACB, with asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import _frames as f
+from ._connection import Connection, SendOutcome
+from .contexts import Contexts
+from .delivery import Delivery, Payload, Response, payload_bytes
+from .errors import (
+    ACBError,
+    AuthenticationError,
+    ConnectionClosedError,
+    ErrorCode,
+    ProtocolError,
+    SessionEndedError,
+)
+from .streams import IncomingStream, Progress, StreamHub, StreamSource
+from .target import Target, resolve
+
+log = logging.getLogger("acb")
+
+RequestHandler = Callable[[Delivery], Awaitable[Payload]]
+"""A request handler: gets the request, returns the reply payload; an exception it raises becomes
+a reply with status `error` carrying its text."""
+Handler = TypeVar("Handler", bound=RequestHandler)
+TokenSource = str | Callable[[], str | Awaitable[str]]
+"""A token, or a function (sync or async) that returns a fresh one on every connect."""
+
+#: The deadline of the request being handled, which requests made while handling it inherit.
+request_deadline: contextvars.ContextVar[int] = contextvars.ContextVar("acb_request_deadline", default=0)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class Credentials:
+    """An agent's secret (made by `acb agent create`), traded for tokens with LOGIN (4.5a)."""
+
+    tenant: str
+    agent_id: str
+    secret: str
+
+
+@dataclass(slots=True)
+class Options:
+    """How to reach the bus and how to behave; the keyword arguments of `acb.connect`."""
+
+    host: str = "127.0.0.1"
+    port: int = 7400
+    token: TokenSource | None = None
+    credentials: Credentials | None = None
+    tls: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    client_name: str = "acb-python"
+    reconnect: bool = True
+    initial_backoff: float = 0.1
+    max_backoff: float = 5.0
+    #: How long a command made while the client reconnects waits for the new connection.
+    reconnect_wait: float = 10.0
+    request_timeout: float = 30.0
+    download_dir: str | None = None
+    download_progress: Progress | None = None
+
+
+class Client:
+    """An agent's connection to ACB: one long-lived TCP (or TLS) connection, protocol version 2.
+
+    Commands (`send`, `request`, `register`, …) return once the bus answered them and raise the
+    `ACBError` subclass of the bus's code when refused. Deliveries arrive on `deliveries()`,
+    verified streams on `streams()`; requests go to the handler given to `serve` if there is one.
+    After an unexpected disconnect the client reconnects with exponential backoff and registers,
+    subscribes, announces readiness, watches its contexts and resumes its uploads again; commands
+    made meanwhile wait up to `reconnect_wait` seconds for the new connection.
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self._connection: Connection | None = None
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._failure: ACBError | None = None
+        self._description: f.AgentDescription | None = None
+        self._patterns: list[str] = []
+        self._readiness = f.Readiness.READY
+        self._handler: RequestHandler | None = None
+        self._refresh_token: str | None = None
+        self._inbox: deque[Delivery] = deque()
+        self._inbox_waiter: asyncio.Future[None] | None = None
+        self._in_hand: set[Delivery] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._streams = StreamHub(self)
+        self.contexts: Contexts = Contexts(self)
+        """Shared contexts: write, read, list and watch them (section 5.13)."""
+
+    # MARK: connecting
+
+    async def _start(self) -> Client:
+        await self._establish()
+        return self
+
+    async def _establish(self) -> None:
+        options = self.options
+        connection = await Connection.open(self, options.host, options.port, options.tls, options.server_hostname)
+        try:
+            token = await self._token(connection)
+            answers: list[asyncio.Future[f.Frame]] = []
+            pipelined: list[bytes] = []
+
+            def pipeline(build: Callable[[int], bytes]) -> None:
+                ref = connection.next_ref()
+                answers.append(connection.expect(ref))
+                pipelined.append(build(ref))
+
+            if self._description is not None:
+                description = self._description
+                pipeline(lambda ref: f.Register(ref=ref, description=description).encode())
+            for pattern in self._patterns:
+                pipeline(partial(_subscribe, pattern))
+            if self._readiness != f.Readiness.READY:
+                pipelined.append(f.Heartbeat(readiness=self._readiness).encode())
+            welcome = await connection.hello(token, options.client_name, pipelined)
+            for answer in answers:
+                await answer
+        except BaseException:
+            connection.abort()
+            raise
+        self._connection = connection
+        self._connected.set()
+        self._heartbeat = asyncio.create_task(self._beat(connection, welcome.heartbeat_interval_ms / 1000))
+        self.contexts._reconnected()
+        log.debug("connected as %s/%s, session %d", welcome.tenant, welcome.agent_id, welcome.session_id)
+
+    async def _token(self, connection: Connection) -> str:
+        """The token for HELLO: given, made by the token function, or traded for (4.5a)."""
+        options = self.options
+        if options.credentials is None:
+            source = options.token
+            if source is None:
+                raise ValueError("acb.connect needs a token or credentials (tenant, agent_id, secret)")
+            if isinstance(source, str):
+                return source
+            token = source()
+            return token if isinstance(token, str) else await token
+        if self._refresh_token is not None:
+            try:
+                tokens = await connection.trade(f.Refresh(refresh_token=self._refresh_token))
+            except AuthenticationError:
+                # A stale or revoked refresh family: log in again on a new connection.
+                self._refresh_token = None
+                raise
+        else:
+            credentials = options.credentials
+            tokens = await connection.trade(
+                f.Login(tenant=credentials.tenant, agent_id=credentials.agent_id, secret=credentials.secret)
+            )
+        self._refresh_token = tokens.refresh_token
+        return tokens.access_token
+
+    async def _beat(self, connection: Connection, interval: float) -> None:
+        while connection.is_open:
+            await asyncio.sleep(interval)
+            connection.write(f.Heartbeat(readiness=self._readiness).encode())
+
+    async def _current(self) -> Connection:
+        """The live connection, waiting up to `reconnect_wait` for one while the client reconnects."""
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            return connection
+        self._check_usable()
+        try:
+            await asyncio.wait_for(self._connected.wait(), self.options.reconnect_wait)
+        except TimeoutError:
+            self._check_usable()
+            raise ConnectionClosedError(ErrorCode.UNAVAILABLE, "not connected to the bus") from None
+        self._check_usable()
+        assert self._connection is not None
+        return self._connection
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise ConnectionClosedError(ErrorCode.UNAVAILABLE, "the client is closed")
+
+    # MARK: FrameListener
+
+    def frame_received(self, connection: Connection, frame: f.Frame) -> None:
+        if isinstance(frame, f.Deliver):
+            delivery = Delivery(frame, connection, self)
+            if frame.kind == f.DeliveryKind.REQUEST and self._handler is not None:
+                self._spawn(self._answer(delivery, self._handler))
+            else:
+                self._inbox.append(delivery)
+                self._wake_inbox()
+        elif isinstance(frame, (f.StreamOpen, f.StreamChunk, f.StreamEnd, f.StreamAbort, f.StreamStatus)):
+            self._streams.frame_received(connection, frame)
+        elif isinstance(frame, (f.ContextEvent, f.ContextWatching, f.Error)):
+            self.contexts._frame_received(frame)
+
+    def connection_ended(self, connection: Connection, error: ACBError) -> None:
+        if connection is not self._connection:
+            return
+        self._connected.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        # Deliveries not handed out yet are delivered again to the next session, with new ids.
+        self._inbox = deque(d for d in self._inbox if d._connection is not connection)
+        self._streams.connection_ended(connection)
+        if self._closed:
+            return
+        if not self._recoverable(error):
+            self._fail(error)
+            return
+        log.info("connection to the bus lost (%s); reconnecting", error)
+        self._reconnecting = asyncio.create_task(self._reconnect())
+
+    def _recoverable(self, error: ACBError) -> bool:
+        if not self.options.reconnect:
+            return False
+        if isinstance(error, SessionEndedError):
+            if error.code == ErrorCode.REPLACED:
+                return False  # another process of this agent took over: it is the one to go on
+            if error.code == ErrorCode.UNAUTHENTICATED:
+                # The access token expired: a client that can get a new one reconnects with it.
+                return self.options.credentials is not None or callable(self.options.token)
+            return error.code not in (ErrorCode.BAD_FRAME, ErrorCode.TOO_LARGE)
+        return not isinstance(error, ProtocolError)
+
+    async def _reconnect(self) -> None:
+        options = self.options
+        backoff = options.initial_backoff
+        while not self._closed:
+            await asyncio.sleep(backoff * (0.5 + random.random() / 2))
+            refreshing = self._refresh_token is not None
+            try:
+                await self._establish()
+                log.info("reconnected to the bus")
+                return
+            except AuthenticationError as error:
+                if not refreshing:
+                    self._fail(error)  # the token, or the secret itself, is refused
+                    return
+                log.warning("refresh refused (%s); logging in again", error)
+            except (OSError, ACBError) as error:
+                log.debug("reconnect failed: %s", error)
+            backoff = min(backoff * 2, options.max_backoff)
+
+    def _fail(self, error: ACBError) -> None:
+        """Ends the client for good: commands and iterations raise `error` from now on."""
+        self._failure = error
+        self._connected.set()  # wakes commands waiting for a connection, which then raise
+        self._wake_inbox()
+        self._streams.fail(error)
+        self.contexts._fail(error)
+
+    # MARK: registry
+
+    async def register(
+        self,
+        agent_type: str,
+        capabilities: list[str] | tuple[str, ...] = (),
+        *,
+        location: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Publishes this agent's description to the registry, and again after each reconnect."""
+        description = f.AgentDescription(
+            agent_type=agent_type,
+            capabilities=list(capabilities),
+            location=location,
+            metadata=list((metadata or {}).items()),
+        )
+        await self._call(lambda ref: f.Register(ref=ref, description=description).encode())
+        self._description = description
+
+    async def unregister(self) -> None:
+        await self._call(lambda ref: f.Unregister(ref=ref).encode())
+        self._description = None
+
+    async def discover(
+        self,
+        *,
+        agent_type: str = "",
+        capability: str = "",
+        status: f.AgentStatus = f.AgentStatus.ANY,
+        cursor: str = "",
+        limit: int = 0,
+    ) -> f.Discovered:
+        """One page of the tenant's registered agents (`agents`, `next_cursor`); pass the cursor
+        for the next page."""
+        answer = await self._call(
+            lambda ref: f.Discover(
+                ref=ref, agent_type=agent_type, capability=capability, status=status, cursor=cursor, limit=limit
+            ).encode()
+        )
+        assert isinstance(answer, f.Discovered)
+        return answer
+
+    async def agents(
+        self, *, agent_type: str = "", capability: str = "", status: f.AgentStatus = f.AgentStatus.ANY
+    ) -> AsyncIterator[f.AgentInfo]:
+        """Every registered agent that matches, page after page."""
+        cursor = ""
+        while True:
+            page = await self.discover(agent_type=agent_type, capability=capability, status=status, cursor=cursor)
+            for info in page.agents:
+                yield info
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def set_readiness(self, readiness: f.Readiness) -> None:
+        """Announces readiness now and with every heartbeat: capability routing skips busy and
+        draining agents (5.3, 5.7)."""
+        self._readiness = readiness
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            connection.write(f.Heartbeat(readiness=readiness).encode())
+
+    # MARK: messages
+
+    async def send(
+        self,
+        target: Target | str,
+        payload: Payload,
+        *,
+        idempotency_key: str = "",
+        deadline_ms: int = 0,
+        confirm: bool = True,
+    ) -> SendOutcome | None:
+        """Sends a payload to one agent, by id (a `str` or `acb.agent(id)`) or by capability
+        (`acb.capability(name)`).
+
+        With `confirm` (the default) it returns once the bus settled it: outcome `delivered` (in the
+        receiver's queue) or `queued` (stored for an offline agent). Without, it returns once the
+        frame is written within the send window, the way NATS publishes: `flush()` then waits for
+        everything sent so far and raises the first failure among those.
+        """
+        kind, name = resolve(target)
+        name_bytes = name.encode()
+        key = idempotency_key.encode()
+        data = payload_bytes(payload)
+        deadline = deadline_ms or request_deadline.get()
+        connection = await self._current()
+        await connection.take_credit()
+        waiter = connection.send(lambda ref: f.encode_send(f.SEND, ref, kind, name_bytes, key, deadline, data), confirm)
+        return await waiter if waiter is not None else None
+
+    async def broadcast(self, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True) -> SendOutcome | None:
+        """Sends to every other connected agent of the tenant (5.6)."""
+        return await self._fanout(f.BROADCAST, b"", payload, deadline_ms, confirm)
+
+    async def publish(
+        self, topic: str, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True
+    ) -> SendOutcome | None:
+        """Publishes on a topic to every session subscribed to a matching pattern (5.8)."""
+        return await self._fanout(f.PUBLISH, topic.encode(), payload, deadline_ms, confirm)
+
+    async def _fanout(
+        self, frame_type: int, topic: bytes, payload: Payload, deadline_ms: int, confirm: bool
+    ) -> SendOutcome | None:
+        data = payload_bytes(payload)
+        connection = await self._current()
+        await connection.take_credit()
+        waiter = connection.send(lambda ref: f.encode_fanout(frame_type, ref, topic, deadline_ms, data), confirm)
+        return await waiter if waiter is not None else None
+
+    async def flush(self) -> None:
+        """Waits until the bus settled every send, broadcast and publish made so far; raises the
+        first failure of those made with `confirm=False` since the last flush."""
+        connection = await self._current()
+        await connection.flush()
+
+    async def subscribe(self, pattern: str) -> None:
+        """Subscribes to a topic pattern (`*` one token, `>` the rest); matching publications arrive
+        on `deliveries()`. Subscriptions are made again after each reconnect."""
+        await self._call(lambda ref: f.Subscribe(ref=ref, pattern=pattern).encode())
+        if pattern not in self._patterns:
+            self._patterns.append(pattern)
+
+    async def unsubscribe(self, pattern: str) -> None:
+        await self._call(lambda ref: f.Unsubscribe(ref=ref, pattern=pattern).encode())
+        if pattern in self._patterns:
+            self._patterns.remove(pattern)
+
+    def deliveries(self) -> AsyncIterator[Delivery]:
+        """Messages delivered to this agent (direct, broadcast, topic, and requests when no handler
+        is set), as an async iterator. Asking for the next one acknowledges the previous one."""
+        return _Deliveries(self)
+
+    async def _next_delivery(self) -> Delivery | None:
+        while not self._inbox:
+            if self._failure is not None:
+                raise self._failure
+            if self._closed:
+                return None
+            self._inbox_waiter = asyncio.get_running_loop().create_future()
+            await self._inbox_waiter
+        delivery = self._inbox.popleft()
+        self._in_hand.add(delivery)
+        return delivery
+
+    def _released(self, delivery: Delivery) -> None:
+        self._in_hand.discard(delivery)
+
+    def _wake_inbox(self) -> None:
+        waiter, self._inbox_waiter = self._inbox_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # MARK: requests
+
+    async def request(
+        self,
+        target: Target | str,
+        payload: Payload,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str = "",
+    ) -> Response:
+        """Asks one agent and waits for its answer.
+
+        The deadline is `timeout` seconds from now (default `request_timeout`), or what is left of
+        the request being handled, if sooner. A reply with status `error` is returned (see
+        `Response.ok`); bus failures raise: `RequestTimeoutError` when no reply came in time, and
+        the routing errors of `send`.
+        """
+        kind, name = resolve(target)
+        deadline = now_ms() + int(1000 * (self.options.request_timeout if timeout is None else timeout))
+        inherited = request_deadline.get()
+        if inherited:
+            deadline = min(deadline, inherited)
+        name_bytes = name.encode()
+        key = idempotency_key.encode()
+        data = payload_bytes(payload)
+        answer = await self._call(lambda ref: f.encode_send(f.REQUEST, ref, kind, name_bytes, key, deadline, data))
+        assert isinstance(answer, f.Response)
+        return Response(answer.from_, f.ReplyStatus(answer.status), bytes(answer.payload))
+
+    def serve(self, handler: Handler) -> Handler:
+        """Answers requests with `handler`, one task per request (bounded by the bus's unacked
+        window); each request is acknowledged once its reply is written. Usable as a decorator."""
+        self._handler = handler
+        return handler
+
+    async def _answer(self, delivery: Delivery, handler: RequestHandler) -> None:
+        request_deadline.set(delivery.deadline_ms)
+        try:
+            result = await handler(delivery)
+        except Exception as error:  # the responder's failure travels to the requester
+            log.debug("request handler failed: %r", error)
+            delivery.reply(str(error) or type(error).__name__, error=True)
+            return
+        delivery.reply(result)
+
+    # MARK: streams
+
+    async def upload(
+        self,
+        target: Target | str,
+        source: StreamSource,
+        *,
+        stream_id: str | None = None,
+        progress: Progress | None = None,
+        deadline_ms: int = 0,
+    ) -> f.Ok:
+        """Uploads a payload of any size (bytes, or a file path) to an agent as a chunked stream
+        with its SHA-256 (5.9), a few chunks ahead of what the bus stored. If the connection
+        breaks, it waits for the reconnect, asks the bus how far it got (STREAM_RESUME) and sends
+        the rest. `progress(stream_id, bytes_stored, total)` follows it. Returns the bus's OK once
+        the stream is verified and queued for the receiver."""
+        return await self._streams.upload(resolve(target), source, stream_id, progress, deadline_ms)
+
+    def streams(self) -> AsyncIterator[IncomingStream]:
+        """Streams delivered to this agent, verified and written to files, as an async iterator.
+        Asking for the next one acknowledges the previous one."""
+        return self._streams.iterate()
+
+    # MARK: closing
+
+    async def close(self) -> None:
+        """Closes the connection for good (no reconnect), acknowledging first every delivery the
+        application was handed; those it was not handed are delivered again to the next session."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for delivery in list(self._in_hand):
+            delivery.ack()
+        self._streams.close()
+        self.contexts._fail(ConnectionClosedError(ErrorCode.UNAVAILABLE, "the client is closed"))
+        connection = self._connection
+        if connection is not None:
+            connection.acks.flush()
+            connection.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        self._wake_inbox()
+        self._connected.set()
+
+    async def logout(self) -> None:
+        """Revokes this agent's tokens (the session's access token and, after a LOGIN, its whole
+        refresh family), then closes for good."""
+        self._closed = True
+        try:
+            await self._call(lambda ref: f.Logout(ref=ref).encode())
+        finally:
+            self._closed = False
+            await self.close()
+
+    def drop_connection(self) -> None:
+        """Cuts the TCP connection without GOAWAY, as a network failure would (for tests and demos
+        of reconnect and resume)."""
+        if self._connection is not None:
+            self._connection.abort()
+
+    @property
+    def welcome(self) -> f.Welcome | None:
+        """What the bus said in WELCOME on the current connection."""
+        return self._connection.welcome if self._connection is not None else None
+
+    @property
+    def agent_id(self) -> str:
+        welcome = self.welcome
+        return welcome.agent_id if welcome is not None else ""
+
+    @property
+    def tenant(self) -> str:
+        welcome = self.welcome
+        return welcome.tenant if welcome is not None else ""
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # MARK: internals
+
+    async def _call(self, build: Callable[[int], bytes]) -> f.Frame:
+        connection = await self._current()
+        return await connection.call(build)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _subscribe(pattern: str, ref: int) -> bytes:
+    return f.Subscribe(ref=ref, pattern=pattern).encode()
+
+
+class _Deliveries:
+    """The async iterator of `Client.deliveries()`."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._previous: Delivery | None = None
+
+    def __aiter__(self) -> _Deliveries:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        previous = self._previous
+        if previous is not None and not previous.settled:
+            previous.ack()
+        delivery = await self._client._next_delivery()
+        self._previous = delivery
+        if delivery is None:
+            raise StopAsyncIteration
+        return delivery
+
+
+class Connecting:
+    """What `acb.connect(...)` returns: await it for a connected `Client`, or use it as an async
+    context manager that closes the client on exit."""
+
+    def __init__(self, options: Options) -> None:
+        self._options = options
+        self._client: Client | None = None
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return Client(self._options)._start().__await__()
+
+    async def __aenter__(self) -> Client:
+        self._client = await self
+        return self._client
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def connect(
+    host: str = "127.0.0.1",
+    port: int = 7400,
+    *,
+    token: TokenSource | None = None,
+    tenant: str | None = None,
+    agent_id: str | None = None,
+    secret: str | None = None,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    client_name: str = "acb-python",
+    reconnect: bool = True,
+    request_timeout: float = 30.0,
+    download_dir: str | None = None,
+    download_progress: Progress | None = None,
+) -> Connecting:
+    """Connects an agent to the bus: `client = await acb.connect(...)` or
+    `async with acb.connect(...) as client:`.
+
+    Authenticate with `token` (a JWT, or a function returning a fresh one), or with `tenant`,
+    `agent_id` and `secret`, which the client trades for tokens (LOGIN) and renews by itself
+    (REFRESH). TLS: `ca_file` (the CA the bus's certificate chains to) and, for mTLS, `cert_file`
+    and `key_file`; or a ready `tls` context.
+    """
+    if tls is None and (ca_file or cert_file):
+        tls = ssl.create_default_context(cafile=ca_file)
+        if cert_file:
+            tls.load_cert_chain(cert_file, key_file)
+    credentials = None
+    if secret is not None:
+        if tenant is None or agent_id is None:
+            raise ValueError("a secret needs its tenant and agent_id")
+        credentials = Credentials(tenant, agent_id, secret)
+    return Connecting(
+        Options(
+            host=host,
+            port=port,
+            token=token,
+            credentials=credentials,
+            tls=tls,
+            server_hostname=server_hostname,
+            client_name=client_name,
+            reconnect=reconnect,
+            request_timeout=request_timeout,
+            download_dir=download_dir,
+            download_progress=download_progress,
+        )
+    )

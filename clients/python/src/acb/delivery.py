@@ -1,0 +1,118 @@
+"""What the bus delivers to an agent, and the answer to a request."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import _frames as f
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+    from .client import Client
+
+Payload = bytes | bytearray | memoryview | str
+"""A payload: bytes as they are, or text sent as UTF-8."""
+
+
+def payload_bytes(payload: Payload) -> bytes | bytearray | memoryview:
+    return payload.encode() if isinstance(payload, str) else payload
+
+
+class Delivery:
+    """A message delivered to this agent: the DELIVER frame's fields (section 4.14) and the means
+    to settle it.
+
+    Iterating `Client.deliveries()` acknowledges each delivery when the next one is asked for, and
+    `Client.close()` acknowledges the one in hand; `ack()` and `nack()` settle it earlier. An
+    unacknowledged delivery is delivered again (section 5.1).
+    """
+
+    __slots__ = (
+        "_client",
+        "_connection",
+        "attempt",
+        "correlation_id",
+        "deadline_ms",
+        "delivery_id",
+        "kind",
+        "payload",
+        "sender",
+        "settled",
+        "subject",
+    )
+
+    def __init__(self, frame: f.Deliver, connection: Connection, client: Client) -> None:
+        self.delivery_id: int = frame.delivery_id
+        self.kind = f.DeliveryKind(frame.kind)
+        #: The sender's agent id (the protocol's `from`).
+        self.sender: str = frame.from_
+        #: The topic of a `topic` delivery; empty otherwise.
+        self.subject: str = frame.subject
+        self.correlation_id: int = frame.correlation_id
+        self.deadline_ms: int = frame.deadline_ms
+        self.attempt: int = frame.attempt
+        self.payload: bytes = bytes(frame.payload)
+        self.settled = False
+        self._connection = connection
+        self._client = client
+
+    @property
+    def text(self) -> str:
+        """The payload as UTF-8 text."""
+        return self.payload.decode()
+
+    def json(self) -> Any:
+        """The payload parsed as JSON."""
+        return json.loads(self.payload)
+
+    def ack(self) -> None:
+        """Tells the bus this delivery is handled."""
+        if not self.settled:
+            self.settled = True
+            self._connection.acks.finish(self.delivery_id)
+            self._client._released(self)
+
+    def nack(self) -> None:
+        """Hands it back for another attempt (dead-lettered after the last one, section 5.1)."""
+        if not self.settled:
+            self.settled = True
+            self._connection.acks.finish(self.delivery_id, nack=True)
+            self._client._released(self)
+
+    def reply(self, payload: Payload, *, error: bool = False) -> None:
+        """Answers a delivery of kind `request` (REPLY), then acknowledges it. `error` marks the
+        payload as the description of this responder's failure (status `error`)."""
+        if self.kind != f.DeliveryKind.REQUEST:
+            raise ValueError("only a request can be replied to")
+        status = f.ReplyStatus.ERROR if error else f.ReplyStatus.OK
+        self._connection.write(f.encode_reply(self.correlation_id, status, payload_bytes(payload)))
+        self.ack()
+
+    def __repr__(self) -> str:
+        return (
+            f"Delivery(id={self.delivery_id}, kind={self.kind.name.lower()}, sender={self.sender!r}, "
+            f"subject={self.subject!r}, attempt={self.attempt}, payload={self.payload[:64]!r})"
+        )
+
+
+@dataclass(slots=True)
+class Response:
+    """The answer to a request: who answered, and its REPLY (status and payload)."""
+
+    sender: str
+    status: f.ReplyStatus
+    payload: bytes
+
+    @property
+    def ok(self) -> bool:
+        """False when the responder answered with status `error` (its own failure)."""
+        return self.status == f.ReplyStatus.OK
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.payload)

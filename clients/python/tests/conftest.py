@@ -1,0 +1,177 @@
+"""The real bus for the tests: `acb serve` from this repository's Swift build, started as a
+subprocess on a free port, wired to the sidecars `make test` starts (PostgreSQL, Redis, Kafka) when
+their ACB_* settings are in the environment. Tokens are minted here with the bus's secret."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+import acb
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+SECRET = "python-client-tests-secret-0123456789"
+
+
+def binary(name: str) -> str:
+    """A product of this repository's Swift build (ACB_BIN_DIR, else `swift build --show-bin-path`)."""
+    directory = (
+        os.environ.get("ACB_BIN_DIR")
+        or subprocess.run(
+            ["swift", "build", "--show-bin-path"], cwd=REPOSITORY, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    path = Path(directory) / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: build the package first (make test does)")
+    return str(path)
+
+
+def mint_token(agent: str, tenant: str, roles: list[str] | None = None, ttl: int = 3600) -> str:
+    """An HS256 access token as `acb token issue` makes it (docs/protocol.md section 3.1)."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "sub": agent,
+        "tenant": tenant,
+        "roles": roles or ["agent-full"],
+        "jti": uuid.uuid4().hex,
+        "iss": "acb",
+        "aud": ["acb"],
+        "exp": now + ttl,
+        "nbf": now,
+        "iat": now,
+        "typ": "access",
+    }
+    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@dataclass
+class Bus:
+    """A running `acb serve`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: str
+    log: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_bus(*flags: str) -> Bus:
+    directory = tempfile.mkdtemp(prefix="acb-python-bus-")
+    command = [
+        binary("acb"),
+        "serve",
+        "--port",
+        "0",
+        "--admin-port",
+        "off",
+        "--token-secret",
+        SECRET,
+        "--spool-dir",
+        f"{directory}/spool",
+        "--stream-dir",
+        f"{directory}/streams",
+        *flags,
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert process.stderr is not None
+    lines: list[str] = []
+    for raw in process.stderr:
+        line = raw.decode(errors="replace")
+        lines.append(line)
+        found = re.search(r"agents connect to .*:(\d+)\s*$", line)
+        if found:
+            bus = Bus(process, int(found.group(1)), directory, lines)
+            # Keep reading its log, so a full pipe never blocks the server.
+            threading.Thread(target=read_log, args=(process.stderr, lines), daemon=True).start()
+            return bus
+    raise AssertionError("acb serve did not start:\n" + "".join(lines))
+
+
+def read_log(log: IO[bytes], lines: list[str]) -> None:
+    lines.extend(line.decode(errors="replace") for line in log)
+
+
+@pytest.fixture(scope="session")
+def bus() -> Iterator[Bus]:
+    """The bus of the whole test session, with the sidecars when the environment names them."""
+    running = start_bus()
+    yield running
+    running.stop()
+    shutil.rmtree(running.directory, ignore_errors=True)
+
+
+Connect = Callable[..., Awaitable[acb.Client]]
+
+
+@pytest.fixture
+def tenant(request: pytest.FixtureRequest) -> str:
+    """A tenant of its own for each test, so tests never see each other's agents."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:100] + "-" + uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+async def connect(bus: Bus, tenant: str) -> AsyncIterator[Connect]:
+    """Connects agents of the test's tenant to the session's bus; closes them after the test."""
+    clients: list[acb.Client] = []
+
+    async def connect_agent(agent: str, roles: list[str] | None = None, **options: Any) -> acb.Client:
+        client = await acb.connect("127.0.0.1", bus.port, token=mint_token(agent, tenant, roles), **options)
+        clients.append(client)
+        return client
+
+    yield connect_agent
+    for client in clients:
+        await client.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Polls `check` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        await asyncio.sleep(0.02)
+
+
+async def take(iterator: Any, count: int, timeout: float = 10.0) -> list[Any]:
+    """The next `count` items of an async iterator, failing after `timeout` seconds."""
+
+    async def collect() -> list[Any]:
+        items = []
+        async for item in iterator:
+            items.append(item)
+            if len(items) == count:
+                break
+        return items
+
+    return await asyncio.wait_for(collect(), timeout)
