@@ -15,7 +15,8 @@ async def test_send_reaches_the_agent_and_is_confirmed(connect: Connect) -> None
     alice = await connect("alice")
     bob = await connect("bob")
     outcome = await alice.send("bob", "hi bob")
-    assert outcome is not None and outcome.outcome == acb.Outcome.DELIVERED
+    # `queued` when the bus has PostgreSQL and still reads bob's stored messages back (5.1a).
+    assert outcome is not None and outcome.outcome in (acb.Outcome.DELIVERED, acb.Outcome.QUEUED)
     [delivery] = await take(bob.deliveries(), 1)
     assert (delivery.sender, delivery.kind, delivery.text, delivery.attempt) == (
         "alice",

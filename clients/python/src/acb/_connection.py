@@ -158,6 +158,7 @@ class Connection(asyncio.Protocol):
     def send(self, build: Callable[[int], bytes], confirm: bool) -> asyncio.Future[SendOutcome] | None:
         """Writes a SEND, BROADCAST or PUBLISH (credit taken). With `confirm`, the future settles
         on its CONFIRM, OK or ERROR; without, a failure is kept for the next `flush`."""
+        self._check_open()
         ref = self.next_ref()
         self._sends.append(ref)
         future: asyncio.Future[SendOutcome] | None = None

@@ -183,15 +183,20 @@ class Client:
         connection = self._connection
         if connection is not None and connection.is_open:
             return connection
-        self._check_usable()
         try:
-            await asyncio.wait_for(self._connected.wait(), self.options.reconnect_wait)
+            async with asyncio.timeout(self.options.reconnect_wait):
+                while True:
+                    self._check_usable()
+                    connection = self._connection
+                    if connection is not None and connection.is_open:
+                        return connection
+                    if connection is not None and connection.error is None:
+                        await connection.ended()  # closing: its end starts the reconnect
+                    else:
+                        await self._connected.wait()
         except TimeoutError:
             self._check_usable()
             raise ConnectionClosedError(ErrorCode.UNAVAILABLE, "not connected to the bus") from None
-        self._check_usable()
-        assert self._connection is not None
-        return self._connection
 
     def _check_usable(self) -> None:
         if self._failure is not None:
@@ -260,6 +265,8 @@ class Client:
                 log.warning("refresh refused (%s); logging in again", error)
             except (OSError, ACBError) as error:
                 log.debug("reconnect failed: %s", error)
+            except Exception as error:  # the token function failed: try again, as after a network error
+                log.warning("reconnect failed: the token function raised %r", error)
             backoff = min(backoff * 2, options.max_backoff)
 
     def _fail(self, error: ACBError) -> None:
@@ -521,9 +528,10 @@ class Client:
     async def logout(self) -> None:
         """Revokes this agent's tokens (the session's access token and, after a LOGIN, its whole
         refresh family), then closes for good."""
-        self._closed = True
         try:
-            await self._call(lambda ref: f.Logout(ref=ref).encode())
+            connection = await self._current()  # waits for a reconnect under way, like any command
+            self._closed = True  # the GOAWAY `unauthenticated` after the OK must not reconnect
+            await connection.call(lambda ref: f.Logout(ref=ref).encode())
         finally:
             self._closed = False
             await self.close()
@@ -631,6 +639,9 @@ def connect(
     server_hostname: str | None = None,
     client_name: str = "acb-python",
     reconnect: bool = True,
+    initial_backoff: float = 0.1,
+    max_backoff: float = 5.0,
+    reconnect_wait: float = 10.0,
     request_timeout: float = 30.0,
     download_dir: str | None = None,
     download_progress: Progress | None = None,
@@ -641,7 +652,9 @@ def connect(
     Authenticate with `token` (a JWT, or a function returning a fresh one), or with `tenant`,
     `agent_id` and `secret`, which the client trades for tokens (LOGIN) and renews by itself
     (REFRESH). TLS: `ca_file` (the CA the bus's certificate chains to) and, for mTLS, `cert_file`
-    and `key_file`; or a ready `tls` context.
+    and `key_file`; or a ready `tls` context. After a lost connection it reconnects (unless
+    `reconnect` is False) with backoff from `initial_backoff` doubling to `max_backoff` seconds;
+    commands wait up to `reconnect_wait` seconds for the new connection.
     """
     if tls is None and (ca_file or cert_file):
         tls = ssl.create_default_context(cafile=ca_file)
@@ -662,6 +675,9 @@ def connect(
             server_hostname=server_hostname,
             client_name=client_name,
             reconnect=reconnect,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+            reconnect_wait=reconnect_wait,
             request_timeout=request_timeout,
             download_dir=download_dir,
             download_progress=download_progress,

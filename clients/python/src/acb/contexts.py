@@ -27,10 +27,17 @@ Body = bytes | bytearray | memoryview | str | dict[str, Any] | list[Any] | int |
 """A context body: bytes as they are, text as UTF-8, any other value as JSON."""
 
 _FELL_BEHIND = re.compile(r"after (\d+)")
+#: Events a watch holds for the application; beyond it the watch pauses (unwatches) and resumes
+#: from where it stood once the application has taken half of them.
+WATCH_BACKLOG = 1024
+
+
+_RAW = (bytes, bytearray, memoryview, str)
+_MAKING = (f.ContextOperation.PUT, f.ContextOperation.CREATE)
 
 
 def body_bytes(body: Body) -> bytes | bytearray | memoryview:
-    if isinstance(body, (bytes, bytearray, memoryview, str)):
+    if isinstance(body, _RAW):
         return payload_bytes(body)
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -115,6 +122,7 @@ class Watch:
         self._waiter: asyncio.Future[None] | None = None
         self._error: ACBError | None = None
         self._closed = False
+        self._paused = False
 
     async def _start(self) -> None:
         connection = await self._contexts._client._current()
@@ -155,6 +163,17 @@ class Watch:
                 self.resume_after = max(self.resume_after or 0, self._position)
         self._events.append(event)
         self._wake()
+        if len(self._events) >= WATCH_BACKLOG and self.resume_after is not None and not self._paused:
+            self._pause()
+
+    def _pause(self) -> None:
+        """Stops hearing events beyond the backlog: events still on their way for this ref are
+        dropped, and come again when the watch resumes after the last one kept."""
+        self._paused = True
+        self._contexts._watches.pop(self.ref, None)
+        connection = self._contexts._client._connection
+        if connection is not None and connection.is_open:
+            connection.write(f.ContextUnwatch(ref=connection.next_ref(), watch=self.ref).encode())
 
     def _ended(self, error: ACBError) -> None:
         """An ERROR with this watch's ref: the bus ended it for falling behind, or refused it."""
@@ -193,6 +212,9 @@ class Watch:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
+        if self._paused and len(self._events) <= WATCH_BACKLOG // 2:
+            self._paused = False
+            self._contexts._client._spawn(self._restart())
         return self._events.popleft()
 
     async def close(self) -> None:
@@ -238,13 +260,16 @@ class Contexts:
         ttl_ms: int = 0,
     ) -> f.ContextHead:
         """Creates the context, or replaces its body. `attributes`, when given, replace all of
-        them (None keeps the current ones; a new context then gets the defaults: bytes, private)."""
+        them; None keeps the current ones, except that a JSON value (not bytes or str) as `body`
+        sets the defaults with content type JSON, as a new context without attributes gets the
+        defaults (bytes, private)."""
         return await self._write(f.ContextOperation.PUT, id, body, attributes, expected_version, ttl_ms)
 
     async def create(
         self, id: str, body: Body, *, attributes: f.ContextAttributes | None = None, ttl_ms: int = 0
     ) -> f.ContextHead:
-        """Creates the context; `VersionConflictError` if a live one exists."""
+        """Creates the context (content type JSON for a JSON value without `attributes`, as for
+        `put`); `VersionConflictError` if a live one exists."""
         return await self._write(f.ContextOperation.CREATE, id, body, attributes, 0, ttl_ms)
 
     async def update(
@@ -284,6 +309,8 @@ class Contexts:
         expected_version: int,
         ttl_ms: int,
     ) -> f.ContextHead:
+        if attributes is None and operation in _MAKING and not isinstance(body, _RAW):
+            attributes = f.ContextAttributes(content_type=f.ContentType.JSON)
         data = bytes(body_bytes(body))
         body_stream = ""
         welcome = (await self._client._current()).welcome
@@ -364,6 +391,27 @@ class Contexts:
         )
         assert isinstance(answer, f.ContextPage)
         return answer
+
+    async def list_all(
+        self,
+        *,
+        kind: str = "",
+        owner: str = "",
+        pattern: str = "",
+        prefix: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> builtins.list[f.ContextHead]:
+        """Every live context the caller may read that matches, page after page."""
+        heads: builtins.list[f.ContextHead] = []
+        cursor = ""
+        while True:
+            page = await self.list(
+                kind=kind, owner=owner, pattern=pattern, prefix=prefix, metadata=metadata, cursor=cursor
+            )
+            heads.extend(page.heads)
+            if not page.next_cursor:
+                return heads
+            cursor = page.next_cursor
 
     async def history(self, id: str, *, limit: int = 0) -> builtins.list[f.ContextHead]:
         """The heads of the kept versions, newest first (at most `limit`; 0 for all)."""

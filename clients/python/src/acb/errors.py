@@ -19,6 +19,7 @@ __all__ = [
     "RequestTimeoutError",
     "RetryableError",
     "RoutingError",
+    "ServerError",
     "SessionEndedError",
     "StreamError",
     "VersionConflictError",
@@ -135,7 +136,7 @@ class RequestTimeoutError(ACBError, TimeoutError):
 
 class InvalidRequestError(ACBError):
     """The command was well-formed but not acceptable: invalid_argument, invalid_json, invalid_pointer,
-    patch_failed, and every code without a class of its own."""
+    patch_failed."""
 
 
 class ContextError(ACBError):
@@ -172,6 +173,10 @@ class CompactedError(ContextError):
 
 class StreamError(ACBError):
     """A stream failed: checksum_mismatch, unknown_stream."""
+
+
+class ServerError(ACBError):
+    """The bus's own fault (internal), or a code this client does not know yet."""
 
 
 class SessionEndedError(ACBError):
@@ -214,17 +219,19 @@ _CLASSES: dict[int, type[ACBError]] = {
     ErrorCode.COMPACTED: CompactedError,
     ErrorCode.CHECKSUM_MISMATCH: StreamError,
     ErrorCode.UNKNOWN_STREAM: StreamError,
+    ErrorCode.INTERNAL: ServerError,
 }
 
 
 def error_from(code: int, message: str = "", *, retry_after_ms: int = 0, ref: int = 0) -> ACBError:
     """The exception for an ERROR (or STREAM_ABORT) with this code.
 
-    A code this client does not know becomes INTERNAL (an InvalidRequestError), with ``code N: `` put in
-    front of the message so the number is not lost.
+    A code this client does not know becomes INTERNAL (a ServerError), with ``code N: `` put in
+    front of the message so the number is not lost. Codes the bus sends only in GOAWAY (or never
+    on the wire) come as the base class.
     """
     known = ErrorCode.of(code)
     if known is ErrorCode.INTERNAL and code != ErrorCode.INTERNAL:
         message = f"code {code}: {message}" if message else f"code {code}"
-    cls = _CLASSES.get(known, InvalidRequestError)
+    cls = _CLASSES.get(known, ACBError)
     return cls(known, message, retry_after_ms=retry_after_ms, ref=ref)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import _frames as f
-from .errors import ACBError, ConnectionClosedError, SessionEndedError, error_from
+from .errors import ACBError, ConnectionClosedError, ErrorCode, SessionEndedError, StreamError, error_from
 from .target import Target
 
 if TYPE_CHECKING:
@@ -30,6 +30,10 @@ Progress = Callable[[str, int, int], None]
 
 #: Chunks an upload keeps sent but not yet stored by the bus (it allows 16, 5.2).
 UPLOAD_WINDOW = 8
+#: STREAM_RESUME answered `unknown_stream` right after a reconnect is asked again this often, this
+#: many times (2 s): the bus may not have parked the upload yet.
+RESUME_ATTEMPTS = 20
+RESUME_INTERVAL = 0.1
 #: Broken downloads kept to resume when the bus delivers the same stream again.
 PARTIAL_DOWNLOADS = 8
 
@@ -95,7 +99,10 @@ class _Chunks:
 class _Upload:
     """What the bus reported of one upload: the chunks it stored, or why it gave up."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream_id: str, total: int, progress: Progress | None) -> None:
+        self.stream_id = stream_id
+        self.total = total
+        self.progress = progress
         self.stored = 0
         self.stored_bytes = 0
         self.aborted: ACBError | None = None
@@ -103,7 +110,10 @@ class _Upload:
 
     def report(self, next_index: int, stored_bytes: int) -> None:
         self.stored = max(self.stored, next_index)
-        self.stored_bytes = max(self.stored_bytes, stored_bytes)
+        if stored_bytes > self.stored_bytes:
+            self.stored_bytes = stored_bytes
+            if self.progress is not None:
+                self.progress(self.stream_id, stored_bytes, self.total)
         self._wake()
 
     def abort(self, error: ACBError) -> None:
@@ -182,7 +192,7 @@ class StreamHub:
             chunks.close()
             raise ValueError("a stream carries at least one byte")
         stream_id = stream_id or uuid.uuid4().hex
-        state = _Upload()
+        state = _Upload(stream_id, chunks.size, progress)
         self._uploads[stream_id] = state
         try:
             connection = await self._client._current()
@@ -212,25 +222,45 @@ class StreamHub:
                     while sent < count:
                         while sent - state.stored >= UPLOAD_WINDOW:
                             await state.changed(connection)
-                            if progress is not None:
-                                progress(stream_id, state.stored_bytes, chunks.size)
                         await connection.writable()
                         connection.write(f.encode_chunk(sid, sent, chunks.read(sent * chunk_size, chunk_size)))
                         sent += 1
                     answer = await connection.call(lambda ref: f.StreamEnd(ref=ref, stream_id=stream_id).encode())
                     assert isinstance(answer, f.Ok)
-                    if progress is not None:
+                    if progress is not None and state.stored_bytes < chunks.size:
                         progress(stream_id, chunks.size, chunks.size)
                     return answer
                 except (ConnectionClosedError, SessionEndedError):
-                    # Parked by the bus: resume on the next connection from what it stored (5.9).
-                    connection = await self._client._current()
-                    status = await connection.call(lambda ref: f.StreamResume(ref=ref, stream_id=stream_id).encode())
-                    assert isinstance(status, f.StreamStatus)
+                    connection, status = await self._resume(stream_id, ended=sent == count)
                     state.stored = sent = status.next_index
         finally:
             chunks.close()
             del self._uploads[stream_id]
+
+    async def _resume(self, stream_id: str, ended: bool) -> tuple[Connection, f.StreamStatus]:
+        """Where the bus stands with an upload the connection broke (5.9), asked on the next
+        connection. The bus parks the upload when it notices the old connection closed, which may
+        be after the new one is up: `unknown_stream` is asked again for a while. After STREAM_END
+        it may also mean the bus finished the stream: then nobody can tell whether it was delivered."""
+        for attempt in range(RESUME_ATTEMPTS):
+            connection = await self._client._current()
+            try:
+                status = await connection.call(lambda ref: f.StreamResume(ref=ref, stream_id=stream_id).encode())
+            except StreamError as error:
+                if error.code != ErrorCode.UNKNOWN_STREAM:
+                    raise
+                if attempt == RESUME_ATTEMPTS - 1:
+                    if ended:
+                        raise ConnectionClosedError(
+                            ErrorCode.UNAVAILABLE,
+                            f"the connection broke after the STREAM_END of {stream_id}: it may have been delivered",
+                        ) from error
+                    raise
+                await asyncio.sleep(RESUME_INTERVAL)
+                continue
+            assert isinstance(status, f.StreamStatus)
+            return connection, status
+        raise AssertionError("unreachable")
 
     # MARK: frames
 
@@ -373,6 +403,10 @@ class StreamHub:
             download.discard()
         for download in self._partials.values():
             download.discard()
+        for incoming in self._inbox:  # verified, never handed out: nobody else will delete them
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(incoming.path)
+        self._inbox.clear()
         self._downloads.clear()
         self._partials.clear()
         self._wake()
