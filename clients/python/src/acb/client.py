@@ -515,7 +515,7 @@ class Client:
         for delivery in list(self._in_hand):
             delivery.ack()
         self._streams.close()
-        self.contexts._fail(ConnectionClosedError(ErrorCode.UNAVAILABLE, "the client is closed"))
+        self.contexts._close()
         connection = self._connection
         if connection is not None:
             connection.acks.flush()

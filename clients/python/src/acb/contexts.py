@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import _frames as f
 from .delivery import payload_bytes
-from .errors import ACBError, ErrorCode, StreamError, error_from
+from .errors import (
+    ACBError,
+    ConnectionClosedError,
+    ErrorCode,
+    PermissionDeniedError,
+    SessionEndedError,
+    StreamError,
+    VersionConflictError,
+    error_from,
+)
 from .target import Target
 
 if TYPE_CHECKING:
@@ -33,7 +42,6 @@ WATCH_BACKLOG = 1024
 
 
 _RAW = (bytes, bytearray, memoryview, str)
-_MAKING = (f.ContextOperation.PUT, f.ContextOperation.CREATE)
 
 
 def body_bytes(body: Body) -> bytes | bytearray | memoryview:
@@ -186,11 +194,27 @@ class Watch:
             self._fail(error)
 
     async def _restart(self) -> None:
-        try:
-            await self._start()
-        except ACBError as error:
-            if self._contexts._client._connection is not None and self._contexts._client._connection.is_open:
-                self._fail(error)
+        """Sets the watch up again after where it stood. A connection that ends before the bus
+        answers is not a refusal: it tries again once the client is connected again."""
+        client = self._contexts._client
+        while not self._closed and self._error is None:
+            try:
+                await self._start()
+            except (ConnectionClosedError, SessionEndedError) as error:
+                if client._closed or client._failure is not None:
+                    self._fail(client._failure or error)
+                    return
+                continue  # _start waits (reconnect_wait) for the next connection
+            except ACBError as error:
+                self._fail(error)  # refused by the bus (compacted, forbidden, ...), or the client failed
+                return
+            if self._closed:  # closed while it was being set up again
+                self._contexts._watches.pop(self.ref, None)
+                connection = client._connection
+                if connection is not None and connection.is_open:
+                    with contextlib.suppress(ACBError):
+                        await connection.call(lambda ref: f.ContextUnwatch(ref=ref, watch=self.ref).encode())
+            return
 
     def _fail(self, error: ACBError) -> None:
         self._error = error
@@ -212,7 +236,7 @@ class Watch:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        if self._paused and len(self._events) <= WATCH_BACKLOG // 2:
+        if self._paused and not self._closed and len(self._events) <= WATCH_BACKLOG // 2:
             self._paused = False
             self._contexts._client._spawn(self._restart())
         return self._events.popleft()
@@ -222,6 +246,7 @@ class Watch:
         if self._closed:
             return
         self._closed = True
+        self._contexts._open.discard(self)
         self._wake()
         if self._contexts._watches.pop(self.ref, None) is None:
             return
@@ -247,6 +272,8 @@ class Contexts:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._watches: dict[int, Watch] = {}
+        #: Every watch not closed, whether or not it runs on the current connection.
+        self._open: set[Watch] = set()
 
     # MARK: writing
 
@@ -263,6 +290,12 @@ class Contexts:
         them; None keeps the current ones, except that a JSON value (not bytes or str) as `body`
         sets the defaults with content type JSON, as a new context without attributes gets the
         defaults (bytes, private)."""
+        if attributes is None and expected_version == 0 and not isinstance(body, _RAW):
+            # A JSON value: a new context is a json one, an existing one keeps its attributes.
+            # A live one refuses the create: version_conflict, or forbidden (its scope differs from
+            # the defaults and the caller is not its owner); the put then says what holds.
+            with contextlib.suppress(VersionConflictError, PermissionDeniedError):
+                return await self.create(id, body, ttl_ms=ttl_ms)
         return await self._write(f.ContextOperation.PUT, id, body, attributes, expected_version, ttl_ms)
 
     async def create(
@@ -309,7 +342,7 @@ class Contexts:
         expected_version: int,
         ttl_ms: int,
     ) -> f.ContextHead:
-        if attributes is None and operation in _MAKING and not isinstance(body, _RAW):
+        if attributes is None and operation == f.ContextOperation.CREATE and not isinstance(body, _RAW):
             attributes = f.ContextAttributes(content_type=f.ContentType.JSON)
         data = bytes(body_bytes(body))
         body_stream = ""
@@ -438,6 +471,7 @@ class Contexts:
         makes it a field-level watch whose events carry JSON Patches."""
         watch = Watch(self, target, after, snapshot, builtins.list(paths or []))
         await watch._start()
+        self._open.add(watch)
         return watch
 
     def _frame_received(self, frame: f.Frame) -> None:
@@ -462,6 +496,15 @@ class Contexts:
             self._client._spawn(watch._restart())
 
     def _fail(self, error: ACBError) -> None:
-        for watch in self._watches.values():
+        for watch in self._open:  # those being set up again included, which no ref names
             watch._fail(error)
+        self._open.clear()
+        self._watches.clear()
+
+    def _close(self) -> None:
+        """The client closed: every watch's iteration ends, as deliveries() and streams() do."""
+        for watch in self._open:
+            watch._closed = True
+            watch._wake()
+        self._open.clear()
         self._watches.clear()
