@@ -9,7 +9,7 @@ run: export ACB_TLS_CERT ?= $(CURDIR)/.certs/server.pem
 run: export ACB_TLS_KEY ?= $(CURDIR)/.certs/server.key
 run demo demo-stream demo-contexts: export ACB_TLS_CA ?= $(CURDIR)/.certs/ca.pem
 
-.PHONY: run test build down demo demo-stream demo-contexts bench bench-contexts fuzz clean
+.PHONY: run test build down demo demo-stream demo-contexts bench bench-contexts bench-python fuzz clean
 
 build:
 	@scripts/ensure-deps.sh
@@ -70,6 +70,10 @@ bench:
 
 bench-contexts:
 	@scripts/bench-contexts.sh
+
+# The Python client against nats-py (clients/python/bench), into BENCHMARKS.md.
+bench-python:
+	@scripts/bench-python.sh --write
 
 clean:
 	swift package clean

@@ -45,6 +45,8 @@ for port in "$acb_port" "$acb_tls_port" "$nats_port"; do
 done
 
 report=()
+# The section scripts/bench-python.sh writes (the Python client against nats-py) is kept.
+python_section=$(sed -n '/python-bench:begin/,/python-bench:end/p' BENCHMARKS.md)
 if [ $# -eq 0 ]; then
   report=(--json docs/bench/results.json --markdown BENCHMARKS.md
     --command "make bench    # = scripts/bench.sh: release build, acb serve and nats-server on 127.0.0.1, then acb-bench")
@@ -67,6 +69,7 @@ if [ $# -eq 0 ]; then
     echo "Decode → route → encode → ACK in one thread, no sockets: \`scripts/bench-hotpath.sh\` (run by \`make bench\`)."
     echo
     scripts/bench-hotpath.sh
+    if [ -n "$python_section" ]; then printf '\n%s\n' "$python_section"; fi
   } >>BENCHMARKS.md
 fi
 exit "${status:-0}"

@@ -18,8 +18,10 @@ class AckTracker:
     before it was consumed) are acknowledged singly.
     """
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None], schedule: Callable[[], None] | None = None) -> None:
         self._write = write
+        #: Asks for `flush` before the connection's next write-out (so ACKs share its write).
+        self._schedule = schedule
         self._unfinished: deque[int] = deque()
         self._finished_ahead: set[int] = set()
         self._singles: list[int] = []
@@ -49,7 +51,14 @@ class AckTracker:
             return
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            if self._schedule is not None:
+                self._schedule()
+            else:
+                asyncio.get_running_loop().call_soon(self.flush)
+
+    @property
+    def pending(self) -> bool:
+        return self._scheduled
 
     def flush(self) -> None:
         """Writes what finished since the last flush."""

@@ -58,7 +58,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.welcome: f.Welcome | None = None
         self.error: ACBError | None = None
-        self.acks = AckTracker(self._write_ack)
+        self.acks = AckTracker(self._write_ack, self._schedule_write_out)
         self._next_ref = 1
         self._buffer = bytearray()
         self._out: list[bytes] = []
@@ -155,17 +155,22 @@ class Connection(asyncio.Protocol):
             await self._credit_waiter
         self.credit -= 1
 
-    def send(self, build: Callable[[int], bytes], confirm: bool) -> asyncio.Future[SendOutcome] | None:
-        """Writes a SEND, BROADCAST or PUBLISH (credit taken). With `confirm`, the future settles
-        on its CONFIRM, OK or ERROR; without, a failure is kept for the next `flush`."""
-        self._check_open()
-        ref = self.next_ref()
+    def next_send_ref(self) -> int:
+        """The ref of a SEND, BROADCAST or PUBLISH about to be written: kept in order to settle."""
+        ref = self._next_ref
+        self._next_ref = ref + 1
         self._sends.append(ref)
+        return ref
+
+    def send_frame(self, ref: int, frame: bytes, confirm: bool) -> asyncio.Future[SendOutcome] | None:
+        """Writes a SEND, BROADCAST or PUBLISH encoded with `next_send_ref()` (credit taken). With
+        `confirm`, the future settles on its CONFIRM, OK or ERROR; without, a failure is kept for
+        the next `flush`."""
         future: asyncio.Future[SendOutcome] | None = None
         if confirm:
             future = self.loop.create_future()
             self._send_waiters[ref] = future
-        self.write(build(ref))
+        self.write(frame)
         return future
 
     async def flush(self) -> None:
@@ -197,7 +202,14 @@ class Connection(asyncio.Protocol):
             self._flush_scheduled = True
             self.loop.call_soon(self._write_out)
 
+    def _schedule_write_out(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._write_out)
+
     def _write_out(self) -> None:
+        if self.acks.pending:
+            self.acks.flush()  # the ACKs of this turn go in the same write as the frames
         self._flush_scheduled = False
         out = self._out
         if out and self.transport is not None and not self.transport.is_closing():

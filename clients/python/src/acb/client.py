@@ -361,13 +361,12 @@ class Client:
         everything sent so far and raises the first failure among those.
         """
         kind, name = resolve(target)
-        name_bytes = name.encode()
-        key = idempotency_key.encode()
         data = payload_bytes(payload)
         deadline = deadline_ms or request_deadline.get()
-        connection = await self._current()
-        await connection.take_credit()
-        waiter = connection.send(lambda ref: f.encode_send(f.SEND, ref, kind, name_bytes, key, deadline, data), confirm)
+        connection = self._sending() or await self._wait_for_credit()
+        ref = connection.next_send_ref()
+        frame = f.encode_send(f.SEND, ref, kind, name.encode(), idempotency_key.encode(), deadline, data)
+        waiter = connection.send_frame(ref, frame, confirm)
         return await waiter if waiter is not None else None
 
     async def broadcast(self, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True) -> SendOutcome | None:
@@ -384,10 +383,24 @@ class Client:
         self, frame_type: int, topic: bytes, payload: Payload, deadline_ms: int, confirm: bool
     ) -> SendOutcome | None:
         data = payload_bytes(payload)
+        connection = self._sending() or await self._wait_for_credit()
+        ref = connection.next_send_ref()
+        waiter = connection.send_frame(ref, f.encode_fanout(frame_type, ref, topic, deadline_ms, data), confirm)
+        return await waiter if waiter is not None else None
+
+    def _sending(self) -> Connection | None:
+        """The fast path of a send (5.2a): an open connection with credit, taken at once; None
+        when the send must wait for credit or for a connection."""
+        connection = self._connection
+        if connection is not None and connection.credit > 0 and connection.is_open:
+            connection.credit -= 1
+            return connection
+        return None
+
+    async def _wait_for_credit(self) -> Connection:
         connection = await self._current()
         await connection.take_credit()
-        waiter = connection.send(lambda ref: f.encode_fanout(frame_type, ref, topic, deadline_ms, data), confirm)
-        return await waiter if waiter is not None else None
+        return connection
 
     async def flush(self) -> None:
         """Waits until the bus settled every send, broadcast and publish made so far; raises the
@@ -595,7 +608,13 @@ class _Deliveries:
         previous = self._previous
         if previous is not None and not previous.settled:
             previous.ack()
-        delivery = await self._client._next_delivery()
+        client = self._client
+        delivery: Delivery | None
+        if client._inbox:  # the fast path: a delivery is waiting, no coroutine to await
+            delivery = client._inbox.popleft()
+            client._in_hand.add(delivery)
+        else:
+            delivery = await client._next_delivery()
         self._previous = delivery
         if delivery is None:
             raise StopAsyncIteration

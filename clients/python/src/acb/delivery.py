@@ -20,6 +20,10 @@ def payload_bytes(payload: Payload) -> bytes | bytearray | memoryview:
     return payload.encode() if isinstance(payload, str) else payload
 
 
+#: DeliveryKind by value: an index instead of an enum call per message (the decoder checked the range).
+_KINDS = tuple(f.DeliveryKind)
+
+
 class Delivery:
     """A message delivered to this agent: the DELIVER frame's fields (section 4.14) and the means
     to settle it.
@@ -45,7 +49,7 @@ class Delivery:
 
     def __init__(self, frame: f.Deliver, connection: Connection, client: Client) -> None:
         self.delivery_id: int = frame.delivery_id
-        self.kind = f.DeliveryKind(frame.kind)
+        self.kind = _KINDS[frame.kind]
         #: The sender's agent id (the protocol's `from`).
         self.sender: str = frame.from_
         #: The topic of a `topic` delivery; empty otherwise.
@@ -53,7 +57,7 @@ class Delivery:
         self.correlation_id: int = frame.correlation_id
         self.deadline_ms: int = frame.deadline_ms
         self.attempt: int = frame.attempt
-        self.payload: bytes = bytes(frame.payload)
+        self.payload: bytes = frame.payload
         self.settled = False
         self._connection = connection
         self._client = client

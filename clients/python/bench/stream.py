@@ -1,0 +1,138 @@
+"""stream: 256 MiB from a sender process to a receiver process, held by the receiver as a file it
+verified against the sender's SHA-256.
+
+ACB: `client.upload(agent, data)` (the client hashes the data, then sends it in chunks a few ahead
+of what the bus stored; the bus verifies it and delivers it as a stream) and `client.streams()` (the
+client writes the chunks to a file and checks size and SHA-256). nats-py, as a reference in the same
+shape: the sender hashes the data and publishes an announcement (size and SHA-256), then the data in
+1,000,000-byte messages, then flushes; the receiver writes them to a file, hashing as it goes, and
+checks size and SHA-256 at the end. NATS core keeps nothing: no flow control, no resume, nothing
+stored between the two. The rate is MB (10^6 bytes) / (receiver's verified file - sender's start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import struct
+import tempfile
+
+import nats
+from _common import NATS_CHUNK_BYTES, STREAM_BYTES, address, arguments, cpu, now, report, run, token
+from nats.aio.msg import Msg
+
+import acb
+
+SENDER = "sender"
+RECEIVER = "receiver"
+_ANNOUNCEMENT = struct.Struct(">Q32s")
+
+
+def content(size: int) -> bytes:
+    """Bytes that do not compress, made before the clock starts."""
+    return os.urandom(size)
+
+
+async def acb_send(server: str, tenant: str, size: int) -> None:
+    host, port = address(server)
+    data = content(size)
+    async with acb.connect(host, port, token=token(SENDER, tenant), reconnect=False) as client:
+        report("ready")
+        cpu_start, start = cpu(), now()
+        await client.upload(RECEIVER, data)
+        report("result", start=start, end=now(), cpu=cpu() - cpu_start)
+
+
+async def acb_receive(server: str, tenant: str, size: int, directory: str) -> None:
+    host, port = address(server)
+    connecting = acb.connect(host, port, token=token(RECEIVER, tenant), reconnect=False, download_dir=directory)
+    async with connecting as client:
+        report("ready")
+        cpu_start = cpu()
+        async for incoming in client.streams():
+            end = now()  # the client checked size and SHA-256 before handing it out
+            if incoming.size != size or os.path.getsize(incoming.path) != size:
+                raise AssertionError(f"a stream of {incoming.size} bytes")
+            os.unlink(incoming.path)
+            report("result", end=end, cpu=cpu() - cpu_start)
+            break
+
+
+async def nats_send(server: str, subject: str, size: int) -> None:
+    data = content(size)
+    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
+    try:
+        report("ready")
+        cpu_start, start = cpu(), now()
+        await client.publish(subject, _ANNOUNCEMENT.pack(size, hashlib.sha256(data).digest()))
+        view = memoryview(data)
+        for offset in range(0, size, NATS_CHUNK_BYTES):
+            await client.publish(subject, bytes(view[offset : offset + NATS_CHUNK_BYTES]))
+        await client.flush()
+        report("result", start=start, end=now(), cpu=cpu() - cpu_start)
+    finally:
+        await client.close()
+
+
+async def nats_receive(server: str, subject: str, size: int, directory: str) -> None:
+    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    descriptor, path = tempfile.mkstemp(prefix="nats-stream-", dir=directory)
+    file = os.fdopen(descriptor, "wb")
+    digest = hashlib.sha256()
+    expected: tuple[int, bytes] | None = None
+    received = 0
+
+    async def chunk(message: Msg) -> None:
+        nonlocal expected, received
+        if expected is None:
+            expected = _ANNOUNCEMENT.unpack(message.data)
+            return
+        file.write(message.data)
+        digest.update(message.data)
+        received += len(message.data)
+        if received >= expected[0] and not done.done():
+            file.close()
+            if received != expected[0] or digest.digest() != expected[1]:
+                done.set_exception(AssertionError(f"{received} bytes, SHA-256 {digest.hexdigest()}"))
+            else:
+                done.set_result(now())
+
+    try:
+        await client.subscribe(subject, cb=chunk)
+        await client.flush()  # the subscription is in place at the server
+        report("ready")
+        cpu_start = cpu()
+        end = await done
+        report("result", end=end, cpu=cpu() - cpu_start)
+    finally:
+        file.close()
+        os.unlink(path)
+        await client.close()
+
+
+def main() -> None:
+    parser = arguments(__doc__ or "")
+    parser.add_argument("role", choices=("send", "receive"))
+    parser.add_argument("--bytes", type=int, default=STREAM_BYTES)
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the receiver writes the file")
+    options = parser.parse_args()
+    subject = f"{options.tenant}.stream"
+    if options.system == "acb":
+        role = (
+            acb_send(options.server, options.tenant, options.bytes)
+            if options.role == "send"
+            else acb_receive(options.server, options.tenant, options.bytes, options.dir)
+        )
+    else:
+        role = (
+            nats_send(options.server, subject, options.bytes)
+            if options.role == "send"
+            else nats_receive(options.server, subject, options.bytes, options.dir)
+        )
+    run(role, options.profile)
+
+
+if __name__ == "__main__":
+    main()
