@@ -71,7 +71,7 @@ if [ -n "$(git status --porcelain -- Sources Package.swift clients/python/src)" 
     awk '{print $2}' | cut -d/ -f1-2 | sort -u | paste -sd, -)"
 fi
 ACB_TOKEN_SECRET=$secret PYTHONPATH="${ACB_PYBENCH_CLIENT_SRC:-$PWD/clients/python/src}" "$python" clients/python/bench/run.py \
-  --acb "127.0.0.1:$acb_port" --nats "127.0.0.1:$nats_port" --dir "$logs/downloads" \
+  --acb "127.0.0.1:$acb_port" --nats "127.0.0.1:$nats_port" --dir "$logs/downloads" --acb-cli "$bin/acb" \
   --version "acb $(git rev-parse --short HEAD)$changes" \
   --version "nats-server $(nats-server --version | sed 's/.*v//')" \
   --version "nats-py $("$python" -c 'import importlib.metadata as m; print(m.version("nats-py"))')" \

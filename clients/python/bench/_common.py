@@ -1,5 +1,6 @@
-"""What the benchmark programs share: where the servers are, tokens, and the line protocol a role
-speaks with `run.py` on its stdout (one JSON object per line: `ready`, then `result`).
+"""What the benchmark programs share: their options, the agents they are, how they connect, and the
+line protocol a role speaks with `run.py` on its stdout (one JSON object per line: `ready`, then
+`result`).
 
 Times are `time.monotonic_ns()`: on Linux one clock for every process of the machine, so a sender's
 start and a receiver's end can be subtracted."""
@@ -8,17 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
+import contextlib
 import cProfile
-import hashlib
-import hmac
 import json
-import os
 import sys
 import time
-import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+
+import acb
 
 #: The payload of p2p and request/reply, as in `make bench`.
 PAYLOAD_BYTES = 256
@@ -26,6 +28,12 @@ PAYLOAD_BYTES = 256
 STREAM_BYTES = 256 * 1024 * 1024
 #: nats-server's default max_payload is 1 MiB (1,048,576 bytes): chunks stay below it.
 NATS_CHUNK_BYTES = 1_000_000
+#: The agent of each role, for ACB: `run.py` issues the role's token for it, and a role addresses
+#: its peer by it.
+AGENTS = {"send": "sender", "receive": "receiver", "request": "requester", "respond": "responder"}
+
+#: What `run` starts: a role, made only once it is the one chosen.
+Role = Callable[[], Coroutine[Any, Any, None]]
 
 
 def now() -> int:
@@ -33,25 +41,28 @@ def now() -> int:
     return time.monotonic_ns()
 
 
-def address(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
-def arguments(description: str) -> argparse.ArgumentParser:
-    """The options every role takes: which system, where it listens, and the tenant of the run."""
+def arguments(description: str, roles: tuple[str, str]) -> argparse.ArgumentParser:
+    """The options every program takes: which system and which of its two roles, where the server
+    listens, the role's token (ACB) and the tenant of the run."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("system", choices=("acb", "nats"))
+    parser.add_argument("role", choices=roles)
     parser.add_argument("--server", required=True, help="host:port of the bus or of nats-server")
-    parser.add_argument("--tenant", default="bench", help="ACB tenant (and NATS subject prefix) of this run")
+    parser.add_argument(
+        "--token", help="ACB (needed): the access token of the role's agent (AGENTS), as `acb token issue` prints it"
+    )
+    parser.add_argument("--tenant", default="bench", help="the run's NATS subject prefix (ACB's is the token's)")
     parser.add_argument("--profile", metavar="FILE", help="run under cProfile and write its stats to FILE")
     return parser
 
 
-def run(role: Coroutine[Any, Any, None], profile: str | None) -> None:
-    """Runs a role on a fresh event loop (asyncio's default loop, for both clients), under cProfile
-    if asked."""
-    if profile is None:
+def run(options: argparse.Namespace, roles: dict[tuple[str, str], Role]) -> None:
+    """Runs the role of `roles` that `options` name by system and role on a fresh event loop
+    (asyncio's default loop, for both clients), under cProfile if asked."""
+    if options.system == "acb" and options.token is None:
+        sys.exit(f"{options.role}: an acb role needs --token")
+    role = roles[options.system, options.role]()
+    if options.profile is None:
         asyncio.run(role)
         return
     profiler = cProfile.Profile()
@@ -60,36 +71,23 @@ def run(role: Coroutine[Any, Any, None], profile: str | None) -> None:
         asyncio.run(role)
     finally:
         profiler.disable()
-        profiler.dump_stats(profile)
+        profiler.dump_stats(options.profile)
 
 
-def token(agent: str, tenant: str) -> str:
-    """An access token of `agent` in `tenant`, signed with the bus's secret (ACB_TOKEN_SECRET)."""
-    return mint_token(agent, tenant, os.environ["ACB_TOKEN_SECRET"])
+def acb_client(server: str, token: str, **options: Any) -> acb.Connecting:
+    """The ACB client of a role, connected to `server` (host:port) with `token`, not reconnecting."""
+    host, _, port = server.rpartition(":")
+    return acb.connect(host or "127.0.0.1", int(port), token=token, reconnect=False, **options)
 
 
-def mint_token(agent: str, tenant: str, secret: str, ttl: int = 3600) -> str:
-    """An HS256 access token as `acb token issue` makes it (docs/protocol.md section 3.1)."""
-
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    issued = int(time.time())
-    claims = {
-        "sub": agent,
-        "tenant": tenant,
-        "roles": ["agent-full"],
-        "jti": uuid.uuid4().hex,
-        "iss": "acb",
-        "aud": ["acb"],
-        "exp": issued + ttl,
-        "nbf": issued,
-        "iat": issued,
-        "typ": "access",
-    }
-    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}"
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+@contextlib.asynccontextmanager
+async def nats_client(server: str) -> AsyncIterator[NATS]:
+    """The nats-py client of a role, connected to `server` (host:port), not reconnecting; closed on exit."""
+    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def report(event: str, **fields: Any) -> None:

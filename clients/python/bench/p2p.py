@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import asyncio
 
-import nats
-from _common import PAYLOAD_BYTES, address, arguments, cpu, now, report, run, token
+from _common import AGENTS, PAYLOAD_BYTES, acb_client, arguments, cpu, nats_client, now, report, run
 from nats.aio.msg import Msg
 
-import acb
-
-SENDER = "sender"
-RECEIVER = "receiver"
+RECEIVER = AGENTS["receive"]
 
 
-async def acb_send(server: str, tenant: str, count: int, flush_every: int) -> None:
-    host, port = address(server)
+async def acb_send(server: str, token: str, count: int, flush_every: int) -> None:
     payload = bytes(PAYLOAD_BYTES)
-    async with acb.connect(host, port, token=token(SENDER, tenant), reconnect=False) as client:
+    async with acb_client(server, token) as client:
         report("ready")
         cpu_start, start = cpu(), now()
         for sent in range(1, count + 1):
@@ -35,9 +30,8 @@ async def acb_send(server: str, tenant: str, count: int, flush_every: int) -> No
         report("result", start=start, end=end, cpu=cpu() - cpu_start)
 
 
-async def acb_receive(server: str, tenant: str, count: int) -> None:
-    host, port = address(server)
-    async with acb.connect(host, port, token=token(RECEIVER, tenant), reconnect=False) as client:
+async def acb_receive(server: str, token: str, count: int) -> None:
+    async with acb_client(server, token) as client:
         report("ready")
         cpu_start = cpu()
         received = 0
@@ -55,8 +49,7 @@ async def acb_receive(server: str, tenant: str, count: int) -> None:
 
 async def nats_send(server: str, subject: str, count: int, flush_every: int) -> None:
     payload = bytes(PAYLOAD_BYTES)
-    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
-    try:
+    async with nats_client(server) as client:
         report("ready")
         cpu_start, start = cpu(), now()
         for sent in range(1, count + 1):
@@ -66,12 +59,9 @@ async def nats_send(server: str, subject: str, count: int, flush_every: int) -> 
         await client.flush()
         end = now()
         report("result", start=start, end=end, cpu=cpu() - cpu_start)
-    finally:
-        await client.close()
 
 
 async def nats_receive(server: str, subject: str, count: int) -> None:
-    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     received = 0
@@ -87,37 +77,30 @@ async def nats_receive(server: str, subject: str, count: int) -> None:
         if received == count and not done.done():
             done.set_result(None)
 
-    try:
+    async with nats_client(server) as client:
         await client.subscribe(subject, cb=counted)
         await client.flush()  # the subscription is in place at the server
         report("ready")
         cpu_start = cpu()
         await done
         report("result", first=first, end=now(), received=received, cpu=cpu() - cpu_start)
-    finally:
-        await client.close()
 
 
 def main() -> None:
-    parser = arguments(__doc__ or "")
-    parser.add_argument("role", choices=("send", "receive"))
+    parser = arguments(__doc__ or "", ("send", "receive"))
     parser.add_argument("--count", type=int, default=400_000)
     parser.add_argument("--flush-every", type=int, default=1_000)
     options = parser.parse_args()
     subject = f"{options.tenant}.p2p"
-    if options.system == "acb":
-        role = (
-            acb_send(options.server, options.tenant, options.count, options.flush_every)
-            if options.role == "send"
-            else acb_receive(options.server, options.tenant, options.count)
-        )
-    else:
-        role = (
-            nats_send(options.server, subject, options.count, options.flush_every)
-            if options.role == "send"
-            else nats_receive(options.server, subject, options.count)
-        )
-    run(role, options.profile)
+    run(
+        options,
+        {
+            ("acb", "send"): lambda: acb_send(options.server, options.token, options.count, options.flush_every),
+            ("acb", "receive"): lambda: acb_receive(options.server, options.token, options.count),
+            ("nats", "send"): lambda: nats_send(options.server, subject, options.count, options.flush_every),
+            ("nats", "receive"): lambda: nats_receive(options.server, subject, options.count),
+        },
+    )
 
 
 if __name__ == "__main__":

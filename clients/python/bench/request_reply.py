@@ -8,14 +8,12 @@ timed ones and their latency percentiles.
 
 from __future__ import annotations
 
-import nats
-from _common import PAYLOAD_BYTES, address, arguments, cpu, now, report, run, stopped, token
+from _common import AGENTS, PAYLOAD_BYTES, acb_client, arguments, cpu, nats_client, now, report, run, stopped
 from nats.aio.msg import Msg
 
 import acb
 
-REQUESTER = "requester"
-RESPONDER = "responder"
+RESPONDER = AGENTS["respond"]
 
 
 def percentile(sorted_ns: list[int], fraction: float) -> float:
@@ -39,10 +37,9 @@ def summary(latencies_ns: list[int], start: int, end: int, cpu_seconds: float) -
     )
 
 
-async def acb_request(server: str, tenant: str, warmup: int, count: int) -> None:
-    host, port = address(server)
+async def acb_request(server: str, token: str, warmup: int, count: int) -> None:
     payload = bytes(PAYLOAD_BYTES)
-    async with acb.connect(host, port, token=token(REQUESTER, tenant), reconnect=False) as client:
+    async with acb_client(server, token) as client:
         report("ready")
         for _ in range(warmup):
             await client.request(RESPONDER, payload, timeout=5)
@@ -57,9 +54,8 @@ async def acb_request(server: str, tenant: str, warmup: int, count: int) -> None
         summary(latencies, start, now(), cpu() - cpu_start)
 
 
-async def acb_respond(server: str, tenant: str) -> None:
-    host, port = address(server)
-    async with acb.connect(host, port, token=token(RESPONDER, tenant), reconnect=False) as client:
+async def acb_respond(server: str, token: str) -> None:
+    async with acb_client(server, token) as client:
 
         async def echo(request: acb.Delivery) -> bytes:
             return request.payload
@@ -71,8 +67,7 @@ async def acb_respond(server: str, tenant: str) -> None:
 
 async def nats_request(server: str, subject: str, warmup: int, count: int) -> None:
     payload = bytes(PAYLOAD_BYTES)
-    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
-    try:
+    async with nats_client(server) as client:
         report("ready")
         for _ in range(warmup):
             await client.request(subject, payload, timeout=5)
@@ -85,45 +80,34 @@ async def nats_request(server: str, subject: str, warmup: int, count: int) -> No
             if len(response.data) != PAYLOAD_BYTES:
                 raise AssertionError(f"unexpected answer {response}")
         summary(latencies, start, now(), cpu() - cpu_start)
-    finally:
-        await client.close()
 
 
 async def nats_respond(server: str, subject: str) -> None:
-    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
-
     async def echo(request: Msg) -> None:
         await request.respond(request.data)
 
-    try:
+    async with nats_client(server) as client:
         await client.subscribe(subject, cb=echo)
         await client.flush()  # the subscription is in place at the server
         report("ready")
         await stopped()
-    finally:
-        await client.close()
 
 
 def main() -> None:
-    parser = arguments(__doc__ or "")
-    parser.add_argument("role", choices=("request", "respond"))
+    parser = arguments(__doc__ or "", ("request", "respond"))
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--count", type=int, default=5_000)
     options = parser.parse_args()
     subject = f"{options.tenant}.rr"
-    if options.system == "acb":
-        role = (
-            acb_request(options.server, options.tenant, options.warmup, options.count)
-            if options.role == "request"
-            else acb_respond(options.server, options.tenant)
-        )
-    else:
-        role = (
-            nats_request(options.server, subject, options.warmup, options.count)
-            if options.role == "request"
-            else nats_respond(options.server, subject)
-        )
-    run(role, options.profile)
+    run(
+        options,
+        {
+            ("acb", "request"): lambda: acb_request(options.server, options.token, options.warmup, options.count),
+            ("acb", "respond"): lambda: acb_respond(options.server, options.token),
+            ("nats", "request"): lambda: nats_request(options.server, subject, options.warmup, options.count),
+            ("nats", "respond"): lambda: nats_respond(options.server, subject),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ nats-py (the other way round every second round), and prints the medians and ran
 `--markdown FILE` it rewrites the section "Python client vs nats-py" of FILE and nothing else.
 
 Each scenario is two processes of its own (sender and receiver, or requester and responder), started
-fresh for every run: `p2p.py`, `request_reply.py`, `stream.py` in this folder. `scripts/bench-python.sh`
-starts the servers and calls this.
+fresh for every run: `p2p.py`, `request_reply.py`, `stream.py` in this folder. An ACB role gets the
+token of its agent, in a tenant of the run, from `acb token issue` (signed with ACB_TOKEN_SECRET).
+`scripts/bench-python.sh` starts the servers and calls this.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import STREAM_BYTES
+from _common import AGENTS, STREAM_BYTES
 
 HERE = Path(__file__).resolve().parent
+#: `acb token issue` comes from the release build of this repository unless told otherwise.
+ACB_CLI = HERE.parents[2] / ".build" / "release" / "acb"
 BEGIN = "<!-- python-bench:begin (written by scripts/bench-python.sh --write; edit that script, not this) -->"
 END = "<!-- python-bench:end -->"
 SYSTEMS = ("acb", "nats")
@@ -172,19 +175,35 @@ class Role:
             await self.process.wait()
 
 
-async def measure(scenario: Scenario, system: str, server: str, profile_dir: str | None) -> dict[str, float]:
+async def issue_token(acb_cli: str, agent: str, tenant: str) -> str:
+    """An access token of `agent` in `tenant`, as `acb token issue` prints it."""
+    process = await asyncio.create_subprocess_exec(
+        acb_cli, "token", "issue", "--agent", agent, "--tenant", tenant, stdout=asyncio.subprocess.PIPE
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{acb_cli} token issue ended with status {process.returncode}")
+    return output.decode().strip()
+
+
+async def measure(
+    scenario: Scenario, system: str, server: str, profile_dir: str | None, acb_cli: str
+) -> dict[str, float]:
     tenant = f"pybench-{uuid.uuid4().hex[:8]}"
 
-    def extra(role: str) -> list[str]:
-        if profile_dir is None:
-            return scenario.arguments
-        return [*scenario.arguments, "--profile", f"{profile_dir}/{scenario.key}-{system}-{role}.prof"]
+    async def start(role: str) -> Role:
+        extra = list(scenario.arguments)
+        if system == "acb":
+            extra += ["--token", await issue_token(acb_cli, AGENTS[role], tenant)]
+        if profile_dir is not None:
+            extra += ["--profile", f"{profile_dir}/{scenario.key}-{system}-{role}.prof"]
+        return await Role.start(scenario.program, system, role, server, tenant, extra)
 
-    passive = await Role.start(scenario.program, system, scenario.passive, server, tenant, extra(scenario.passive))
+    passive = await start(scenario.passive)
     active: Role | None = None
     try:
         await passive.expect("ready", READY_TIMEOUT)
-        active = await Role.start(scenario.program, system, scenario.active, server, tenant, extra(scenario.active))
+        active = await start(scenario.active)
         await active.expect("ready", READY_TIMEOUT)
         active_result = await active.expect("result", RUN_TIMEOUT)
         passive_result = await passive.expect("result", RUN_TIMEOUT) if scenario.passive_reports else {}
@@ -337,7 +356,7 @@ async def main_async(options: argparse.Namespace) -> int:
             order = SYSTEMS if round_ % 2 == 0 else tuple(reversed(SYSTEMS))
             for system in order:
                 loads.append(os.getloadavg()[0])
-                figures = await measure(scenario, system, servers[system], options.profile_dir)
+                figures = await measure(scenario, system, servers[system], options.profile_dir, options.acb_cli)
                 scenario.samples[system].append(figures)
                 shown = ", ".join(
                     f"{f.name} {f.fmt.format(figures[f.name])}" for f in scenario.figures if f.name in figures
@@ -368,6 +387,7 @@ def main() -> None:
     parser.add_argument("--stream-bytes", type=int, default=STREAM_BYTES)
     parser.add_argument("--dir", default="/tmp", help="where stream receivers write their files")
     parser.add_argument("--profile-dir", help="run every role under cProfile, stats written here")
+    parser.add_argument("--acb-cli", default=str(ACB_CLI), help="the acb executable that issues the roles' tokens")
     parser.add_argument("--json", help="write every sample to this file")
     parser.add_argument("--markdown", help="rewrite the section 'Python client vs nats-py' of this file")
     parser.add_argument("--command", default="scripts/bench-python.sh --write", help="the command recorded")

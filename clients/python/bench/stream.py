@@ -18,14 +18,10 @@ import os
 import struct
 import tempfile
 
-import nats
-from _common import NATS_CHUNK_BYTES, STREAM_BYTES, address, arguments, cpu, now, report, run, token
+from _common import AGENTS, NATS_CHUNK_BYTES, STREAM_BYTES, acb_client, arguments, cpu, nats_client, now, report, run
 from nats.aio.msg import Msg
 
-import acb
-
-SENDER = "sender"
-RECEIVER = "receiver"
+RECEIVER = AGENTS["receive"]
 _ANNOUNCEMENT = struct.Struct(">Q32s")
 
 
@@ -34,20 +30,17 @@ def content(size: int) -> bytes:
     return os.urandom(size)
 
 
-async def acb_send(server: str, tenant: str, size: int) -> None:
-    host, port = address(server)
+async def acb_send(server: str, token: str, size: int) -> None:
     data = content(size)
-    async with acb.connect(host, port, token=token(SENDER, tenant), reconnect=False) as client:
+    async with acb_client(server, token) as client:
         report("ready")
         cpu_start, start = cpu(), now()
         await client.upload(RECEIVER, data)
         report("result", start=start, end=now(), cpu=cpu() - cpu_start)
 
 
-async def acb_receive(server: str, tenant: str, size: int, directory: str) -> None:
-    host, port = address(server)
-    connecting = acb.connect(host, port, token=token(RECEIVER, tenant), reconnect=False, download_dir=directory)
-    async with connecting as client:
+async def acb_receive(server: str, token: str, size: int, directory: str) -> None:
+    async with acb_client(server, token, download_dir=directory) as client:
         report("ready")
         cpu_start = cpu()
         async for incoming in client.streams():
@@ -61,8 +54,7 @@ async def acb_receive(server: str, tenant: str, size: int, directory: str) -> No
 
 async def nats_send(server: str, subject: str, size: int) -> None:
     data = content(size)
-    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
-    try:
+    async with nats_client(server) as client:
         report("ready")
         cpu_start, start = cpu(), now()
         await client.publish(subject, _ANNOUNCEMENT.pack(size, hashlib.sha256(data).digest()))
@@ -71,12 +63,9 @@ async def nats_send(server: str, subject: str, size: int) -> None:
             await client.publish(subject, bytes(view[offset : offset + NATS_CHUNK_BYTES]))
         await client.flush()
         report("result", start=start, end=now(), cpu=cpu() - cpu_start)
-    finally:
-        await client.close()
 
 
 async def nats_receive(server: str, subject: str, size: int, directory: str) -> None:
-    client = await nats.connect(f"nats://{server}", allow_reconnect=False)
     done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     descriptor, path = tempfile.mkstemp(prefix="nats-stream-", dir=directory)
     file = os.fdopen(descriptor, "wb")
@@ -100,38 +89,33 @@ async def nats_receive(server: str, subject: str, size: int, directory: str) -> 
                 done.set_result(now())
 
     try:
-        await client.subscribe(subject, cb=chunk)
-        await client.flush()  # the subscription is in place at the server
-        report("ready")
-        cpu_start = cpu()
-        end = await done
-        report("result", end=end, cpu=cpu() - cpu_start)
+        async with nats_client(server) as client:
+            await client.subscribe(subject, cb=chunk)
+            await client.flush()  # the subscription is in place at the server
+            report("ready")
+            cpu_start = cpu()
+            end = await done
+            report("result", end=end, cpu=cpu() - cpu_start)
     finally:
         file.close()
         os.unlink(path)
-        await client.close()
 
 
 def main() -> None:
-    parser = arguments(__doc__ or "")
-    parser.add_argument("role", choices=("send", "receive"))
+    parser = arguments(__doc__ or "", ("send", "receive"))
     parser.add_argument("--bytes", type=int, default=STREAM_BYTES)
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the receiver writes the file")
     options = parser.parse_args()
     subject = f"{options.tenant}.stream"
-    if options.system == "acb":
-        role = (
-            acb_send(options.server, options.tenant, options.bytes)
-            if options.role == "send"
-            else acb_receive(options.server, options.tenant, options.bytes, options.dir)
-        )
-    else:
-        role = (
-            nats_send(options.server, subject, options.bytes)
-            if options.role == "send"
-            else nats_receive(options.server, subject, options.bytes, options.dir)
-        )
-    run(role, options.profile)
+    run(
+        options,
+        {
+            ("acb", "send"): lambda: acb_send(options.server, options.token, options.bytes),
+            ("acb", "receive"): lambda: acb_receive(options.server, options.token, options.bytes, options.dir),
+            ("nats", "send"): lambda: nats_send(options.server, subject, options.bytes),
+            ("nats", "receive"): lambda: nats_receive(options.server, subject, options.bytes, options.dir),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -44,14 +44,25 @@ def binary(name: str) -> str:
     return str(path)
 
 
-def mint_token(agent: str, tenant: str, roles: list[str] | None = None, ttl: int = 3600) -> str:
-    """An HS256 access token as `acb token issue` makes it (docs/protocol.md section 3.1)."""
+def mint_token(
+    agent: str,
+    tenant: str,
+    roles: list[str] | None = None,
+    ttl: int = 3600,
+    *,
+    secret: str = SECRET,
+    alg: str = "HS256",
+    **claims: Any,
+) -> str:
+    """An HS256 access token as `acb token issue` makes it (docs/protocol.md section 3.1). Another
+    `secret`, the header's `alg` or `claims` (added, or replacing the usual ones) make the tokens the
+    bus must refuse."""
 
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     now = int(time.time())
-    claims = {
+    body = {
         "sub": agent,
         "tenant": tenant,
         "roles": roles or ["agent-full"],
@@ -62,10 +73,11 @@ def mint_token(agent: str, tenant: str, roles: list[str] | None = None, ttl: int
         "nbf": now,
         "iat": now,
         "typ": "access",
+        **claims,
     }
-    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}"
-    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    signing_input = f"{b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{b64(json.dumps(body).encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
 
 
 @dataclass

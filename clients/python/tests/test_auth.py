@@ -9,9 +9,6 @@ the wire (LOGIN or REFRESH, and whether it presented a stale refresh token)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -27,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPOSITORY, SECRET, Bus, binary, eventually, mint_token, start_bus, take
+from conftest import REPOSITORY, Bus, binary, eventually, mint_token, start_bus, take
 
 import acb
 from acb import _frames as f
@@ -35,33 +32,6 @@ from acb import _frames as f
 AGENT_SECRET = "the-agents-own-secret-0123456789"
 
 # MARK: helpers
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def make_token(
-    agent: str, tenant: str, *, secret: str = SECRET, alg: str = "HS256", ttl: int = 3600, **claims: Any
-) -> str:
-    """An access token like `mint_token`'s, with any claim, the header's `alg` or the key changed."""
-    now = int(time.time())
-    body = {
-        "sub": agent,
-        "tenant": tenant,
-        "roles": ["agent-full"],
-        "jti": uuid.uuid4().hex,
-        "iss": "acb",
-        "aud": ["acb"],
-        "exp": now + ttl,
-        "nbf": now,
-        "iat": now,
-        "typ": "access",
-        **claims,
-    }
-    signing_input = f"{b64(json.dumps({'alg': alg, 'typ': 'JWT'}).encode())}.{b64(json.dumps(body).encode())}"
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(signature)}"
 
 
 async def exchange(port: int, frame: f.Login | f.Refresh) -> f.Frame:
@@ -123,12 +93,12 @@ async def works(client: acb.Client) -> None:
 @pytest.mark.parametrize(
     ("reason", "build"),
     [
-        ("signature", lambda tenant: make_token("alice", tenant, secret="another-secret-of-at-least-32-bytes!")),
-        ("expired", lambda tenant: make_token("alice", tenant, ttl=-120)),  # beyond the 30 s leeway
-        ("not_yet_valid", lambda tenant: make_token("alice", tenant, nbf=int(time.time()) + 600)),
-        ("wrong_kind", lambda tenant: make_token("alice", tenant, typ="refresh")),
-        ("algorithm", lambda tenant: make_token("alice", tenant, alg="none")),
-        ("audience", lambda tenant: make_token("alice", tenant, aud=["someone-else"])),
+        ("signature", lambda tenant: mint_token("alice", tenant, secret="another-secret-of-at-least-32-bytes!")),
+        ("expired", lambda tenant: mint_token("alice", tenant, ttl=-120)),  # beyond the 30 s leeway
+        ("not_yet_valid", lambda tenant: mint_token("alice", tenant, nbf=int(time.time()) + 600)),
+        ("wrong_kind", lambda tenant: mint_token("alice", tenant, typ="refresh")),
+        ("algorithm", lambda tenant: mint_token("alice", tenant, alg="none")),
+        ("audience", lambda tenant: mint_token("alice", tenant, aud=["someone-else"])),
         ("malformed", lambda tenant: "not.a-jwt"),
     ],
 )
@@ -141,7 +111,7 @@ async def test_a_refused_token_makes_connect_raise_unauthenticated(
     # docs/security.md: the message is `token refused (<reason>): <detail>`
     assert raised.value.message.startswith(f"token refused ({reason})"), raised.value.message
     # The same agent with a good token gets in: the refusal was the token's.
-    async with acb.connect("127.0.0.1", bus.port, token=make_token("alice", tenant)) as client:
+    async with acb.connect("127.0.0.1", bus.port, token=mint_token("alice", tenant)) as client:
         assert (client.tenant, client.agent_id) == (tenant, "alice")
 
 

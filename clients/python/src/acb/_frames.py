@@ -20,7 +20,7 @@ import enum
 import struct
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, Self, TypeAlias, TypeVar, get_args
 
 __all__ = [
     "ACK",
@@ -359,6 +359,7 @@ _send_structs: dict[tuple[int, int], struct.Struct] = {}
 _fanout_structs: dict[int, struct.Struct] = {}
 _chunk_structs: dict[int, struct.Struct] = {}
 _STRUCT_CACHE_MAX = 4096
+_Key = TypeVar("_Key")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -504,6 +505,15 @@ def _head(parts: list[_Buf], h: ContextHead) -> None:
 # Fast encoders (hot path)
 
 
+def _new_struct(cache: dict[_Key, struct.Struct], key: _Key, fmt: str) -> struct.Struct:
+    """The struct of ``fmt``, kept in ``cache`` under ``key`` (the lengths of the strings it packs) for the
+    next frame with the same lengths. A full cache is emptied first, so that it stays bounded."""
+    if len(cache) >= _STRUCT_CACHE_MAX:
+        cache.clear()
+    s = cache[key] = struct.Struct(fmt)
+    return s
+
+
 def encode_send(
     frame_type: int,
     ref: int,
@@ -518,9 +528,7 @@ def encode_send(
     key_len = len(idempotency_key)
     s = _send_structs.get((name_len, key_len))
     if s is None:
-        if len(_send_structs) >= _STRUCT_CACHE_MAX:
-            _send_structs.clear()
-        s = _send_structs[name_len, key_len] = struct.Struct(f">IBQBH{name_len}sH{key_len}sQI")
+        s = _new_struct(_send_structs, (name_len, key_len), f">IBQBH{name_len}sH{key_len}sQI")
     payload_len = len(payload)
     return (
         s.pack(
@@ -544,9 +552,7 @@ def encode_fanout(frame_type: int, ref: int, topic: bytes, deadline_ms: int, pay
     topic_len = len(topic)
     s = _fanout_structs.get(topic_len)
     if s is None:
-        if len(_fanout_structs) >= _STRUCT_CACHE_MAX:
-            _fanout_structs.clear()
-        s = _fanout_structs[topic_len] = struct.Struct(f">IBQH{topic_len}sQI")
+        s = _new_struct(_fanout_structs, topic_len, f">IBQH{topic_len}sQI")
     payload_len = len(payload)
     length = 23 + topic_len + payload_len
     return s.pack(length, frame_type, ref, topic_len, topic, deadline_ms, payload_len) + payload
@@ -579,11 +585,167 @@ def encode_chunk(stream_id: bytes, index: int, data: _Buf) -> bytes:
     id_len = len(stream_id)
     s = _chunk_structs.get(id_len)
     if s is None:
-        if len(_chunk_structs) >= _STRUCT_CACHE_MAX:
-            _chunk_structs.clear()
-        s = _chunk_structs[id_len] = struct.Struct(f">IBH{id_len}sII")
+        s = _new_struct(_chunk_structs, id_len, f">IBH{id_len}sII")
     data_len = len(data)
     return s.pack(11 + id_len + data_len, STREAM_CHUNK, id_len, stream_id, index, data_len) + data
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bodies several frames share (section 4: "Both use the same body"; PING and PONG are "like LOGOUT").
+# Each is one class with the encoder and the decoder of the body; its frames are subclasses that set
+# TYPE. They are siblings: a Request is no Send, and never equal to one.
+
+
+@dataclass(slots=True)
+class _RefOnly:
+    """A ``ref`` (u64) alone: LOGOUT, PING, PONG, CONFIRM, UNREGISTER."""
+
+    TYPE: ClassVar[int]
+    ref: int
+
+    def encode(self) -> bytes:
+        return _REF_FRAME.pack(9, self.TYPE, self.ref)
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        if len(b) != 8:
+            raise _end_error(cls.TYPE, 8, len(b))
+        return cls(_unpack_u64(b)[0])
+
+
+@dataclass(slots=True)
+class _SendBody:
+    """The body of SEND and REQUEST (4.11)."""
+
+    TYPE: ClassVar[int]
+    ref: int
+    target_kind: int
+    target_name: str
+    idempotency_key: str = ""
+    deadline_ms: int = 0
+    payload: bytes = b""
+
+    def encode(self) -> bytes:
+        return encode_send(
+            self.TYPE,
+            self.ref,
+            self.target_kind,
+            self.target_name.encode(),
+            self.idempotency_key.encode(),
+            self.deadline_ms,
+            self.payload,
+        )
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        ref, target_kind = _U64_U8.unpack_from(b)
+        if target_kind > 2:
+            raise _enum_error(cls.TYPE, "target.kind", target_kind)
+        target_name, o = _rstr(b, 9)
+        idempotency_key, o = _rstr(b, o)
+        (deadline_ms,) = _unpack_u64(b, o)
+        payload, o = _rblob(b, o + 8)
+        _done(b, o, cls.TYPE)
+        return cls(ref, target_kind, target_name, idempotency_key, deadline_ms, payload)
+
+
+@dataclass(slots=True)
+class _Fanout:
+    """The body of BROADCAST and PUBLISH (4.12)."""
+
+    TYPE: ClassVar[int]
+    ref: int
+    topic: str
+    deadline_ms: int = 0
+    payload: bytes = b""
+
+    def encode(self) -> bytes:
+        return encode_fanout(self.TYPE, self.ref, self.topic.encode(), self.deadline_ms, self.payload)
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        (ref,) = _unpack_u64(b)
+        topic, o = _rstr(b, 8)
+        (deadline_ms,) = _unpack_u64(b, o)
+        payload, o = _rblob(b, o + 8)
+        _done(b, o, cls.TYPE)
+        return cls(ref, topic, deadline_ms, payload)
+
+
+@dataclass(slots=True)
+class _PatternCommand:
+    """The body of SUBSCRIBE and UNSUBSCRIBE (4.13)."""
+
+    TYPE: ClassVar[int]
+    ref: int
+    pattern: str
+
+    def encode(self) -> bytes:
+        return _frame(self.TYPE, [_pack_u64(self.ref), _str(self.pattern)])
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        return cls(*_rref_str(b, cls.TYPE))
+
+
+@dataclass(slots=True)
+class _AckBody:
+    """The body of ACK and NACK (4.15)."""
+
+    TYPE: ClassVar[int]
+    delivery_id: int
+    cumulative: bool = False
+
+    def encode(self) -> bytes:
+        return _pack_ack_frame(10, self.TYPE, self.delivery_id, 1 if self.cumulative else 0)
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        if len(b) != 9:
+            raise _end_error(cls.TYPE, 9, len(b))
+        delivery_id, cumulative = _U64_U8.unpack_from(b)
+        if cumulative > 1:
+            raise FrameError(f"{_NAMES[cls.TYPE]}: the bool cumulative is {cumulative}, not 0 or 1")
+        return cls(delivery_id, cumulative == 1)
+
+
+@dataclass(slots=True)
+class _StreamRef:
+    """The body of STREAM_END and STREAM_RESUME (4.20)."""
+
+    TYPE: ClassVar[int]
+    ref: int
+    stream_id: str
+
+    def encode(self) -> bytes:
+        return _frame(self.TYPE, [_pack_u64(self.ref), _str(self.stream_id)])
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        return cls(*_rref_str(b, cls.TYPE))
+
+
+@dataclass(slots=True)
+class _ContextQuery:
+    """The body of CONTEXT_HISTORY and CONTEXT_LINEAGE (4.26)."""
+
+    TYPE: ClassVar[int]
+    ref: int
+    id: str
+    selector: int = 0
+    depth: int = 0
+
+    def encode(self) -> bytes:
+        return _frame(self.TYPE, [_pack_u64(self.ref), _str(self.id), _pack_u16(self.selector), _pack_u16(self.depth)])
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        (ref,) = _unpack_u64(b)
+        context_id, o = _rstr(b, 8)
+        (selector,) = _unpack_u16(b, o)
+        (depth,) = _unpack_u16(b, o + 2)
+        _done(b, o + 4, cls.TYPE)
+        return cls(ref, context_id, selector, depth)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -728,14 +890,10 @@ class Tokens:
 
 
 @dataclass(slots=True)
-class Logout:
+class Logout(_RefOnly):
     """LOGOUT (0x09), C→S: revoke the session's tokens."""
 
     TYPE: ClassVar[int] = LOGOUT
-    ref: int
-
-    def encode(self) -> bytes:
-        return _REF_FRAME.pack(9, LOGOUT, self.ref)
 
 
 @dataclass(slots=True)
@@ -750,37 +908,25 @@ class Credit:
 
 
 @dataclass(slots=True)
-class Ping:
+class Ping(_RefOnly):
     """PING (0x0B), C→S: answered by PONG once every earlier frame has its immediate answer."""
 
     TYPE: ClassVar[int] = PING
-    ref: int
-
-    def encode(self) -> bytes:
-        return _REF_FRAME.pack(9, PING, self.ref)
 
 
 @dataclass(slots=True)
-class Pong:
+class Pong(_RefOnly):
     """PONG (0x0C), S→C: the answer to PING."""
 
     TYPE: ClassVar[int] = PONG
-    ref: int
-
-    def encode(self) -> bytes:
-        return _REF_FRAME.pack(9, PONG, self.ref)
 
 
 @dataclass(slots=True)
-class Confirm:
+class Confirm(_RefOnly):
     """CONFIRM (0x0D), S→C, version 2: every SEND, BROADCAST, PUBLISH up to ``ref`` without an answer
     of its own succeeded."""
 
     TYPE: ClassVar[int] = CONFIRM
-    ref: int
-
-    def encode(self) -> bytes:
-        return _REF_FRAME.pack(9, CONFIRM, self.ref)
 
 
 @dataclass(slots=True)
@@ -798,14 +944,10 @@ class Register:
 
 
 @dataclass(slots=True)
-class Unregister:
+class Unregister(_RefOnly):
     """UNREGISTER (0x11), C→S."""
 
     TYPE: ClassVar[int] = UNREGISTER
-    ref: int
-
-    def encode(self) -> bytes:
-        return _REF_FRAME.pack(9, UNREGISTER, self.ref)
 
 
 @dataclass(slots=True)
@@ -865,79 +1007,39 @@ class Heartbeat:
 
 
 @dataclass(slots=True)
-class Send:
+class Send(_SendBody):
     """SEND (0x20), C→S: a message to one agent (by id or capability)."""
 
     TYPE: ClassVar[int] = SEND
-    ref: int
-    target_kind: int
-    target_name: str
-    idempotency_key: str = ""
-    deadline_ms: int = 0
-    payload: bytes = b""
-
-    def encode(self) -> bytes:
-        return encode_send(
-            SEND,
-            self.ref,
-            self.target_kind,
-            self.target_name.encode(),
-            self.idempotency_key.encode(),
-            self.deadline_ms,
-            self.payload,
-        )
 
 
 @dataclass(slots=True)
-class Broadcast:
+class Broadcast(_Fanout):
     """BROADCAST (0x21), C→S: to every other live session of the tenant; ``topic`` must be empty."""
 
     TYPE: ClassVar[int] = BROADCAST
-    ref: int
     topic: str = ""
-    deadline_ms: int = 0
-    payload: bytes = b""
-
-    def encode(self) -> bytes:
-        return encode_fanout(BROADCAST, self.ref, self.topic.encode(), self.deadline_ms, self.payload)
 
 
 @dataclass(slots=True)
-class Publish:
+class Publish(_Fanout):
     """PUBLISH (0x22), C→S: to every session subscribed to a matching pattern."""
 
     TYPE: ClassVar[int] = PUBLISH
-    ref: int
-    topic: str
-    deadline_ms: int = 0
-    payload: bytes = b""
-
-    def encode(self) -> bytes:
-        return encode_fanout(PUBLISH, self.ref, self.topic.encode(), self.deadline_ms, self.payload)
 
 
 @dataclass(slots=True)
-class Subscribe:
+class Subscribe(_PatternCommand):
     """SUBSCRIBE (0x23), C→S."""
 
     TYPE: ClassVar[int] = SUBSCRIBE
-    ref: int
-    pattern: str
-
-    def encode(self) -> bytes:
-        return _frame(SUBSCRIBE, [_pack_u64(self.ref), _str(self.pattern)])
 
 
 @dataclass(slots=True)
-class Unsubscribe:
+class Unsubscribe(_PatternCommand):
     """UNSUBSCRIBE (0x24), C→S."""
 
     TYPE: ClassVar[int] = UNSUBSCRIBE
-    ref: int
-    pattern: str
-
-    def encode(self) -> bytes:
-        return _frame(UNSUBSCRIBE, [_pack_u64(self.ref), _str(self.pattern)])
 
 
 @dataclass(slots=True)
@@ -972,51 +1074,24 @@ class Deliver:
 
 
 @dataclass(slots=True)
-class Ack:
+class Ack(_AckBody):
     """ACK (0x26), C→S."""
 
     TYPE: ClassVar[int] = ACK
-    delivery_id: int
-    cumulative: bool = False
-
-    def encode(self) -> bytes:
-        return _pack_ack_frame(10, ACK, self.delivery_id, 1 if self.cumulative else 0)
 
 
 @dataclass(slots=True)
-class Nack:
+class Nack(_AckBody):
     """NACK (0x27), C→S; ``cumulative`` is ignored by the server (send False)."""
 
     TYPE: ClassVar[int] = NACK
-    delivery_id: int
-    cumulative: bool = False
-
-    def encode(self) -> bytes:
-        return _pack_ack_frame(10, NACK, self.delivery_id, 1 if self.cumulative else 0)
 
 
 @dataclass(slots=True)
-class Request:
+class Request(_SendBody):
     """REQUEST (0x30), C→S: the body of SEND; answered by RESPONSE."""
 
     TYPE: ClassVar[int] = REQUEST
-    ref: int
-    target_kind: int
-    target_name: str
-    idempotency_key: str = ""
-    deadline_ms: int = 0
-    payload: bytes = b""
-
-    def encode(self) -> bytes:
-        return encode_send(
-            REQUEST,
-            self.ref,
-            self.target_kind,
-            self.target_name.encode(),
-            self.idempotency_key.encode(),
-            self.deadline_ms,
-            self.payload,
-        )
 
 
 @dataclass(slots=True)
@@ -1100,27 +1175,17 @@ class StreamChunk:
 
 
 @dataclass(slots=True)
-class StreamEnd:
+class StreamEnd(_StreamRef):
     """STREAM_END (0x42), both."""
 
     TYPE: ClassVar[int] = STREAM_END
-    ref: int
-    stream_id: str
-
-    def encode(self) -> bytes:
-        return _frame(STREAM_END, [_pack_u64(self.ref), _str(self.stream_id)])
 
 
 @dataclass(slots=True)
-class StreamResume:
+class StreamResume(_StreamRef):
     """STREAM_RESUME (0x43), C→S: where does an upload stand."""
 
     TYPE: ClassVar[int] = STREAM_RESUME
-    ref: int
-    stream_id: str
-
-    def encode(self) -> bytes:
-        return _frame(STREAM_RESUME, [_pack_u64(self.ref), _str(self.stream_id)])
 
 
 @dataclass(slots=True)
@@ -1233,20 +1298,10 @@ class ContextList:
 
 
 @dataclass(slots=True)
-class ContextHistory:
+class ContextHistory(_ContextQuery):
     """CONTEXT_HISTORY (0x53), C→S: ``selector`` versions (0 all kept); ``depth`` ignored (send 0)."""
 
     TYPE: ClassVar[int] = CONTEXT_HISTORY
-    ref: int
-    id: str
-    selector: int = 0
-    depth: int = 0
-
-    def encode(self) -> bytes:
-        return _frame(
-            CONTEXT_HISTORY,
-            [_pack_u64(self.ref), _str(self.id), _pack_u16(self.selector), _pack_u16(self.depth)],
-        )
 
 
 @dataclass(slots=True)
@@ -1284,20 +1339,10 @@ class ContextUnwatch:
 
 
 @dataclass(slots=True)
-class ContextLineage:
+class ContextLineage(_ContextQuery):
     """CONTEXT_LINEAGE (0x56), C→S: ``selector`` 0 ancestors, 1 descendants; ``depth`` 0 means 16."""
 
     TYPE: ClassVar[int] = CONTEXT_LINEAGE
-    ref: int
-    id: str
-    selector: int = 0
-    depth: int = 0
-
-    def encode(self) -> bytes:
-        return _frame(
-            CONTEXT_LINEAGE,
-            [_pack_u64(self.ref), _str(self.id), _pack_u16(self.selector), _pack_u16(self.depth)],
-        )
 
 
 @dataclass(slots=True)
@@ -1416,57 +1461,7 @@ Frame: TypeAlias = (
 )
 
 #: The frame class of each type byte.
-FRAME_CLASSES: dict[int, type[Frame]] = {
-    cls.TYPE: cls
-    for cls in (
-        Hello,
-        Welcome,
-        Error,
-        GoAway,
-        Ok,
-        Login,
-        Refresh,
-        Tokens,
-        Logout,
-        Credit,
-        Ping,
-        Pong,
-        Confirm,
-        Register,
-        Unregister,
-        Discover,
-        Discovered,
-        Heartbeat,
-        Send,
-        Broadcast,
-        Publish,
-        Subscribe,
-        Unsubscribe,
-        Deliver,
-        Ack,
-        Nack,
-        Request,
-        Reply,
-        Response,
-        StreamOpen,
-        StreamChunk,
-        StreamEnd,
-        StreamResume,
-        StreamStatus,
-        StreamAbort,
-        ContextWrite,
-        ContextGet,
-        ContextList,
-        ContextHistory,
-        ContextWatch,
-        ContextUnwatch,
-        ContextLineage,
-        Context,
-        ContextPage,
-        ContextEvent,
-        ContextWatching,
-    )
-}
+FRAME_CLASSES: dict[int, type[Frame]] = {cls.TYPE: cls for cls in get_args(Frame)}
 
 _NAMES: dict[int, str] = {
     HELLO: "HELLO",
@@ -1558,6 +1553,14 @@ def _rstr(b: memoryview, o: int) -> tuple[str, int]:
     if e > len(b):
         raise _Truncated
     return b[o:e].tobytes().decode(), e
+
+
+def _rref_str(b: memoryview, frame_type: int) -> tuple[int, str]:
+    """A body of a ``ref`` and a ``str``, nothing after."""
+    (ref,) = _unpack_u64(b)
+    text, o = _rstr(b, 8)
+    _done(b, o, frame_type)
+    return ref, text
 
 
 def _rblob(b: memoryview, o: int) -> tuple[bytes, int]:
@@ -1653,7 +1656,8 @@ def _rhead(b: memoryview, o: int, frame_type: int) -> tuple[ContextHead, int]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Decoders, one per type byte. Hot ones first, written out by hand.
+# Decoders, one per type byte (a body that several frames share decodes in its class, above). Hot ones
+# first, written out by hand.
 
 
 def _d_deliver(b: memoryview) -> Deliver:
@@ -1681,18 +1685,6 @@ def _d_ok(b: memoryview) -> Ok:
     if outcome > 2:
         raise _enum_error(OK, "outcome", outcome)
     return Ok(ref, outcome, recipients)
-
-
-def _d_confirm(b: memoryview) -> Confirm:
-    if len(b) != 8:
-        raise _end_error(CONFIRM, 8, len(b))
-    return Confirm(_unpack_u64(b)[0])
-
-
-def _d_pong(b: memoryview) -> Pong:
-    if len(b) != 8:
-        raise _end_error(PONG, 8, len(b))
-    return Pong(_unpack_u64(b)[0])
 
 
 def _d_credit(b: memoryview) -> Credit:
@@ -1792,25 +1784,6 @@ def _d_tokens(b: memoryview) -> Tokens:
     return Tokens(access_token, refresh_token, access_expires, refresh_expires)
 
 
-def _ref_only(b: memoryview, frame_type: int) -> int:
-    if len(b) != 8:
-        raise _end_error(frame_type, 8, len(b))
-    ref: int = _unpack_u64(b)[0]
-    return ref
-
-
-def _d_logout(b: memoryview) -> Logout:
-    return Logout(_ref_only(b, LOGOUT))
-
-
-def _d_ping(b: memoryview) -> Ping:
-    return Ping(_ref_only(b, PING))
-
-
-def _d_unregister(b: memoryview) -> Unregister:
-    return Unregister(_ref_only(b, UNREGISTER))
-
-
 def _d_register(b: memoryview) -> Register:
     (ref,) = _unpack_u64(b)
     description, o = _rdescription(b, 8)
@@ -1859,75 +1832,6 @@ def _d_heartbeat(b: memoryview) -> Heartbeat:
     return Heartbeat(readiness)
 
 
-def _send_fields(b: memoryview, frame_type: int) -> tuple[int, int, str, str, int, bytes]:
-    ref, target_kind = _U64_U8.unpack_from(b)
-    if target_kind > 2:
-        raise _enum_error(frame_type, "target.kind", target_kind)
-    target_name, o = _rstr(b, 9)
-    idempotency_key, o = _rstr(b, o)
-    (deadline_ms,) = _unpack_u64(b, o)
-    payload, o = _rblob(b, o + 8)
-    _done(b, o, frame_type)
-    return ref, target_kind, target_name, idempotency_key, deadline_ms, payload
-
-
-def _d_send(b: memoryview) -> Send:
-    return Send(*_send_fields(b, SEND))
-
-
-def _d_request(b: memoryview) -> Request:
-    return Request(*_send_fields(b, REQUEST))
-
-
-def _fanout_fields(b: memoryview, frame_type: int) -> tuple[int, str, int, bytes]:
-    (ref,) = _unpack_u64(b)
-    topic, o = _rstr(b, 8)
-    (deadline_ms,) = _unpack_u64(b, o)
-    payload, o = _rblob(b, o + 8)
-    _done(b, o, frame_type)
-    return ref, topic, deadline_ms, payload
-
-
-def _d_broadcast(b: memoryview) -> Broadcast:
-    return Broadcast(*_fanout_fields(b, BROADCAST))
-
-
-def _d_publish(b: memoryview) -> Publish:
-    return Publish(*_fanout_fields(b, PUBLISH))
-
-
-def _ref_str(b: memoryview, frame_type: int) -> tuple[int, str]:
-    (ref,) = _unpack_u64(b)
-    text, o = _rstr(b, 8)
-    _done(b, o, frame_type)
-    return ref, text
-
-
-def _d_subscribe(b: memoryview) -> Subscribe:
-    return Subscribe(*_ref_str(b, SUBSCRIBE))
-
-
-def _d_unsubscribe(b: memoryview) -> Unsubscribe:
-    return Unsubscribe(*_ref_str(b, UNSUBSCRIBE))
-
-
-def _ack_fields(b: memoryview, frame_type: int) -> tuple[int, bool]:
-    if len(b) != 9:
-        raise _end_error(frame_type, 9, len(b))
-    delivery_id, cumulative = _U64_U8.unpack_from(b)
-    if cumulative > 1:
-        raise FrameError(f"{_NAMES[frame_type]}: the bool cumulative is {cumulative}, not 0 or 1")
-    return delivery_id, cumulative == 1
-
-
-def _d_ack(b: memoryview) -> Ack:
-    return Ack(*_ack_fields(b, ACK))
-
-
-def _d_nack(b: memoryview) -> Nack:
-    return Nack(*_ack_fields(b, NACK))
-
-
 def _d_reply(b: memoryview) -> Reply:
     correlation_id, status = _U64_U8.unpack_from(b)
     payload, o = _rblob(b, 9)
@@ -1951,14 +1855,6 @@ def _d_stream_open(b: memoryview) -> StreamOpen:
     (deadline_ms,) = _unpack_u64(b, o + 32)
     _done(b, o + 40, STREAM_OPEN)
     return StreamOpen(ref, stream_id, target_kind, target_name, total_size, chunk_size, sha256, deadline_ms)
-
-
-def _d_stream_end(b: memoryview) -> StreamEnd:
-    return StreamEnd(*_ref_str(b, STREAM_END))
-
-
-def _d_stream_resume(b: memoryview) -> StreamResume:
-    return StreamResume(*_ref_str(b, STREAM_RESUME))
 
 
 def _d_stream_abort(b: memoryview) -> StreamAbort:
@@ -2009,23 +1905,6 @@ def _d_context_list(b: memoryview) -> ContextList:
     (limit,) = _unpack_u16(b, o)
     _done(b, o + 2, CONTEXT_LIST)
     return ContextList(ref, kind, owner, pattern, prefix, metadata, cursor, limit)
-
-
-def _query_fields(b: memoryview, frame_type: int) -> tuple[int, str, int, int]:
-    (ref,) = _unpack_u64(b)
-    context_id, o = _rstr(b, 8)
-    (selector,) = _unpack_u16(b, o)
-    (depth,) = _unpack_u16(b, o + 2)
-    _done(b, o + 4, frame_type)
-    return ref, context_id, selector, depth
-
-
-def _d_context_history(b: memoryview) -> ContextHistory:
-    return ContextHistory(*_query_fields(b, CONTEXT_HISTORY))
-
-
-def _d_context_lineage(b: memoryview) -> ContextLineage:
-    return ContextLineage(*_query_fields(b, CONTEXT_LINEAGE))
 
 
 def _d_context_watch(b: memoryview) -> ContextWatch:
@@ -2095,40 +1974,40 @@ _DECODERS: dict[int, Callable[[memoryview], Frame]] = {
     LOGIN: _d_login,
     REFRESH: _d_refresh,
     TOKENS: _d_tokens,
-    LOGOUT: _d_logout,
+    LOGOUT: Logout._decode,
     CREDIT: _d_credit,
-    PING: _d_ping,
-    PONG: _d_pong,
-    CONFIRM: _d_confirm,
+    PING: Ping._decode,
+    PONG: Pong._decode,
+    CONFIRM: Confirm._decode,
     REGISTER: _d_register,
-    UNREGISTER: _d_unregister,
+    UNREGISTER: Unregister._decode,
     DISCOVER: _d_discover,
     DISCOVERED: _d_discovered,
     HEARTBEAT: _d_heartbeat,
-    SEND: _d_send,
-    BROADCAST: _d_broadcast,
-    PUBLISH: _d_publish,
-    SUBSCRIBE: _d_subscribe,
-    UNSUBSCRIBE: _d_unsubscribe,
+    SEND: Send._decode,
+    BROADCAST: Broadcast._decode,
+    PUBLISH: Publish._decode,
+    SUBSCRIBE: Subscribe._decode,
+    UNSUBSCRIBE: Unsubscribe._decode,
     DELIVER: _d_deliver,
-    ACK: _d_ack,
-    NACK: _d_nack,
-    REQUEST: _d_request,
+    ACK: Ack._decode,
+    NACK: Nack._decode,
+    REQUEST: Request._decode,
     REPLY: _d_reply,
     RESPONSE: _d_response,
     STREAM_OPEN: _d_stream_open,
     STREAM_CHUNK: _d_stream_chunk,
-    STREAM_END: _d_stream_end,
-    STREAM_RESUME: _d_stream_resume,
+    STREAM_END: StreamEnd._decode,
+    STREAM_RESUME: StreamResume._decode,
     STREAM_STATUS: _d_stream_status,
     STREAM_ABORT: _d_stream_abort,
     CONTEXT_WRITE: _d_context_write,
     CONTEXT_GET: _d_context_get,
     CONTEXT_LIST: _d_context_list,
-    CONTEXT_HISTORY: _d_context_history,
+    CONTEXT_HISTORY: ContextHistory._decode,
     CONTEXT_WATCH: _d_context_watch,
     CONTEXT_UNWATCH: _d_context_unwatch,
-    CONTEXT_LINEAGE: _d_context_lineage,
+    CONTEXT_LINEAGE: ContextLineage._decode,
     CONTEXT: _d_context,
     CONTEXT_PAGE: _d_context_page,
     CONTEXT_EVENT: _d_context_event,

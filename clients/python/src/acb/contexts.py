@@ -50,12 +50,18 @@ def body_bytes(body: Body) -> bytes | bytearray | memoryview:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-@dataclass(slots=True)
-class SharedContext:
-    """One version of a context: its head (id, owner, attributes, version, checksum, …) and body."""
+class _Version:
+    """What `SharedContext` and `ContextEvent` say alike about the version of a context they hold: its
+    id and number from the head, and the body as JSON."""
 
+    __slots__ = ()
     head: f.ContextHead
-    body: bytes
+    # `body` is a field of SharedContext and a property of ContextEvent: declared for the type checker
+    # only, as a class attribute here would become SharedContext's default for the field.
+    if TYPE_CHECKING:
+
+        @property
+        def body(self) -> bytes | None: ...
 
     @property
     def id(self) -> str:
@@ -65,16 +71,26 @@ class SharedContext:
     def version(self) -> int:
         return self.head.version
 
+    def json(self) -> Any:
+        """The body parsed as JSON (None when there is no body)."""
+        body = self.body
+        return None if body is None else json.loads(body)
+
+
+@dataclass(slots=True)
+class SharedContext(_Version):
+    """One version of a context: its head (id, owner, attributes, version, checksum, …) and body."""
+
+    head: f.ContextHead
+    body: bytes
+
     @property
     def text(self) -> str:
         return self.body.decode()
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
 
 @dataclass(slots=True)
-class ContextEvent:
+class ContextEvent(_Version):
     """A change a watch heard of (4.31): its kind, the version's head, and the body or the JSON
     Patch it carries, if any."""
 
@@ -82,14 +98,6 @@ class ContextEvent:
     head: f.ContextHead
     payload_kind: f.EventPayload
     payload: bytes
-
-    @property
-    def id(self) -> str:
-        return self.head.id
-
-    @property
-    def version(self) -> int:
-        return self.head.version
 
     @property
     def body(self) -> bytes | None:
@@ -100,11 +108,6 @@ class ContextEvent:
     def patch(self) -> Any:
         """The RFC 6902 JSON Patch of a field-level watch, parsed; None for other events."""
         return json.loads(self.payload) if self.payload_kind == f.EventPayload.PATCH else None
-
-    def json(self) -> Any:
-        """The body parsed as JSON (None when the event carries no body)."""
-        body = self.body
-        return None if body is None else json.loads(body)
 
 
 class Watch:
