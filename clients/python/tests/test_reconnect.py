@@ -353,3 +353,19 @@ async def test_the_client_comes_back_to_a_restarted_bus_and_registers_again(tena
             if running is not None:
                 running.stop()
                 shutil.rmtree(running.directory, ignore_errors=True)
+
+
+async def test_heartbeats_keep_an_idle_session_alive(tenant: str) -> None:
+    """On a bus that closes a session silent for two intervals of 100 ms, an idle client keeps its session:
+    without heartbeats it would get GOAWAY heartbeat_timeout and come back on a new session."""
+    running = start_bus("--heartbeat-interval-ms", "100", "--missed-heartbeats", "2")
+    try:
+        async with acb.connect("127.0.0.1", running.port, token=mint_token("idle", tenant)) as idle:
+            session = session_of(idle)
+            await asyncio.sleep(1.5)  # fifteen heartbeat intervals of silence but for the heartbeats
+            await idle.send("idle", "still here")
+            [delivery] = await take(idle.deliveries(), 1)
+            assert delivery.text == "still here"
+            assert session_of(idle) == session
+    finally:
+        running.stop()
