@@ -99,20 +99,24 @@ extension AgentSession {
 
     /// Writes the chunks of the bodies on their way while the socket takes them (the rest goes
     /// when it drains: ``drain()`` calls this again).
+    ///
+    /// Each frame is taken from `bodyStreams` before it is written: a write can run session code
+    /// before it returns (see ``write(_:)``), this method among it, which must find the stream
+    /// past that frame.
     func sendBodyChunks() {
         let chunkSize = Int(configuration.limits.chunkSize)
-        while channel.isWritable, var stream = bodyStreams.first {
+        while channel.isWritable, var stream = bodyStreams.popFirst() {
             let streamID = ContextReply.streamID(ref: stream.ref)
             guard let data = stream.body.readSlice(length: min(chunkSize, stream.body.readableBytes)),
                 data.readableBytes > 0
             else {
                 write(.streamEnd(StreamRef(ref: stream.ref, streamID: streamID)))
-                _ = bodyStreams.popFirst()
                 continue
             }
-            write(.streamChunk(StreamChunk(streamID: streamID, index: stream.index, data: data)))
+            let index = stream.index
             stream.index += 1
-            bodyStreams[bodyStreams.startIndex] = stream
+            bodyStreams.prepend(stream)
+            write(.streamChunk(StreamChunk(streamID: streamID, index: index, data: data)))
         }
     }
 }

@@ -20,16 +20,21 @@ extension AgentSession {
                     do throws(BusError) {
                         receiver = try resolve(send.target)
                     } catch  where error.code == .offline && supervisor.store != nil {
-                        return storeForLater(send, scopedKey: scoped)
+                        return storeForLater(send, scopedKey: scoped, holding: nil)
                     }
-                    // Stored messages still being read back go first: this one queues behind them.
-                    if send.target.kind == .agent, receiver.readingBacklog.load(ordering: .relaxed) {
-                        return storeForLater(send, scopedKey: scoped)
+                    let message = Envelope.message(
+                        Message(
+                            kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
+                            credit: sendWindow.map { .message($0) }))
+                    if send.target.kind == .agent {
+                        // Stored messages still to be read back go first: this one may be stored behind them.
+                        let mustStore = !stores.isEmpty && stores.mustStore(to: send.target.name, receiver: receiver)
+                        guard try receiver.enqueueDirect(message, mustStore: mustStore) else {
+                            return storeForLater(send, scopedKey: scoped, holding: receiver)
+                        }
+                    } else {
+                        try receiver.enqueue(message)
                     }
-                    let message = Message(
-                        kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
-                        credit: sendWindow.map { .message($0) })
-                    try receiver.enqueue(.message(message))
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     routed.add(.direct)
                     succeeded(send.ref, recipients: 1)
@@ -44,18 +49,21 @@ extension AgentSession {
         }
     }
 
-    /// SEND to a registered agent that is offline, with a store: OK `queued` once the message is
-    /// durable (committed to the database, or to the store's spool while it is unreachable). Under
-    /// protocol 2, CONFIRM waits for that answer, and the send's credit comes back with it.
-    private func storeForLater(_ send: Send, scopedKey: String) {
+    /// SEND to a registered agent that is offline, or behind its stored messages (`receiver`, whose
+    /// backlog gate this store holds), with a store: OK `queued` once the message is durable
+    /// (committed to the database, or to the store's spool while it is unreachable). Under protocol
+    /// 2, CONFIRM waits for that answer, and the send's credit comes back with it.
+    private func storeForLater(_ send: Send, scopedKey: String, holding receiver: AgentSession?) {
         if sendWindow != nil { refs.storing(send.ref) }
+        stores.add(to: send.target.name, holding: receiver)
         let message = supervisor.storedMessage(
             to: AgentKey(tenant: identity.tenant, agentID: send.target.name), from: identity.agentID,
             payload: Array(send.payload.readableBytesView), deadline: send.deadline,
             idempotencyKey: send.idempotencyKey)
-        supervisor.enqueueStored(message) { error in
+        supervisor.enqueueStored(message, holding: receiver) { error in
             self.channel.eventLoop.execute {
                 self.assumeIsolated { session in
+                    session.stores.remove(to: send.target.name, holding: receiver)
                     session.refs.stored(send.ref)
                     if let error {
                         session.forgetIdempotencyKey(scopedKey)
@@ -113,11 +121,35 @@ extension AgentSession {
         case .accepted(let wake):
             if wake { scheduleDrain() }
         case .full:
-            throw BusError(.overloaded, "\(identity.agentID) is not keeping up", retryAfterMs: 100)
+            throw overloaded
         case .closed:
-            throw BusError(.offline, "\(identity.agentID) just disconnected")
+            throw justClosed
         }
     }
+
+    /// Offers a direct message (SEND by agent id) through the backlog gate, from any thread.
+    /// - Returns: false if the caller must store it instead (it then holds the gate: the store's
+    ///   completion releases it, see ``Supervisor/enqueueStored(_:holding:done:)``).
+    /// - Throws: as ``enqueue(_:)``.
+    nonisolated func enqueueDirect(_ envelope: Envelope, mustStore: Bool) throws(BusError) -> Bool {
+        switch mailbox.offerDirect(envelope, mustStore: mustStore) {
+        case .accepted(let wake):
+            if wake { scheduleDrain() }
+            return true
+        case .store:
+            return false
+        case .full:
+            throw overloaded
+        case .closed:
+            throw justClosed
+        }
+    }
+
+    private nonisolated var overloaded: BusError {
+        BusError(.overloaded, "\(identity.agentID) is not keeping up", retryAfterMs: 100)
+    }
+
+    private nonisolated var justClosed: BusError { BusError(.offline, "\(identity.agentID) just disconnected") }
 
     /// Hands deliveries back ahead of anything newer (after a reconnect, a takeover or a retry).
     /// - Returns: false if the session has closed and did not take them.

@@ -46,10 +46,6 @@ public actor AgentSession {
     nonisolated let mailbox: Mailbox
     nonisolated let load = SessionLoad()
     private nonisolated let drainingFlag = Atomic<Bool>(false)
-    /// Set while the session reads its agent's stored backlog back: direct sends to the agent are
-    /// stored behind it meanwhile instead of overtaking it (see AgentSession+Backlog). Set from
-    /// the start when there is a store, so the session is never published without it.
-    nonisolated let readingBacklog: Atomic<Bool>
 
     var state = State.active
     var window: DeliveryWindow<Envelope>
@@ -77,6 +73,9 @@ public actor AgentSession {
     /// When a refusal for the rate limit was last audited: at most one event a second.
     var rateLimitAuditedMs: UInt64 = 0
     var backlog = Backlog()
+    /// This agent's SENDs by agent id being stored, which later SENDs to the same agent may have to
+    /// follow into the store (see AgentSession+Backlog).
+    var stores = StoresInFlight()
     /// Frames written since the last hand-over to the channel, encoded back to back: one pipeline
     /// write per batch instead of one per frame.
     var output = ByteBuffer()
@@ -119,11 +118,13 @@ public actor AgentSession {
         self.mailbox = Mailbox(
             capacity: configuration.mailboxCapacity,
             controlCapacity: 2 * Int(configuration.limits.maxPendingRequests),
-            eventCapacity: configuration.watchQueueCapacity)
+            eventCapacity: configuration.watchQueueCapacity,
+            // Closed from the start when there is a store, so the session is never published
+            // without it: a SEND cannot overtake the stored messages (see AgentSession+Backlog).
+            reading: supervisor.store != nil)
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
         self.bucket = supervisor.rateLimits?.bucket(for: identity.key, nowMs: MonotonicClock.nowMs())
-        self.readingBacklog = Atomic(supervisor.store != nil)
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks) and, under protocol 2,
@@ -227,15 +228,22 @@ public actor AgentSession {
 
     /// Gives the encoded frames to the channel (unflushed), so its write-buffer accounting, and
     /// with it `isWritable`, sees them.
+    ///
+    /// The batch leaves `output` before the channel sees it, because `channel.write` can run
+    /// session code before it returns: a write that crosses the high-water mark is flushed at once
+    /// (NIO's `BackPressureHandler`), and that flush completes earlier writes' promises (a download's
+    /// last chunk written, its end drains) or, failing, closes the connection. What that code writes
+    /// goes into a fresh batch, behind this one; into this one, it would send this one twice.
     private func handOver() {
         let bytes = output.readableBytes
         guard bytes > 0 else { return }
-        channel.write(output, promise: nil)
-        needsFlush = true
+        let frames = output
         // Sized like the batch just written, so a steady stream of batches does not regrow its buffer
         // by doubling (a copy each time); not fixed, since a buffer waiting in the socket's queue
         // holds its whole capacity, and a fixed size would multiply the memory of small writes.
         output = channel.allocator.buffer(capacity: min(bytes, Self.handOverBytes))
+        needsFlush = true
+        channel.write(frames, promise: nil)
     }
 
     /// A batch this large goes to the channel at once (``write(_:)``).
@@ -322,6 +330,8 @@ public actor AgentSession {
                 guard session.state == .active else { return }
                 session.state = .draining
                 session.drainingFlag.store(true, ordering: .relaxed)
+                // The backlog is read no more: what waits for it in the mailbox goes now.
+                _ = session.mailbox.yieldBacklog()
                 session.write(.goAway(GoAway(code: .shuttingDown, message: "the server is shutting down")))
                 session.drain()
             }
@@ -330,6 +340,10 @@ public actor AgentSession {
 
     /// Encodes `frame` into the batch; a batch over 64 KiB goes to the channel at once, so a drain
     /// stops at the socket's high-water mark instead of encoding its whole window first.
+    ///
+    /// Handing a batch over can run session code before this returns (a download's last chunk
+    /// written ends it, and its end drains; see ``handOver()``): a caller stores what it took (a
+    /// delivery, a chunk) before writing it, and holds no copy of session state across the call.
     func write(_ frame: Frame) {
         frame.encode(into: &output)
         if output.readableBytes >= Self.handOverBytes { handOver() }

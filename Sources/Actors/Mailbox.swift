@@ -8,11 +8,20 @@ import NIOCore
 /// `overloaded`) and control — answers to the owner's own requests, bounded by twice its
 /// pending-request limit since only that many can be awaited. The owner is woken at most once per
 /// batch: ``offer(_:)`` says whether the caller must schedule a drain.
+///
+/// Direct messages (SEND by agent id) pass the owner's ``BacklogGate`` under the same lock
+/// (``offerDirect(_:mustStore:)``): one taken while the gate is closing waits in a third lane,
+/// `parked` (counted against `capacity` with the messages), and joins the message lane's end when
+/// it opens.
 final class Mailbox: Sendable {
     private struct State {
         // Grown on demand: NIO's default of 16 slots would cost an idle agent about 3 KiB.
         var control = CircularBuffer<Envelope>(initialCapacity: 1)
         var messages = CircularBuffer<Envelope>(initialCapacity: 1)
+        /// Direct messages that came while the backlog gate was closing (an array: empty, it
+        /// allocates nothing, and it is only ever appended to and emptied whole).
+        var parked: [Envelope] = []
+        var gate: BacklogGate
         /// Context events of the owner's watches, and watches that ended for falling behind
         /// (watch ref, last position offered).
         var events = CircularBuffer<ContextEvent>(initialCapacity: 1)
@@ -27,16 +36,18 @@ final class Mailbox: Sendable {
     let capacity: Int
     let controlCapacity: Int
     let eventCapacity: Int
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
-    init(capacity: Int, controlCapacity: Int, eventCapacity: Int) {
+    /// - Parameter reading: whether the owner starts reading a stored backlog (its gate closed).
+    init(capacity: Int, controlCapacity: Int, eventCapacity: Int, reading: Bool) {
         self.capacity = capacity
         self.controlCapacity = controlCapacity
         self.eventCapacity = eventCapacity
+        self.state = NIOLockedValueBox(State(gate: BacklogGate(reading: reading)))
     }
 
-    /// Messages waiting in the message lane.
-    var depth: Int { state.withLockedValue { $0.messages.count } }
+    /// Messages waiting in the message lane, parked ones included.
+    var depth: Int { state.withLockedValue { $0.messages.count + $0.parked.count } }
 
     /// What became of an offer.
     enum Verdict {
@@ -53,15 +64,85 @@ final class Mailbox: Sendable {
                 guard state.control.count < controlCapacity else { return .full }
                 state.control.append(envelope)
             } else {
-                guard state.messages.count < capacity else {
-                    if state.fullSince == nil { state.fullSince = MonotonicClock.nowMs() }
-                    return .full
-                }
+                guard Self.hasRoom(&state, capacity: capacity) else { return .full }
                 state.messages.append(envelope)
             }
             defer { state.wakeScheduled = true }
             return .accepted(wake: !state.wakeScheduled)
         }
+    }
+
+    /// What became of a direct message.
+    enum DirectVerdict {
+        case accepted(wake: Bool)
+        /// The caller stores it instead; it holds the gate until ``releaseBacklogHold()``.
+        case store
+        case full
+        case closed
+    }
+
+    /// Adds a direct message (SEND by agent id) to the message lane, unless the backlog gate keeps
+    /// it back (parked) or sends it to the store (see ``BacklogGate/route(mustStore:)``). The gate is
+    /// read and held under the lock that the offer takes anyway: no atomic of its own on the hot path.
+    func offerDirect(_ envelope: Envelope, mustStore: Bool) -> DirectVerdict {
+        state.withLockedValue { state in
+            guard !state.closed else { return .closed }
+            let route = state.gate.route(mustStore: mustStore)
+            guard route != .store else { return .store }  // stored, it takes no room here
+            guard Self.hasRoom(&state, capacity: capacity) else { return .full }
+            if route == .park {
+                state.parked.append(envelope)
+                return .accepted(wake: false)
+            }
+            state.messages.append(envelope)
+            defer { state.wakeScheduled = true }
+            return .accepted(wake: !state.wakeScheduled)
+        }
+    }
+
+    /// Whether the message lane (with what is parked) can take one more; if not, notes since when
+    /// it is full.
+    private static func hasRoom(_ state: inout State, capacity: Int) -> Bool {
+        guard state.messages.count + state.parked.count >= capacity else { return true }
+        if state.fullSince == nil { state.fullSince = MonotonicClock.nowMs() }
+        return false
+    }
+
+    /// A message was stored for the owner's agent: the gate waits for it to be read
+    /// (``BacklogGate/stored()``).
+    func holdBacklog() {
+        state.withLockedValue { $0.gate.stored() }
+    }
+
+    /// A hold on the gate ends; the owner asks for a read of the backlog right after.
+    func releaseBacklogHold() {
+        state.withLockedValue { $0.gate.release() }
+    }
+
+    /// A read of the backlog came back (see ``BacklogGate/read(complete:)``); if the gate opened,
+    /// what was parked joins the message lane's end. - Returns: whether the caller must wake the owner.
+    func backlogRead(complete: Bool) -> Bool {
+        state.withLockedValue { state in
+            guard state.gate.read(complete: complete) else { return false }
+            return Self.unpark(&state)
+        }
+    }
+
+    /// Opens the gate, whatever it waits for (see ``BacklogGate/yield()``).
+    /// - Returns: whether the caller must wake the owner.
+    func yieldBacklog() -> Bool {
+        state.withLockedValue { state in
+            guard state.gate.yield() else { return false }
+            return Self.unpark(&state)
+        }
+    }
+
+    private static func unpark(_ state: inout State) -> Bool {
+        guard !state.parked.isEmpty else { return false }
+        state.messages.append(contentsOf: state.parked)
+        state.parked.removeAll()
+        defer { state.wakeScheduled = true }
+        return !state.wakeScheduled
     }
 
     /// Puts envelopes back at the front of the message lane, ignoring the bound (they were accepted
@@ -162,13 +243,15 @@ final class Mailbox: Sendable {
             defer {
                 state.control.removeAll()
                 state.messages.removeAll()
+                state.parked.removeAll()
                 state.events.removeAll()
                 state.lagged.removeAll()
             }
-            return Array(state.control) + Array(state.messages)
+            return Array(state.control) + Array(state.messages) + state.parked
         }
     }
 
     var fullSince: UInt64? { state.withLockedValue { $0.fullSince } }
-    var messageCount: Int { state.withLockedValue { $0.messages.count } }
+    /// Messages waiting, parked ones included.
+    var messageCount: Int { state.withLockedValue { $0.messages.count + $0.parked.count } }
 }

@@ -12,6 +12,10 @@ public protocol MessageStore: Sendable {
     /// Hands out up to `limit` stored messages of `agent`, oldest first, counting a delivery
     /// attempt for each. With `resuming`, messages handed out before and never settled (a
     /// previous session or run ended) come again, else only those never handed out.
+    ///
+    /// A read that succeeds sees every message whose ``enqueue(_:done:)`` completed before the read
+    /// was asked for, and messages are stored in the order they were enqueued (sessions rely on both
+    /// to keep order, see AgentSession+Backlog).
     func backlog(
         of agent: AgentKey, resuming: Bool, limit: Int,
         done: @escaping @Sendable (Result<[StoredMessage], BusError>) -> Void)

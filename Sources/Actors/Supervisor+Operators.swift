@@ -70,7 +70,7 @@ extension Supervisor {
         guard knows(to) else { throw unknown(to) }
         let message = storedMessage(to: to, from: from, payload: payload)
         let error: BusError? = await withCheckedContinuation { done in
-            enqueueStored(message) { done.resume(returning: $0) }
+            enqueueStored(message, holding: nil) { done.resume(returning: $0) }
         }
         if let error { throw error }
         return message.id
@@ -98,28 +98,38 @@ extension Supervisor {
         arrived(for: to)
     }
 
-    /// Hands `message` to the store; once it is durable, calls `done`, counts it `queued` and wakes
-    /// its receiver's session (which may have read its backlog already), else calls `done` with
-    /// the refusal and counts it `failed`. SEND to an offline agent and operators both go this way.
-    nonisolated func enqueueStored(_ message: StoredMessage, done: @escaping @Sendable (BusError?) -> Void) {
+    /// Hands `message` to the store; once it is durable, counts it `queued`, makes its receiver's
+    /// live session read it before delivering anything more at once (that session may have read its
+    /// backlog already), then calls `done`; else counts it `failed` and calls `done` with the
+    /// refusal. Either way the backlog gate `holding` held for it is released (see
+    /// AgentSession+Backlog). SEND to an offline agent, SEND behind a backlog and operators all go
+    /// this way.
+    nonisolated func enqueueStored(
+        _ message: StoredMessage, holding gate: AgentSession?, done: @escaping @Sendable (BusError?) -> Void
+    ) {
         guard let store else {
             metrics.routed(.direct, .failed)
+            gate?.backlogHoldEnded()
             return done(BusError(.unavailable, "messages are stored in PostgreSQL, and the bus runs without"))
         }
         store.enqueue(message) { [self] error in
-            done(error)
             if error == nil {
-                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to))
+                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to), holding: gate)
             } else {
                 metrics.routed(.direct, .failed)
+                gate?.backlogHoldEnded()
             }
+            done(error)
         }
     }
 
-    /// A stored message for `key` is durable: counted, and `key`'s live session told to fetch it.
-    private nonisolated func arrived(for key: AgentKey) {
+    /// A stored message for `key` is durable: counted, and `key`'s live session told to read it,
+    /// before the sender hears of it. A session whose gate the store held reads it when the hold
+    /// ends; another one (the agent was offline, or connected again since) holds its gate first.
+    private nonisolated func arrived(for key: AgentKey, holding gate: AgentSession? = nil) {
         metrics.routed(.direct, .queued)
-        routing.session(for: key)?.backlogArrived()
+        if let live = routing.session(for: key), live !== gate { live.backlogArrived() }
+        gate?.backlogHoldEnded()
     }
 
     /// How many agents of `tenant` are registered and how many are online.

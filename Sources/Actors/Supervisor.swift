@@ -123,8 +123,8 @@ public actor Supervisor {
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
-        // The session was made reading its backlog (when there is a store), before anyone could
-        // route to it: a SEND cannot overtake the stored messages.
+        // The session was made with its backlog gate closed (when there is a store), before anyone
+        // could route to it: a SEND cannot overtake the stored messages.
         if store != nil { session.backlogArrived() }
         shared?.presence(identity.key, online: true)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])

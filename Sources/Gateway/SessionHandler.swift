@@ -147,9 +147,8 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if case .active(let session, _) = state, context.channel.isWritable {
-            session.assumeIsolated { $0.writable() }
-        }
+        // Not run here: this can fire inside the session's own write (see writableSoon).
+        if case .active(let session, _) = state, context.channel.isWritable { session.writableSoon() }
         context.fireChannelWritabilityChanged()
     }
 

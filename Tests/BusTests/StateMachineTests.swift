@@ -220,3 +220,56 @@ import Testing
         #expect(!bucket.isFull(nowMs: 14) && bucket.isFull(nowMs: 15))
     }
 }
+
+@Suite struct BacklogGateTests {
+    @Test func whileReadingDirectMessagesAreStoredAndHoldTheGateUntilTheyAreRead() {
+        var gate = BacklogGate(reading: true)
+        let first = gate.route(mustStore: false)
+        #expect(first == .store && gate.holds == 1)
+        // The read asked for before that store landed comes back complete: the store is not read yet.
+        let early = gate.read(complete: true)
+        let meanwhile = gate.route(mustStore: false)
+        #expect(!early && gate.phase == .closing)
+        #expect(meanwhile == .park, "later sends wait in the mailbox, not in the store")
+        gate.release()
+        let partial = gate.read(complete: false)
+        let last = gate.read(complete: true)
+        let after = gate.route(mustStore: false)
+        #expect(!partial, "a read that is not complete opens nothing")
+        #expect(last && gate.phase == .open && after == .deliver)
+    }
+
+    @Test func aMessageStoredForTheAgentClosesAnOpenGateUntilItIsRead() {
+        var gate = BacklogGate(reading: false)
+        let before = gate.route(mustStore: false)
+        gate.stored()
+        let meanwhile = gate.route(mustStore: false)
+        gate.release()
+        let opened = gate.read(complete: true)
+        #expect(before == .deliver && meanwhile == .park && opened)
+    }
+
+    @Test func aSenderWithAStoreInFlightElsewhereStoresEvenThroughAnOpenGate() {
+        var gate = BacklogGate(reading: false)
+        let forced = gate.route(mustStore: true)
+        #expect(forced == .store && gate.holds == 1 && gate.phase == .closing)
+        let other = gate.route(mustStore: false)
+        gate.release()
+        let opened = gate.read(complete: true)
+        #expect(other == .park && opened)
+    }
+
+    @Test func anUnreadableBacklogOpensTheGateAndOrderYields() {
+        var gate = BacklogGate(reading: true)
+        _ = gate.route(mustStore: false)
+        let opened = gate.yield()
+        let after = gate.route(mustStore: false)
+        let again = gate.yield()
+        #expect(opened && after == .deliver && !again)
+        gate.release()
+        let read = gate.read(complete: true)
+        #expect(!read && gate.phase == .open, "an open gate stays open")
+        gate.stored()
+        #expect(gate.phase == .closing, "the next stored message closes it again")
+    }
+}

@@ -59,6 +59,88 @@ extension SidecarTests {
             }
         }
 
+        /// A sender that starts the moment its receiver connects, while the receiver's backlog
+        /// (`backlog` messages, pages of 50) is read back: its first sends are stored behind the
+        /// backlog, the later ones delivered at once, and none of those may overtake a stored one,
+        /// however the store's commits and reads interleave with them. It sends 10 at a time, each
+        /// batch once the bus read the last (not waiting for their answers), so that its sends go on
+        /// across the end of the backlog; five rounds, as that end falls in a different place each
+        /// time. (A send refused because bob's mailbox was full is not delivered at all.)
+        @Test(arguments: [0, 20])
+        func sendsRightAfterTheReceiverConnectsArriveInSendOrder(backlog: Int) async throws {
+            try await TestBus.withSidecars({ $0.supervisor.mailboxCapacity = 50 }) { bus in
+                for _ in 0..<5 {
+                    let tenant = TestBus.freshTenant()
+                    try await Self.registerOffline("bob", tenant: tenant, on: bus)
+                    var alice = try await bus.raw()
+                    #expect(try await alice.hello(try await bus.token("alice", tenant: tenant)) != nil)
+                    let stored = (0..<backlog).map { "stored \($0)" }
+                    #expect(try await Self.send(stored, from: &alice).allSatisfy { $0 == .queued })
+
+                    let bob = try await bus.client("bob", tenant: tenant)
+                    async let received = Self.texts(to: bob, through: "end")
+                    let live = (0..<3_000).map { "m\($0)" }
+                    let outcomes = try await Self.send(live, from: &alice, firstRef: UInt64(backlog), batch: 10)
+                    var end: Outcome?
+                    while end == nil { end = try await Self.send(["end"], from: &alice, firstRef: 1 << 32)[0] }
+                    let accepted = stored + zip(live, outcomes).compactMap { $1 == nil ? nil : $0 } + ["end"]
+                    let texts = try await received
+                    let overtaken = accepted.indices.first { $0 >= texts.count || texts[$0] != accepted[$0] }
+                    let queued = outcomes.filter { $0 == .queued }.count
+                    #expect(
+                        overtaken == nil,
+                        "at \(overtaken ?? 0): \(texts[(overtaken ?? 0)...].prefix(3)) (\(queued) of \(live.count) queued)"
+                    )
+                    await alice.close()
+                    await bob.close()
+                }
+            }
+        }
+
+        /// The texts of what `client` receives (acknowledging each), up to `last`.
+        static func texts(to client: ACBClient, through last: String) async throws -> [String] {
+            var inbox = client.deliveries.makeAsyncIterator()
+            var texts: [String] = []
+            while texts.last != last {
+                let delivery = try await inbox.take()
+                texts.append(delivery.text)
+                delivery.ack()
+            }
+            return texts
+        }
+
+        /// Sends `payloads` to bob, `batch` at a time: each batch once the bus has read the one before
+        /// (a PING behind it is answered), without waiting for their answers.
+        /// - Returns: the outcome of each, nil for a refusal.
+        static func send(
+            _ payloads: [String], from sender: inout RawConnection, firstRef: UInt64 = 0, batch: Int = .max
+        ) async throws -> [Outcome?] {
+            var outcomes: [UInt64: Outcome?] = [:]
+            var waitingFor: UInt64?  // the PING of the batch just sent
+            func readAnswer() async throws {
+                switch try await sender.read() {
+                case .ok(let ok): outcomes[ok.ref] = ok.outcome
+                case .error(let error): outcomes[error.ref] = .some(nil)
+                case .pong(let pong) where pong.ref == waitingFor: waitingFor = nil
+                case let other: throw BusError(.badFrame, "unexpected \(String(describing: other))")
+                }
+            }
+            for start in stride(from: 0, to: payloads.count, by: batch) {
+                var frames = ByteBuffer()
+                for index in start..<min(start + batch, payloads.count) {
+                    let ref = firstRef + UInt64(index) + 1
+                    Frame.send(Send(ref: ref, target: .agent("bob"), payload: ByteBuffer(string: payloads[index])))
+                        .encode(into: &frames)
+                }
+                waitingFor = UInt64(start)
+                Frame.ping(RefOnly(ref: UInt64(start))).encode(into: &frames)
+                try await sender.send(frames)
+                while waitingFor != nil { try await readAnswer() }
+            }
+            while outcomes.count < payloads.count { try await readAnswer() }
+            return payloads.indices.map { outcomes[firstRef + UInt64($0) + 1] ?? nil }
+        }
+
         @Test func theRegistryAndTheBacklogSurviveARestartOfTheBus() async throws {
             let tenant = TestBus.freshTenant()
             try await TestBus.withSidecars { bus in

@@ -441,11 +441,6 @@ async def test_a_body_over_the_inline_limit_is_uploaded_and_streamed_back(connec
     await watch.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=acb.StreamError,
-    reason="bus bug: with two large bodies on their way, the bus writes some frames twice (checksum_mismatch)",
-)
 async def test_two_large_bodies_read_at_once_arrive_intact(connect: Connect) -> None:
     alice = await connect("alice")
     data = random.Random(8).randbytes(3 * 1024 * 1024 + 5)
