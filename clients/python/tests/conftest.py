@@ -139,10 +139,9 @@ def read_log(log: IO[bytes], lines: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def bus() -> Iterator[Bus]:
-    """The bus of the whole test session, in memory. With PostgreSQL, a SEND to an agent whose
-    stored messages are still being read back (right after it connects) is stored behind them,
-    and such a message can be overtaken by later live ones: the order these tests check would
-    depend on timing. Tests of LOGIN, which needs PostgreSQL, start buses of their own with it."""
+    """The bus of the whole test session, in memory: these tests are about the client, and the
+    bus's storage has tests of its own (the Swift suite). Tests of LOGIN, which needs PostgreSQL,
+    start buses of their own with it."""
     running = start_bus(environment={k: v for k, v in os.environ.items() if k not in SIDECAR_SETTINGS})
     yield running
     running.stop()
