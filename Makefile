@@ -38,8 +38,8 @@ run: build
 	@$(SIDECARS) && exec $$(swift build --show-bin-path)/acb serve --port $(ACB_PORT)
 
 # scripts/readme-example.sh builds README.md's client example in a package of its own, as a user
-# would; ReadmeExampleTests runs it against a bus. scripts/python-client.sh checks and tests the
-# Python client (clients/python) against the bus, in a venv of its own (.python/).
+# would; ReadmeExampleTests runs it against a bus. scripts/python-client.sh runs ruff, mypy --strict
+# and pytest on the Python client (clients/python) against the bus, in a venv of its own (.python/).
 test:
 	@scripts/ensure-deps.sh
 	swift build --build-tests
