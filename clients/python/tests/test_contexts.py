@@ -893,3 +893,12 @@ async def test_a_put_of_a_json_value_keeps_the_attributes_of_the_context(connect
         ["bob"],
         [("team", "a")],
     )
+
+
+async def test_list_all_follows_the_cursor_to_the_last_page(connect: Connect) -> None:
+    alice = await connect("alice")
+    ids = [f"notes.n{number:03d}" for number in range(300)]  # more than a page (256)
+    await asyncio.gather(*(alice.contexts.put(id, b"x") for id in ids))
+    first = await alice.contexts.list(prefix="notes.")
+    assert first.next_cursor, "one page would not show that the cursor is followed"
+    assert [head.id for head in await alice.contexts.list_all(prefix="notes.")] == ids

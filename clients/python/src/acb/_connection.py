@@ -143,9 +143,6 @@ class Connection(asyncio.Protocol):
         self._pending[ref] = future
         return future
 
-    def forget(self, ref: int) -> None:
-        self._pending.pop(ref, None)
-
     async def take_credit(self) -> None:
         """Waits until the send window has room (5.2): credit is above 0."""
         while self.credit <= 0:
