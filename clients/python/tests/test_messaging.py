@@ -124,3 +124,20 @@ async def test_a_consumer_role_may_not_send(connect: Connect) -> None:
     with pytest.raises(acb.PermissionDeniedError) as raised:
         await reader.send("bob", b"x")
     assert raised.value.code == acb.ErrorCode.FORBIDDEN
+
+
+async def test_two_iterations_waiting_at_once_both_get_deliveries_and_both_end_at_close(connect: Connect) -> None:
+    alice = await connect("alice")
+    bob = await connect("bob")
+    first, second = bob.deliveries(), bob.deliveries()
+    waiting = [asyncio.ensure_future(anext(first)), asyncio.ensure_future(anext(second))]
+    await asyncio.sleep(0)  # both wait now
+    await alice.send("bob", "one")
+    await alice.send("bob", "two")
+    got = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    assert sorted(d.text for d in got) == ["one", "two"]
+    later = [asyncio.ensure_future(anext(first)), asyncio.ensure_future(anext(second))]
+    await asyncio.sleep(0)
+    await bob.close()
+    for ended in await asyncio.wait_for(asyncio.gather(*later, return_exceptions=True), 10):
+        assert isinstance(ended, StopAsyncIteration)

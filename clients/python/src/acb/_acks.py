@@ -3,7 +3,6 @@ ACK for the run of finished ids, single ACKs for ids finished ahead of that run.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ class AckTracker:
     before it was consumed) are acknowledged singly.
     """
 
-    def __init__(self, write: Callable[[bytes], None], schedule: Callable[[], None] | None = None) -> None:
+    def __init__(self, write: Callable[[bytes], None], schedule: Callable[[], None]) -> None:
         self._write = write
         #: Asks for `flush` before the connection's next write-out (so ACKs share its write).
         self._schedule = schedule
@@ -51,10 +50,7 @@ class AckTracker:
             return
         if not self._scheduled:
             self._scheduled = True
-            if self._schedule is not None:
-                self._schedule()
-            else:
-                asyncio.get_running_loop().call_soon(self.flush)
+            self._schedule()
 
     @property
     def pending(self) -> bool:

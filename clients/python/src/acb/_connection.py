@@ -39,7 +39,7 @@ class FrameListener(Protocol):
     def connection_ended(self, connection: Connection, error: ACBError) -> None: ...
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class SendOutcome:
     """How the bus settled a SEND, BROADCAST or PUBLISH: outcome `delivered` or `queued`, and the
     receivers counted (None when a CONFIRM settled it: the bus does not count them then)."""
@@ -58,7 +58,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.welcome: f.Welcome | None = None
         self.error: ACBError | None = None
-        self.acks = AckTracker(self._write_ack, self._schedule_write_out)
+        self.acks = AckTracker(self.write, self._schedule_write_out)
         self._next_ref = 1
         self._buffer = bytearray()
         self._out: list[bytes] = []
@@ -149,7 +149,7 @@ class Connection(asyncio.Protocol):
             self._check_open()
             if self._credit_waiter is None:
                 self._credit_waiter = self.loop.create_future()
-            await self._credit_waiter
+            await asyncio.shield(self._credit_waiter)  # shared: one waiter cancelled cancels no other
         self.credit -= 1
 
     def next_send_ref(self) -> int:
@@ -178,7 +178,7 @@ class Connection(asyncio.Protocol):
         while self._sends:
             if self._drained is None:
                 self._drained = self.loop.create_future()
-            await self._drained
+            await asyncio.shield(self._drained)
         error, self.unconfirmed_error = self.unconfirmed_error, None
         if error is not None:
             raise error
@@ -212,9 +212,6 @@ class Connection(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         out.clear()
-
-    def _write_ack(self, frame: bytes) -> None:
-        self.write(frame)
 
     async def writable(self) -> None:
         """Waits while the socket's send buffer is above its high-water mark."""
@@ -300,7 +297,7 @@ class Connection(asyncio.Protocol):
         if source is buffer:
             del buffer[:position]
         elif position < size:
-            buffer += data[position:]
+            buffer += memoryview(data)[position:]
 
     def _dispatch(self, frame: f.Frame) -> None:
         if isinstance(frame, f.Deliver):

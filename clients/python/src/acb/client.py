@@ -431,8 +431,9 @@ class Client:
                 raise self._failure
             if self._closed:
                 return None
-            self._inbox_waiter = asyncio.get_running_loop().create_future()
-            await self._inbox_waiter
+            if self._inbox_waiter is None:
+                self._inbox_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._inbox_waiter)  # shared by every iteration that waits
         delivery = self._inbox.popleft()
         self._in_hand.add(delivery)
         return delivery
@@ -506,7 +507,7 @@ class Client:
         breaks, it waits for the reconnect, asks the bus how far it got (STREAM_RESUME) and sends
         the rest. `progress(stream_id, bytes_stored, total)` follows it. Returns the bus's OK once
         the stream is verified and queued for the receiver."""
-        return await self._streams.upload(resolve(target), source, stream_id, progress, deadline_ms)
+        return await self._streams.upload(Target(*resolve(target)), source, stream_id, progress, deadline_ms)
 
     def streams(self) -> AsyncIterator[IncomingStream]:
         """Streams delivered to this agent, verified and written to files, as an async iterator.
@@ -531,8 +532,7 @@ class Client:
         self.contexts._close()
         connection = self._connection
         if connection is not None:
-            connection.acks.flush()
-            connection.close()
+            connection.close()  # writes the ACKs just made first
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         self._wake_inbox()

@@ -25,5 +25,6 @@ def capability(name: str) -> Target:
     return Target(TargetKind.CAPABILITY, name)
 
 
-def resolve(target: Target | str) -> Target:
-    return target if isinstance(target, Target) else Target(TargetKind.AGENT, target)
+def resolve(target: Target | str) -> tuple[TargetKind, str]:
+    """(kind, name) of a target; a `str` names an agent, without building a Target for it."""
+    return (TargetKind.AGENT, target) if isinstance(target, str) else target
