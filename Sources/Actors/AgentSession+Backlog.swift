@@ -14,9 +14,8 @@ import NIOCore
 /// closed and was stored holding it (or was stored while its sender had such a store in flight):
 ///
 /// 1. The sender routes and holds the gate under the mailbox's lock, and the gate opens under it:
-///    no send can see it closed, then hold it after it opened. (The old check, an atomic flag read
-///    before storing, left that window; the lock was taken anyway to offer the message, so the hot
-///    path pays nothing more.)
+///    no send can see it closed, then hold it after it opened. The lock is the one taken anyway to
+///    offer the message, so the hot path pays nothing more.
 /// 2. A hold ends only on this session's event loop, in ``backlogHoldEnded()``, which asks for a
 ///    read right after; a held store's hold ends after its completion, that is after it committed
 ///    (or was refused). The gate opens only in ``receiveBacklog(_:resuming:limit:)``, for a read
@@ -87,7 +86,13 @@ extension AgentSession {
         channel.eventLoop.execute {
             self.assumeIsolated { session in
                 session.mailbox.releaseBacklogHold()
-                session.fetchBacklog()
+                if session.state == .active {
+                    session.fetchBacklog()
+                } else if session.mailbox.yieldBacklog() {
+                    // A draining session reads no more backlog: nothing would open the gate, and
+                    // what it parked could never go out. Order yields to delivery, as at shutdown.
+                    session.scheduleDrain()
+                }
             }
         }
     }

@@ -76,18 +76,6 @@ extension AgentSession {
         }
     }
 
-    /// The connection became writable again (its outbound buffer fell below the low-water mark):
-    /// resumes writing, in a task of its own on the session's event loop.
-    ///
-    /// NIO reports this from inside a write or flush: a write that crosses the high-water mark is
-    /// flushed at once by the `BackPressureHandler`, and that flush can empty the buffer, i.e. from
-    /// inside the session's own call to the channel. A drain run there would nest in whatever the
-    /// session was doing, and one that writes past the mark again would nest once more, a level per
-    /// few MiB written.
-    public nonisolated func writableSoon() {
-        channel.eventLoop.execute { self.assumeIsolated { $0.drain() } }
-    }
-
     func handleAck(_ ack: Ack) {
         var stored: [UInt64] = []  // allocates only when a stored message was acknowledged
         let acked = window.ack(ack.deliveryID, cumulative: ack.cumulative) { envelope in

@@ -160,7 +160,16 @@ extension AgentSession {
         return true
     }
 
-    nonisolated func scheduleDrain() {
+    /// Resumes writing, in a task of its own on the session's event loop: for a message offered
+    /// from another thread, and when the connection became writable again (its outbound buffer fell
+    /// below the low-water mark).
+    ///
+    /// NIO reports writability from inside a write or flush: a write that crosses the high-water mark is
+    /// flushed at once by the `BackPressureHandler`, and that flush can empty the buffer, i.e. from
+    /// inside the session's own call to the channel. A drain run there would nest in whatever the
+    /// session was doing, and one that writes past the mark again would nest once more, a level per
+    /// few MiB written.
+    public nonisolated func scheduleDrain() {
         channel.eventLoop.execute { self.assumeIsolated { $0.drain() } }
     }
 

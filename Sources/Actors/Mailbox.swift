@@ -46,9 +46,6 @@ final class Mailbox: Sendable {
         self.state = NIOLockedValueBox(State(gate: BacklogGate(reading: reading)))
     }
 
-    /// Messages waiting in the message lane, parked ones included.
-    var depth: Int { state.withLockedValue { $0.messages.count + $0.parked.count } }
-
     /// What became of an offer.
     enum Verdict {
         case accepted(wake: Bool)

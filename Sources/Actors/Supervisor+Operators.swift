@@ -109,7 +109,7 @@ extension Supervisor {
     ) {
         guard let store else {
             metrics.routed(.direct, .failed)
-            gate?.backlogHoldEnded()
+            assert(gate == nil, "a backlog gate is held only where there is a store")
             return done(BusError(.unavailable, "messages are stored in PostgreSQL, and the bus runs without"))
         }
         store.enqueue(message) { [self] error in
@@ -140,7 +140,7 @@ extension Supervisor {
     /// Sessions online now, their deliveries queued, and the agents registered, across tenants.
     public nonisolated var load: (sessions: Int, queuedDeliveries: Int, registered: Int) {
         let sessions = routing.all
-        return (sessions.count, sessions.reduce(0) { $0 + $1.mailbox.depth }, registry.count(of: nil))
+        return (sessions.count, sessions.reduce(0) { $0 + $1.mailbox.messageCount }, registry.count(of: nil))
     }
 }
 

@@ -147,8 +147,8 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        // Not run here: this can fire inside the session's own write (see writableSoon).
-        if case .active(let session, _) = state, context.channel.isWritable { session.writableSoon() }
+        // Not run here: this can fire inside the session's own write (see AgentSession.scheduleDrain).
+        if case .active(let session, _) = state, context.channel.isWritable { session.scheduleDrain() }
         context.fireChannelWritabilityChanged()
     }
 

@@ -48,7 +48,7 @@ struct InteropAgent: AsyncParsableCommand {
         }
     }
 
-    /// Answers the peer's messages until "bye".
+    /// Answers the peer's messages until "bye"; deliveries that end before it are a failure.
     private func converse(_ client: ACBClient) async throws {
         for await delivery in client.deliveries {
             switch delivery.text {
@@ -57,6 +57,7 @@ struct InteropAgent: AsyncParsableCommand {
             default: try await tell(client, "echo: \(delivery.text)")
             }
         }
+        throw BusError(.unavailable, "the deliveries ended before 'bye'")
     }
 
     /// Sends a greeting, asks `--peer-capability` and uploads `--stream-bytes` bytes (byte i is
@@ -79,6 +80,7 @@ struct InteropAgent: AsyncParsableCommand {
             stream.ack()
             try FileManager.default.removeItem(atPath: stream.path)
         }
+        throw BusError(.unavailable, "the streams ended before 'bye'")
     }
 
     private func tell(_ client: ACBClient, _ text: String) async throws {
