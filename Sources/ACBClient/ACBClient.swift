@@ -96,30 +96,44 @@ public final class ACBClient: Sendable {
         connection?.fire(.heartbeat(Heartbeat(readiness: readiness)))
     }
 
-    /// Sends a payload to one agent, by id or capability. - Returns: the bus's OK.
+    /// Sends a payload to one agent, by id or capability. With `durable`, the bus answers once the
+    /// message is committed to PostgreSQL, even when the receiver is online (outcome `queued`, see
+    /// docs/protocol.md 5.1b). - Returns: the bus's OK.
     @discardableResult
     public func send(
         to target: Target, _ payload: ByteBuffer, idempotencyKey: String = "",
-        deadline: UInt64? = nil
+        deadline: UInt64? = nil, durable: Bool = false
     ) async throws -> Ok {
         try await ok {
             .send(
                 Send(
                     ref: $0, target: target, idempotencyKey: idempotencyKey,
-                    deadline: deadline ?? RequestContext.deadline, payload: payload))
+                    deadline: deadline ?? RequestContext.deadline, payload: payload,
+                    flags: durable ? .durable : []))
         }
     }
 
-    /// Sends to every other online agent of the tenant. - Returns: how many received it.
+    /// Sends to every other online agent of the tenant (`durable`: a stored copy each, as for
+    /// ``send(to:_:idempotencyKey:deadline:durable:)``). - Returns: how many received (or stored) it.
     @discardableResult
-    public func broadcast(_ payload: ByteBuffer, deadline: UInt64? = nil) async throws -> UInt32 {
-        try await ok { .broadcast(Fanout(ref: $0, deadline: deadline, payload: payload)) }.recipients
+    public func broadcast(_ payload: ByteBuffer, deadline: UInt64? = nil, durable: Bool = false) async throws
+        -> UInt32
+    {
+        try await ok {
+            .broadcast(Fanout(ref: $0, deadline: deadline, payload: payload, flags: durable ? .durable : []))
+        }.recipients
     }
 
-    /// Publishes on a topic. - Returns: how many subscribers received it.
+    /// Publishes on a topic (`durable`: a stored copy per subscriber). - Returns: how many
+    /// subscribers received (or stored) it.
     @discardableResult
-    public func publish(topic: String, _ payload: ByteBuffer, deadline: UInt64? = nil) async throws -> UInt32 {
-        try await ok { .publish(Fanout(ref: $0, topic: topic, deadline: deadline, payload: payload)) }.recipients
+    public func publish(topic: String, _ payload: ByteBuffer, deadline: UInt64? = nil, durable: Bool = false)
+        async throws -> UInt32
+    {
+        try await ok {
+            .publish(
+                Fanout(ref: $0, topic: topic, deadline: deadline, payload: payload, flags: durable ? .durable : []))
+        }.recipients
     }
 
     /// Subscribes to a topic pattern (`*` one token, `>` the rest); matches arrive on ``deliveries``.

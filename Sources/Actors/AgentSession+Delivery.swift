@@ -65,7 +65,8 @@ extension AgentSession {
                     Deliver(
                         deliveryID: id, kind: message.kind, from: message.from, subject: message.subject,
                         correlationID: message.correlationID, deadline: message.deadline,
-                        attempt: attempt, payload: message.payload)))
+                        attempt: attempt, payload: message.payload,
+                        messageID: deliversMessageIDs ? message.storedID : nil)))
         case .stream(let stream):
             let id = window.send(envelope, attempt: stream.attempts + 1, now: clock)
             startDownload(stream, deliveryID: id)

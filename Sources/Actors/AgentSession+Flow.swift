@@ -52,8 +52,9 @@ struct ConfirmedRefs {
     private var last: UInt64 = 0
     private var lastSucceeded: UInt64 = 0
     private var confirmed: UInt64 = 0
-    /// Refs of SENDs being stored for an offline agent, answered on their own once durable.
-    private var beingStored: [UInt64] = []
+    /// Refs of commands being stored (SENDs for an offline agent, durable ones), answered on their
+    /// own once durable; in increasing order, as refs are taken, and mostly answered oldest first.
+    private var beingStored = CircularBuffer<UInt64>(initialCapacity: 1)
 
     /// Takes the ref of a new SEND, BROADCAST or PUBLISH. - Returns: false if it does not increase.
     mutating func take(_ ref: UInt64) -> Bool {
@@ -64,10 +65,10 @@ struct ConfirmedRefs {
 
     mutating func succeeded(_ ref: UInt64) { lastSucceeded = ref }
 
-    /// A SEND is being stored: CONFIRM stops short of it until ``stored(_:)``.
+    /// A command is being stored: CONFIRM stops short of it until ``stored(_:)``.
     mutating func storing(_ ref: UInt64) { beingStored.append(ref) }
 
-    /// The stored SEND was answered (OK `queued` or ERROR).
+    /// The stored command was answered (OK `queued` or ERROR).
     mutating func stored(_ ref: UInt64) {
         if let index = beingStored.firstIndex(of: ref) { beingStored.remove(at: index) }
     }
@@ -75,7 +76,7 @@ struct ConfirmedRefs {
     /// The ref a CONFIRM should now carry, if it moves.
     mutating func confirm() -> UInt64? {
         guard lastSucceeded > confirmed else { return nil }
-        let through = beingStored.min().map { min(lastSucceeded, $0 - 1) } ?? lastSucceeded
+        let through = beingStored.first.map { min(lastSucceeded, $0 - 1) } ?? lastSucceeded
         guard through > confirmed else { return nil }
         confirmed = through
         return through

@@ -7,6 +7,7 @@ extension AgentSession {
         do throws(BusError) {
             try checkInline(send.payload)
             try checkDeadline(send.deadline)
+            let durable = try isDurable(send.flags)
             let key = try beginIdempotent(send.idempotencyKey)
             switch key {
             case .answered(.ok(let outcome, let recipients)):
@@ -20,7 +21,12 @@ extension AgentSession {
                     do throws(BusError) {
                         receiver = try resolve(send.target)
                     } catch  where error.code == .offline && supervisor.store != nil {
-                        return storeForLater(send, scopedKey: scoped, holding: nil)
+                        return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: nil)
+                    }
+                    if durable {
+                        // Stored like a message for an offline agent, and read back through the gate.
+                        receiver.mailbox.holdBacklog()
+                        return storeForLater(send, to: receiver.identity.agentID, scopedKey: scoped, holding: receiver)
                     }
                     let message = Envelope.message(
                         Message(
@@ -30,7 +36,7 @@ extension AgentSession {
                         // Stored messages still to be read back go first: this one may be stored behind them.
                         let mustStore = !stores.isEmpty && stores.mustStore(to: send.target.name, receiver: receiver)
                         guard try receiver.enqueueDirect(message, mustStore: mustStore) else {
-                            return storeForLater(send, scopedKey: scoped, holding: receiver)
+                            return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: receiver)
                         }
                     } else {
                         try receiver.enqueue(message)
@@ -49,34 +55,52 @@ extension AgentSession {
         }
     }
 
-    /// SEND to a registered agent that is offline, or behind its stored messages (`receiver`, whose
-    /// backlog gate this store holds), with a store: OK `queued` once the message is durable
-    /// (committed to the database, or to the store's spool while it is unreachable). Under protocol
-    /// 2, CONFIRM waits for that answer, and the send's credit comes back with it.
-    private func storeForLater(_ send: Send, scopedKey: String, holding receiver: AgentSession?) {
+    /// Whether a SEND, BROADCAST or PUBLISH with `flags` is durable: it asks, or its tenant is
+    /// durable by default (docs/protocol.md 5.1b).
+    /// - Throws: ``ErrorCode/invalidArgument`` for a flag this version does not know,
+    ///   ``ErrorCode/unavailable`` for a durable message on a bus without a store.
+    func isDurable(_ flags: MessageFlags) throws(BusError) -> Bool {
+        guard MessageFlags.known.isSuperset(of: flags) else {
+            throw BusError(.invalidArgument, "unknown flags \(flags.rawValue)")
+        }
+        guard flags.contains(.durable) || supervisor.isDurable(tenant: identity.tenant) else { return false }
+        guard supervisor.store != nil else { throw Supervisor.noStore }
+        return true
+    }
+
+    /// SEND to agent `agentID`, with a store, when it is offline, or behind its stored messages, or
+    /// durable (`receiver`, whose backlog gate this store holds): OK `queued` once the message is
+    /// durable (committed to the database, or to the store's spool while it is unreachable). Under
+    /// protocol 2, CONFIRM waits for that answer, and the send's credit comes back with it.
+    private func storeForLater(_ send: Send, to agentID: String, scopedKey: String, holding receiver: AgentSession?) {
         if sendWindow != nil { refs.storing(send.ref) }
-        stores.add(to: send.target.name, holding: receiver)
+        stores.add(to: agentID, holding: receiver)
         let message = supervisor.storedMessage(
-            to: AgentKey(tenant: identity.tenant, agentID: send.target.name), from: identity.agentID,
+            to: AgentKey(tenant: identity.tenant, agentID: agentID), from: identity.agentID,
             payload: Array(send.payload.readableBytesView), deadline: send.deadline,
             idempotencyKey: send.idempotencyKey)
         supervisor.enqueueStored(message, holding: receiver) { error in
             self.channel.eventLoop.execute {
                 self.assumeIsolated { session in
-                    session.stores.remove(to: send.target.name, holding: receiver)
-                    session.refs.stored(send.ref)
-                    if let error {
-                        session.forgetIdempotencyKey(scopedKey)
-                        session.fail(send.ref, error)
-                    } else {
-                        session.completeIdempotent(scopedKey, .ok(.queued, recipients: 1))
-                        session.write(.ok(Ok(ref: send.ref, outcome: .queued, recipients: 1)))
-                        session.sendWindow?.give(1)
-                    }
-                    session.flush()
+                    session.stores.remove(to: agentID, holding: receiver)
+                    session.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error)
                 }
             }
         }
+    }
+
+    /// The store of command `ref` was answered: OK `queued` (with its credit back) or ERROR.
+    private func answerStored(_ ref: UInt64, scopedKey: String, recipients: UInt32, _ error: BusError?) {
+        refs.stored(ref)
+        if let error {
+            forgetIdempotencyKey(scopedKey)
+            fail(ref, error)
+        } else {
+            completeIdempotent(scopedKey, .ok(.queued, recipients: recipients))
+            write(.ok(Ok(ref: ref, outcome: .queued, recipients: recipients)))
+            sendWindow?.give(1)
+        }
+        flush()
     }
 
     /// BROADCAST (every other live agent of the tenant) and PUBLISH (every matching subscriber).
@@ -93,6 +117,9 @@ extension AgentSession {
             } else {
                 guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
+            }
+            if try isDurable(fanout.flags) {
+                return storeFanout(fanout, kind: kind, for: receivers)
             }
             let share = sendWindow.map { FanoutCredit(window: $0, receivers: receivers.count) }
             let envelope = Envelope.message(
@@ -111,6 +138,32 @@ extension AgentSession {
         } catch {
             supervisor.metrics.routed(kind, .failed)
             fail(fanout.ref, error)
+        }
+    }
+
+    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver, read back through its
+    /// backlog. OK `queued` once every copy is durable, `recipients` counting them; ERROR when none
+    /// could be stored.
+    private func storeFanout(_ fanout: Fanout, kind: DeliveryKind, for receivers: [AgentSession]) {
+        guard !receivers.isEmpty else {
+            routed.add(kind)
+            return succeeded(fanout.ref, recipients: 0)
+        }
+        if sendWindow != nil { refs.storing(fanout.ref) }
+        let payload = Array(fanout.payload.readableBytesView)
+        let tally = FanoutStores(receivers: receivers.count)
+        for receiver in receivers {
+            let message = supervisor.storedMessage(
+                to: receiver.identity.key, from: identity.agentID, kind: kind, subject: fanout.topic,
+                payload: payload, deadline: fanout.deadline)
+            supervisor.enqueueStored(message, holding: nil) { error in
+                guard let (stored, error) = tally.answered(error) else { return }
+                self.channel.eventLoop.execute {
+                    self.assumeIsolated { session in
+                        session.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil)
+                    }
+                }
+            }
         }
     }
 

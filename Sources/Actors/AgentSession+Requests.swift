@@ -8,6 +8,11 @@ extension AgentSession {
             let now = WallClock.nowMs()
             try checkInline(request.payload)
             let deadline = try requestDeadline(request.deadline, now: now)
+            guard request.flags.isEmpty else {
+                // Its answer is the RESPONSE, to a requester that a crash disconnects: nothing to keep.
+                throw BusError(
+                    .invalidArgument, "a REQUEST takes no flags (a durable request: use an idempotency key, 5.5)")
+            }
             switch try beginIdempotent(request.idempotencyKey) {
             case .answered(.response(let from, let status, let payload)):
                 return write(.response(Response(ref: request.ref, from: from, status: status, payload: payload)))

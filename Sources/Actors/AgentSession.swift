@@ -97,6 +97,8 @@ public actor AgentSession {
     /// Protocol 2: the last ref of a SEND, BROADCAST or PUBLISH (they must increase), the last one
     /// that succeeded, and the last one CONFIRM covered.
     var refs = ConfirmedRefs()
+    /// Protocol 3: DELIVER ends with the message's stored id.
+    var deliversMessageIDs = false
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         channel.eventLoop.executor.asUnownedSerialExecutor()
@@ -131,6 +133,7 @@ public actor AgentSession {
     /// flow control: the first CREDIT. Call once, after WELCOME.
     public func start(protocolVersion: UInt16) {
         if protocolVersion >= 2 { openWindow() }
+        deliversMessageIDs = protocolVersion >= 3
         let period = TimeAmount.milliseconds(Int64(configuration.tickMs))
         ticker = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [self] _ in
             assumeIsolated { $0.tick() }

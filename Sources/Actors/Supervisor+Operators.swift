@@ -107,27 +107,33 @@ extension Supervisor {
     nonisolated func enqueueStored(
         _ message: StoredMessage, holding gate: AgentSession?, done: @escaping @Sendable (BusError?) -> Void
     ) {
+        let kind = DeliveryKind(rawValue: message.kind) ?? .direct
         guard let store else {
-            metrics.routed(.direct, .failed)
+            metrics.routed(kind, .failed)
             assert(gate == nil, "a backlog gate is held only where there is a store")
-            return done(BusError(.unavailable, "messages are stored in PostgreSQL, and the bus runs without"))
+            return done(Self.noStore)
         }
         store.enqueue(message) { [self] error in
             if error == nil {
-                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to), holding: gate)
+                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to), kind: kind, holding: gate)
             } else {
-                metrics.routed(.direct, .failed)
+                metrics.routed(kind, .failed)
                 gate?.backlogHoldEnded()
             }
             done(error)
         }
     }
 
+    /// The refusal of a message that must be stored, by a bus without a store.
+    nonisolated static let noStore = BusError(
+        .unavailable, "messages are stored in PostgreSQL, and the bus runs without")
+
     /// A stored message for `key` is durable: counted, and `key`'s live session told to read it,
     /// before the sender hears of it. A session whose gate the store held reads it when the hold
     /// ends; another one (the agent was offline, or connected again since) holds its gate first.
-    private nonisolated func arrived(for key: AgentKey, holding gate: AgentSession? = nil) {
-        metrics.routed(.direct, .queued)
+    private nonisolated func arrived(for key: AgentKey, kind: DeliveryKind = .direct, holding gate: AgentSession? = nil)
+    {
+        metrics.routed(kind, .queued)
         if let live = routing.session(for: key), live !== gate { live.backlogArrived() }
         gate?.backlogHoldEnded()
     }

@@ -243,13 +243,20 @@ public actor Supervisor {
         }
     }
 
-    /// A direct message to store for `to`, with a new id, kept until its deadline or for
+    /// Whether messages of `tenant` are durable without the frame asking (``SupervisorConfiguration/durableTenants``).
+    nonisolated func isDurable(tenant: String) -> Bool {
+        let tenants = configuration.durableTenants
+        return !tenants.isEmpty && (tenants.contains(tenant) || tenants.contains("*"))
+    }
+
+    /// A message to store for `to`, with a new id, kept until its deadline or for
     /// ``SupervisorConfiguration/storedMessageTTLMs``, whichever is sooner.
     nonisolated func storedMessage(
-        to: AgentKey, from: String, payload: [UInt8], deadline: UInt64? = nil, idempotencyKey: String = ""
+        to: AgentKey, from: String, kind: DeliveryKind = .direct, subject: String = "", payload: [UInt8],
+        deadline: UInt64? = nil, idempotencyKey: String = ""
     ) -> StoredMessage {
         StoredMessage(
-            id: nextMessageID(), tenant: to.tenant, to: to.agentID, from: from, kind: .direct, subject: "",
+            id: nextMessageID(), tenant: to.tenant, to: to.agentID, from: from, kind: kind, subject: subject,
             deadline: deadline, expiresAt: min(deadline ?? .max, WallClock.nowMs() + configuration.storedMessageTTLMs),
             payload: payload, idempotencyKey: idempotencyKey)
     }

@@ -40,6 +40,9 @@ public struct SupervisorConfiguration: Sendable {
     /// How long a message stored for an offline agent waits for it (unless its deadline is
     /// sooner) before it is dead-lettered with reason `deadline_exceeded`.
     public var storedMessageTTLMs: UInt64 = 7 * 86_400_000
+    /// Tenants whose SEND, BROADCAST and PUBLISH are durable without asking (the frame's `durable`
+    /// flag, docs/protocol.md 5.1b); `*` names every tenant. Needs a store.
+    public var durableTenants: Set<String> = []
     /// Commands (frames that start work: SEND, BROADCAST, PUBLISH, REQUEST, STREAM_OPEN, REGISTER,
     /// SUBSCRIBE) one agent may send per second, on average; 0 turns the limit off. One more is
     /// refused with `rate_limited` and the time until the next is allowed.

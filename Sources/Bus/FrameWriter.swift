@@ -54,7 +54,9 @@ extension Deliver {
     /// The whole DELIVER frame, header included (the per-message frame every receiver gets).
     @inlinable
     func encodeFrame(into buffer: inout ByteBuffer) {
-        let size = 8 + 1 + 2 + from.utf8.count + 2 + subject.utf8.count + 8 + 8 + 2 + 4 + payload.readableBytes
+        let size =
+            8 + 1 + 2 + from.utf8.count + 2 + subject.utf8.count + 8 + 8 + 2 + 4 + payload.readableBytes
+            + (messageID == nil ? 0 : 8)
         buffer.writeFrame(.deliver, bodyBytes: size) { w in
             w.put(deliveryID)
             w.put(kind.rawValue)
@@ -64,6 +66,7 @@ extension Deliver {
             w.put(deadline ?? 0)
             w.put(attempt)
             w.put(payload)
+            if let messageID { w.put(messageID) }
         }
     }
 }

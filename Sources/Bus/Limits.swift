@@ -60,9 +60,9 @@ public struct Limits: Sendable, Equatable {
     /// Longest context TTL: 30 days.
     public static let maxContextTTLMs: UInt64 = 30 * 24 * 3_600_000
     /// The newest wire protocol version this code speaks (docs/protocol.md, section 3).
-    public static let protocolVersion: UInt16 = 2
+    public static let protocolVersion: UInt16 = 3
     /// Every version a server accepts in HELLO: version 1 clients keep working.
-    public static let protocolVersions: ClosedRange<UInt16> = 1...2
+    public static let protocolVersions: ClosedRange<UInt16> = 1...3
     /// Most frames a protocol 2 client may send behind HELLO before WELCOME arrives.
     public static let maxFramesBeforeWelcome = 256
 }

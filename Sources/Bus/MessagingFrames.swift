@@ -1,5 +1,26 @@
 public import NIOCore
 
+/// The `flags` byte that may end SEND, REQUEST, BROADCAST and PUBLISH (docs/protocol.md 4.11).
+public struct MessageFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// Stored in PostgreSQL before OK, and tracked there until the receiver acknowledges it (5.1b).
+    public static let durable = MessageFlags(rawValue: 1)
+    /// Every flag this version knows; a frame with another bit set is refused.
+    public static let known: MessageFlags = [.durable]
+
+    /// Reads the optional last field: absent (the body ended) means no flags.
+    init(readingOptional r: inout WireReader) throws(BusError) {
+        self.init(rawValue: r.isAtEnd ? 0 : try r.u8("flags"))
+    }
+
+    /// Writes the field only when a flag is set: a frame without flags is the same as before version 3.
+    func write(to b: inout ByteBuffer) {
+        if !isEmpty { b.writeInteger(rawValue) }
+    }
+}
+
 /// SEND and REQUEST: a payload for one agent, named by id or by capability.
 public struct Send: FrameBody {
     public var ref: UInt64
@@ -9,22 +30,25 @@ public struct Send: FrameBody {
     /// Absolute deadline in Unix milliseconds, nil for none.
     public var deadline: UInt64?
     public var payload: ByteBuffer
+    public var flags: MessageFlags
 
     public init(
         ref: UInt64, target: Target, idempotencyKey: String = "", deadline: UInt64? = nil,
-        payload: ByteBuffer
+        payload: ByteBuffer, flags: MessageFlags = []
     ) {
         self.ref = ref
         self.target = target
         self.idempotencyKey = idempotencyKey
         self.deadline = deadline
         self.payload = payload
+        self.flags = flags
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
         self.init(
             ref: try r.u64("ref"), target: try Target(reading: &r), idempotencyKey: try r.string("idempotency_key"),
-            deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"))
+            deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"),
+            flags: try MessageFlags(readingOptional: &r))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -33,6 +57,7 @@ public struct Send: FrameBody {
         b.writeWireString(idempotencyKey)
         b.writeInteger(deadline.wireDeadline)
         b.writeWireBytes(payload)
+        flags.write(to: &b)
     }
 }
 
@@ -43,18 +68,23 @@ public struct Fanout: FrameBody {
     public var topic: String
     public var deadline: UInt64?
     public var payload: ByteBuffer
+    public var flags: MessageFlags
 
-    public init(ref: UInt64, topic: String = "", deadline: UInt64? = nil, payload: ByteBuffer) {
+    public init(
+        ref: UInt64, topic: String = "", deadline: UInt64? = nil, payload: ByteBuffer, flags: MessageFlags = []
+    ) {
         self.ref = ref
         self.topic = topic
         self.deadline = deadline
         self.payload = payload
+        self.flags = flags
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
         self.init(
             ref: try r.u64("ref"), topic: try r.string("topic"),
-            deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"))
+            deadline: try r.u64("deadline_ms").deadlineFromWire, payload: try r.bytes("payload"),
+            flags: try MessageFlags(readingOptional: &r))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -62,6 +92,7 @@ public struct Fanout: FrameBody {
         b.writeWireString(topic)
         b.writeInteger(deadline.wireDeadline)
         b.writeWireBytes(payload)
+        flags.write(to: &b)
     }
 }
 
@@ -100,10 +131,13 @@ public struct Deliver: FrameBody {
     /// 1 on first delivery, then 2, 3, … on redeliveries.
     public var attempt: UInt16
     public var payload: ByteBuffer
+    /// Version 3 only (nil: the field is absent): the id of the message's stored copy, the same on
+    /// every redelivery, even after a restart; 0 for a message held in memory only.
+    public var messageID: UInt64?
 
     public init(
         deliveryID: UInt64, kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
-        deadline: UInt64? = nil, attempt: UInt16 = 1, payload: ByteBuffer
+        deadline: UInt64? = nil, attempt: UInt16 = 1, payload: ByteBuffer, messageID: UInt64? = nil
     ) {
         self.deliveryID = deliveryID
         self.kind = kind
@@ -113,6 +147,7 @@ public struct Deliver: FrameBody {
         self.deadline = deadline
         self.attempt = attempt
         self.payload = payload
+        self.messageID = messageID
     }
 
     public init(reading r: inout WireReader) throws(BusError) {
@@ -122,7 +157,8 @@ public struct Deliver: FrameBody {
         self.init(
             deliveryID: id, kind: kind, from: try r.string("from"), subject: try r.string("subject"),
             correlationID: try r.u64("correlation_id"), deadline: try r.u64("deadline_ms").deadlineFromWire,
-            attempt: try r.u16("attempt"), payload: try r.bytes("payload"))
+            attempt: try r.u16("attempt"), payload: try r.bytes("payload"),
+            messageID: r.isAtEnd ? nil : try r.u64("message_id"))
     }
 
     public func write(to b: inout ByteBuffer) {
@@ -132,6 +168,7 @@ public struct Deliver: FrameBody {
         b.writeWireString(subject)
         b.writeMultipleIntegers(correlationID, deadline.wireDeadline, attempt)
         b.writeWireBytes(payload)
+        if let messageID { b.writeInteger(messageID) }
     }
 }
 

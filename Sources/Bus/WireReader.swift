@@ -73,6 +73,9 @@ public struct WireReader {
         return items
     }
 
+    /// Whether every byte of the body was read: an optional last field is absent.
+    public var isAtEnd: Bool { offset == bytes.count }
+
     /// Throws unless every byte of the body of a `type` frame was consumed.
     public func finish(_ type: FrameType) throws(BusError) {
         guard offset == bytes.count else {

@@ -53,6 +53,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Directory of the sidecars' spools and the audit journal. Default /var/tmp/acb-spool.")
     var spoolDir: String?
     @Option(help: "Most bytes each spool may hold on disk. Default 1073741824 (1 GiB).") var spoolBytes: String?
+    @Option(
+        help:
+            "Tenants whose messages are durable without asking, comma-separated, or * for all (needs --postgres-url). Default none."
+    )
+    var durableTenants: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. Default info.") var logLevel: String?
     @Option(help: "PEM certificate chain of the agent port; with --tls-key, turns TLS on.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
@@ -147,9 +152,13 @@ struct Serve: AsyncParsableCommand {
         supervisor.watchQueueCapacity = try settings.integer(
             "watch-queue", flag: watchQueue, default: supervisor.watchQueueCapacity, in: 1...10_000_000)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
+        supervisor.durableTenants = Set(settings.list("durable-tenants", flag: durableTenants))
         configuration.supervisor = supervisor
         configuration.auditLogPath = settings.string("audit-log", flag: auditLog)
         configuration.postgresURL = settings.string("postgres-url", flag: postgresUrl)
+        if !supervisor.durableTenants.isEmpty, configuration.postgresURL == nil {
+            throw SettingError("durable-tenants needs postgres-url: durable messages are stored in PostgreSQL")
+        }
         configuration.redisURL = settings.string("redis-url", flag: redisUrl)
         configuration.kafkaBrokers = settings.string("kafka-brokers", flag: kafkaBrokers)
         configuration.spoolDirectory = settings.string("spool-dir", flag: spoolDir) ?? configuration.spoolDirectory
@@ -174,8 +183,7 @@ struct Serve: AsyncParsableCommand {
         var admin = AdminConfiguration()
         admin.host = settings.string("admin-host", flag: adminHost) ?? admin.host
         admin.port = try settings.integer("admin-port", flag: adminPort, default: admin.port, in: 0...65535)
-        admin.corsOrigins = (settings.string("admin-cors-origins", flag: adminCorsOrigins) ?? "")
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        admin.corsOrigins = settings.list("admin-cors-origins", flag: adminCorsOrigins)
         admin.requestsPerSecond = try settings.number(
             "admin-rate-limit", flag: adminRateLimit, default: admin.requestsPerSecond, in: 0.001...1e9)
         admin.requestBurst = try settings.integer(

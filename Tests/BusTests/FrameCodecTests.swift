@@ -39,11 +39,26 @@ import Testing
     }
 
     @Test(arguments: SampleFrames.all)
-    func aBodyCutShortIsABadFrame(_ frame: Frame) {
+    func aBodyCutShortIsABadFrame(_ frame: Frame) throws {
         let whole = SampleFrames.encode(frame)
         var cut = whole.getSlice(at: 0, length: whole.readableBytes - 1)!
         cut.setInteger(UInt32(cut.readableBytes - 4), at: 0)
+        guard !Self.endsWithFlags(frame) else {
+            // Its last byte is the optional `flags`: without it, it is the same frame with no flags.
+            var copy = cut
+            let shorter = try #require(try Frame.decode(from: &copy, maxFrameBytes: Self.maxFrame))
+            #expect(SampleFrames.encode(shorter) == cut)
+            return
+        }
         #expect(code(of: &cut) == .badFrame)
+    }
+
+    static func endsWithFlags(_ frame: Frame) -> Bool {
+        switch frame {
+        case .send(let send), .request(let send): !send.flags.isEmpty
+        case .broadcast(let fanout), .publish(let fanout): !fanout.flags.isEmpty
+        default: false
+        }
     }
 
     /// The server's decoder, fed one byte at a time and then everything in one read, yields the
@@ -117,6 +132,26 @@ import Testing
         body.writeInteger(UInt8(0))
         body.setInteger(UInt32(body.readableBytes - 4), at: 0)
         #expect(code(of: &body) == .badFrame)
+    }
+
+    /// SEND's `flags` and DELIVER's `message_id` are optional last fields: absent, or whole.
+    @Test func anOptionalLastFieldIsAbsentOrWhole() throws {
+        var send = ByteBuffer()
+        Frame.send(Send(ref: 1, target: .agent("bob"), payload: ByteBuffer())).encode(into: &send)
+        var explicit = send
+        explicit.writeInteger(UInt8(0))
+        explicit.setInteger(UInt32(explicit.readableBytes - 4), at: 0)
+        guard case .send(let decoded) = try #require(try Frame.decode(from: &explicit, maxFrameBytes: 1 << 20)) else {
+            Issue.record("not a SEND")
+            return
+        }
+        #expect(decoded.flags.isEmpty, "flags 0 written out is the same as none")
+
+        var deliver = ByteBuffer()
+        Frame.deliver(Deliver(deliveryID: 1, kind: .direct, from: "a", payload: ByteBuffer())).encode(into: &deliver)
+        deliver.writeBytes([0, 0, 0, 0])  // half a message_id
+        deliver.setInteger(UInt32(deliver.readableBytes - 4), at: 0)
+        #expect(code(of: &deliver) == .badFrame)
     }
 
     @Test func aStringLongerThanItsFrameIsABadFrame() {

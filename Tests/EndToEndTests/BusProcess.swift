@@ -46,10 +46,14 @@ struct BusProcess: BusEndpoint {
         process.waitUntilExit()
     }
 
-    func client(_ agent: String, tenant: String) async throws -> ACBClient {
-        let token = try await TokenAuthority(secret: Self.secret).issue(
+    func token(_ agent: String, tenant: String) async throws -> String {
+        try await TokenAuthority(secret: Self.secret).issue(
             Identity(tenant: tenant, agentID: agent, roles: ["agent-full"]), ttl: 3600)
-        var configuration = ClientConfiguration(port: port, token: token, clientName: "test-\(agent)")
+    }
+
+    func client(_ agent: String, tenant: String) async throws -> ACBClient {
+        var configuration = ClientConfiguration(
+            port: port, token: try await token(agent, tenant: tenant), clientName: "test-\(agent)")
         configuration.initialBackoffMs = 20
         return try await ACBClient.connect(configuration)
     }

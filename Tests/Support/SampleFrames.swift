@@ -42,12 +42,15 @@ public enum SampleFrames {
         .send(Send(ref: 5, target: .agent("bob"), idempotencyKey: "k1", deadline: 1_900_000_000_000, payload: payload)),
         .broadcast(Fanout(ref: 6, deadline: 42, payload: payload)),
         .publish(Fanout(ref: 7, topic: "news.eu", payload: payload)),
+        .send(Send(ref: 14, target: .agent("bob"), payload: payload, flags: .durable)),
+        .publish(Fanout(ref: 15, topic: "news.eu", payload: payload, flags: .durable)),
         .subscribe(PatternCommand(ref: 8, pattern: "news.*")),
         .unsubscribe(PatternCommand(ref: 9, pattern: "news.>")),
         .deliver(
             Deliver(
                 deliveryID: 11, kind: .topic, from: "alice", subject: "news.eu", correlationID: 0,
                 deadline: 99, attempt: 2, payload: payload)),
+        .deliver(Deliver(deliveryID: 12, kind: .direct, from: "alice", payload: payload, messageID: 7 << 40)),
         .ack(Ack(deliveryID: 11, cumulative: true)),
         .nack(Ack(deliveryID: 12)),
         .request(Send(ref: 13, target: .capability("plan"), deadline: 1_900_000_000_000, payload: payload)),
