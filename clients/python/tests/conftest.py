@@ -1,11 +1,14 @@
 """The real bus for the tests: `acb serve` from this repository's Swift build, started as a
 subprocess on a free port, wired to the sidecars `make test` starts (PostgreSQL, Redis, Kafka) when
-their ACB_* settings are in the environment. Tokens are minted here with the bus's secret."""
+their ACB_* settings are in the environment. Tokens are minted here with the bus's secret. For
+what a bus cannot be made to send at will, `detached_client` is a client with no bus behind it
+(tests/in_memory.py feeds its connections by hand)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -25,6 +28,7 @@ from typing import IO, Any
 import pytest
 
 import acb
+from acb.client import Options
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 SECRET = "python-client-tests-secret-0123456789"
@@ -96,13 +100,20 @@ class Bus:
         except subprocess.TimeoutExpired:
             self.process.kill()
 
+    def crash(self) -> None:
+        """Ends the bus with SIGKILL, as a crash would: nothing is flushed or drained."""
+        self.process.kill()
+        self.process.wait(15)
+
 
 #: Settings of the sidecars that the session's bus leaves out (see `bus`).
 SIDECAR_SETTINGS = ("ACB_POSTGRES_URL", "ACB_REDIS_URL", "ACB_KAFKA_BROKERS")
 
 
-def start_bus(*flags: str, environment: dict[str, str] | None = None) -> Bus:
-    directory = tempfile.mkdtemp(prefix="acb-python-bus-")
+def start_bus(*flags: str, environment: dict[str, str] | None = None, directory: str | None = None) -> Bus:
+    """`acb serve` with the sidecars of `environment` (default: this process's); its spool and
+    stream files in `directory` (default: a new one; pass a stopped bus's to restart it)."""
+    directory = directory or tempfile.mkdtemp(prefix="acb-python-bus-")
     command = [
         binary("acb"),
         "serve",
@@ -137,6 +148,27 @@ def read_log(log: IO[bytes], lines: list[str]) -> None:
     lines.extend(line.decode(errors="replace") for line in log)
 
 
+def require_postgres(what: str) -> None:
+    """Fails the test (it does not skip: `make test` always has the sidecars) without PostgreSQL."""
+    if not os.environ.get("ACB_POSTGRES_URL"):
+        pytest.fail(
+            f"{what} needs PostgreSQL and ACB_POSTGRES_URL is not set: run these tests through `make test`, "
+            'or start the sidecars (scripts/sidecars.sh up) and run pytest inside `eval "$(scripts/sidecars.sh env)"`'
+        )
+
+
+@pytest.fixture(scope="session")
+def migrated() -> None:
+    """The database has the bus's tables (`acb migrate` changes nothing twice). Without PostgreSQL
+    there is nothing to do: the tests that need it fail in `require_postgres`."""
+    if not os.environ.get("ACB_POSTGRES_URL"):
+        return
+    done = subprocess.run(
+        [binary("acb"), "migrate", "--migrations", str(REPOSITORY / "migrations")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"acb migrate failed: {done.stderr}"
+
+
 @pytest.fixture(scope="session")
 def bus() -> Iterator[Bus]:
     """The bus of the whole test session, in memory: these tests are about the client, and the
@@ -157,9 +189,10 @@ def tenant(request: pytest.FixtureRequest) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:100] + "-" + uuid.uuid4().hex[:6]
 
 
-@pytest.fixture
-async def connect(bus: Bus, tenant: str) -> AsyncIterator[Connect]:
-    """Connects agents of the test's tenant to the session's bus; closes them after the test."""
+@contextlib.asynccontextmanager
+async def agents_of(bus: Bus, tenant: str) -> AsyncIterator[Connect]:
+    """Connects agents of `tenant` to `bus`, `connect_agent(agent, roles, **options)`; closes them
+    on the way out."""
     clients: list[acb.Client] = []
 
     async def connect_agent(agent: str, roles: list[str] | None = None, **options: Any) -> acb.Client:
@@ -167,9 +200,26 @@ async def connect(bus: Bus, tenant: str) -> AsyncIterator[Connect]:
         clients.append(client)
         return client
 
-    yield connect_agent
-    for client in clients:
-        await client.close()
+    try:
+        yield connect_agent
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def connect(bus: Bus, tenant: str) -> AsyncIterator[Connect]:
+    """Connects agents of the test's tenant to the session's bus; closes them after the test."""
+    async with agents_of(bus, tenant) as connect_agent:
+        yield connect_agent
+
+
+@pytest.fixture
+async def detached_client() -> AsyncIterator[acb.Client]:
+    """A client with no bus behind it, for `in_memory.attach` to give it connections fed by hand."""
+    client = acb.Client(Options(token="unused", reconnect=False))
+    yield client
+    await client.close()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:

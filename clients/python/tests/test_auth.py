@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import ssl
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPOSITORY, Bus, binary, eventually, mint_token, start_bus, take
+from conftest import REPOSITORY, Bus, binary, eventually, mint_token, require_postgres, start_bus, take
 
 import acb
 from acb import _frames as f
@@ -216,28 +215,8 @@ async def test_a_token_function_that_fails_while_reconnecting_is_tried_again(
 # MARK: LOGIN, REFRESH, LOGOUT (PostgreSQL)
 
 
-def require_postgres() -> None:
-    if not os.environ.get("ACB_POSTGRES_URL"):
-        pytest.fail(
-            "LOGIN needs PostgreSQL and ACB_POSTGRES_URL is not set: run these tests through `make test`, "
-            'or start the sidecars (scripts/sidecars.sh up) and run pytest inside `eval "$(scripts/sidecars.sh env)"`'
-        )
-
-
-@pytest.fixture(scope="session")
-def migrated() -> None:
-    """The database has the tables `acb agent create` writes (`acb migrate` changes nothing twice).
-    Without PostgreSQL there is nothing to do: the tests then fail in `create_agent`."""
-    if not os.environ.get("ACB_POSTGRES_URL"):
-        return
-    done = subprocess.run(
-        [binary("acb"), "migrate", "--migrations", str(REPOSITORY / "migrations")], capture_output=True, text=True
-    )
-    assert done.returncode == 0, f"acb migrate failed: {done.stderr}"
-
-
 def create_agent(agent: str, tenant: str, secret: str = AGENT_SECRET) -> None:
-    require_postgres()
+    require_postgres("LOGIN")
     done = subprocess.run(
         [binary("acb"), "agent", "create", "--agent", agent, "--tenant", tenant, "--secret-stdin"],
         input=secret + "\n",

@@ -7,7 +7,7 @@ import hashlib
 import pickle
 import re
 import struct
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 import pytest
@@ -218,6 +218,73 @@ def test_fast_encoders_decode_back() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Version 3: the flags byte, DELIVER's message_id (examples 8.29 to 8.31)
+
+# PUBLISH `ref` 4, topic "t", no deadline, payload "p", `flags` durable: length 26 = 1 + 25.
+PUBLISH_DURABLE = bytes.fromhex("0000001a 22 0000000000000004 0001 74 0000000000000000 00000001 70 01")
+#: The examples' message_id.
+MESSAGE_ID = 30_712_372_903_542_784
+
+
+@pytest.mark.parametrize(
+    ("frame", "encoded"),
+    [
+        (
+            f.Send(8, f.TargetKind.AGENT, "bob", "", 0, b"hi bob", f.MessageFlags.DURABLE),
+            EXAMPLE["8.29 SEND (durable)"],
+        ),
+        (f.Send(1, f.TargetKind.AGENT, "bob", "msg-1", 0, b"hi bob"), EXAMPLE["8.5 SEND"]),
+        (f.Publish(4, "t", 0, b"p", f.MessageFlags.DURABLE), PUBLISH_DURABLE),
+        (f.Ok(8, f.Outcome.QUEUED, 1), EXAMPLE["8.30 OK (queued)"]),
+        (
+            f.Deliver(2, f.DeliveryKind.DIRECT, "alice", "", 0, 0, 1, b"hi bob", MESSAGE_ID),
+            EXAMPLE["8.31 DELIVER (version 3)"],
+        ),
+        (f.Deliver(1, f.DeliveryKind.DIRECT, "alice", "", 0, 0, 1, b"hi bob"), EXAMPLE["8.7 DELIVER"]),
+    ],
+    ids=["SEND durable", "SEND no flags", "PUBLISH durable", "OK queued", "DELIVER version 3", "DELIVER version 2"],
+)
+def test_version_3_fields_byte_for_byte(frame: f.Frame, encoded: bytes) -> None:
+    assert frame.encode() == encoded
+    assert f.decode(*_split(encoded)) == frame
+
+
+def test_flags_are_written_only_when_set() -> None:
+    """A frame without flags is the frame of version 2, from the fast encoders too."""
+    assert f.encode_send(f.SEND, 1, 0, b"bob", b"msg-1", 0, b"hi bob", 0) == EXAMPLE["8.5 SEND"]
+    durable = f.encode_send(f.SEND, 8, 0, b"bob", b"", 0, b"hi bob", f.MessageFlags.DURABLE)
+    assert durable == EXAMPLE["8.29 SEND (durable)"]
+    assert f.encode_fanout(f.PUBLISH, 4, b"t", 0, memoryview(b"p"), f.MessageFlags.DURABLE) == PUBLISH_DURABLE
+    assert f.encode_fanout(f.PUBLISH, 4, b"t", 0, b"p") == f.Publish(4, "t", 0, b"p").encode()
+    assert f.encode_fanout(f.BROADCAST, 4, b"", 0, b"p", 1) == f.Broadcast(4, "", 0, b"p", 1).encode()
+    assert f.encode_send(f.REQUEST, 2, 0, b"bob", b"", 9, b"q", 1) == f.Request(2, 0, "bob", "", 9, b"q", 1).encode()
+    assert int(f.MessageFlags.DURABLE) == 0x01
+
+
+def test_an_absent_flags_byte_decodes_as_none_and_a_zero_one_too() -> None:
+    frame_type, body = _split(EXAMPLE["8.5 SEND"])
+    assert f.decode(frame_type, body) == f.Send(1, 0, "bob", "msg-1", 0, b"hi bob", 0)
+    assert f.decode(frame_type, bytes(body) + b"\x00") == f.Send(1, 0, "bob", "msg-1", 0, b"hi bob", 0)
+    assert f.decode(frame_type, bytes(body) + b"\x03") == f.Send(1, 0, "bob", "msg-1", 0, b"hi bob", 3)
+
+
+@pytest.mark.parametrize("extra", [1, 7, 9, 16])
+def test_deliver_with_a_tail_other_than_a_message_id_is_refused(extra: int) -> None:
+    frame_type, body = _split(EXAMPLE["8.7 DELIVER"])
+    with pytest.raises(f.FrameError) as caught:
+        f.decode(frame_type, bytes(body) + b"\x00" * extra)
+    assert caught.value.code == errors.ErrorCode.BAD_FRAME
+
+
+def test_deliver_message_id_zero_is_kept_apart_from_absent() -> None:
+    """A version 3 bus writes 0 for a message in memory only; version 2 writes nothing."""
+    zero = f.Deliver(1, 0, "alice", payload=b"x", message_id=0)
+    decoded = f.decode(*_split(zero.encode()))
+    assert isinstance(decoded, f.Deliver) and decoded.message_id == 0
+    assert len(zero.encode()) == len(f.Deliver(1, 0, "alice", payload=b"x").encode()) + 8
+
+
+# ---------------------------------------------------------------------------------------------------
 # The decoding rules of section 2.1
 
 
@@ -225,20 +292,40 @@ def _body(frame: bytes) -> bytes:
     return frame[5:]
 
 
+def _without_optional_field(frame: f.Frame) -> f.Frame | None:
+    """`frame` without its optional last field (2.1), if it has one set; None otherwise."""
+    if isinstance(frame, f.Deliver) and frame.message_id is not None:
+        return replace(frame, message_id=None)
+    if isinstance(frame, (f.Send, f.Request, f.Broadcast, f.Publish)) and frame.flags:
+        return replace(frame, flags=0)
+    return None
+
+
 @pytest.mark.parametrize(("heading", "frame"), EXAMPLES, ids=[heading for heading, _ in EXAMPLES])
 def test_rule_body_ends_inside_a_field(heading: str, frame: bytes) -> None:
     frame_type, body = _split(frame)
+    shorter = _without_optional_field(f.decode(frame_type, body))
     for cut in range(len(body)):
+        if shorter is not None and cut == len(shorter.encode()) - 5:
+            # Cut right before the optional last field: the frame without it (2.1).
+            assert f.decode(frame_type, body[:cut]) == shorter
+            continue
         with pytest.raises(f.FrameError) as caught:
             f.decode(frame_type, body[:cut])
         assert caught.value.code == errors.ErrorCode.BAD_FRAME
 
 
+#: The size of the optional last field of a frame type (version 3): an example without it takes that
+#: many bytes more.
+_OPTIONAL_TAIL = {f.SEND: 1, f.REQUEST: 1, f.BROADCAST: 1, f.PUBLISH: 1, f.DELIVER: 8}
+
+
 @pytest.mark.parametrize(("heading", "frame"), EXAMPLES, ids=[heading for heading, _ in EXAMPLES])
 def test_rule_bytes_left_after_the_last_field(heading: str, frame: bytes) -> None:
     frame_type, body = _split(frame)
+    tail = _OPTIONAL_TAIL.get(frame_type, 0)
     with pytest.raises(f.FrameError, match="left after the last field"):
-        f.decode(frame_type, memoryview(bytes(body) + b"\x00"))
+        f.decode(frame_type, memoryview(bytes(body) + b"\x00" * (tail + 1)))
 
 
 def _head(state: int = 0, content_type: int = 0, scope: int = 0, updated_by: str = "o") -> f.ContextHead:
@@ -433,15 +520,18 @@ ROUND_TRIPS: list[f.Frame] = [
         "next",
     ),
     f.Heartbeat(2),
+    f.Send(18, 1, "summarize", "key-1", 1764420000000, b"\x00\xffpayload", f.MessageFlags.DURABLE),
     f.Send(18, 1, "summarize", "key-1", 1764420000000, b"\x00\xffpayload"),
-    f.Broadcast(19, "not.empty", 1764420000001, b"to all"),
-    f.Publish(20, "jobs.eu.high", 5, b"job"),
+    f.Broadcast(19, "not.empty", 1764420000001, b"to all", 0xFF),
+    f.Publish(20, "jobs.eu.high", 5, b"job", f.MessageFlags.DURABLE),
     f.Subscribe(21, "jobs.>"),
     f.Unsubscribe(22, "jobs.*"),
+    f.Deliver(23, 3, "alice", "jobs.eu", 0x100000001, 1764420000000, 4, b"work", 2**64 - 1),
+    f.Deliver(23, 3, "alice", "jobs.eu", 0x100000001, 1764420000000, 4, b"work", 0),
     f.Deliver(23, 3, "alice", "jobs.eu", 0x100000001, 1764420000000, 4, b"work"),
     f.Ack(24, True),
     f.Nack(25, True),
-    f.Request(26, 0, "bob", "req-1", 1764420000000, b"question"),
+    f.Request(26, 0, "bob", "req-1", 1764420000000, b"question", 2),
     f.Reply(0x100000002, 1, b"failed"),
     f.Response(27, "bob", 1, b"failed"),
     f.StreamOpen(28, "s-uuid", 1, "summarize", 2**40, 1_048_576, hashlib.sha256(b"x").digest(), 99),
@@ -504,7 +594,10 @@ def test_field_order_and_names_follow_the_protocol() -> None:
         "idempotency_key",
         "deadline_ms",
         "payload",
+        "flags",
     ]
+    assert [fld.name for fld in fields(f.Publish)] == ["ref", "topic", "deadline_ms", "payload", "flags"]
+    assert [fld.name for fld in fields(f.Deliver)][-2:] == ["payload", "message_id"]
     assert [fld.name for fld in fields(f.ContextWrite)] == [
         "ref",
         "operation",

@@ -1,5 +1,5 @@
 """One TCP or TLS connection to the bus: framing, the handshake, answers to commands, and the
-bookkeeping protocol 2 asks of a client (send credit, CONFIRM, cumulative ACKs)."""
+bookkeeping protocol versions 2 and 3 ask of a client (send credit, CONFIRM, cumulative ACKs)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from .errors import (
     error_from,
 )
 
-PROTOCOL_VERSION = 2
+#: The version this client speaks in HELLO: 3 adds the durable flag and DELIVER's message_id.
+PROTOCOL_VERSION = 3
 #: Largest frame this client reads (its own limit, section 2.1): a full chunk, an inline context
 #: body with its head, or a page of heads all fit well below it.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -41,8 +42,9 @@ class FrameListener(Protocol):
 
 @dataclass(slots=True, frozen=True)
 class SendOutcome:
-    """How the bus settled a SEND, BROADCAST or PUBLISH: outcome `delivered` or `queued`, and the
-    receivers counted (None when a CONFIRM settled it: the bus does not count them then)."""
+    """How the bus settled a SEND, BROADCAST or PUBLISH: outcome `delivered`, or `queued` (stored in
+    PostgreSQL: durable, or a SEND for an offline agent), and the receivers counted (the stored copies
+    when queued; None when a CONFIRM settled it: the bus does not count them then)."""
 
     outcome: f.Outcome
     recipients: int | None
@@ -162,7 +164,8 @@ class Connection(asyncio.Protocol):
     def send_frame(self, ref: int, frame: bytes, confirm: bool) -> asyncio.Future[SendOutcome] | None:
         """Writes a SEND, BROADCAST or PUBLISH encoded with `next_send_ref()` (credit taken). With
         `confirm`, the future settles on its CONFIRM, OK or ERROR; without, a failure is kept for
-        the next `flush`."""
+        the next `flush`. A command the bus stores (durable, or for an offline agent) is answered by
+        its own OK or ERROR: the bus sends no CONFIRM covering it before that answer (4.5b)."""
         future: asyncio.Future[SendOutcome] | None = None
         if confirm:
             future = self.loop.create_future()

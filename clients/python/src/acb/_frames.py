@@ -112,6 +112,7 @@ __all__ = [
     "Hello",
     "Login",
     "Logout",
+    "MessageFlags",
     "MetadataEntry",
     "Nack",
     "Ok",
@@ -229,6 +230,13 @@ class DeliveryKind(enum.IntEnum):
     BROADCAST = 1
     TOPIC = 2
     REQUEST = 3
+
+
+class MessageFlags(enum.IntFlag):
+    """The ``flags`` byte that may end SEND, REQUEST, BROADCAST and PUBLISH (version 3); absent means
+    none, and an encoder writes it only when a flag is set."""
+
+    DURABLE = 0x01  # stored in PostgreSQL before the answer (REQUEST refuses it)
 
 
 class Outcome(enum.IntEnum):
@@ -522,17 +530,19 @@ def encode_send(
     idempotency_key: bytes,
     deadline_ms: int,
     payload: _Buf,
+    flags: int = 0,
 ) -> bytes:
-    """A SEND (0x20) or REQUEST (0x30) frame; ``target_name`` and ``idempotency_key`` UTF-8 encoded."""
+    """A SEND (0x20) or REQUEST (0x30) frame; ``target_name`` and ``idempotency_key`` UTF-8 encoded.
+    ``flags`` (MessageFlags) ends the body when not 0."""
     name_len = len(target_name)
     key_len = len(idempotency_key)
     s = _send_structs.get((name_len, key_len))
     if s is None:
         s = _new_struct(_send_structs, (name_len, key_len), f">IBQBH{name_len}sH{key_len}sQI")
     payload_len = len(payload)
-    return (
+    frame = (
         s.pack(
-            26 + name_len + key_len + payload_len,
+            26 + name_len + key_len + payload_len + (1 if flags else 0),
             frame_type,
             ref,
             target_kind,
@@ -545,17 +555,20 @@ def encode_send(
         )
         + payload
     )
+    return frame + _pack_u8(flags) if flags else frame
 
 
-def encode_fanout(frame_type: int, ref: int, topic: bytes, deadline_ms: int, payload: _Buf) -> bytes:
-    """A BROADCAST (0x21, ``topic`` empty) or PUBLISH (0x22) frame; ``topic`` UTF-8 encoded."""
+def encode_fanout(frame_type: int, ref: int, topic: bytes, deadline_ms: int, payload: _Buf, flags: int = 0) -> bytes:
+    """A BROADCAST (0x21, ``topic`` empty) or PUBLISH (0x22) frame; ``topic`` UTF-8 encoded. ``flags``
+    (MessageFlags) ends the body when not 0."""
     topic_len = len(topic)
     s = _fanout_structs.get(topic_len)
     if s is None:
         s = _new_struct(_fanout_structs, topic_len, f">IBQH{topic_len}sQI")
     payload_len = len(payload)
-    length = 23 + topic_len + payload_len
-    return s.pack(length, frame_type, ref, topic_len, topic, deadline_ms, payload_len) + payload
+    length = 23 + topic_len + payload_len + (1 if flags else 0)
+    frame = s.pack(length, frame_type, ref, topic_len, topic, deadline_ms, payload_len) + payload
+    return frame + _pack_u8(flags) if flags else frame
 
 
 _pack_ack_frame = _ACK_FRAME.pack
@@ -615,7 +628,7 @@ class _RefOnly:
 
 @dataclass(slots=True)
 class _SendBody:
-    """The body of SEND and REQUEST (4.11)."""
+    """The body of SEND and REQUEST (4.11); ``flags`` is the optional last field (version 3)."""
 
     TYPE: ClassVar[int]
     ref: int
@@ -624,6 +637,7 @@ class _SendBody:
     idempotency_key: str = ""
     deadline_ms: int = 0
     payload: bytes = b""
+    flags: int = 0
 
     def encode(self) -> bytes:
         return encode_send(
@@ -634,6 +648,7 @@ class _SendBody:
             self.idempotency_key.encode(),
             self.deadline_ms,
             self.payload,
+            self.flags,
         )
 
     @classmethod
@@ -645,22 +660,24 @@ class _SendBody:
         idempotency_key, o = _rstr(b, o)
         (deadline_ms,) = _unpack_u64(b, o)
         payload, o = _rblob(b, o + 8)
+        flags, o = _rflags(b, o)
         _done(b, o, cls.TYPE)
-        return cls(ref, target_kind, target_name, idempotency_key, deadline_ms, payload)
+        return cls(ref, target_kind, target_name, idempotency_key, deadline_ms, payload, flags)
 
 
 @dataclass(slots=True)
 class _Fanout:
-    """The body of BROADCAST and PUBLISH (4.12)."""
+    """The body of BROADCAST and PUBLISH (4.12); ``flags`` is the optional last field (version 3)."""
 
     TYPE: ClassVar[int]
     ref: int
     topic: str
     deadline_ms: int = 0
     payload: bytes = b""
+    flags: int = 0
 
     def encode(self) -> bytes:
-        return encode_fanout(self.TYPE, self.ref, self.topic.encode(), self.deadline_ms, self.payload)
+        return encode_fanout(self.TYPE, self.ref, self.topic.encode(), self.deadline_ms, self.payload, self.flags)
 
     @classmethod
     def _decode(cls, b: memoryview) -> Self:
@@ -668,8 +685,9 @@ class _Fanout:
         topic, o = _rstr(b, 8)
         (deadline_ms,) = _unpack_u64(b, o)
         payload, o = _rblob(b, o + 8)
+        flags, o = _rflags(b, o)
         _done(b, o, cls.TYPE)
-        return cls(ref, topic, deadline_ms, payload)
+        return cls(ref, topic, deadline_ms, payload, flags)
 
 
 @dataclass(slots=True)
@@ -1044,7 +1062,11 @@ class Unsubscribe(_PatternCommand):
 
 @dataclass(slots=True)
 class Deliver:
-    """DELIVER (0x25), S→C: a message handed over, to ACK or NACK. The protocol's ``from`` is ``from_``."""
+    """DELIVER (0x25), S→C: a message handed over, to ACK or NACK. The protocol's ``from`` is ``from_``.
+
+    ``message_id``, the optional last field, comes under version 3 only: the id of the message's stored
+    copy, the same on every redelivery (0 for a message held in memory only); None is a frame without
+    it, as a server writes DELIVER under version 1 and 2."""
 
     TYPE: ClassVar[int] = DELIVER
     delivery_id: int
@@ -1055,20 +1077,23 @@ class Deliver:
     deadline_ms: int = 0
     attempt: int = 1
     payload: bytes = b""
+    message_id: int | None = None
 
     def encode(self) -> bytes:
         sender = self.from_.encode()
         subject = self.subject.encode()
         payload = self.payload
+        message_id = b"" if self.message_id is None else _pack_u64(self.message_id)
         return b"".join(
             (
-                _pack_header(36 + len(sender) + len(subject) + len(payload), DELIVER),
+                _pack_header(36 + len(sender) + len(subject) + len(payload) + len(message_id), DELIVER),
                 _DELIVER_HEAD.pack(self.delivery_id, self.kind, len(sender)),
                 sender,
                 _pack_u16(len(subject)),
                 subject,
                 _DELIVER_TAIL.pack(self.correlation_id, self.deadline_ms, self.attempt, len(payload)),
                 payload,
+                message_id,
             )
         )
 
@@ -1572,6 +1597,13 @@ def _rblob(b: memoryview, o: int) -> tuple[bytes, int]:
     return b[o:e].tobytes(), e
 
 
+def _rflags(b: memoryview, o: int) -> tuple[int, int]:
+    """The optional ``flags`` byte that may end a body at ``o``: 0 when the body ends there."""
+    if o == len(b):
+        return 0, o
+    return _unpack_u8(b, o)[0], o + 1
+
+
 def _rcount(b: memoryview, o: int) -> tuple[int, int]:
     (n,) = _unpack_u16(b, o)
     if n > MAX_LIST:
@@ -1671,11 +1703,17 @@ def _d_deliver(b: memoryview) -> Deliver:
     correlation_id, deadline_ms, attempt, n = _DELIVER_TAIL.unpack_from(b, e)
     o = e + 22
     e = o + n
-    if e != len(b):
-        raise _end_error(DELIVER, e, len(b))
+    size = len(b)
+    if e == size:
+        message_id: int | None = None
+    elif e + 8 == size:  # version 3: message_id, the optional last field
+        (message_id,) = _unpack_u64(b, e)
+    else:
+        raise _end_error(DELIVER, e if e > size else e + 8, size)
     if kind > 3:
         raise _enum_error(DELIVER, "kind", kind)
-    return Deliver(delivery_id, kind, sender, subject, correlation_id, deadline_ms, attempt, b[o:e].tobytes())
+    payload = b[o:e].tobytes()
+    return Deliver(delivery_id, kind, sender, subject, correlation_id, deadline_ms, attempt, payload, message_id)
 
 
 def _d_ok(b: memoryview) -> Ok:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from . import _frames as f
 from ._connection import Connection, SendOutcome
+from ._handled_messages import HandledMessages
 from .contexts import Contexts
 from .delivery import Delivery, Payload, Response, payload_bytes
 from .errors import (
@@ -78,7 +79,7 @@ class Options:
 
 
 class Client:
-    """An agent's connection to ACB: one long-lived TCP (or TLS) connection, protocol version 2.
+    """An agent's connection to ACB: one long-lived TCP (or TLS) connection, protocol version 3.
 
     Commands (`send`, `request`, `register`, …) return once the bus answered them and raise the
     `ACBError` subclass of the bus's code when refused. Deliveries arrive on `deliveries()`,
@@ -102,6 +103,9 @@ class Client:
         self._inbox: deque[Delivery] = deque()
         self._inbox_waiter: asyncio.Future[None] | None = None
         self._in_hand: set[Delivery] = set()
+        #: Stored messages the application acknowledged: their redeliveries are not handed out again.
+        #: The client's, not a connection's: a redelivery comes after a reconnect or a restart.
+        self._handled_messages = HandledMessages()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
@@ -208,6 +212,12 @@ class Client:
 
     def frame_received(self, connection: Connection, frame: f.Frame) -> None:
         if isinstance(frame, f.Deliver):
+            message_id = frame.message_id
+            if message_id and message_id in self._handled_messages:
+                # Handled already; the bus did not learn it in time (it restarted, or the ACK was lost).
+                log.debug("message %d delivered again after it was acknowledged: acknowledged again", message_id)
+                connection.acks.finish(frame.delivery_id)
+                return
             delivery = Delivery(frame, connection, self)
             if frame.kind == f.DeliveryKind.REQUEST and self._handler is not None:
                 self._spawn(self._answer(delivery, self._handler))
@@ -351,6 +361,7 @@ class Client:
         idempotency_key: str = "",
         deadline_ms: int = 0,
         confirm: bool = True,
+        durable: bool = False,
     ) -> SendOutcome | None:
         """Sends a payload to one agent, by id (a `str` or `acb.agent(id)`) or by capability
         (`acb.capability(name)`).
@@ -359,33 +370,44 @@ class Client:
         receiver's queue) or `queued` (stored for an offline agent). Without, it returns once the
         frame is written within the send window, the way NATS publishes: `flush()` then waits for
         everything sent so far and raises the first failure among those.
+
+        `durable` asks the bus to store the message in PostgreSQL before it answers, even when the
+        receiver is online: it is settled as `queued` (recipients 1) once committed, and survives a
+        crash of the bus. A bus without PostgreSQL refuses it with `unavailable`.
         """
         kind, name = resolve(target)
         data = payload_bytes(payload)
         deadline = deadline_ms or request_deadline.get()
+        flags = f.MessageFlags.DURABLE if durable else 0
         connection = self._sending() or await self._wait_for_credit()
         ref = connection.next_send_ref()
-        frame = f.encode_send(f.SEND, ref, kind, name.encode(), idempotency_key.encode(), deadline, data)
+        frame = f.encode_send(f.SEND, ref, kind, name.encode(), idempotency_key.encode(), deadline, data, flags)
         waiter = connection.send_frame(ref, frame, confirm)
         return await waiter if waiter is not None else None
 
-    async def broadcast(self, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True) -> SendOutcome | None:
-        """Sends to every other connected agent of the tenant (5.6)."""
-        return await self._fanout(f.BROADCAST, b"", payload, deadline_ms, confirm)
+    async def broadcast(
+        self, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True, durable: bool = False
+    ) -> SendOutcome | None:
+        """Sends to every other connected agent of the tenant (5.6). `durable`: as for `send`, a
+        stored copy for each receiver; `recipients` counts the copies."""
+        return await self._fanout(f.BROADCAST, b"", payload, deadline_ms, confirm, durable)
 
     async def publish(
-        self, topic: str, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True
+        self, topic: str, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True, durable: bool = False
     ) -> SendOutcome | None:
-        """Publishes on a topic to every session subscribed to a matching pattern (5.8)."""
-        return await self._fanout(f.PUBLISH, topic.encode(), payload, deadline_ms, confirm)
+        """Publishes on a topic to every session subscribed to a matching pattern (5.8). `durable`:
+        as for `send`, a stored copy for each subscriber; `recipients` counts the copies."""
+        return await self._fanout(f.PUBLISH, topic.encode(), payload, deadline_ms, confirm, durable)
 
     async def _fanout(
-        self, frame_type: int, topic: bytes, payload: Payload, deadline_ms: int, confirm: bool
+        self, frame_type: int, topic: bytes, payload: Payload, deadline_ms: int, confirm: bool, durable: bool
     ) -> SendOutcome | None:
         data = payload_bytes(payload)
+        flags = f.MessageFlags.DURABLE if durable else 0
         connection = self._sending() or await self._wait_for_credit()
         ref = connection.next_send_ref()
-        waiter = connection.send_frame(ref, f.encode_fanout(frame_type, ref, topic, deadline_ms, data), confirm)
+        frame = f.encode_fanout(frame_type, ref, topic, deadline_ms, data, flags)
+        waiter = connection.send_frame(ref, frame, confirm)
         return await waiter if waiter is not None else None
 
     def _sending(self) -> Connection | None:
@@ -440,6 +462,11 @@ class Client:
 
     def _released(self, delivery: Delivery) -> None:
         self._in_hand.discard(delivery)
+
+    def _acknowledged(self, delivery: Delivery) -> None:
+        self._in_hand.discard(delivery)
+        if delivery.message_id:
+            self._handled_messages.add(delivery.message_id)
 
     def _wake_inbox(self) -> None:
         waiter, self._inbox_waiter = self._inbox_waiter, None

@@ -30,7 +30,8 @@ class Delivery:
 
     Iterating `Client.deliveries()` acknowledges each delivery when the next one is asked for, and
     `Client.close()` acknowledges the one in hand; `ack()` and `nack()` settle it earlier. An
-    unacknowledged delivery is delivered again (section 5.1).
+    unacknowledged delivery is delivered again (section 5.1). A stored message (`message_id` not 0)
+    that was acknowledged is not handed out again when the bus redelivers it (see `HandledMessages`).
     """
 
     __slots__ = (
@@ -41,6 +42,7 @@ class Delivery:
         "deadline_ms",
         "delivery_id",
         "kind",
+        "message_id",
         "payload",
         "sender",
         "settled",
@@ -58,6 +60,10 @@ class Delivery:
         self.deadline_ms: int = frame.deadline_ms
         self.attempt: int = frame.attempt
         self.payload: bytes = frame.payload
+        #: The id of the message's stored copy (a durable message, or one stored for an offline
+        #: agent), the same on every redelivery and across restarts of the bus; 0 for a message held
+        #: in memory only, and from a bus older than protocol version 3.
+        self.message_id: int = frame.message_id or 0
         self.settled = False
         self._connection = connection
         self._client = client
@@ -76,7 +82,7 @@ class Delivery:
         if not self.settled:
             self.settled = True
             self._connection.acks.finish(self.delivery_id)
-            self._client._released(self)
+            self._client._acknowledged(self)
 
     def nack(self) -> None:
         """Hands it back for another attempt (dead-lettered after the last one, section 5.1)."""
@@ -97,7 +103,8 @@ class Delivery:
     def __repr__(self) -> str:
         return (
             f"Delivery(id={self.delivery_id}, kind={self.kind.name.lower()}, sender={self.sender!r}, "
-            f"subject={self.subject!r}, attempt={self.attempt}, payload={self.payload[:64]!r})"
+            f"subject={self.subject!r}, attempt={self.attempt}, message_id={self.message_id}, "
+            f"payload={self.payload[:64]!r})"
         )
 
 
