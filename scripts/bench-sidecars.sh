@@ -2,7 +2,8 @@
 # What the persistence sidecars cost and carry, measured on this machine (issue 3's targets):
 #   1. p2p:10 between online agents with no sidecars and with all three (PostgreSQL, Redis,
 #      Kafka), alternating, twice each, so the spread between runs shows;
-#   2. durable:10: sends to offline agents, each committed to PostgreSQL before "queued";
+#   2. durable:10: sends to offline agents, each committed to PostgreSQL before "queued"; and
+#      durable-online:10: durable sends to online agents (docs/protocol.md 5.1b), p2p:10 beside it;
 #   3. the audit pipeline alone: --audit-events events journaled and confirmed by the broker.
 # Prints the figures; docs/benchmarks-notes.md records a run of it.
 set -euo pipefail
@@ -48,4 +49,6 @@ for round in 1 2; do
   echo "round $round, all sidecars:  $(bench --acb 127.0.0.1:7482 --acb-pid "$sidecars" --scenarios p2p:10)"
 done
 echo "durable, all sidecars:   $(bench --acb 127.0.0.1:7482 --acb-pid "$sidecars" --scenarios durable:10)"
+echo "durable to online agents: $(bench --acb 127.0.0.1:7482 --acb-pid "$sidecars" --scenarios durable-online:10)"
+echo "the same, not durable:    $(bench --acb 127.0.0.1:7482 --acb-pid "$sidecars" --scenarios p2p:10/window)"
 "$bin/acb-bench" --audit-events "$events" --kafka-brokers "$ACB_KAFKA_BROKERS"

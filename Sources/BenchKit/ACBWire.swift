@@ -82,8 +82,10 @@ struct ACBWire: BenchWire {
         unacked = nil
     }
 
-    mutating func send(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer) {
-        Frame.send(Send(ref: takeMessageRef(), target: .agent(agent), payload: payload)).encode(into: &out)
+    mutating func send(to agent: String, _ payload: ByteBuffer, durable: Bool, into out: inout ByteBuffer) {
+        Frame.send(
+            Send(ref: takeMessageRef(), target: .agent(agent), payload: payload, flags: durable ? .durable : [])
+        ).encode(into: &out)
     }
 
     mutating func request(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer) {

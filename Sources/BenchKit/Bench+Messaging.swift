@@ -2,12 +2,16 @@ import NIOCore
 
 /// p2p, topic fan-out and broadcast: producers stream to consumers in a ``LoadShape``.
 extension Bench {
-    func p2p(_ scenario: Scenario, pairs: Int, shape: LoadShape, names: Names) async throws -> ScenarioResult {
+    /// p2p:N, and durable-online:N (`durable`: each message stored before the bus answers it).
+    func p2p(_ scenario: Scenario, pairs: Int, shape: LoadShape, durable: Bool = false, names: Names) async throws
+        -> ScenarioResult
+    {
         var flows: [Flow] = []
         for index in 0..<pairs {
             let receiver = names.agent("r", index)
             let producer = try await makeProducer(
-                names.agent("s", index), .send(to: receiver), shape: shape, fanout: 1, tenant: names.tenant)
+                names.agent("s", index), .send(to: receiver, durable: durable), shape: shape, fanout: 1,
+                tenant: names.tenant)
             let consumer = try await makeConsumer(
                 receiver, subscriptions: [], for: producer, shape: shape, index: 0, tenant: names.tenant)
             flows.append(Flow(producer: producer, consumers: [consumer]))

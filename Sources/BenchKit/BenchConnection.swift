@@ -5,7 +5,7 @@ import NIOPosix
 /// The side of a harness connection that a behaviour drives; used on the connection's event loop.
 protocol Outbox: AnyObject {
     var eventLoop: any EventLoop { get }
-    func send(to agent: String, _ payload: ByteBuffer)
+    func send(to agent: String, _ payload: ByteBuffer, durable: Bool)
     func request(to agent: String, _ payload: ByteBuffer)
     func reply(_ handle: ReplyHandle, _ payload: ByteBuffer)
     func publish(topic: String, _ payload: ByteBuffer)
@@ -175,7 +175,9 @@ final class BenchConnection<W: BenchWire>: ChannelInboundHandler, Outbox {
         behaviour.attached(self)
     }
 
-    func send(to agent: String, _ payload: ByteBuffer) { wire.send(to: agent, payload, into: &output) }
+    func send(to agent: String, _ payload: ByteBuffer, durable: Bool) {
+        wire.send(to: agent, payload, durable: durable, into: &output)
+    }
     func request(to agent: String, _ payload: ByteBuffer) { wire.request(to: agent, payload, into: &output) }
     func reply(_ handle: ReplyHandle, _ payload: ByteBuffer) { wire.reply(handle, payload, into: &output) }
     func publish(topic: String, _ payload: ByteBuffer) { wire.publish(topic: topic, payload, into: &output) }

@@ -69,7 +69,8 @@ struct NATSWire: BenchWire {
 
     func readComplete(out: inout ByteBuffer) {}
 
-    func send(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer) {
+    func send(to agent: String, _ payload: ByteBuffer, durable: Bool, into out: inout ByteBuffer) {
+        precondition(!durable, "NATS core stores nothing: durable scenarios run on ACB only")
         Self.pub("p2p." + agent, reply: nil, payload, into: &out)
     }
 

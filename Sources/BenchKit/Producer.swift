@@ -35,7 +35,8 @@ extension UInt64 {
 final class Producer: Behaviour {
     /// What each message is.
     enum Action: Sendable {
-        case send(to: String)
+        /// `durable`: stored by the bus before it answers (ACB with PostgreSQL).
+        case send(to: String, durable: Bool = false)
         case publish(topic: String)
         case broadcast
     }
@@ -165,7 +166,7 @@ final class Producer: Behaviour {
     private func sendOne(_ outbox: any Outbox) {
         let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
         switch action {
-        case .send(let agent): outbox.send(to: agent, payload)
+        case .send(let agent, let durable): outbox.send(to: agent, payload, durable: durable)
         case .publish(let topic): outbox.publish(topic: topic, payload)
         case .broadcast: outbox.broadcast(payload)
         }

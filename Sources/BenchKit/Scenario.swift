@@ -18,8 +18,9 @@ public enum Scenario: Sendable, Hashable {
     /// N agents connected and silent.
     case idle(agents: Int)
     /// N senders, each sending to its own registered receiver that is offline, so every message
-    /// is stored durably (ACB with PostgreSQL only); the receivers then connect and drain.
-    case durable(senders: Int)
+    /// is stored durably (ACB with PostgreSQL only); the receivers then connect and drain. `online`:
+    /// the receivers are connected, and the sends ask to be durable (docs/protocol.md 5.1b).
+    case durable(senders: Int, online: Bool = false)
     /// ACB's contexts beside a NATS KV bucket (`ctx-put`, `ctx-get`, `ctx-watch`, `ctx-cas`).
     case context(ContextScenario)
 
@@ -60,7 +61,7 @@ public enum Scenario: Sendable, Hashable {
     }
 
     /// Parses `p2p:10`, `rr:1`, `rr-open:1:10000`, `topic:100`, `broadcast:100`, `stream:1024`,
-    /// `storm:16`, `idle:10000`, `durable:10`, or a context scenario (``ContextScenario/init(_:)``);
+    /// `storm:16`, `idle:10000`, `durable:10`, `durable-online:10`, or a context scenario (``ContextScenario/init(_:)``);
     /// `p2p`, `topic` and `broadcast` take the suffix `/window` for the window shape.
     public init?(_ text: String) {
         if let context = ContextScenario(text) {
@@ -84,6 +85,7 @@ public enum Scenario: Sendable, Hashable {
         case ("storm", 2): self = .connectStorm(workers: size)
         case ("idle", 2): self = .idle(agents: size)
         case ("durable", 2): self = .durable(senders: size)
+        case ("durable-online", 2): self = .durable(senders: size, online: true)
         default: return nil
         }
         // Only the messaging scenarios have a shape.
@@ -114,7 +116,7 @@ public enum Scenario: Sendable, Hashable {
         case .stream(let mebibytes): "stream:\(mebibytes)"
         case .connectStorm(let workers): "storm:\(workers)"
         case .idle(let agents): "idle:\(agents)"
-        case .durable(let senders): "durable:\(senders)"
+        case .durable(let senders, let online): "durable\(online ? "-online" : ""):\(senders)"
         case .context(let context): context.id
         }
     }
@@ -129,7 +131,8 @@ public enum Scenario: Sendable, Hashable {
         case .stream(let mebibytes): "stream of \(mebibytes) MiB"
         case .connectStorm(let workers): "connect storm, \(workers) workers"
         case .idle(let agents): "\(agents) idle agents"
-        case .durable(let senders): "durable sends to offline agents, \(senders) sender(s)"
+        case .durable(let senders, let online):
+            "durable sends to \(online ? "online" : "offline") agents, \(senders) sender(s)"
         case .context(let context): context.title
         }
     }

@@ -50,7 +50,8 @@ protocol BenchWire: SendableMetatype {
     mutating func parse(_ input: inout ByteBuffer, into events: inout [WireEvent], out: inout ByteBuffer) throws
     /// Called after each read batch: ACB acknowledges what it received, cumulatively.
     mutating func readComplete(out: inout ByteBuffer)
-    mutating func send(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer)
+    /// A direct message; `durable` (ACB only) asks the bus to store it before answering.
+    mutating func send(to agent: String, _ payload: ByteBuffer, durable: Bool, into out: inout ByteBuffer)
     mutating func request(to agent: String, _ payload: ByteBuffer, into out: inout ByteBuffer)
     mutating func reply(_ handle: ReplyHandle, _ payload: ByteBuffer, into out: inout ByteBuffer)
     mutating func publish(topic: String, _ payload: ByteBuffer, into out: inout ByteBuffer)
