@@ -14,6 +14,8 @@ extension AgentSession {
             takeStream: downloadResumes.count < Limits.maxDownloadsInProgress)
         {
             while let envelope = batch.popFirst() {
+                // A durable message its store refused: its sender was told, and nobody gets it.
+                if envelope.commitState == .refused { continue }
                 guard envelope.isControl || canWrite(envelope) else {
                     batch.prepend(envelope)
                     mailbox.putBack(&batch)
@@ -40,10 +42,12 @@ extension AgentSession {
     }
 
     /// Whether a delivery taken for this drain can still be written: the socket may have filled
-    /// since, and a stream needs a free download.
+    /// since, a stream needs a free download, and a durable message waits for its commit (what is
+    /// behind it waits too: its store's completion wakes the drain).
     private func canWrite(_ envelope: Envelope) -> Bool {
         channel.isWritable && window.hasRoom
             && (!envelope.isStream || downloadResumes.count < Limits.maxDownloadsInProgress)
+            && envelope.commitState != .pending
     }
 
     /// - Parameters: now: wall-clock time, for deadlines; clock: monotonic time, for the ack timeout.
@@ -54,7 +58,7 @@ extension AgentSession {
                 audit("message.expired", ["from": message.from])
                 if message.storedID != 0 {
                     supervisor.deadLetter(envelope, to: identity.key, reason: .deadlineExceeded)
-                    backlogReleased()
+                    if envelope.isFromBacklog { backlogReleased() }
                 }
                 return
             }
@@ -78,14 +82,14 @@ extension AgentSession {
     }
 
     func handleAck(_ ack: Ack) {
-        var stored: [UInt64] = []  // allocates only when a stored message was acknowledged
+        var stored: [(id: UInt64, fromBacklog: Bool)] = []  // allocates only when a stored message was acknowledged
         let acked = window.ack(ack.deliveryID, cumulative: ack.cumulative) { envelope in
-            if envelope.storedID != 0 { stored.append(envelope.storedID) }
+            if envelope.storedID != 0 { stored.append((envelope.storedID, envelope.isFromBacklog)) }
         }
         guard acked > 0 else { return }
-        for id in stored {
+        for (id, fromBacklog) in stored {
             supervisor.store?.settle(id, attempts: 0, deadLetterReason: nil)
-            backlogReleased()
+            if fromBacklog { backlogReleased() }
         }
         drain()
     }
@@ -104,6 +108,6 @@ extension AgentSession {
             failRequester(of: message, BusError(.unavailable, "\(identity.agentID) did not acknowledge"))
         }
         supervisor.deadLetter(envelope, to: identity.key, reason: reason)
-        if envelope.storedID != 0 { backlogReleased() }
+        if envelope.isFromBacklog { backlogReleased() }
     }
 }

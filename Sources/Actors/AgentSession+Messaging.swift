@@ -24,9 +24,7 @@ extension AgentSession {
                         return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: nil)
                     }
                     if durable {
-                        // Stored like a message for an offline agent, and read back through the gate.
-                        receiver.mailbox.holdBacklog()
-                        return storeForLater(send, to: receiver.identity.agentID, scopedKey: scoped, holding: receiver)
+                        return try storeDurably(send, to: receiver, scopedKey: scoped)
                     }
                     let message = Envelope.message(
                         Message(
@@ -68,6 +66,37 @@ extension AgentSession {
         return true
     }
 
+    /// A durable SEND to a live session: it takes its place in the receiver's mailbox now (so what is
+    /// sent after it stays behind it) and is stored as handed out to that session; it is written to
+    /// the receiver once committed, and the sender hears OK `queued` then. Where the backlog gate
+    /// sends it to the store instead, it takes the path of a message for an offline agent.
+    /// - Throws: as ``enqueue(_:)`` (nothing was stored).
+    private func storeDurably(_ send: Send, to receiver: AgentSession, scopedKey: String) throws(BusError) {
+        let agentID = receiver.identity.agentID
+        let stored = supervisor.storedMessage(
+            to: receiver.identity.key, from: identity.agentID, payload: Array(send.payload.readableBytesView),
+            deadline: send.deadline, idempotencyKey: send.idempotencyKey, handedOut: true)
+        let commit = DurableCommit()
+        let envelope = Envelope.message(
+            Message(
+                kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
+                storedID: stored.id, credit: nil, commit: commit))
+        if send.target.kind == .agent {
+            let mustStore = !stores.isEmpty && stores.mustStore(to: agentID, receiver: receiver)
+            guard try receiver.enqueueDirect(envelope, mustStore: mustStore) else {
+                return storeForLater(send, to: agentID, scopedKey: scopedKey, holding: receiver)
+            }
+        } else {
+            try receiver.enqueue(envelope)
+        }
+        if sendWindow != nil { refs.storing(send.ref) }
+        supervisor.enqueueHandedOut(stored, commit: commit, to: receiver) { error in
+            self.channel.eventLoop.execute {
+                self.assumeIsolated { $0.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error) }
+            }
+        }
+    }
+
     /// SEND to agent `agentID`, with a store, when it is offline, or behind its stored messages, or
     /// durable (`receiver`, whose backlog gate this store holds): OK `queued` once the message is
     /// durable (committed to the database, or to the store's spool while it is unreachable). Under
@@ -100,7 +129,8 @@ extension AgentSession {
             write(.ok(Ok(ref: ref, outcome: .queued, recipients: recipients)))
             sendWindow?.give(1)
         }
-        flush()
+        // A group commit answers many stores in a row: one flush for them all.
+        flushSoon()
     }
 
     /// BROADCAST (every other live agent of the tenant) and PUBLISH (every matching subscriber).
@@ -141,9 +171,10 @@ extension AgentSession {
         }
     }
 
-    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver, read back through its
-    /// backlog. OK `queued` once every copy is durable, `recipients` counting them; ERROR when none
-    /// could be stored.
+    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver, placed in its mailbox like a
+    /// durable SEND (or, when the mailbox is full or closed, stored for it to read back like a
+    /// message for an offline agent). OK `queued` once every copy is answered, `recipients` counting
+    /// the stored ones; ERROR when none could be stored.
     private func storeFanout(_ fanout: Fanout, kind: DeliveryKind, for receivers: [AgentSession]) {
         guard !receivers.isEmpty else {
             routed.add(kind)
@@ -152,17 +183,28 @@ extension AgentSession {
         if sendWindow != nil { refs.storing(fanout.ref) }
         let payload = Array(fanout.payload.readableBytesView)
         let tally = FanoutStores(receivers: receivers.count)
-        for receiver in receivers {
-            let message = supervisor.storedMessage(
-                to: receiver.identity.key, from: identity.agentID, kind: kind, subject: fanout.topic,
-                payload: payload, deadline: fanout.deadline)
-            supervisor.enqueueStored(message, holding: nil) { error in
-                guard let (stored, error) = tally.answered(error) else { return }
-                self.channel.eventLoop.execute {
-                    self.assumeIsolated { session in
-                        session.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil)
-                    }
+        let answered: @Sendable (BusError?) -> Void = { error in
+            guard let (stored, error) = tally.answered(error) else { return }
+            self.channel.eventLoop.execute {
+                self.assumeIsolated { session in
+                    session.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil)
                 }
+            }
+        }
+        for receiver in receivers {
+            var message = supervisor.storedMessage(
+                to: receiver.identity.key, from: identity.agentID, kind: kind, subject: fanout.topic,
+                payload: payload, deadline: fanout.deadline, handedOut: true)
+            let commit = DurableCommit()
+            let envelope = Envelope.message(
+                Message(
+                    kind: kind, from: identity.agentID, subject: fanout.topic, deadline: fanout.deadline,
+                    payload: fanout.payload, storedID: message.id, credit: nil, commit: commit))
+            if (try? receiver.enqueue(envelope)) != nil {
+                supervisor.enqueueHandedOut(message, commit: commit, to: receiver, done: answered)
+            } else {
+                (message.handedOut, message.attempts) = (false, 0)
+                supervisor.enqueueStored(message, holding: nil, done: answered)
             }
         }
     }
@@ -211,6 +253,12 @@ extension AgentSession {
         guard case .accepted(let wake) = mailbox.requeueFront(envelopes) else { return false }
         if wake { scheduleDrain() }
         return true
+    }
+
+    /// Wakes the session to write what its mailbox holds, from any thread, unless a wake is already
+    /// on its way (so a group commit's completions share one drain).
+    nonisolated func wake() {
+        if mailbox.needsWake() { scheduleDrain() }
     }
 
     /// Resumes writing, in a task of its own on the session's event loop: for a message offered

@@ -48,6 +48,18 @@ public enum Envelope: Sendable {
         if case .message(let message) = self { message.storedID } else { 0 }
     }
 
+    /// A stored message read back from the backlog (a page's), whose settling frees room for the
+    /// next page; not a durable message placed in the mailbox when it was sent.
+    var isFromBacklog: Bool {
+        if case .message(let message) = self { message.storedID != 0 && message.commit == nil } else { false }
+    }
+
+    /// Where the store's answer stands, for a durable message placed in the mailbox when it was sent;
+    /// nil for everything else.
+    var commitState: DurableCommit.State? {
+        if case .message(let message) = self { message.commit?.state } else { nil }
+    }
+
     var isStream: Bool {
         if case .stream = self { true } else { false }
     }
@@ -77,10 +89,11 @@ public struct Message: Sendable {
         let attempts: UInt16
         let storedID: UInt64
         let credit: CreditOwner?
+        let commit: DurableCommit?
 
         init(
             kind: DeliveryKind, from: String, subject: String, correlationID: UInt64, deadline: UInt64?,
-            payload: ByteBuffer, attempts: UInt16, storedID: UInt64, credit: CreditOwner?
+            payload: ByteBuffer, attempts: UInt16, storedID: UInt64, credit: CreditOwner?, commit: DurableCommit?
         ) {
             self.kind = kind
             self.from = from
@@ -91,6 +104,7 @@ public struct Message: Sendable {
             self.attempts = attempts
             self.storedID = storedID
             self.credit = credit
+            self.commit = commit
         }
     }
 
@@ -109,6 +123,8 @@ public struct Message: Sendable {
     public var storedID: UInt64 { fields.storedID }
     /// The protocol 2 sender's window it counts against until a receiver first takes it.
     var credit: CreditOwner? { fields.credit }
+    /// For a durable message placed in its receiver's mailbox when it was sent: the store's answer.
+    var commit: DurableCommit? { fields.commit }
 
     public init(
         kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0,
@@ -121,11 +137,12 @@ public struct Message: Sendable {
 
     init(
         kind: DeliveryKind, from: String, subject: String = "", correlationID: UInt64 = 0, deadline: UInt64?,
-        payload: ByteBuffer, attempts: UInt16 = 0, storedID: UInt64 = 0, credit: CreditOwner?
+        payload: ByteBuffer, attempts: UInt16 = 0, storedID: UInt64 = 0, credit: CreditOwner?,
+        commit: DurableCommit? = nil
     ) {
         fields = Fields(
             kind: kind, from: from, subject: subject, correlationID: correlationID, deadline: deadline,
-            payload: payload, attempts: attempts, storedID: storedID, credit: credit)
+            payload: payload, attempts: attempts, storedID: storedID, credit: credit, commit: commit)
     }
 
     /// The same message for another attempt: `attempts` made so far, and no longer counted against
@@ -133,7 +150,7 @@ public struct Message: Sendable {
     func retried(attempts: UInt16) -> Message {
         Message(
             kind: kind, from: from, subject: subject, correlationID: correlationID, deadline: deadline,
-            payload: payload, attempts: attempts, storedID: storedID, credit: nil)
+            payload: payload, attempts: attempts, storedID: storedID, credit: nil, commit: commit)
     }
 }
 

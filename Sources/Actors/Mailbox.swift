@@ -197,6 +197,15 @@ final class Mailbox: Sendable {
         }
     }
 
+    /// Something the owner holds became writable (a durable message committed): whether the caller
+    /// must wake it, i.e. no wake is on its way yet.
+    func needsWake() -> Bool {
+        state.withLockedValue { state in
+            defer { state.wakeScheduled = true }
+            return !state.wakeScheduled
+        }
+    }
+
     /// Called by the owner at the start of a drain: later offers must wake it again.
     func beginDrain() {
         state.withLockedValue { $0.wakeScheduled = false }
@@ -204,13 +213,16 @@ final class Mailbox: Sendable {
 
     /// Moves what the owner may write now into the empty `batch`, under one lock: every control
     /// envelope, then up to `messages` messages (none if a stream is at the head and not
-    /// `takeStream`: what is behind it waits too, keeping order). When all messages fit and no
+    /// `takeStream`, or a durable message whose store has not answered: what is behind it waits
+    /// too, keeping order). When all messages fit and no
     /// control waits, the two buffers are swapped: no envelope is copied.
     /// - Returns: whether anything was taken.
     func take(into batch: inout CircularBuffer<Envelope>, messages: Int, takeStream: Bool) -> Bool {
         state.withLockedValue { state in
             while let control = state.control.popFirst() { batch.append(control) }
-            if messages > 0, let head = state.messages.first, takeStream || !head.isStream {
+            if messages > 0, let head = state.messages.first, takeStream || !head.isStream,
+                head.commitState != .pending
+            {
                 state.fullSince = nil
                 if batch.isEmpty, state.messages.count <= messages {
                     swap(&batch, &state.messages)

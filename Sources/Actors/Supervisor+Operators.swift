@@ -124,6 +124,28 @@ extension Supervisor {
         }
     }
 
+    /// Stores a durable message that already holds its place in `receiver`'s mailbox, as handed out
+    /// to it; once the store answers, the message is released to the receiver (or dropped, if
+    /// refused) and `done` is called.
+    nonisolated func enqueueHandedOut(
+        _ message: StoredMessage, commit: DurableCommit, to receiver: AgentSession,
+        done: @escaping @Sendable (BusError?) -> Void
+    ) {
+        let kind = DeliveryKind(rawValue: message.kind) ?? .direct
+        guard let store else {
+            metrics.routed(kind, .failed)
+            commit.resolve(committed: false)
+            receiver.wake()
+            return done(Self.noStore)
+        }
+        store.enqueue(message) { [self] error in
+            metrics.routed(kind, error == nil ? .queued : .failed)
+            commit.resolve(committed: error == nil)
+            receiver.wake()
+            done(error)
+        }
+    }
+
     /// The refusal of a message that must be stored, by a bus without a store.
     nonisolated static let noStore = BusError(
         .unavailable, "messages are stored in PostgreSQL, and the bus runs without")

@@ -249,16 +249,16 @@ public actor Supervisor {
         return !tenants.isEmpty && (tenants.contains(tenant) || tenants.contains("*"))
     }
 
-    /// A message to store for `to`, with a new id, kept until its deadline or for
+    /// A message to store for `to` (`handedOut`: to its live session, which holds it already), with a new id, kept until its deadline or for
     /// ``SupervisorConfiguration/storedMessageTTLMs``, whichever is sooner.
     nonisolated func storedMessage(
         to: AgentKey, from: String, kind: DeliveryKind = .direct, subject: String = "", payload: [UInt8],
-        deadline: UInt64? = nil, idempotencyKey: String = ""
+        deadline: UInt64? = nil, idempotencyKey: String = "", handedOut: Bool = false
     ) -> StoredMessage {
         StoredMessage(
             id: nextMessageID(), tenant: to.tenant, to: to.agentID, from: from, kind: kind, subject: subject,
             deadline: deadline, expiresAt: min(deadline ?? .max, WallClock.nowMs() + configuration.storedMessageTTLMs),
-            payload: payload, idempotencyKey: idempotencyKey)
+            payload: payload, idempotencyKey: idempotencyKey, attempts: handedOut ? 1 : 0, handedOut: handedOut)
     }
 
     /// Offers an audit event, stamped now, to the audit sink (which never blocks).

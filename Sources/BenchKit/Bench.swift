@@ -28,7 +28,8 @@ public struct Bench: Sendable {
         case .connectStorm(let workers): return try await connectStorm(scenario, workers: workers, names: names)
         case .idle(let agents): return try await idle(scenario, agents: agents, names: names)
         case .durable(let senders, false): return try await durable(scenario, senders: senders, names: names)
-        case .durable(let pairs, true): return try await p2p(scenario, pairs: pairs, shape: .window, durable: true, names: names)
+        case .durable(let pairs, true):
+            return try await p2p(scenario, pairs: pairs, shape: .window, durable: true, names: names)
         case .stream(let mebibytes): return try await stream(scenario, bytes: UInt64(mebibytes) << 20, names: names)
         case .context(let context): return try await contexts(scenario, context, names: names)
         }

@@ -22,10 +22,14 @@ public struct StoredMessage: Sendable, Equatable, Codable {
     public var idempotencyKey: String
     /// Delivery attempts already made.
     public var attempts: UInt16
+    /// Stored as already handed out (to the live session of a durable message's receiver, which
+    /// holds it in memory), not waiting in the backlog: its status starts at `delivered`.
+    public var handedOut: Bool
 
     public init(
         id: UInt64, tenant: String, to: String, from: String, kind: DeliveryKind, subject: String,
-        deadline: UInt64?, expiresAt: UInt64, payload: [UInt8], idempotencyKey: String, attempts: UInt16 = 0
+        deadline: UInt64?, expiresAt: UInt64, payload: [UInt8], idempotencyKey: String, attempts: UInt16 = 0,
+        handedOut: Bool = false
     ) {
         self.id = id
         self.tenant = tenant
@@ -38,10 +42,11 @@ public struct StoredMessage: Sendable, Equatable, Codable {
         self.payload = payload
         self.idempotencyKey = idempotencyKey
         self.attempts = attempts
+        self.handedOut = handedOut
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, tenant, to, from, kind, subject, deadline, expiresAt, payload, idempotencyKey, attempts
+        case id, tenant, to, from, kind, subject, deadline, expiresAt, payload, idempotencyKey, attempts, handedOut
     }
 
     public init(from decoder: any Decoder) throws {
@@ -55,7 +60,9 @@ public struct StoredMessage: Sendable, Equatable, Codable {
             expiresAt: try values.decode(UInt64.self, forKey: .expiresAt),
             payload: Array(try values.decode(Data.self, forKey: .payload)),
             idempotencyKey: try values.decode(String.self, forKey: .idempotencyKey),
-            attempts: try values.decode(UInt16.self, forKey: .attempts))
+            attempts: try values.decode(UInt16.self, forKey: .attempts),
+            // Absent from spools written before it existed.
+            handedOut: try values.decodeIfPresent(Bool.self, forKey: .handedOut) ?? false)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -71,5 +78,6 @@ public struct StoredMessage: Sendable, Equatable, Codable {
         try values.encode(Data(payload), forKey: .payload)
         try values.encode(idempotencyKey, forKey: .idempotencyKey)
         try values.encode(attempts, forKey: .attempts)
+        if handedOut { try values.encode(handedOut, forKey: .handedOut) }
     }
 }

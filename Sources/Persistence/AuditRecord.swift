@@ -36,17 +36,18 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     }
 
     private static func escapedTopic(_ tenant: String) -> String {
-        var name = "acb."
+        var name = Array("acb.".utf8)
+        name.reserveCapacity(tenant.utf8.count + 10)
         for byte in tenant.utf8 {
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "-"):
-                name.unicodeScalars.append(Unicode.Scalar(byte))
+                name.append(byte)
             default:
-                name += "_" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+                name += ("_" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)).utf8
             }
         }
-        return name + ".audit"
+        return String(decoding: name + ".audit".utf8, as: UTF8.self)
     }
 
     /// The record as JSON, keys in a fixed order. Written by hand: the audit stream encodes every
@@ -94,10 +95,12 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     static func journalEntry(_ event: AuditEvent, id: String) -> [UInt8] {
         var entry: [UInt8] = []
         for field in [topic(tenant: event.tenant), event.agentID] {
-            let bytes = Array(field.utf8.prefix(Int(UInt16.max)))
-            entry += [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes
+            let bytes = field.utf8.prefix(Int(UInt16.max))
+            entry += [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)]
+            entry += bytes
         }
-        return entry + json(event, id: id)
+        entry += json(event, id: id)
+        return entry
     }
 
     /// Topic, key and value of a journal entry; nil if it is cut short.

@@ -3,7 +3,7 @@ import Foundation
 
 /// The statements of the ``PostgresStore``, each one round trip for a whole batch.
 extension PostgresConnection {
-    /// Rows per multi-row INSERT: 11 parameters each stays far below PostgreSQL's 65,535.
+    /// Rows per multi-row INSERT: 12 parameters each stays far below PostgreSQL's 65,535.
     static let rowsPerInsert = 1_000
 
     /// Applies `operations` in one transaction, grouped by kind (each kind keeps its order).
@@ -52,7 +52,7 @@ extension PostgresConnection {
                     UPDATE messages SET status = 'acked', updated_at = now()
                     WHERE id = ANY($1::bigint[]) AND status = 'delivered'
                     RETURNING tenant_id, to_agent, id
-                    """, [.text(Self.arrayLiteral(acked.map { "\($0)" }))])
+                    """, [.text(Self.arrayLiteral(integers: acked))])
                 for row in 0..<rows.count {
                     events.append(
                         AuditEvent(
@@ -73,8 +73,8 @@ extension PostgresConnection {
                     SELECT id, tenant_id, to_agent, from_agent, $2, attempts, payload FROM dead
                     """,
                     [
-                        .text(Self.arrayLiteral(letters.map { "\($0.id)" })), .text(reason),
-                        .text(Self.arrayLiteral(letters.map { "\($0.attempts)" })),
+                        .text(Self.arrayLiteral(integers: letters.map(\.id))), .text(reason),
+                        .text(Self.arrayLiteral(integers: letters.map(\.attempts))),
                     ])
             }
             // The registry's history; the messages' is in their own rows (created, updated, status).
@@ -182,13 +182,13 @@ extension PostgresConnection {
 
     /// The columns of a stored message, in the order both ways of writing them use.
     private static let messageColumns =
-        "id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at, payload, idempotency_key, attempts"
+        "id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at, payload, idempotency_key, attempts, status"
 
     /// New messages, with one binary COPY: the cheapest way into PostgreSQL, parsing nothing.
     private func copyMessages(_ messages: [StoredMessage]) throws(SidecarError) {
         var data = BinaryCopy()
         for message in messages {
-            data.row(fields: 11)
+            data.row(fields: 12)
             data.integer(Int64(bitPattern: message.id))
             data.text(message.tenant)
             data.text(message.to)
@@ -200,6 +200,7 @@ extension PostgresConnection {
             data.bytes(message.payload)
             if message.idempotencyKey.isEmpty { data.null() } else { data.text(message.idempotencyKey) }
             data.integer(Int16(message.attempts))
+            data.text(message.status)
         }
         try copy("COPY messages (\(Self.messageColumns)) FROM STDIN (FORMAT binary)", data.finished())
     }
@@ -207,19 +208,20 @@ extension PostgresConnection {
     /// Messages that may be stored already (a replayed spool): the first copy stands.
     private func insertMessages(_ messages: ArraySlice<StoredMessage>) throws(SidecarError) {
         var parameters: [PostgresParameter] = []
-        parameters.reserveCapacity(messages.count * 11)
+        parameters.reserveCapacity(messages.count * 12)
         for message in messages {
             parameters += [
                 .text("\(message.id)"), .text(message.tenant), .text(message.to), .text(message.from),
                 .text("\(message.kind)"), .text(message.subject), message.deadline.map { .text("\($0)") } ?? .null,
                 .text("\(message.expiresAt)"), .bytes(message.payload),
                 message.idempotencyKey.isEmpty ? .null : .text(message.idempotencyKey), .text("\(message.attempts)"),
+                .text(message.status),
             ]
         }
         try query(
             """
             INSERT INTO messages (\(Self.messageColumns))
-            VALUES \(Self.rows(messages.count, width: 11, casts: [7: "to_timestamp(%::bigint / 1000.0)"]))
+            VALUES \(Self.rows(messages.count, width: 12, casts: [7: "to_timestamp(%::bigint / 1000.0)"]))
             ON CONFLICT (id) DO NOTHING
             """, parameters)
     }
@@ -269,6 +271,12 @@ extension PostgresConnection {
     }
 
     /// A PostgreSQL array literal of quoted elements: `{"a","b\"c"}`.
+    /// An array of integers as a PostgreSQL array literal: nothing to quote (a settlement batch has
+    /// thousands, so this stays off the general path).
+    static func arrayLiteral(integers: [some BinaryInteger]) -> String {
+        "{" + integers.lazy.map { String($0) }.joined(separator: ",") + "}"
+    }
+
     static func arrayLiteral(_ elements: [String]) -> String {
         "{"
             + elements.map { element in
@@ -276,4 +284,9 @@ extension PostgresConnection {
                     + "\""
             }.joined(separator: ",") + "}"
     }
+}
+
+extension StoredMessage {
+    /// Its status column when it is first stored.
+    fileprivate var status: String { handedOut ? "delivered" : "queued" }
 }

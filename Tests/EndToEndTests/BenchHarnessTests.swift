@@ -96,7 +96,7 @@ import Testing
         }
         guard case .credited? = try only(.credit(Credit(grant: 4))) else { Issue.record("no credit"); return }
         wire.subscribe("news.*", into: &out)  // ref 1, not a send
-        for _ in 0..<4 { wire.send(to: "bob", ByteBuffer(string: "m"), into: &out) }  // refs 2 to 5
+        for _ in 0..<4 { wire.send(to: "bob", ByteBuffer(string: "m"), durable: false, into: &out) }  // refs 2 to 5
         #expect(wire.sendCredit == 0)
         let refusal = ErrorFrame(ref: 3, error: BusError(.unknownAgent, "no bob"))
         guard case .refused("unknown_agent")? = try only(.error(refusal)) else { Issue.record("no refusal"); return }

@@ -65,6 +65,54 @@ extension SidecarTests {
             }
         }
 
+        /// A durable SEND takes its place among the plain ones already waiting for a slow
+        /// receiver: it does not overtake them while it is stored, nor do later ones overtake it.
+        @Test func aDurableSendKeepsItsPlaceBehindPlainOnesWaitingForASlowReceiver() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars({ $0.supervisor.limits.maxUnacked = 2 }) { bus in
+                var bob = try await RawAgent.connect(port: bus.port, token: try await bus.token("bob", tenant: tenant))
+                // Once a plain send is delivered at once, bob's stored backlog is read: his gate is open.
+                let carol = try await bus.client("carol", tenant: tenant)
+                var warmUps = 0
+                try await Sidecars.eventually("bob's backlog to be read") {
+                    warmUps += 1
+                    return try await carol.send(to: .agent("bob"), ByteBuffer(string: "warm")).outcome == .delivered
+                }
+                for _ in 0..<warmUps {
+                    let deliver = try await bob.nextDelivery()
+                    try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                }
+                var alice = try await RawAgent.connect(
+                    port: bus.port, token: try await bus.token("alice", tenant: tenant), version: 1)
+                var frames = ByteBuffer()
+                for index in 0..<7 {
+                    Frame.send(
+                        Send(
+                            ref: UInt64(index + 1), target: .agent("bob"), payload: ByteBuffer(string: "m\(index)"),
+                            flags: index == 5 ? .durable : [])
+                    ).encode(into: &frames)
+                }
+                try await alice.connection.send(frames)
+                var outcomes: [UInt64: Outcome] = [:]
+                while outcomes.count < 7 {
+                    guard case .ok(let ok) = try await alice.connection.read() else { continue }
+                    outcomes[ok.ref] = ok.outcome
+                }
+                #expect(outcomes[6] == .queued && outcomes[1] == .delivered, "\(outcomes)")
+                var texts: [String] = []
+                while texts.count < 7 {
+                    let deliver = try await bob.nextDelivery()
+                    texts.append(String(buffer: deliver.payload))
+                    if texts.last == "m5" { #expect(deliver.messageID != 0) }
+                    try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                }
+                #expect(texts == (0..<7).map { "m\($0)" })
+                await carol.close()
+                await alice.connection.close()
+                await bob.connection.close()
+            }
+        }
+
         @Test func aDurablePublishStoresACopyPerSubscriber() async throws {
             let tenant = TestBus.freshTenant()
             try await TestBus.withSidecars { bus in
