@@ -24,10 +24,7 @@ extension AgentSession {
     /// loop, where the answers of one group commit share a flush.
     func commitContextWrite(_ command: ContextWrite) {
         supervisor.contexts.write(command, by: principal) { [self] result in
-            guard channel.eventLoop.inEventLoop else {
-                return channel.eventLoop.execute { self.assumeIsolated { $0.answer(command.ref, result) } }
-            }
-            assumeIsolated { $0.answer(command.ref, result) }
+            onLoop { $0.answer(command.ref, result) }
         }
     }
 

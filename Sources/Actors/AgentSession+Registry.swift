@@ -1,22 +1,30 @@
 import Bus
 
 extension AgentSession {
+    /// REGISTER, answered once the registration is durable (docs/protocol.md 4.6).
     func handleRegister(_ register: Register) {
         do throws(BusError) {
-            try supervisor.register(identity.key, register.description)
-            write(.ok(Ok(ref: register.ref)))
+            try supervisor.register(identity.key, register.description) { error in
+                self.onLoop { $0.answerSaved(register.ref, error) }
+            }
         } catch {
             fail(register.ref, error)
         }
     }
 
+    /// UNREGISTER, answered once the removal is durable.
     func handleUnregister(_ ref: UInt64) {
         do throws(BusError) {
-            try supervisor.unregister(identity.key)
-            write(.ok(Ok(ref: ref)))
+            try supervisor.unregister(identity.key) { error in self.onLoop { $0.answerSaved(ref, error) } }
         } catch {
             fail(ref, error)
         }
+    }
+
+    private func answerSaved(_ ref: UInt64, _ error: BusError?) {
+        guard state != .closed else { return }
+        if let error { fail(ref, error) } else { write(.ok(Ok(ref: ref))) }
+        flushSoon()
     }
 
     func handleDiscover(_ discover: Discover) {

@@ -216,6 +216,15 @@ public actor AgentSession {
         channel.flush()
     }
 
+    /// Runs `body` on the session: at once when called on its event loop (an answer without
+    /// storage: no hop), else as a task there (a completion from a storage thread).
+    nonisolated func onLoop(_ body: @escaping @Sendable (isolated AgentSession) -> Void) {
+        guard channel.eventLoop.inEventLoop else {
+            return channel.eventLoop.execute { self.assumeIsolated(body) }
+        }
+        assumeIsolated(body)
+    }
+
     /// Flushes once the event loop has run the tasks queued before this call: answers that arrive
     /// from another thread in a burst (a group commit's) share one flush instead of one each.
     func flushSoon() {

@@ -27,8 +27,9 @@ public protocol MessageStore: Sendable {
     /// Records the dead letter of a message that was never stored.
     func deadLetter(_ message: StoredMessage, reason: ErrorCode)
 
-    /// Records an agent's registration, or its removal (`description` nil).
-    func saveAgent(_ key: AgentKey, _ description: AgentDescription?)
+    /// Records an agent's registration, or its removal (`description` nil); `done` gets nil once it
+    /// is durable, else why not (``ErrorCode/storageUnavailable``), as for ``enqueue(_:done:)``.
+    func saveAgent(_ key: AgentKey, _ description: AgentDescription?, done: @escaping @Sendable (BusError?) -> Void)
 
     /// Writes out what is queued; called once, at shutdown, after the sessions closed. May block.
     func close()

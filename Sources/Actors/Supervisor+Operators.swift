@@ -4,12 +4,15 @@ import NIOCore
 /// What operators (the admin API) do on agents' behalf, through the same paths as the wire.
 extension Supervisor {
     /// Records or replaces `key`'s description (REGISTER), after the wire's checks; audited as
-    /// `agent.registered`, with `by` (the operator) when someone else registered it.
+    /// `agent.registered`, with `by` (the operator) when someone else registered it. The registry
+    /// has it at once; `saved` gets nil once it is durable too (at once without a store), else the
+    /// store's refusal.
     /// - Returns: whether the agent was not registered before.
     @discardableResult
-    public nonisolated func register(_ key: AgentKey, _ description: AgentDescription, by: String? = nil)
-        throws(BusError) -> Bool
-    {
+    public nonisolated func register(
+        _ key: AgentKey, _ description: AgentDescription, by: String? = nil,
+        saved: @escaping @Sendable (BusError?) -> Void
+    ) throws(BusError) -> Bool {
         try Identifier.validate(description.agentType, field: "agent_type")
         for capability in description.capabilities { try Identifier.validate(capability, field: "capability") }
         for entry in description.metadata { try Identifier.validate(entry.key, field: "metadata.key") }
@@ -23,19 +26,57 @@ extension Supervisor {
         }
         let isNew = registry.register(key, description)
         routing.setCapabilities(description.capabilities, for: key)
-        store?.saveAgent(key, description)
+        save(key, description, saved)
         record(
             "agent.registered", tenant: key.tenant, agentID: key.agentID, by.details(["type": description.agentType]))
         return isNew
     }
 
-    /// Removes `key` from the registry (UNREGISTER); audited as `agent.unregistered`.
+    /// Removes `key` from the registry (UNREGISTER); audited as `agent.unregistered`. `saved` as
+    /// for ``register(_:_:by:saved:)``.
     /// - Throws: ``ErrorCode/unknownAgent`` when it is not registered.
-    public nonisolated func unregister(_ key: AgentKey, by: String? = nil) throws(BusError) {
+    public nonisolated func unregister(
+        _ key: AgentKey, by: String? = nil, saved: @escaping @Sendable (BusError?) -> Void
+    ) throws(BusError) {
         guard registry.unregister(key) else { throw unknown(key) }
         routing.setCapabilities([], for: key)
-        store?.saveAgent(key, nil)
+        save(key, nil, saved)
         record("agent.unregistered", tenant: key.tenant, agentID: key.agentID, by.details())
+    }
+
+    /// ``register(_:_:by:saved:)`` for a caller that can wait: returns once the registration is durable.
+    public nonisolated func register(_ key: AgentKey, _ description: AgentDescription, by: String? = nil)
+        async throws(BusError) -> Bool
+    {
+        try await durably { saved throws(BusError) in try register(key, description, by: by, saved: saved) }
+    }
+
+    /// ``unregister(_:by:saved:)`` for a caller that can wait: returns once the removal is durable.
+    public nonisolated func unregister(_ key: AgentKey, by: String? = nil) async throws(BusError) {
+        try await durably { saved throws(BusError) in try unregister(key, by: by, saved: saved) }
+    }
+
+    /// Runs `change`, then waits for the store's answer it passes to its `saved` callback.
+    private nonisolated func durably<T>(
+        _ change: (@escaping @Sendable (BusError?) -> Void) throws(BusError) -> T
+    ) async throws(BusError) -> T {
+        var value: T?
+        let refusal: BusError? = await withCheckedContinuation { done in
+            do throws(BusError) {
+                value = try change { done.resume(returning: $0) }
+            } catch {
+                done.resume(returning: error)  // `change` refused before it saved anything
+            }
+        }
+        if let refusal { throw refusal }
+        return value!  // set: `change` returned
+    }
+
+    private nonisolated func save(
+        _ key: AgentKey, _ description: AgentDescription?, _ saved: @escaping @Sendable (BusError?) -> Void
+    ) {
+        guard let store else { return saved(nil) }
+        store.saveAgent(key, description, done: saved)
     }
 
     /// One page of the tenant's registered agents matching `filter`, and the next page's cursor.

@@ -161,12 +161,14 @@ public final class PostgresStore: Sendable {
         submit(Write(operation: .deadLetter(message, reason: reason.name), done: nil))
     }
 
-    public func saveAgent(_ key: AgentKey, _ description: AgentDescription?) {
+    public func saveAgent(
+        _ key: AgentKey, _ description: AgentDescription?, done: @escaping @Sendable (BusError?) -> Void
+    ) {
         submit(
             Write(
                 operation: .saveAgent(
                     tenant: key.tenant, agentID: key.agentID, description: description.map(AgentRecord.init)),
-                done: nil))
+                done: done))
     }
 
     public func backlog(

@@ -163,6 +163,36 @@ extension SidecarTests {
             }
         }
 
+        /// REGISTER and UNREGISTER are answered once their row is committed: a registration the
+        /// agent was told about survives a SIGKILL right after.
+        @Test func aRegistrationAnsweredOKIsInPostgreSQLAndSurvivesAKill() async throws {
+            let tenant = TestBus.freshTenant()
+            let spool = Sidecars.scratch()
+            defer { try? FileManager.default.removeItem(atPath: spool) }
+            func rows() throws -> [String] {
+                let rows = try Sidecars.query("SELECT agent_id FROM agents WHERE tenant_id = $1 ORDER BY 1", [tenant])
+                return (0..<rows.count).map { rows.string($0, 0) }
+            }
+            let bus = try BusProcess(spool: spool)
+            defer { bus.kill() }
+            let bob = try await bus.client("bob", tenant: tenant)
+            try await bob.register(AgentDescription(agentType: "worker", capabilities: []))
+            #expect(try rows() == ["bob"], "committed before OK")
+            let carol = try await bus.client("carol", tenant: tenant)
+            try await carol.register(AgentDescription(agentType: "worker", capabilities: []))
+            try await carol.unregister()
+            #expect(try rows() == ["bob"], "the removal committed before OK")
+            bus.kill()
+            await bob.close()
+            await carol.close()
+
+            let restarted = try BusProcess(spool: spool)
+            defer { restarted.kill() }
+            let alice = try await restarted.client("alice", tenant: tenant)
+            #expect(try await alice.discover().agents.map(\.agentID) == ["bob"])
+            await alice.close()
+        }
+
         @Test func aStoredMessagePastItsDeadlineIsDeadLetteredWithTheReason() async throws {
             let tenant = TestBus.freshTenant()
             try await TestBus.withSidecars { bus in

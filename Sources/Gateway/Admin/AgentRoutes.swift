@@ -90,7 +90,7 @@ extension AdminAPI {
                 })
             let isNew: Bool
             do throws(BusError) {
-                isNew = try supervisor.register(key, description, by: operatorName(caller, acting: key))
+                isNew = try await supervisor.register(key, description, by: operatorName(caller, acting: key))
             } catch {
                 throw AdminError(error, field: Self.registerField(error))
             }
@@ -103,7 +103,7 @@ extension AdminAPI {
         routes.on(.delete, "/api/v1/agents/{agent_id}") { request, context in
             let (key, caller) = try await managedAgent(request, context)
             do throws(BusError) {
-                try supervisor.unregister(key, by: operatorName(caller, acting: key))
+                try await supervisor.unregister(key, by: operatorName(caller, acting: key))
             } catch {
                 throw AdminError(error)
             }
