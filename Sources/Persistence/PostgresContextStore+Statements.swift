@@ -167,10 +167,13 @@ extension PostgresContextStore {
         return String(decoding: object.serialized(), as: UTF8.self)
     }
 
-    /// Parents as a JSON array of `{"id": …, "version": …}`.
+    /// Parents as a JSON array of `{"id": …, "version": …}`, each version written as an integer: a
+    /// `JSONValue.number` (a Double) holds versions exactly only up to 2^53.
     private static func json(_ parents: [ContextParent]) -> String {
-        let array = JSONValue.array(
-            parents.map { .object(["id": .string($0.id), "version": .number(Double($0.version))]) })
-        return String(decoding: array.serialized(), as: UTF8.self)
+        let items = parents.map { parent in
+            #"{"id":"# + String(decoding: JSONValue.string(parent.id).serialized(), as: UTF8.self)
+                + #","version":\#(parent.version)}"#
+        }
+        return "[" + items.joined(separator: ",") + "]"
     }
 }

@@ -17,7 +17,10 @@ extension SidecarTests {
                 var alice = try await ContextPeer.connect(bus, "alice", tenant: tenant)
                 _ = try await alice.put("doc", #"{"text":"a"}"#)
                 _ = try await alice.write(.mergePatch, "doc", body: #"{"text":"b"}"#).get()
-                _ = try await alice.put("summary", "{}", parents: [ContextParent(id: "doc", version: 2)])
+                // A parent's version is any from 1 to 2^63 - 1, kept exactly (not as a Double).
+                let far = UInt64(Int64.max)
+                _ = try await alice.put(
+                    "summary", "{}", parents: [ContextParent(id: "doc", version: 2), ContextParent(id: "far", version: far)])
                 #expect(try await alice.write(.update, "doc", body: "{}", expected: 1).code == .versionConflict)
                 await alice.close()
             }
@@ -30,6 +33,8 @@ extension SidecarTests {
                 #expect(history.heads.map(\.version) == [2, 1] && history.heads.map(\.revision) == [2, 1])
                 let ancestors = try await bob.page { .contextLineage(ContextQuery(ref: $0, id: "summary")) }.get()
                 #expect(ancestors.heads.map(\.id) == ["doc"])
+                let summary = try await bob.page { .contextHistory(ContextQuery(ref: $0, id: "summary")) }.get()
+                #expect(summary.heads.first?.attributes.parents.map(\.version) == [2, UInt64(Int64.max)])
                 let watch = try await bob.watch("doc", start: .after, after: 1)
                 let replayed = try await bob.nextEvents(1)
                 #expect(replayed.map(\.head.version) == [2] && replayed.first?.watch == watch)
