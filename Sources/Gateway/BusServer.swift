@@ -1,6 +1,6 @@
 import ACBTLS
 public import Actors
-import Bus
+public import Bus
 import Foundation
 public import Logging
 import NIOCore
@@ -23,6 +23,8 @@ public struct BusServer: Sendable {
     public let auditStream: AuditStream?
     /// The admin REST API, when configured; a service to run beside ``listener``.
     public let admin: AdminServer?
+    /// The supervised children: the writers' threads and the registry restorer (/readyz, /metrics).
+    public let children: [ChildStatus]
 
     /// Builds the supervisor and binds the agent port on NIO's shared event loops.
     ///
@@ -38,13 +40,17 @@ public struct BusServer: Sendable {
             settings.journalBytes = configuration.spoolBytes
             return try AuditStream(settings: settings, logger: logger)
         }
+        // The audit log file, when it is where audit events go.
+        let auditLog =
+            try audit == nil && auditStream == nil
+            ? configuration.auditLogPath.map { path throws(BusError) in try AuditLogWriter(path: path) } : nil
         let audit: any AuditSink =
             if let audit {
                 audit
             } else if let auditStream {
                 AuditStreamSink(stream: auditStream)
-            } else if let path = configuration.auditLogPath {
-                AuditLogSink(writer: try AuditLogWriter(path: path))
+            } else if let auditLog {
+                AuditLogSink(writer: auditLog)
             } else {
                 LogAuditSink(logger: logger)
             }
@@ -84,10 +90,11 @@ public struct BusServer: Sendable {
         ].map { Duration.microseconds($0) }
         var supervision = configuration.supervisor
         if configuration.postgresURL != nil { supervision.registrySnapshotPath = "\(spool)/registry.json" }
+        let contextStorage = configuration.postgresURL.map { PostgresContextStore(url: $0, logger: logger) }
         let supervisor = try Supervisor(
-            configuration: supervision, audit: audit, store: store, shared: shared,
-            contextStorage: configuration.postgresURL.map { PostgresContextStore(url: $0, logger: logger) },
+            configuration: supervision, audit: audit, store: store, shared: shared, contextStorage: contextStorage,
             metrics: BusMetrics(factory: metrics), logger: logger)
+        var restorer: WorkerThread?
         if let snapshot, let contexts {
             supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
             supervisor.contexts.restore(contexts)
@@ -98,7 +105,7 @@ public struct BusServer: Sendable {
             } catch {
                 logger.error("cannot read the registry's local snapshot", metadata: ["error": "\(error)"])
             }
-            restoreWhenReachable(url, after: store, into: supervisor, logger: logger)
+            restorer = restoreWhenReachable(url, after: store, into: supervisor, logger: logger)
         }
         if let url = configuration.redisURL {
             do {
@@ -129,13 +136,25 @@ public struct BusServer: Sendable {
         let listener = try await AgentListener.bind(
             configuration: configuration, supervisor: supervisor, authenticator: authenticator,
             certificates: certificates, group: MultiThreadedEventLoopGroup.singleton)
+        let children = [
+            store?.child, contextStorage?.child, shared?.child, auditStream?.child, auditLog?.child, restorer?.status,
+        ].compactMap { $0 }
+        for child in children {
+            // Escalation is audited once per run of failures (it is in the log and /readyz too).
+            // Weakly: the supervisor holds the writers, whose statuses hold this closure.
+            child.onEscalation { [weak supervisor] (failed: ChildStatus.Snapshot) in
+                supervisor?.record(
+                    "bus.child_failed", tenant: "", agentID: "",
+                    ["child": failed.name, "restarts": "\(failed.restarts)", "error": failed.lastFailure ?? ""])
+            }
+        }
         let admin = try configuration.admin.map { settings in
             try AdminServer(
                 configuration: settings,
                 api: AdminAPI(
                     supervisor: supervisor, authenticator: authenticator,
                     records: configuration.postgresURL.map(AdminStore.init), redisURL: configuration.redisURL,
-                    sidecars: .init(store: store, shared: shared, auditStream: auditStream),
+                    sidecars: .init(store: store, shared: shared, auditStream: auditStream), children: children,
                     requiresClientCertificates: configuration.tls?.clientAuthentication == .required),
                 registry: registry, connections: { [listener] in listener.connections }, logger: logger)
         }
@@ -147,18 +166,21 @@ public struct BusServer: Sendable {
         }
         return BusServer(
             supervisor: supervisor, listener: listener, authenticator: authenticator, certificates: certificates,
-            store: store, shared: shared, auditStream: auditStream, admin: admin)
+            store: store, shared: shared, auditStream: auditStream, admin: admin, children: children)
     }
 
-    /// Reads the store's snapshot on a thread of its own, once a second until PostgreSQL answers
-    /// and `store` has applied its spool (so unregistrations made meanwhile are in it); blocking
-    /// libpq calls stay off the event loops and the cooperative pool.
+    /// Reads the store's snapshot on a supervised thread of its own, once a second until PostgreSQL
+    /// answers and `store` has applied its spool (so unregistrations made meanwhile are in it), or
+    /// until the bus shuts down; blocking libpq calls stay off the event loops and the cooperative pool.
+    /// - Returns: the thread, whose status is the child `registry-restorer`.
     private static func restoreWhenReachable(
         _ url: String, after store: PostgresStore?, into supervisor: Supervisor, logger: Logger
-    ) {
-        Thread.detachNewThread {
-            while true {
-                Thread.sleep(forTimeInterval: 1)
+    ) -> WorkerThread {
+        let thread = WorkerThread(name: "registry-restorer")
+        thread.start(logger: logger) {
+            while !supervisor.isShuttingDown {
+                thread.sleep(seconds: 1)
+                try thread.checkpoint()
                 guard store.map({ $0.isConnected && $0.spooledBytes == 0 }) ?? true,
                     let snapshot = try? PostgresStore.open(url: url),
                     let contexts = try? PostgresContextStore.load(url: url)
@@ -171,6 +193,7 @@ public struct BusServer: Sendable {
                 return
             }
         }
+        return thread
     }
 
     /// The port agents connect to.

@@ -1,5 +1,6 @@
 public import Bus
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 
 /// Appends audit events to a file as JSON lines (see ``AuditRecord``), from a thread of its own,
@@ -18,7 +19,7 @@ public final class AuditLogWriter: Sendable {
     public let path: String
     public let capacity: Int
     private let queue = NIOLockedValueBox(Queue())
-    private let worker = WorkerThread()
+    private let worker = WorkerThread(name: "audit-log")
     private let handle: FileHandle
 
     /// Opens `path` for appending (creating it) and starts the writer thread.
@@ -34,7 +35,7 @@ public final class AuditLogWriter: Sendable {
         self.path = path
         self.capacity = capacity
         self.handle = handle
-        worker.start { [self] in writeLoop() }
+        worker.start(logger: Logger(label: "acb.audit-log")) { [self] in try writeLoop() }
     }
 
     /// Queues an event. - Returns: false if the queue was full and the event was dropped.
@@ -52,21 +53,25 @@ public final class AuditLogWriter: Sendable {
         return accepted
     }
 
+    /// Its thread as a supervised child (/readyz, /metrics).
+    public var child: ChildStatus { worker.status }
+
     /// Events dropped because the queue was full, the writer was closed, or the file refused a write.
     public var dropped: Int { queue.withLockedValue { $0.dropped } }
 
     /// Writes everything queued, then stops the writer thread and closes the file.
     public func close() {
         queue.withLockedValue { $0.closed = true }
-        worker.wake()
+        worker.stop()
         worker.join()
     }
 
-    private func writeLoop() {
+    private func writeLoop() throws {
         let run = WallClock.nowMs()
         var next: UInt64 = 0
         while true {
             worker.sleep()
+            try worker.checkpoint()
             let (events, closed) = queue.withLockedValue { queue in
                 defer { queue.events.removeAll(keepingCapacity: true) }
                 return (queue.events, queue.closed)

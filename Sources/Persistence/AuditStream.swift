@@ -40,7 +40,7 @@ public final class AuditStream: Sendable {
     public let settings: Settings
     private let journal: Journal
     private let status = NIOLockedValueBox(Status())
-    private let worker = WorkerThread()
+    private let worker = WorkerThread(name: "audit-stream")
     private let logger: Logger
     /// librdkafka's own lines: ten a second while the broker is down, so at most one a second.
     private let kafkaLog: RateLimitedLog
@@ -54,7 +54,7 @@ public final class AuditStream: Sendable {
         self.logger = logger
         self.kafkaLog = RateLimitedLog(logger: logger)
         self.journal = try Journal(directory: settings.journalDirectory, capacity: settings.journalBytes)
-        worker.start { [self] in relay() }
+        worker.start(logger: logger) { [self] in try relay() }
     }
 
     /// Journals one event. Never waits for Kafka.
@@ -100,13 +100,16 @@ public final class AuditStream: Sendable {
     /// Bytes of events journaled and not yet confirmed by the broker.
     public var pendingBytes: Int { journal.pendingBytes }
 
+    /// Its thread as a supervised child (/readyz, /metrics).
+    public var child: ChildStatus { worker.status }
+
     /// Gives the relay up to `timeoutMs` to deliver what is journaled, then stops it. What is not
     /// confirmed stays in the journal for the next start.
     public func close(timeoutMs: UInt64 = 5_000) {
         let deadline = MonotonicClock.nowMs() + timeoutMs
         while !journal.isEmpty, MonotonicClock.nowMs() < deadline { usleep(10_000) }
         status.withLockedValue { $0.closed = true }
-        worker.wake()
+        worker.stop()
         worker.join()
     }
 
@@ -148,13 +151,14 @@ public final class AuditStream: Sendable {
         var isEmpty: Bool { head == entries.count }
     }
 
-    private func relay() {
+    private func relay() throws {
         var producer: KafkaProducer?
         let inFlight = InFlight()
         var sequence: UInt64 = 0
         var reading = journal.committed
         var lastCommit = MonotonicClock.nowMs()
         while !status.withLockedValue({ $0.closed }) {
+            try worker.checkpoint()
             if producer == nil {
                 do throws(SidecarError) {
                     producer = try KafkaProducer(

@@ -43,7 +43,7 @@ public final class PostgresContextStore: Sendable {
     public let maxBatch: Int
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
-    private let worker = WorkerThread()
+    private let worker = WorkerThread(name: "postgres-contexts")
 
     /// A store of `url`'s database; nothing runs, and nothing is accepted, until ``start(_:)``.
     public init(url: String, logger: Logger, queueCapacity: Int = 65_536, maxBatch: Int = 1_024) {
@@ -88,7 +88,7 @@ public final class PostgresContextStore: Sendable {
             defer { state.started = true }
             return !state.started && !state.closed
         }
-        if first { worker.start { [self] in run(report) } }
+        if first { worker.start(logger: logger) { [self] in try run(report) } }
     }
 
     /// Queues `record` for the next batch, whose transaction also removes the context's versions
@@ -118,6 +118,9 @@ public final class PostgresContextStore: Sendable {
         }
     }
 
+    /// Its thread as a supervised child (/readyz, /metrics).
+    public var child: ChildStatus { worker.status }
+
     /// Refuses further records, commits what is queued (reporting it), then stops the thread.
     /// Blocks until done; a second call returns at once.
     public func close() {
@@ -126,7 +129,7 @@ public final class PostgresContextStore: Sendable {
             return state.started
         }
         guard running else { return }
-        worker.wake()
+        worker.stop()
         worker.join()
     }
 
@@ -136,9 +139,10 @@ public final class PostgresContextStore: Sendable {
 
     // MARK: - The store's thread
 
-    private func run(_ report: @Sendable (ContextStorageOutcome) -> Void) {
+    private func run(_ report: @Sendable (ContextStorageOutcome) -> Void) throws {
         var link = SidecarLink<PostgresConnection>(name: "PostgreSQL", meanwhile: "context writes are refused")
         while true {
+            try worker.checkpoint()
             let (batch, closing) = take()
             var live = link.connection
             if !batch.isEmpty || !closing {  // closing with nothing to commit: no connection attempt to wait for

@@ -81,7 +81,7 @@ public final class PostgresStore: Sendable {
 
     public let settings: Settings
     private let state = NIOLockedValueBox(State())
-    private let worker = WorkerThread()
+    private let worker = WorkerThread(name: "postgres")
     private let spool: Journal
     private let audit: @Sendable ([AuditEvent]) -> Void
     private let auditIsFull: @Sendable () -> Bool
@@ -101,8 +101,11 @@ public final class PostgresStore: Sendable {
         self.audit = audit
         self.auditIsFull = auditIsFull
         self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
-        worker.start { [self] in run() }
+        worker.start(logger: logger) { [self] in try run() }
     }
+
+    /// Its thread as a supervised child (/readyz, /metrics).
+    public var child: ChildStatus { worker.status }
 
     /// Whether the store is connected to PostgreSQL (false: degraded, writes are spooled).
     public var isConnected: Bool { state.withLockedValue { $0.connected } }
@@ -187,7 +190,7 @@ public final class PostgresStore: Sendable {
     /// Applies or spools what is queued, then stops the thread. Blocks until done.
     public func close() {
         state.withLockedValue { $0.closed = true }
-        worker.wake()
+        worker.stop()
         worker.join()
     }
 
@@ -223,11 +226,12 @@ public final class PostgresStore: Sendable {
 
     // MARK: - The store's thread
 
-    private func run() {
+    private func run() throws {
         var link = SidecarLink<PostgresConnection>(name: "PostgreSQL", meanwhile: "writes are spooled")
         var lastSweep: UInt64 = 0
         while true {
             worker.sleep(seconds: 0.25)
+            try worker.checkpoint()
             let (writes, reads, closed) = state.withLockedValue { state in
                 let writes = Array(state.writes.prefix(settings.maxBatch))
                 state.writes.removeFirst(writes.count)

@@ -59,7 +59,7 @@ public final class RedisState: Sendable {
 
     public let settings: Settings
     private let state = NIOLockedValueBox(State())
-    private let worker = WorkerThread()
+    private let worker = WorkerThread(name: "redis")
     private let spool: Journal
     private let logger: Logger
 
@@ -67,7 +67,7 @@ public final class RedisState: Sendable {
         self.settings = settings
         self.logger = logger
         self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
-        worker.start { [self] in run() }
+        worker.start(logger: logger) { [self] in try run() }
     }
 
     public var isConnected: Bool { state.withLockedValue { $0.connected } }
@@ -186,10 +186,13 @@ public final class RedisState: Sendable {
         return entries
     }
 
+    /// Its thread as a supervised child (/readyz, /metrics).
+    public var child: ChildStatus { worker.status }
+
     /// Writes what is queued (or spools it), then stops the thread. Blocks until done.
     public func close() {
         state.withLockedValue { $0.closed = true }
-        worker.wake()
+        worker.stop()
         worker.join()
     }
 
@@ -207,11 +210,12 @@ public final class RedisState: Sendable {
 
     // MARK: - The Redis thread
 
-    private func run() {
+    private func run() throws {
         var link = SidecarLink<RedisConnection>(name: "Redis", meanwhile: "idempotency keys are spooled")
         var lastRefresh: UInt64 = 0
         while true {
             worker.sleep(seconds: 0.25)
+            try worker.checkpoint()
             let (writes, closed) = state.withLockedValue { state in
                 defer { state.writes.removeAll() }
                 return (state.writes, state.closed)

@@ -41,4 +41,28 @@ import Testing
         #expect(registered.schema == 1 && registered.tenant == "acme" && registered.agent == "alice")
         #expect(registered.detail["type"] == "planner" && registered.at > 0)
     }
+
+    /// The file's writer is a supervised child: made to fail, it is restarted, and the events
+    /// recorded meanwhile reach the file, its escalation among them.
+    @Test func theWriterComesBackAfterFailingAndLosesNoEvent() async throws {
+        let path = NSTemporaryDirectory() + "acb-audit-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await TestBus.with({ $0.auditLogPath = path }) { bus in
+            let child = try #require(bus.server.children.first { $0.name == "audit-log" })
+            child.injectFaults(5)
+            var clients: [ACBClient] = []
+            // The first session's events wake the writer: it fails, and fails again at each restart.
+            for index in 0..<6 { clients.append(try await bus.client("agent-\(index)")) }
+            try await Sidecars.eventually("the writer to run again") { child.current.state == .running }
+            #expect(child.current.restarts == 5)
+            for client in clients { await client.close() }
+        }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let records = try text.split(separator: "\n").map {
+            try JSONDecoder().decode(AuditRecord.self, from: Data($0.utf8))
+        }
+        let opened = Set(records.filter { $0.kind == "session.opened" }.map(\.agent))
+        #expect(opened == Set((0..<6).map { "agent-\($0)" }))
+        #expect(records.contains { $0.kind == "bus.child_failed" && $0.detail["child"] == "audit-log" })
+    }
 }

@@ -47,6 +47,9 @@ extension SidecarTests {
             do {
                 try await TestBus.withSidecars { bus in
                     #expect(bus.server.store?.isConnected == false)
+                    // The thread that reads the registry once PostgreSQL is back is supervised too.
+                    let restorer = try #require(bus.server.children.first { $0.name == "registry-restorer" })
+                    restorer.injectFaults(2)
                     try await Durable.registerOffline("bob", tenant: tenant, on: bus)
                     let alice = try await bus.client("alice", tenant: tenant)
                     #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "waited")).outcome == .queued)
@@ -54,6 +57,8 @@ extension SidecarTests {
                     try await Sidecars.eventually("PostgreSQL to be connected") {
                         bus.server.store?.isConnected == true && bus.server.store?.spooledBytes == 0
                     }
+                    try await Sidecars.eventually("the registry to be read") { restorer.current.state == .stopped }
+                    #expect(restorer.current.restarts == 2)
                     try await Self.expectBacklog(of: "bob", tenant: tenant, on: bus, ["waited"])
                     await alice.close()
                 }

@@ -14,6 +14,8 @@ struct AdminAPI: Sendable {
     /// Redis, where upload progress is kept; nil without Redis.
     let redisURL: String?
     let sidecars: Sidecars
+    /// The supervised children (the writers' threads, the registry restorer), for readiness and metrics.
+    let children: [ChildStatus]
     /// Agents must show client certificates (mTLS required), which HTTP requests do not carry.
     let requiresClientCertificates: Bool
     /// Runs the blocking calls to the sidecars.

@@ -31,7 +31,8 @@ public final class AdminServer: Service {
                 buckets: AddressBuckets(perSecond: configuration.requestsPerSecond, burst: configuration.requestBurst),
                 routes: routes.table, metrics: PrometheusMetricsFactory(registry: registry)))
         let sampler = MetricsSampler(
-            registry: registry, supervisor: api.supervisor, sidecars: api.sidecars, connections: connections)
+            registry: registry, supervisor: api.supervisor, sidecars: api.sidecars, children: api.children,
+            connections: connections)
         api.addOperationsRoutes(to: routes, registry: registry, sampler: sampler)
         api.addDocumentRoutes(to: routes, document: try APIDocument())
         api.addAuthRoutes(to: routes)

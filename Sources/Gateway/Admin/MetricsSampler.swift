@@ -1,4 +1,5 @@
 import Actors
+import Bus
 import Persistence
 import Prometheus
 import Synchronization
@@ -10,17 +11,19 @@ final class MetricsSampler: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let supervisor: Supervisor
     private let sidecars: AdminAPI.Sidecars
+    private let children: [ChildStatus]
     private let connections: @Sendable () -> Int
     /// The monotonic counts of the last sample, so counters grow by the difference.
     private let previous = Mutex<[String: Int]>([:])
 
     init(
         registry: PrometheusCollectorRegistry, supervisor: Supervisor, sidecars: AdminAPI.Sidecars,
-        connections: @escaping @Sendable () -> Int
+        children: [ChildStatus], connections: @escaping @Sendable () -> Int
     ) {
         self.registry = registry
         self.supervisor = supervisor
         self.sidecars = sidecars
+        self.children = children
         self.connections = connections
     }
 
@@ -37,6 +40,16 @@ final class MetricsSampler: Sendable {
         for (name, up, spooled, batches) in sidecars.states {
             sidecar(name, up: up, spooled: spooled, batches: batches)
         }
+        for child in children { supervised(child.current) }
+    }
+
+    private func supervised(_ child: ChildStatus.Snapshot) {
+        let labels = ["child": child.name]
+        gauge("acb_child_up", "1 while the supervised child runs (or finished its work)", child.isUp ? 1 : 0, labels)
+        gauge(
+            "acb_child_last_failure_seconds", "When the supervised child last failed (Unix seconds; 0: never)",
+            Double(child.lastFailureAt ?? 0) / 1_000, labels)
+        count("acb_child_restarts_total", "Restarts of the supervised child after it failed", child.restarts, labels)
     }
 
     private func sidecar(_ name: String, up: Bool, spooled: Int, batches: Int) {
@@ -47,15 +60,22 @@ final class MetricsSampler: Sendable {
         gauge(
             "acb_sidecar_spool_bytes", "Bytes waiting on disk for the sidecar (Kafka: journaled, not confirmed)",
             Double(spooled), labels)
+        count(
+            "acb_sidecar_batches_total",
+            "Batches written: PostgreSQL transactions, Redis pipelines, audit records confirmed by Kafka", batches,
+            labels)
+    }
+
+    /// Brings a counter up to `total`, a count the bus keeps since it started.
+    private func count(_ name: String, _ help: String, _ total: Int, _ labels: [String: String]) {
+        let key = "\(name)\(labels.sorted { $0.key < $1.key })"
         let delta = previous.withLock { previous in
-            defer { previous[name] = batches }
-            return batches - (previous[name] ?? 0)
+            defer { previous[key] = total }
+            return total - (previous[key] ?? 0)
         }
         registry.makeCounter(
-            descriptor: MetricNameDescriptor(
-                metricName: "acb_sidecar_batches_total", unitName: "",
-                helpText: "Batches written: PostgreSQL transactions, Redis pipelines, audit records confirmed by Kafka"),
-            labels: [("sidecar", name)]
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help),
+            labels: labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         ).increment(by: Int64(max(delta, 0)))
     }
 

@@ -1,4 +1,5 @@
 import Actors
+import Bus
 import Hummingbird
 import NIOCore
 import Persistence
@@ -18,11 +19,21 @@ extension AdminAPI {
             /// Writes waiting on disk for it (Kafka: journaled, not yet confirmed by the broker).
             var spooledBytes: Int
         }
-        /// `ready`, `degraded` (a sidecar is down: the bus spools for it) or `shutting_down`.
+        struct Child: Encodable {
+            var state: ChildStatus.State
+            var restarts: Int
+            var lastFailure: String?
+            /// Unix ms.
+            var lastFailureAt: UInt64?
+        }
+        /// `ready`, `degraded` (a sidecar is down: the bus spools for it; or a supervised child is
+        /// restarting or failed) or `shutting_down`.
         var status: String
         var postgres: Sidecar?
         var redis: Sidecar?
         var kafka: Sidecar?
+        /// The supervised children by name.
+        var children: [String: Child] = [:]
     }
 
     func addOperationsRoutes(to routes: AdminRoutes, registry: PrometheusCollectorRegistry, sampler: MetricsSampler) {
@@ -41,6 +52,12 @@ extension AdminAPI {
                 default: view.kafka = sidecar
                 }
                 if !up { view.status = "degraded" }
+            }
+            for child in children.map(\.current) {
+                view.children[child.name] = ReadinessView.Child(
+                    state: child.state, restarts: child.restarts, lastFailure: child.lastFailure,
+                    lastFailureAt: child.lastFailureAt)
+                if !child.isUp { view.status = "degraded" }
             }
             if supervisor.isShuttingDown { view.status = "shutting_down" }
             return AdminJSON.response(view, status: view.status == "ready" ? .ok : .serviceUnavailable)
