@@ -20,7 +20,8 @@ extension SidecarTests {
                 // A parent's version is any from 1 to 2^63 - 1, kept exactly (not as a Double).
                 let far = UInt64(Int64.max)
                 _ = try await alice.put(
-                    "summary", "{}", parents: [ContextParent(id: "doc", version: 2), ContextParent(id: "far", version: far)])
+                    "summary", "{}",
+                    parents: [ContextParent(id: "doc", version: 2), ContextParent(id: "far", version: far)])
                 #expect(try await alice.write(.update, "doc", body: "{}", expected: 1).code == .versionConflict)
                 await alice.close()
             }
