@@ -36,6 +36,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Measure the audit pipeline alone: this many events into --kafka-brokers, then exit.")
     var auditEvents: Int?
     @Option(help: "Kafka bootstrap servers, for --audit-events.") var kafkaBrokers: String?
+    @Option(
+        help:
+            "Compare the two shapes of a persistence writer (thread and lock, actor on a thread executor): this many submissions from 10 threads, with commits of 0 and 1,000 µs, then exit."
+    )
+    var writerQueue: Int?
     @Option(help: "Seconds each timed scenario sends.") var seconds = 5.0
     @Option(help: "Payload bytes per message.") var payload = 256
     @Option(help: "Messages each producer of a /window scenario may have in flight.") var window = 1_000
@@ -49,6 +54,15 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "A server's version for the report, as name=version (repeatable).") var version: [String] = []
 
     func run() async throws {
+        if let writerQueue {
+            for commitMicros in [0, 1_000] {
+                print("commits of \(commitMicros) µs:")
+                for result in WriterQueueBench.run(items: writerQueue, producers: 10, commitMicros: commitMicros) {
+                    print("  \(result)")
+                }
+            }
+            return
+        }
         if let auditEvents {
             guard let brokers = kafkaBrokers else { throw ValidationError("--audit-events needs --kafka-brokers") }
             let journal = NSTemporaryDirectory() + "acb-bench-audit-\(getpid())"

@@ -43,15 +43,7 @@ extension SidecarTests {
                 var bob = try await RawAgent.connect(port: bus.port, token: try await bus.token("bob", tenant: tenant))
                 let alice = try await RawAgent.connect(
                     port: bus.port, token: try await bus.token("alice", tenant: tenant))
-                var frames = ByteBuffer()
-                for index in 0..<10 {
-                    Frame.send(
-                        Send(
-                            ref: UInt64(index + 1), target: .agent("bob"), payload: ByteBuffer(string: "m\(index)"),
-                            flags: index == 0 ? .durable : [])
-                    ).encode(into: &frames)
-                }
-                try await alice.connection.send(frames)
+                try await alice.send(10, to: "bob") { $0 == 0 }
                 var texts: [String] = []
                 while texts.count < 10 {
                     let deliver = try await bob.nextDelivery()
@@ -84,15 +76,7 @@ extension SidecarTests {
                 }
                 var alice = try await RawAgent.connect(
                     port: bus.port, token: try await bus.token("alice", tenant: tenant), version: 1)
-                var frames = ByteBuffer()
-                for index in 0..<7 {
-                    Frame.send(
-                        Send(
-                            ref: UInt64(index + 1), target: .agent("bob"), payload: ByteBuffer(string: "m\(index)"),
-                            flags: index == 5 ? .durable : [])
-                    ).encode(into: &frames)
-                }
-                try await alice.connection.send(frames)
+                try await alice.send(7, to: "bob") { $0 == 5 }
                 var outcomes: [UInt64: Outcome] = [:]
                 while outcomes.count < 7 {
                     guard case .ok(let ok) = try await alice.connection.read() else { continue }
@@ -297,22 +281,28 @@ struct RawAgent {
         }
     }
 
+    /// Writes SENDs `prefix`0 to `prefix`(`count` - 1) to `receiver` in one write, refs 1 to `count`,
+    /// those `durable` picks with the durable flag.
+    func send(_ count: Int, to receiver: String, prefix: String = "m", durable: (Int) -> Bool) async throws {
+        var frames = ByteBuffer()
+        for index in 0..<count {
+            Frame.send(
+                Send(
+                    ref: UInt64(index + 1), target: .agent(receiver), payload: ByteBuffer(string: "\(prefix)\(index)"),
+                    flags: durable(index) ? .durable : [])
+            ).encode(into: &frames)
+        }
+        try await connection.send(frames)
+    }
+
     /// Sends `count` durable SENDs to `receiver` (texts `prefix` + index) in one go, then calls
     /// `answered` with each index the bus answered OK `queued`, until all are answered or the
     /// connection closes. Speak protocol 1: no send window to keep to.
     mutating func sendDurable(
         _ count: Int, to receiver: String, prefix: String, answered: (Int) -> Void
     ) async throws {
-        var frames = ByteBuffer()
-        for index in 0..<count {
-            Frame.send(
-                Send(
-                    ref: UInt64(index + 1), target: .agent(receiver), payload: ByteBuffer(string: "\(prefix)\(index)"),
-                    flags: .durable)
-            ).encode(into: &frames)
-        }
         // The bus may be killed before it read them all: the answers it wrote still count.
-        try? await connection.send(frames)
+        try? await send(count, to: receiver, prefix: prefix) { _ in true }
         var left = count
         while left > 0 {
             let frame: Frame?
