@@ -162,7 +162,7 @@ extension SidecarTests {
 
         @Test func loginRefreshAndLogoutOverHTTP() async throws {
             let tenant = TestBus.freshTenant()
-            try LoginTests.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await LoginTests.createAgent("alice", tenant: tenant, roles: "agent-full")
             try await Self.withAdmin { bus in
                 let http = try await bus.admin(nil)
                 let wrong = try await http.post(
@@ -193,7 +193,7 @@ extension SidecarTests {
             var tls = TLSEndToEndTests.serverTLS
             tls.clientAuthentication = .required
             let tenant = TestBus.freshTenant()
-            try LoginTests.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await LoginTests.createAgent("alice", tenant: tenant, roles: "agent-full")
             try await Self.withAdmin(tls: tls) { bus in
                 let login = try await bus.admin(nil).post(
                     "/api/v1/auth/login", ["tenant": tenant, "agent_id": "alice", "secret": LoginTests.secret])

@@ -2,6 +2,7 @@ import ACBClient
 import Bus
 import Foundation
 import Gateway
+import NIOPosix
 import Testing
 
 /// Where a test reaches a bus: in this process (``TestBus``) or as a subprocess (``BusProcess``).
@@ -21,9 +22,11 @@ struct BusProcess: BusEndpoint {
     let process: Process
     let port: Int
 
-    /// Starts the bus with PostgreSQL and Kafka and the spool folder `spool`, and waits for its port.
-    init(spool: String) throws {
-        process = Process()
+    /// Starts the bus with PostgreSQL and Kafka and the spool folder `spool`, and waits for its port
+    /// (on NIO's thread pool: a blocking read must not hold one of the cooperative pool's threads,
+    /// which the other tests' buses need).
+    static func start(spool: String) async throws -> BusProcess {
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: CLITests.acb)
         process.arguments = [
             "serve", "--port", "0", "--token-secret", Self.secret, "--postgres-url", try Sidecars.postgres(),
@@ -34,9 +37,13 @@ struct BusProcess: BusEndpoint {
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        port = try #require(CLITests.listeningPort(stderr.fileHandleForReading), "acb serve did not start")
+        let log = stderr.fileHandleForReading.fileDescriptor
+        let port = try await NIOThreadPool.singleton.runIfActive {
+            CLITests.listeningPort(FileHandle(fileDescriptor: log, closeOnDealloc: false))
+        }
         // Keep reading its log, so a full pipe never blocks the server.
         stderr.fileHandleForReading.readabilityHandler = { _ = $0.availableData }
+        return BusProcess(process: process, port: try #require(port, "acb serve did not start"))
     }
 
     /// SIGKILL: no drain, no flush.

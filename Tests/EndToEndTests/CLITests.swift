@@ -49,17 +49,9 @@ import Testing
         (["serve", "--config", "/nonexistent.json"], "cannot be read"),
         (["token", "issue", "--agent", "a b", "--tenant", "t", "--token-secret", secret], "agent may hold"),
     ])
-    func badConfigurationIsOneLineOnStderrAndExitTwo(arguments: [String], message: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.acb)
-        process.arguments = arguments
-        process.environment = [:]
-        let stderr = Pipe()
-        process.standardError = stderr
-        try process.run()
-        process.waitUntilExit()
-        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 2)
+    func badConfigurationIsOneLineOnStderrAndExitTwo(arguments: [String], message: String) async throws {
+        let (status, output) = try await Command.run(Self.acb, arguments, environment: [:], output: .stderr)
+        #expect(status == 2)
         #expect(
             output.split(separator: "\n").count == 1 && output.hasPrefix("acb: ") && output.contains(message),
             "\(output)")
@@ -92,15 +84,9 @@ import Testing
 
     /// `acb token issue`, with the secret from the environment.
     static func issueToken(agent: String) async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: acb)
-        process.arguments = ["token", "issue", "--agent", agent, "--tenant", "cli", "--roles", "agent-full"]
-        process.environment = ["ACB_TOKEN_SECRET": secret]
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        try process.run()
-        process.waitUntilExit()
-        return String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try await Command.run(
+            acb, ["token", "issue", "--agent", agent, "--tenant", "cli", "--roles", "agent-full"],
+            environment: ["ACB_TOKEN_SECRET": secret], output: .stdout
+        ).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

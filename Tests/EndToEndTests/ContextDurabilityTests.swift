@@ -70,7 +70,7 @@ extension SidecarTests {
             defer { try? FileManager.default.removeItem(atPath: spool) }
             let token = try await TokenAuthority(secret: BusProcess.secret).issue(
                 Identity(tenant: tenant, agentID: "alice", roles: ["agent-full"]), ttl: 3600)
-            let first = try BusProcess(spool: spool)
+            let first = try await BusProcess.start(spool: spool)
             defer { first.kill() }
             var alice = try await ContextPeer.connect(port: first.port, token: token)
             for n in 1...50 {
@@ -78,7 +78,7 @@ extension SidecarTests {
             }
             first.kill()
             await alice.close()
-            let second = try BusProcess(spool: spool)
+            let second = try await BusProcess.start(spool: spool)
             defer { second.kill() }
             var again = try await ContextPeer.connect(port: second.port, token: token)
             let current = try await again.get("counter").get()

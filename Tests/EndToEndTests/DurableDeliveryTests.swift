@@ -173,7 +173,7 @@ extension SidecarTests {
                 let rows = try Sidecars.query("SELECT agent_id FROM agents WHERE tenant_id = $1 ORDER BY 1", [tenant])
                 return (0..<rows.count).map { rows.string($0, 0) }
             }
-            let bus = try BusProcess(spool: spool)
+            let bus = try await BusProcess.start(spool: spool)
             defer { bus.kill() }
             let bob = try await bus.client("bob", tenant: tenant)
             try await bob.register(AgentDescription(agentType: "worker", capabilities: []))
@@ -186,7 +186,7 @@ extension SidecarTests {
             await bob.close()
             await carol.close()
 
-            let restarted = try BusProcess(spool: spool)
+            let restarted = try await BusProcess.start(spool: spool)
             defer { restarted.kill() }
             let alice = try await restarted.client("alice", tenant: tenant)
             #expect(try await alice.discover().agents.map(\.agentID) == ["bob"])

@@ -158,7 +158,7 @@ extension SidecarTests {
             defer { try? FileManager.default.removeItem(atPath: spool) }
             let pairs = 10
             let perSender = 3_000
-            var bus = try BusProcess(spool: spool)
+            var bus = try await BusProcess.start(spool: spool)
             defer { bus.kill() }
 
             let answered = NIOLockedValueBox<[Set<Int>]>(Array(repeating: [], count: pairs))
@@ -190,7 +190,7 @@ extension SidecarTests {
                 // Deliveries before the kill, per receiver (the group yields them in any order).
                 let seen = Dictionary(grouping: before.flatMap { $0 }) { String($0.1.prefix { $0 != "-" }) }
 
-                bus = try BusProcess(spool: spool)
+                bus = try await BusProcess.start(spool: spool)
                 for pair in 0..<pairs {
                     let expected = answered.withLockedValue { $0[pair] }
                     var receiver = try await RawAgent.connect(

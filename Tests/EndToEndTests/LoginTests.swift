@@ -14,20 +14,13 @@ extension SidecarTests {
         static let secret = "correct horse battery staple"
 
         /// `acb agent create … --secret-stdin`, as an operator runs it.
-        static func createAgent(_ agent: String, tenant: String, roles: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: CLITests.acb)
-            process.arguments = [
+        static func createAgent(_ agent: String, tenant: String, roles: String) async throws {
+            let arguments = [
                 "agent", "create", "--agent", agent, "--tenant", tenant, "--roles", roles, "--secret-stdin",
                 "--postgres-url", try Sidecars.postgres(),
             ]
-            let stdin = Pipe()
-            process.standardInput = stdin
-            try process.run()
-            stdin.fileHandleForWriting.write(Data("\(secret)\n".utf8))
-            try stdin.fileHandleForWriting.close()
-            process.waitUntilExit()
-            try #require(process.terminationStatus == 0)
+            let outcome = try await Command.run(CLITests.acb, arguments, stdin: "\(secret)\n")
+            #expect(outcome.status == 0, "\(outcome.output)")
         }
 
         /// LOGIN then HELLO on one connection.
@@ -59,7 +52,7 @@ extension SidecarTests {
 
         @Test func loginGivesTokensThatCarryTheStoredRoles() async throws {
             let tenant = TestBus.freshTenant()
-            try Self.createAgent("alice", tenant: tenant, roles: "agent-producer")
+            try await Self.createAgent("alice", tenant: tenant, roles: "agent-producer")
             let stored = try Sidecars.query(
                 "SELECT secret_hash FROM agent_credentials WHERE tenant_id = $1 AND agent_id = 'alice'", [tenant])
             #expect(stored.string(0, 0).hasPrefix("$argon2id$") && !stored.string(0, 0).contains(Self.secret))
@@ -85,7 +78,7 @@ extension SidecarTests {
 
         @Test func theClientLogsInRefreshesAfterADisconnectAndLogsOut() async throws {
             let tenant = TestBus.freshTenant()
-            try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await Self.createAgent("alice", tenant: tenant, roles: "agent-full")
             try await TestBus.withSidecars(redis: true) { bus in
                 var configuration = ClientConfiguration(
                     port: bus.port, credentials: Login(tenant: tenant, agentID: "alice", secret: Self.secret))
@@ -112,7 +105,7 @@ extension SidecarTests {
 
         @Test func aWrongSecretAndAnUnknownAgentGetTheSameRefusal() async throws {
             let tenant = TestBus.freshTenant()
-            try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await Self.createAgent("alice", tenant: tenant, roles: "agent-full")
             try await TestBus.withSidecars { bus in
                 for login in [
                     Login(tenant: tenant, agentID: "alice", secret: "not the secret at all"),
@@ -139,7 +132,7 @@ extension SidecarTests {
 
         @Test func refreshFamiliesSurviveARestartAndReuseIsStillCaught() async throws {
             let tenant = TestBus.freshTenant()
-            try Self.createAgent("alice", tenant: tenant, roles: "agent-full")
+            try await Self.createAgent("alice", tenant: tenant, roles: "agent-full")
             var first: Tokens?
             var second: Tokens?
             try await TestBus.withSidecars(redis: true) { bus in

@@ -212,7 +212,7 @@ extension SidecarTests {
         static func queueAndKill(_ count: Int, tenant: String, spool: String, outageOf sidecar: String? = nil)
             async throws -> BusProcess
         {
-            let bus = try BusProcess(spool: spool)
+            let bus = try await BusProcess.start(spool: spool)
             defer { bus.kill() }
             try await Durable.registerOffline("bob", tenant: tenant, on: bus)
             let alice = try await bus.client("alice", tenant: tenant)
@@ -224,7 +224,7 @@ extension SidecarTests {
             }
             if let sidecar { try await during(outageOf: sidecar, sendThenKill) } else { try await sendThenKill() }
             await alice.close()
-            return try BusProcess(spool: spool)
+            return try await BusProcess.start(spool: spool)
         }
 
         /// Kills `sidecar`, runs `body`, and starts it again whatever happened.

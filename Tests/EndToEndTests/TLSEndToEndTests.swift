@@ -105,12 +105,12 @@ import Testing
     @Test func openSSLCompletesTLS13AndIsRefusedOlderVersions() async throws {
         try await TestBus.with({ $0.tls = Self.serverTLS }) { bus in
             let connect = ["-connect", "127.0.0.1:\(bus.port)", "-brief"]
-            let modern = try Self.openSSL(
+            let modern = try await Self.openSSL(
                 connect + ["-CAfile", DevCertificates.path("ca.pem"), "-verify_return_error"])
             #expect(modern.status == 0 && modern.output.contains("Protocol version: TLSv1.3"), "\(modern.output)")
             // The client offers only the old version (SECLEVEL=0 lets it): the server answers with an alert.
             for old in ["-tls1_1", "-tls1_2"] {
-                let refused = try Self.openSSL(connect + [old, "-cipher", "DEFAULT@SECLEVEL=0"])
+                let refused = try await Self.openSSL(connect + [old, "-cipher", "DEFAULT@SECLEVEL=0"])
                 #expect(refused.status != 0 && refused.output.contains("alert protocol version"), "\(refused.output)")
             }
         }
@@ -120,7 +120,7 @@ import Testing
         var tls12 = Self.serverTLS
         tls12.minimumVersion = .tls12
         try await TestBus.with({ $0.tls = tls12 }) { bus in
-            let result = try Self.openSSL([
+            let result = try await Self.openSSL([
                 "-connect", "127.0.0.1:\(bus.port)", "-brief", "-tls1_2", "-CAfile", DevCertificates.path("ca.pem"),
             ])
             #expect(result.status == 0 && result.output.contains("Protocol version: TLSv1.2"), "\(result.output)")
@@ -139,7 +139,7 @@ import Testing
         var tls12 = rsa ? try Self.rsaServerTLS() : Self.serverTLS
         tls12.minimumVersion = .tls12
         try await TestBus.with({ $0.tls = tls12 }) { bus in
-            let result = try Self.openSSL([
+            let result = try await Self.openSSL([
                 "-connect", "127.0.0.1:\(bus.port)", "-brief", "-tls1_2", "-cipher", "\(cipher)@SECLEVEL=0",
             ])
             let agreed = result.status == 0 && result.output.contains("Ciphersuite: \(cipher)")
@@ -212,17 +212,7 @@ import Testing
     }
 
     /// Runs `openssl s_client` with `arguments` and nothing on stdin; its stdout and stderr together.
-    static func openSSL(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = ["s_client"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
+    static func openSSL(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await Command.run("/usr/bin/openssl", ["s_client"] + arguments)
     }
 }
