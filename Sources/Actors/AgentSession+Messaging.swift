@@ -148,7 +148,8 @@ extension AgentSession {
                 guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
             }
-            if try isDurable(fanout.flags) {
+            // With no receiver there is nothing to store: it is answered (and its credit given back) as a plain one.
+            if try isDurable(fanout.flags), !receivers.isEmpty {
                 return storeFanout(fanout, kind: kind, for: receivers)
             }
             let share = sendWindow.map { FanoutCredit(window: $0, receivers: receivers.count) }
@@ -171,15 +172,11 @@ extension AgentSession {
         }
     }
 
-    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver, placed in its mailbox like a
-    /// durable SEND (or, when the mailbox is full or closed, stored for it to read back like a
-    /// message for an offline agent). OK `queued` once every copy is answered, `recipients` counting
-    /// the stored ones; ERROR when none could be stored.
+    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver that takes it, placed in its
+    /// mailbox like a durable SEND; a receiver whose mailbox is full is skipped, as by a plain one.
+    /// OK `queued` once every copy is answered, `recipients` counting the stored ones; ERROR when
+    /// none could be taken or stored.
     private func storeFanout(_ fanout: Fanout, kind: DeliveryKind, for receivers: [AgentSession]) {
-        guard !receivers.isEmpty else {
-            routed.add(kind)
-            return succeeded(fanout.ref, recipients: 0)
-        }
         if sendWindow != nil { refs.storing(fanout.ref) }
         let payload = Array(fanout.payload.readableBytesView)
         let tally = FanoutStores(receivers: receivers.count)
@@ -192,7 +189,7 @@ extension AgentSession {
             }
         }
         for receiver in receivers {
-            var message = supervisor.storedMessage(
+            let message = supervisor.storedMessage(
                 to: receiver.identity.key, from: identity.agentID, kind: kind, subject: fanout.topic,
                 payload: payload, deadline: fanout.deadline, handedOut: true)
             let commit = DurableCommit()
@@ -200,11 +197,11 @@ extension AgentSession {
                 Message(
                     kind: kind, from: identity.agentID, subject: fanout.topic, deadline: fanout.deadline,
                     payload: fanout.payload, storedID: message.id, credit: nil, commit: commit))
-            if (try? receiver.enqueue(envelope)) != nil {
+            do throws(BusError) {
+                try receiver.enqueue(envelope)
                 supervisor.enqueueHandedOut(message, commit: commit, to: receiver, done: answered)
-            } else {
-                (message.handedOut, message.attempts) = (false, 0)
-                supervisor.enqueueStored(message, holding: nil, done: answered)
+            } catch {
+                answered(error)  // full, or just closed: skipped, not stored
             }
         }
     }

@@ -298,14 +298,17 @@ public actor AgentSession {
         }
         returns.flush()
         let held = window.removeAll().map { $0.item.with(attempts: $0.attempt) } + queued
+        var released: [UInt64] = []
         for envelope in held {
             switch envelope {
             case .message(let message) where message.kind == .request:
                 failRequester(of: message, BusError(.unavailable, "\(identity.agentID) disconnected"))
             case .message(let message) where message.storedID != 0:
-                // Durable: it stays handed out in the store, and the agent's next session resumes it.
+                // Stored: back in the agent's backlog, which its next session reads.
                 if message.attempts >= configuration.maxDeliveryAttempts {
                     supervisor.deadLetter(envelope, to: identity.key, reason: .unavailable)
+                } else {
+                    released.append(message.storedID)
                 }
             case .message, .stream:
                 if envelope.attempts >= configuration.maxDeliveryAttempts {
@@ -318,6 +321,7 @@ public actor AgentSession {
             }
         }
         supervisor.retire(self, patterns: Array(patterns.values), orphans: orphans)
+        if !released.isEmpty { supervisor.release(released, of: identity.key) }
     }
 
     /// Writes GOAWAY and closes the connection.

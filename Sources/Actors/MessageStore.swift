@@ -24,6 +24,10 @@ public protocol MessageStore: Sendable {
     /// after `attempts` delivery attempts.
     func settle(_ id: UInt64, attempts: UInt16, deadLetterReason reason: ErrorCode?)
 
+    /// Puts stored messages handed to a session that ended before they were settled back in their
+    /// agent's backlog; `done` as for ``enqueue(_:done:)``.
+    func release(_ ids: [UInt64], done: @escaping @Sendable (BusError?) -> Void)
+
     /// Records the dead letter of a message that was never stored.
     func deadLetter(_ message: StoredMessage, reason: ErrorCode)
 

@@ -187,6 +187,15 @@ extension Supervisor {
         }
     }
 
+    /// Puts the stored messages a session of `key` held when it ended back in `key`'s backlog; once
+    /// that is durable, the agent's live session (a successor that may have read its backlog
+    /// already) reads them. Without it they would wait for their lease.
+    nonisolated func release(_ ids: [UInt64], of key: AgentKey) {
+        store?.release(ids) { [self] error in
+            if error == nil { routing.session(for: key)?.backlogArrived() }
+        }
+    }
+
     /// The refusal of a message that must be stored, by a bus without a store.
     nonisolated static let noStore = BusError(
         .unavailable, "messages are stored in PostgreSQL, and the bus runs without")

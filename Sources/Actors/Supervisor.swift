@@ -249,8 +249,9 @@ public actor Supervisor {
         return !tenants.isEmpty && (tenants.contains(tenant) || tenants.contains("*"))
     }
 
-    /// A message to store for `to` (`handedOut`: to its live session, which holds it already), with a new id, kept until its deadline or for
-    /// ``SupervisorConfiguration/storedMessageTTLMs``, whichever is sooner.
+    /// A message to store for `to`, with a new id, kept until its deadline or for
+    /// ``SupervisorConfiguration/storedMessageTTLMs``, whichever is sooner; `handedOut`: stored as
+    /// handed to `to`'s live session, which holds it already.
     nonisolated func storedMessage(
         to: AgentKey, from: String, kind: DeliveryKind = .direct, subject: String = "", payload: [UInt8],
         deadline: UInt64? = nil, idempotencyKey: String = "", handedOut: Bool = false

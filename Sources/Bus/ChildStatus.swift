@@ -34,40 +34,47 @@ public final class ChildStatus: Sendable {
         public var description: String { "injected fault" }
     }
 
+    /// The child's name in /readyz and /metrics.
     public let name: String
-    private let snapshot: Mutex<Snapshot>
+    /// The snapshot, and whether the current run of failures was reported as escalated.
+    private let snapshot: Mutex<(Snapshot, escalated: Bool)>
     private let pendingFaults = Atomic<Int>(0)
     private let escalation: Mutex<(@Sendable (Snapshot) -> Void)?> = Mutex(nil)
 
+    /// A child that starts running now.
     public init(name: String) {
         self.name = name
-        snapshot = Mutex(Snapshot(name: name, state: .running, restarts: 0))
+        snapshot = Mutex((Snapshot(name: name, state: .running, restarts: 0), false))
     }
 
-    public var current: Snapshot { snapshot.withLock { $0 } }
+    /// Where the child stands now.
+    public var current: Snapshot { snapshot.withLock { $0.0 } }
 
     /// Called with the snapshot each time the child escalates to ``State/failed`` (the bus audits it).
     public func onEscalation(_ report: @escaping @Sendable (Snapshot) -> Void) {
         escalation.withLock { $0 = report }
     }
 
+    /// The child runs (again).
     public func running() {
-        snapshot.withLock { $0.state = .running }
+        snapshot.withLock { $0.0.state = .running }
     }
 
+    /// The child's work is done.
     public func stopped() {
-        snapshot.withLock { $0.state = .stopped }
+        snapshot.withLock { $0.0.state = .stopped }
     }
 
-    /// The child failed with `error`; it restarts, as ``State/failed`` when `escalated`.
+    /// The child failed with `error` at `now` (Unix ms); it restarts, as ``State/failed`` while
+    /// `escalated`. The first escalated failure of a run is reported (``onEscalation(_:)``).
     public func failed(_ error: any Error, escalated: Bool, now: UInt64) {
-        let report = snapshot.withLock { snapshot -> Snapshot? in
-            let wasFailed = snapshot.state == .failed
-            snapshot.state = escalated ? .failed : .restarting
-            snapshot.restarts += 1
-            snapshot.lastFailure = "\(error)"
-            snapshot.lastFailureAt = now
-            return escalated && !wasFailed ? snapshot : nil
+        let report = snapshot.withLock { status -> Snapshot? in
+            status.0.state = escalated ? .failed : .restarting
+            status.0.restarts += 1
+            status.0.lastFailure = "\(error)"
+            status.0.lastFailureAt = now
+            defer { status.escalated = escalated }
+            return escalated && !status.escalated ? status.0 : nil
         }
         if let report { escalation.withLock { $0 }?(report) }
     }

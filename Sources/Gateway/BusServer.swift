@@ -43,7 +43,8 @@ public struct BusServer: Sendable {
         // The audit log file, when it is where audit events go.
         let auditLog =
             try audit == nil && auditStream == nil
-            ? configuration.auditLogPath.map { path throws(BusError) in try AuditLogWriter(path: path) } : nil
+            ? configuration.auditLogPath.map { path throws(BusError) in try AuditLogWriter(path: path, logger: logger) }
+            : nil
         let audit: any AuditSink =
             if let audit {
                 audit

@@ -1,6 +1,6 @@
 public import Bus
 import Foundation
-import Logging
+public import Logging
 import NIOConcurrencyHelpers
 
 /// Appends audit events to a file as JSON lines (see ``AuditRecord``), from a thread of its own,
@@ -22,9 +22,10 @@ public final class AuditLogWriter: Sendable {
     private let worker = WorkerThread(name: "audit-log")
     private let handle: FileHandle
 
-    /// Opens `path` for appending (creating it) and starts the writer thread.
+    /// Opens `path` for appending (creating it) and starts the writer thread, which logs its
+    /// failures to `logger`.
     /// - Throws: ``ErrorCode/internal`` when the file cannot be opened.
-    public init(path: String, capacity: Int = 65_536) throws(BusError) {
+    public init(path: String, capacity: Int = 65_536, logger: Logger) throws(BusError) {
         if !FileManager.default.fileExists(atPath: path) {
             _ = FileManager.default.createFile(atPath: path, contents: nil)
         }
@@ -35,7 +36,7 @@ public final class AuditLogWriter: Sendable {
         self.path = path
         self.capacity = capacity
         self.handle = handle
-        worker.start(logger: Logger(label: "acb.audit-log")) { [self] in try writeLoop() }
+        worker.start(logger: logger) { [self] in try writeLoop() }
     }
 
     /// Queues an event. - Returns: false if the queue was full and the event was dropped.

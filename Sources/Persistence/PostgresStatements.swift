@@ -15,6 +15,7 @@ extension PostgresConnection {
     {
         var queued: [StoredMessage] = []
         var acked: [UInt64] = []
+        var released: [UInt64] = []
         var deadByReason: [String: [(id: UInt64, attempts: UInt16)]] = [:]
         var unstoredDead: [(StoredMessage, String)] = []
         var registry: [AuditEvent] = []
@@ -26,6 +27,7 @@ extension PostgresConnection {
                 case .settle(let id, _, nil): acked.append(id)
                 case .settle(let id, let attempts, let reason?):
                     deadByReason[reason, default: []].append((id, attempts))
+                case .release(let ids): released += ids
                 case .deadLetter(let message, let reason): unstoredDead.append((message, reason))
                 case .saveAgent(let tenant, let agentID, let record):
                     try saveAgent(tenant: tenant, agentID: agentID, record)
@@ -59,6 +61,15 @@ extension PostgresConnection {
                             kind: "message.acked", tenant: rows.string(row, 0), agentID: rows.string(row, 1), at: now,
                             detail: ["message": "\(rows.integer(row, 2))"]))
                 }
+            }
+            if !released.isEmpty {
+                // After the inserts and acknowledgements of this batch: a message stored in it may
+                // be released in it, and one acknowledged is settled, not released.
+                try query(
+                    """
+                    UPDATE messages SET status = 'queued', updated_at = now()
+                    WHERE id = ANY($1::bigint[]) AND status = 'delivered'
+                    """, [.text(Self.arrayLiteral(integers: released))])
             }
             for (reason, letters) in deadByReason.sorted(by: { $0.key < $1.key }) {
                 try query(
@@ -270,13 +281,13 @@ extension PostgresConnection {
         }.joined(separator: ", ")
     }
 
-    /// A PostgreSQL array literal of quoted elements: `{"a","b\"c"}`.
     /// An array of integers as a PostgreSQL array literal: nothing to quote (a settlement batch has
     /// thousands, so this stays off the general path).
     static func arrayLiteral(integers: [some BinaryInteger]) -> String {
         "{" + integers.lazy.map { String($0) }.joined(separator: ",") + "}"
     }
 
+    /// A PostgreSQL array literal of quoted elements: `{"a","b\"c"}`.
     static func arrayLiteral(_ elements: [String]) -> String {
         "{"
             + elements.map { element in

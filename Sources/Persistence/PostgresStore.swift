@@ -14,9 +14,10 @@ import NIOConcurrencyHelpers
 /// While PostgreSQL is unreachable, writes go to an on-disk spool (a ``Journal``) instead, and an
 /// enqueue is complete once spooled; when the database is back, the spool is applied in order
 /// before anything newer. Reads fail with `storage_unavailable` meanwhile (the bus retries them).
-/// Full queue (in count or payload bytes): an enqueue is refused with `storage_unavailable`; other
-/// writes are taken up to twice the queue's bounds, then dropped and counted in ``dropped`` (an
-/// acknowledgement dropped so is delivered again after a restart). Full spool: the same.
+/// Full queue (in count or payload bytes): a write someone waits for (an enqueue, a registration, a
+/// release) is refused with `storage_unavailable`; the others (settlements, dead letters) are taken
+/// up to twice the queue's bounds, then dropped and counted in ``dropped`` (an acknowledgement
+/// dropped so is delivered again after a restart). Full spool: the same.
 public final class PostgresStore: Sendable {
     /// How the store connects and how far it may queue and spool.
     public struct Settings: Sendable {
@@ -56,7 +57,7 @@ public final class PostgresStore: Sendable {
         var bytes: Int {
             switch operation {
             case .enqueue(let message), .deadLetter(let message, _): message.payload.count
-            case .settle, .saveAgent: 0
+            case .settle, .release, .saveAgent: 0
             }
         }
     }
@@ -160,6 +161,10 @@ public final class PostgresStore: Sendable {
         submit(Write(operation: .settle(id: id, attempts: attempts, reason: reason?.name), done: nil))
     }
 
+    public func release(_ ids: [UInt64], done: @escaping @Sendable (BusError?) -> Void) {
+        submit(Write(operation: .release(ids: ids), done: done))
+    }
+
     public func deadLetter(_ message: StoredMessage, reason: ErrorCode) {
         submit(Write(operation: .deadLetter(message, reason: reason.name), done: nil))
     }
@@ -196,8 +201,8 @@ public final class PostgresStore: Sendable {
 
     private func submit(_ write: Write) {
         let accepted = state.withLockedValue { state in
-            // Writes nobody waits for (settlements, registrations) get twice the room of enqueues,
-            // which can be refused and retried.
+            // Writes nobody waits for (settlements, dead letters) get twice the room of those that
+            // can be refused and retried.
             let scale = write.done == nil ? 2 : 1
             guard !state.closed, state.writes.count < scale * settings.queueCapacity,
                 state.bytes + write.bytes <= scale * settings.queueBytes

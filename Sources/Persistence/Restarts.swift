@@ -1,6 +1,7 @@
 /// When a supervised thread's loop runs again after it failed: 100 ms, doubling up to 5 s, each
 /// delay drawn from 80 % to 120 % of that (jitter, so children that failed together do not retry
-/// together). Five failures within a minute escalate; a minute without one starts over.
+/// together). Five failures within a minute escalate, and from then on each delay is the longest;
+/// a minute without a failure starts over.
 struct Restarts {
     private var delayMs: UInt64 = 100
     /// Failure times (monotonic ms) within the last minute.
@@ -13,6 +14,7 @@ struct Restarts {
     mutating func failed(now: UInt64) -> Double {
         if let last = recent.last, last + Self.windowMs <= now { delayMs = 100 }
         recent = recent.filter { $0 + Self.windowMs > now } + [now]
+        if isEscalated { delayMs = 5_000 }
         defer { delayMs = min(2 * delayMs, 5_000) }
         return Double(delayMs) / 1_000 * Double.random(in: 0.8...1.2)
     }

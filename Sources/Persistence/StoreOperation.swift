@@ -8,6 +8,9 @@ enum StoreOperation: Codable, Sendable {
     /// A stored message was acknowledged (`reason` nil) or dead-lettered (an error code name)
     /// after `attempts` attempts.
     case settle(id: UInt64, attempts: UInt16, reason: String?)
+    /// Stored messages handed to a session that ended before they were settled: back in the backlog
+    /// (status `queued`), for the agent's next read.
+    case release(ids: [UInt64])
     /// A message that was never stored died; recorded in the dead-letter table.
     case deadLetter(StoredMessage, reason: String)
     /// An agent registered (`description` set) or unregistered.

@@ -31,6 +31,10 @@ package final class WorkerThread: Sendable {
                 do {
                     try loop()
                     break
+                } catch  where stopping.load(ordering: .relaxed) {
+                    // Shutting down: one more run was its chance to finish; no restarts without end.
+                    logger.error("\(status.name) failed while stopping", metadata: ["error": "\(error)"])
+                    break
                 } catch {
                     let now = MonotonicClock.nowMs()
                     let delay = restarts.failed(now: now)

@@ -28,13 +28,13 @@ struct Settings {
         return file[name].map { "\($0)" }
     }
 
-    /// An integer setting within `range`, or `fallback` when no source sets it.
     /// A comma-separated list (blanks around items dropped), empty when unset.
     func list(_ name: String, flag: String?) -> [String] {
         (string(name, flag: flag) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
     }
 
+    /// An integer setting within `range`, or `fallback` when no source sets it.
     func integer<T: FixedWidthInteger>(
         _ name: String, flag: String?, default fallback: T,
         in range: ClosedRange<T> = T.min...T.max
