@@ -53,7 +53,9 @@ import Testing
             var clients: [ACBClient] = []
             // The first session's events wake the writer: it fails, and fails again at each restart.
             for index in 0..<6 { clients.append(try await bus.client("agent-\(index)")) }
-            try await Sidecars.eventually("the writer to run again") { child.current.state == .running }
+            try await Sidecars.eventually("the writer to run again after five failures") {
+                child.current.restarts == 5 && child.current.state == .running
+            }
             #expect(child.current.restarts == 5)
             for client in clients { await client.close() }
         }

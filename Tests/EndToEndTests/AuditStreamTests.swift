@@ -21,7 +21,8 @@ extension SidecarTests {
             // bob: authenticated, opened, registered, closed; alice: authenticated, opened, queued,
             // closed (and the observer that
             // waited for bob to go offline). Read to the end, since a record may come twice.
-            let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 5)
+            let records = try await Sidecars.kafkaRecords(
+                topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 5)
             var seen = Set<String>()
             let decoded = try records.compactMap { line -> (key: String?, record: AuditRecord)? in
                 let value = try #require(line["value"] as? String)

@@ -2,7 +2,6 @@ import ACBClient
 import Bus
 import Foundation
 import Gateway
-import NIOPosix
 import Testing
 
 /// Where a test reaches a bus: in this process (``TestBus``) or as a subprocess (``BusProcess``).
@@ -23,7 +22,7 @@ struct BusProcess: BusEndpoint {
     let port: Int
 
     /// Starts the bus with PostgreSQL and Kafka and the spool folder `spool`, and waits for its port
-    /// (on NIO's thread pool: a blocking read must not hold one of the cooperative pool's threads,
+    /// (on ``Command/threads``: a blocking read must not hold one of the cooperative pool's threads,
     /// which the other tests' buses need).
     static func start(spool: String) async throws -> BusProcess {
         let process = Process()
@@ -38,7 +37,7 @@ struct BusProcess: BusEndpoint {
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         let log = stderr.fileHandleForReading.fileDescriptor
-        let port = try await NIOThreadPool.singleton.runIfActive {
+        let port = try await Command.blocking {
             CLITests.listeningPort(FileHandle(fileDescriptor: log, closeOnDealloc: false))
         }
         // Keep reading its log, so a full pipe never blocks the server.

@@ -10,7 +10,7 @@ import Testing
 @testable import Persistence
 
 /// Durable messages (docs/protocol.md 5.1b): stored in PostgreSQL before OK even when the receiver
-/// is online, delivered through its backlog with their stored id, and never lost to a crash.
+/// is online, delivered once committed with their stored id, and never lost to a crash.
 extension SidecarTests {
     @Suite struct DurableSendTests {
         @Test func aDurableSendToAnOnlineAgentIsStoredBeforeOKThenDeliveredWithItsID() async throws {
@@ -35,8 +35,8 @@ extension SidecarTests {
             }
         }
 
-        /// A durable SEND holds the receiver's backlog gate: plain sends pipelined behind it arrive
-        /// behind it, not before (stored behind it, or kept back until it is read).
+        /// A durable SEND takes its place in the receiver's mailbox: plain sends pipelined behind it
+        /// arrive behind it, not before (kept back until it is committed).
         @Test func plainSendsBehindADurableOneArriveAfterIt() async throws {
             let tenant = TestBus.freshTenant()
             try await TestBus.withSidecars { bus in
@@ -94,6 +94,56 @@ extension SidecarTests {
                 await carol.close()
                 await alice.connection.close()
                 await bob.connection.close()
+            }
+        }
+
+        /// A durable message its receiver held when its session ended (here taken over by a new
+        /// one) goes back to the backlog and comes to the new session, with the same id.
+        @Test func aDurableMessageHeldByASessionThatEndsComesToTheNextOne() async throws {
+            let tenant = TestBus.freshTenant()
+            try await TestBus.withSidecars { bus in
+                var first = try await RawAgent.connect(
+                    port: bus.port, token: try await bus.token("bob", tenant: tenant))
+                let alice = try await bus.client("alice", tenant: tenant)
+                #expect(
+                    try await alice.send(to: .agent("bob"), ByteBuffer(string: "kept"), durable: true).outcome
+                        == .queued)
+                let held = try await first.nextDelivery()  // and never acknowledged
+                var second = try await RawAgent.connect(
+                    port: bus.port, token: try await bus.token("bob", tenant: tenant))
+                let again = try await second.nextDelivery()
+                #expect(String(buffer: again.payload) == "kept" && again.messageID == held.messageID)
+                #expect(again.attempt == 2)
+                await first.connection.close()
+                await second.connection.close()
+                await alice.close()
+            }
+        }
+
+        /// A durable PUBLISH that reaches nobody is answered as a plain one, and its credit comes back.
+        @Test func aDurablePublishToNobodyGivesItsCreditBack() async throws {
+            try await TestBus.withSidecars { bus in
+                var alice = try await RawAgent.connect(
+                    port: bus.port, token: try await bus.token("alice", tenant: TestBus.freshTenant()))
+                var frames = ByteBuffer()
+                for ref in UInt64(1)...300 {
+                    Frame.publish(Fanout(ref: ref, topic: "nobody.listens", payload: ByteBuffer(), flags: .durable))
+                        .encode(into: &frames)
+                }
+                Frame.ping(RefOnly(ref: 301)).encode(into: &frames)
+                try await alice.connection.send(frames)
+                // The CREDIT is granted soon after, maybe behind the PONG.
+                var (credit, confirmed, ponged): (UInt32, UInt64, Bool) = (0, 0, false)
+                while !ponged || credit < 256 {
+                    switch try await alice.connection.read() {
+                    case .credit(let grant): credit += grant.grant
+                    case .confirm(let confirm): confirmed = confirm.ref
+                    case .pong: ponged = true
+                    case let other: Issue.record("unexpected \(String(describing: other))")
+                    }
+                }
+                #expect(confirmed == 300, "answered as a plain fan-out")
+                await alice.connection.close()
             }
         }
 

@@ -43,7 +43,7 @@ extension SidecarTests {
         @Test func aBusStartedWhilePostgresIsDownRunsDegradedAndCatchesUp() async throws {
             let tenant = TestBus.freshTenant()
             _ = try Sidecars.postgres()  // migrated while it is up
-            try Sidecars.control("kill", "postgres")
+            try await Sidecars.control("kill", "postgres")
             do {
                 try await TestBus.withSidecars { bus in
                     #expect(bus.server.store?.isConnected == false)
@@ -53,7 +53,7 @@ extension SidecarTests {
                     try await Durable.registerOffline("bob", tenant: tenant, on: bus)
                     let alice = try await bus.client("alice", tenant: tenant)
                     #expect(try await alice.send(to: .agent("bob"), ByteBuffer(string: "waited")).outcome == .queued)
-                    try Sidecars.control("start", "postgres")
+                    try await Sidecars.control("start", "postgres")
                     try await Sidecars.eventually("PostgreSQL to be connected") {
                         bus.server.store?.isConnected == true && bus.server.store?.spooledBytes == 0
                     }
@@ -63,7 +63,7 @@ extension SidecarTests {
                     await alice.close()
                 }
             } catch {
-                try? Sidecars.control("start", "postgres")
+                try? await Sidecars.control("start", "postgres")
                 throw error
             }
         }
@@ -86,7 +86,7 @@ extension SidecarTests {
             }
             // Gone from PostgreSQL, still in the snapshot (as after an unregistration the snapshot missed).
             _ = try Sidecars.query("DELETE FROM agents WHERE tenant_id = $1 AND agent_id = 'carol'", [tenant])
-            try Sidecars.control("kill", "postgres")
+            try await Sidecars.control("kill", "postgres")
             do {
                 try await TestBus.with(sameSpool) { bus in
                     #expect(bus.server.store?.isConnected == false)
@@ -98,7 +98,7 @@ extension SidecarTests {
                         _ = try await alice.send(to: .agent("nobody"), ByteBuffer(string: "?"))
                     }
                     #expect((maybe?.retryAfterMs ?? 0) > 0)
-                    try Sidecars.control("start", "postgres")
+                    try await Sidecars.control("start", "postgres")
                     try await Sidecars.eventually("the registry to be read from PostgreSQL") {
                         bus.server.supervisor.registry.isComplete
                     }
@@ -115,7 +115,7 @@ extension SidecarTests {
                     await alice.close()
                 }
             } catch {
-                try? Sidecars.control("start", "postgres")
+                try? await Sidecars.control("start", "postgres")
                 throw error
             }
         }
@@ -156,7 +156,8 @@ extension SidecarTests {
                 try await Sidecars.eventually("the journal to drain") { bus.server.auditStream?.pendingBytes == 0 }
             }
             // Read to the end: after an outage the relay produces again, so records may come twice.
-            let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 5)
+            let records = try await Sidecars.kafkaRecords(
+                topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 5)
             let kinds = records.compactMap { ($0["record"] as? [String: Any])?["kind"] as? String }
             #expect(Set(kinds) == ["security.authenticated", "session.opened", "agent.registered", "session.closed"])
         }
@@ -188,7 +189,8 @@ extension SidecarTests {
             // Every send that heard "queued" has its audit record: the journal outlived the process.
             // More than the topic holds, so the reader takes everything there within its timeout
             // (partitions are read in no particular order, and a record may come twice).
-            let records = try Sidecars.kafkaRecords(topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 8)
+            let records = try await Sidecars.kafkaRecords(
+                topic: AuditRecord.topic(tenant: tenant), count: 1_000, timeout: 8)
             let queued = records.compactMap { $0["record"] as? [String: Any] }.filter {
                 $0["kind"] as? String == "message.queued"
             }
@@ -229,14 +231,14 @@ extension SidecarTests {
 
         /// Kills `sidecar`, runs `body`, and starts it again whatever happened.
         static func during(outageOf sidecar: String, _ body: () async throws -> Void) async throws {
-            try Sidecars.control("kill", sidecar)
+            try await Sidecars.control("kill", sidecar)
             do {
                 try await body()
             } catch {
-                try? Sidecars.control("start", sidecar)
+                try? await Sidecars.control("start", sidecar)
                 throw error
             }
-            try Sidecars.control("start", sidecar)
+            try await Sidecars.control("start", sidecar)
         }
 
         /// Connects `agent` and expects its backlog, in order, acknowledging each.

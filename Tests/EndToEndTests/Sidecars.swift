@@ -34,9 +34,11 @@ enum Sidecars {
 
     private static let migrated = Mutex(false)
 
-    /// `scripts/sidecars.sh <verb> <sidecar>`: stop, kill or start one sidecar.
-    static func control(_ verb: String, _ sidecar: String) throws {
-        let status = try spawnAndWait(["/bin/bash", "\(root)/scripts/sidecars.sh", verb, sidecar])
+    /// `scripts/sidecars.sh <verb> <sidecar>`: stop, kill or start one sidecar (waiting on
+    /// ``Command/threads``, not the cooperative pool).
+    static func control(_ verb: String, _ sidecar: String) async throws {
+        let arguments = ["/bin/bash", "\(root)/scripts/sidecars.sh", verb, sidecar]
+        let status = try await Command.blocking { try spawnAndWait(arguments) }
         try #require(status == 0, "sidecars.sh \(verb) \(sidecar) failed")
     }
 
@@ -60,20 +62,14 @@ enum Sidecars {
 
     /// The records of a Kafka topic, from the beginning, read by a real Kafka consumer
     /// (confluent-kafka, scripts/kafka-read.py): waits until `count` arrived or `timeout` passed.
-    static func kafkaRecords(topic: String, count: Int, timeout: Int = 30) throws -> [[String: Any]] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try setting("ACB_PYTHON"))
-        process.arguments = [
+    static func kafkaRecords(topic: String, count: Int, timeout: Int = 30) async throws -> [[String: Any]] {
+        let arguments = [
             "\(root)/scripts/kafka-read.py", "--brokers", try kafka(), "--topic", topic, "--count", "\(count)",
             "--timeout", "\(timeout)", "--no-group",
         ]
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        try process.run()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return output.split(separator: UInt8(ascii: "\n")).compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any]
+        let output = try await Command.run(try setting("ACB_PYTHON"), arguments, output: .stdout).output
+        return output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
     }
 

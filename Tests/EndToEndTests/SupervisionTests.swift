@@ -40,8 +40,9 @@ extension SidecarTests {
                 }
                 let head = try await alice.share("notes.\(name)", ByteBuffer(string: "kept"))
 
-                try await Sidecars.eventually("\(name) to run again") {
-                    try await http.get("/readyz").status == 200
+                try await Sidecars.eventually("\(name) to run again after five failures") {
+                    let ready = try await http.get("/readyz").status == 200
+                    return ready && child.current.restarts == 5
                 }
                 #expect(child.current.state == .running && child.current.restarts == 5)
                 #expect(child.current.lastFailure == "injected fault")
