@@ -220,9 +220,10 @@ final class Mailbox: Sendable {
     func take(into batch: inout CircularBuffer<Envelope>, messages: Int, takeStream: Bool) -> Bool {
         state.withLockedValue { state in
             while let control = state.control.popFirst() { batch.append(control) }
-            if messages > 0, let head = state.messages.first, takeStream || !head.isStream,
-                head.commitState != .pending
-            {
+            if state.messages.first?.commitState == .pending {
+                // Held up by the store, not by the owner's agent: not a slow consumer.
+                state.fullSince = nil
+            } else if messages > 0, let head = state.messages.first, takeStream || !head.isStream {
                 state.fullSince = nil
                 if batch.isEmpty, state.messages.count <= messages {
                     swap(&batch, &state.messages)
