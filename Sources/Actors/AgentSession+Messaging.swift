@@ -61,7 +61,7 @@ extension AgentSession {
         guard MessageFlags.known.isSuperset(of: flags) else {
             throw BusError(.invalidArgument, "unknown flags \(flags.rawValue)")
         }
-        guard flags.contains(.durable) || supervisor.isDurable(tenant: identity.tenant) else { return false }
+        guard flags.contains(.durable) || durableByDefault else { return false }
         guard supervisor.store != nil else { throw Supervisor.noStore }
         return true
     }
@@ -91,9 +91,7 @@ extension AgentSession {
         }
         if sendWindow != nil { refs.storing(send.ref) }
         supervisor.enqueueHandedOut(stored, commit: commit, to: receiver) { error in
-            self.channel.eventLoop.execute {
-                self.assumeIsolated { $0.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error) }
-            }
+            self.onLoop { $0.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error) }
         }
     }
 
@@ -109,11 +107,9 @@ extension AgentSession {
             payload: Array(send.payload.readableBytesView), deadline: send.deadline,
             idempotencyKey: send.idempotencyKey)
         supervisor.enqueueStored(message, holding: receiver) { error in
-            self.channel.eventLoop.execute {
-                self.assumeIsolated { session in
-                    session.stores.remove(to: agentID, holding: receiver)
-                    session.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error)
-                }
+            self.onLoop { session in
+                session.stores.remove(to: agentID, holding: receiver)
+                session.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error)
             }
         }
     }
@@ -182,11 +178,7 @@ extension AgentSession {
         let tally = FanoutStores(receivers: receivers.count)
         let answered: @Sendable (BusError?) -> Void = { error in
             guard let (stored, error) = tally.answered(error) else { return }
-            self.channel.eventLoop.execute {
-                self.assumeIsolated { session in
-                    session.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil)
-                }
-            }
+            self.onLoop { $0.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil) }
         }
         for receiver in receivers {
             let message = supervisor.storedMessage(

@@ -136,6 +136,7 @@ extension Supervisor {
         record(
             "message.queued", tenant: to.tenant, agentID: from,
             ["to": to.agentID, "message": "\(id)", "bytes": "\(bytes)"])
+        metrics.routed(.direct, .queued)
         arrived(for: to)
     }
 
@@ -148,17 +149,11 @@ extension Supervisor {
     nonisolated func enqueueStored(
         _ message: StoredMessage, holding gate: AgentSession?, done: @escaping @Sendable (BusError?) -> Void
     ) {
-        let kind = DeliveryKind(rawValue: message.kind) ?? .direct
-        guard let store else {
-            metrics.routed(kind, .failed)
-            assert(gate == nil, "a backlog gate is held only where there is a store")
-            return done(Self.noStore)
-        }
-        store.enqueue(message) { [self] error in
+        assert(store != nil || gate == nil, "a backlog gate is held only where there is a store")
+        enqueue(message) { [self] error in
             if error == nil {
-                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to), kind: kind, holding: gate)
+                arrived(for: AgentKey(tenant: message.tenant, agentID: message.to), holding: gate)
             } else {
-                metrics.routed(kind, .failed)
                 gate?.backlogHoldEnded()
             }
             done(error)
@@ -172,18 +167,24 @@ extension Supervisor {
         _ message: StoredMessage, commit: DurableCommit, to receiver: AgentSession,
         done: @escaping @Sendable (BusError?) -> Void
     ) {
-        let kind = DeliveryKind(rawValue: message.kind) ?? .direct
-        guard let store else {
-            metrics.routed(kind, .failed)
-            commit.resolve(committed: false)
-            receiver.wake()
-            return done(Self.noStore)
-        }
-        store.enqueue(message) { [self] error in
-            metrics.routed(kind, error == nil ? .queued : .failed)
+        enqueue(message) { error in
             commit.resolve(committed: error == nil)
             receiver.wake()
             done(error)
+        }
+    }
+
+    /// Hands `message` to the store and counts it, under its kind, `queued` once durable or `failed`;
+    /// `answered` gets the store's answer (``noStore`` at once without a store).
+    private nonisolated func enqueue(_ message: StoredMessage, answered: @escaping @Sendable (BusError?) -> Void) {
+        let kind = DeliveryKind(rawValue: message.kind) ?? .direct
+        guard let store else {
+            metrics.routed(kind, .failed)
+            return answered(Self.noStore)
+        }
+        store.enqueue(message) { [self] error in
+            metrics.routed(kind, error == nil ? .queued : .failed)
+            answered(error)
         }
     }
 
@@ -200,12 +201,10 @@ extension Supervisor {
     nonisolated static let noStore = BusError(
         .unavailable, "messages are stored in PostgreSQL, and the bus runs without")
 
-    /// A stored message for `key` is durable: counted, and `key`'s live session told to read it,
+    /// A stored message for `key` is durable: `key`'s live session is told to read it,
     /// before the sender hears of it. A session whose gate the store held reads it when the hold
     /// ends; another one (the agent was offline, or connected again since) holds its gate first.
-    private nonisolated func arrived(for key: AgentKey, kind: DeliveryKind = .direct, holding gate: AgentSession? = nil)
-    {
-        metrics.routed(kind, .queued)
+    private nonisolated func arrived(for key: AgentKey, holding gate: AgentSession? = nil) {
         if let live = routing.session(for: key), live !== gate { live.backlogArrived() }
         gate?.backlogHoldEnded()
     }
