@@ -137,9 +137,11 @@ public struct BusServer: Sendable {
         let listener = try await AgentListener.bind(
             configuration: configuration, supervisor: supervisor, authenticator: authenticator,
             certificates: certificates, group: MultiThreadedEventLoopGroup.singleton)
-        let children = [
-            store?.child, contextStorage?.child, shared?.child, auditStream?.child, auditLog?.child, restorer?.status,
-        ].compactMap { $0 }
+        let children =
+            (store?.children ?? [])
+            + [
+                contextStorage?.child, shared?.child, auditStream?.child, auditLog?.child, restorer?.status,
+            ].compactMap { $0 }
         for child in children {
             // Escalation is audited once per run of failures (it is in the log and /readyz too).
             // Weakly: the supervisor holds the writers, whose statuses hold this closure.

@@ -17,7 +17,10 @@ struct BinaryCopy {
         append(value)
     }
 
-    mutating func text(_ value: String) { bytes(Array(value.utf8)) }
+    mutating func text(_ value: String) {
+        append(Int32(value.utf8.count))
+        data += value.utf8
+    }
 
     /// A `bytea` (or, with UTF-8, `text`) column.
     mutating func bytes(_ value: [UInt8]) {

@@ -4,8 +4,33 @@ import Foundation
 /// A parameter of a PostgreSQL statement: text (PostgreSQL casts it to the column's type) or bytes.
 enum PostgresParameter {
     case text(String)
+    /// Sent in binary: `bytea`, or any type's binary form (see ``integers(_:)``).
     case bytes([UInt8])
     case null
+
+    /// A one-dimensional `smallint[]`, `integer[]` or `bigint[]` (by `T`'s size) in PostgreSQL's
+    /// binary array format: dimensions, flags, element type, then each element's length and value.
+    /// Unsigned values go as their bit pattern.
+    static func integers<T: FixedWidthInteger>(_ values: [T]) -> PostgresParameter {
+        let size = MemoryLayout<T>.size
+        precondition([2, 4, 8].contains(size), "PostgreSQL has no \(size)-byte integer")
+        let elementType: Int32 = size == 2 ? 21 : size == 4 ? 23 : 20  // int2, int4, int8
+        var data: [UInt8] = []
+        data.reserveCapacity(20 + values.count * (4 + size))
+        func append<I: FixedWidthInteger>(_ value: I) { withUnsafeBytes(of: value.bigEndian) { data += $0 } }
+        append(Int32(values.isEmpty ? 0 : 1))
+        append(Int32(0))  // no NULLs
+        append(elementType)
+        if !values.isEmpty {
+            append(Int32(values.count))
+            append(Int32(1))  // lower bound
+        }
+        for value in values {
+            append(Int32(size))
+            append(value)
+        }
+        return .bytes(data)
+    }
 }
 
 /// One libpq connection. Blocking and not thread-safe: it belongs to the one thread that uses it.
@@ -83,7 +108,8 @@ final class PostgresConnection {
         return try check(result)
     }
 
-    /// Runs a `COPY … FROM STDIN` statement and sends it `data` (in the statement's format).
+    /// Runs a `COPY … FROM STDIN` statement and sends it `data` (in the statement's format). `sql`
+    /// may begin with statements without results (`BEGIN; COPY …`): libpq stops at the COPY.
     func copy(_ sql: String, _ data: [UInt8]) throws(SidecarError) {
         guard let started = PQexec(handle, sql) else {
             throw SidecarError(message: Self.errorMessage(handle), connectionLost: !isOpen)

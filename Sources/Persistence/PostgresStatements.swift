@@ -18,29 +18,34 @@ extension PostgresConnection {
         var released: [UInt64] = []
         var deadByReason: [String: [(id: UInt64, attempts: UInt16)]] = [:]
         var unstoredDead: [(StoredMessage, String)] = []
-        var registry: [AuditEvent] = []
-        try execute("BEGIN")
-        do throws(SidecarError) {
-            for operation in operations {
-                switch operation {
-                case .enqueue(let message): queued.append(message)
-                case .settle(let id, _, nil): acked.append(id)
-                case .settle(let id, let attempts, let reason?):
-                    deadByReason[reason, default: []].append((id, attempts))
-                case .release(let ids): released += ids
-                case .deadLetter(let message, let reason): unstoredDead.append((message, reason))
-                case .saveAgent(let tenant, let agentID, let record):
-                    try saveAgent(tenant: tenant, agentID: agentID, record)
-                    registry.append(
-                        AuditEvent(
-                            kind: record == nil ? "agent.unregistered" : "agent.registered", tenant: tenant,
-                            agentID: agentID, at: now, detail: record.map { ["type": $0.agentType] } ?? [:]))
-                }
+        var registrations: [(tenant: String, agentID: String, record: AgentRecord?)] = []
+        for operation in operations {
+            switch operation {
+            case .enqueue(let message): queued.append(message)
+            case .settle(let id, _, nil): acked.append(id)
+            case .settle(let id, let attempts, let reason?):
+                deadByReason[reason, default: []].append((id, attempts))
+            case .release(let ids): released += ids
+            case .deadLetter(let message, let reason): unstoredDead.append((message, reason))
+            case .saveAgent(let tenant, let agentID, let record): registrations.append((tenant, agentID, record))
             }
-            if replaying {
+        }
+        // A COPY carries the BEGIN in its own round trip.
+        let copying = !replaying && !queued.isEmpty
+        if !copying { try execute("BEGIN") }
+        do throws(SidecarError) {
+            if copying {
+                try copyMessages(queued, beginning: true)
+            } else {
                 for chunk in queued.chunked(Self.rowsPerInsert) { try insertMessages(chunk) }
-            } else if !queued.isEmpty {
-                try copyMessages(queued)
+            }
+            var registry: [AuditEvent] = []
+            for (tenant, agentID, record) in registrations {
+                try saveAgent(tenant: tenant, agentID: agentID, record)
+                registry.append(
+                    AuditEvent(
+                        kind: record == nil ? "agent.unregistered" : "agent.registered", tenant: tenant,
+                        agentID: agentID, at: now, detail: record.map { ["type": $0.agentType] } ?? [:]))
             }
             for chunk in unstoredDead.chunked(Self.rowsPerInsert) { try insertDeadLetters(chunk) }
             var events = queued.map { message in
@@ -54,7 +59,7 @@ extension PostgresConnection {
                     UPDATE messages SET status = 'acked', updated_at = now()
                     WHERE id = ANY($1::bigint[]) AND status = 'delivered'
                     RETURNING tenant_id, to_agent, id
-                    """, [.text(Self.arrayLiteral(integers: acked))])
+                    """, [.integers(acked)])
                 for row in 0..<rows.count {
                     events.append(
                         AuditEvent(
@@ -69,7 +74,7 @@ extension PostgresConnection {
                     """
                     UPDATE messages SET status = 'queued', updated_at = now()
                     WHERE id = ANY($1::bigint[]) AND status = 'delivered'
-                    """, [.text(Self.arrayLiteral(integers: released))])
+                    """, [.integers(released)])
             }
             for (reason, letters) in deadByReason.sorted(by: { $0.key < $1.key }) {
                 try query(
@@ -84,8 +89,7 @@ extension PostgresConnection {
                     SELECT id, tenant_id, to_agent, from_agent, $2, attempts, payload FROM dead
                     """,
                     [
-                        .text(Self.arrayLiteral(integers: letters.map(\.id))), .text(reason),
-                        .text(Self.arrayLiteral(integers: letters.map(\.attempts))),
+                        .integers(letters.map(\.id)), .text(reason), .integers(letters.map(\.attempts)),
                     ])
             }
             // The registry's history; the messages' is in their own rows (created, updated, status).
@@ -196,7 +200,8 @@ extension PostgresConnection {
         "id, tenant_id, to_agent, from_agent, kind, subject, deadline_ms, expires_at, payload, idempotency_key, attempts, status"
 
     /// New messages, with one binary COPY: the cheapest way into PostgreSQL, parsing nothing.
-    private func copyMessages(_ messages: [StoredMessage]) throws(SidecarError) {
+    /// - Parameter beginning: the COPY opens the transaction (one round trip fewer than a BEGIN of its own).
+    private func copyMessages(_ messages: [StoredMessage], beginning: Bool) throws(SidecarError) {
         var data = BinaryCopy()
         for message in messages {
             data.row(fields: 12)
@@ -213,7 +218,9 @@ extension PostgresConnection {
             data.integer(Int16(message.attempts))
             data.text(message.status)
         }
-        try copy("COPY messages (\(Self.messageColumns)) FROM STDIN (FORMAT binary)", data.finished())
+        try copy(
+            (beginning ? "BEGIN; " : "") + "COPY messages (\(Self.messageColumns)) FROM STDIN (FORMAT binary)",
+            data.finished())
     }
 
     /// Messages that may be stored already (a replayed spool): the first copy stands.
@@ -279,12 +286,6 @@ extension PostgresConnection {
                     return casts[column].map { $0.replacingOccurrences(of: "%", with: placeholder) } ?? placeholder
                 }.joined(separator: ", ") + ")"
         }.joined(separator: ", ")
-    }
-
-    /// An array of integers as a PostgreSQL array literal: nothing to quote (a settlement batch has
-    /// thousands, so this stays off the general path).
-    static func arrayLiteral(integers: [some BinaryInteger]) -> String {
-        "{" + integers.lazy.map { String($0) }.joined(separator: ",") + "}"
     }
 
     /// A PostgreSQL array literal of quoted elements: `{"a","b\"c"}`.

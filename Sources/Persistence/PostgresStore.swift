@@ -6,10 +6,18 @@ import NIOConcurrencyHelpers
 /// Durable storage on PostgreSQL: messages for offline agents, the registry (with its history in
 /// `audit_log`) and dead letters. Conforms to the bus's `MessageStore` (see Gateway).
 ///
-/// Callers never wait on PostgreSQL: operations go to a bounded queue that one thread of the store
-/// applies in batches, one transaction per batch (group commit: a batch is what arrived while the
-/// previous one committed, at most ``Settings/maxBatch``). An enqueue's completion runs once its
+/// Callers never wait on PostgreSQL: operations go to a bounded queue that the store's writers
+/// apply in batches, one transaction per batch (group commit: a batch is what arrived while the
+/// writers were busy, at most ``Settings/maxBatch``). An enqueue's completion runs once its
 /// transaction has committed.
+///
+/// Writers: ``Settings/writers`` threads, each with a connection of its own, apply batches side by
+/// side, so one batch's round trips and commit do not hold up the next. The first writer does what
+/// needs order, alone: it reads backlogs, replays the spool, and applies releases and registrations,
+/// each only once no other writer has a batch in flight (the others take nothing new meanwhile).
+/// The others take only enqueues and settlements, and only while the first is connected and the
+/// spool is empty. That is safe out of order: a message's settlement comes after its enqueue
+/// committed (it is delivered only then), and a receiver takes what was stored for it in id order.
 ///
 /// While PostgreSQL is unreachable, writes go to an on-disk spool (a ``Journal``) instead, and an
 /// enqueue is complete once spooled; when the database is back, the spool is applied in order
@@ -33,6 +41,8 @@ public final class PostgresStore: Sendable {
         public var queueBytes = 256 << 20
         /// Most writes per transaction.
         public var maxBatch = 4_096
+        /// Connections applying batches side by side (see the type's description); at least 1.
+        public var writers = 2
         /// How often stored messages past their expiry are dead-lettered, in ms.
         public var sweepMs: UInt64 = 1_000
         /// How long a handed-out message belongs to the session it went to: after that, unsettled,
@@ -74,15 +84,36 @@ public final class PostgresStore: Sendable {
         /// Payload bytes of `writes`.
         var bytes = 0
         var reads: [Read] = []
+        /// Per writer: whether it is applying a batch.
+        var busy: [Bool]
+        /// The first writer is waiting for the others to finish their batches: they take nothing new.
+        var fenced = false
         var closed = false
         var connected = false
         var dropped = 0
         var batches = 0
+
+        /// Takes the oldest writes, at most `limit`, stopping at the first one `allowed` refuses.
+        mutating func take(_ limit: Int, while allowed: (StoreOperation) -> Bool = { _ in true }) -> [Write] {
+            let writes = Array(self.writes.prefix(limit).prefix { allowed($0.operation) })
+            self.writes.removeFirst(writes.count)
+            bytes -= writes.reduce(0) { $0 + $1.bytes }
+            return writes
+        }
+
+        /// The writer to wake for queued writes: the first if it is idle, else an idle one that may take them.
+        func idleWriter(spoolIsEmpty: Bool) -> Int? {
+            guard !writes.isEmpty else { return nil }
+            if !busy[0] { return 0 }
+            guard !fenced, connected, spoolIsEmpty, !writes[0].operation.needsOrder else { return nil }
+            return busy.firstIndex(of: false)
+        }
     }
 
     public let settings: Settings
-    private let state = NIOLockedValueBox(State())
-    private let worker = WorkerThread(name: "postgres")
+    private let state: NIOLockedValueBox<State>
+    /// The writers' threads; the first is ``run()``'s, the others ``help(_:)``'s.
+    private let workers: [WorkerThread]
     private let spool: Journal
     private let audit: @Sendable ([AuditEvent]) -> Void
     private let auditIsFull: @Sendable () -> Bool
@@ -102,11 +133,15 @@ public final class PostgresStore: Sendable {
         self.audit = audit
         self.auditIsFull = auditIsFull
         self.spool = try Journal(directory: settings.spoolDirectory, capacity: settings.spoolBytes)
-        worker.start(logger: logger) { [self] in try run() }
+        let writers = max(1, settings.writers)
+        state = NIOLockedValueBox(State(busy: Array(repeating: false, count: writers)))
+        workers = (0..<writers).map { WorkerThread(name: $0 == 0 ? "postgres" : "postgres-\($0 + 1)") }
+        workers[0].start(logger: logger) { [self] in try run() }
+        for writer in 1..<writers { workers[writer].start(logger: logger) { [self] in try help(writer) } }
     }
 
-    /// Its thread as a supervised child (/readyz, /metrics).
-    public var child: ChildStatus { worker.status }
+    /// Its threads as supervised children (/readyz, /metrics): `postgres`, `postgres-2`, ….
+    public var children: [ChildStatus] { workers.map(\.status) }
 
     /// Whether the store is connected to PostgreSQL (false: degraded, writes are spooled).
     public var isConnected: Bool { state.withLockedValue { $0.connected } }
@@ -189,18 +224,18 @@ public final class PostgresStore: Sendable {
             return true
         }
         guard accepted else { return done(.failure(Self.unavailable("the store is closed"))) }
-        worker.wake()
+        workers[0].wake()
     }
 
     /// Applies or spools what is queued, then stops the thread. Blocks until done.
     public func close() {
         state.withLockedValue { $0.closed = true }
-        worker.stop()
-        worker.join()
+        for worker in workers { worker.stop() }
+        for worker in workers { worker.join() }
     }
 
     private func submit(_ write: Write) {
-        let accepted = state.withLockedValue { state in
+        let (accepted, writer) = state.withLockedValue { state in
             // Writes nobody waits for (settlements, dead letters) get twice the room of those that
             // can be refused and retried.
             let scale = write.done == nil ? 2 : 1
@@ -208,11 +243,11 @@ public final class PostgresStore: Sendable {
                 state.bytes + write.bytes <= scale * settings.queueBytes
             else {
                 if write.done == nil { state.dropped += 1 }
-                return false
+                return (false, nil as Int?)
             }
             state.writes.append(write)
             state.bytes += write.bytes
-            return true
+            return (true, state.idleWriter(spoolIsEmpty: spool.isEmpty))
         }
         guard accepted else {
             if let done = write.done {
@@ -222,7 +257,17 @@ public final class PostgresStore: Sendable {
             }
             return
         }
-        worker.wake()
+        if let writer { workers[writer].wake() }
+    }
+
+    /// A writer finished a batch: wakes the one that should take what is queued.
+    private func finished(_ writer: Int) {
+        let (next, fenced) = state.withLockedValue { state in
+            state.busy[writer] = false
+            return (state.idleWriter(spoolIsEmpty: spool.isEmpty), state.fenced)
+        }
+        if let next { workers[next].wake() }
+        if fenced, writer != 0 { workers[0].wake() }
     }
 
     private static func unavailable(_ why: String) -> BusError {
@@ -231,20 +276,24 @@ public final class PostgresStore: Sendable {
 
     // MARK: - The store's thread
 
+    /// The first writer's loop: batches of every kind, the spool, reads and sweeps.
     private func run() throws {
+        let worker = workers[0]
         var link = SidecarLink<PostgresConnection>(name: "PostgreSQL", meanwhile: "writes are spooled")
         var lastSweep: UInt64 = 0
         while true {
             worker.sleep(seconds: 0.25)
             try worker.checkpoint()
             let (writes, reads, closed) = state.withLockedValue { state in
-                let writes = Array(state.writes.prefix(settings.maxBatch))
-                state.writes.removeFirst(writes.count)
-                state.bytes -= writes.reduce(0) { $0 + $1.bytes }
+                let writes = state.take(settings.maxBatch)
                 if !state.writes.isEmpty { worker.wake() }
+                state.busy[0] = true
                 defer { state.reads.removeAll() }
                 return (writes, state.reads, state.closed && state.writes.isEmpty)
             }
+            defer { finished(0) }
+            if !spool.isEmpty || !reads.isEmpty || writes.contains(where: \.operation.needsOrder) { fence() }
+            defer { state.withLockedValue { $0.fenced = false } }
             let now = MonotonicClock.nowMs()
             // The spool goes first: what it holds is older than this batch.
             if let live = link.live(now: now, logger: logger, connect: connect)?.connection, !spool.isEmpty,
@@ -282,6 +331,48 @@ public final class PostgresStore: Sendable {
             }
             state.withLockedValue { $0.connected = link.isConnected }
             if closed, !link.isConnected || spool.isEmpty { break }
+        }
+    }
+
+    /// The first writer waits until no other has a batch in flight; they take nothing new until its
+    /// round ends.
+    private func fence() {
+        while state.withLockedValue({ state in
+            state.fenced = true
+            return state.busy.dropFirst().contains(true)
+        }) {
+            workers[0].sleep(seconds: 0.01)
+        }
+    }
+
+    /// Another writer's loop: enqueues and settlements, beside the first writer, while it is
+    /// connected, the spool is empty and it is not fenced. A batch that fails is spooled, as the
+    /// first writer's is; the first then replays it.
+    private func help(_ writer: Int) throws {
+        let worker = workers[writer]
+        var link = SidecarLink<PostgresConnection>(name: "PostgreSQL", meanwhile: "the first writer takes the batches")
+        while true {
+            worker.sleep(seconds: 0.25)
+            try worker.checkpoint()
+            guard state.withLockedValue({ $0.connected }),
+                let live = link.live(now: MonotonicClock.nowMs(), logger: logger, connect: connect)?.connection
+            else {
+                if state.withLockedValue({ $0.closed }) { break }
+                continue
+            }
+            let (writes, closed) = state.withLockedValue { state in
+                // Checked under the lock: a settlement taken now came after its enqueue was spooled.
+                guard !state.fenced, state.connected, spool.isEmpty else { return ([Write](), state.closed) }
+                let writes = state.take(settings.maxBatch) { !$0.needsOrder }
+                state.busy[writer] = !writes.isEmpty
+                return (writes, state.closed)
+            }
+            guard !writes.isEmpty else {
+                if closed { break }
+                continue
+            }
+            if !applyDirectly(writes, on: live) { link.lost() }
+            finished(writer)
         }
     }
 

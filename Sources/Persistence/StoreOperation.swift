@@ -15,6 +15,15 @@ enum StoreOperation: Codable, Sendable {
     case deadLetter(StoredMessage, reason: String)
     /// An agent registered (`description` set) or unregistered.
     case saveAgent(tenant: String, agentID: String, description: AgentRecord?)
+
+    /// Whether it must be applied after everything queued before it has committed: a release may
+    /// name a message whose enqueue is in flight, and an agent's registrations must land in order.
+    var needsOrder: Bool {
+        switch self {
+        case .release, .saveAgent: true
+        case .enqueue, .settle, .deadLetter: false
+        }
+    }
 }
 
 /// What the store keeps of an agent's REGISTER.

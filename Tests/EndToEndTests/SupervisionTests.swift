@@ -12,7 +12,7 @@ extension SidecarTests {
     /// The supervised children (docs/architecture.md, section 3): made to fail, each is restarted
     /// with backoff, /readyz and /metrics say so meanwhile, and nothing acknowledged is lost.
     @Suite struct SupervisionTests {
-        @Test(arguments: ["postgres", "postgres-contexts", "redis", "audit-stream"])
+        @Test(arguments: ["postgres", "postgres-2", "postgres-contexts", "redis", "audit-stream"])
         func aChildThatFailsComesBackAndLosesNothing(_ name: String) async throws {
             let tenant = TestBus.freshTenant()
             // The audit stream's child exists with Kafka only; without, the audit events reach the test.
