@@ -41,8 +41,8 @@ public actor AgentSession {
     nonisolated let roles: [Role]
     /// Who the agent is to the scope of contexts.
     nonisolated let principal: ContextPrincipal
-    /// Its tenant's messages are durable without asking (``Supervisor/isDurable(tenant:)``), looked
-    /// up once: the tenant does not change, and a SEND should not pay for the lookup.
+    /// Its messages are durable without asking (``Supervisor/isDurable(_:)``), looked up once: the
+    /// identity does not change, and a SEND should not pay for the lookup.
     nonisolated let durableByDefault: Bool
     public nonisolated let channel: any Channel
     nonisolated let supervisor: Supervisor
@@ -130,7 +130,7 @@ public actor AgentSession {
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
         self.bucket = supervisor.rateLimits?.bucket(for: identity.key, nowMs: MonotonicClock.nowMs())
-        self.durableByDefault = supervisor.isDurable(tenant: identity.tenant)
+        self.durableByDefault = supervisor.isDurable(identity.key)
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks) and, under protocol 2,

@@ -243,10 +243,12 @@ public actor Supervisor {
         }
     }
 
-    /// Whether messages of `tenant` are durable without the frame asking (``SupervisorConfiguration/durableTenants``).
-    nonisolated func isDurable(tenant: String) -> Bool {
+    /// Whether messages from `agent` are durable without the frame asking
+    /// (``SupervisorConfiguration/durableTenants``, ``SupervisorConfiguration/durableAgents``).
+    nonisolated func isDurable(_ agent: AgentKey) -> Bool {
         let tenants = configuration.durableTenants
-        return !tenants.isEmpty && (tenants.contains(tenant) || tenants.contains("*"))
+        return configuration.durableAgents.contains(agent)
+            || (!tenants.isEmpty && (tenants.contains(agent.tenant) || tenants.contains("*")))
     }
 
     /// A message to store for `to`, with a new id, kept until its deadline or for

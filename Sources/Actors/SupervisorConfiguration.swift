@@ -43,6 +43,9 @@ public struct SupervisorConfiguration: Sendable {
     /// Tenants whose SEND, BROADCAST and PUBLISH are durable without asking (the frame's `durable`
     /// flag, docs/protocol.md 5.1b); `*` names every tenant. Needs a store.
     public var durableTenants: Set<String> = []
+    /// Agents whose SEND, BROADCAST and PUBLISH are durable without asking, as ``durableTenants`` but
+    /// one agent at a time. Needs a store.
+    public var durableAgents: Set<AgentKey> = []
     /// Commands (frames that start work: SEND, BROADCAST, PUBLISH, REQUEST, STREAM_OPEN, REGISTER,
     /// SUBSCRIBE) one agent may send per second, on average; 0 turns the limit off. One more is
     /// refused with `rate_limited` and the time until the next is allowed.

@@ -58,6 +58,11 @@ struct Serve: AsyncParsableCommand {
             "Tenants whose messages are durable without asking, comma-separated, or * for all (needs --postgres-url). Default none."
     )
     var durableTenants: String?
+    @Option(
+        help:
+            "Agents whose messages are durable without asking, as tenant/agent, comma-separated (needs --postgres-url). Default none."
+    )
+    var durableAgents: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error. Default info.") var logLevel: String?
     @Option(help: "PEM certificate chain of the agent port; with --tls-key, turns TLS on.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
@@ -153,11 +158,23 @@ struct Serve: AsyncParsableCommand {
             "watch-queue", flag: watchQueue, default: supervisor.watchQueueCapacity, in: 1...10_000_000)
         supervisor.streamDirectory = settings.string("stream-dir", flag: streamDir) ?? supervisor.streamDirectory
         supervisor.durableTenants = Set(settings.list("durable-tenants", flag: durableTenants))
+        supervisor.durableAgents = Set(
+            try settings.list("durable-agents", flag: durableAgents).map { entry throws(SettingError) in
+                let parts = entry.split(separator: "/", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw SettingError("durable-agents takes tenant/agent entries, got '\(entry)'")
+                }
+                return AgentKey(tenant: String(parts[0]), agentID: String(parts[1]))
+            })
         configuration.supervisor = supervisor
         configuration.auditLogPath = settings.string("audit-log", flag: auditLog)
         configuration.postgresURL = settings.string("postgres-url", flag: postgresUrl)
-        if !supervisor.durableTenants.isEmpty, configuration.postgresURL == nil {
-            throw SettingError("durable-tenants needs postgres-url: durable messages are stored in PostgreSQL")
+        for (name, set) in [
+            ("durable-tenants", !supervisor.durableTenants.isEmpty),
+            ("durable-agents", !supervisor.durableAgents.isEmpty),
+        ]
+        where set && configuration.postgresURL == nil {
+            throw SettingError("\(name) needs postgres-url: durable messages are stored in PostgreSQL")
         }
         configuration.redisURL = settings.string("redis-url", flag: redisUrl)
         configuration.kafkaBrokers = settings.string("kafka-brokers", flag: kafkaBrokers)

@@ -47,6 +47,8 @@ import Testing
         (["serve", "--token-secret", secret, "--port", "70000"], "port must be an integer in 0...65535"),
         (["serve", "--token-secret", secret, "--log-level", "loud"], "log-level must be one of"),
         (["serve", "--config", "/nonexistent.json"], "cannot be read"),
+        (["serve", "--token-secret", secret, "--durable-agents", "t/a,bob"], "tenant/agent entries, got 'bob'"),
+        (["serve", "--token-secret", secret, "--durable-agents", "t/a"], "durable-agents needs postgres-url"),
         (["token", "issue", "--agent", "a b", "--tenant", "t", "--token-secret", secret], "agent may hold"),
     ])
     func badConfigurationIsOneLineOnStderrAndExitTwo(arguments: [String], message: String) async throws {

@@ -172,9 +172,15 @@ extension SidecarTests {
             }
         }
 
-        @Test func aDurableTenantsSendsAreStoredWithoutAsking() async throws {
+        /// `--durable-tenants` and `--durable-agents`: the operator makes a tenant's or one agent's
+        /// messages durable without the frames asking.
+        @Test func aDurableTenantsOrAgentsSendsAreStoredWithoutAsking() async throws {
             let tenant = TestBus.freshTenant()
-            try await TestBus.withSidecars({ $0.supervisor.durableTenants = [tenant] }) { bus in
+            let other = TestBus.freshTenant()
+            try await TestBus.withSidecars({
+                $0.supervisor.durableTenants = [tenant]
+                $0.supervisor.durableAgents = [AgentKey(tenant: other, agentID: "frank")]
+            }) { bus in
                 let bob = try await bus.client("bob", tenant: tenant)
                 let alice = try await bus.client("alice", tenant: tenant)
                 var inbox = bob.deliveries.makeAsyncIterator()
@@ -184,14 +190,17 @@ extension SidecarTests {
                     #expect(delivery.text == "m\(index)")
                     delivery.ack()
                 }
-                // Another tenant's sends are stored only while the receiver reads its backlog at connect.
-                let other = TestBus.freshTenant()
+                // Another tenant's sends are stored only while the receiver reads its backlog at
+                // connect, but for those of the agent made durable.
                 let dave = try await bus.client("dave", tenant: other)
                 let erin = try await bus.client("erin", tenant: other)
+                let frank = try await bus.client("frank", tenant: other)
                 try await Sidecars.eventually("a plain send to be delivered at once") {
                     try await dave.send(to: .agent("erin"), ByteBuffer(string: "hi")).outcome == .delivered
                 }
+                #expect(try await frank.send(to: .agent("erin"), ByteBuffer(string: "kept")).outcome == .queued)
                 await erin.close()
+                await frank.close()
                 await alice.close()
                 await bob.close()
                 await dave.close()
