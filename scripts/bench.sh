@@ -17,6 +17,9 @@ logs=.build/bench
 mkdir -p "$logs" docs/bench
 # 10,000 idle agents need as many descriptors in the server and in the harness.
 ulimit -n "$(ulimit -Hn)"
+# The bus alone is measured here: no sidecars from a shell that has `scripts/sidecars.sh env` in it
+# (`acb serve` reads these; scripts/bench-sidecars.sh measures them).
+unset ACB_POSTGRES_URL ACB_REDIS_URL ACB_KAFKA_BROKERS
 
 swift build -c release
 bin=$(swift build -c release --show-bin-path)

@@ -8,9 +8,13 @@ public protocol AuditSink: Sendable {
     func record(_ events: [AuditEvent])
     /// Writes out what is pending; called once, last, at shutdown. It may block until done.
     func close()
+    /// Whether recorded events go anywhere: when not, writers need not make them.
+    var isRecording: Bool { get }
 }
 
 extension AuditSink {
+    public var isRecording: Bool { true }
+
     public func record(_ events: [AuditEvent]) {
         for event in events { record(event) }
     }
@@ -21,6 +25,9 @@ public struct LogAuditSink: AuditSink {
     private let logger: Logger
 
     public init(logger: Logger) { self.logger = logger }
+
+    /// Only when the log takes debug messages.
+    public var isRecording: Bool { logger.logLevel <= .debug }
 
     public func record(_ event: AuditEvent) {
         logger.debug(

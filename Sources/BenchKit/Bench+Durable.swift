@@ -48,13 +48,20 @@ extension Bench {
         result.refused = final.refused
         result.unanswered = final.unanswered
         result.expected = final.accepted
+        var accepted: [UInt64] = []
+        for producer in producers { accepted.append(try await producer.run { $0.counts.accepted }) }
+        // The senders are done: closed before the backlogs are read, which can take longer than the
+        // bus waits for a silent agent's heartbeat.
+        let disconnects = try await disconnects(producers)
+        for producer in producers { await producer.close() }
         // Nothing the bus said it stored may be missing: each receiver connects and takes its backlog.
-        for (index, receiver) in receivers.enumerated() {
-            let accepted = try await producers[index].run { $0.counts.accepted }
+        for (receiver, accepted) in zip(receivers, accepted) {
             result.received += try await takeBacklog(of: receiver, tenant: names.tenant, expected: accepted)
         }
         result.lost = result.expected.minus(result.received)
-        try await finish(&result, seconds: seconds, latency: LatencyRecorder(), usage: usage, agents: producers)
+        try await finish(
+            &result, seconds: seconds, latency: LatencyRecorder(), usage: usage, agents: [Agent<Producer>]())
+        result.disconnects = disconnects
         result.rate = Double(final.accepted) / seconds
         return result
     }
@@ -86,8 +93,14 @@ extension Bench {
                     }
                 }
             }
-            // Bounded, so a loss shows as a shortfall instead of a hang.
-            tasks.addTask { try await Task.sleep(for: .seconds(max(10, Double(expected) / 10_000))) }
+            // Bounded by silence, so a loss shows as a shortfall instead of a hang.
+            tasks.addTask {
+                var last = UInt64.max
+                while case let now = received.withLockedValue({ $0 }), now != last {
+                    last = now
+                    try await Task.sleep(for: .seconds(2))
+                }
+            }
             try await tasks.next()
             tasks.cancelAll()
         }

@@ -69,13 +69,16 @@ public struct BusServer: Sendable {
                     metadata: ["error": "\(error)"])
             }
         }
+        // Events nobody records are not made (a durable message has two).
+        let recorder: (@Sendable ([AuditEvent]) -> Void)?
+        if audit.isRecording { recorder = { @Sendable events in audit.record(events) } } else { recorder = nil }
         let store = try configuration.postgresURL.map { url throws(SidecarError) in
             var settings = PostgresStore.Settings(url: url, spoolDirectory: "\(spool)/postgres")
             settings.spoolBytes = configuration.spoolBytes
             settings.leaseMs =
                 configuration.supervisor.ackTimeoutMs * UInt64(configuration.supervisor.maxDeliveryAttempts)
             return try PostgresStore(
-                settings: settings, logger: logger, audit: { events in audit.record(events) },
+                settings: settings, logger: logger, audit: recorder,
                 auditIsFull: { auditStream?.isFull ?? false })
         }
         let shared = try configuration.redisURL.map { url throws(SidecarError) in

@@ -9,9 +9,10 @@ extension PostgresConnection {
     /// Applies `operations` in one transaction, grouped by kind (each kind keeps its order).
     /// - Parameter replaying: they come from the spool, so some may have been committed already
     ///   (messages already stored are skipped; otherwise a binary COPY, which cannot skip, is cheaper).
+    /// - Parameter auditing: whether to make the audit events (nobody may be listening).
     /// - Returns: the audit events of what was committed (queued and acknowledged stored messages).
-    func apply(_ operations: [StoreOperation], now: UInt64, replaying: Bool = false) throws(SidecarError)
-        -> [AuditEvent]
+    func apply(_ operations: [StoreOperation], now: UInt64, replaying: Bool = false, auditing: Bool = true)
+        throws(SidecarError) -> [AuditEvent]
     {
         var queued: [StoredMessage] = []
         var acked: [UInt64] = []
@@ -48,18 +49,20 @@ extension PostgresConnection {
                         agentID: agentID, at: now, detail: record.map { ["type": $0.agentType] } ?? [:]))
             }
             for chunk in unstoredDead.chunked(Self.rowsPerInsert) { try insertDeadLetters(chunk) }
-            var events = queued.map { message in
-                AuditEvent(
-                    kind: "message.queued", tenant: message.tenant, agentID: message.from, at: now,
-                    detail: ["to": message.to, "message": "\(message.id)", "bytes": "\(message.payload.count)"])
-            }
+            var events =
+                !auditing
+                ? []
+                : queued.map { message in
+                    AuditEvent(
+                        kind: "message.queued", tenant: message.tenant, agentID: message.from, at: now,
+                        detail: ["to": message.to, "message": "\(message.id)", "bytes": "\(message.payload.count)"])
+                }
             if !acked.isEmpty {
                 let rows = try query(
                     """
                     UPDATE messages SET status = 'acked', updated_at = now()
                     WHERE id = ANY($1::bigint[]) AND status = 'delivered'
-                    RETURNING tenant_id, to_agent, id
-                    """, [.integers(acked)])
+                    """ + (auditing ? " RETURNING tenant_id, to_agent, id" : ""), [.integers(acked)])
                 for row in 0..<rows.count {
                     events.append(
                         AuditEvent(

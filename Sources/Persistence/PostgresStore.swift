@@ -115,17 +115,18 @@ public final class PostgresStore: Sendable {
     /// The writers' threads; the first is ``run()``'s, the others ``help(_:)``'s.
     private let workers: [WorkerThread]
     private let spool: Journal
-    private let audit: @Sendable ([AuditEvent]) -> Void
+    private let audit: (@Sendable ([AuditEvent]) -> Void)?
     private let auditIsFull: @Sendable () -> Bool
     private let logger: Logger
 
     /// Opens the spool and starts the store's thread, which connects (and reconnects, with backoff) by itself.
     /// - Parameters:
-    ///   - audit: receives the audit events of committed operations, from the store's thread.
+    ///   - audit: receives the audit events of committed operations, from the store's threads; nil
+    ///     when nobody listens (they are not made).
     ///   - auditIsFull: whether the audit stream can take no more events: enqueues are then
     ///     refused, since their `message.queued` events would be lost.
     public init(
-        settings: Settings, logger: Logger, audit: @escaping @Sendable ([AuditEvent]) -> Void,
+        settings: Settings, logger: Logger, audit: (@Sendable ([AuditEvent]) -> Void)?,
         auditIsFull: @escaping @Sendable () -> Bool = { false }
     ) throws(SidecarError) {
         self.settings = settings
@@ -324,7 +325,8 @@ public final class PostgresStore: Sendable {
             if let live = link.connection, spool.isEmpty, now >= lastSweep + settings.sweepMs {
                 lastSweep = now
                 do throws(SidecarError) {
-                    audit(try live.expireBacklog(now: WallClock.nowMs(), leaseMs: settings.leaseMs))
+                    let events = try live.expireBacklog(now: WallClock.nowMs(), leaseMs: settings.leaseMs)
+                    audit?(events)
                 } catch {
                     if error.connectionLost { link.lost() }
                 }
@@ -386,7 +388,7 @@ public final class PostgresStore: Sendable {
     private func applyDirectly(_ writes: [Write], on connection: PostgresConnection) -> Bool {
         guard !writes.isEmpty else { return true }
         do throws(SidecarError) {
-            audit(try connection.apply(writes.map(\.operation), now: WallClock.nowMs()))
+            try apply(writes.map(\.operation), on: connection)
             state.withLockedValue { $0.batches += 1 }
             for write in writes { write.done?(nil) }
             return true
@@ -401,7 +403,7 @@ public final class PostgresStore: Sendable {
             // One bad write must not sink the others: apply them one by one.
             for (index, write) in writes.enumerated() {
                 do throws(SidecarError) {
-                    audit(try connection.apply([write.operation], now: WallClock.nowMs()))
+                    try apply([write.operation], on: connection)
                     write.done?(nil)
                 } catch  where !error.isPermanent {
                     toSpool(Array(writes[index...]))
@@ -413,6 +415,15 @@ public final class PostgresStore: Sendable {
             }
             return true
         }
+    }
+
+    /// One transaction of `operations`, its audit events to ``audit``.
+    private func apply(_ operations: [StoreOperation], on connection: PostgresConnection, replaying: Bool = false)
+        throws(SidecarError)
+    {
+        let events = try connection.apply(
+            operations, now: WallClock.nowMs(), replaying: replaying, auditing: audit != nil)
+        audit?(events)
     }
 
     private func toSpool(_ writes: [Write]) {
@@ -435,7 +446,7 @@ public final class PostgresStore: Sendable {
         var failed = false
         let emptied = spool.replay(StoreOperation.self) { records in
             do throws(SidecarError) {
-                audit(try connection.apply(records.compactMap(\.value), now: WallClock.nowMs(), replaying: true))
+                try apply(records.compactMap(\.value), on: connection, replaying: true)
                 return records.last?.next
             } catch  where !error.isPermanent {
                 failed = true
@@ -449,7 +460,7 @@ public final class PostgresStore: Sendable {
                         guard let operation else {
                             throw SidecarError(message: "unreadable", connectionLost: false, sqlState: "22000")
                         }
-                        audit(try connection.apply([operation], now: WallClock.nowMs(), replaying: true))
+                        try apply([operation], on: connection, replaying: true)
                     } catch  where !error.isPermanent {
                         failed = true
                         return reached
