@@ -235,8 +235,7 @@ public actor Supervisor {
     /// low 20, never repeating or going back while this process runs (nor across restarts, unless
     /// the clock goes back).
     public nonisolated func nextMessageID() -> UInt64 {
-        let epochMs: UInt64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
-        let stamp = (WallClock.nowMs() &- epochMs) << 20
+        let stamp = StoredMessage.firstID(atUnixMs: WallClock.nowMs())
         return lastMessageID.withLockedValue { last in
             last = max(last + 1, stamp)
             return last

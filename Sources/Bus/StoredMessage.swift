@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Codable with the payload as `Data` (base64 in JSON, not an array of numbers), for spools.
 public struct StoredMessage: Sendable, Equatable, Codable {
-    /// The bus's id: time-ordered, so a receiver's backlog is delivered in id order.
+    /// The bus's id: time-ordered (``firstID(atUnixMs:)``), so a receiver's backlog is delivered in id order.
     public var id: UInt64
     public var tenant: String
     /// The receiver's agent id.
@@ -43,6 +43,14 @@ public struct StoredMessage: Sendable, Equatable, Codable {
         self.idempotencyKey = idempotencyKey
         self.attempts = attempts
         self.handedOut = handedOut
+    }
+
+    /// The smallest id the bus makes at Unix time `ms`: the milliseconds since 2026-01-01 in the
+    /// high bits, a counter in the low 20 (`Supervisor.nextMessageID` counts up from it). The store
+    /// finds old rows by it.
+    public static func firstID(atUnixMs ms: UInt64) -> UInt64 {
+        let epochMs: UInt64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
+        return ms > epochMs ? (ms - epochMs) << 20 : 0
     }
 
     private enum CodingKeys: String, CodingKey {

@@ -75,6 +75,7 @@ public struct BusServer: Sendable {
         let store = try configuration.postgresURL.map { url throws(SidecarError) in
             var settings = PostgresStore.Settings(url: url, spoolDirectory: "\(spool)/postgres")
             settings.spoolBytes = configuration.spoolBytes
+            settings.retentionMs = configuration.messageRetentionMs
             settings.leaseMs =
                 configuration.supervisor.ackTimeoutMs * UInt64(configuration.supervisor.maxDeliveryAttempts)
             return try PostgresStore(

@@ -35,6 +35,9 @@ public struct ServerConfiguration: Sendable {
     /// Most bytes each spool may hold (PostgreSQL writes, Redis writes, the audit journal). When the
     /// PostgreSQL spool is full, durable sends are refused with `storage_unavailable`.
     public var spoolBytes = 1 << 30
+    /// How long a stored message stays in PostgreSQL once acknowledged or dead-lettered, in ms
+    /// (`GET /api/v1/messages/{id}` shows it meanwhile); 0 keeps them all.
+    public var messageRetentionMs: UInt64 = 7 * 86_400_000
     /// The admin REST API (docs/admin-api.md); nil runs none.
     public var admin: AdminConfiguration?
     /// The supervisor tree's settings: limits, timeouts, queue bounds.

@@ -162,6 +162,22 @@ extension PostgresConnection {
         }
     }
 
+    /// Deletes up to `limit` settled messages (acknowledged or dead-lettered) settled before
+    /// `before` (Unix ms), oldest first. Their ids are below the first id of `before` (a message is
+    /// settled after it is made), so the primary key finds them. - Returns: how many it deleted.
+    func pruneSettled(before: UInt64, limit: Int) throws(SidecarError) -> Int {
+        try query(
+            """
+            DELETE FROM messages WHERE id IN (
+                SELECT id FROM messages
+                WHERE id < $1::bigint AND status IN ('acked', 'dead_lettered')
+                    AND updated_at < to_timestamp($2::bigint / 1000.0)
+                ORDER BY id LIMIT $3::int)
+            RETURNING id
+            """, [.text("\(StoredMessage.firstID(atUnixMs: before))"), .text("\(before)"), .text("\(limit)")]
+        ).count
+    }
+
     /// Every registered agent.
     func agents() throws(SidecarError) -> [(AgentKey, AgentDescription)] {
         let rows = try query(

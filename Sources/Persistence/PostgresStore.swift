@@ -43,8 +43,15 @@ public final class PostgresStore: Sendable {
         public var maxBatch = 4_096
         /// Connections applying batches side by side (see the type's description); at least 1.
         public var writers = 2
-        /// How often stored messages past their expiry are dead-lettered, in ms.
+        /// How often stored messages past their expiry are dead-lettered, and settled ones past
+        /// ``retentionMs`` deleted, in ms.
         public var sweepMs: UInt64 = 1_000
+        /// How long a settled message (acknowledged or dead-lettered) stays in `messages` after it
+        /// was settled, in ms (its record for the admin API); 0 keeps them all. A sweep deletes at
+        /// most ``pruneBatch`` at a time, for at most 100 ms.
+        public var retentionMs: UInt64 = 7 * 86_400_000
+        /// Rows per deletion of settled messages.
+        public var pruneBatch = 5_000
         /// How long a handed-out message belongs to the session it went to: after that, unsettled,
         /// it is handed out again (its session ended without saying). The bus sets it to its ack
         /// timeout times its delivery attempts.
@@ -327,6 +334,7 @@ public final class PostgresStore: Sendable {
                 do throws(SidecarError) {
                     let events = try live.expireBacklog(now: WallClock.nowMs(), leaseMs: settings.leaseMs)
                     audit?(events)
+                    try prune(on: live)
                 } catch {
                     if error.connectionLost { link.lost() }
                 }
@@ -334,6 +342,17 @@ public final class PostgresStore: Sendable {
             state.withLockedValue { $0.connected = link.isConnected }
             if closed, !link.isConnected || spool.isEmpty { break }
         }
+    }
+
+    /// Deletes settled messages past their retention: batches of ``Settings/pruneBatch`` for at most
+    /// 100 ms, so the writer is back to its queue soon; what is left waits for the next sweep.
+    private func prune(on connection: PostgresConnection) throws(SidecarError) {
+        guard settings.retentionMs > 0 else { return }
+        let started = MonotonicClock.nowMs()
+        let before = WallClock.nowMs() - settings.retentionMs
+        while try connection.pruneSettled(before: before, limit: settings.pruneBatch) == settings.pruneBatch,
+            MonotonicClock.nowMs() < started + 100
+        {}
     }
 
     /// The first writer waits until no other has a batch in flight; they take nothing new until its

@@ -55,6 +55,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most bytes each spool may hold on disk. Default 1073741824 (1 GiB).") var spoolBytes: String?
     @Option(
         help:
+            "Hours a stored message stays in PostgreSQL once acknowledged or dead-lettered; 0 keeps them all. Default 168."
+    )
+    var messageRetentionHours: String?
+    @Option(
+        help:
             "Tenants whose messages are durable without asking, comma-separated, or * for all (needs --postgres-url). Default none."
     )
     var durableTenants: String?
@@ -179,6 +184,10 @@ struct Serve: AsyncParsableCommand {
         configuration.redisURL = settings.string("redis-url", flag: redisUrl)
         configuration.kafkaBrokers = settings.string("kafka-brokers", flag: kafkaBrokers)
         configuration.spoolDirectory = settings.string("spool-dir", flag: spoolDir) ?? configuration.spoolDirectory
+        configuration.messageRetentionMs =
+            try settings.integer(
+                "message-retention-hours", flag: messageRetentionHours, default: UInt64(168), in: 0...87_600)
+            * 3_600_000
         configuration.spoolBytes = try settings.integer(
             "spool-bytes", flag: spoolBytes, default: configuration.spoolBytes, in: 4_096...(1 << 50))
         configuration.tls = try tlsConfiguration(settings)

@@ -49,6 +49,7 @@ import Testing
         (["serve", "--config", "/nonexistent.json"], "cannot be read"),
         (["serve", "--token-secret", secret, "--durable-agents", "t/a,bob"], "tenant/agent entries, got 'bob'"),
         (["serve", "--token-secret", secret, "--durable-agents", "t/a"], "durable-agents needs postgres-url"),
+        (["serve", "--token-secret", secret, "--message-retention-hours", "ever"], "message-retention-hours must be"),
         (["token", "issue", "--agent", "a b", "--tenant", "t", "--token-secret", secret], "agent may hold"),
     ])
     func badConfigurationIsOneLineOnStderrAndExitTwo(arguments: [String], message: String) async throws {
