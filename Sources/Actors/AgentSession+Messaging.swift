@@ -30,14 +30,8 @@ extension AgentSession {
                         Message(
                             kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
                             credit: sendWindow.map { .message($0) }))
-                    if send.target.kind == .agent {
-                        // Stored messages still to be read back go first: this one may be stored behind them.
-                        let mustStore = !stores.isEmpty && stores.mustStore(to: send.target.name, receiver: receiver)
-                        guard try receiver.enqueueDirect(message, mustStore: mustStore) else {
-                            return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: receiver)
-                        }
-                    } else {
-                        try receiver.enqueue(message)
+                    guard try offer(message, of: send, to: receiver) else {
+                        return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: receiver)
                     }
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     routed.add(.direct)
@@ -81,18 +75,26 @@ extension AgentSession {
             Message(
                 kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
                 storedID: stored.id, credit: nil, commit: commit))
-        if send.target.kind == .agent {
-            let mustStore = !stores.isEmpty && stores.mustStore(to: agentID, receiver: receiver)
-            guard try receiver.enqueueDirect(envelope, mustStore: mustStore) else {
-                return storeForLater(send, to: agentID, scopedKey: scopedKey, holding: receiver)
-            }
-        } else {
-            try receiver.enqueue(envelope)
+        guard try offer(envelope, of: send, to: receiver) else {
+            return storeForLater(send, to: agentID, scopedKey: scopedKey, holding: receiver)
         }
         if sendWindow != nil { refs.storing(send.ref) }
         supervisor.enqueueHandedOut(stored, commit: commit, to: receiver) { error in
             self.onLoop { $0.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, error) }
         }
+    }
+
+    /// Offers `envelope` of `send` to `receiver`: a SEND to an agent through the receiver's backlog
+    /// gate, since stored messages still to be read back go first (false: it must be stored behind
+    /// them); one to a capability straight into the mailbox.
+    /// - Throws: as ``enqueue(_:)``.
+    private func offer(_ envelope: Envelope, of send: Send, to receiver: AgentSession) throws(BusError) -> Bool {
+        guard send.target.kind == .agent else {
+            try receiver.enqueue(envelope)
+            return true
+        }
+        let mustStore = !stores.isEmpty && stores.mustStore(to: receiver.identity.agentID, receiver: receiver)
+        return try receiver.enqueueDirect(envelope, mustStore: mustStore)
     }
 
     /// SEND to agent `agentID`, with a store, when it is offline, or behind its stored messages, or

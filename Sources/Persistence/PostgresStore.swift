@@ -108,11 +108,12 @@ public final class PostgresStore: Sendable {
             return writes
         }
 
-        /// The writer to wake for queued writes: the first if it is idle, else an idle one that may take them.
-        func idleWriter(spoolIsEmpty: Bool) -> Int? {
+        /// The writer to wake for queued writes: the first if it is idle, else an idle one that may
+        /// take them (the spool, behind a lock of its own, is looked at only then).
+        func idleWriter(spoolIsEmpty: @autoclosure () -> Bool) -> Int? {
             guard !writes.isEmpty else { return nil }
             if !busy[0] { return 0 }
-            guard !fenced, connected, spoolIsEmpty, !writes[0].operation.needsOrder else { return nil }
+            guard !fenced, connected, !writes[0].operation.needsOrder, spoolIsEmpty() else { return nil }
             return busy.firstIndex(of: false)
         }
     }
