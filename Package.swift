@@ -36,7 +36,9 @@ let package = Package(
     targets: [
         .target(
             name: "Bus",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -95,7 +97,7 @@ let package = Package(
         .target(
             name: "ACBClient",
             dependencies: [
-                "Bus", "ACBTLS",
+                "Bus", "ACBTLS", "CSodium",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -244,7 +244,7 @@ status() {
 }
 print_env() {
   local name value
-  for name in ACB_POSTGRES_URL ACB_REDIS_URL ACB_KAFKA_BROKERS LD_LIBRARY_PATH ACB_PYTHON; do
+  for name in ACB_POSTGRES_URL ACB_REDIS_URL ACB_KAFKA_BROKERS LD_LIBRARY_PATH ACB_PYTHON ACB_PG_BIN; do
     case $name in
       ACB_POSTGRES_URL) value=postgresql://postgres@127.0.0.1:$pg_port/acb ;;
       ACB_REDIS_URL) value=redis://127.0.0.1:$redis_port ;;
@@ -256,6 +256,7 @@ print_env() {
         esac
         ;;
       ACB_PYTHON) value=$venv/bin/python ;;
+      ACB_PG_BIN) value=$pg_bin ;;
     esac
     printf 'export %s=%q\n' "$name" "$value"
   done

@@ -205,6 +205,8 @@ public actor AgentSession {
         case .contextLineage(let query): answer(query.ref) { try supervisor.contexts.lineage(query, by: principal) }
         case .contextWatch(let watch): handleContextWatch(watch)
         case .contextUnwatch(let unwatch): handleContextUnwatch(unwatch)
+        case .keyPublish(let publish): handleKeyPublish(publish)
+        case .keyFetch(let fetch): handleKeyFetch(fetch)
         default:
             break  // server frames, refused above
         }
@@ -342,6 +344,8 @@ extension Frame {
         case .contextHistory(let f), .contextLineage(let f): f.ref
         case .contextWatch(let f): f.ref
         case .contextUnwatch(let f): f.ref
+        case .keyPublish(let f): f.ref
+        case .keyFetch(let f): f.ref
         default: 0
         }
     }

@@ -18,6 +18,8 @@ public actor Supervisor {
     public nonisolated let streams: StreamStore
     /// Contexts: their versions, watches and lineage.
     public nonisolated let contexts: ContextService
+    /// Agents' public keys for end-to-end encryption.
+    public nonisolated let keys: KeyDirectory
     /// Per-agent rate limits; nil when they are off.
     nonisolated let rateLimits: RateLimits?
     public nonisolated let audit: any AuditSink
@@ -53,7 +55,7 @@ public actor Supervisor {
     public init(
         configuration: SupervisorConfiguration, audit: any AuditSink, store: (any MessageStore)? = nil,
         shared: (any SharedState)? = nil, contextStorage: (any ContextStorage)? = nil,
-        metrics: BusMetrics = BusMetrics(), logger: Logger
+        keyStorage: (any KeyStorage)? = nil, metrics: BusMetrics = BusMetrics(), logger: Logger
     ) throws(BusError) {
         self.configuration = configuration
         self.metrics = metrics
@@ -67,6 +69,7 @@ public actor Supervisor {
             orphanCapacity: configuration.mailboxCapacity + Int(configuration.limits.maxUnacked),
             orphanTTLMs: configuration.orphanTTLMs)
         self.streams = StreamStore(ttlMs: configuration.streamResumeTTLMs)
+        self.keys = KeyDirectory(storage: keyStorage)
         self.contexts = ContextService(
             configuration: configuration, storage: contextStorage,
             record: { kind, tenant, agentID, detail in

@@ -73,6 +73,11 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
     /// A watch asked for changes the bus no longer keeps; the message starts `oldest N`, the
     /// oldest version (or revision) it could resume after.
     case compacted = 33
+    /// The agent has published no keys for end-to-end encryption.
+    case noKey = 34
+    /// The operation reads a sealed (end-to-end encrypted) context's body, which the bus cannot:
+    /// a JSON patch, or a watch of fields.
+    case sealedBody = 35
 
     /// The code's stable name, as used in JSON bodies and the audit stream.
     public var name: String {
@@ -110,6 +115,8 @@ public enum ErrorCode: UInt16, Sendable, CaseIterable {
         case .invalidPointer: "invalid_pointer"
         case .contextExpired: "context_expired"
         case .compacted: "compacted"
+        case .noKey: "no_key"
+        case .sealedBody: "sealed_body"
         }
     }
 }

@@ -54,6 +54,9 @@ public enum Frame: Sendable, Equatable {
     indirect case contextPage(ContextPage)
     indirect case contextEvent(ContextEvent)
     indirect case contextWatching(ContextWatching)
+    indirect case keyPublish(KeyPublish)
+    indirect case keyFetch(KeyFetch)
+    indirect case key(KeyInfo)
 
     /// The frame's type byte.
     public var type: FrameType {
@@ -104,6 +107,9 @@ public enum Frame: Sendable, Equatable {
         case .contextPage: .contextPage
         case .contextEvent: .contextEvent
         case .contextWatching: .contextWatching
+        case .keyPublish: .keyPublish
+        case .keyFetch: .keyFetch
+        case .key: .key
         }
     }
 
@@ -160,6 +166,9 @@ public enum Frame: Sendable, Equatable {
         case .contextPage(let body): body.write(to: &buffer)
         case .contextEvent(let body): body.write(to: &buffer)
         case .contextWatching(let body): body.write(to: &buffer)
+        case .keyPublish(let body): body.write(to: &buffer)
+        case .keyFetch(let body): body.write(to: &buffer)
+        case .key(let body): body.write(to: &buffer)
         }
     }
 
@@ -241,6 +250,9 @@ public enum Frame: Sendable, Equatable {
         case .contextPage: .contextPage(try ContextPage(reading: &r))
         case .contextEvent: .contextEvent(try ContextEvent(reading: &r))
         case .contextWatching: .contextWatching(try ContextWatching(reading: &r))
+        case .keyPublish: .keyPublish(try KeyPublish(reading: &r))
+        case .keyFetch: .keyFetch(try KeyFetch(reading: &r))
+        case .key: .key(try KeyInfo(reading: &r))
         }
     }
 }

@@ -14,6 +14,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case contextWrite = 0x50, contextGet = 0x51, contextList = 0x52, contextHistory = 0x53
     case contextWatch = 0x54, contextUnwatch = 0x55, contextLineage = 0x56
     case context = 0x58, contextPage = 0x59, contextEvent = 0x5A, contextWatching = 0x5B
+    case keyPublish = 0x60, keyFetch = 0x61, key = 0x62
 }
 
 extension FrameType {
@@ -22,7 +23,7 @@ extension FrameType {
         switch self {
         case .welcome, .error, .goAway, .ok, .tokens, .credit, .pong, .confirm, .discovered, .deliver, .response,
             .context, .contextPage,
-            .contextEvent, .contextWatching:
+            .contextEvent, .contextWatching, .key:
             false
         default: true
         }

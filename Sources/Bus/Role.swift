@@ -21,8 +21,10 @@ public enum Role: String, Sendable, CaseIterable {
             return self != .observer || type == .discover
         case .send, .broadcast, .publish, .request, .streamOpen, .streamChunk, .streamEnd, .streamResume:
             return self == .admin || self == .agentFull || self == .agentProducer
-        case .contextGet, .contextList, .contextHistory, .contextLineage, .contextWatch, .contextUnwatch:
+        case .contextGet, .contextList, .contextHistory, .contextLineage, .contextWatch, .contextUnwatch, .keyFetch:
             return true
+        case .keyPublish:
+            return self != .observer
         case .contextWrite:
             return self == .admin || self == .agentFull || self == .agentProducer
         case .subscribe, .unsubscribe, .reply:

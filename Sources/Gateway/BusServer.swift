@@ -98,7 +98,8 @@ public struct BusServer: Sendable {
         let contextStorage = configuration.postgresURL.map { PostgresContextStore(url: $0, logger: logger) }
         let supervisor = try Supervisor(
             configuration: supervision, audit: audit, store: store, shared: shared, contextStorage: contextStorage,
-            metrics: BusMetrics(factory: metrics), logger: logger)
+            keyStorage: configuration.postgresURL.map(PostgresKeyStore.init), metrics: BusMetrics(factory: metrics),
+            logger: logger)
         var restorer: WorkerThread?
         if let snapshot, let contexts {
             supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)

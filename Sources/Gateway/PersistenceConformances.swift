@@ -11,6 +11,8 @@ extension RedisState: SharedState {}
 
 extension PostgresContextStore: ContextStorage {}
 
+extension PostgresKeyStore: KeyStorage {}
+
 /// The audit sink that journals every event for the Kafka audit stream.
 struct AuditStreamSink: AuditSink {
     let stream: AuditStream

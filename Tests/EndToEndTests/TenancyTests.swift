@@ -1,6 +1,7 @@
 import Bus
 import Crypto
 import NIOCore
+import TestSupport
 import Testing
 
 /// Tenancy: an agent of tenant `acme` sends every client frame type naming what tenant `globex` has
@@ -128,6 +129,11 @@ import Testing
             #expect(last.ref == 14)
             #expect(
                 try await alice.send(.contextUnwatch(ContextUnwatch(ref: 27, watch: 25))) == .ok(Ok(ref: 27)))
+            // globex's keys, asked for by acme: none.
+            #expect(try await carol.send(.keyPublish(KeyPublish(ref: 7, keys: SampleFrames.keys))) == .ok(Ok(ref: 7)))
+            #expect(code(try await alice.send(.keyFetch(KeyFetch(ref: 28, agentID: "carol")))) == .noKey)
+            let own = PublicKeys(boxKey: Array(64..<96), signKey: Array(96..<128))
+            #expect(try await alice.send(.keyPublish(KeyPublish(ref: 29, keys: own))) == .ok(Ok(ref: 29)))
             #expect(try await alice.send(.ping(RefOnly(ref: 16))) == .pong(RefOnly(ref: 16)))
             #expect(try await alice.send(.logout(RefOnly(ref: 15))) == .ok(Ok(ref: 15)))
 

@@ -85,7 +85,19 @@ public enum SampleFrames {
         .contextPage(ContextPage(ref: 20, heads: [head, head], nextCursor: "plan.q3")),
         .contextEvent(
             ContextEvent(watch: 22, kind: .updated, head: head, payloadKind: .patch, payload: ByteBuffer(string: "[]"))),
+        .keyPublish(KeyPublish(ref: 26, keys: keys, rotation: Array(repeating: 7, count: 64))),
+        .keyFetch(KeyFetch(ref: 27, agentID: "bob")),
+        .key(
+            KeyInfo(
+                ref: 27, agentID: "bob",
+                published: PublishedKeys(
+                    keys: keys, rotation: Array(repeating: 7, count: 64),
+                    previousSignKey: Array(repeating: 9, count: 32),
+                    revoked: true, publishedMs: 1_700_000_000_000))),
     ]
+
+    /// Public keys with distinct bytes.
+    public static let keys = PublicKeys(boxKey: Array(0..<32), signKey: Array(32..<64))
 
     /// Attributes with every field set.
     public static let attributes = ContextAttributes(

@@ -29,6 +29,11 @@ extension ContextService {
         let result = state.withLockedValue { state -> Result<ContextWatching, BusError> in
             Result { () throws(BusError) in
                 var tenant = state.tenants[principal.tenant] ?? Tenant()
+                if !paths.isEmpty, case .id(let id) = target,
+                    tenant.entries[id]?.current?.head.attributes.contentType == .sealed
+                {
+                    throw BusError(.sealedBody, "\(id) is sealed: the bus cannot watch its fields")
+                }
                 let held = tenant.watches.filter { $0.watcher === watcher }
                 guard !held.contains(where: { $0.ref == watch.ref }) else {
                     throw BusError(.invalidArgument, "watch \(watch.ref) is already running")

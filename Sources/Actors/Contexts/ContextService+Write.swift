@@ -164,6 +164,9 @@ extension ContextService {
             if contentType == .json { _ = try JSONValue(parsing: change.write.body.readableBytesView) }
             return change.write.body
         case .mergePatch, .jsonPatch:
+            if live?.head.attributes.contentType == .sealed {
+                throw BusError(.sealedBody, "the context is sealed: the bus cannot patch it; write the whole body")
+            }
             guard let live, live.head.attributes.contentType == .json else {
                 throw BusError(.patchFailed, "patches apply to application/json contexts only")
             }

@@ -35,11 +35,20 @@ public enum ContentType: UInt8, Sendable, CaseIterable {
     /// One JSON value (RFC 8259), checked on every write; a patch's result is written in canonical
     /// form (sorted keys, no whitespace), a body sent whole is kept as sent.
     case json = 1
+    /// Sealed by its writer for its readers (end-to-end encryption, docs/protocol.md 5.16): opaque
+    /// to the bus, which refuses patches and field-level watches with `sealed_body`.
+    case sealed = 2
 
     /// The MIME type.
-    public var mime: String { self == .json ? "application/json" : "application/octet-stream" }
+    public var mime: String {
+        switch self {
+        case .bytes: "application/octet-stream"
+        case .json: "application/json"
+        case .sealed: "application/vnd.acb.sealed"
+        }
+    }
 
-    /// The content type of MIME type `mime`, if it is one of the two.
+    /// The content type of MIME type `mime`, if it is one of these.
     public init?(mime: String) {
         guard let type = Self.allCases.first(where: { $0.mime == mime }) else { return nil }
         self = type
@@ -180,10 +189,7 @@ public struct ContextHead: Sendable, Equatable {
     }
 
     /// The checksum in lowercase hex, as JSON and the audit stream write it.
-    public var checksumHex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: checksum.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }, as: UTF8.self)
-    }
+    public var checksumHex: String { checksum.lowercaseHex }
 
     init(reading r: inout WireReader) throws(BusError) {
         let id = try r.string("id")

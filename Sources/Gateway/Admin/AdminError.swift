@@ -32,7 +32,7 @@ struct AdminError: Error {
         switch code {
         case .unauthenticated: .unauthorized
         case .forbidden: .forbidden
-        case .unknownAgent, .unknownStream, .notFound, .unknownContext: .notFound
+        case .unknownAgent, .unknownStream, .notFound, .unknownContext, .noKey: .notFound
         case .methodNotAllowed: .methodNotAllowed
         case .conflict, .offline, .versionConflict: .conflict
         case .contextExpired, .compacted: .gone

@@ -37,6 +37,7 @@ public final class AdminServer: Service {
         api.addDocumentRoutes(to: routes, document: try APIDocument())
         api.addAuthRoutes(to: routes)
         api.addAgentRoutes(to: routes)
+        api.addKeyRoutes(to: routes)
         api.addMessageRoutes(to: routes)
         api.addDeadLetterRoutes(to: routes)
         api.addStreamRoutes(to: routes)

@@ -124,8 +124,7 @@ extension AdminAPI {
     }
 
     /// The agent the path names, in the tenant the caller may read (`tenant` parameter for admins).
-    private func agentKey(_ request: Request, _ context: AdminContext, _ caller: Caller) throws(AdminError) -> AgentKey
-    {
+    func agentKey(_ request: Request, _ context: AdminContext, _ caller: Caller) throws(AdminError) -> AgentKey {
         let query = try request.query(allowing: ["tenant"])
         return AgentKey(
             tenant: try caller.tenant(try query.identifier("tenant")),

@@ -75,7 +75,9 @@ struct ContextInput: AdminInput {
         guard let contentType else { return .json }
         guard let type = ContentType(mime: contentType) else {
             throw AdminError(
-                .invalidArgument, "content_type is application/json or application/octet-stream", field: "content_type")
+                .invalidArgument,
+                "content_type is application/json, application/octet-stream or application/vnd.acb.sealed",
+                field: "content_type")
         }
         return type
     }
@@ -161,10 +163,9 @@ struct ContextInput: AdminInput {
                 throw AdminError(.invalidArgument, "missing field", field: "body")
             }
             return ByteBuffer(bytes: value)
-        case .bytes:
+        case .bytes, .sealed:
             guard let text = body?.string, let bytes = Data(base64Encoded: text) else {
-                throw AdminError(
-                    .invalidArgument, "an application/octet-stream body is a base64 string", field: "body")
+                throw AdminError(.invalidArgument, "a \(type.mime) body is a base64 string", field: "body")
             }
             return ByteBuffer(bytes: bytes)
         }

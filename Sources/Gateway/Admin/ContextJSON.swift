@@ -105,11 +105,11 @@ enum ContextJSON {
         return object
     }
 
-    /// A body as a JSON value: a json context's as it is kept (one JSON value), a bytes
+    /// A body as a JSON value: a json context's as it is kept (one JSON value), a bytes or sealed
     /// context's as a base64 string.
     static func body(_ body: ByteBuffer, of type: ContentType) -> ByteBuffer {
         // A tombstone's body is empty: no JSON value, so null.
-        guard type == .bytes else { return body.readableBytes == 0 ? ByteBuffer(string: "null") : body }
+        guard type != .json else { return body.readableBytes == 0 ? ByteBuffer(string: "null") : body }
         return ByteBuffer(string: "\"" + Data(body.readableBytesView).base64EncodedString() + "\"")
     }
 

@@ -63,6 +63,8 @@ class ErrorCode(enum.IntEnum):
     INVALID_POINTER = 31
     CONTEXT_EXPIRED = 32
     COMPACTED = 33
+    NO_KEY = 34
+    SEALED_BODY = 35
 
     @classmethod
     def of(cls, value: int) -> ErrorCode:
