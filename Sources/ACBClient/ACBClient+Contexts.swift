@@ -247,7 +247,7 @@ extension ACBClient {
 
     /// A CONTEXT_WRITE. A body over the inline limit (``Limits/maxInlinePayload``) is uploaded as
     /// a stream to the context first, and the write names the upload.
-    private func write(
+    func write(
         _ operation: ContextOperation, _ id: String, expectedVersion: UInt64? = nil, ttlMs: UInt64 = 0,
         attributes: ContextAttributes? = nil, body: ByteBuffer = ByteBuffer()
     ) async throws -> ContextHead {

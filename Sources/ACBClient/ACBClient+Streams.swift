@@ -11,6 +11,8 @@ public struct IncomingStream: Acknowledgeable, HandedOut {
     public var streamID: String
     public var size: UInt64
     public var path: String
+    /// Who sealed it, nil for a plaintext stream; ``path`` holds the opened plaintext.
+    public var sealedBy: SealedBy?
     let connection: ClientConnection
 
     public func ack() { connection.done(deliveryID) }
@@ -21,8 +23,14 @@ public struct IncomingStream: Acknowledgeable, HandedOut {
 /// Where an upload's bytes come from: read in chunks, never loaded whole.
 public protocol StreamSource: Sendable {
     var size: UInt64 { get }
+    /// The SHA-256 of all the bytes, if known without reading them (nil: the upload reads them once first).
+    var knownSHA256: [UInt8]? { get }
     /// Bytes `offset..<offset+count`.
     func read(offset: UInt64, count: Int) throws -> ByteBuffer
+}
+
+extension StreamSource {
+    public var knownSHA256: [UInt8]? { nil }
 }
 
 /// A file on disk as a stream source.
@@ -64,19 +72,29 @@ extension ACBClient {
     /// - Parameters:
     ///   - streamID: names the upload for resumption; a fresh UUID by default.
     ///   - progress: called with bytes stored by the bus and the total.
+    ///   - sealed: encrypt it end to end for the agent `target` names (``SealedSource``); the sizes
+    ///     the bus and `progress` see are the sealed stream's.
     /// - Returns: the bus's OK once the receiver has it (verified on the bus).
     /// - Throws: the bus's ``BusError`` if it refuses or aborts the upload.
     @discardableResult
     public func upload(
         to target: Target, from source: some StreamSource, streamID: String? = nil,
-        progress: (@Sendable (UInt64, UInt64) -> Void)? = nil
+        progress: (@Sendable (UInt64, UInt64) -> Void)? = nil, sealed: Bool = false
     ) async throws -> Ok {
+        guard !sealed else {
+            guard target.kind == .agent else {
+                throw SealError(.needsAgent, "sealing needs an agent by id: a capability names no keys")
+            }
+            let recipient = try await peerKeys(target.name)
+            let sealedSource = try SealedSource(source, to: recipient, from: try keyRing.own())
+            return try await upload(to: target, from: sealedSource, streamID: streamID, progress: progress)
+        }
         let streamID = streamID ?? UUID().uuidString
         var connection = try currentConnection()
         let chunkSize = connection.welcome.limits.chunkSize
         let open = StreamOpen(
             ref: 0, streamID: streamID, target: target, totalSize: source.size,
-            chunkSize: chunkSize, sha256: try Self.sha256(of: source, chunkSize: Int(chunkSize)))
+            chunkSize: chunkSize, sha256: try source.knownSHA256 ?? Self.sha256(of: source, chunkSize: Int(chunkSize)))
         var statuses = connection.watchUpload(streamID)
         var next = try await startOrResume(connection) { ref in
             var frame = open

@@ -37,18 +37,35 @@ public final class ACBClient: Sendable {
     private let partials = PartialDownloads(capacity: 8)
     /// Context watches, set up again on each new connection.
     let contextWatches = ContextWatchHub()
+    /// Own keys, pinned keys and group keys, for end-to-end encryption.
+    let keyRing: KeyRing
+    /// Deliveries waiting to be opened, in order, when the client has keys.
+    private let sealedInbox: (stream: AsyncStream<Delivery>, continuation: AsyncStream<Delivery>.Continuation)
+    let failureInbox = AsyncStream<SealingFailure>.makeStream()
 
-    private init(configuration: ClientConfiguration) {
+    private init(configuration: ClientConfiguration) throws {
         self.configuration = configuration
         self.deliveryInbox = AsyncStream.makeStream()
         self.streamInbox = AsyncStream.makeStream()
+        self.sealedInbox = AsyncStream.makeStream()
+        self.keyRing = try KeyRing(own: configuration.keys, pinFile: configuration.pinFile)
     }
 
     /// Connects and completes the handshake.
-    /// - Throws: ``BusError`` (`unauthenticated`, `unsupported_version`, …) or a connection error.
+    /// - Throws: ``BusError`` (`unauthenticated`, `unsupported_version`, `forbidden` when other keys
+    ///   than ``ClientConfiguration/keys`` are published for the agent, …) or a connection error.
     public static func connect(_ configuration: ClientConfiguration) async throws -> ACBClient {
-        let client = ACBClient(configuration: configuration)
-        try await client.establish()
+        let client = try ACBClient(configuration: configuration)
+        if configuration.keys != nil {
+            // Unstructured: it runs as long as the client; close() ends its sequence.
+            Task { [sealed = client.sealedInbox.stream] in await client.openDeliveries(sealed) }
+        }
+        do {
+            try await client.establish()
+        } catch {
+            await client.close()
+            throw error
+        }
         return client
     }
 
@@ -98,13 +115,16 @@ public final class ACBClient: Sendable {
 
     /// Sends a payload to one agent, by id or capability. With `durable`, the bus answers once the
     /// message is committed to PostgreSQL, even when the receiver is online (outcome `queued`, see
-    /// docs/protocol.md 5.1b). - Returns: the bus's OK.
+    /// docs/protocol.md 5.1b). With `sealed`, it is encrypted end to end for the agent `target`
+    /// names (docs/protocol.md 5.16). - Returns: the bus's OK.
     @discardableResult
     public func send(
         to target: Target, _ payload: ByteBuffer, idempotencyKey: String = "",
-        deadline: UInt64? = nil, durable: Bool = false
+        deadline: UInt64? = nil, durable: Bool = false, sealed: Sealing? = nil
     ) async throws -> Ok {
-        try await ok {
+        var payload = payload
+        if let sealed { payload = try await seal(payload, to: target, sealed, purpose: .message).payload }
+        return try await ok { [payload] in
             .send(
                 Send(
                     ref: $0, target: target, idempotencyKey: idempotencyKey,
@@ -114,7 +134,7 @@ public final class ACBClient: Sendable {
     }
 
     /// Sends to every other online agent of the tenant (`durable`: a stored copy each, as for
-    /// ``send(to:_:idempotencyKey:deadline:durable:)``). - Returns: how many received (or stored) it.
+    /// ``send(to:_:idempotencyKey:deadline:durable:sealed:)``). - Returns: how many received (or stored) it.
     @discardableResult
     public func broadcast(_ payload: ByteBuffer, deadline: UInt64? = nil, durable: Bool = false) async throws
         -> UInt32
@@ -151,21 +171,26 @@ public final class ACBClient: Sendable {
     ///
     /// The deadline is `timeoutMs` from now, or what is left of the request being handled
     /// (``RequestContext/deadline``) if that is sooner.
-    /// - Throws: ``ErrorCode/timeout`` when no reply came in time, and the routing codes of `send`.
+    /// With `sealed`, the request is sealed (a box) for the agent `target` names, and its reply
+    /// must come sealed from that agent, bound to this request.
+    /// - Throws: ``ErrorCode/timeout`` when no reply came in time, and the routing codes of `send`;
+    ///   with `sealed`, ``SealError`` for a reply that does not open.
     public func request(
         _ target: Target, _ payload: ByteBuffer, timeoutMs: UInt64? = nil,
-        idempotencyKey: String = ""
+        idempotencyKey: String = "", sealed: Bool = false
     ) async throws -> RequestResult {
         var deadline = WallClockMs.now() + (timeoutMs ?? configuration.defaultRequestTimeoutMs)
         if let inherited = RequestContext.deadline { deadline = min(deadline, inherited) }
+        let (sent, nonce) = sealed ? try await seal(payload, to: target, .box, purpose: .request) : (payload, [])
         let frame = try await call {
             .request(
                 Send(
                     ref: $0, target: target, idempotencyKey: idempotencyKey, deadline: deadline,
-                    payload: payload))
+                    payload: sent))
         }
         guard case .response(let response) = frame else { throw Self.unexpected(frame) }
-        return RequestResult(from: response.from, status: response.status, payload: response.payload)
+        let answer = sealed ? try await openReply(response, nonce: nonce) : response.payload
+        return RequestResult(from: response.from, status: response.status, payload: answer)
     }
 
     /// Answers requests with `handler`, one task per request (bounded by the bus's unacked window).
@@ -187,6 +212,8 @@ public final class ACBClient: Sendable {
         try? await connection?.acknowledgeHandedOut().get()
         try? await connection?.channel.close()
         partials.discardAll()
+        sealedInbox.continuation.finish()
+        failureInbox.continuation.finish()
         deliveryInbox.continuation.finish()
         streamInbox.continuation.finish()
         reconnects.continuation.finish()
@@ -253,6 +280,7 @@ public final class ACBClient: Sendable {
             return connectionLost(connection, goAway: nil)
         }
         if readiness != .ready { connection.fire(.heartbeat(Heartbeat(readiness: readiness))) }
+        try await publishKeys(on: connection)
         if let description { _ = try await connection.call { .register(Register(ref: $0, description: description)) } }
         for pattern in patterns {
             _ = try await connection.call { .subscribe(PatternCommand(ref: $0, pattern: pattern)) }
@@ -301,6 +329,15 @@ public final class ACBClient: Sendable {
 
 extension ACBClient: ClientConnectionDelegate {
     func delivered(_ delivery: Delivery) {
+        if configuration.keys == nil {
+            route(delivery)
+        } else {
+            sealedInbox.continuation.yield(delivery)
+        }
+    }
+
+    /// Hands a delivery (opened, if it was sealed) to the request handler or to ``deliveries``.
+    func route(_ delivery: Delivery) {
         guard delivery.kind == .request, let handler = link.withLockedValue({ $0.handler }) else {
             deliveryInbox.continuation.yield(delivery)
             return
@@ -313,11 +350,14 @@ extension ACBClient: ClientConnectionDelegate {
                 let payload = try await RequestContext.$deadline.withValue(delivery.deadline) {
                     try await handler(delivery)
                 }
-                reply = Bus.Reply(correlationID: delivery.correlationID, status: .ok, payload: payload)
+                reply = Bus.Reply(
+                    correlationID: delivery.correlationID, status: .ok, payload: try sealedReply(payload, to: delivery))
             } catch {
+                // An error's text is as private as a reply: sealed too (plaintext only if sealing fails).
+                let text = ByteBuffer(string: "\(error)")
                 reply = Bus.Reply(
                     correlationID: delivery.correlationID, status: .error,
-                    payload: ByteBuffer(string: "\(error)"))
+                    payload: (try? sealedReply(text, to: delivery)) ?? text)
             }
             delivery.connection.fire(.reply(reply))
             delivery.ack()
@@ -325,7 +365,30 @@ extension ACBClient: ClientConnectionDelegate {
     }
 
     func streamArrived(_ stream: IncomingStream) {
-        streamInbox.continuation.yield(stream)
+        guard configuration.keys != nil, Self.isSealedStream(stream.path) else {
+            streamInbox.continuation.yield(stream)
+            return
+        }
+        // Off the event loop: opening reads and writes the whole file.
+        Task {
+            do {
+                streamInbox.continuation.yield(try await openStream(stream))
+            } catch {
+                try? FileManager.default.removeItem(atPath: stream.path)
+                stream.connection.nack(stream.deliveryID)
+                failureInbox.continuation.yield(
+                    SealingFailure(
+                        from: stream.from, deliveryID: stream.deliveryID,
+                        error: error as? SealError ?? SealError(.malformed, "\(error)")))
+            }
+        }
+    }
+
+    /// Whether the file at `path` starts as a sealed stream does.
+    private static func isSealedStream(_ path: String) -> Bool {
+        guard let file = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? file.close() }
+        return SealedFormat.kind(of: Array((try? file.read(upToCount: 4)) ?? Data())) == .stream
     }
 
     func connectionLost(_ connection: ClientConnection, goAway: GoAway?) {

@@ -30,6 +30,17 @@ public struct ClientConfiguration: Sendable {
     public var downloadDirectory = "/tmp"
     /// Called as a download advances: stream id, bytes received, total.
     public var downloadProgress: (@Sendable (String, UInt64, UInt64) -> Void)?
+    /// This agent's keys for end-to-end encryption (``AgentKeys/file(_:)`` or your own): the client
+    /// publishes them on each connect, opens what was sealed to them, and may seal (the `sealed:`
+    /// options). Nil: no encryption, and sealed deliveries are handed out as they came.
+    public var keys: AgentKeys?
+    /// Where the keys pinned for other agents are kept between runs (a JSON file, mode 0600); nil
+    /// keeps them in memory, so each run trusts the keys it first sees again.
+    public var pinFile: String?
+    /// How long a pinned key is used before the bus is asked again whether it was rotated or revoked.
+    public var keyCheckIntervalMs: UInt64 = 60_000
+    /// Refuse plaintext deliveries (``SealError/Code/notSealed``): the bus could forge those.
+    public var requireSealed = false
 
     public init(host: String = "127.0.0.1", port: Int = 7400, token: String, clientName: String = "acb-swift") {
         self.host = host

@@ -273,6 +273,7 @@ final class ClientConnection: Sendable {
         case .response(let response): answer(response.ref, frame)
         case .context(let reply): answer(reply.ref, frame)
         case .contextPage(let page): answer(page.ref, frame)
+        case .key(let key): answer(key.ref, frame)
         case .contextWatching(let watching):
             delegate?.watchStarted(watching, on: self)
             answer(watching.ref, frame)

@@ -9,13 +9,19 @@ public import NIOCore
 /// iteration handed out); an unacknowledged delivery is delivered again.
 @dynamicMemberLookup
 public struct Delivery: Sendable {
-    /// The frame as the bus sent it.
+    /// The frame as the bus sent it, its payload opened if it was sealed.
     public let frame: Deliver
+    /// Who sealed it, nil for a plaintext payload.
+    public let sealedBy: SealedBy?
     let connection: ClientConnection
+    /// A sealed request's box nonce, which its reply is bound to.
+    let requestNonce: [UInt8]?
 
-    init(_ frame: Deliver, connection: ClientConnection) {
+    init(_ frame: Deliver, connection: ClientConnection, sealedBy: SealedBy? = nil, requestNonce: [UInt8]? = nil) {
         self.frame = frame
         self.connection = connection
+        self.sealedBy = sealedBy
+        self.requestNonce = requestNonce
     }
 
     public subscript<Value>(dynamicMember field: KeyPath<Deliver, Value>) -> Value {
