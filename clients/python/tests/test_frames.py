@@ -618,8 +618,10 @@ def test_field_order_and_names_follow_the_protocol() -> None:
 
 
 def test_error_codes() -> None:
-    assert len(errors.ErrorCode) == 33
+    assert len(errors.ErrorCode) == 35
     assert (int(errors.ErrorCode.BAD_FRAME), int(errors.ErrorCode.COMPACTED)) == (1, 33)
+    assert (int(errors.ErrorCode.NO_KEY), int(errors.ErrorCode.SEALED_BODY)) == (34, 35)
+    assert errors.ErrorCode.SEALED_BODY.wire_name == "sealed_body"
     assert errors.ErrorCode.of(6) is errors.ErrorCode.OFFLINE
     assert errors.ErrorCode.of(999) is errors.ErrorCode.INTERNAL
     assert errors.ErrorCode.INVALID_JSON.wire_name == "invalid_json"
