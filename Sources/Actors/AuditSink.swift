@@ -40,3 +40,25 @@ public struct LogAuditSink: AuditSink {
 
     public func close() {}
 }
+
+/// Several sinks that each get every event, in the order given: the audit stream and the audit
+/// log file when both are configured.
+public struct AuditSinks: AuditSink {
+    private let sinks: [any AuditSink]
+
+    public init(_ sinks: [any AuditSink]) { self.sinks = sinks }
+
+    public var isRecording: Bool { sinks.contains { $0.isRecording } }
+
+    public func record(_ event: AuditEvent) {
+        for sink in sinks { sink.record(event) }
+    }
+
+    public func record(_ events: [AuditEvent]) {
+        for sink in sinks { sink.record(events) }
+    }
+
+    public func close() {
+        for sink in sinks { sink.close() }
+    }
+}

@@ -32,6 +32,12 @@ public final class KeyDirectory: Sendable {
         thread.start()
     }
 
+    /// Stops its thread, after the change in progress; later changes and uncached reads answer
+    /// `shutting_down`.
+    public func close() async {
+        try? await thread.shutdownGracefully()
+    }
+
     /// The keys `agent` published, nil when none.
     /// - Throws: `storage_unavailable` when they are not in memory and storage cannot be read.
     public func keys(of agent: AgentKey) async throws(BusError) -> PublishedKeys? {

@@ -324,6 +324,7 @@ public actor Supervisor {
         // has stopped).
         try? await snapshotWriter.runIfActive { [self] in writeSnapshot() }
         try? await snapshotWriter.shutdownGracefully()
+        await keys.close()
         let contextStorage = contexts.storage
         try? await threadPool.runIfActive {
             contextStorage?.close()

@@ -30,7 +30,8 @@ public struct BusServer: Sendable {
     ///
     /// A sidecar that cannot be reached is reported (degraded) and connected to when it appears;
     /// a database whose schema is behind this build stops the start.
-    /// - Parameter audit: where audit events go; by default Kafka, else the file of `auditLogPath`, else the log.
+    /// - Parameter audit: where audit events go; by default Kafka and the file of `auditLogPath` (each
+    ///   when configured), else the log.
     public static func start(configuration: ServerConfiguration, logger: Logger, audit: (any AuditSink)? = nil)
         async throws -> BusServer
     {
@@ -40,20 +41,22 @@ public struct BusServer: Sendable {
             settings.journalBytes = configuration.spoolBytes
             return try AuditStream(settings: settings, logger: logger)
         }
-        // The audit log file, when it is where audit events go.
+        // The audit log file, when audit events are not handed in.
         let auditLog =
-            try audit == nil && auditStream == nil
+            try audit == nil
             ? configuration.auditLogPath.map { path throws(BusError) in try AuditLogWriter(path: path, logger: logger) }
             : nil
+        let sinks: [any AuditSink] = [
+            auditStream.map { AuditStreamSink(stream: $0) as any AuditSink },
+            auditLog.map { AuditLogSink(writer: $0) as any AuditSink },
+        ].compactMap { $0 }
         let audit: any AuditSink =
             if let audit {
                 audit
-            } else if let auditStream {
-                AuditStreamSink(stream: auditStream)
-            } else if let auditLog {
-                AuditLogSink(writer: auditLog)
-            } else {
+            } else if sinks.isEmpty {
                 LogAuditSink(logger: logger)
+            } else {
+                sinks.count == 1 ? sinks[0] : AuditSinks(sinks)
             }
         // The start-up reads block in libpq and hiredis: on NIO's thread pool, not the cooperative one.
         let blocking = NIOThreadPool.singleton

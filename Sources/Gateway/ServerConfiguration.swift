@@ -21,13 +21,14 @@ public struct ServerConfiguration: Sendable {
     public var handshakeTimeout = TimeAmount.seconds(10)
     /// On shutdown, how long sessions may take to drain their deliveries before being closed.
     public var drainTimeout = TimeAmount.seconds(10)
-    /// File that audit events are appended to as JSON lines; nil logs them at debug level instead.
+    /// File that audit events are appended to as JSON lines (as well as the audit stream, with
+    /// `kafkaBrokers`); with neither, they are logged at debug level.
     public var auditLogPath: String?
     /// PostgreSQL (libpq URI) for durable storage; nil keeps state in memory only.
     public var postgresURL: String?
     /// Redis (`redis://host:port`) for presence and idempotency keys; nil keeps them in memory only.
     public var redisURL: String?
-    /// Kafka bootstrap servers for the audit stream; nil sends audit events to the log (or `auditLogPath`).
+    /// Kafka bootstrap servers for the audit stream; nil sends audit events to `auditLogPath`, else the log.
     public var kafkaBrokers: String?
     /// Where the spools of the sidecars (writes waiting for an unreachable sidecar, and the audit
     /// journal) are kept; they must survive a restart of the bus, so not a folder cleared at boot.
