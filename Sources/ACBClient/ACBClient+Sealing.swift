@@ -222,10 +222,8 @@ extension ACBClient {
             throw SealError(.notSealed, "the reply of \(response.from) to a sealed request is not sealed")
         }
         let (purpose, _, content) = try await openBox(sealed, from: response.from)
-        guard purpose == .reply, content.starts(with: nonce) else {
-            throw SealError(.malformed, "not the reply to this request")
-        }
-        return ByteBuffer(bytes: content.dropFirst(nonce.count))
+        guard purpose == .reply else { throw SealError(.malformed, "a sealed \(purpose), not a reply") }
+        return ByteBuffer(bytes: try SealedFormat.replyContent(content, nonce: nonce))
     }
 }
 

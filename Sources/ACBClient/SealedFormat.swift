@@ -1,4 +1,5 @@
 import Bus
+import Synchronization
 
 /// The layouts of sealed payloads, bodies and streams (docs/protocol.md 5.16). Each starts with
 /// ``magic`` and a ``Kind`` byte; integers are big-endian; a key id is the first 8 bytes of a
@@ -56,7 +57,7 @@ enum SealedFormat {
         let sealed =
             header(.box) + keyID(sender.publicKeys.boxKey) + keyID(recipient.boxKey) + nonce
             + Sodium.box(
-                [purpose.rawValue] + binding + payload, nonce: nonce, to: recipient.boxKey, from: sender.boxSecret)
+                [purpose.rawValue] + binding + payload, nonce: nonce, shared: sharedKey(recipient.boxKey, own: sender))
         return (sealed, nonce)
     }
 
@@ -81,10 +82,34 @@ enum SealedFormat {
         guard Array(senderID) == keyID(sender.boxKey) else {
             throw SealError(.wrongSender, "not sealed by the sender's keys")
         }
-        guard let opened = Sodium.boxOpen(reader.rest, nonce: nonce, from: sender.boxKey, to: own.boxSecret),
+        guard let opened = Sodium.boxOpen(reader.rest, nonce: nonce, shared: sharedKey(sender.boxKey, own: own)),
             let first = opened.first, let purpose = Purpose(rawValue: first)
         else { throw SealError(.tampered, "the sealed payload does not authenticate") }
         return (purpose, nonce, opened.dropFirst())
+    }
+
+    /// What a reply box holds after the nonce of the request it answers.
+    /// - Throws: `malformed` when it answers another request.
+    static func replyContent(_ content: ArraySlice<UInt8>, nonce: [UInt8]) throws(SealError) -> ArraySlice<UInt8> {
+        guard content.starts(with: nonce) else { throw SealError(.malformed, "not the reply to this request") }
+        return content.dropFirst(nonce.count)
+    }
+
+    /// The boxes' shared keys, by own and peer public key: each costs an X25519 to compute, tens
+    /// of microseconds, many times what a box of a small payload costs with it. At most
+    /// ``sharedKeyLimit``; a full cache starts over.
+    private static let sharedKeys = Mutex<[[UInt8]: [UInt8]]>([:])
+    static let sharedKeyLimit = 4_096
+
+    static func sharedKey(_ peer: [UInt8], own: AgentKeys) -> [UInt8] {
+        let pair = own.publicKeys.boxKey + peer
+        if let known = sharedKeys.withLock({ $0[pair] }) { return known }
+        let key = Sodium.sharedKey(peer, secret: own.boxSecret)
+        sharedKeys.withLock {
+            if $0.count >= sharedKeyLimit { $0.removeAll() }
+            $0[pair] = key
+        }
+        return key
     }
 
     // MARK: anonymous

@@ -38,19 +38,28 @@ enum Sodium {
         return (publicKey, secretKey)
     }
 
-    /// `crypto_box_easy`: authenticated to `recipient` as written by the holder of `secret`.
-    static func box(_ message: [UInt8], nonce: [UInt8], to recipient: [UInt8], from secret: [UInt8]) -> [UInt8] {
+    /// `crypto_box_beforenm`: the key two X25519 key pairs share (one side's public key, the
+    /// other's secret), which `crypto_box_easy` would compute on every call.
+    static func sharedKey(_ peer: [UInt8], secret: [UInt8]) -> [UInt8] {
+        var key = [UInt8](repeating: 0, count: Int(crypto_box_BEFORENMBYTES))
+        _ = crypto_box_beforenm(&key, peer, secret)
+        return key
+    }
+
+    /// `crypto_box_easy_afternm`: what `crypto_box_easy` writes, under a ``sharedKey(_:secret:)``.
+    static func box(_ message: [UInt8], nonce: [UInt8], shared key: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: message.count + boxOverhead)
-        _ = crypto_box_easy(&out, message, UInt64(message.count), nonce, recipient, secret)
+        _ = crypto_box_easy_afternm(&out, message, UInt64(message.count), nonce, key)
         return out
     }
 
-    static func boxOpen(_ box: ArraySlice<UInt8>, nonce: [UInt8], from sender: [UInt8], to secret: [UInt8])
-        -> [UInt8]?
-    {
+    static func boxOpen(_ box: ArraySlice<UInt8>, nonce: [UInt8], shared key: [UInt8]) -> [UInt8]? {
         guard box.count >= boxOverhead else { return nil }
         var out = [UInt8](repeating: 0, count: box.count - boxOverhead)
-        let status = crypto_box_open_easy(&out, Array(box), UInt64(box.count), nonce, sender, secret)
+        let status = box.withUnsafeBufferPointer {
+            // Not empty: at least boxOverhead bytes.
+            crypto_box_open_easy_afternm(&out, $0.baseAddress!, UInt64(box.count), nonce, key)
+        }
         return status == 0 ? out : nil
     }
 
