@@ -1,19 +1,23 @@
+import ACBClient
 import NIOCore
 
 /// p2p, topic fan-out and broadcast: producers stream to consumers in a ``LoadShape``.
 extension Bench {
-    /// p2p:N, and durable-online:N (`durable`: each message stored before the bus answers it).
-    func p2p(_ scenario: Scenario, pairs: Int, shape: LoadShape, durable: Bool = false, names: Names) async throws
-        -> ScenarioResult
-    {
+    /// p2p:N, durable-online:N (`durable`: each message stored before the bus answers it) and
+    /// sealed-p2p:N (`sealed`: each pair with keys of its own, every payload a box).
+    func p2p(
+        _ scenario: Scenario, pairs: Int, shape: LoadShape, durable: Bool = false, sealed: Bool = false, names: Names
+    ) async throws -> ScenarioResult {
         var flows: [Flow] = []
         for index in 0..<pairs {
             let receiver = names.agent("r", index)
+            let (sender, opener) = sealed ? BoxSealer.pair() : (nil, nil)
             let producer = try await makeProducer(
                 names.agent("s", index), .send(to: receiver, durable: durable), shape: shape, fanout: 1,
-                tenant: names.tenant)
+                tenant: names.tenant, sealer: sender)
             let consumer = try await makeConsumer(
-                receiver, subscriptions: [], for: producer, shape: shape, index: 0, tenant: names.tenant)
+                receiver, subscriptions: [], for: producer, shape: shape, index: 0, tenant: names.tenant,
+                opener: opener)
             flows.append(Flow(producer: producer, consumers: [consumer]))
         }
         return try await measure(scenario, flows, unit: "msgs/s")
@@ -41,22 +45,25 @@ extension Bench {
     }
 
     func makeProducer(
-        _ name: String, _ action: Producer.Action, shape: LoadShape, fanout: Int, tenant: String
+        _ name: String, _ action: Producer.Action, shape: LoadShape, fanout: Int, tenant: String,
+        sealer: BoxSealer? = nil
     ) async throws -> Agent<Producer> {
         let (window, limit, bytes) = (settings.window, settings.messageLimit, settings.payloadBytes)
         return try await server.connect(name: name, tenant: tenant, group: group) {
-            Producer(action: action, shape: shape, window: window, fanout: fanout, limit: limit, payloadBytes: bytes)
+            Producer(
+                action: action, shape: shape, window: window, fanout: fanout, limit: limit, payloadBytes: bytes,
+                sealer: sealer)
         }
     }
 
     /// A consumer of `producer`; in the window shape it reports its progress to it.
     func makeConsumer(
         _ name: String, subscriptions: [String], for producer: Agent<Producer>, shape: LoadShape, index: Int,
-        tenant: String
+        tenant: String, opener: BoxSealer? = nil
     ) async throws -> Agent<Consumer> {
         let bound = shape == .window ? producer.behaviour : nil
         return try await server.connect(name: name, tenant: tenant, subscriptions: subscriptions, group: group) {
-            Consumer(producer: bound, index: index)
+            Consumer(producer: bound, index: index, opener: opener)
         }
     }
 

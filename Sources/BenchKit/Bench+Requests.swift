@@ -1,17 +1,23 @@
+import ACBClient
+
 /// Request/reply: each requester asks its own responder, closed or open loop.
 extension Bench {
-    func requestReply(_ scenario: Scenario, requesters: Int, pace: SendLoop.Pace, names: Names)
-        async throws -> ScenarioResult
-    {
+    /// `sealed`: each pair with keys of its own, requests and replies boxes.
+    func requestReply(
+        _ scenario: Scenario, requesters: Int, pace: SendLoop.Pace, sealed: Bool = false, names: Names
+    ) async throws -> ScenarioResult {
         var requesterAgents: [Agent<Requester>] = []
         var responders: [Agent<Responder>] = []
         let (limit, bytes) = (settings.messageLimit, settings.payloadBytes)
         for index in 0..<requesters {
             let name = names.agent("responder", index)
-            responders.append(try await server.connect(name: name, tenant: names.tenant, group: group) { Responder() })
+            let (asker, answerer) = sealed ? BoxSealer.pair() : (nil, nil)
+            responders.append(
+                try await server.connect(name: name, tenant: names.tenant, group: group) { Responder(sealer: answerer) }
+            )
             requesterAgents.append(
                 try await server.connect(name: names.agent("requester", index), tenant: names.tenant, group: group) {
-                    Requester(responder: name, pace: pace, limit: limit, payloadBytes: bytes)
+                    Requester(responder: name, pace: pace, limit: limit, payloadBytes: bytes, sealer: asker)
                 })
         }
         func counts() async throws -> [SendCounts] {

@@ -3,20 +3,25 @@ import Bus
 import Foundation
 import NIOCore
 
-/// One large payload through the bus, sender to receiver, checksum verified by the receiving client.
+/// One large payload through the bus, sender to receiver, checksum verified by the receiving client;
+/// `sealed`, encrypted by the sender's client and opened (and its plaintext checked) by the receiver's.
 extension Bench {
-    func stream(_ scenario: Scenario, bytes: UInt64, names: Names) async throws -> ScenarioResult {
+    func stream(_ scenario: Scenario, bytes: UInt64, sealed: Bool = false, names: Names) async throws
+        -> ScenarioResult
+    {
         guard server.kind == .acb else { throw WireError("streams are ACB's alone") }
         let directory = settings.scratchDirectory + "/acb-bench-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let receiverName = names.agent("receiver", 0)
-        let sender = try await client(names.agent("sender", 0), tenant: names.tenant, directory: directory)
-        let receiver = try await client(receiverName, tenant: names.tenant, directory: directory)
+        let sender = try await client(
+            names.agent("sender", 0), tenant: names.tenant, directory: directory, sealed: sealed)
+        let receiver = try await client(receiverName, tenant: names.tenant, directory: directory, sealed: sealed)
         let result: Result<ScenarioResult, any Error>
         do {
             result = .success(
-                try await transfer(scenario, bytes: bytes, from: sender, to: receiver, named: receiverName))
+                try await transfer(
+                    scenario, bytes: bytes, sealed: sealed, from: sender, to: receiver, named: receiverName))
         } catch {
             result = .failure(error)
         }
@@ -26,7 +31,8 @@ extension Bench {
     }
 
     private func transfer(
-        _ scenario: Scenario, bytes: UInt64, from sender: ACBClient, to receiver: ACBClient, named receiverName: String
+        _ scenario: Scenario, bytes: UInt64, sealed: Bool, from sender: ACBClient, to receiver: ACBClient,
+        named receiverName: String
     ) async throws -> ScenarioResult {
         let usage = ServerSampler(pid: server.pid)
         let started = ContinuousClock.now
@@ -38,10 +44,12 @@ extension Bench {
             return 0
         }
         let (progress, label) = (settings.progress, "[\(server.kind.rawValue) \(scenario.id)]")
-        try await sender.upload(to: .agent(receiverName), from: RepeatingSource(size: bytes)) { stored, total in
-            guard stored % (64 << 20) == 0 || stored == total else { return }
-            progress?("\(label) \(stored >> 20) of \(total >> 20) MiB stored by the bus")
-        }
+        try await sender.upload(
+            to: .agent(receiverName), from: RepeatingSource(size: bytes),
+            progress: { stored, total in
+                guard stored % (64 << 20) == 0 || stored == total else { return }
+                progress?("\(label) \(stored >> 20) of \(total >> 20) MiB stored by the bus")
+            }, sealed: sealed)
         let received = await arrival.value
         let elapsed = started.duration(to: .now)
         var result = ScenarioResult(
@@ -52,16 +60,20 @@ extension Bench {
         result.received = received == bytes ? 1 : 0
         result.lost = result.expected - result.received
         result.usage = await usage?.stop()
-        result.note = "from the first chunk read to the receiver's verified file, SHA-256 checked by both ends"
+        result.note =
+            sealed
+            ? "from the first chunk read to the receiver's opened file: the ciphertext's SHA-256 checked by the bus, the plaintext's by the receiver"
+            : "from the first chunk read to the receiver's verified file, SHA-256 checked by both ends"
         return result
     }
 
-    private func client(_ name: String, tenant: String, directory: String) async throws -> ACBClient {
+    private func client(_ name: String, tenant: String, directory: String, sealed: Bool) async throws -> ACBClient {
         var configuration = ClientConfiguration(
             host: server.host, port: server.port, token: try await server.credential(name: name, tenant: tenant),
             clientName: "acb-bench")
         configuration.reconnect = false
         configuration.downloadDirectory = directory
+        if sealed { configuration.keys = .generate() }
         return try await ACBClient.connect(configuration)
     }
 }

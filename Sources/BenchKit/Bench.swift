@@ -32,6 +32,14 @@ public struct Bench: Sendable {
             return try await p2p(scenario, pairs: pairs, shape: .window, durable: true, names: names)
         case .stream(let mebibytes): return try await stream(scenario, bytes: UInt64(mebibytes) << 20, names: names)
         case .context(let context): return try await contexts(scenario, context, names: names)
+        case .sealed(.p2p(let pairs, let shape)):
+            return try await p2p(scenario, pairs: pairs, shape: shape, sealed: true, names: names)
+        case .sealed(.requestReply(let requesters)):
+            return try await requestReply(
+                scenario, requesters: requesters, pace: .closedLoop, sealed: true, names: names)
+        case .sealed(.stream(let mebibytes)):
+            return try await stream(scenario, bytes: UInt64(mebibytes) << 20, sealed: true, names: names)
+        case .sealed: throw WireError("only p2p, rr and stream run sealed")
         }
     }
 

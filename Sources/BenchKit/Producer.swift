@@ -1,3 +1,4 @@
+import ACBClient
 import NIOCore
 
 /// What a producer did: every message it sent, and how the server answered.
@@ -31,7 +32,7 @@ extension UInt64 {
 /// within the bus's credit): both servers get the same, bounded, pipelined load, and no receiver
 /// falls further behind than the window. A receiver is past a message once it received a later one
 /// (so a message the server skipped for it does not hold the window), or once as many arrived as
-/// were not refused.
+/// were not refused. With a sealer, each payload goes out as a box.
 final class Producer: Behaviour {
     /// What each message is.
     enum Action: Sendable {
@@ -53,6 +54,7 @@ final class Producer: Behaviour {
     private let batch: Int
     private let limit: UInt64
     private var stamp: Stamp
+    private let sealer: BoxSealer?
     private(set) var counts = SendCounts()
     /// Window shape, per receiver: one past the highest sequence number it received.
     private var frontier: [Int64]
@@ -65,7 +67,11 @@ final class Producer: Behaviour {
     /// Open shape: a pass is waiting for its ``NextTurn``.
     private var awaitingTurn = false
 
-    init(action: Action, shape: LoadShape, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int) {
+    init(
+        action: Action, shape: LoadShape, window: Int, fanout: Int, limit: UInt64, payloadBytes: Int,
+        sealer: BoxSealer? = nil
+    ) {
+        self.sealer = sealer
         self.action = action
         self.shape = shape
         self.window = Int64(window)
@@ -164,7 +170,8 @@ final class Producer: Behaviour {
     }
 
     private func sendOne(_ outbox: any Outbox) {
-        let payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
+        var payload = stamp.payload(sequence: counts.sent, nanos: Stamp.now())
+        if let sealer { payload = ByteBuffer(bytes: sealer.seal(Array(payload.readableBytesView))) }
         switch action {
         case .send(let agent, let durable): outbox.send(to: agent, payload, durable: durable)
         case .publish(let topic): outbox.publish(topic: topic, payload)

@@ -1,4 +1,10 @@
+import ACBClient
+import NIOCore
+
 /// Makes requests to one responder and times each until its reply.
+///
+/// With a sealer, each request is sealed and each reply opened with the nonce of the oldest
+/// request unanswered (a responder answers in order); a reply that does not open is lost.
 ///
 /// Closed loop keeps one request in flight. Open loop sends on a fixed schedule whatever the
 /// replies do, and times each request from when it was due, so a stall shows in the latency
@@ -10,6 +16,9 @@ final class Requester: PacedSender {
 
     private let responder: String
     private var stamp: Stamp
+    private let sealer: BoxSealer?
+    /// With a sealer: the nonces of the requests in flight, oldest first.
+    private var nonces: [[UInt8]] = []
     var loop: SendLoop
     private(set) var counts = SendCounts()
     private(set) var tally = SequenceTally()
@@ -17,8 +26,9 @@ final class Requester: PacedSender {
     /// When the last reply arrived, in ``Stamp/now()`` nanoseconds.
     private(set) var lastArrival: UInt64 = 0
 
-    init(responder: String, pace: SendLoop.Pace, limit: UInt64, payloadBytes: Int) {
+    init(responder: String, pace: SendLoop.Pace, limit: UInt64, payloadBytes: Int, sealer: BoxSealer? = nil) {
         self.responder = responder
+        self.sealer = sealer
         self.stamp = Stamp(payloadBytes: payloadBytes)
         self.loop = SendLoop(pace: pace, limit: limit)
     }
@@ -26,7 +36,7 @@ final class Requester: PacedSender {
     func received(_ event: WireEvent, outbox: any Outbox) {
         switch event {
         case .reply(let payload):
-            guard let stamp = Stamp.read(payload) else { return }
+            guard let stamp = opened(payload).flatMap(Stamp.read) else { return }
             tally.record(stamp.sequence)
             lastArrival = Stamp.now()
             latency.record(nanoseconds: lastArrival &- stamp.nanos)
@@ -39,7 +49,21 @@ final class Requester: PacedSender {
 
     /// Sends one request, stamped with the moment it was due: now in closed loop.
     func send(scheduled: UInt64?, on outbox: any Outbox) {
-        outbox.request(to: responder, stamp.payload(sequence: counts.sent, nanos: scheduled ?? Stamp.now()))
+        var payload = stamp.payload(sequence: counts.sent, nanos: scheduled ?? Stamp.now())
+        if let sealer {
+            let request = sealer.sealRequest(Array(payload.readableBytesView))
+            nonces.append(request.nonce)
+            payload = ByteBuffer(bytes: request.sealed)
+        }
+        outbox.request(to: responder, payload)
         counts.sent += 1
+    }
+
+    /// A reply's payload, opened when sealed; nil when it does not open.
+    private func opened(_ payload: ByteBuffer) -> ByteBuffer? {
+        guard let sealer else { return payload }
+        guard !nonces.isEmpty else { return nil }
+        let nonce = nonces.removeFirst()
+        return (try? sealer.openReply(Array(payload.readableBytesView), nonce: nonce)).map { ByteBuffer(bytes: $0) }
     }
 }

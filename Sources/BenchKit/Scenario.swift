@@ -23,6 +23,10 @@ public enum Scenario: Sendable, Hashable {
     case durable(senders: Int, online: Bool = false)
     /// ACB's contexts beside a NATS KV bucket (`ctx-put`, `ctx-get`, `ctx-watch`, `ctx-cas`).
     case context(ContextScenario)
+    /// p2p, closed-loop request/reply or a stream with every payload sealed end to end by the
+    /// clients (docs/protocol.md 5.16): boxes for messages, requests and replies (against NATS
+    /// too, which carries the same bytes), `crypto_secretstream` for the stream.
+    indirect case sealed(Scenario)
 
     /// The scenarios of `make bench`, in the order they run: idle agents first, so their memory is
     /// measured on a server no earlier scenario has grown; p2p and fan-out in both shapes.
@@ -42,8 +46,14 @@ public enum Scenario: Sendable, Hashable {
         .context(.watch(watchers: 100)), .context(.cas(writers: 10)),
     ]
 
+    /// `acb-bench --scenarios sealed`: end-to-end encryption's cost, each beside its plaintext run.
+    public static let sealed: [Scenario] = [
+        .p2p(pairs: 10), .sealed(.p2p(pairs: 10)), .requestReply(requesters: 1), .sealed(.requestReply(requesters: 1)),
+        .stream(mebibytes: 1_024), .sealed(.stream(mebibytes: 1_024)),
+    ]
+
     /// Named lists of scenarios, for ``list(_:)``.
-    public static let sets: [String: [Scenario]] = ["standard": standard, "contexts": contexts]
+    public static let sets: [String: [Scenario]] = ["standard": standard, "contexts": contexts, "sealed": sealed]
 
     /// Parses a comma-separated list of scenario names and set names (``sets``); nil if one is unknown.
     public static func list(_ text: String) -> [Scenario]? {
@@ -62,8 +72,17 @@ public enum Scenario: Sendable, Hashable {
 
     /// Parses `p2p:10`, `rr:1`, `rr-open:1:10000`, `topic:100`, `broadcast:100`, `stream:1024`,
     /// `storm:16`, `idle:10000`, `durable:10`, `durable-online:10`, or a context scenario (``ContextScenario/init(_:)``);
-    /// `p2p`, `topic` and `broadcast` take the suffix `/window` for the window shape.
+    /// `p2p`, `topic` and `broadcast` take the suffix `/window` for the window shape; `sealed-`
+    /// before `p2p`, `rr` or `stream` seals its payloads.
     public init?(_ text: String) {
+        if text.hasPrefix("sealed-") {
+            guard let inner = Scenario(String(text.dropFirst("sealed-".count))) else { return nil }
+            switch inner {
+            case .p2p, .requestReply, .stream: self = .sealed(inner)
+            default: return nil
+            }
+            return
+        }
         if let context = ContextScenario(text) {
             self = .context(context)
             return
@@ -96,6 +115,7 @@ public enum Scenario: Sendable, Hashable {
     public var shape: LoadShape? {
         switch self {
         case .p2p(_, let shape), .topicFanout(_, let shape), .broadcast(_, let shape): shape
+        case .sealed(let inner): inner.shape
         default: nil
         }
     }
@@ -118,6 +138,7 @@ public enum Scenario: Sendable, Hashable {
         case .idle(let agents): "idle:\(agents)"
         case .durable(let senders, let online): "durable\(online ? "-online" : ""):\(senders)"
         case .context(let context): context.id
+        case .sealed(let inner): "sealed-" + inner.id
         }
     }
 
@@ -134,6 +155,7 @@ public enum Scenario: Sendable, Hashable {
         case .durable(let senders, let online):
             "durable sends to \(online ? "online" : "offline") agents, \(senders) sender(s)"
         case .context(let context): context.title
+        case .sealed(let inner): inner.title + ", sealed end to end"
         }
     }
 
@@ -141,7 +163,8 @@ public enum Scenario: Sendable, Hashable {
     /// ACB over TLS runs what shows TLS's cost (throughput, latency, connection set-up).
     public func runs(on kind: ServerUnderTest.Kind) -> Bool {
         switch (self, kind) {
-        case (.stream, let kind), (.durable, let kind): kind == .acb
+        case (.stream, let kind), (.durable, let kind), (.sealed(.stream), let kind): kind == .acb
+        case (.sealed, .acbTLS): false
         case (.p2p, .acbTLS), (.requestReply, .acbTLS), (.connectStorm, .acbTLS): true
         case (_, .acbTLS): false
         default: true

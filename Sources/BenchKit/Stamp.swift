@@ -1,3 +1,4 @@
+import ACBClient
 import NIOCore
 
 /// The body of every harness message: its sequence number and the time it was meant to be sent
@@ -22,6 +23,13 @@ struct Stamp {
             let nanos = payload.getInteger(at: payload.readerIndex + 8, as: UInt64.self)
         else { return nil }
         return (sequence, nanos)
+    }
+
+    /// The stamp of `payload`, opened with `opener` first when there is one; nil if it does not open.
+    static func read(_ payload: ByteBuffer, opener: BoxSealer?) -> (sequence: UInt64, nanos: UInt64)? {
+        guard let opener else { return read(payload) }
+        guard let opened = try? opener.open(Array(payload.readableBytesView)) else { return nil }
+        return read(ByteBuffer(bytes: opened))
     }
 
     static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }

@@ -34,6 +34,9 @@ import Testing
         (.topicFanout(subscribers: 3, shape: .window), messages, 3 * messages),
         (.broadcast(receivers: 3), messages, 3 * messages),
         (.broadcast(receivers: 3, shape: .window), messages, 3 * messages),
+        // Sealed payloads count only once they open: a box that did not would be lost.
+        (.sealed(.p2p(pairs: 2)), 2 * messages, 2 * messages),
+        (.sealed(.requestReply(requesters: 2)), 2 * messages, 2 * messages),
     ]
 
     @Test(arguments: counted)
@@ -118,7 +121,9 @@ import Testing
         #expect(Scenario("topic:100/window") == Scenario.topicFanout(subscribers: 100, shape: .window))
         #expect(Scenario("broadcast:100/window")?.id == "broadcast:100/window")
         #expect(Scenario("rr:1/window") == nil && Scenario("p2p:10/open") == nil)
-        for scenario in Scenario.standard { #expect(Scenario(scenario.id) == scenario) }
+        for scenario in Scenario.standard + Scenario.sealed { #expect(Scenario(scenario.id) == scenario) }
+        #expect(Scenario("sealed-p2p:10/window") == .sealed(.p2p(pairs: 10, shape: .window)))
+        #expect(Scenario("sealed-topic:10") == nil && Scenario("sealed-sealed-p2p:1") == nil)
         #expect(Scenario.slug("p2p:10/window") == "p2p-10-window")
     }
 
@@ -129,8 +134,10 @@ import Testing
             #expect(storm.received == 2 * Self.messages && storm.refused.isEmpty)
             let idle = try await Self.run(.idle(agents: 100), on: server)
             #expect(idle.received == 100 && idle.disconnects.isEmpty && idle.usage != nil)
-            let stream = try await Self.run(.stream(mebibytes: 3), on: server)
-            #expect(stream.received == 1 && stream.isComplete)
+            for scenario in [Scenario.stream(mebibytes: 3), .sealed(.stream(mebibytes: 3))] {
+                let stream = try await Self.run(scenario, on: server)
+                #expect(stream.received == 1 && stream.isComplete, "\(scenario.id)")
+            }
         }
     }
 
