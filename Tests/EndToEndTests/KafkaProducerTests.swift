@@ -8,28 +8,11 @@ import Testing
 /// librdkafka behind its one Swift type: its log lines go through swift-log, a line a second at
 /// most; its topic handles are bounded.
 @Suite(.timeLimit(.minutes(1))) struct KafkaProducerTests {
-    /// The lines a ``Lines`` handler kept.
-    final class Kept: Sendable {
-        let lines = Mutex<[String]>([])
-    }
-
-    /// A log handler that keeps every line.
-    struct Lines: LogHandler {
-        let kept: Kept
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) { kept.lines.withLock { $0.append("\(event.message)") } }
-    }
-
     /// A broker that is not there: librdkafka complains many times a second, the log gets one line
     /// a second (and librdkafka writes nothing to standard error of its own).
     @Test func librdkafkaLogsThroughSwiftLogRateLimited() throws {
-        let kept = Kept()
-        let logger = Logger(label: "kafka-test") { _ in Lines(kept: kept) }
+        let kept = KeptLog()
+        let logger = kept.logger("kafka-test")
         let producer = try KafkaProducer(
             brokers: "127.0.0.1:1", options: ["reconnect.backoff.ms": "10", "reconnect.backoff.max.ms": "10"],
             log: RateLimitedLog(logger: logger, intervalMs: 1_000)
@@ -44,8 +27,8 @@ import Testing
 
     /// Each level has its own allowance, and lines below the logger's level do not use one up.
     @Test func aHeldBackInfoLineDoesNotHoldBackAnError() {
-        let kept = Kept()
-        var logger = Logger(label: "rate-test") { _ in Lines(kept: kept) }
+        let kept = KeptLog()
+        var logger = kept.logger("rate-test")
         logger.logLevel = .info
         let log = RateLimitedLog(logger: logger, intervalMs: 60_000)
         log.log(level: .debug, "dropped, below the level")

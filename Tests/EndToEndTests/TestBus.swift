@@ -18,19 +18,27 @@ struct TestBus {
     var port: Int { server.port }
 
     /// Runs `body` against a fresh server, then shuts the server down gracefully.
+    /// - Parameter logger: the server's log; by default standard error, at `ACB_TEST_LOG_LEVEL`.
     static func with(
-        _ configure: (inout ServerConfiguration) -> Void = { _ in },
+        _ configure: (inout ServerConfiguration) -> Void = { _ in }, logger: Logger? = nil,
         _ body: (TestBus) async throws -> Void
     ) async throws {
         var configuration = ServerConfiguration(tokenSecret: secret)
         configuration.port = 0
         configuration.drainTimeout = .seconds(2)
-        configuration.supervisor.streamDirectory = NSTemporaryDirectory() + "acb-test-\(UUID().uuidString)"
+        let scratch = NSTemporaryDirectory() + "acb-test-\(UUID().uuidString)"
+        configuration.supervisor.streamDirectory = scratch
         configure(&configuration)
-        var logger = Logger(label: "acb-test")
-        // ACB_TEST_LOG_LEVEL=debug shows what the servers of the tests log.
-        logger.logLevel =
-            ProcessInfo.processInfo.environment["ACB_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .error
+        let logger =
+            logger
+            ?? {
+                var logger = Logger(label: "acb-test")
+                // ACB_TEST_LOG_LEVEL=debug shows what the servers of the tests log.
+                logger.logLevel =
+                    ProcessInfo.processInfo.environment["ACB_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
+                    ?? .error
+                return logger
+            }()
         let audit = AuditRecorder()
         let server = try await BusServer.start(
             configuration: configuration, logger: logger,
@@ -48,7 +56,7 @@ struct TestBus {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
-        try? FileManager.default.removeItem(atPath: configuration.supervisor.streamDirectory)
+        try? FileManager.default.removeItem(atPath: scratch)
     }
 
     func token(
