@@ -397,6 +397,26 @@ def test_rule_bool_not_0_or_1(value: int) -> None:
         f.decode(f.CONTEXT_WRITE, memoryview(bytes(write)))
 
 
+def test_rule_key_sizes() -> None:
+    """A rotation is empty or 64 bytes, a previous signing key empty or 32, revoked a bool."""
+    key = _decode_example("8.34 KEY")
+    assert key == f.Key(10, "alice", bytes(range(32)), bytes(range(32, 64)), published_ms=1764420000000)
+    refused: list[tuple[f.Frame, str]] = [
+        (f.KeyPublish(1, bytes(32), bytes(32), b"x" * 63), "rotation is 63 bytes"),
+        (replace(key, rotation=b"x" * 65), "rotation is 65 bytes"),
+        (replace(key, previous_sign_key=b"x" * 31), "previous_sign_key is 31 bytes"),
+    ]
+    for frame, match in refused:
+        with pytest.raises(f.FrameError, match=match):
+            f.decode(*_split(frame.encode()))
+    revoked = bytearray(EXAMPLE["8.34 KEY"])
+    revoked[-9] = 2
+    with pytest.raises(f.FrameError, match="revoked"):
+        f.decode(*_split(bytes(revoked)))
+    with pytest.raises(ValueError, match="32 bytes"):
+        f.KeyPublish(1, b"short", bytes(32)).encode()
+
+
 @pytest.mark.parametrize("frame_type", [0x00, 0x0E, 0x0F, 0x15, 0x28, 0x33, 0x46, 0x57, 0x5C, 0xFF])
 def test_rule_unknown_type_byte(frame_type: int) -> None:
     with pytest.raises(f.FrameError, match="unknown frame type") as caught:
@@ -552,6 +572,9 @@ ROUND_TRIPS: list[f.Frame] = [
     f.ContextPage(41, [_HEAD, _HEAD], "next-page"),
     f.ContextEvent(42, 4, _HEAD, 1, b"body"),
     f.ContextWatching(43, 2**63, 7),
+    f.KeyPublish(44, bytes(range(32)), bytes(range(32, 64)), b"\x5a" * 64),
+    f.KeyFetch(45, "bob"),
+    f.Key(46, "bob", bytes(range(32)), bytes(range(32, 64)), b"\x5a" * 64, b"\x07" * 32, True, 1764420000000),
 ]
 
 
@@ -572,7 +595,7 @@ def _all_set(frame: f.Frame) -> bool:
 def test_round_trips_cover_every_frame_class() -> None:
     covered = {type(frame) for frame in ROUND_TRIPS if _all_set(frame)}
     assert covered == set(f.FRAME_CLASSES.values()), "one instance of each class sets every field"
-    assert len(f.FRAME_CLASSES) == 46
+    assert len(f.FRAME_CLASSES) == 49
     assert set(f.FRAME_CLASSES) == set(f._DECODERS)
 
 

@@ -47,6 +47,10 @@ __all__ = [
     "HEADER",
     "HEARTBEAT",
     "HELLO",
+    "KEY",
+    "KEY_BYTES",
+    "KEY_FETCH",
+    "KEY_PUBLISH",
     "LOGIN",
     "LOGOUT",
     "MAX_LIST",
@@ -61,6 +65,7 @@ __all__ = [
     "REQUEST",
     "RESPONSE",
     "SEND",
+    "SIGNATURE_BYTES",
     "STREAM_ABORT",
     "STREAM_CHUNK",
     "STREAM_END",
@@ -110,6 +115,9 @@ __all__ = [
     "GoAway",
     "Heartbeat",
     "Hello",
+    "Key",
+    "KeyFetch",
+    "KeyPublish",
     "Login",
     "Logout",
     "MessageFlags",
@@ -199,6 +207,14 @@ CONTEXT = 0x58
 CONTEXT_PAGE = 0x59
 CONTEXT_EVENT = 0x5A
 CONTEXT_WATCHING = 0x5B
+KEY_PUBLISH = 0x60
+KEY_FETCH = 0x61
+KEY = 0x62
+
+#: Bytes of an X25519 or Ed25519 public key (4.33).
+KEY_BYTES = 32
+#: Bytes of an Ed25519 signature: a ``rotation`` (4.33).
+SIGNATURE_BYTES = 64
 
 #: Most items of a ``list`` (section 2.2).
 MAX_LIST = 256
@@ -1436,6 +1452,66 @@ class ContextWatching:
         return _WATCHING_FRAME.pack(21, CONTEXT_WATCHING, self.ref, self.position, self.replayed)
 
 
+def _keys(box_key: bytes, sign_key: bytes) -> bytes:
+    if len(box_key) != KEY_BYTES or len(sign_key) != KEY_BYTES:
+        raise ValueError(f"box_key and sign_key are {KEY_BYTES} bytes each")
+    return box_key + sign_key
+
+
+@dataclass(slots=True)
+class KeyPublish:
+    """KEY_PUBLISH (0x60), C→S: the sender's public keys for end-to-end encryption (5.16).
+
+    ``rotation`` is empty, or the current signing key's 64-byte Ed25519 signature over
+    ``b"acb.key.rotate.v1" + box_key + sign_key``.
+    """
+
+    TYPE: ClassVar[int] = KEY_PUBLISH
+    ref: int
+    box_key: bytes
+    sign_key: bytes
+    rotation: bytes = b""
+
+    def encode(self) -> bytes:
+        parts: list[_Buf] = [_pack_u64(self.ref), _keys(self.box_key, self.sign_key)]
+        _blob(parts, self.rotation)
+        return _frame(KEY_PUBLISH, parts)
+
+
+@dataclass(slots=True)
+class KeyFetch:
+    """KEY_FETCH (0x61), C→S: the published keys of an agent of the caller's tenant."""
+
+    TYPE: ClassVar[int] = KEY_FETCH
+    ref: int
+    agent_id: str
+
+    def encode(self) -> bytes:
+        return _frame(KEY_FETCH, [_pack_u64(self.ref), _str(self.agent_id)])
+
+
+@dataclass(slots=True)
+class Key:
+    """KEY (0x62), S→C: the answer to KEY_FETCH."""
+
+    TYPE: ClassVar[int] = KEY
+    ref: int
+    agent_id: str
+    box_key: bytes
+    sign_key: bytes
+    rotation: bytes = b""
+    previous_sign_key: bytes = b""
+    revoked: bool = False
+    published_ms: int = 0
+
+    def encode(self) -> bytes:
+        parts: list[_Buf] = [_pack_u64(self.ref), _str(self.agent_id), _keys(self.box_key, self.sign_key)]
+        _blob(parts, self.rotation)
+        _blob(parts, self.previous_sign_key)
+        parts += [_pack_u8(int(self.revoked)), _pack_u64(self.published_ms)]
+        return _frame(KEY, parts)
+
+
 Frame: TypeAlias = (
     Hello
     | Welcome
@@ -1483,6 +1559,9 @@ Frame: TypeAlias = (
     | ContextPage
     | ContextEvent
     | ContextWatching
+    | KeyPublish
+    | KeyFetch
+    | Key
 )
 
 #: The frame class of each type byte.
@@ -1535,6 +1614,9 @@ _NAMES: dict[int, str] = {
     CONTEXT_PAGE: "CONTEXT_PAGE",
     CONTEXT_EVENT: "CONTEXT_EVENT",
     CONTEXT_WATCHING: "CONTEXT_WATCHING",
+    KEY_PUBLISH: "KEY_PUBLISH",
+    KEY_FETCH: "KEY_FETCH",
+    KEY: "KEY",
 }
 
 
@@ -2003,6 +2085,47 @@ def _d_context_watching(b: memoryview) -> ContextWatching:
     return ContextWatching(_unpack_u64(b)[0], _unpack_u64(b, 8)[0], _unpack_u32(b, 16)[0])
 
 
+def _rkeys(b: memoryview, o: int) -> tuple[bytes, bytes, int]:
+    e = o + 2 * KEY_BYTES
+    if e > len(b):
+        raise _Truncated
+    return b[o : o + KEY_BYTES].tobytes(), b[o + KEY_BYTES : e].tobytes(), e
+
+
+def _rsized(b: memoryview, o: int, frame_type: int, field_name: str, size: int) -> tuple[bytes, int]:
+    """A ``bytes`` field that is empty or exactly ``size`` bytes."""
+    value, o = _rblob(b, o)
+    if len(value) not in (0, size):
+        raise FrameError(f"{_NAMES[frame_type]}: {field_name} is {len(value)} bytes, not 0 or {size}")
+    return value, o
+
+
+def _d_key_publish(b: memoryview) -> KeyPublish:
+    (ref,) = _unpack_u64(b)
+    box_key, sign_key, o = _rkeys(b, 8)
+    rotation, o = _rsized(b, o, KEY_PUBLISH, "rotation", SIGNATURE_BYTES)
+    _done(b, o, KEY_PUBLISH)
+    return KeyPublish(ref, box_key, sign_key, rotation)
+
+
+def _d_key_fetch(b: memoryview) -> KeyFetch:
+    return KeyFetch(*_rref_str(b, KEY_FETCH))
+
+
+def _d_key(b: memoryview) -> Key:
+    (ref,) = _unpack_u64(b)
+    agent_id, o = _rstr(b, 8)
+    box_key, sign_key, o = _rkeys(b, o)
+    rotation, o = _rsized(b, o, KEY, "rotation", SIGNATURE_BYTES)
+    previous_sign_key, o = _rsized(b, o, KEY, "previous_sign_key", KEY_BYTES)
+    (revoked,) = _unpack_u8(b, o)
+    if revoked > 1:
+        raise FrameError(f"KEY: the bool revoked is {revoked}, not 0 or 1")
+    (published_ms,) = _unpack_u64(b, o + 1)
+    _done(b, o + 9, KEY)
+    return Key(ref, agent_id, box_key, sign_key, rotation, previous_sign_key, revoked == 1, published_ms)
+
+
 _DECODERS: dict[int, Callable[[memoryview], Frame]] = {
     HELLO: _d_hello,
     WELCOME: _d_welcome,
@@ -2050,6 +2173,9 @@ _DECODERS: dict[int, Callable[[memoryview], Frame]] = {
     CONTEXT_PAGE: _d_context_page,
     CONTEXT_EVENT: _d_context_event,
     CONTEXT_WATCHING: _d_context_watching,
+    KEY_PUBLISH: _d_key_publish,
+    KEY_FETCH: _d_key_fetch,
+    KEY: _d_key,
 }
 
 
