@@ -41,7 +41,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Context events a session holds undelivered before its watch ends. Default 4096.")
     var watchQueue: String?
     @Option(help: "Directory where stream uploads are spooled. Default /tmp/acb-streams.") var streamDir: String?
-    @Option(help: "File that audit events are appended to as JSON lines. Default: the log, at debug level.")
+    @Option(
+        help:
+            "File that audit events are appended to as JSON lines, beside the Kafka audit stream if it is on. Default: none (with no Kafka, the log at debug level)."
+    )
     var auditLog: String?
     @Option(
         help: "PostgreSQL URI for durable storage, e.g. postgresql://user@host:5432/acb. Default: none (in memory).")
