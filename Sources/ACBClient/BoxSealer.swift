@@ -7,25 +7,27 @@ public import Bus
 public struct BoxSealer: Sendable {
     let own: AgentKeys
     let peer: PublicKeys
+    private let shared: [UInt8]
 
     public init(own: AgentKeys, peer: PublicKeys) {
         self.own = own
         self.peer = peer
+        shared = Sodium.sharedKey(peer.boxKey, secret: own.boxSecret)
     }
 
     /// `payload` sealed as a message.
     public func seal(_ payload: [UInt8]) -> [UInt8] {
-        SealedFormat.box(payload, purpose: .message, to: peer, from: own).sealed
+        SealedFormat.box(payload, purpose: .message, to: peer, from: own, shared: shared).sealed
     }
 
     /// `payload` sealed as a request, and the nonce its reply is bound to.
     public func sealRequest(_ payload: [UInt8]) -> (sealed: [UInt8], nonce: [UInt8]) {
-        SealedFormat.box(payload, purpose: .request, to: peer, from: own)
+        SealedFormat.box(payload, purpose: .request, to: peer, from: own, shared: shared)
     }
 
     /// `payload` sealed as the reply to the request whose nonce is `nonce`.
     public func sealReply(_ payload: [UInt8], to nonce: [UInt8]) -> [UInt8] {
-        SealedFormat.box(payload, purpose: .reply, binding: nonce, to: peer, from: own).sealed
+        SealedFormat.box(payload, purpose: .reply, binding: nonce, to: peer, from: own, shared: shared).sealed
     }
 
     /// Opens a sealed message.
@@ -50,7 +52,7 @@ public struct BoxSealer: Sendable {
         nonce: [UInt8], content: ArraySlice<UInt8>
     ) {
         guard SealedFormat.kind(of: sealed) == .box else { throw SealError(.notSealed, "not a sealed box") }
-        let (purpose, nonce, content) = try SealedFormat.openBox(sealed, from: peer, own: own)
+        let (purpose, nonce, content) = try SealedFormat.openBox(sealed, from: peer, own: own, shared: shared)
         guard purpose == expected else { throw SealError(.malformed, "a sealed \(purpose), not a \(expected)") }
         return (nonce, content)
     }

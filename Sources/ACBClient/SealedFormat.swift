@@ -50,14 +50,24 @@ enum SealedFormat {
     // MARK: box
 
     /// A box from `sender` to `recipient`: header, sender and recipient key ids, nonce, box.
+    /// - Parameter shared: the two's ``sharedKey(_:own:)``, when the caller keeps it.
     static func box(
-        _ payload: [UInt8], purpose: Purpose, binding: [UInt8] = [], to recipient: PublicKeys, from sender: AgentKeys
+        _ payload: [UInt8], purpose: Purpose, binding: [UInt8] = [], to recipient: PublicKeys, from sender: AgentKeys,
+        shared: [UInt8]? = nil
     ) -> (sealed: [UInt8], nonce: [UInt8]) {
-        let nonce = Sodium.random(Sodium.nonceBytes)
-        let sealed =
-            header(.box) + keyID(sender.publicKeys.boxKey) + keyID(recipient.boxKey) + nonce
-            + Sodium.box(
-                [purpose.rawValue] + binding + payload, nonce: nonce, shared: sharedKey(recipient.boxKey, own: sender))
+        let nonce = Sodium.nonce()
+        var plain: [UInt8] = []
+        plain.reserveCapacity(1 + binding.count + payload.count)
+        plain.append(purpose.rawValue)
+        plain += binding
+        plain += payload
+        var sealed = header(.box)
+        sealed.reserveCapacity(4 + 2 * keyIDBytes + nonce.count + plain.count + Sodium.boxOverhead)
+        sealed += sender.publicKeys.boxKey.prefix(keyIDBytes)
+        sealed += recipient.boxKey.prefix(keyIDBytes)
+        sealed += nonce
+        Sodium.box(
+            plain, nonce: nonce, shared: shared ?? sharedKey(recipient.boxKey, own: sender), appendingTo: &sealed)
         return (sealed, nonce)
     }
 
@@ -68,21 +78,23 @@ enum SealedFormat {
     }
 
     /// Opens a box `sender` sealed to `own`.
+    /// - Parameter shared: the two's ``sharedKey(_:own:)``, when the caller keeps it.
     /// - Returns: its purpose, the box's nonce and what it holds after the purpose.
-    static func openBox(_ sealed: [UInt8], from sender: PublicKeys, own: AgentKeys) throws(SealError) -> (
-        purpose: Purpose, nonce: [UInt8], content: ArraySlice<UInt8>
-    ) {
+    static func openBox(_ sealed: [UInt8], from sender: PublicKeys, own: AgentKeys, shared: [UInt8]? = nil)
+        throws(SealError) -> (purpose: Purpose, nonce: [UInt8], content: ArraySlice<UInt8>)
+    {
         var reader = Reader(sealed, skipping: 4)
         let senderID = try reader.take(keyIDBytes)
         let recipientID = try reader.take(keyIDBytes)
         let nonce = Array(try reader.take(Sodium.nonceBytes))
-        guard Array(recipientID) == keyID(own.publicKeys.boxKey) else {
+        guard recipientID.elementsEqual(own.publicKeys.boxKey.prefix(keyIDBytes)) else {
             throw SealError(.wrongKey, "sealed to other keys than this agent's")
         }
-        guard Array(senderID) == keyID(sender.boxKey) else {
+        guard senderID.elementsEqual(sender.boxKey.prefix(keyIDBytes)) else {
             throw SealError(.wrongSender, "not sealed by the sender's keys")
         }
-        guard let opened = Sodium.boxOpen(reader.rest, nonce: nonce, shared: sharedKey(sender.boxKey, own: own)),
+        let key = shared ?? sharedKey(sender.boxKey, own: own)
+        guard let opened = Sodium.boxOpen(reader.rest, nonce: nonce, shared: key),
             let first = opened.first, let purpose = Purpose(rawValue: first)
         else { throw SealError(.tampered, "the sealed payload does not authenticate") }
         return (purpose, nonce, opened.dropFirst())
@@ -138,7 +150,7 @@ enum SealedFormat {
     static func signedAEAD(head: [UInt8], data: [UInt8] = [], content: [UInt8], key: [UInt8], signer: AgentKeys)
         -> [UInt8]
     {
-        let nonce = Sodium.random(Sodium.nonceBytes)
+        let nonce = Sodium.nonce()
         let body = head + nonce + Sodium.aead(content, data: data + head, nonce: nonce, key: key)
         return body + Sodium.sign(body, secret: signer.signSecret)
     }

@@ -1,4 +1,5 @@
 import CSodium
+import Synchronization
 
 /// The libsodium calls end-to-end encryption makes, over byte arrays. Every `open` returns nil when
 /// authentication fails: a wrong key, another sender, or a changed byte look the same to it.
@@ -14,6 +15,19 @@ enum Sodium {
 
     /// libsodium is initialised before the first call (`sodium_init` is idempotent and thread-safe).
     private static let ready: Bool = sodium_init() >= 0
+
+    /// Random bytes for nonces, drawn from libsodium 4 KiB at a time: one call for 170 nonces
+    /// instead of a `getrandom` system call each (a nonce must be unique, not secret).
+    private static let nonces = Mutex<(bytes: [UInt8], used: Int)>(([], 0))
+
+    /// A fresh random nonce of ``nonceBytes``.
+    static func nonce() -> [UInt8] {
+        nonces.withLock { pool in
+            if pool.used + nonceBytes > pool.bytes.count { (pool.bytes, pool.used) = (random(4_096), 0) }
+            defer { pool.used += nonceBytes }
+            return Array(pool.bytes[pool.used..<pool.used + nonceBytes])
+        }
+    }
 
     static func random(_ count: Int) -> [UInt8] {
         precondition(ready, "libsodium failed to initialise")
@@ -46,11 +60,14 @@ enum Sodium {
         return key
     }
 
-    /// `crypto_box_easy_afternm`: what `crypto_box_easy` writes, under a ``sharedKey(_:secret:)``.
-    static func box(_ message: [UInt8], nonce: [UInt8], shared key: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: message.count + boxOverhead)
-        _ = crypto_box_easy_afternm(&out, message, UInt64(message.count), nonce, key)
-        return out
+    /// `crypto_box_easy_afternm`: what `crypto_box_easy` writes, under a ``sharedKey(_:secret:)``,
+    /// appended to `out`.
+    static func box(_ message: [UInt8], nonce: [UInt8], shared key: [UInt8], appendingTo out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: message.count + boxOverhead))
+        out.withUnsafeMutableBufferPointer {
+            _ = crypto_box_easy_afternm($0.baseAddress! + start, message, UInt64(message.count), nonce, key)
+        }
     }
 
     static func boxOpen(_ box: ArraySlice<UInt8>, nonce: [UInt8], shared key: [UInt8]) -> [UInt8]? {

@@ -28,8 +28,9 @@ struct Stamp {
     /// The stamp of `payload`, opened with `opener` first when there is one; nil if it does not open.
     static func read(_ payload: ByteBuffer, opener: BoxSealer?) -> (sequence: UInt64, nanos: UInt64)? {
         guard let opener else { return read(payload) }
-        guard let opened = try? opener.open(Array(payload.readableBytesView)) else { return nil }
-        return read(ByteBuffer(bytes: opened))
+        guard let opened = try? opener.open(Array(payload.readableBytesView)), opened.count >= bytes else { return nil }
+        func integer(at offset: Int) -> UInt64 { opened[offset..<offset + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+        return (integer(at: 0), integer(at: 8))
     }
 
     static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
