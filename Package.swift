@@ -128,7 +128,7 @@ let package = Package(
         .executableTarget(
             name: "acb-hotpath",
             dependencies: [
-                "Actors", "Bus",
+                "Actors", "Bus", "ACBClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+import ACBClient
 import Actors
 import Bus
 import Foundation
@@ -13,17 +14,22 @@ import Synchronization
 /// The sessions run on NIO's testing event loop (the embedded one cannot be an actor's executor),
 /// and their channels drop what is written: the agents' side is not measured.
 ///
-/// Usage: `acb-hotpath MESSAGES [p2p|fanout] [1|2]` (protocol version of the sender).
+/// Usage: `acb-hotpath MESSAGES [p2p|fanout] [1|2] [sealed]`: the protocol version of the sender,
+/// and `sealed` for a 256-byte payload sealed end to end (a 317-byte box) instead of a plain one.
 @main
 struct HotPath {
     /// Messages per read batch, as a pipelining client sends them.
     static let batch = 64
+    /// Seals the `sealed` payload: to the bus, it is bytes like any other.
+    static let sealer = BoxSealer(own: .generate(), peer: AgentKeys.generate().publicKeys)
 
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
         let messages = arguments.first.flatMap(Int.init) ?? 100_000
         let fanout = arguments.dropFirst().first == "fanout"
         let version = arguments.dropFirst(2).first.flatMap(UInt16.init) ?? 2
+        let plain = [UInt8](repeating: 0x61, count: 256)
+        let payload = ByteBuffer(bytes: arguments.dropFirst(3).first == "sealed" ? Self.sealer.seal(plain) : plain)
 
         var configuration = SupervisorConfiguration()
         configuration.streamDirectory = NSTemporaryDirectory() + "acb-hotpath-\(getpid())"
@@ -42,7 +48,6 @@ struct HotPath {
             for receiver in receivers { try await receiver.read(.subscribe(PatternCommand(ref: 1, pattern: "t.*"))) }
         }
 
-        let payload = ByteBuffer(repeating: 0x61, count: 256)
         var sent = 0
         while sent < messages {
             var input = ByteBufferAllocator().buffer(capacity: batch * 300)
