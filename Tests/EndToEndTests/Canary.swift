@@ -39,7 +39,7 @@ struct Canary {
         let files = manager.enumerator(atPath: folder)?.compactMap { $0 as? String } ?? []
         return try files.filter { file in
             var isFolder: ObjCBool = false
-            manager.fileExists(atPath: "\(folder)/\(file)", isDirectory: &isFolder)
+            _ = manager.fileExists(atPath: "\(folder)/\(file)", isDirectory: &isFolder)
             return try !isFolder.boolValue && isIn(file: "\(folder)/\(file)")
         }
     }

@@ -216,6 +216,33 @@ struct SealingTests {
         }
     }
 
+    @Test(
+        "what was sealed before the bus restarted opens after it: keys, stored messages and contexts live in PostgreSQL"
+    )
+    func sealedAcrossARestart() async throws {
+        let tenant = "keys-\(UUID().uuidString.prefix(8).lowercased())"
+        let (aliceKeys, daveKeys) = (AgentKeys.generate(), AgentKeys.generate())
+        let readers = ContextOptions(scope: .shared, readers: ["dave"])
+        try await TestBus.withSidecars { bus in
+            let alice = try await Self.keyed(bus, "alice", aliceKeys, tenant: tenant)
+            await (try await Self.keyed(bus, "dave", daveKeys, tenant: tenant)).close()
+            try await SidecarTests.DurableDeliveryTests.registerOffline("dave", tenant: tenant, on: bus)
+            #expect(
+                try await alice.send(to: .agent("dave"), ByteBuffer(string: "kept"), sealed: .box).outcome == .queued)
+            try await alice.shareSealed("note", ByteBuffer(string: #"{"kept":true}"#), options: readers)
+            await alice.close()
+        }
+        try await TestBus.withSidecars { bus in
+            let dave = try await Self.keyed(bus, "dave", daveKeys, tenant: tenant)
+            var daves = dave.deliveries.makeAsyncIterator()
+            let stored = try await daves.take()
+            #expect(stored.text == "kept" && stored.sealedBy == .agent && stored.from == "alice")
+            #expect(try await dave.getSealed("note").text == #"{"kept":true}"#)
+            #expect(try await dave.keyFingerprint(of: "alice") == aliceKeys.publicKeys.fingerprint)
+            await dave.close()
+        }
+    }
+
     /// The next refusal with `code`, past the redeliveries of those before: a refused delivery is
     /// NACKed, so it comes again until it is dead-lettered.
     static func next(_ code: SealError.Code, _ failures: inout AsyncStream<SealingFailure>.Iterator) async throws
