@@ -22,9 +22,10 @@ struct BusOptions: ParsableArguments {
     @Option(help: "PEM CA file that the bus's certificate chains to: connect with TLS. Default: plain TCP.")
     var tlsCa: String?
 
-    func client(token: String, name: String) async throws -> ACBClient {
+    func client(token: String, name: String, keys: AgentKeys? = nil) async throws -> ACBClient {
         var configuration = ClientConfiguration(host: host, port: port, token: token, clientName: name)
         configuration.tls = try tlsCa.map { try TLSContext.client(TLSConfiguration(trustRoots: $0)) }
+        configuration.keys = keys
         return try await ACBClient.connect(configuration)
     }
 }

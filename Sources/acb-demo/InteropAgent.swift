@@ -11,6 +11,10 @@ import Foundation
 /// receives is reported to the peer as "stream <size> <sha256>", then acknowledged and deleted.
 /// Any error, or no "bye" within ``runLimit``, ends the run with the error on stderr and status 1,
 /// so that the test fails rather than hangs.
+///
+/// With `--sealed`, it has keys and seals everything it sends to the peer end to end: the replies
+/// to the peer's sealed requests, its messages, and its request on "start" (to the peer by id, a
+/// capability names no keys); it uploads no stream then. A delivery it cannot open ends the run.
 struct InteropAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop",
@@ -25,9 +29,10 @@ struct InteropAgent: AsyncParsableCommand {
     @Option(help: "Capability this agent serves.") var capability = "swift-echo"
     @Option(help: "Capability of the peer, asked on 'start'.") var peerCapability = "py-upper"
     @Option(help: "Size in bytes of the stream uploaded on 'start'.") var streamBytes = 3_000_000
+    @Flag(help: "Seal what is sent to the peer end to end (keys made for this run).") var sealed = false
 
     func run() async throws {
-        let client = try await bus.client(token: token, name: "acb-interop-swift")
+        let client = try await bus.client(token: token, name: "acb-interop-swift", keys: sealed ? .generate() : nil)
         try await client.register(AgentDescription(agentType: "interop-swift", capabilities: [capability]))
         client.serve { request in ByteBuffer(string: "swift:\(request.text)") }
         guard let agentID = client.welcome?.agentID else { throw BusError(.unavailable, "disconnected before ready") }
@@ -35,6 +40,11 @@ struct InteropAgent: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await converse(client) }
             group.addTask { try await reportStreams(client) }
+            group.addTask {
+                for await failure in client.sealingFailures {
+                    throw BusError(.badFrame, "refused a sealed delivery from \(failure.from): \(failure.error)")
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: Self.runLimit)
                 throw BusError(.timeout, "no 'bye' from \(peer) within \(Self.runLimit)")
@@ -65,8 +75,10 @@ struct InteropAgent: AsyncParsableCommand {
     private func start(_ client: ACBClient) async throws {
         try await tell(client, "hello from swift")
         let answer = try await client.request(
-            .capability(peerCapability), ByteBuffer(string: "swift asks"), timeoutMs: 10_000)
+            sealed ? .agent(peer) : .capability(peerCapability), ByteBuffer(string: "swift asks"), timeoutMs: 10_000,
+            sealed: sealed)
         try await tell(client, "answer: \(answer.text)")
+        guard !sealed else { return }
         let bytes = (0..<streamBytes).map { UInt8($0 % 251) }
         try await client.upload(to: .agent(peer), from: BufferSource(ByteBuffer(bytes: bytes)))
         try await tell(client, "uploaded \(bytes.count) \(Self.hex(SHA256.hash(data: bytes)))")
@@ -84,7 +96,7 @@ struct InteropAgent: AsyncParsableCommand {
     }
 
     private func tell(_ client: ACBClient, _ text: String) async throws {
-        try await client.send(to: .agent(peer), ByteBuffer(string: text))
+        try await client.send(to: .agent(peer), ByteBuffer(string: text), sealed: sealed ? .box : nil)
     }
 
     private static func hex(_ digest: SHA256.Digest) -> String {

@@ -4,8 +4,10 @@ request and a stream in both directions through the real bus."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from conftest import Bus, Connect, binary, mint_token, take
@@ -23,24 +25,7 @@ async def test_swift_and_python_agents_talk_both_ways(bus: Bus, tenant: str, con
     async def upper(request: acb.Delivery) -> str:
         return request.text.upper()
 
-    swift = await asyncio.create_subprocess_exec(
-        binary("acb-demo"),
-        "interop",
-        "--port",
-        str(bus.port),
-        "--token",
-        mint_token("swift", tenant),
-        "--peer",
-        "py",
-        "--stream-bytes",
-        str(SWIFT_STREAM_BYTES),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert swift.stdout is not None
-        assert await asyncio.wait_for(swift.stdout.readline(), 30) == b"ready swift\n"
-
+    async with swift_agent(bus, tenant, "--stream-bytes", str(SWIFT_STREAM_BYTES)) as swift:
         # Python → Swift: a message, a request to its capability, a stream.
         await python.send("swift", "ping")
         response = await python.request(acb.capability("swift-echo"), "hi", timeout=10)
@@ -70,6 +55,50 @@ async def test_swift_and_python_agents_talk_both_ways(bus: Bus, tenant: str, con
 
         await python.send("swift", "bye")
         assert await asyncio.wait_for(swift.wait(), 30) == 0
+
+
+async def test_swift_and_python_agents_seal_both_ways(bus: Bus, tenant: str, connect: Connect) -> None:
+    """The same conversation sealed end to end: each client opens what the other sealed."""
+    python = await connect("py", keys=acb.AgentKeys.generate(), require_sealed=True)
+
+    @python.serve
+    async def upper(request: acb.Delivery) -> str:
+        assert request.sealed_by == "agent"
+        return request.text.upper()
+
+    async with swift_agent(bus, tenant, "--sealed") as swift:
+        await python.send("swift", "ping", sealed="box")
+        response = await python.request("swift", "hi", timeout=10, sealed=True)
+        assert (response.sender, response.text) == ("swift", "swift:hi")
+        await python.send("swift", "start", sealed="anonymous")
+        messages = await take(python.deliveries(), 3, timeout=30)
+        assert [m.text for m in messages] == ["echo: ping", "hello from swift", "answer: SWIFT ASKS"]
+        assert all(m.sealed_by == "agent" and m.sender == "swift" for m in messages)
+        await python.send("swift", "bye", sealed="box")
+        assert await asyncio.wait_for(swift.wait(), 30) == 0
+
+
+@contextlib.asynccontextmanager
+async def swift_agent(bus: Bus, tenant: str, *flags: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`acb-demo interop` as agent `swift` of `tenant`, driven by agent `py`, once it is ready;
+    killed on the way out if it did not end, and failing the test unless it ended with status 0."""
+    swift = await asyncio.create_subprocess_exec(
+        binary("acb-demo"),
+        "interop",
+        "--port",
+        str(bus.port),
+        "--token",
+        mint_token("swift", tenant),
+        "--peer",
+        "py",
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert swift.stdout is not None
+        assert await asyncio.wait_for(swift.stdout.readline(), 30) == b"ready swift\n"
+        yield swift
     finally:
         if swift.returncode is None:
             swift.kill()

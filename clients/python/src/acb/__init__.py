@@ -27,6 +27,7 @@ from ._frames import (
     ReplyStatus,
     TargetKind,
 )
+from ._sealer import SealingFailure
 from .client import Client, Connecting, connect, request_deadline
 from .contexts import ContextEvent, Contexts, SharedContext, Watch
 from .delivery import Delivery, Payload, Response
@@ -48,6 +49,7 @@ from .errors import (
     StreamError,
     VersionConflictError,
 )
+from .sealing import AgentKeys, PublicKeys, SealError, Sealing
 from .streams import IncomingStream
 from .target import Target, agent, capability
 
@@ -55,6 +57,7 @@ __all__ = [
     "ACBError",
     "AgentDescription",
     "AgentInfo",
+    "AgentKeys",
     "AgentStatus",
     "AuthenticationError",
     "Client",
@@ -79,12 +82,16 @@ __all__ = [
     "Payload",
     "PermissionDeniedError",
     "ProtocolError",
+    "PublicKeys",
     "Readiness",
     "ReplyStatus",
     "RequestTimeoutError",
     "Response",
     "RetryableError",
     "RoutingError",
+    "SealError",
+    "Sealing",
+    "SealingFailure",
     "SendOutcome",
     "ServerError",
     "SessionEndedError",

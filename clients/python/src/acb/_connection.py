@@ -315,7 +315,7 @@ class Connection(asyncio.Protocol):
                 self._answer(frame.ref, frame)
         elif isinstance(frame, f.Error):
             self._error(frame)
-        elif isinstance(frame, (f.Response, f.Pong, f.Discovered, f.ContextPage)):
+        elif isinstance(frame, (f.Response, f.Pong, f.Discovered, f.ContextPage, f.Key)):
             self._answer(frame.ref, frame)
         elif isinstance(frame, f.ContextWatching):
             self.listener.frame_received(self, frame)  # the watch learns its position before any event

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from . import _frames as f
 from ._connection import Connection, SendOutcome
 from ._handled_messages import HandledMessages
+from ._sealer import Sealer, SealingFailure
 from .contexts import Contexts
 from .delivery import Delivery, Payload, Response, payload_bytes
 from .errors import (
@@ -28,6 +29,7 @@ from .errors import (
     ProtocolError,
     SessionEndedError,
 )
+from .sealing import AgentKeys, Purpose, Sealing
 from .streams import IncomingStream, Progress, StreamHub, StreamSource
 from .target import Target, resolve
 
@@ -76,6 +78,13 @@ class Options:
     request_timeout: float = 30.0
     download_dir: str | None = None
     download_progress: Progress | None = None
+    #: This agent's keys for end-to-end encryption (`acb.sealing`): published on every connect.
+    keys: AgentKeys | None = None
+    #: How long a pinned key of another agent is used before the bus is asked again whether it
+    #: was rotated or revoked, in seconds.
+    key_check_interval: float = 60.0
+    #: Refuse plaintext deliveries (`not_sealed`) instead of handing them out.
+    require_sealed: bool = False
 
 
 class Client:
@@ -112,6 +121,7 @@ class Client:
         self._streams = StreamHub(self)
         self.contexts: Contexts = Contexts(self)
         """Shared contexts: write, read, list and watch them (section 5.13)."""
+        self._sealer = Sealer(self, options.keys, options.key_check_interval, options.require_sealed)
 
     # MARK: connecting
 
@@ -132,6 +142,10 @@ class Client:
                 answers.append(connection.expect(ref))
                 pipelined.append(build(ref))
 
+            keys = self.options.keys
+            if keys is not None:
+                public = keys.public
+                pipeline(lambda ref: f.KeyPublish(ref, public.box_key, public.sign_key).encode())
             if self._description is not None:
                 description = self._description
                 pipeline(lambda ref: f.Register(ref=ref, description=description).encode())
@@ -219,15 +233,21 @@ class Client:
                 connection.acks.finish(frame.delivery_id)
                 return
             delivery = Delivery(frame, connection, self)
-            if frame.kind == f.DeliveryKind.REQUEST and self._handler is not None:
-                self._spawn(self._answer(delivery, self._handler))
+            if self._sealer.opens:
+                self._sealer.receive(delivery, self._route)
             else:
-                self._inbox.append(delivery)
-                self._wake_inbox()
+                self._route(delivery)
         elif isinstance(frame, (f.StreamOpen, f.StreamChunk, f.StreamEnd, f.StreamAbort, f.StreamStatus)):
             self._streams.frame_received(connection, frame)
         elif isinstance(frame, (f.ContextEvent, f.ContextWatching, f.Error)):
             self.contexts._frame_received(frame)
+
+    def _route(self, delivery: Delivery) -> None:
+        if delivery.kind == f.DeliveryKind.REQUEST and self._handler is not None:
+            self._spawn(self._answer(delivery, self._handler))
+        else:
+            self._inbox.append(delivery)
+            self._wake_inbox()
 
     def connection_ended(self, connection: Connection, error: ACBError) -> None:
         if connection is not self._connection:
@@ -362,9 +382,13 @@ class Client:
         deadline_ms: int = 0,
         confirm: bool = True,
         durable: bool = False,
+        sealed: Sealing | None = None,
     ) -> SendOutcome | None:
         """Sends a payload to one agent, by id (a `str` or `acb.agent(id)`) or by capability
         (`acb.capability(name)`).
+
+        `sealed` (`"box"` or `"anonymous"`) encrypts it end to end for the agent the target names
+        (`acb.sealing`); it needs the client's `keys`, and an agent by id.
 
         With `confirm` (the default) it returns once the bus settled it: outcome `delivered` (in the
         receiver's queue) or `queued` (stored for an offline agent). Without, it returns once the
@@ -377,6 +401,8 @@ class Client:
         """
         kind, name = resolve(target)
         data = payload_bytes(payload)
+        if sealed is not None:
+            data = (await self._sealer.seal(kind, name, bytes(data), sealed, Purpose.MESSAGE))[0]
         deadline = deadline_ms or request_deadline.get()
         flags = f.MessageFlags.DURABLE if durable else 0
         connection = self._sending() or await self._wait_for_credit()
@@ -482,8 +508,12 @@ class Client:
         *,
         timeout: float | None = None,
         idempotency_key: str = "",
+        sealed: bool = False,
     ) -> Response:
         """Asks one agent and waits for its answer.
+
+        With `sealed`, the request is sealed (a box) for the agent the target names, and its reply
+        must come sealed from that agent, bound to this request (else `SealError`).
 
         The deadline is `timeout` seconds from now (default `request_timeout`), or what is left of
         the request being handled, if sooner. A reply with status `error` is returned (see
@@ -498,9 +528,13 @@ class Client:
         name_bytes = name.encode()
         key = idempotency_key.encode()
         data = payload_bytes(payload)
+        nonce = b""
+        if sealed:
+            data, nonce = await self._sealer.seal(kind, name, bytes(data), "box", Purpose.REQUEST)
         answer = await self._call(lambda ref: f.encode_send(f.REQUEST, ref, kind, name_bytes, key, deadline, data))
         assert isinstance(answer, f.Response)
-        return Response(answer.from_, f.ReplyStatus(answer.status), bytes(answer.payload))
+        opened = await self._sealer.open_reply(answer, nonce) if sealed else bytes(answer.payload)
+        return Response(answer.from_, f.ReplyStatus(answer.status), opened)
 
     def serve(self, handler: Handler) -> Handler:
         """Answers requests with `handler`, one task per request (bounded by the bus's unacked
@@ -517,6 +551,34 @@ class Client:
             delivery.reply(str(error) or type(error).__name__, error=True)
             return
         delivery.reply(result)
+
+    # MARK: end-to-end encryption
+
+    @property
+    def key_fingerprint(self) -> str | None:
+        """This agent's key fingerprint, to compare out of band; None without keys."""
+        keys = self.options.keys
+        return keys.public.fingerprint if keys is not None else None
+
+    async def peer_fingerprint(self, agent: str) -> str:
+        """The fingerprint of `agent`'s keys as this client pins them, fetched (and pinned on
+        first use) from the bus. Raises `SealError` (`key_changed`, `key_revoked`), or the bus's
+        `no_key`."""
+        return (await self._sealer.peer_keys(agent, refresh=True)).fingerprint
+
+    async def trust_keys(self, agent: str, fingerprint: str) -> None:
+        """Pins `agent`'s keys as the bus has them now, if their fingerprint is `fingerprint`: what
+        to do after `key_changed`, once the new fingerprint is checked out of band."""
+        await self._sealer.trust(agent, fingerprint)
+
+    def forget_keys(self, agent: str) -> None:
+        """Forgets the keys pinned for `agent`: the next ones the bus hands out are pinned on first use."""
+        self._sealer.ring.forget(agent)
+
+    def sealing_failures(self) -> AsyncIterator[SealingFailure]:
+        """Deliveries this client refused to open (NACKed, never handed out), with their `SealError`;
+        the newest 1,024 are kept until read."""
+        return self._sealer.failures()
 
     # MARK: streams
 
@@ -557,6 +619,7 @@ class Client:
             delivery.ack()
         self._streams.close()
         self.contexts._close()
+        self._sealer.close()
         connection = self._connection
         if connection is not None:
             connection.close()  # writes the ACKs just made first
@@ -691,6 +754,9 @@ def connect(
     request_timeout: float = 30.0,
     download_dir: str | None = None,
     download_progress: Progress | None = None,
+    keys: AgentKeys | None = None,
+    key_check_interval: float = 60.0,
+    require_sealed: bool = False,
 ) -> Connecting:
     """Connects an agent to the bus: `client = await acb.connect(...)` or
     `async with acb.connect(...) as client:`.
@@ -700,7 +766,8 @@ def connect(
     (REFRESH). TLS: `ca_file` (the CA the bus's certificate chains to) and, for mTLS, `cert_file`
     and `key_file`; or a ready `tls` context. After a lost connection it reconnects (unless
     `reconnect` is False) with backoff from `initial_backoff` doubling to `max_backoff` seconds;
-    commands wait up to `reconnect_wait` seconds for the new connection.
+    commands wait up to `reconnect_wait` seconds for the new connection. `keys` (`acb.AgentKeys`)
+    turn on end-to-end encryption (`acb.sealing`).
     """
     if tls is None and (ca_file or cert_file):
         tls = ssl.create_default_context(cafile=ca_file)
@@ -727,5 +794,8 @@ def connect(
             request_timeout=request_timeout,
             download_dir=download_dir,
             download_progress=download_progress,
+            keys=keys,
+            key_check_interval=key_check_interval,
+            require_sealed=require_sealed,
         )
     )

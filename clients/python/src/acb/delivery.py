@@ -37,6 +37,7 @@ class Delivery:
     __slots__ = (
         "_client",
         "_connection",
+        "_request_nonce",
         "attempt",
         "correlation_id",
         "deadline_ms",
@@ -44,6 +45,7 @@ class Delivery:
         "kind",
         "message_id",
         "payload",
+        "sealed_by",
         "sender",
         "settled",
         "subject",
@@ -64,9 +66,19 @@ class Delivery:
         #: agent), the same on every redelivery and across restarts of the bus; 0 for a message held
         #: in memory only, and from a bus older than protocol version 3.
         self.message_id: int = frame.message_id or 0
+        #: Who sealed it, for a payload the client opened (`"agent"`: the sender, checked against
+        #: its pinned keys; `"anonymous"`: someone it cannot name); None for a plaintext one.
+        self.sealed_by: str | None = None
+        self._request_nonce: bytes | None = None
         self.settled = False
         self._connection = connection
         self._client = client
+
+    def _opened(self, content: bytes, sealed_by: str, request_nonce: bytes | None) -> None:
+        """The payload opened: a sealed request's reply is sealed back, bound to its nonce."""
+        self.payload = content
+        self.sealed_by = sealed_by
+        self._request_nonce = request_nonce
 
     @property
     def text(self) -> str:
@@ -93,11 +105,15 @@ class Delivery:
 
     def reply(self, payload: Payload, *, error: bool = False) -> None:
         """Answers a delivery of kind `request` (REPLY), then acknowledges it. `error` marks the
-        payload as the description of this responder's failure (status `error`)."""
+        payload as the description of this responder's failure (status `error`). The reply to a
+        sealed request is sealed to the requester."""
         if self.kind != f.DeliveryKind.REQUEST:
             raise ValueError("only a request can be replied to")
         status = f.ReplyStatus.ERROR if error else f.ReplyStatus.OK
-        self._connection.write(f.encode_reply(self.correlation_id, status, payload_bytes(payload)))
+        data = payload_bytes(payload)
+        if self._request_nonce is not None:
+            data = self._client._sealer.seal_reply(bytes(data), self, self._request_nonce)
+        self._connection.write(f.encode_reply(self.correlation_id, status, data))
         self.ack()
 
     def __repr__(self) -> str:

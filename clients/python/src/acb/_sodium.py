@@ -1,0 +1,126 @@
+"""The libsodium calls end-to-end encryption makes (docs/protocol.md 5.16), through ctypes.
+
+libsodium is the system's shared library (Debian and Ubuntu: ``libsodium23``); it is loaded on the
+first use of a sealing feature, so a client that seals nothing does not need it. Every ``open``
+returns None when authentication fails: a wrong key, another sender, or a changed byte look the
+same to it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import threading
+
+KEY_BYTES = 32
+NONCE_BYTES = 24
+BOX_OVERHEAD = 16  # crypto_box_MACBYTES
+SEAL_OVERHEAD = KEY_BYTES + BOX_OVERHEAD  # crypto_box_SEALBYTES
+SIGNATURE_BYTES = 64
+SIGN_SECRET_BYTES = 64
+
+
+class SodiumUnavailableError(RuntimeError):
+    """libsodium could not be loaded: install it (``apt-get install libsodium23``) to seal."""
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    name = ctypes.util.find_library("sodium")
+    if name is None:
+        raise SodiumUnavailableError("libsodium is not installed (apt-get install libsodium23): sealing needs it")
+    library = ctypes.CDLL(name)
+    if library.sodium_init() < 0:
+        raise SodiumUnavailableError("libsodium failed to initialise")
+    library.randombytes_buf.restype = None
+    return library
+
+
+def _buffer(size: int) -> ctypes.Array[ctypes.c_char]:
+    return ctypes.create_string_buffer(size)
+
+
+def random(count: int) -> bytes:
+    out = _buffer(count)
+    _library().randombytes_buf(out, ctypes.c_size_t(count))
+    return out.raw
+
+
+_nonces = threading.Lock()
+_pool = bytearray()
+
+
+def nonce() -> bytes:
+    """A fresh random nonce, drawn from a 4 KiB pool of random bytes (a nonce must be unique, not
+    secret): one library call for 170 nonces."""
+    with _nonces:
+        if len(_pool) < NONCE_BYTES:
+            _pool[:] = random(4096)
+        taken = bytes(_pool[:NONCE_BYTES])
+        del _pool[:NONCE_BYTES]
+        return taken
+
+
+def box_public_key(secret: bytes) -> bytes:
+    """The X25519 public key of a 32-byte secret (``crypto_scalarmult_base``)."""
+    out = _buffer(KEY_BYTES)
+    _library().crypto_scalarmult_base(out, secret)
+    return out.raw
+
+
+def sign_keys(seed: bytes) -> tuple[bytes, bytes]:
+    """The Ed25519 public key and 64-byte secret key of a 32-byte seed."""
+    public, secret = _buffer(KEY_BYTES), _buffer(SIGN_SECRET_BYTES)
+    _library().crypto_sign_seed_keypair(public, secret, seed)
+    return public.raw, secret.raw
+
+
+def sign(message: bytes, secret: bytes) -> bytes:
+    out = _buffer(SIGNATURE_BYTES)
+    _library().crypto_sign_detached(out, None, message, ctypes.c_ulonglong(len(message)), secret)
+    return out.raw
+
+
+def verify(signature: bytes, message: bytes, public: bytes) -> bool:
+    if len(signature) != SIGNATURE_BYTES:
+        return False
+    status: int = _library().crypto_sign_verify_detached(signature, message, ctypes.c_ulonglong(len(message)), public)
+    return status == 0
+
+
+def shared_key(peer: bytes, secret: bytes) -> bytes:
+    """``crypto_box_beforenm``: the key one X25519 pair's secret shares with a peer's public key."""
+    out = _buffer(KEY_BYTES)
+    _library().crypto_box_beforenm(out, peer, secret)
+    return out.raw
+
+
+def box(message: bytes, nonce: bytes, shared: bytes) -> bytes:
+    """``crypto_box_easy_afternm``: what ``crypto_box_easy`` writes, under a `shared_key`."""
+    out = _buffer(len(message) + BOX_OVERHEAD)
+    _library().crypto_box_easy_afternm(out, message, ctypes.c_ulonglong(len(message)), nonce, shared)
+    return out.raw
+
+
+def box_open(sealed: bytes, nonce: bytes, shared: bytes) -> bytes | None:
+    if len(sealed) < BOX_OVERHEAD:
+        return None
+    out = _buffer(len(sealed) - BOX_OVERHEAD)
+    status = _library().crypto_box_open_easy_afternm(out, sealed, ctypes.c_ulonglong(len(sealed)), nonce, shared)
+    return out.raw if status == 0 else None
+
+
+def seal(message: bytes, recipient: bytes) -> bytes:
+    """``crypto_box_seal``: to `recipient`, from no one it can name."""
+    out = _buffer(len(message) + SEAL_OVERHEAD)
+    _library().crypto_box_seal(out, message, ctypes.c_ulonglong(len(message)), recipient)
+    return out.raw
+
+
+def seal_open(sealed: bytes, public: bytes, secret: bytes) -> bytes | None:
+    if len(sealed) < SEAL_OVERHEAD:
+        return None
+    out = _buffer(len(sealed) - SEAL_OVERHEAD)
+    status = _library().crypto_box_seal_open(out, sealed, ctypes.c_ulonglong(len(sealed)), public, secret)
+    return out.raw if status == 0 else None

@@ -1,0 +1,288 @@
+"""End-to-end encryption (docs/protocol.md 5.16, docs/security.md): agent keys, the pins of other
+agents' keys, and the sealed-box formats this client reads and writes.
+
+A client with ``keys`` (``acb.connect(..., keys=AgentKeys.file("agent.key"))``) publishes their
+public halves on every connect, seals with ``send(..., sealed="box")`` or ``"anonymous"`` and
+``request(..., sealed=True)``, and opens what is sealed to it before handing it out; a delivery
+that does not open is NACKed and reported on ``Client.sealing_failures()``, never handed out. The
+same bytes as the Swift client's, so agents in both languages read each other.
+
+This client does messages, requests and replies. Group messages, sealed streams and sealed
+contexts are the Swift client's alone for now: a group message is refused with
+``unknown_group_key``, and sealed streams and context bodies arrive as the ciphertext they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Literal
+
+from . import _frames as f
+from . import _sodium as sodium
+
+Sealing = Literal["box", "anonymous"]
+"""How `send` seals: ``"box"`` (the receiver knows who wrote it) or ``"anonymous"`` (it cannot tell)."""
+
+MAGIC = b"\xac\x5e\x01"
+KEY_ID_BYTES = 8
+ROTATION_LABEL = b"acb.key.rotate.v1"
+_FILE_MAGIC = b"ACBK\x01"
+
+
+class Kind(IntEnum):
+    """The byte after the magic: what a sealed payload is."""
+
+    BOX = 1
+    ANONYMOUS = 2
+    GROUP = 3
+    CONTEXT = 4
+    STREAM = 5
+
+
+class Purpose(IntEnum):
+    """What a box holds, inside the encryption, so the bus cannot pass one off as another."""
+
+    MESSAGE = 1
+    REQUEST = 2
+    REPLY = 3
+    GROUP_KEY = 4
+    STREAM_KEY = 5
+
+
+class SealError(Exception):
+    """A sealing or opening that failed, with the stable code the Swift client uses too:
+    ``invalid_keys``, ``needs_agent``, ``key_changed``, ``key_revoked``, ``wrong_key``,
+    ``wrong_sender``, ``tampered``, ``truncated``, ``not_sealed``, ``unknown_group_key``,
+    ``malformed``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeys:
+    """An agent's public keys: X25519 to seal to it, Ed25519 to check what it signed."""
+
+    box_key: bytes
+    sign_key: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """What people compare out of band: the first 16 bytes of SHA-256 over the box key then
+        the signing key, in lowercase hex, in groups of four joined by ``:``."""
+        digest = hashlib.sha256(self.box_key + self.sign_key).hexdigest()[:32]
+        return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+    @property
+    def rotation_message(self) -> bytes:
+        """What a rotation signs with the previous signing key."""
+        return ROTATION_LABEL + self.box_key + self.sign_key
+
+
+class AgentKeys:
+    """An agent's key pairs, made and kept by the agent: only `public` ever leaves it."""
+
+    __slots__ = ("_box_secret", "_seeds", "_sign_secret", "public")
+
+    def __init__(self, seeds: bytes) -> None:
+        """Keys from their 64 bytes of seed: the X25519 secret, then the Ed25519 seed."""
+        if len(seeds) != 2 * sodium.KEY_BYTES:
+            raise SealError("invalid_keys", f"keys are {2 * sodium.KEY_BYTES} bytes of seed, not {len(seeds)}")
+        self._seeds = bytes(seeds)
+        self._box_secret = self._seeds[: sodium.KEY_BYTES]
+        sign_public, self._sign_secret = sodium.sign_keys(self._seeds[sodium.KEY_BYTES :])
+        self.public = PublicKeys(sodium.box_public_key(self._box_secret), sign_public)
+
+    @classmethod
+    def generate(cls) -> AgentKeys:
+        """Fresh random keys."""
+        return cls(sodium.random(2 * sodium.KEY_BYTES))
+
+    @classmethod
+    def file(cls, path: str | os.PathLike[str]) -> AgentKeys:
+        """The keys in the file at `path` (the Swift client's format), made and written there with
+        mode 0600 if it does not exist; refused (``invalid_keys``) if others may read it."""
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            keys = cls.generate()
+            keys.write(path)
+            return keys
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SealError("invalid_keys", f"{path} may be read by others (mode {mode & 0o777:o}); chmod 600 it")
+        with open(path, "rb") as file:
+            data = file.read()
+        if len(data) != len(_FILE_MAGIC) + 2 * sodium.KEY_BYTES or not data.startswith(_FILE_MAGIC):
+            raise SealError("invalid_keys", f"{path} is not an ACB key file")
+        return cls(data[len(_FILE_MAGIC) :])
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Writes the keys to a new file at `path`, readable by its owner only."""
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(_FILE_MAGIC + self._seeds)
+
+    def shared_key(self, peer: bytes) -> bytes:
+        return sodium.shared_key(peer, self._box_secret)
+
+    def open_anonymous(self, sealed: bytes) -> bytes | None:
+        return sodium.seal_open(sealed, self.public.box_key, self._box_secret)
+
+
+def key_id(key: bytes) -> bytes:
+    return key[:KEY_ID_BYTES]
+
+
+def kind_of(payload: bytes) -> Kind | None:
+    """The kind of a sealed payload, None for anything else."""
+    if len(payload) <= len(MAGIC) or not payload.startswith(MAGIC):
+        return None
+    try:
+        return Kind(payload[len(MAGIC)])
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class _SharedKeys:
+    """The boxes' shared keys by own and peer public key: each costs an X25519 to compute."""
+
+    limit: int = 4096
+    keys: dict[bytes, bytes] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, peer: bytes, own: AgentKeys) -> bytes:
+        pair = own.public.box_key + peer
+        with self.lock:
+            known = self.keys.get(pair)
+        if known is not None:
+            return known
+        key = own.shared_key(peer)
+        with self.lock:
+            if len(self.keys) >= self.limit:
+                self.keys.clear()
+            self.keys[pair] = key
+        return key
+
+
+_shared = _SharedKeys()
+
+
+def box(
+    payload: bytes, purpose: Purpose, recipient: PublicKeys, sender: AgentKeys, binding: bytes = b""
+) -> tuple[bytes, bytes]:
+    """A box from `sender` to `recipient`: magic, kind, sender and recipient key ids, nonce, box.
+    Returns the sealed bytes and the nonce (a reply is bound to a request's)."""
+    nonce = sodium.nonce()
+    sealed = sodium.box(bytes([purpose]) + binding + payload, nonce, _shared.get(recipient.box_key, sender))
+    return (
+        MAGIC + bytes([Kind.BOX]) + key_id(sender.public.box_key) + key_id(recipient.box_key) + nonce + sealed,
+        nonce,
+    )
+
+
+def box_sender(sealed: bytes) -> bytes:
+    """The sender's key id a box names."""
+    return sealed[4 : 4 + KEY_ID_BYTES]
+
+
+def open_box(sealed: bytes, sender: PublicKeys, own: AgentKeys) -> tuple[Purpose, bytes, bytes]:
+    """Opens a box `sender` sealed to `own`: its purpose, nonce, and what it holds after the purpose."""
+    header = 4 + 2 * KEY_ID_BYTES + sodium.NONCE_BYTES
+    if len(sealed) < header:
+        raise SealError("malformed", "too short")
+    sender_id, recipient_id = sealed[4:12], sealed[12:20]
+    nonce = sealed[20:header]
+    if recipient_id != key_id(own.public.box_key):
+        raise SealError("wrong_key", "sealed to other keys than this agent's")
+    if sender_id != key_id(sender.box_key):
+        raise SealError("wrong_sender", "not sealed by the sender's keys")
+    opened = sodium.box_open(sealed[header:], nonce, _shared.get(sender.box_key, own))
+    if not opened or opened[0] not in Purpose._value2member_map_:
+        raise SealError("tampered", "the sealed payload does not authenticate")
+    return Purpose(opened[0]), nonce, opened[1:]
+
+
+def anonymous(payload: bytes, purpose: Purpose, recipient: PublicKeys) -> bytes:
+    """A `crypto_box_seal` to `recipient`: magic, kind, recipient key id, sealed box."""
+    return (
+        MAGIC
+        + bytes([Kind.ANONYMOUS])
+        + key_id(recipient.box_key)
+        + sodium.seal(bytes([purpose]) + payload, recipient.box_key)
+    )
+
+
+def open_anonymous(sealed: bytes, own: AgentKeys) -> tuple[Purpose, bytes]:
+    if len(sealed) < 4 + KEY_ID_BYTES:
+        raise SealError("malformed", "too short")
+    if sealed[4:12] != key_id(own.public.box_key):
+        raise SealError("wrong_key", "sealed to other keys than this agent's")
+    opened = own.open_anonymous(sealed[12:])
+    if not opened or opened[0] not in Purpose._value2member_map_:
+        raise SealError("tampered", "the sealed payload does not authenticate")
+    return Purpose(opened[0]), opened[1:]
+
+
+def reply_content(content: bytes, nonce: bytes) -> bytes:
+    """What a reply box holds after the nonce of the request it answers."""
+    if not content.startswith(nonce):
+        raise SealError("malformed", "not the reply to this request")
+    return content[len(nonce) :]
+
+
+class KeyRing:
+    """The keys this client pinned for other agents (trust on first use, as SSH pins host keys),
+    and when each was last compared with the bus's copy."""
+
+    def __init__(self) -> None:
+        self._pins: dict[str, PublicKeys] = {}
+        self._checked: dict[str, float] = {}
+
+    def pinned(self, agent: str, max_age: float) -> PublicKeys | None:
+        """The keys pinned for `agent`, if compared with the bus's less than `max_age` seconds ago."""
+        checked = self._checked.get(agent)
+        if checked is None or time.monotonic() - checked >= max_age:
+            return None
+        return self._pins.get(agent)
+
+    def accept(self, key: f.Key) -> PublicKeys:
+        """Takes the bus's KEY: pins keys seen first, accepts new keys the pinned signing key
+        signed (a rotation), refuses other changes (``key_changed``) and revoked keys."""
+        published = PublicKeys(key.box_key, key.sign_key)
+        if key.revoked:
+            raise SealError("key_revoked", f"an operator revoked the keys of {key.agent_id} ({published.fingerprint})")
+        self._checked[key.agent_id] = time.monotonic()
+        pin = self._pins.get(key.agent_id)
+        if pin is not None and pin != published:
+            rotated = key.previous_sign_key == pin.sign_key and sodium.verify(
+                key.rotation, published.rotation_message, pin.sign_key
+            )
+            if not rotated:
+                raise SealError(
+                    "key_changed",
+                    f"the keys of {key.agent_id} changed from {pin.fingerprint} to {published.fingerprint}"
+                    " without a rotation the pinned keys signed",
+                )
+        self._pins[key.agent_id] = published
+        return published
+
+    def pin(self, agent: str, keys: PublicKeys) -> None:
+        self._pins[agent] = keys
+        self._checked[agent] = time.monotonic()
+
+    def forget(self, agent: str) -> None:
+        self._pins.pop(agent, None)
+        self._checked.pop(agent, None)
+
+    def known(self, agent: str) -> PublicKeys | None:
+        """The keys pinned for `agent`, however long ago they were checked."""
+        return self._pins.get(agent)

@@ -1,0 +1,115 @@
+"""End-to-end encryption between Python agents through the real bus (docs/protocol.md 5.16): what
+is sealed opens for its receiver only, and every forgery is refused with its code, never handed out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Awaitable
+from pathlib import Path
+
+import pytest
+from conftest import Connect, take
+
+import acb
+from acb import sealing
+from acb.sealing import Purpose
+
+
+def keyed(
+    connect: Connect, agent: str, keys: acb.AgentKeys | None = None, require_sealed: bool = False
+) -> Awaitable[acb.Client]:
+    """`agent` with keys, asking the bus for other agents' keys on every use."""
+    keys = keys or acb.AgentKeys.generate()
+    return connect(agent, keys=keys, key_check_interval=0, require_sealed=require_sealed)
+
+
+async def test_sealed_messages_requests_and_replies_open_for_their_receivers(connect: Connect) -> None:
+    alice = await keyed(connect, "alice")
+    bob = await keyed(connect, "bob")
+
+    await alice.send("bob", "secret one", sealed="box")
+    await alice.send("bob", "secret two", sealed="anonymous")
+    boxed, anonymous = await take(bob.deliveries(), 2)
+    assert (boxed.text, boxed.sealed_by, boxed.sender) == ("secret one", "agent", "alice")
+    assert (anonymous.text, anonymous.sealed_by) == ("secret two", "anonymous")
+    with pytest.raises(acb.SealError) as refused:
+        await alice.send(acb.capability("x"), "no", sealed="box")
+    assert refused.value.code == "needs_agent"
+
+    @bob.serve
+    async def answer(request: acb.Delivery) -> str:
+        assert request.sealed_by == "agent"
+        return "re: " + request.text
+
+    response = await alice.request("bob", "question", sealed=True, timeout=10)
+    assert (response.text, response.sender) == ("re: question", "bob")
+
+
+async def test_a_changed_byte_another_sender_other_keys_and_plaintext_are_refused(connect: Connect) -> None:
+    alice_keys, bob_keys, carol_keys = acb.AgentKeys.generate(), acb.AgentKeys.generate(), acb.AgentKeys.generate()
+    alice = await keyed(connect, "alice", alice_keys)
+    bob = await keyed(connect, "bob", bob_keys, require_sealed=True)
+    carol = await keyed(connect, "carol", carol_keys)
+    failures = bob.sealing_failures()
+
+    async def refused(code: str) -> acb.SealingFailure:
+        # A refused delivery is NACKed, so it comes again: skip those redeliveries.
+        async for failure in failures:
+            if failure.error.code == code:
+                return failure
+        raise AssertionError("no refusal")
+
+    sealed, _ = sealing.box(b"payload", Purpose.MESSAGE, bob_keys.public, alice_keys)
+    flipped = bytearray(sealed)
+    flipped[-3] ^= 1
+    await alice.send("bob", bytes(flipped))
+    assert (await refused("tampered")).sender == "alice"
+    await carol.send("bob", sealed)
+    assert (await refused("wrong_sender")).sender == "carol"
+    for_carol, _ = sealing.box(b"x", Purpose.MESSAGE, carol_keys.public, alice_keys)
+    await alice.send("bob", for_carol)
+    assert (await refused("wrong_key")).sender == "alice"
+    await alice.send("bob", "plaintext")
+    assert (await refused("not_sealed")).sender == "alice"
+    request, _ = sealing.box(b"a request", Purpose.REQUEST, bob_keys.public, alice_keys)
+    await alice.send("bob", request)
+    assert (await refused("malformed")).sender == "alice"
+
+
+async def test_keys_are_pinned_on_first_use_and_checked_by_fingerprint(connect: Connect, tmp_path: Path) -> None:
+    path = tmp_path / "alice.key"
+    alice = await keyed(connect, "alice", acb.AgentKeys.file(path))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert acb.AgentKeys.file(path).public == alice.options.keys.public  # type: ignore[union-attr]
+    bob = await keyed(connect, "bob")
+    assert await bob.peer_fingerprint("alice") == alice.key_fingerprint
+    with pytest.raises(acb.SealError) as changed:
+        await bob.trust_keys("alice", "0000:0000:0000:0000:0000:0000:0000:0000")
+    assert changed.value.code == "key_changed"
+    bob.forget_keys("alice")
+    await bob.trust_keys("alice", alice.key_fingerprint or "")
+    with pytest.raises(acb.RoutingError) as missing:
+        await bob.peer_fingerprint("nobody")
+    assert missing.value.code == acb.ErrorCode.NO_KEY
+
+    os.chmod(path, 0o644)
+    with pytest.raises(acb.SealError) as readable:
+        acb.AgentKeys.file(path)
+    assert readable.value.code == "invalid_keys"
+
+
+def test_the_formats_are_the_swift_clients() -> None:
+    """A fingerprint as docs/protocol.md 5.16 defines it, and a box that opens only as sealed."""
+    keys = acb.AgentKeys(bytes(range(64)))
+    digest = hashlib.sha256(keys.public.box_key + keys.public.sign_key).hexdigest()
+    assert keys.public.fingerprint == ":".join(digest[i : i + 4] for i in range(0, 32, 4))
+    peer = acb.AgentKeys.generate()
+    sealed, nonce = sealing.box(b"hi", Purpose.REQUEST, peer.public, keys)
+    assert sealed[:4] == b"\xac\x5e\x01\x01" and sealed[20:44] == nonce
+    assert sealing.open_box(sealed, keys.public, peer) == (Purpose.REQUEST, nonce, b"hi")
+    reply, _ = sealing.box(nonce + b"answer", Purpose.REPLY, keys.public, peer)
+    purpose, _, content = sealing.open_box(reply, peer.public, keys)
+    assert purpose == Purpose.REPLY and sealing.reply_content(content, nonce) == b"answer"
+    with pytest.raises(acb.SealError, match="malformed"):
+        sealing.reply_content(content, bytes(24))
