@@ -1,3 +1,4 @@
+import ACBClient
 import Foundation
 import Gateway
 import Testing
@@ -13,6 +14,9 @@ extension SidecarTests {
             try await AdminAPITests.withAdmin({ $0.requestsPerSecond = 100_000 }) { bus in
                 let port = try await #require(bus.server.admin).port()
                 let token = try await bus.token("root", tenant: "ops", roles: ["admin"])
+                // Keys for the agent of the document's examples (`bob`), so that the keys operations
+                // answer with real keys, not only `no_key`.
+                await (try await bus.client("bob", tenant: "ops") { $0.keys = .generate() }).close()
                 let schemathesis = URL(fileURLWithPath: python).deletingLastPathComponent().appendingPathComponent(
                     "schemathesis"
                 ).path
