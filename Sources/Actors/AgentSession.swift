@@ -102,6 +102,8 @@ public actor AgentSession {
     var refs = ConfirmedRefs()
     /// Protocol 3: DELIVER ends with the message's stored id.
     var deliversMessageIDs = false
+    /// KEY_PUBLISH and KEY_FETCH being answered: at most ``maxKeyCalls``, one more is `overloaded`.
+    var keyCalls = 0
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         channel.eventLoop.executor.asUnownedSerialExecutor()
@@ -363,6 +365,7 @@ extension Frame {
         switch self {
         case .send, .broadcast, .publish, .request, .streamOpen, .register, .subscribe: true
         case .contextWrite, .contextGet, .contextList, .contextHistory, .contextLineage, .contextWatch: true
+        case .keyPublish, .keyFetch: true
         default: false
         }
     }
