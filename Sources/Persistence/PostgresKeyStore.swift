@@ -15,16 +15,16 @@ public final class PostgresKeyStore: Sendable {
         let rows = try pool.withConnection { connection throws(SidecarError) in
             try connection.query(
                 """
-                SELECT encode(box_key, 'hex'), encode(sign_key, 'hex'), encode(rotation, 'hex'),
-                    encode(previous_sign_key, 'hex'), revoked::int, (extract(epoch FROM published_at) * 1000)::bigint
+                SELECT box_key, sign_key, rotation, previous_sign_key, revoked::int,
+                    (extract(epoch FROM published_at) * 1000)::bigint
                 FROM agent_keys WHERE tenant_id = $1 AND agent_id = $2
                 """,
                 [.text(agent.tenant), .text(agent.agentID)])
         }
         guard rows.count == 1 else { return nil }
         return PublishedKeys(
-            keys: PublicKeys(boxKey: Self.unhex(rows.bytes(0, 0)), signKey: Self.unhex(rows.bytes(0, 1))),
-            rotation: Self.unhex(rows.bytes(0, 2)), previousSignKey: Self.unhex(rows.bytes(0, 3)),
+            keys: PublicKeys(boxKey: rows.bytes(0, 0), signKey: rows.bytes(0, 1)),
+            rotation: rows.bytes(0, 2), previousSignKey: rows.bytes(0, 3),
             revoked: rows.integer(0, 4) == 1, publishedMs: UInt64(rows.integer(0, 5)))
     }
 
@@ -47,11 +47,5 @@ public final class PostgresKeyStore: Sendable {
                     .text("\(keys.publishedMs)"),
                 ])
         }
-    }
-
-    /// The bytes of lowercase hex digits (what `encode(…, 'hex')` returns).
-    private static func unhex(_ digits: [UInt8]) -> [UInt8] {
-        func value(_ digit: UInt8) -> UInt8 { digit <= UInt8(ascii: "9") ? digit - UInt8(ascii: "0") : digit - 87 }
-        return stride(from: 0, to: digits.count - 1, by: 2).map { value(digits[$0]) << 4 | value(digits[$0 + 1]) }
     }
 }
