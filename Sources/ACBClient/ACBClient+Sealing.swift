@@ -42,8 +42,7 @@ extension ACBClient {
     /// Pins `agent`'s keys as the bus has them now, if their fingerprint is `fingerprint`: what to do
     /// after `key_changed`, once the new fingerprint is checked out of band.
     public func trustKeys(of agent: String, fingerprint: String) async throws {
-        let frame = try await call { .keyFetch(KeyFetch(ref: $0, agentID: agent)) }
-        guard case .key(let info) = frame else { throw Self.unexpected(frame) }
+        let info = try await fetchKeys(agent)
         guard !info.published.revoked else {
             throw SealError(.keyRevoked, "an operator revoked the keys of \(agent)")
         }
@@ -60,8 +59,8 @@ extension ACBClient {
     }
 
     /// Replaces this agent's keys with `next`, signed by the current ones so that every peer
-    /// accepts them; what was sealed to the old keys still opens. Save `next` (``AgentKeys/write(to:)``)
-    /// for the next start.
+    /// accepts them; what was sealed to the old keys still opens. Save `next` for the next start:
+    /// ``AgentKeys/write(to:)`` to a new file, then rename it over the old one.
     public func rotateKeys(to next: AgentKeys) async throws {
         let current = try keyRing.own()
         _ = try await call {
@@ -71,8 +70,11 @@ extension ACBClient {
         keyRing.rotated(to: next)
     }
 
-    /// Deliveries this client refused to open.
+    /// Deliveries this client refused to open; the newest ``maxSealingFailures`` are kept until read.
     public var sealingFailures: AsyncStream<SealingFailure> { failureInbox.stream }
+
+    /// Refusals ``sealingFailures`` keeps for an application that does not read them.
+    public static let maxSealingFailures = 1_024
 
     // MARK: internals
 
@@ -86,9 +88,19 @@ extension ACBClient {
     /// ``ClientConfiguration/keyCheckIntervalMs``, else fetched and checked now.
     func peerKeys(_ agent: String, refresh: Bool = false) async throws -> PublicKeys {
         if !refresh, let pinned = keyRing.pinned(agent, maxAgeMs: configuration.keyCheckIntervalMs) { return pinned }
+        return try keyRing.accept(try await fetchKeys(agent))
+    }
+
+    /// KEY_FETCH of `agent`. - Throws: `key_changed` when the answer is about another agent (a
+    /// bus that lies would pin its own keys under a name nobody checks).
+    private func fetchKeys(_ agent: String) async throws -> KeyInfo {
         let frame = try await call { .keyFetch(KeyFetch(ref: $0, agentID: agent)) }
         guard case .key(let info) = frame else { throw Self.unexpected(frame) }
-        return try keyRing.accept(info)
+        guard info.agentID == agent else {
+            throw SealError(
+                .keyChanged, "asked for the keys of \(agent), the bus answered with those of \(info.agentID)")
+        }
+        return info
     }
 
     /// The signing key of `agent` if its id is `keyID` (fetched again once if not: it may have rotated).
@@ -172,8 +184,11 @@ extension ACBClient {
             return delivery.opened(content, by: .agent, nonce: nonce)
         case .anonymous:
             let (purpose, content) = try withOwnKeys { own in try SealedFormat.openAnonymous(sealed, own: own) }
-            guard purpose == expected else {
-                throw SealError(.malformed, "a sealed \(purpose) delivered as a \(delivery.kind)")
+            guard purpose == expected, purpose != .request else {
+                throw SealError(
+                    .malformed,
+                    "an anonymous \(purpose) delivered as a \(delivery.kind): a request must be a box, its reply is bound to it"
+                )
             }
             return delivery.opened(content, by: .anonymous, nonce: nil)
         case .group:
@@ -187,14 +202,30 @@ extension ACBClient {
     /// Opens deliveries in the order they came and routes them; a refused one is NACKed and reported.
     func openDeliveries(_ deliveries: AsyncStream<Delivery>) async {
         for await delivery in deliveries {
+            // Its connection closed while it waited: the bus delivers it again on the next.
+            guard !delivery.connection.isClosed else { continue }
             do {
                 if let opened = try await opened(delivery) { route(opened) } else { delivery.ack() }
             } catch {
-                let failure = error as? SealError ?? SealError(.invalidKeys, "\(error)")
-                delivery.nack()
+                let failure = Self.sealingFailure(error)
+                // Keys that could not be fetched are not the payload's fault: left unacknowledged,
+                // it comes again after the ack timeout. Anything else is refused.
+                if failure.code != .keysUnavailable { delivery.nack() }
                 failureInbox.continuation.yield(
                     SealingFailure(from: delivery.from, deliveryID: delivery.deliveryID, error: failure))
             }
+        }
+    }
+
+    /// What an error met while opening a delivery or a stream says of it: a sender with no keys
+    /// cannot have sealed it (`wrong_sender`); the bus's other errors, met fetching keys, are
+    /// `keys_unavailable`; anything else (a file that cannot be read) is `malformed`.
+    static func sealingFailure(_ error: any Error) -> SealError {
+        switch error {
+        case let error as SealError: error
+        case let error as BusError where error.code == .noKey: SealError(.wrongSender, "the sender has no keys")
+        case let error as BusError: SealError(.keysUnavailable, "\(error)")
+        default: SealError(.malformed, "\(error)")
         }
     }
 
@@ -215,8 +246,12 @@ extension ACBClient {
         return keys
     }
 
-    /// Opens the answer to a request sealed with box nonce `nonce`.
-    func openReply(_ response: Response, nonce: [UInt8]) async throws -> ByteBuffer {
+    /// Opens the answer to a request sealed with box nonce `nonce` for agent `agent`.
+    /// - Throws: `wrong_sender` when another agent answered (the nonce travels in clear).
+    func openReply(_ response: Response, from agent: String, nonce: [UInt8]) async throws -> ByteBuffer {
+        guard response.from == agent else {
+            throw SealError(.wrongSender, "the sealed request to \(agent) was answered by \(response.from)")
+        }
         let sealed = Array(response.payload.readableBytesView)
         guard SealedFormat.kind(of: sealed) == .box else {
             throw SealError(.notSealed, "the reply of \(response.from) to a sealed request is not sealed")

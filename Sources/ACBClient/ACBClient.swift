@@ -41,7 +41,9 @@ public final class ACBClient: Sendable {
     let keyRing: KeyRing
     /// Deliveries waiting to be opened, in order, when the client has keys.
     private let sealedInbox: (stream: AsyncStream<Delivery>, continuation: AsyncStream<Delivery>.Continuation)
-    let failureInbox = AsyncStream<SealingFailure>.makeStream()
+    /// Refusals for ``sealingFailures``: the newest ``maxSealingFailures`` are kept until read.
+    let failureInbox = AsyncStream<SealingFailure>.makeStream(
+        bufferingPolicy: .bufferingNewest(ACBClient.maxSealingFailures))
 
     private init(configuration: ClientConfiguration) throws {
         self.configuration = configuration
@@ -56,7 +58,7 @@ public final class ACBClient: Sendable {
     ///   than ``ClientConfiguration/keys`` are published for the agent, …) or a connection error.
     public static func connect(_ configuration: ClientConfiguration) async throws -> ACBClient {
         let client = try ACBClient(configuration: configuration)
-        if configuration.keys != nil {
+        if configuration.keys != nil || configuration.requireSealed {
             // Unstructured: it runs as long as the client; close() ends its sequence.
             Task { [sealed = client.sealedInbox.stream] in await client.openDeliveries(sealed) }
         }
@@ -189,7 +191,7 @@ public final class ACBClient: Sendable {
                     payload: sent))
         }
         guard case .response(let response) = frame else { throw Self.unexpected(frame) }
-        let answer = sealed ? try await openReply(response, nonce: nonce) : response.payload
+        let answer = sealed ? try await openReply(response, from: target.name, nonce: nonce) : response.payload
         return RequestResult(from: response.from, status: response.status, payload: answer)
     }
 
@@ -329,7 +331,7 @@ public final class ACBClient: Sendable {
 
 extension ACBClient: ClientConnectionDelegate {
     func delivered(_ delivery: Delivery) {
-        if configuration.keys == nil {
+        if configuration.keys == nil && !configuration.requireSealed {
             route(delivery)
         } else {
             sealedInbox.continuation.yield(delivery)
@@ -353,11 +355,13 @@ extension ACBClient: ClientConnectionDelegate {
                 reply = Bus.Reply(
                     correlationID: delivery.correlationID, status: .ok, payload: try sealedReply(payload, to: delivery))
             } catch {
-                // An error's text is as private as a reply: sealed too (plaintext only if sealing fails).
+                // An error's text is as private as a reply: sealed too, and if that fails, only
+                // that it failed.
                 let text = ByteBuffer(string: "\(error)")
                 reply = Bus.Reply(
                     correlationID: delivery.correlationID, status: .error,
-                    payload: (try? sealedReply(text, to: delivery)) ?? text)
+                    payload: (try? sealedReply(text, to: delivery))
+                        ?? ByteBuffer(string: "the reply could not be sealed"))
             }
             delivery.connection.fire(.reply(reply))
             delivery.ack()
@@ -375,11 +379,10 @@ extension ACBClient: ClientConnectionDelegate {
                 streamInbox.continuation.yield(try await openStream(stream))
             } catch {
                 try? FileManager.default.removeItem(atPath: stream.path)
-                stream.connection.nack(stream.deliveryID)
+                let failure = Self.sealingFailure(error)
+                if failure.code != .keysUnavailable { stream.connection.nack(stream.deliveryID) }
                 failureInbox.continuation.yield(
-                    SealingFailure(
-                        from: stream.from, deliveryID: stream.deliveryID,
-                        error: error as? SealError ?? SealError(.malformed, "\(error)")))
+                    SealingFailure(from: stream.from, deliveryID: stream.deliveryID, error: failure))
             }
         }
     }

@@ -48,12 +48,16 @@ public struct AgentKeys: Sendable {
         return try AgentKeys(seeds: Array(bytes.dropFirst(magic.count)))
     }
 
-    /// Writes the keys to a new file at `path`, readable by its owner only.
+    /// Writes the keys to a new file at `path`, readable by its owner only from its creation.
+    /// - Throws: `invalid_keys` when the file exists already or cannot be written.
     public func write(to path: String) throws {
-        guard
-            FileManager.default.createFile(
-                atPath: path, contents: Data(Self.magic + seeds), attributes: [.posixPermissions: 0o600])
-        else { throw SealError(.invalidKeys, "cannot write \(path)") }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else {
+            throw SealError(.invalidKeys, "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+        let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        try file.write(contentsOf: Data(Self.magic + seeds))
+        try file.close()
     }
 
     /// The first bytes of a key file: `ACBK` and the format's version.

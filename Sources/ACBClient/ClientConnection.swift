@@ -265,6 +265,9 @@ final class ClientConnection: Sendable {
 
     static let closedError = BusError(.unavailable, "the connection to the bus is closed")
 
+    /// Whether the connection closed: what it delivered and nobody acknowledged comes again on the next.
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
     /// Handles a frame from the server. Runs on the channel's event loop.
     func received(_ frame: Frame) {
         switch frame {

@@ -18,6 +18,7 @@ final class KeyRing: Sendable {
 
     private let state: NIOLockedValueBox<State>
     private let pinFile: String?
+    private let saving = NIOLock()
     /// Group keys kept per group: messages sealed just before a rotation still open.
     static let keptEpochs = 4
 
@@ -138,12 +139,16 @@ final class KeyRing: Sendable {
 
     /// Writes the pins to the pin file, if there is one: replaced whole (written aside, then
     /// renamed), mode 0600. Pins are public keys, but whoever may change them may swap a key.
+    /// One write at a time, each of the pins as they are when it starts: an older copy never
+    /// replaces a newer one.
     private func savePins() {
         guard let pinFile else { return }
-        let pins = state.withLockedValue { $0.pins }
-        let stored = pins.mapValues { ["box_key": Data($0.boxKey), "sign_key": Data($0.signKey)] }
-        guard let data = try? JSONEncoder().encode(stored) else { return }
-        try? data.write(to: URL(fileURLWithPath: pinFile), options: .atomic)
-        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: pinFile)
+        saving.withLock {
+            let pins = state.withLockedValue { $0.pins }
+            let stored = pins.mapValues { ["box_key": Data($0.boxKey), "sign_key": Data($0.signKey)] }
+            guard let data = try? JSONEncoder().encode(stored) else { return }
+            try? data.write(to: URL(fileURLWithPath: pinFile), options: .atomic)
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: pinFile)
+        }
     }
 }

@@ -26,6 +26,9 @@ public struct SealError: Error, Sendable, Equatable, CustomStringConvertible {
         case unknownGroupKey = "unknown_group_key"
         /// Something well-formed that is not a sealed payload of any known kind.
         case malformed
+        /// The sender's keys could not be fetched to open it (no connection, the bus's storage
+        /// unreachable): the delivery is left unacknowledged and comes again.
+        case keysUnavailable = "keys_unavailable"
     }
 
     public var code: Code

@@ -1,4 +1,5 @@
 import Bus
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -49,8 +50,11 @@ public final class SealedGroup: Sendable {
     /// Makes the next epoch's key, keeps it, and gives it to every member.
     func rotate() async throws {
         let key = Sodium.random(Sodium.keyBytes)
+        // At least the clock's seconds: after a restart of the owner, its first epoch is newer than
+        // those the members kept from its last run (and seal with, the newest they have).
+        let now = UInt32(clamping: Int(Date().timeIntervalSince1970))
         let (epoch, members) = state.withLockedValue { state in
-            state.epoch += 1
+            state.epoch = max(state.epoch + 1, now)
             state.key = key
             return (state.epoch, state.members)
         }

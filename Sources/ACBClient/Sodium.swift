@@ -17,7 +17,9 @@ enum Sodium {
     private static let ready: Bool = sodium_init() >= 0
 
     /// Random bytes for nonces, drawn from libsodium 4 KiB at a time: one call for 170 nonces
-    /// instead of a `getrandom` system call each (a nonce must be unique, not secret).
+    /// instead of a `getrandom` system call each (a nonce must be unique, not secret). A forked
+    /// child would share the pool's rest with its parent; Swift processes start others with
+    /// `posix_spawn`, never a bare `fork`.
     private static let nonces = Mutex<(bytes: [UInt8], used: Int)>(([], 0))
 
     /// A fresh random nonce of ``nonceBytes``.

@@ -243,6 +243,15 @@ struct SealingTests {
         }
     }
 
+    /// The same vector as the Python client's test: both derive the same keys from a seed.
+    @Test("keys from 64 bytes of seed: the known answer both clients give")
+    func knownAnswer() throws {
+        let keys = try AgentKeys(seeds: Array(0..<64)).publicKeys
+        #expect(keys.boxKey.lowercaseHex == "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f")
+        #expect(keys.signKey.lowercaseHex == "29acbae141bccaf0b22e1a94d34d0bc7361e526d0bfe12c89794bc9322966dd7")
+        #expect(keys.fingerprint == "aca3:1af0:441d:81db:ec71:e82d:a0b4:b5f5")
+    }
+
     /// The next refusal with `code`, past the redeliveries of those before: a refused delivery is
     /// NACKed, so it comes again until it is dead-lettered.
     static func next(_ code: SealError.Code, _ failures: inout AsyncStream<SealingFailure>.Iterator) async throws

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import _frames as f
 from .delivery import Delivery
-from .errors import ACBError
+from .errors import ACBError, ErrorCode
 from .sealing import (
     AgentKeys,
     KeyRing,
@@ -83,13 +83,19 @@ class Sealer:
             pinned = self.ring.pinned(agent, self._check_interval)
             if pinned is not None:
                 return pinned
+        return self.ring.accept(await self._fetch(agent))
+
+    async def _fetch(self, agent: str) -> f.Key:
+        """KEY_FETCH of `agent`; `key_changed` when the answer is about another agent (a bus that
+        lies would pin its own keys under a name nobody checks)."""
         answer = await self._client._call(lambda ref: f.KeyFetch(ref=ref, agent_id=agent).encode())
         assert isinstance(answer, f.Key)
-        return self.ring.accept(answer)
+        if answer.agent_id != agent:
+            raise SealError("key_changed", f"asked for the keys of {agent}, the bus answered with {answer.agent_id}'s")
+        return answer
 
     async def trust(self, agent: str, fingerprint: str) -> None:
-        answer = await self._client._call(lambda ref: f.KeyFetch(ref=ref, agent_id=agent).encode())
-        assert isinstance(answer, f.Key)
+        answer = await self._fetch(agent)
         keys = PublicKeys(answer.box_key, answer.sign_key)
         if answer.revoked:
             raise SealError("key_revoked", f"an operator revoked the keys of {agent}")
@@ -126,7 +132,11 @@ class Sealer:
             keys = await self.peer_keys(sender, refresh=True)
         return open_box(sealed, keys, self.own())
 
-    async def open_reply(self, response: f.Response, nonce: bytes) -> bytes:
+    async def open_reply(self, response: f.Response, agent: str, nonce: bytes) -> bytes:
+        """The reply to a request sealed with `nonce` for `agent`: `wrong_sender` when another agent
+        answered (the nonce travels in clear)."""
+        if response.from_ != agent:
+            raise SealError("wrong_sender", f"the sealed request to {agent} was answered by {response.from_}")
         if kind_of(response.payload) != Kind.BOX:
             raise SealError("not_sealed", f"the reply of {response.from_} to a sealed request is not sealed")
         purpose, _, content = await self.open_box(response.payload, response.from_)
@@ -145,11 +155,16 @@ class Sealer:
     async def _open_in_order(self, route: Callable[[Delivery], None]) -> None:
         while not self._opening.empty():
             delivery = self._opening.get_nowait()
+            if not delivery._connection.is_open:
+                continue  # the bus delivers it again on the next connection
             try:
                 await self._open(delivery)
-            except (SealError, ACBError) as error:
-                failure = error if isinstance(error, SealError) else SealError("invalid_keys", str(error))
-                delivery.nack()
+            except Exception as error:
+                failure = _failure(error)
+                # Keys that could not be fetched are not the payload's fault: left unacknowledged,
+                # it comes again after the ack timeout. Anything else is refused.
+                if failure.code != "keys_unavailable":
+                    delivery.nack()
                 self._report(SealingFailure(delivery.sender, delivery.delivery_id, failure))
                 continue
             route(delivery)
@@ -167,11 +182,15 @@ class Sealer:
             sealed_by = "agent"
         elif kind == Kind.ANONYMOUS:
             purpose, content = open_anonymous(sealed, self.own())
+            if purpose == Purpose.REQUEST:
+                raise SealError("malformed", "an anonymous request: a request must be a box, its reply is bound to it")
             nonce, sealed_by = b"", "anonymous"
         elif kind == Kind.GROUP:
             raise SealError("unknown_group_key", "group messages are opened by the Swift client only")
         else:
             raise SealError("malformed", f"a sealed {kind.name.lower()} is not a message")
+        if purpose == Purpose.GROUP_KEY:
+            raise SealError("unknown_group_key", "this client keeps no group keys (the Swift client does)")
         if purpose != expected:
             raise SealError("malformed", f"a sealed {purpose.name.lower()} delivered as a {delivery.kind.name.lower()}")
         delivery._opened(content, sealed_by, nonce if purpose == Purpose.REQUEST else None)
@@ -189,3 +208,15 @@ class Sealer:
     def close(self) -> None:
         if self._opener is not None:
             self._opener.cancel()
+
+
+def _failure(error: Exception) -> SealError:
+    """What an error met while opening says of the delivery: a sender with no keys cannot have
+    sealed it (`wrong_sender`); the bus's other errors, met fetching keys, are `keys_unavailable`."""
+    if isinstance(error, SealError):
+        return error
+    if isinstance(error, ACBError) and error.code == ErrorCode.NO_KEY:
+        return SealError("wrong_sender", "the sender has no keys")
+    if isinstance(error, ACBError):
+        return SealError("keys_unavailable", str(error))
+    return SealError("malformed", repr(error))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import threading
 
 KEY_BYTES = 32
@@ -49,6 +50,8 @@ def random(count: int) -> bytes:
 
 _nonces = threading.Lock()
 _pool = bytearray()
+# A forked child must not hand out the parent's next nonces.
+os.register_at_fork(after_in_child=_pool.clear)
 
 
 def nonce() -> bytes:

@@ -533,7 +533,7 @@ class Client:
             data, nonce = await self._sealer.seal(kind, name, bytes(data), "box", Purpose.REQUEST)
         answer = await self._call(lambda ref: f.encode_send(f.REQUEST, ref, kind, name_bytes, key, deadline, data))
         assert isinstance(answer, f.Response)
-        opened = await self._sealer.open_reply(answer, nonce) if sealed else bytes(answer.payload)
+        opened = await self._sealer.open_reply(answer, name, nonce) if sealed else bytes(answer.payload)
         return Response(answer.from_, f.ReplyStatus(answer.status), opened)
 
     def serve(self, handler: Handler) -> Handler:

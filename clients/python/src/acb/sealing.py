@@ -59,7 +59,8 @@ class SealError(Exception):
     """A sealing or opening that failed, with the stable code the Swift client uses too:
     ``invalid_keys``, ``needs_agent``, ``key_changed``, ``key_revoked``, ``wrong_key``,
     ``wrong_sender``, ``tampered``, ``truncated``, ``not_sealed``, ``unknown_group_key``,
-    ``malformed``."""
+    ``malformed``, ``keys_unavailable`` (the sender's keys could not be fetched: the delivery is
+    left unacknowledged and comes again)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
