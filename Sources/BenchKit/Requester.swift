@@ -3,8 +3,8 @@ import NIOCore
 
 /// Makes requests to one responder and times each until its reply.
 ///
-/// With a sealer, each request is sealed and each reply opened with the nonce of the oldest
-/// request unanswered (a responder answers in order); a reply that does not open is lost.
+/// With a sealer (closed loop only: one request in flight), each request is sealed and its reply
+/// opened with its nonce; a reply that does not open is lost.
 ///
 /// Closed loop keeps one request in flight. Open loop sends on a fixed schedule whatever the
 /// replies do, and times each request from when it was due, so a stall shows in the latency
