@@ -435,10 +435,10 @@ STRICT_ENUMS: list[tuple[str, f.Frame]] = [
     ("status", f.Reply(1, 2)),
     ("status", f.Response(1, "bob", 2)),
     ("operation", f.ContextWrite(1, 7, "c")),
-    ("content_type", f.ContextWrite(1, 0, "c", attributes=f.ContextAttributes(content_type=2))),
+    ("content_type", f.ContextWrite(1, 0, "c", attributes=f.ContextAttributes(content_type=3))),
     ("scope", f.ContextWrite(1, 0, "c", attributes=f.ContextAttributes(scope=4))),
     ("state", f.Context(1, 0, _head(state=3))),
-    ("content_type", f.ContextPage(1, [_head(), _head(content_type=2)])),
+    ("content_type", f.ContextPage(1, [_head(), _head(content_type=3)])),
     ("scope", f.ContextEvent(1, 0, _head(scope=4))),
     ("status", f.Context(1, 4, _head())),
     ("start", f.ContextWatch(1, "c", start=3)),
@@ -456,6 +456,9 @@ def test_rule_strict_enum_out_of_range(field_name: str, frame: f.Frame) -> None:
 
 
 def test_tolerated_values() -> None:
+    # Content type 2 is `sealed` (5.16): a sealed context's head decodes.
+    page = f.decode(*_split(f.ContextPage(1, [_head(content_type=2)]).encode()))
+    assert isinstance(page, f.ContextPage) and page.heads[0].attributes.content_type == f.ContentType.SEALED
     # Error codes are only appended: an unknown one decodes, kept as sent.
     assert f.decode(*_split(f.Error(1, 999, 0, "new").encode())) == f.Error(1, 999, 0, "new")
     assert f.decode(*_split(f.GoAway(0xFFFF, "bye").encode())) == f.GoAway(0xFFFF, "bye")

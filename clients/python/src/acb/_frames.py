@@ -279,6 +279,8 @@ class ContextOperation(enum.IntEnum):
 class ContentType(enum.IntEnum):
     BYTES = 0
     JSON = 1
+    #: Sealed end to end (5.16): the bus refuses patches and field-level watches (`sealed_body`).
+    SEALED = 2
 
 
 class ContextScope(enum.IntEnum):
@@ -1723,7 +1725,7 @@ def _rdescription(b: memoryview, o: int) -> tuple[AgentDescription, int]:
 def _rattributes(b: memoryview, o: int, frame_type: int) -> tuple[ContextAttributes, int]:
     kind, o = _rstr(b, o)
     (content_type,) = _unpack_u8(b, o)
-    if content_type > 1:
+    if content_type > 2:
         raise _enum_error(frame_type, "content_type", content_type)
     label, o = _rstr(b, o + 1)
     (scope,) = _unpack_u8(b, o)
