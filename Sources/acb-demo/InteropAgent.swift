@@ -14,7 +14,10 @@ import Foundation
 ///
 /// With `--sealed`, it has keys and seals everything it sends to the peer end to end: the replies
 /// to the peer's sealed requests, its messages, and its request on "start" (to the peer by id, a
-/// capability names no keys); it uploads no stream then. A delivery it cannot open ends the run.
+/// capability names no keys). Instead of a stream, "start" then makes a group `team` of the peer,
+/// broadcasts "to the team" sealed with its key, and shares the sealed context `swift-notes` with
+/// the peer ("shared swift-notes"); "read <id>" answers "read: <body>" of sealed context `id`. A
+/// delivery it cannot open ends the run.
 struct InteropAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop",
@@ -64,6 +67,8 @@ struct InteropAgent: AsyncParsableCommand {
             switch delivery.text {
             case "start": try await start(client)
             case "bye": return
+            case let text where sealed && text.hasPrefix("read "):
+                try await tell(client, "read: \(try await client.getSealed(String(text.dropFirst(5))).text)")
             default: try await tell(client, "echo: \(delivery.text)")
             }
         }
@@ -78,7 +83,15 @@ struct InteropAgent: AsyncParsableCommand {
             sealed ? .agent(peer) : .capability(peerCapability), ByteBuffer(string: "swift asks"), timeoutMs: 10_000,
             sealed: sealed)
         try await tell(client, "answer: \(answer.text)")
-        guard !sealed else { return }
+        if sealed {
+            let team = try await client.sealedGroup("team", members: [peer])
+            try await client.broadcast(ByteBuffer(string: "to the team"), group: team.id)
+            try await client.shareSealed(
+                "swift-notes", ByteBuffer(string: "notes from swift"),
+                options: ContextOptions(scope: .shared, readers: [peer]))
+            try await tell(client, "shared swift-notes")
+            return
+        }
         let bytes = (0..<streamBytes).map { UInt8($0 % 251) }
         try await client.upload(to: .agent(peer), from: BufferSource(ByteBuffer(bytes: bytes)))
         try await tell(client, "uploaded \(bytes.count) \(Self.hex(SHA256.hash(data: bytes)))")

@@ -71,9 +71,23 @@ async def test_swift_and_python_agents_seal_both_ways(bus: Bus, tenant: str, con
         response = await python.request("swift", "hi", timeout=10, sealed=True)
         assert (response.sender, response.text) == ("swift", "swift:hi")
         await python.send("swift", "start", sealed="anonymous")
-        messages = await take(python.deliveries(), 3, timeout=30)
-        assert [m.text for m in messages] == ["echo: ping", "hello from swift", "answer: SWIFT ASKS"]
-        assert all(m.sealed_by == "agent" and m.sender == "swift" for m in messages)
+        deliveries = python.deliveries()
+        messages = await take(deliveries, 5, timeout=30)
+        assert [m.text for m in messages] == [
+            "echo: ping",
+            "hello from swift",
+            "answer: SWIFT ASKS",
+            "to the team",
+            "shared swift-notes",
+        ]
+        assert all(m.sender == "swift" for m in messages)
+        assert [(m.sealed_by, m.group) for m in messages[2:4]] == [("agent", None), ("group", "swift/team")]
+        assert (await python.contexts.get_sealed("swift-notes")).text == "notes from swift"
+        readers = acb.ContextAttributes(scope=acb.ContextScope.SHARED, readers=["swift"])
+        await python.contexts.put_sealed("py-notes", "notes from python", attributes=readers)
+        await python.send("swift", "read py-notes", sealed="box")
+        [read] = await take(deliveries, 1, timeout=30)
+        assert (read.text, read.sealed_by) == ("read: notes from python", "agent")
         await python.send("swift", "bye", sealed="box")
         assert await asyncio.wait_for(swift.wait(), 30) == 0
 

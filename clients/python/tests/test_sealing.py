@@ -45,6 +45,72 @@ async def test_sealed_messages_requests_and_replies_open_for_their_receivers(con
     assert (response.text, response.sender) == ("re: question", "bob")
 
 
+async def test_group_messages_open_for_members_only_and_a_removed_member_loses_the_next_key(
+    connect: Connect,
+) -> None:
+    alice = await keyed(connect, "alice")
+    bob = await keyed(connect, "bob")
+    carol = await keyed(connect, "carol")
+    for member in (bob, carol):
+        await member.subscribe("ops.>")
+    group = await alice.sealed_group("ops", ["bob", "carol"])
+    assert group.id == "alice/ops"
+    await alice.publish("ops.alert", "to the group", group=group.id)
+    for member in (bob, carol):
+        [delivery] = await take(member.deliveries(), 1)
+        assert (delivery.text, delivery.sealed_by, delivery.group) == ("to the group", "group", "alice/ops")
+
+    await group.remove("carol")
+    await alice.broadcast("after carol", group=group.id)
+    [delivery] = await take(bob.deliveries(), 1)
+    assert delivery.text == "after carol"
+    failures = carol.sealing_failures()
+    async for failure in failures:
+        assert failure.error.code == "unknown_group_key"
+        break
+    with pytest.raises(acb.SealError, match="unknown_group_key"):
+        await alice.publish("ops.alert", "x", group="alice/none")
+
+
+async def test_a_sealed_context_opens_for_its_readers_and_the_bus_cannot_patch_it(connect: Connect) -> None:
+    alice = await keyed(connect, "alice")
+    bob = await keyed(connect, "bob")
+    carol = await keyed(connect, "carol")
+    shared = acb.ContextAttributes(scope=acb.ContextScope.SHARED, readers=["bob"])
+    await alice.contexts.put_sealed("plan", '{"goal":"secret"}', attributes=shared)
+    opened = await bob.contexts.get_sealed("plan")
+    assert opened.text == '{"goal":"secret"}' and opened.head.attributes.content_type == acb.ContentType.SEALED
+    assert b"secret" not in (await alice.contexts.get("plan")).body
+    with pytest.raises(acb.InvalidRequestError) as refused:
+        await alice.contexts.merge_patch("plan", {"goal": "x"})
+    assert refused.value.code == acb.ErrorCode.SEALED_BODY
+
+    async def epoch() -> int:
+        return sealing.context_head((await alice.contexts.get("plan")).body).epoch
+
+    # Adding a reader keeps the key; dropping one makes the next; an update by compare and set
+    # keeps both.
+    both = acb.ContextAttributes(scope=acb.ContextScope.SHARED, readers=["bob", "carol"])
+    await alice.contexts.put_sealed("plan", "v2", attributes=both)
+    assert (await carol.contexts.get_sealed("plan")).text == "v2" and await epoch() == 1
+    only_carol = acb.ContextAttributes(scope=acb.ContextScope.SHARED, readers=["carol"])
+    await alice.contexts.put_sealed("plan", "v3", attributes=only_carol)
+    assert await epoch() == 2
+    head = await alice.contexts.update_sealed("plan", lambda context: context.text + "+", attributes=only_carol)
+    assert (await carol.contexts.get_sealed("plan", version=head.version)).text == "v3+" and await epoch() == 2
+
+    # A body changed by someone who cannot read it does not open.
+    body = bytearray((await alice.contexts.get("plan")).body)
+    body[-70] ^= 1
+    sealed = acb.ContextAttributes(
+        scope=acb.ContextScope.SHARED, readers=["carol"], content_type=acb.ContentType.SEALED
+    )
+    await alice.contexts.update("plan", bytes(body), attributes=sealed)
+    with pytest.raises(acb.SealError) as changed:
+        await carol.contexts.get_sealed("plan")
+    assert changed.value.code == "tampered"
+
+
 async def test_a_changed_byte_another_sender_other_keys_and_plaintext_are_refused(connect: Connect) -> None:
     alice_keys, bob_keys, carol_keys = acb.AgentKeys.generate(), acb.AgentKeys.generate(), acb.AgentKeys.generate()
     alice = await keyed(connect, "alice", alice_keys)

@@ -27,7 +27,7 @@ from ._frames import (
     ReplyStatus,
     TargetKind,
 )
-from ._sealer import SealingFailure
+from ._sealer import SealedGroup, SealingFailure
 from .client import Client, Connecting, connect, request_deadline
 from .contexts import ContextEvent, Contexts, SharedContext, Watch
 from .delivery import Delivery, Payload, Response
@@ -90,6 +90,7 @@ __all__ = [
     "RetryableError",
     "RoutingError",
     "SealError",
+    "SealedGroup",
     "Sealing",
     "SealingFailure",
     "SendOutcome",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,15 +19,22 @@ from .sealing import (
     Kind,
     PublicKeys,
     Purpose,
+    Reader,
     SealError,
     Sealing,
     anonymous,
     box,
     box_sender,
+    context_body,
+    context_head,
+    group_key_content,
+    group_message,
     key_id,
     kind_of,
     open_anonymous,
     open_box,
+    open_signed_aead,
+    random_key,
     reply_content,
 )
 
@@ -124,6 +132,75 @@ class Sealer:
             raise SealError("key_changed", f"no keys pinned for {to.sender}")
         return box(payload, Purpose.REPLY, requester, self.own(), binding=nonce)[0]
 
+    async def sign_key(self, agent: str, named: bytes) -> bytes:
+        """The signing key of `agent` if its id is `named` (fetched again once if not: it may have
+        rotated); `wrong_sender` when the agent's keys are others."""
+        keys = await self.peer_keys(agent)
+        if key_id(keys.sign_key) != named:
+            keys = await self.peer_keys(agent, refresh=True)
+        if key_id(keys.sign_key) != named:
+            raise SealError("wrong_sender", f"not signed by the keys of {agent}")
+        return keys.sign_key
+
+    # MARK: groups
+
+    async def send_group_key(self, name: str, epoch: int, key: bytes, member: str) -> None:
+        recipient = await self.peer_keys(member)
+        sealed, _ = box(group_key_content(name, epoch, key), Purpose.GROUP_KEY, recipient, self.own())
+        await self._client.send(member, sealed)
+
+    def seal_for_group(self, payload: bytes, group: str) -> bytes:
+        newest = self.ring.newest_group_key(group)
+        if newest is None:
+            raise SealError("unknown_group_key", f"this agent holds no key of group {group}")
+        epoch, key = newest
+        return group_message(payload, group, epoch, key, self.own())
+
+    async def open_group_message(self, sealed: bytes, member: str) -> tuple[str, bytes]:
+        """A group message `member` wrote: the group's id and the payload."""
+        reader = Reader(sealed)
+        group = reader.string()
+        epoch = reader.integer(4)
+        signer = reader.take(8)
+        key = self.ring.group_key(group, epoch)
+        if key is None:
+            raise SealError("unknown_group_key", f"no key of group {group} at epoch {epoch}")
+        content = open_signed_aead(sealed, reader.offset, key, await self.sign_key(member, signer))
+        if not content or content[0] != Purpose.MESSAGE:
+            raise SealError("malformed", "a group message of another purpose")
+        return group, content[1:]
+
+    # MARK: contexts
+
+    async def seal_context(
+        self, id: str, body: bytes, readers: list[str], current: tuple[int, bytes, set[str]] | None
+    ) -> bytes:
+        """`body` sealed for `readers` (this agent among them): under the current key while readers
+        are only added, else under the next epoch's."""
+        epoch, key, before = current if current is not None else (0, b"", set())
+        if not key or not before <= set(readers):
+            epoch, key = epoch + 1, random_key()
+        wrapped = [(reader, await self.peer_keys(reader)) for reader in readers]
+        return context_body(id, body, epoch, key, wrapped, self.own())
+
+    def context_key(self, id: str, sealed: bytes, me: str) -> tuple[int, bytes, set[str]]:
+        """The epoch, key and readers of a sealed body, its key unwrapped with this agent's keys."""
+        head = context_head(sealed)
+        wrapped = head.readers.get(me)
+        if wrapped is None:
+            raise SealError("wrong_key", f"{id} is not sealed for {me}")
+        key = self.own().open_anonymous(wrapped)
+        if key is None:
+            raise SealError("wrong_key", f"the key of {id} was wrapped for other keys than this agent's")
+        return head.epoch, key, set(head.readers)
+
+    async def open_context(self, id: str, sealed: bytes, writer: str, me: str) -> bytes:
+        """The body of a sealed context `writer` wrote."""
+        _, key, _ = self.context_key(id, sealed, me)
+        head = context_head(sealed)
+        sign_key = await self.sign_key(writer, head.signer)
+        return open_signed_aead(sealed, head.end, key, sign_key, data=id.encode())
+
     async def open_box(self, sealed: bytes, sender: str) -> tuple[Purpose, bytes, bytes]:
         """Opens a box from `sender`, its keys fetched again once if the box names others (they may
         have rotated)."""
@@ -158,7 +235,9 @@ class Sealer:
             if not delivery._connection.is_open:
                 continue  # the bus delivers it again on the next connection
             try:
-                await self._open(delivery)
+                if not await self._open(delivery):
+                    delivery.ack()  # a group's key, kept
+                    continue
             except Exception as error:
                 failure = _failure(error)
                 # Keys that could not be fetched are not the payload's fault: left unacknowledged,
@@ -169,16 +248,23 @@ class Sealer:
                 continue
             route(delivery)
 
-    async def _open(self, delivery: Delivery) -> None:
+    async def _open(self, delivery: Delivery) -> bool:
+        """Opens `delivery` in place; False for a group's key, which the client keeps."""
         sealed = delivery.payload
         kind = kind_of(sealed)
         if kind is None:
             if self._require_sealed:
                 raise SealError("not_sealed", f"a plaintext {delivery.kind.name.lower()} from {delivery.sender}")
-            return
+            return True
         expected = Purpose.REQUEST if delivery.kind == f.DeliveryKind.REQUEST else Purpose.MESSAGE
         if kind == Kind.BOX:
             purpose, nonce, content = await self.open_box(sealed, delivery.sender)
+            if purpose == Purpose.GROUP_KEY and delivery.kind == f.DeliveryKind.DIRECT:
+                # Kept under the group of its sender: no member can pass a key off as the owner's.
+                reader = Reader(content, 0)
+                name, epoch = reader.string(), reader.integer(4)
+                self.ring.keep_group_key(f"{delivery.sender}/{name}", epoch, reader.take(32))
+                return False
             sealed_by = "agent"
         elif kind == Kind.ANONYMOUS:
             purpose, content = open_anonymous(sealed, self.own())
@@ -186,14 +272,15 @@ class Sealer:
                 raise SealError("malformed", "an anonymous request: a request must be a box, its reply is bound to it")
             nonce, sealed_by = b"", "anonymous"
         elif kind == Kind.GROUP:
-            raise SealError("unknown_group_key", "group messages are opened by the Swift client only")
+            group, payload = await self.open_group_message(sealed, delivery.sender)
+            delivery._opened(payload, "group", None, group=group)
+            return True
         else:
             raise SealError("malformed", f"a sealed {kind.name.lower()} is not a message")
-        if purpose == Purpose.GROUP_KEY:
-            raise SealError("unknown_group_key", "this client keeps no group keys (the Swift client does)")
         if purpose != expected:
             raise SealError("malformed", f"a sealed {purpose.name.lower()} delivered as a {delivery.kind.name.lower()}")
         delivery._opened(content, sealed_by, nonce if purpose == Purpose.REQUEST else None)
+        return True
 
     def _report(self, failure: SealingFailure) -> None:
         log.warning("refused a sealed delivery from %s: %s", failure.sender, failure.error)
@@ -208,6 +295,39 @@ class Sealer:
     def close(self) -> None:
         if self._opener is not None:
             self._opener.cancel()
+
+
+class SealedGroup:
+    """A group key this agent owns (`Client.sealed_group`): members get each epoch's key sealed to
+    them; `publish(..., group=group.id)` and `broadcast(..., group=group.id)` seal with it, and
+    only members open it. Removing a member makes the next epoch's key for the others."""
+
+    def __init__(self, sealer: Sealer, name: str, owner: str, members: set[str]) -> None:
+        self._sealer = sealer
+        self.name = name
+        #: `owner/name`, as members see it in `Delivery.group`.
+        self.id = f"{owner}/{name}"
+        self.members = set(members)
+        self._epoch = 0
+        self._key = b""
+
+    async def add(self, agent: str) -> None:
+        """Gives the current key to `agent`."""
+        self.members.add(agent)
+        await self._sealer.send_group_key(self.name, self._epoch, self._key, agent)
+
+    async def remove(self, agent: str) -> None:
+        """Makes a new key and gives it to every member but `agent`."""
+        self.members.discard(agent)
+        await self.rotate()
+
+    async def rotate(self) -> None:
+        """Makes the next epoch's key, keeps it, and gives it to every member. Epochs start from
+        the clock's seconds, so a restarted owner's first key is newer than the ones members kept."""
+        self._epoch, self._key = max(self._epoch + 1, int(time.time())), random_key()
+        self._sealer.ring.keep_group_key(self.id, self._epoch, self._key)
+        for member in sorted(self.members):
+            await self._sealer.send_group_key(self.name, self._epoch, self._key, member)
 
 
 def _failure(error: Exception) -> SealError:

@@ -19,6 +19,7 @@ NONCE_BYTES = 24
 BOX_OVERHEAD = 16  # crypto_box_MACBYTES
 SEAL_OVERHEAD = KEY_BYTES + BOX_OVERHEAD  # crypto_box_SEALBYTES
 SIGNATURE_BYTES = 64
+AEAD_OVERHEAD = 16  # crypto_aead_xchacha20poly1305_ietf_ABYTES
 SIGN_SECRET_BYTES = 64
 
 
@@ -111,6 +112,25 @@ def box_open(sealed: bytes, nonce: bytes, shared: bytes) -> bytes | None:
         return None
     out = _buffer(len(sealed) - BOX_OVERHEAD)
     status = _library().crypto_box_open_easy_afternm(out, sealed, ctypes.c_ulonglong(len(sealed)), nonce, shared)
+    return out.raw if status == 0 else None
+
+
+def aead(message: bytes, data: bytes, nonce: bytes, key: bytes) -> bytes:
+    """XChaCha20-Poly1305 (IETF) of `message`, with `data` authenticated too."""
+    out = _buffer(len(message) + AEAD_OVERHEAD)
+    _library().crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out, None, message, ctypes.c_ulonglong(len(message)), data, ctypes.c_ulonglong(len(data)), None, nonce, key
+    )
+    return out.raw
+
+
+def aead_open(sealed: bytes, data: bytes, nonce: bytes, key: bytes) -> bytes | None:
+    if len(sealed) < AEAD_OVERHEAD:
+        return None
+    out = _buffer(len(sealed) - AEAD_OVERHEAD)
+    status = _library().crypto_aead_xchacha20poly1305_ietf_decrypt(
+        out, None, None, sealed, ctypes.c_ulonglong(len(sealed)), data, ctypes.c_ulonglong(len(data)), nonce, key
+    )
     return out.raw if status == 0 else None
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from . import _frames as f
 from ._connection import Connection, SendOutcome
 from ._handled_messages import HandledMessages
-from ._sealer import Sealer, SealingFailure
+from ._sealer import SealedGroup, Sealer, SealingFailure
 from .contexts import Contexts
 from .delivery import Delivery, Payload, Response, payload_bytes
 from .errors import (
@@ -412,17 +412,36 @@ class Client:
         return await waiter if waiter is not None else None
 
     async def broadcast(
-        self, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True, durable: bool = False
+        self,
+        payload: Payload,
+        *,
+        deadline_ms: int = 0,
+        confirm: bool = True,
+        durable: bool = False,
+        group: str | None = None,
     ) -> SendOutcome | None:
         """Sends to every other connected agent of the tenant (5.6). `durable`: as for `send`, a
-        stored copy for each receiver; `recipients` counts the copies."""
+        stored copy for each receiver; `recipients` counts the copies. `group` (`owner/name`) seals
+        it with that group's newest key: only its members open it."""
+        if group is not None:
+            payload = self._sealer.seal_for_group(bytes(payload_bytes(payload)), group)
         return await self._fanout(f.BROADCAST, b"", payload, deadline_ms, confirm, durable)
 
     async def publish(
-        self, topic: str, payload: Payload, *, deadline_ms: int = 0, confirm: bool = True, durable: bool = False
+        self,
+        topic: str,
+        payload: Payload,
+        *,
+        deadline_ms: int = 0,
+        confirm: bool = True,
+        durable: bool = False,
+        group: str | None = None,
     ) -> SendOutcome | None:
         """Publishes on a topic to every session subscribed to a matching pattern (5.8). `durable`:
-        as for `send`, a stored copy for each subscriber; `recipients` counts the copies."""
+        as for `send`, a stored copy for each subscriber; `recipients` counts the copies. `group`:
+        sealed with that group's newest key, as for `broadcast`."""
+        if group is not None:
+            payload = self._sealer.seal_for_group(bytes(payload_bytes(payload)), group)
         return await self._fanout(f.PUBLISH, topic.encode(), payload, deadline_ms, confirm, durable)
 
     async def _fanout(
@@ -570,6 +589,13 @@ class Client:
         """Pins `agent`'s keys as the bus has them now, if their fingerprint is `fingerprint`: what
         to do after `key_changed`, once the new fingerprint is checked out of band."""
         await self._sealer.trust(agent, fingerprint)
+
+    async def sealed_group(self, name: str, members: set[str] | list[str]) -> SealedGroup:
+        """Makes a group key named `name` (this agent is its owner; the group's id is
+        `agent_id/name`) and gives it, sealed, to each of `members`."""
+        group = SealedGroup(self._sealer, name, self.agent_id, set(members))
+        await group.rotate()
+        return group
 
     def forget_keys(self, agent: str) -> None:
         """Forgets the keys pinned for `agent`: the next ones the bus hands out are pinned on first use."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from .delivery import payload_bytes
 from .errors import (
     ACBError,
     ConnectionClosedError,
+    ContextError,
     ErrorCode,
     PermissionDeniedError,
     SessionEndedError,
@@ -27,6 +30,7 @@ from .errors import (
     VersionConflictError,
     error_from,
 )
+from .sealing import SealError
 from .target import Target
 
 if TYPE_CHECKING:
@@ -373,6 +377,71 @@ class Contexts:
         answer = await self._client._call(build)
         assert isinstance(answer, f.Context)
         return answer.head
+
+    # MARK: sealed (end to end)
+
+    async def put_sealed(
+        self,
+        id: str,
+        body: Body,
+        *,
+        attributes: f.ContextAttributes,
+        expected_version: int | None = None,
+        ttl_ms: int = 0,
+    ) -> f.ContextHead:
+        """Puts a context sealed end to end (content type `sealed`, `acb.sealing`) for this agent and
+        the `readers` and `writers` of `attributes` (whose scope must name them: not `tenant`).
+
+        The key stays while readers are only added; dropping one makes a new key, which it cannot
+        open. `expected_version` defaults to the version read to find the key, so a concurrent
+        change is refused with `VersionConflictError`, not lost."""
+        me = self._client.agent_id
+        if attributes.scope == f.ContextScope.TENANT or not me:
+            raise SealError("needs_agent", "a sealed context names its readers: scope tenant cannot be sealed")
+        readers = sorted({me, *attributes.readers, *attributes.writers})
+        sealer = self._client._sealer
+        try:
+            current: SharedContext | None = await self.get(id)
+        except ContextError as error:
+            if error.code not in (ErrorCode.UNKNOWN_CONTEXT, ErrorCode.CONTEXT_EXPIRED):
+                raise
+            current = None
+        key = None
+        if current is not None and current.head.attributes.content_type == f.ContentType.SEALED:
+            key = sealer.context_key(id, current.body, me)
+        sealed = await sealer.seal_context(id, bytes(body_bytes(body)), readers, key)
+        sealed_attributes = dataclasses.replace(attributes, content_type=f.ContentType.SEALED)
+        operation = f.ContextOperation.CREATE if current is None else f.ContextOperation.UPDATE
+        version = expected_version if expected_version is not None else (current.version if current else 0)
+        return await self._write(operation, id, sealed, sealed_attributes, version, ttl_ms)
+
+    async def get_sealed(self, id: str, *, version: int = 0) -> SharedContext:
+        """The latest version of a sealed context (or `version`), its body opened. Raises `SealError`:
+        `wrong_key` when it was not sealed for this agent, `wrong_sender` when its writer did not
+        sign it, `tampered`; and the errors of `get`."""
+        return await self.open_sealed(await self.get(id, version=version))
+
+    async def open_sealed(self, context: SharedContext) -> SharedContext:
+        """`context` (from `get`, `list` or a watch) with its sealed body opened."""
+        if context.head.attributes.content_type != f.ContentType.SEALED:
+            raise SealError("not_sealed", f"{context.id} is not a sealed context")
+        sealer = self._client._sealer
+        body = await sealer.open_context(context.id, context.body, context.head.updated_by, self._client.agent_id)
+        return SharedContext(context.head, body)
+
+    async def update_sealed(
+        self, id: str, change: Callable[[SharedContext], Body], *, attributes: f.ContextAttributes
+    ) -> f.ContextHead:
+        """Reads, changes and writes back a sealed context until no one else wrote it in between
+        (compare and set on its version): the bus cannot patch what it cannot read."""
+        while True:
+            current = await self.get_sealed(id)
+            try:
+                return await self.put_sealed(
+                    id, change(current), attributes=attributes, expected_version=current.version
+                )
+            except VersionConflictError:
+                continue
 
     # MARK: reading
 

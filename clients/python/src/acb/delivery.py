@@ -42,6 +42,7 @@ class Delivery:
         "correlation_id",
         "deadline_ms",
         "delivery_id",
+        "group",
         "kind",
         "message_id",
         "payload",
@@ -69,16 +70,19 @@ class Delivery:
         #: Who sealed it, for a payload the client opened (`"agent"`: the sender, checked against
         #: its pinned keys; `"anonymous"`: someone it cannot name); None for a plaintext one.
         self.sealed_by: str | None = None
+        #: For `sealed_by == "group"`: the group (`owner/name`) whose key it was sealed with.
+        self.group: str | None = None
         self._request_nonce: bytes | None = None
         self.settled = False
         self._connection = connection
         self._client = client
 
-    def _opened(self, content: bytes, sealed_by: str, request_nonce: bytes | None) -> None:
+    def _opened(self, content: bytes, sealed_by: str, request_nonce: bytes | None, group: str | None = None) -> None:
         """The payload opened: a sealed request's reply is sealed back, bound to its nonce."""
         self.payload = content
         self.sealed_by = sealed_by
         self._request_nonce = request_nonce
+        self.group = group
 
     @property
     def text(self) -> str:

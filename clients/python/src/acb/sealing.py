@@ -7,9 +7,9 @@ public halves on every connect, seals with ``send(..., sealed="box")`` or ``"ano
 that does not open is NACKed and reported on ``Client.sealing_failures()``, never handed out. The
 same bytes as the Swift client's, so agents in both languages read each other.
 
-This client does messages, requests and replies. Group messages, sealed streams and sealed
-contexts are the Swift client's alone for now: a group message is refused with
-``unknown_group_key``, and sealed streams and context bodies arrive as the ciphertext they are.
+This client does messages, requests and replies, group messages (`Client.sealed_group`) and
+sealed contexts (`Contexts.put_sealed`, `get_sealed`, `update_sealed`). Sealed streams are the
+Swift client's alone for now: they arrive as the ciphertext they are.
 """
 
 from __future__ import annotations
@@ -134,8 +134,16 @@ class AgentKeys:
     def shared_key(self, peer: bytes) -> bytes:
         return sodium.shared_key(peer, self._box_secret)
 
+    def sign(self, message: bytes) -> bytes:
+        return sodium.sign(message, self._sign_secret)
+
     def open_anonymous(self, sealed: bytes) -> bytes | None:
         return sodium.seal_open(sealed, self.public.box_key, self._box_secret)
+
+
+def random_key() -> bytes:
+    """A fresh 32-byte key for a group or a context."""
+    return sodium.random(sodium.KEY_BYTES)
 
 
 def key_id(key: bytes) -> bytes:
@@ -233,6 +241,101 @@ def open_anonymous(sealed: bytes, own: AgentKeys) -> tuple[Purpose, bytes]:
     return Purpose(opened[0]), opened[1:]
 
 
+class Reader:
+    """Reads the fields of a sealed payload after its magic and kind, refusing a short one as
+    ``malformed``."""
+
+    def __init__(self, data: bytes, offset: int = 4) -> None:
+        self.data = data
+        self.offset = offset
+
+    def take(self, count: int) -> bytes:
+        if count > len(self.data) - self.offset:
+            raise SealError("malformed", "too short")
+        self.offset += count
+        return self.data[self.offset - count : self.offset]
+
+    def integer(self, size: int) -> int:
+        return int.from_bytes(self.take(size), "big")
+
+    def string(self) -> str:
+        return self.take(self.integer(1)).decode(errors="replace")
+
+
+def short_string(text: str) -> bytes:
+    """A `u8` length and the UTF-8 (at most 255 bytes)."""
+    data = text.encode()[:255]
+    return bytes([len(data)]) + data
+
+
+def signed_aead(head: bytes, content: bytes, key: bytes, signer: AgentKeys, data: bytes = b"") -> bytes:
+    """`head`, a nonce, the AEAD of `content` (authenticating `data` and `head`), and the signer's
+    signature over all of it: group messages and context bodies."""
+    nonce = sodium.nonce()
+    body = head + nonce + sodium.aead(content, data + head, nonce, key)
+    return body + signer.sign(body)
+
+
+def open_signed_aead(sealed: bytes, head_end: int, key: bytes, sign_key: bytes, data: bytes = b"") -> bytes:
+    """Checks the signature by `sign_key` and opens what `signed_aead` made, whose head ends at `head_end`."""
+    if len(sealed) < head_end + sodium.NONCE_BYTES + sodium.AEAD_OVERHEAD + sodium.SIGNATURE_BYTES:
+        raise SealError("malformed", "too short")
+    signed = len(sealed) - sodium.SIGNATURE_BYTES
+    if not sodium.verify(sealed[signed:], sealed[:signed], sign_key):
+        raise SealError("tampered", "the signature does not verify")
+    nonce = sealed[head_end : head_end + sodium.NONCE_BYTES]
+    opened = sodium.aead_open(sealed[head_end + sodium.NONCE_BYTES : signed], data + sealed[:head_end], nonce, key)
+    if opened is None:
+        raise SealError("tampered", "the sealed payload does not authenticate")
+    return opened
+
+
+def group_message(payload: bytes, group: str, epoch: int, key: bytes, signer: AgentKeys) -> bytes:
+    """A message sealed with a group's key: group id, epoch, the signer's key id, then `signed_aead`."""
+    head = MAGIC + bytes([Kind.GROUP]) + short_string(group) + epoch.to_bytes(4, "big") + key_id(signer.public.sign_key)
+    return signed_aead(head, bytes([Purpose.MESSAGE]) + payload, key, signer)
+
+
+def group_key_content(name: str, epoch: int, key: bytes) -> bytes:
+    """What a group-key box holds: the group's name (without the owner), epoch, key."""
+    return short_string(name) + epoch.to_bytes(4, "big") + key
+
+
+def context_body(
+    id: str, body: bytes, epoch: int, key: bytes, readers: list[tuple[str, PublicKeys]], signer: AgentKeys
+) -> bytes:
+    """A sealed context body: epoch, the writer's key id, the key sealed for each reader, then
+    `signed_aead` of the body with the context id as associated data."""
+    head = MAGIC + bytes([Kind.CONTEXT]) + epoch.to_bytes(4, "big") + key_id(signer.public.sign_key)
+    head += len(readers).to_bytes(2, "big")
+    for name, keys in readers:
+        head += short_string(name) + sodium.seal(key, keys.box_key)
+    return signed_aead(head, body, key, signer, data=id.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class ContextHead:
+    """The head of a sealed context body: the fields before its nonce."""
+
+    epoch: int
+    signer: bytes
+    readers: dict[str, bytes]
+    end: int
+
+
+def context_head(sealed: bytes) -> ContextHead:
+    if kind_of(sealed) != Kind.CONTEXT:
+        raise SealError("malformed", "not a sealed context body")
+    reader = Reader(sealed)
+    epoch = reader.integer(4)
+    signer = reader.take(KEY_ID_BYTES)
+    readers = {}
+    for _ in range(reader.integer(2)):
+        name = reader.string()
+        readers[name] = reader.take(sodium.KEY_BYTES + sodium.SEAL_OVERHEAD)
+    return ContextHead(epoch, signer, readers, reader.offset)
+
+
 def reply_content(content: bytes, nonce: bytes) -> bytes:
     """What a reply box holds after the nonce of the request it answers."""
     if not content.startswith(nonce):
@@ -244,9 +347,30 @@ class KeyRing:
     """The keys this client pinned for other agents (trust on first use, as SSH pins host keys),
     and when each was last compared with the bus's copy."""
 
+    #: Group keys kept per group: messages sealed just before a rotation still open.
+    KEPT_EPOCHS = 4
+
     def __init__(self) -> None:
         self._pins: dict[str, PublicKeys] = {}
         self._checked: dict[str, float] = {}
+        #: Group id (`owner/name`) → epoch → key, the newest `KEPT_EPOCHS` epochs.
+        self._groups: dict[str, dict[int, bytes]] = {}
+
+    def keep_group_key(self, group: str, epoch: int, key: bytes) -> None:
+        epochs = self._groups.setdefault(group, {})
+        epochs[epoch] = key
+        for old in sorted(epochs)[: -self.KEPT_EPOCHS]:
+            del epochs[old]
+
+    def group_key(self, group: str, epoch: int) -> bytes | None:
+        return self._groups.get(group, {}).get(epoch)
+
+    def newest_group_key(self, group: str) -> tuple[int, bytes] | None:
+        epochs = self._groups.get(group)
+        if not epochs:
+            return None
+        epoch = max(epochs)
+        return epoch, epochs[epoch]
 
     def pinned(self, agent: str, max_age: float) -> PublicKeys | None:
         """The keys pinned for `agent`, if compared with the bus's less than `max_age` seconds ago."""
