@@ -14,10 +14,10 @@ import Foundation
 ///
 /// With `--sealed`, it has keys and seals everything it sends to the peer end to end: the replies
 /// to the peer's sealed requests, its messages, and its request on "start" (to the peer by id, a
-/// capability names no keys). Instead of a stream, "start" then makes a group `team` of the peer,
-/// broadcasts "to the team" sealed with its key, and shares the sealed context `swift-notes` with
-/// the peer ("shared swift-notes"); "read <id>" answers "read: <body>" of sealed context `id`. A
-/// delivery it cannot open ends the run.
+/// capability names no keys) and stream. Before the stream, "start" then makes a group `team` of
+/// the peer, broadcasts "to the team" sealed with its key, and shares the sealed context
+/// `swift-notes` with the peer ("shared swift-notes"); "read <id>" answers "read: <body>" of sealed
+/// context `id`. A delivery it cannot open ends the run.
 struct InteropAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop",
@@ -90,10 +90,9 @@ struct InteropAgent: AsyncParsableCommand {
                 "swift-notes", ByteBuffer(string: "notes from swift"),
                 options: ContextOptions(scope: .shared, readers: [peer]))
             try await tell(client, "shared swift-notes")
-            return
         }
         let bytes = (0..<streamBytes).map { UInt8($0 % 251) }
-        try await client.upload(to: .agent(peer), from: BufferSource(ByteBuffer(bytes: bytes)))
+        try await client.upload(to: .agent(peer), from: BufferSource(ByteBuffer(bytes: bytes)), sealed: sealed)
         try await tell(client, "uploaded \(bytes.count) \(Self.hex(SHA256.hash(data: bytes)))")
     }
 

@@ -66,22 +66,35 @@ async def test_swift_and_python_agents_seal_both_ways(bus: Bus, tenant: str, con
         assert request.sealed_by == "agent"
         return request.text.upper()
 
-    async with swift_agent(bus, tenant, "--sealed") as swift:
+    async with swift_agent(bus, tenant, "--sealed", "--stream-bytes", str(SWIFT_STREAM_BYTES)) as swift:
         await python.send("swift", "ping", sealed="box")
         response = await python.request("swift", "hi", timeout=10, sealed=True)
         assert (response.sender, response.text) == ("swift", "swift:hi")
+        upload = os.urandom(2_500_000)
+        await python.upload("swift", upload, sealed=True)
         await python.send("swift", "start", sealed="anonymous")
         deliveries = python.deliveries()
-        messages = await take(deliveries, 5, timeout=30)
-        assert [m.text for m in messages] == [
-            "echo: ping",
-            "hello from swift",
-            "answer: SWIFT ASKS",
-            "to the team",
-            "shared swift-notes",
-        ]
+        expected = bytes(i % 251 for i in range(SWIFT_STREAM_BYTES))
+        messages, streams = await asyncio.gather(take(deliveries, 7, timeout=30), take(python.streams(), 1, timeout=30))
+        assert sorted(m.text for m in messages) == sorted(
+            [
+                "echo: ping",
+                f"stream {len(upload)} {hashlib.sha256(upload).hexdigest()}",
+                "hello from swift",
+                "answer: SWIFT ASKS",
+                "to the team",
+                "shared swift-notes",
+                f"uploaded {len(expected)} {hashlib.sha256(expected).hexdigest()}",
+            ]
+        )
         assert all(m.sender == "swift" for m in messages)
-        assert [(m.sealed_by, m.group) for m in messages[2:4]] == [("agent", None), ("group", "swift/team")]
+        assert {(m.text, m.sealed_by, m.group) for m in messages} >= {
+            ("answer: SWIFT ASKS", "agent", None),
+            ("to the team", "group", "swift/team"),
+        }
+        [stream] = streams
+        assert (stream.sender, stream.sealed_by, Path(stream.path).read_bytes()) == ("swift", "agent", expected)
+        os.unlink(stream.path)
         assert (await python.contexts.get_sealed("swift-notes")).text == "notes from swift"
         readers = acb.ContextAttributes(scope=acb.ContextScope.SHARED, readers=["swift"])
         await python.contexts.put_sealed("py-notes", "notes from python", attributes=readers)

@@ -3,6 +3,7 @@ is sealed opens for its receiver only, and every forgery is refused with its cod
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -111,6 +112,30 @@ async def test_a_sealed_context_opens_for_its_readers_and_the_bus_cannot_patch_i
     assert changed.value.code == "tampered"
 
 
+async def test_a_sealed_stream_opens_to_its_plaintext_and_a_changed_or_cut_one_is_refused(
+    connect: Connect, tmp_path: Path
+) -> None:
+    alice_keys, bob_keys = acb.AgentKeys.generate(), acb.AgentKeys.generate()
+    alice = await keyed(connect, "alice", alice_keys)
+    bob = await connect("bob", keys=bob_keys, download_dir=str(tmp_path))
+    plaintext = bytes(i % 251 for i in range(2 * sealing.STREAM_MESSAGE_BYTES + 12_345))
+    await alice.upload("bob", plaintext, sealed=True)
+    [stream] = await take(bob.streams(), 1, timeout=30)
+    assert (stream.sealed_by, stream.size, Path(stream.path).read_bytes()) == ("agent", len(plaintext), plaintext)
+
+    sealed = io.BytesIO()
+    sealing.seal_stream(plaintext, len(plaintext), bob_keys.public, alice_keys, sealed)
+    changed = bytearray(sealed.getvalue())
+    changed[sealing.STREAM_HEADER_BYTES + 10] ^= 1
+    await alice.upload("bob", bytes(changed))
+    await alice.upload("bob", sealed.getvalue()[:-10])
+    codes = set()
+    async for failure in bob.sealing_failures():
+        codes.add(failure.error.code)
+        if codes >= {"tampered", "truncated"}:
+            break
+
+
 async def test_a_changed_byte_another_sender_other_keys_and_plaintext_are_refused(connect: Connect) -> None:
     alice_keys, bob_keys, carol_keys = acb.AgentKeys.generate(), acb.AgentKeys.generate(), acb.AgentKeys.generate()
     alice = await keyed(connect, "alice", alice_keys)
@@ -147,8 +172,11 @@ async def test_keys_are_pinned_on_first_use_and_checked_by_fingerprint(connect: 
     alice = await keyed(connect, "alice", acb.AgentKeys.file(path))
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert acb.AgentKeys.file(path).public == alice.options.keys.public  # type: ignore[union-attr]
-    bob = await keyed(connect, "bob")
+    pins = tmp_path / "bob.pins"
+    bob = await connect("bob", keys=acb.AgentKeys.generate(), key_check_interval=0, pin_file=str(pins))
     assert await bob.peer_fingerprint("alice") == alice.key_fingerprint
+    assert os.stat(pins).st_mode & 0o777 == 0o600
+    assert sealing.KeyRing(str(pins)).known("alice") == alice.options.keys.public  # type: ignore[union-attr]
     with pytest.raises(acb.SealError) as changed:
         await bob.trust_keys("alice", "0000:0000:0000:0000:0000:0000:0000:0000")
     assert changed.value.code == "key_changed"
@@ -157,6 +185,22 @@ async def test_keys_are_pinned_on_first_use_and_checked_by_fingerprint(connect: 
     with pytest.raises(acb.RoutingError) as missing:
         await bob.peer_fingerprint("nobody")
     assert missing.value.code == acb.ErrorCode.NO_KEY
+
+    # A rotation the old keys signed is accepted by those who pinned them; what was sealed to the
+    # old keys still opens, and a reconnect publishes the new ones.
+    new_keys = acb.AgentKeys.generate()
+    await alice.rotate_keys(new_keys)
+    assert alice.key_fingerprint == new_keys.public.fingerprint
+    assert await bob.peer_fingerprint("alice") == new_keys.public.fingerprint
+    alice.drop_connection()
+    await alice.peer_fingerprint("bob")  # a command waits for the reconnect, which publishes the keys
+    await bob.send("alice", "new", sealed="box")
+    [new] = await take(alice.deliveries(), 1)
+    assert (new.text, new.sealed_by) == ("new", "agent")
+    anonymous = sealing.anonymous(b"to the old keys", Purpose.MESSAGE, alice.options.keys.public)  # type: ignore[union-attr]
+    await bob.send("alice", anonymous)
+    [old] = await take(alice.deliveries(), 1)
+    assert (old.text, old.sealed_by) == ("to the old keys", "anonymous")
 
     os.chmod(path, 0o644)
     with pytest.raises(acb.SealError) as readable:

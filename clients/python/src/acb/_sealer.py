@@ -4,16 +4,21 @@ the order it came, and the keys of its peers (see `acb.sealing`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _frames as f
 from .delivery import Delivery
 from .errors import ACBError, ErrorCode
 from .sealing import (
+    MAGIC,
+    STREAM_HEADER_BYTES,
     AgentKeys,
     KeyRing,
     Kind,
@@ -34,14 +39,18 @@ from .sealing import (
     open_anonymous,
     open_box,
     open_signed_aead,
+    open_stream_file,
     random_key,
     reply_content,
+    seal_stream,
 )
+from .streams import IncomingStream, StreamSource
 
 if TYPE_CHECKING:
     from .client import Client
 
 log = logging.getLogger("acb")
+_T = TypeVar("_T")
 
 #: Refusals kept for `sealing_failures()` until read; beyond it the oldest are dropped (and logged).
 MAX_FAILURES = 1024
@@ -62,9 +71,18 @@ class Sealer:
     through `receive`, which opens them one at a time in the order they came; the queue is bounded
     by the bus's unacknowledged window, since none of them is acknowledged before it is opened."""
 
-    def __init__(self, client: Client, keys: AgentKeys | None, key_check_interval: float, require_sealed: bool):
+    def __init__(
+        self,
+        client: Client,
+        keys: AgentKeys | None,
+        key_check_interval: float,
+        require_sealed: bool,
+        pin_file: str | None = None,
+    ):
         self.keys = keys
-        self.ring = KeyRing()
+        #: The keys before the last rotation: what was sealed to them still opens.
+        self.previous: AgentKeys | None = None
+        self.ring = KeyRing(pin_file)
         self._client = client
         self._check_interval = key_check_interval
         self._require_sealed = require_sealed
@@ -81,6 +99,24 @@ class Sealer:
         if self.keys is None:
             raise SealError("invalid_keys", "this client has no keys (acb.connect(..., keys=...))")
         return self.keys
+
+    def _with_own_keys(self, opener: Callable[[AgentKeys], _T]) -> _T:
+        """`opener` with this agent's keys, then with those before its last rotation if what it
+        opens was sealed for other keys (`wrong_key`)."""
+        failure = SealError("invalid_keys", "this client has no keys (acb.connect(..., keys=...))")
+        for own in (self.keys, self.previous):
+            if own is None:
+                continue
+            try:
+                return opener(own)
+            except SealError as error:
+                if error.code != "wrong_key":
+                    raise
+                failure = error
+        raise failure
+
+    def rotated(self, new_keys: AgentKeys) -> None:
+        self.previous, self.keys = self.keys, new_keys
 
     # MARK: keys
 
@@ -170,6 +206,54 @@ class Sealer:
             raise SealError("malformed", "a group message of another purpose")
         return group, content[1:]
 
+    # MARK: streams
+
+    def is_sealed_stream(self, path: str) -> bool:
+        """Whether the stream file at `path` is sealed, and this client can open it."""
+        if self.keys is None:
+            return False
+        with open(path, "rb") as file:
+            return kind_of(file.read(len(MAGIC) + 1)) == Kind.STREAM
+
+    async def seal_upload(self, source: StreamSource, recipient: str, directory: str) -> str:
+        """`source` sealed for agent `recipient` into a new file under `directory`: its path."""
+        keys, own = await self.peer_keys(recipient), self.own()
+        size = len(source) if isinstance(source, (bytes, bytearray, memoryview)) else os.path.getsize(source)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix="acb-sealed-", delete=False) as out:
+            try:
+                await asyncio.to_thread(seal_stream, source, size, keys, own, out)
+            except BaseException:
+                os.unlink(out.name)
+                raise
+        return out.name
+
+    def receive_stream(self, stream: IncomingStream, deliver: Callable[[IncomingStream], None]) -> None:
+        """Opens a sealed stream in place (off the event loop), then hands it to `deliver`; one
+        that does not open is deleted, NACKed and reported."""
+
+        async def open_and_deliver() -> None:
+            try:
+                with open(stream.path, "rb") as file:
+                    header = file.read(STREAM_HEADER_BYTES)
+                if len(header) != STREAM_HEADER_BYTES:
+                    raise SealError("truncated", "no header")
+                purpose, _, content = await self.open_box(header, stream.sender)
+                if purpose != Purpose.STREAM_KEY:
+                    raise SealError("malformed", "not a sealed stream's header")
+                stream.size = await asyncio.to_thread(open_stream_file, stream.path, content)
+                stream.sealed_by = "agent"
+            except Exception as error:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stream.path)
+                failure = _failure(error)
+                if failure.code != "keys_unavailable":
+                    stream.nack()
+                self._report(SealingFailure(stream.sender, stream.delivery_id, failure))
+                return
+            deliver(stream)
+
+        self._client._spawn(open_and_deliver())
+
     # MARK: contexts
 
     async def seal_context(
@@ -189,10 +273,14 @@ class Sealer:
         wrapped = head.readers.get(me)
         if wrapped is None:
             raise SealError("wrong_key", f"{id} is not sealed for {me}")
-        key = self.own().open_anonymous(wrapped)
-        if key is None:
-            raise SealError("wrong_key", f"the key of {id} was wrapped for other keys than this agent's")
-        return head.epoch, key, set(head.readers)
+
+        def unwrap(own: AgentKeys) -> bytes:
+            key = own.open_anonymous(wrapped)
+            if key is None:
+                raise SealError("wrong_key", f"the key of {id} was wrapped for other keys than this agent's")
+            return key
+
+        return head.epoch, self._with_own_keys(unwrap), set(head.readers)
 
     async def open_context(self, id: str, sealed: bytes, writer: str, me: str) -> bytes:
         """The body of a sealed context `writer` wrote."""
@@ -207,7 +295,7 @@ class Sealer:
         keys = await self.peer_keys(sender)
         if box_sender(sealed) != key_id(keys.box_key):
             keys = await self.peer_keys(sender, refresh=True)
-        return open_box(sealed, keys, self.own())
+        return self._with_own_keys(lambda own: open_box(sealed, keys, own))
 
     async def open_reply(self, response: f.Response, agent: str, nonce: bytes) -> bytes:
         """The reply to a request sealed with `nonce` for `agent`: `wrong_sender` when another agent
@@ -267,7 +355,7 @@ class Sealer:
                 return False
             sealed_by = "agent"
         elif kind == Kind.ANONYMOUS:
-            purpose, content = open_anonymous(sealed, self.own())
+            purpose, content = self._with_own_keys(lambda own: open_anonymous(sealed, own))
             if purpose == Purpose.REQUEST:
                 raise SealError("malformed", "an anonymous request: a request must be a box, its reply is bound to it")
             nonce, sealed_by = b"", "anonymous"

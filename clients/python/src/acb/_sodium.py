@@ -134,6 +134,63 @@ def aead_open(sealed: bytes, data: bytes, nonce: bytes, key: bytes) -> bytes | N
     return out.raw if status == 0 else None
 
 
+STREAM_HEADER_BYTES = 24  # crypto_secretstream_xchacha20poly1305_HEADERBYTES
+STREAM_OVERHEAD = 17  # crypto_secretstream_xchacha20poly1305_ABYTES
+_TAG_MESSAGE, _TAG_FINAL = 0, 3
+
+
+class SecretStream:
+    """A `crypto_secretstream_xchacha20poly1305` state: each message is authenticated and chained
+    to the ones before it, and the last carries the FINAL tag."""
+
+    def __init__(self) -> None:
+        self._state = _buffer(_library().crypto_secretstream_xchacha20poly1305_statebytes())
+
+    @classmethod
+    def push(cls, key: bytes) -> tuple[SecretStream, bytes]:
+        """A state to encrypt with, and the header the reader needs."""
+        stream, header = cls(), _buffer(STREAM_HEADER_BYTES)
+        _library().crypto_secretstream_xchacha20poly1305_init_push(stream._state, header, key)
+        return stream, header.raw
+
+    @classmethod
+    def pull(cls, key: bytes, header: bytes) -> SecretStream | None:
+        stream = cls()
+        status = _library().crypto_secretstream_xchacha20poly1305_init_pull(stream._state, header, key)
+        return stream if status == 0 else None
+
+    def encrypt(self, message: bytes, final: bool) -> bytes:
+        out = _buffer(len(message) + STREAM_OVERHEAD)
+        _library().crypto_secretstream_xchacha20poly1305_push(
+            self._state,
+            out,
+            None,
+            message,
+            ctypes.c_ulonglong(len(message)),
+            None,
+            ctypes.c_ulonglong(0),
+            ctypes.c_ubyte(_TAG_FINAL if final else _TAG_MESSAGE),
+        )
+        return out.raw
+
+    def decrypt(self, sealed: bytes) -> tuple[bytes, bool] | None:
+        """The message and whether it was the final one; None when it does not authenticate."""
+        if len(sealed) < STREAM_OVERHEAD:
+            return None
+        out, tag = _buffer(len(sealed) - STREAM_OVERHEAD), ctypes.c_ubyte(0)
+        status = _library().crypto_secretstream_xchacha20poly1305_pull(
+            self._state,
+            out,
+            None,
+            ctypes.byref(tag),
+            sealed,
+            ctypes.c_ulonglong(len(sealed)),
+            None,
+            ctypes.c_ulonglong(0),
+        )
+        return (out.raw, tag.value == _TAG_FINAL) if status == 0 else None
+
+
 def seal(message: bytes, recipient: bytes) -> bytes:
     """``crypto_box_seal``: to `recipient`, from no one it can name."""
     out = _buffer(len(message) + SEAL_OVERHEAD)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import random
 import ssl
+import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -29,7 +31,7 @@ from .errors import (
     ProtocolError,
     SessionEndedError,
 )
-from .sealing import AgentKeys, Purpose, Sealing
+from .sealing import AgentKeys, Purpose, SealError, Sealing
 from .streams import IncomingStream, Progress, StreamHub, StreamSource
 from .target import Target, resolve
 
@@ -85,6 +87,9 @@ class Options:
     key_check_interval: float = 60.0
     #: Refuse plaintext deliveries (`not_sealed`) instead of handing them out.
     require_sealed: bool = False
+    #: A file that keeps the pinned keys of other agents between runs (else they are pinned anew
+    #: on first use in each run).
+    pin_file: str | None = None
 
 
 class Client:
@@ -121,7 +126,7 @@ class Client:
         self._streams = StreamHub(self)
         self.contexts: Contexts = Contexts(self)
         """Shared contexts: write, read, list and watch them (section 5.13)."""
-        self._sealer = Sealer(self, options.keys, options.key_check_interval, options.require_sealed)
+        self._sealer = Sealer(self, options.keys, options.key_check_interval, options.require_sealed, options.pin_file)
 
     # MARK: connecting
 
@@ -142,7 +147,7 @@ class Client:
                 answers.append(connection.expect(ref))
                 pipelined.append(build(ref))
 
-            keys = self.options.keys
+            keys = self._sealer.keys
             if keys is not None:
                 public = keys.public
                 pipeline(lambda ref: f.KeyPublish(ref, public.box_key, public.sign_key).encode())
@@ -576,7 +581,7 @@ class Client:
     @property
     def key_fingerprint(self) -> str | None:
         """This agent's key fingerprint, to compare out of band; None without keys."""
-        keys = self.options.keys
+        keys = self._sealer.keys
         return keys.public.fingerprint if keys is not None else None
 
     async def peer_fingerprint(self, agent: str) -> str:
@@ -597,6 +602,15 @@ class Client:
         await group.rotate()
         return group
 
+    async def rotate_keys(self, new_keys: AgentKeys) -> None:
+        """Replaces this agent's keys with `new_keys`, signed by the current ones so that every peer
+        accepts them; what was sealed to the old keys still opens. Save them for the next start:
+        `new_keys.write(path)` to a new file, then rename it over the old one."""
+        rotation = self._sealer.own().sign(new_keys.public.rotation_message)
+        public = new_keys.public
+        await self._call(lambda ref: f.KeyPublish(ref, public.box_key, public.sign_key, rotation).encode())
+        self._sealer.rotated(new_keys)
+
     def forget_keys(self, agent: str) -> None:
         """Forgets the keys pinned for `agent`: the next ones the bus hands out are pinned on first use."""
         self._sealer.ring.forget(agent)
@@ -616,13 +630,28 @@ class Client:
         stream_id: str | None = None,
         progress: Progress | None = None,
         deadline_ms: int = 0,
+        sealed: bool = False,
     ) -> f.Ok:
         """Uploads a payload of any size (bytes, or a file path) to an agent as a chunked stream
         with its SHA-256 (5.9), a few chunks ahead of what the bus stored. If the connection
         breaks, it waits for the reconnect, asks the bus how far it got (STREAM_RESUME) and sends
         the rest. `progress(stream_id, bytes_stored, total)` follows it. Returns the bus's OK once
-        the stream is verified and queued for the receiver."""
-        return await self._streams.upload(Target(*resolve(target)), source, stream_id, progress, deadline_ms)
+        the stream is verified and queued for the receiver.
+
+        With `sealed`, the stream is sealed end to end for the agent `target` names (its keys'
+        `crypto_secretstream`, 1 MiB messages, then the plaintext's SHA-256): written sealed to a
+        file in the temporary folder first, uploaded from it (so a resume sends the same bytes),
+        then deleted. The receiving client opens it and checks the plaintext."""
+        kind, name = resolve(target)
+        if not sealed:
+            return await self._streams.upload(Target(kind, name), source, stream_id, progress, deadline_ms)
+        if kind != f.TargetKind.AGENT:
+            raise SealError("needs_agent", "sealing needs an agent by id: a capability names no keys")
+        path = await self._sealer.seal_upload(source, name, tempfile.gettempdir())
+        try:
+            return await self._streams.upload(Target(kind, name), path, stream_id, progress, deadline_ms)
+        finally:
+            os.unlink(path)
 
     def streams(self) -> AsyncIterator[IncomingStream]:
         """Streams delivered to this agent, verified and written to files, as an async iterator.
@@ -783,6 +812,7 @@ def connect(
     keys: AgentKeys | None = None,
     key_check_interval: float = 60.0,
     require_sealed: bool = False,
+    pin_file: str | None = None,
 ) -> Connecting:
     """Connects an agent to the bus: `client = await acb.connect(...)` or
     `async with acb.connect(...) as client:`.
@@ -823,5 +853,6 @@ def connect(
             keys=keys,
             key_check_interval=key_check_interval,
             require_sealed=require_sealed,
+            pin_file=pin_file,
         )
     )

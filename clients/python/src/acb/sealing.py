@@ -7,21 +7,26 @@ public halves on every connect, seals with ``send(..., sealed="box")`` or ``"ano
 that does not open is NACKed and reported on ``Client.sealing_failures()``, never handed out. The
 same bytes as the Swift client's, so agents in both languages read each other.
 
-This client does messages, requests and replies, group messages (`Client.sealed_group`) and
-sealed contexts (`Contexts.put_sealed`, `get_sealed`, `update_sealed`). Sealed streams are the
-Swift client's alone for now: they arrive as the ciphertext they are.
+This client does messages, requests and replies, group messages (`Client.sealed_group`), sealed
+contexts (`Contexts.put_sealed`, `get_sealed`, `update_sealed`), sealed streams
+(`Client.upload(..., sealed=True)`, opened on arrival) and key rotation (`Client.rotate_keys`),
+as the Swift client does.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import json
 import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal
+from typing import IO, Literal
 
 from . import _frames as f
 from . import _sodium as sodium
@@ -336,6 +341,86 @@ def context_head(sealed: bytes) -> ContextHead:
     return ContextHead(epoch, signer, readers, reader.offset)
 
 
+#: Plaintext bytes per message of a sealed stream.
+STREAM_MESSAGE_BYTES = 1 << 20
+#: A sealed stream's header: a box (kind 5) of its key, the secretstream header, the message size
+#: and the plaintext size.
+STREAM_HEADER_BYTES = 4 + 2 * KEY_ID_BYTES + sodium.NONCE_BYTES + sodium.BOX_OVERHEAD + 1 + 32 + 24 + 4 + 8
+
+
+def _messages(source: bytes | bytearray | memoryview | str | os.PathLike[str]) -> Iterator[bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = memoryview(source).cast("B")
+        for offset in range(0, len(data), STREAM_MESSAGE_BYTES):
+            yield bytes(data[offset : offset + STREAM_MESSAGE_BYTES])
+        return
+    with open(source, "rb") as file:
+        while message := file.read(STREAM_MESSAGE_BYTES):
+            yield message
+
+
+def seal_stream(
+    source: bytes | bytearray | memoryview | str | os.PathLike[str],
+    size: int,
+    recipient: PublicKeys,
+    sender: AgentKeys,
+    out: IO[bytes],
+) -> None:
+    """Writes `source` (`size` bytes) sealed for `recipient` to `out`: the header, the plaintext
+    in `crypto_secretstream` messages of `STREAM_MESSAGE_BYTES`, then a FINAL message holding the
+    plaintext's SHA-256."""
+    key = random_key()
+    stream, stream_header = sodium.SecretStream.push(key)
+    content = key + stream_header + STREAM_MESSAGE_BYTES.to_bytes(4, "big") + size.to_bytes(8, "big")
+    header = bytearray(box(content, Purpose.STREAM_KEY, recipient, sender)[0])
+    header[len(MAGIC)] = Kind.STREAM
+    out.write(header)
+    digest = hashlib.sha256()
+    for message in _messages(source):
+        digest.update(message)
+        out.write(stream.encrypt(message, final=False))
+    out.write(stream.encrypt(digest.digest(), final=True))
+
+
+def open_stream_file(path: str, content: bytes) -> int:
+    """Opens the sealed stream at `path` in place, with the key and sizes of its header's `content`.
+    Returns the plaintext's size. Raises `SealError`: `tampered` (a message changed, replayed or
+    reordered, or the plaintext not matching its SHA-256), `truncated`, `malformed`."""
+    reader = Reader(content, 0)
+    key, header = reader.take(32), reader.take(sodium.STREAM_HEADER_BYTES)
+    message_bytes, size = reader.integer(4), reader.integer(8)
+    stream = sodium.SecretStream.pull(key, header)
+    if stream is None or message_bytes == 0:
+        raise SealError("malformed", "not a sealed stream's header")
+    count = -(-size // message_bytes)
+    opened_path = path + ".open"
+    try:
+        with open(path, "rb") as sealed, open(opened_path, "wb") as plain:
+            sealed.seek(STREAM_HEADER_BYTES)
+            digest = hashlib.sha256()
+            for index in range(count + 1):
+                length = min(message_bytes, size - index * message_bytes) if index < count else 32
+                message = sealed.read(length + sodium.STREAM_OVERHEAD)
+                if len(message) != length + sodium.STREAM_OVERHEAD:
+                    raise SealError("truncated", f"the stream ends in message {index} of {count + 1}")
+                opened = stream.decrypt(message)
+                if opened is None or opened[1] != (index == count):
+                    raise SealError(
+                        "tampered", f"message {index} does not authenticate (changed, replayed or reordered)"
+                    )
+                if index < count:
+                    digest.update(opened[0])
+                    plain.write(opened[0])
+                elif opened[0] != digest.digest():
+                    raise SealError("tampered", "the plaintext does not match its SHA-256")
+        os.replace(opened_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(opened_path)
+        raise
+    return size
+
+
 def reply_content(content: bytes, nonce: bytes) -> bytes:
     """What a reply box holds after the nonce of the request it answers."""
     if not content.startswith(nonce):
@@ -350,9 +435,18 @@ class KeyRing:
     #: Group keys kept per group: messages sealed just before a rotation still open.
     KEPT_EPOCHS = 4
 
-    def __init__(self) -> None:
+    def __init__(self, pin_file: str | None = None) -> None:
+        """`pin_file` keeps the pins between runs (the Swift client's format: JSON, each agent's
+        `box_key` and `sign_key` in base64), written whole with mode 0600 on every change."""
         self._pins: dict[str, PublicKeys] = {}
         self._checked: dict[str, float] = {}
+        self._pin_file = pin_file
+        if pin_file is not None and os.path.exists(pin_file):
+            with open(pin_file, encoding="utf-8") as file:
+                for agent, keys in json.load(file).items():
+                    self._pins[agent] = PublicKeys(
+                        base64.b64decode(keys["box_key"]), base64.b64decode(keys["sign_key"])
+                    )
         #: Group id (`owner/name`) → epoch → key, the newest `KEPT_EPOCHS` epochs.
         self._groups: dict[str, dict[int, bytes]] = {}
 
@@ -397,16 +491,37 @@ class KeyRing:
                     f"the keys of {key.agent_id} changed from {pin.fingerprint} to {published.fingerprint}"
                     " without a rotation the pinned keys signed",
                 )
-        self._pins[key.agent_id] = published
+        if pin != published:
+            self._pins[key.agent_id] = published
+            self._save()
         return published
 
     def pin(self, agent: str, keys: PublicKeys) -> None:
         self._pins[agent] = keys
         self._checked[agent] = time.monotonic()
+        self._save()
 
     def forget(self, agent: str) -> None:
         self._pins.pop(agent, None)
         self._checked.pop(agent, None)
+        self._save()
+
+    def _save(self) -> None:
+        """Writes the pins to the pin file, if there is one: aside, then renamed over it."""
+        if self._pin_file is None:
+            return
+        pins = {
+            agent: {
+                "box_key": base64.b64encode(keys.box_key).decode(),
+                "sign_key": base64.b64encode(keys.sign_key).decode(),
+            }
+            for agent, keys in self._pins.items()
+        }
+        aside = f"{self._pin_file}.{os.getpid()}.new"
+        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(pins, file)
+        os.replace(aside, self._pin_file)
 
     def known(self, agent: str) -> PublicKeys | None:
         """The keys pinned for `agent`, however long ago they were checked."""

@@ -52,6 +52,9 @@ class IncomingStream:
     path: str
     settled: bool
     _connection: Connection
+    #: `"agent"` for a stream the client opened (sealed by its sender, checked against its pinned
+    #: keys); None for a plaintext one.
+    sealed_by: str | None = None
 
     def ack(self) -> None:
         if not self.settled:
@@ -323,18 +326,23 @@ class StreamHub:
             download.discard()
             connection.acks.finish(delivery_id, nack=True)
             return
-        self._inbox.append(
-            IncomingStream(
-                delivery_id,
-                download.sender,
-                download.stream_id,
-                download.size,
-                download.sha256,
-                download.path,
-                False,
-                connection,
-            )
+        incoming = IncomingStream(
+            delivery_id,
+            download.sender,
+            download.stream_id,
+            download.size,
+            download.sha256,
+            download.path,
+            False,
+            connection,
         )
+        if self._client._sealer.is_sealed_stream(download.path):
+            self._client._sealer.receive_stream(incoming, self._arrived)
+        else:
+            self._arrived(incoming)
+
+    def _arrived(self, incoming: IncomingStream) -> None:
+        self._inbox.append(incoming)
         self._wake()
 
     def _aborted(self, frame: f.StreamAbort) -> None:
