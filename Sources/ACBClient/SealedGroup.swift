@@ -11,10 +11,10 @@ import NIOCore
 /// opens nothing sent after. Members keep the last few epochs, so messages sealed just before a
 /// change still open.
 public final class SealedGroup: Sendable {
+    /// The members, and the newest epoch (its key is in the client's key ring).
     private struct State {
         var members: Set<String>
         var epoch: UInt32
-        var key: [UInt8]
     }
 
     public let name: String
@@ -27,16 +27,19 @@ public final class SealedGroup: Sendable {
         self.name = name
         self.id = "\(owner)/\(name)"
         self.client = client
-        self.state = NIOLockedValueBox(State(members: members, epoch: 0, key: []))
+        self.state = NIOLockedValueBox(State(members: members, epoch: 0))
     }
 
     public var members: Set<String> { state.withLockedValue { $0.members } }
 
     /// Gives the current key to `agent`.
     public func add(_ agent: String) async throws {
-        let (epoch, key) = state.withLockedValue { state in
+        let epoch = state.withLockedValue { state in
             state.members.insert(agent)
-            return (state.epoch, state.key)
+            return state.epoch
+        }
+        guard let key = client.keyRing.groupKey(id, epoch: epoch) else {
+            throw SealError(.unknownGroupKey, "no key of group \(id) at epoch \(epoch)")
         }
         try await client.sendGroupKey(key, group: name, epoch: epoch, to: agent)
     }
@@ -55,10 +58,10 @@ public final class SealedGroup: Sendable {
         let now = UInt32(clamping: Int(Date().timeIntervalSince1970))
         let (epoch, members) = state.withLockedValue { state in
             state.epoch = max(state.epoch + 1, now)
-            state.key = key
+            // Kept under the lock: an `add` that reads this epoch finds its key.
+            client.keyRing.keepGroupKey(key, group: id, epoch: state.epoch)
             return (state.epoch, state.members)
         }
-        client.keyRing.keepGroupKey(key, group: id, epoch: epoch)
         for member in members.sorted() { try await client.sendGroupKey(key, group: name, epoch: epoch, to: member) }
     }
 }

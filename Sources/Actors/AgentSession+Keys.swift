@@ -27,6 +27,11 @@ extension AgentSession {
             return fail(command.ref, error)
         }
         let agent = AgentKey(tenant: identity.tenant, agentID: command.agentID)
+        // In memory, the common case: answered here, without a hop to the directory's thread.
+        if let known = supervisor.keys.cached(agent) {
+            write(.key(KeyInfo(ref: command.ref, agentID: command.agentID, published: known)))
+            return flushSoon()
+        }
         answerKeys(command.ref) { [supervisor] () throws(BusError) in
             guard let published = try await supervisor.keys.keys(of: agent) else {
                 throw BusError(.noKey, "\(command.agentID) has published no keys")

@@ -41,8 +41,13 @@ public final class KeyDirectory: Sendable {
     /// The keys `agent` published, nil when none.
     /// - Throws: `storage_unavailable` when they are not in memory and storage cannot be read.
     public func keys(of agent: AgentKey) async throws(BusError) -> PublishedKeys? {
-        if let known = cache.withLock({ $0[agent] }) { return known }
+        if let known = cached(agent) { return known }
         return try await serially { () throws(BusError) in try self.load(agent) }
+    }
+
+    /// The keys `agent` published if they are in memory: no wait, no storage.
+    public func cached(_ agent: AgentKey) -> PublishedKeys? {
+        cache.withLock { $0[agent] }
     }
 
     /// Publishes `keys` for `agent`: again the same ones is a no-op; others replace the current
