@@ -3,16 +3,17 @@ is sealed opens for its receiver only, and every forgery is refused with its cod
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
 from conftest import Connect, take
 
 import acb
-from acb import sealing
+from acb import _sodium, sealing
 from acb.sealing import Purpose
 
 
@@ -22,6 +23,19 @@ def keyed(
     """`agent` with keys, asking the bus for other agents' keys on every use."""
     keys = keys or acb.AgentKeys.generate()
     return connect(agent, keys=keys, key_check_interval=0, require_sealed=require_sealed)
+
+
+async def refused(failures: AsyncIterator[acb.SealingFailure], code: str) -> acb.SealingFailure:
+    """The next refusal with `code`, within 10 s. A refused delivery is NACKed, so it comes again:
+    the redeliveries of earlier ones are skipped."""
+
+    async def find() -> acb.SealingFailure:
+        async for failure in failures:
+            if failure.error.code == code:
+                return failure
+        raise AssertionError("the client closed")
+
+    return await asyncio.wait_for(find(), 10)
 
 
 async def test_sealed_messages_requests_and_replies_open_for_their_receivers(connect: Connect) -> None:
@@ -56,6 +70,7 @@ async def test_group_messages_open_for_members_only_and_a_removed_member_loses_t
         await member.subscribe("ops.>")
     group = await alice.sealed_group("ops", ["bob", "carol"])
     assert group.id == "alice/ops"
+    bob_failures = bob.sealing_failures()
     await alice.publish("ops.alert", "to the group", group=group.id)
     for member in (bob, carol):
         [delivery] = await take(member.deliveries(), 1)
@@ -65,12 +80,19 @@ async def test_group_messages_open_for_members_only_and_a_removed_member_loses_t
     await alice.broadcast("after carol", group=group.id)
     [delivery] = await take(bob.deliveries(), 1)
     assert delivery.text == "after carol"
-    failures = carol.sealing_failures()
-    async for failure in failures:
-        assert failure.error.code == "unknown_group_key"
-        break
+    assert (await refused(carol.sealing_failures(), "unknown_group_key")).sender == "alice"
     with pytest.raises(acb.SealError, match="unknown_group_key"):
         await alice.publish("ops.alert", "x", group="alice/none")
+
+    # A key carol sends is kept as carol's group's, never as the owner's: she cannot write as it.
+    carol_keys, bob_keys = carol.options.keys, bob.options.keys
+    assert carol_keys is not None and bob_keys is not None
+    forged_key = bytes(32)
+    content = sealing.group_key_content("ops", 999, forged_key)
+    key_box, _ = sealing.box(content, Purpose.GROUP_KEY, bob_keys.public, carol_keys)
+    await carol.send("bob", key_box)
+    await carol.publish("ops.alert", sealing.group_message(b"forged", "alice/ops", 999, forged_key, carol_keys))
+    assert (await refused(bob_failures, "unknown_group_key")).sender == "carol"
 
 
 async def test_a_sealed_context_opens_for_its_readers_and_the_bus_cannot_patch_it(connect: Connect) -> None:
@@ -129,11 +151,9 @@ async def test_a_sealed_stream_opens_to_its_plaintext_and_a_changed_or_cut_one_i
     changed[sealing.STREAM_HEADER_BYTES + 10] ^= 1
     await alice.upload("bob", bytes(changed))
     await alice.upload("bob", sealed.getvalue()[:-10])
-    codes = set()
-    async for failure in bob.sealing_failures():
-        codes.add(failure.error.code)
-        if codes >= {"tampered", "truncated"}:
-            break
+    failures = bob.sealing_failures()
+    for code in ("tampered", "truncated"):
+        assert (await refused(failures, code)).sender == "alice"
 
 
 async def test_a_changed_byte_another_sender_other_keys_and_plaintext_are_refused(connect: Connect) -> None:
@@ -143,28 +163,23 @@ async def test_a_changed_byte_another_sender_other_keys_and_plaintext_are_refuse
     carol = await keyed(connect, "carol", carol_keys)
     failures = bob.sealing_failures()
 
-    async def refused(code: str) -> acb.SealingFailure:
-        # A refused delivery is NACKed, so it comes again: skip those redeliveries.
-        async for failure in failures:
-            if failure.error.code == code:
-                return failure
-        raise AssertionError("no refusal")
-
     sealed, _ = sealing.box(b"payload", Purpose.MESSAGE, bob_keys.public, alice_keys)
     flipped = bytearray(sealed)
     flipped[-3] ^= 1
     await alice.send("bob", bytes(flipped))
-    assert (await refused("tampered")).sender == "alice"
+    assert (await refused(failures, "tampered")).sender == "alice"
     await carol.send("bob", sealed)
-    assert (await refused("wrong_sender")).sender == "carol"
+    assert (await refused(failures, "wrong_sender")).sender == "carol"
     for_carol, _ = sealing.box(b"x", Purpose.MESSAGE, carol_keys.public, alice_keys)
     await alice.send("bob", for_carol)
-    assert (await refused("wrong_key")).sender == "alice"
+    assert (await refused(failures, "wrong_key")).sender == "alice"
     await alice.send("bob", "plaintext")
-    assert (await refused("not_sealed")).sender == "alice"
+    assert (await refused(failures, "not_sealed")).sender == "alice"
+    await alice.upload("bob", b"a plaintext stream")
+    assert (await refused(failures, "not_sealed")).sender == "alice"
     request, _ = sealing.box(b"a request", Purpose.REQUEST, bob_keys.public, alice_keys)
     await alice.send("bob", request)
-    assert (await refused("malformed")).sender == "alice"
+    assert (await refused(failures, "malformed")).sender == "alice"
 
 
 async def test_keys_are_pinned_on_first_use_and_checked_by_fingerprint(connect: Connect, tmp_path: Path) -> None:
@@ -224,3 +239,5 @@ def test_the_formats_are_the_swift_clients() -> None:
     assert purpose == Purpose.REPLY and sealing.reply_content(content, nonce) == b"answer"
     with pytest.raises(acb.SealError, match="malformed"):
         sealing.reply_content(content, bytes(24))
+    # A low-order box key would share an all-zero key with anyone: refused where keys are taken.
+    assert _sodium.is_weak(bytes(32)) and not _sodium.is_weak(keys.public.box_key)

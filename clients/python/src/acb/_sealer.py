@@ -218,7 +218,9 @@ class Sealer:
     async def seal_upload(self, source: StreamSource, recipient: str, directory: str) -> str:
         """`source` sealed for agent `recipient` into a new file under `directory`: its path."""
         keys, own = await self.peer_keys(recipient), self.own()
-        size = len(source) if isinstance(source, (bytes, bytearray, memoryview)) else os.path.getsize(source)
+        size = (
+            memoryview(source).nbytes if isinstance(source, (bytes, bytearray, memoryview)) else os.path.getsize(source)
+        )
         with tempfile.NamedTemporaryFile(dir=directory, prefix="acb-sealed-", delete=False) as out:
             try:
                 await asyncio.to_thread(seal_stream, source, size, keys, own, out)
@@ -226,6 +228,20 @@ class Sealer:
                 os.unlink(out.name)
                 raise
         return out.name
+
+    def refuses(self, stream: IncomingStream) -> bool:
+        """With `require_sealed`, refuses a plaintext stream (`not_sealed`): deleted, NACKed and
+        reported. Whether it did."""
+        if not self._require_sealed:
+            return False
+        os.unlink(stream.path)
+        stream.nack()
+        self._report(
+            SealingFailure(
+                stream.sender, stream.delivery_id, SealError("not_sealed", f"a plaintext stream from {stream.sender}")
+            )
+        )
+        return True
 
     def receive_stream(self, stream: IncomingStream, deliver: Callable[[IncomingStream], None]) -> None:
         """Opens a sealed stream in place (off the event loop), then hands it to `deliver`; one
@@ -240,15 +256,23 @@ class Sealer:
                 purpose, _, content = await self.open_box(header, stream.sender)
                 if purpose != Purpose.STREAM_KEY:
                     raise SealError("malformed", "not a sealed stream's header")
-                stream.size = await asyncio.to_thread(open_stream_file, stream.path, content)
+                # Shielded: a close while it runs waits for the file, so it can delete it below.
+                stream.size, stream.sha256 = await asyncio.shield(
+                    asyncio.to_thread(open_stream_file, stream.path, content)
+                )
                 stream.sealed_by = "agent"
-            except Exception as error:
+            except BaseException as error:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(stream.path)
+                if not isinstance(error, Exception):
+                    raise  # cancelled: the client is closing, and the bus delivers it again
                 failure = _failure(error)
                 if failure.code != "keys_unavailable":
                     stream.nack()
                 self._report(SealingFailure(stream.sender, stream.delivery_id, failure))
+                return
+            if not stream._connection.is_open:
+                os.unlink(stream.path)  # its connection closed meanwhile: the bus delivers it again
                 return
             deliver(stream)
 
@@ -326,6 +350,8 @@ class Sealer:
                 if not await self._open(delivery):
                     delivery.ack()  # a group's key, kept
                     continue
+                if not delivery._connection.is_open:
+                    continue  # closed while its sender's keys were fetched: it comes again
             except Exception as error:
                 failure = _failure(error)
                 # Keys that could not be fetched are not the payload's fault: left unacknowledged,
@@ -360,6 +386,8 @@ class Sealer:
                 raise SealError("malformed", "an anonymous request: a request must be a box, its reply is bound to it")
             nonce, sealed_by = b"", "anonymous"
         elif kind == Kind.GROUP:
+            if delivery.kind == f.DeliveryKind.REQUEST:
+                raise SealError("malformed", "a group message delivered as a request: its reply could not be sealed")
             group, payload = await self.open_group_message(sealed, delivery.sender)
             delivery._opened(payload, "group", None, group=group)
             return True

@@ -51,8 +51,17 @@ def random(count: int) -> bytes:
 
 _nonces = threading.Lock()
 _pool = bytearray()
-# A forked child must not hand out the parent's next nonces.
-os.register_at_fork(after_in_child=_pool.clear)
+
+
+def _forked() -> None:
+    """A forked child must not hand out the parent's next nonces, nor wait on a lock a thread of
+    the parent held."""
+    global _nonces
+    _nonces = threading.Lock()
+    _pool.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def nonce() -> bytes:
@@ -93,10 +102,21 @@ def verify(signature: bytes, message: bytes, public: bytes) -> bool:
     return status == 0
 
 
+_PROBE_SCALAR = bytes([0x42] * KEY_BYTES)
+
+
+def is_weak(box_key: bytes) -> bool:
+    """Whether an X25519 public key is of low order: whatever secret meets it, the shared key is
+    all zero, which anyone can compute (libsodium's `crypto_scalarmult` refuses it)."""
+    out = _buffer(KEY_BYTES)
+    return len(box_key) != KEY_BYTES or _library().crypto_scalarmult(out, _PROBE_SCALAR, box_key) != 0
+
+
 def shared_key(peer: bytes, secret: bytes) -> bytes:
     """``crypto_box_beforenm``: the key one X25519 pair's secret shares with a peer's public key."""
     out = _buffer(KEY_BYTES)
-    _library().crypto_box_beforenm(out, peer, secret)
+    if _library().crypto_box_beforenm(out, peer, secret) != 0:
+        raise ValueError("a weak public key: no key can be shared with it")
     return out.raw
 
 

@@ -598,6 +598,8 @@ class Client:
     async def sealed_group(self, name: str, members: set[str] | list[str]) -> SealedGroup:
         """Makes a group key named `name` (this agent is its owner; the group's id is
         `agent_id/name`) and gives it, sealed, to each of `members`."""
+        if not self.agent_id:
+            raise ConnectionClosedError(ErrorCode.UNAVAILABLE, "not connected: the group's id names its owner")
         group = SealedGroup(self._sealer, name, self.agent_id, set(members))
         await group.rotate()
         return group

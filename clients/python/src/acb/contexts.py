@@ -422,7 +422,8 @@ class Contexts:
         return await self.open_sealed(await self.get(id, version=version))
 
     async def open_sealed(self, context: SharedContext) -> SharedContext:
-        """`context` (from `get`, `list` or a watch) with its sealed body opened."""
+        """`context` (from `get`) with its sealed body opened; for a watch's event, `get_sealed`
+        its version."""
         if context.head.attributes.content_type != f.ContentType.SEALED:
             raise SealError("not_sealed", f"{context.id} is not a sealed context")
         sealer = self._client._sealer

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _frames as f
+from .sealing import SealError
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -68,7 +69,8 @@ class Delivery:
         #: in memory only, and from a bus older than protocol version 3.
         self.message_id: int = frame.message_id or 0
         #: Who sealed it, for a payload the client opened (`"agent"`: the sender, checked against
-        #: its pinned keys; `"anonymous"`: someone it cannot name); None for a plaintext one.
+        #: its pinned keys; `"anonymous"`: someone it cannot name; `"group"`: a member of `group`,
+        #: checked by its signature); None for a plaintext one.
         self.sealed_by: str | None = None
         #: For `sealed_by == "group"`: the group (`owner/name`) whose key it was sealed with.
         self.group: str | None = None
@@ -116,7 +118,11 @@ class Delivery:
         status = f.ReplyStatus.ERROR if error else f.ReplyStatus.OK
         data = payload_bytes(payload)
         if self._request_nonce is not None:
-            data = self._client._sealer.seal_reply(bytes(data), self, self._request_nonce)
+            try:
+                data = self._client._sealer.seal_reply(bytes(data), self, self._request_nonce)
+            except SealError:
+                # The requester refuses a plaintext reply: only that it failed, which tells nothing.
+                status, data = f.ReplyStatus.ERROR, b"the reply could not be sealed"
         self._connection.write(f.encode_reply(self.correlation_id, status, data))
         self.ack()
 

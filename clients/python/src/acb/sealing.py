@@ -19,8 +19,10 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import stat
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +32,8 @@ from typing import IO, Literal
 
 from . import _frames as f
 from . import _sodium as sodium
+
+log = logging.getLogger("acb")
 
 Sealing = Literal["box", "anonymous"]
 """How `send` seals: ``"box"`` (the receiver knows who wrote it) or ``"anonymous"`` (it cannot tell)."""
@@ -137,7 +141,12 @@ class AgentKeys:
             file.write(_FILE_MAGIC + self._seeds)
 
     def shared_key(self, peer: bytes) -> bytes:
-        return sodium.shared_key(peer, self._box_secret)
+        """The key shared with `peer`; `invalid_keys` for a weak (low-order) public key, with which
+        anyone could compute it."""
+        try:
+            return sodium.shared_key(peer, self._box_secret)
+        except ValueError as error:
+            raise SealError("invalid_keys", str(error)) from None
 
     def sign(self, message: bytes) -> bytes:
         return sodium.sign(message, self._sign_secret)
@@ -348,15 +357,21 @@ STREAM_MESSAGE_BYTES = 1 << 20
 STREAM_HEADER_BYTES = 4 + 2 * KEY_ID_BYTES + sodium.NONCE_BYTES + sodium.BOX_OVERHEAD + 1 + 32 + 24 + 4 + 8
 
 
-def _messages(source: bytes | bytearray | memoryview | str | os.PathLike[str]) -> Iterator[bytes]:
+def _messages(source: bytes | bytearray | memoryview | str | os.PathLike[str], size: int) -> Iterator[bytes]:
+    """The first `size` bytes of `source`, a message at a time; `truncated` if it has fewer."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = memoryview(source).cast("B")
+        data = memoryview(source).cast("B")[:size]
         for offset in range(0, len(data), STREAM_MESSAGE_BYTES):
             yield bytes(data[offset : offset + STREAM_MESSAGE_BYTES])
-        return
-    with open(source, "rb") as file:
-        while message := file.read(STREAM_MESSAGE_BYTES):
-            yield message
+        left = size - len(data)
+    else:
+        with open(source, "rb") as file:
+            left = size
+            while left and (message := file.read(min(left, STREAM_MESSAGE_BYTES))):
+                left -= len(message)
+                yield message
+    if left:
+        raise SealError("truncated", f"the source ended {left} bytes before its size")
 
 
 def seal_stream(
@@ -376,26 +391,30 @@ def seal_stream(
     header[len(MAGIC)] = Kind.STREAM
     out.write(header)
     digest = hashlib.sha256()
-    for message in _messages(source):
+    for message in _messages(source, size):
         digest.update(message)
         out.write(stream.encrypt(message, final=False))
     out.write(stream.encrypt(digest.digest(), final=True))
 
 
-def open_stream_file(path: str, content: bytes) -> int:
-    """Opens the sealed stream at `path` in place, with the key and sizes of its header's `content`.
-    Returns the plaintext's size. Raises `SealError`: `tampered` (a message changed, replayed or
-    reordered, or the plaintext not matching its SHA-256), `truncated`, `malformed`."""
+def open_stream_file(path: str, content: bytes) -> tuple[int, bytes]:
+    """Opens the sealed stream at `path` in place (the plaintext readable by its owner only), with
+    the key and sizes of its header's `content`. Returns the plaintext's size and SHA-256. Raises
+    `SealError`: `tampered` (a message changed, replayed or reordered, or the plaintext not matching
+    its SHA-256), `truncated` (bytes missing, or more than the header announced), `malformed`."""
     reader = Reader(content, 0)
     key, header = reader.take(32), reader.take(sodium.STREAM_HEADER_BYTES)
     message_bytes, size = reader.integer(4), reader.integer(8)
     stream = sodium.SecretStream.pull(key, header)
-    if stream is None or message_bytes == 0:
+    if stream is None or not 0 < message_bytes <= STREAM_MESSAGE_BYTES:
         raise SealError("malformed", "not a sealed stream's header")
     count = -(-size // message_bytes)
-    opened_path = path + ".open"
+    if os.path.getsize(path) != STREAM_HEADER_BYTES + size + (count + 1) * sodium.STREAM_OVERHEAD + 32:
+        raise SealError("truncated", "the stream's length is not the one its header announces")
+    directory, name = os.path.split(path)
+    descriptor, opened_path = tempfile.mkstemp(dir=directory, prefix=name + ".open-")
     try:
-        with open(path, "rb") as sealed, open(opened_path, "wb") as plain:
+        with open(path, "rb") as sealed, os.fdopen(descriptor, "wb") as plain:
             sealed.seek(STREAM_HEADER_BYTES)
             digest = hashlib.sha256()
             for index in range(count + 1):
@@ -418,7 +437,7 @@ def open_stream_file(path: str, content: bytes) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(opened_path)
         raise
-    return size
+    return size, digest.digest()
 
 
 def reply_content(content: bytes, nonce: bytes) -> bytes:
@@ -434,6 +453,9 @@ class KeyRing:
 
     #: Group keys kept per group: messages sealed just before a rotation still open.
     KEPT_EPOCHS = 4
+    #: Groups whose keys are kept: beyond, the group heard of longest ago goes (any agent with keys
+    #: can send group keys under new names).
+    MAX_GROUPS = 1024
 
     def __init__(self, pin_file: str | None = None) -> None:
         """`pin_file` keeps the pins between runs (the Swift client's format: JSON, each agent's
@@ -444,14 +466,19 @@ class KeyRing:
         if pin_file is not None and os.path.exists(pin_file):
             with open(pin_file, encoding="utf-8") as file:
                 for agent, keys in json.load(file).items():
-                    self._pins[agent] = PublicKeys(
-                        base64.b64decode(keys["box_key"]), base64.b64decode(keys["sign_key"])
-                    )
+                    # As the Swift client does, an entry without both keys, or with keys of another
+                    # size, is left out: it pins nothing.
+                    box_key, sign_key = (base64.b64decode(keys.get(name, "")) for name in ("box_key", "sign_key"))
+                    if len(box_key) == len(sign_key) == sodium.KEY_BYTES:
+                        self._pins[agent] = PublicKeys(box_key, sign_key)
         #: Group id (`owner/name`) → epoch → key, the newest `KEPT_EPOCHS` epochs.
         self._groups: dict[str, dict[int, bytes]] = {}
 
     def keep_group_key(self, group: str, epoch: int, key: bytes) -> None:
-        epochs = self._groups.setdefault(group, {})
+        epochs = self._groups.pop(group, {})
+        self._groups[group] = epochs  # the newest at the end
+        if len(self._groups) > self.MAX_GROUPS:
+            del self._groups[next(iter(self._groups))]
         epochs[epoch] = key
         for old in sorted(epochs)[: -self.KEPT_EPOCHS]:
             del epochs[old]
@@ -477,6 +504,10 @@ class KeyRing:
         """Takes the bus's KEY: pins keys seen first, accepts new keys the pinned signing key
         signed (a rotation), refuses other changes (``key_changed``) and revoked keys."""
         published = PublicKeys(key.box_key, key.sign_key)
+        if sodium.is_weak(key.box_key):
+            raise SealError(
+                "invalid_keys", f"the box key of {key.agent_id} is weak: anyone could open what is sealed to it"
+            )
         if key.revoked:
             raise SealError("key_revoked", f"an operator revoked the keys of {key.agent_id} ({published.fingerprint})")
         self._checked[key.agent_id] = time.monotonic()
@@ -517,11 +548,17 @@ class KeyRing:
             }
             for agent, keys in self._pins.items()
         }
+        # A pin file that cannot be written costs the pins' persistence, not the message at hand.
         aside = f"{self._pin_file}.{os.getpid()}.new"
-        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(pins, file)
-        os.replace(aside, self._pin_file)
+        try:
+            descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                json.dump(pins, file)
+            os.replace(aside, self._pin_file)
+        except OSError as error:
+            log.warning("cannot write the pin file %s: %s", self._pin_file, error)
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
 
     def known(self, agent: str) -> PublicKeys | None:
         """The keys pinned for `agent`, however long ago they were checked."""

@@ -53,7 +53,7 @@ class IncomingStream:
     settled: bool
     _connection: Connection
     #: `"agent"` for a stream the client opened (sealed by its sender, checked against its pinned
-    #: keys); None for a plaintext one.
+    #: keys; `size` and `sha256` are then the plaintext's); None for a plaintext one.
     sealed_by: str | None = None
 
     def ack(self) -> None:
@@ -336,12 +336,16 @@ class StreamHub:
             False,
             connection,
         )
-        if self._client._sealer.is_sealed_stream(download.path):
-            self._client._sealer.receive_stream(incoming, self._arrived)
-        else:
+        sealer = self._client._sealer
+        if sealer.is_sealed_stream(download.path):
+            sealer.receive_stream(incoming, self._arrived)
+        elif not sealer.refuses(incoming):
             self._arrived(incoming)
 
     def _arrived(self, incoming: IncomingStream) -> None:
+        if self._closed:
+            os.unlink(incoming.path)  # nobody will take it: the bus delivers it again
+            return
         self._inbox.append(incoming)
         self._wake()
 
