@@ -192,6 +192,9 @@ extension ACBClient {
             }
             return delivery.opened(content, by: .anonymous, nonce: nil)
         case .group:
+            guard delivery.kind != .request else {
+                throw SealError(.malformed, "a group message delivered as a request: its reply could not be sealed")
+            }
             let (group, content) = try await openGroupMessage(sealed, from: delivery.from)
             return delivery.opened(content[...], by: .group(group), nonce: nil)
         case .context, .stream:
@@ -205,7 +208,12 @@ extension ACBClient {
             // Its connection closed while it waited: the bus delivers it again on the next.
             guard !delivery.connection.isClosed else { continue }
             do {
-                if let opened = try await opened(delivery) { route(opened) } else { delivery.ack() }
+                guard let opened = try await opened(delivery) else {
+                    delivery.ack()  // a group's key, kept
+                    continue
+                }
+                // Closed while its sender's keys were fetched: the bus delivers it again.
+                if !delivery.connection.isClosed { route(opened) }
             } catch {
                 let failure = Self.sealingFailure(error)
                 // Keys that could not be fetched are not the payload's fault: left unacknowledged,

@@ -369,8 +369,19 @@ extension ACBClient: ClientConnectionDelegate {
     }
 
     func streamArrived(_ stream: IncomingStream) {
-        guard configuration.keys != nil, Self.isSealedStream(stream.path) else {
-            streamInbox.continuation.yield(stream)
+        let sealed = Self.isSealedStream(stream.path)
+        guard configuration.keys != nil, sealed else {
+            guard configuration.requireSealed else {
+                streamInbox.continuation.yield(stream)
+                return
+            }
+            // Refused as a plaintext delivery is: deleted, NACKed and reported.
+            try? FileManager.default.removeItem(atPath: stream.path)
+            stream.connection.nack(stream.deliveryID)
+            let error =
+                sealed ? SealError(.invalidKeys, "no keys to open it") : SealError(.notSealed, "a plaintext stream")
+            failureInbox.continuation.yield(
+                SealingFailure(from: stream.from, deliveryID: stream.deliveryID, error: error))
             return
         }
         // Off the event loop: opening reads and writes the whole file.

@@ -21,6 +21,8 @@ final class KeyRing: Sendable {
     private let saving = NIOLock()
     /// Group keys kept per group: messages sealed just before a rotation still open.
     static let keptEpochs = 4
+    /// Groups whose keys are kept; beyond, one is dropped.
+    static let maxGroups = 1_024
 
     init(own: AgentKeys?, pinFile: String?) throws {
         var state = State(own: own)
@@ -83,6 +85,9 @@ final class KeyRing: Sendable {
         guard !published.revoked else {
             throw SealError(.keyRevoked, "an operator revoked the keys of \(agent) (\(published.keys.fingerprint))")
         }
+        guard !Sodium.isWeak(published.keys.boxKey) else {
+            throw SealError(.invalidKeys, "the box key of \(agent) is weak: anyone could open what is sealed to it")
+        }
         state.checked[agent] = now
         let pin = state.pins[agent]
         guard let pin, pin != published.keys else {
@@ -130,6 +135,11 @@ final class KeyRing: Sendable {
 
     func keepGroupKey(_ key: [UInt8], group: String, epoch: UInt32) {
         state.withLockedValue { state in
+            if state.groups[group] == nil, state.groups.count >= Self.maxGroups {
+                // Any agent with keys can send group keys under new names: the group heard of
+                // first goes (which one is arbitrary, the bound is what matters).
+                state.groups.removeValue(forKey: state.groups.keys.first!)
+            }
             var epochs = state.groups[group] ?? [:]
             epochs[epoch] = key
             for old in epochs.keys.sorted().dropLast(Self.keptEpochs) { epochs[old] = nil }

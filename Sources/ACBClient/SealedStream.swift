@@ -137,15 +137,22 @@ extension ACBClient {
         let streamHeader = Array(try reader.take(Sodium.streamHeaderBytes))
         let messageBytes = Int(try reader.integer(UInt32.self))
         let size = try reader.integer(UInt64.self)
-        guard purpose == .streamKey, messageBytes > 0, var pull = SecretStream.pull(key: key, header: streamHeader)
+        guard purpose == .streamKey, messageBytes > 0, messageBytes <= SealedSource.messageBytes,
+            var pull = SecretStream.pull(key: key, header: streamHeader)
         else { throw SealError(.malformed, "not a sealed stream's header") }
-        let plainPath = stream.path + ".open"
-        guard FileManager.default.createFile(atPath: plainPath, contents: nil),
-            let output = FileHandle(forWritingAtPath: plainPath)
-        else { throw SealError(.malformed, "cannot write \(plainPath)") }
+        let count = Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
+        let expected =
+            UInt64(SealedFormat.streamHeaderBytes) + size + UInt64((count + 1) * Sodium.streamOverhead) + 32
+        guard stream.size == expected else {
+            throw SealError(.truncated, "the stream's length is not the one its header announces")
+        }
+        // Readable by its owner only, made anew (never an existing file or link).
+        let plainPath = stream.path + ".open-\(UUID().uuidString)"
+        let descriptor = open(plainPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else { throw SealError(.malformed, "cannot write \(plainPath)") }
+        let output = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         defer { try? output.close() }
         var hasher = SHA256()
-        let count = Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
         for index in 0...count {
             let length =
                 index < count ? Int(min(UInt64(messageBytes), size - UInt64(index) * UInt64(messageBytes))) : 32

@@ -54,6 +54,16 @@ enum Sodium {
         return (publicKey, secretKey)
     }
 
+    /// Whether an X25519 public key is of low order: whatever secret meets it, the shared key is all
+    /// zero, which anyone can compute (`crypto_scalarmult` refuses it).
+    static func isWeak(_ boxKey: [UInt8]) -> Bool {
+        guard boxKey.count == keyBytes else { return true }
+        var out = [UInt8](repeating: 0, count: keyBytes)
+        return crypto_scalarmult(&out, probeScalar, boxKey) != 0
+    }
+
+    private static let probeScalar = [UInt8](repeating: 0x42, count: keyBytes)
+
     /// `crypto_box_beforenm`: the key two X25519 key pairs share (one side's public key, the
     /// other's secret), which `crypto_box_easy` would compute on every call.
     static func sharedKey(_ peer: [UInt8], secret: [UInt8]) -> [UInt8] {

@@ -250,6 +250,8 @@ struct SealingTests {
         #expect(keys.boxKey.lowercaseHex == "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f")
         #expect(keys.signKey.lowercaseHex == "29acbae141bccaf0b22e1a94d34d0bc7361e526d0bfe12c89794bc9322966dd7")
         #expect(keys.fingerprint == "aca3:1af0:441d:81db:ec71:e82d:a0b4:b5f5")
+        // A low-order box key would share an all-zero key with anyone: refused where keys are taken.
+        #expect(Sodium.isWeak([UInt8](repeating: 0, count: 32)) && !Sodium.isWeak(keys.boxKey))
     }
 
     /// The next refusal with `code`, past the redeliveries of those before: a refused delivery is
