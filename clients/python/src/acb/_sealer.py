@@ -289,7 +289,7 @@ class Sealer:
         if not key or not before <= set(readers):
             epoch, key = epoch + 1, random_key()
         wrapped = [(reader, await self.peer_keys(reader)) for reader in readers]
-        return context_body(id, body, epoch, key, wrapped, self.own())
+        return await _off_loop(len(body), context_body, id, body, epoch, key, wrapped, self.own())
 
     def context_key(self, id: str, sealed: bytes, me: str) -> tuple[int, bytes, set[str]]:
         """The epoch, key and readers of a sealed body, its key unwrapped with this agent's keys."""
@@ -311,7 +311,7 @@ class Sealer:
         _, key, _ = self.context_key(id, sealed, me)
         head = context_head(sealed)
         sign_key = await self.sign_key(writer, head.signer)
-        return open_signed_aead(sealed, head.end, key, sign_key, data=id.encode())
+        return await _off_loop(len(sealed), open_signed_aead, sealed, head.end, key, sign_key, id.encode())
 
     async def open_box(self, sealed: bytes, sender: str) -> tuple[Purpose, bytes, bytes]:
         """Opens a box from `sender`, its keys fetched again once if the box names others (they may
@@ -444,6 +444,16 @@ class SealedGroup:
         self._sealer.ring.keep_group_key(self.id, self._epoch, self._key)
         for member in sorted(self.members):
             await self._sealer.send_group_key(self.name, self._epoch, self._key, member)
+
+
+#: Bodies larger than this are sealed and opened on a worker thread: a 64 MiB context body would
+#: otherwise hold the event loop (heartbeats, acknowledgements) for a noticeable time.
+OFF_LOOP_BYTES = 1 << 20
+
+
+async def _off_loop(size: int, work: Callable[..., _T], *arguments: object) -> _T:
+    """`work(*arguments)`, on a worker thread when `size` is over `OFF_LOOP_BYTES`."""
+    return await asyncio.to_thread(work, *arguments) if size > OFF_LOOP_BYTES else work(*arguments)
 
 
 def _failure(error: Exception) -> SealError:
