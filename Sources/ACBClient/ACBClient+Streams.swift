@@ -23,7 +23,8 @@ public struct IncomingStream: Acknowledgeable, HandedOut {
 /// Where an upload's bytes come from: read in chunks, never loaded whole.
 public protocol StreamSource: Sendable {
     var size: UInt64 { get }
-    /// The SHA-256 of all the bytes, if known without reading them (nil: the upload reads them once first).
+    /// The SHA-256 of all the bytes, if known without reading them (nil: the upload computes it as it
+    /// sends them, and gives it in STREAM_END).
     var knownSHA256: [UInt8]? { get }
     /// Bytes `offset..<offset+count`.
     func read(offset: UInt64, count: Int) throws -> ByteBuffer
@@ -94,7 +95,8 @@ extension ACBClient {
         let chunkSize = connection.welcome.limits.chunkSize
         let open = StreamOpen(
             ref: 0, streamID: streamID, target: target, totalSize: source.size,
-            chunkSize: chunkSize, sha256: try source.knownSHA256 ?? Self.sha256(of: source, chunkSize: Int(chunkSize)))
+            chunkSize: chunkSize, sha256: source.knownSHA256 ?? StreamOpen.checksumAtEnd)
+        var digest = source.knownSHA256 == nil ? UploadDigest() : nil
         var statuses = connection.watchUpload(streamID)
         var next = try await startOrResume(connection) { ref in
             var frame = open
@@ -104,9 +106,12 @@ extension ACBClient {
         while true {
             do {
                 try await sendChunks(
-                    open, from: next, source: source, connection: connection, statuses: statuses,
+                    open, from: next, source: source, digest: &digest, connection: connection, statuses: statuses,
                     progress: progress)
-                let frame = try await connection.call { .streamEnd(StreamRef(ref: $0, streamID: streamID)) }
+                let sha256 = digest?.finalize()
+                let frame = try await connection.call {
+                    .streamEnd(StreamEnd(ref: $0, streamID: streamID, sha256: sha256))
+                }
                 connection.unwatchUpload(streamID)
                 guard case .ok(let ok) = frame else { throw Self.unexpected(frame) }
                 return ok
@@ -140,7 +145,7 @@ extension ACBClient {
 
     /// Sends chunks from `first`, keeping at most `uploadWindow` unconfirmed.
     private func sendChunks(
-        _ open: StreamOpen, from first: UInt32, source: some StreamSource,
+        _ open: StreamOpen, from first: UInt32, source: some StreamSource, digest: inout UploadDigest?,
         connection: ClientConnection, statuses: AsyncThrowingStream<StreamStatus, any Error>,
         progress: (@Sendable (UInt64, UInt64) -> Void)?
     ) async throws {
@@ -152,11 +157,9 @@ extension ACBClient {
             while sent < count, sent - stored < configuration.uploadWindow {
                 let offset = UInt64(sent) * UInt64(open.chunkSize)
                 let length = Int(min(UInt64(open.chunkSize), open.totalSize - offset))
-                connection.fire(
-                    .streamChunk(
-                        StreamChunk(
-                            streamID: open.streamID, index: sent,
-                            data: try source.read(offset: offset, count: length))))
+                let data = try source.read(offset: offset, count: length)
+                digest?.add(data, index: sent)
+                connection.fire(.streamChunk(StreamChunk(streamID: open.streamID, index: sent, data: data)))
                 sent += 1
             }
             guard let status = try await updates.next() else { throw ClientConnection.closedError }
@@ -165,14 +168,19 @@ extension ACBClient {
         }
     }
 
-    static func sha256(of source: some StreamSource, chunkSize: Int) throws -> [UInt8] {
-        var hasher = SHA256()
-        var offset: UInt64 = 0
-        while offset < source.size {
-            let chunk = try source.read(offset: offset, count: Int(min(UInt64(chunkSize), source.size - offset)))
-            chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
-            offset += UInt64(chunk.readableBytes)
-        }
-        return Array(hasher.finalize())
+}
+
+/// The SHA-256 of an upload computed as its chunks go out, each the first time: chunks sent again
+/// after a resume were hashed already.
+struct UploadDigest {
+    private var hasher = SHA256()
+    private var hashed: UInt32 = 0
+
+    mutating func add(_ chunk: ByteBuffer, index: UInt32) {
+        guard index == hashed else { return }
+        chunk.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
+        hashed += 1
     }
+
+    func finalize() -> [UInt8] { Array(hasher.finalize()) }
 }

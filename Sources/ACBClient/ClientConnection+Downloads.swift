@@ -17,10 +17,11 @@ extension ClientConnection {
                         ref: open.ref, streamID: open.streamID,
                         nextIndex: partial.nextIndex, bytes: partial.received)))
         }
+        // Readable by its owner only, made anew: a sealed stream is opened in place.
         let path = "\(configuration.downloadDirectory)/acb-\(UUID().uuidString)"
-        guard FileManager.default.createFile(atPath: path, contents: nil),
-            let handle = FileHandle(forWritingAtPath: path)
-        else { return nack(open.ref) }
+        let descriptor = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else { return nack(open.ref) }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         downloads.value[open.streamID] = Download(open: open, path: path, handle: handle)
     }
 
@@ -43,7 +44,7 @@ extension ClientConnection {
             download.open.totalSize)
     }
 
-    func finishDownload(_ end: StreamRef) {
+    func finishDownload(_ end: StreamEnd) {
         guard let download = downloads.value.removeValue(forKey: end.streamID) else { return }
         try? download.handle.close()
         let digest = Array(download.hasher.finalize())

@@ -1,58 +1,50 @@
 import Bus
-import Crypto
 import Foundation
 import NIOConcurrencyHelpers
 public import NIOCore
 
 /// A stream source that is another one sealed for one agent (docs/protocol.md 5.16): a header
 /// box carrying a fresh `crypto_secretstream` key, then the plaintext in messages of
-/// ``messageBytes``, then a final message holding the plaintext's SHA-256.
+/// ``messageBytes``, then an empty final message (tag FINAL). Each message's tag authenticates its
+/// plaintext, in its place: the receiver needs no checksum of its own.
 ///
-/// The bus checks its SHA-256 over these bytes, as over any stream's, so resuming works as for a
-/// plain upload: the stream's state before each message is kept (52 bytes each), and a message
-/// encrypts to the same bytes however often it is read.
+/// Messages are encrypted as the upload reads them, once each in order; the upload gives the
+/// SHA-256 the bus checks in STREAM_END. The stream's state before each message is kept (52 bytes
+/// each), so a message read again after a resume encrypts to the same bytes.
 public struct SealedSource: StreamSource {
     public let size: UInt64
-    public let knownSHA256: [UInt8]?
     private let plain: any StreamSource
     private let header: [UInt8]
-    private let states: [SecretStream]
-    private let plainDigest: [UInt8]
-    /// The last message encrypted (index, bytes): a chunk spans two messages, read one after the other.
-    private let last = NIOLockedValueBox<(Int, [UInt8])?>(nil)
+    private let count: Int
+    private let progress: NIOLockedValueBox<Progress>
+
+    /// How far encryption got: the state before each message encrypted so far and the next, and
+    /// the last message encrypted (a chunk spans two, read one after the other).
+    private struct Progress {
+        var states: [SecretStream]
+        var last: (index: Int, bytes: [UInt8])?
+    }
 
     /// Plaintext bytes per message.
     static let messageBytes = 1 << 20
 
     init(_ plain: some StreamSource, to recipient: PublicKeys, from sender: AgentKeys) throws {
         let key = Sodium.random(Sodium.keyBytes)
-        var (stream, streamHeader) = SecretStream.push(key: key)
+        let (stream, streamHeader) = SecretStream.push(key: key)
         var content = key + streamHeader
         content.append(integer: UInt32(Self.messageBytes))
         content.append(integer: plain.size)
         var header = SealedFormat.box(content, purpose: .streamKey, to: recipient, from: sender).sealed
         header[SealedFormat.magic.count] = SealedFormat.Kind.stream.rawValue
-        var plainHasher = SHA256()
-        var hasher = SHA256()
-        hasher.update(data: header)
-        var states: [SecretStream] = []
         let count = Self.messageCount(plain.size)
+        var states: [SecretStream] = []
         states.reserveCapacity(count + 1)
-        for index in 0..<count {
-            states.append(stream)
-            let message = try Self.message(index, of: plain, count: count, digest: [])
-            message.withUnsafeReadableBytes { plainHasher.update(bufferPointer: $0) }
-            hasher.update(data: Self.encrypt(message, final: false, with: &stream))
-        }
         states.append(stream)
-        let digest = Array(plainHasher.finalize())
-        hasher.update(data: Self.encrypt(ByteBuffer(bytes: digest), final: true, with: &stream))
         self.plain = plain
         self.header = header
-        self.states = states
-        self.plainDigest = digest
-        self.size = UInt64(header.count) + plain.size + UInt64((count + 1) * Sodium.streamOverhead) + 32
-        self.knownSHA256 = Array(hasher.finalize())
+        self.count = count
+        self.progress = NIOLockedValueBox(Progress(states: states))
+        self.size = UInt64(header.count) + plain.size + UInt64((count + 1) * Sodium.streamOverhead)
     }
 
     public func read(offset: UInt64, count: Int) throws -> ByteBuffer {
@@ -79,7 +71,6 @@ public struct SealedSource: StreamSource {
     /// The message holding byte `position` of the sealed stream, and where it starts: every data
     /// message but the last is full, and the final one follows the last.
     private func locate(_ position: UInt64) -> (Int, UInt64) {
-        let count = states.count - 1
         let finalStart = UInt64(header.count) + plain.size + UInt64(count * Sodium.streamOverhead)
         guard position < finalStart else { return (count, finalStart) }
         let full = UInt64(Self.messageBytes + Sodium.streamOverhead)
@@ -87,49 +78,54 @@ public struct SealedSource: StreamSource {
         return (index, UInt64(header.count) + UInt64(index) * full)
     }
 
+    /// Message `index` encrypted, after those before it if they were not yet (each needs the
+    /// state the one before it left).
     private func encrypted(_ index: Int) throws -> [UInt8] {
-        if let (cached, bytes) = last.withLockedValue({ $0 }), cached == index { return bytes }
-        var stream = states[index]
-        let count = states.count - 1
-        let input = try Self.message(index, of: plain, count: count, digest: plainDigest)
-        let sealed = Self.encrypt(input, final: index == count, with: &stream)
-        last.withLockedValue { $0 = (index, sealed) }
+        try progress.withLockedValue { progress in
+            if let last = progress.last, last.index == index { return last.bytes }
+            while progress.states.count <= index { _ = try encrypt(progress.states.count - 1, &progress) }
+            return try encrypt(index, &progress)
+        }
+    }
+
+    private func encrypt(_ index: Int, _ progress: inout Progress) throws -> [UInt8] {
+        let offset = UInt64(index) * UInt64(Self.messageBytes)
+        let input =
+            index < count
+            ? try plain.read(offset: offset, count: Int(min(UInt64(Self.messageBytes), plain.size - offset)))
+            : ByteBuffer()
+        var stream = progress.states[index]
+        let sealed = [UInt8](unsafeUninitializedCapacity: input.readableBytes + Sodium.streamOverhead) { out, written in
+            input.withUnsafeReadableBytes {
+                stream.push($0, final: index == count, into: UnsafeMutableRawBufferPointer(out))
+            }
+            written = input.readableBytes + Sodium.streamOverhead
+        }
+        if index == progress.states.count - 1, index < count { progress.states.append(stream) }
+        progress.last = (index, sealed)
         return sealed
     }
 
-    /// The messages of plaintext of `size` bytes (the final one, with the digest, not counted).
+    /// The messages of plaintext of `size` bytes (the empty final one not counted).
     static func messageCount(_ size: UInt64) -> Int {
         Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
-    }
-
-    /// Plaintext message `index`, or the final one (`digest`) when `index == count`.
-    private static func message(_ index: Int, of plain: some StreamSource, count: Int, digest: [UInt8]) throws
-        -> ByteBuffer
-    {
-        guard index < count else { return ByteBuffer(bytes: digest) }
-        let offset = UInt64(index) * UInt64(messageBytes)
-        return try plain.read(offset: offset, count: Int(min(UInt64(messageBytes), plain.size - offset)))
-    }
-
-    private static func encrypt(_ message: ByteBuffer, final: Bool, with stream: inout SecretStream) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: message.readableBytes + Sodium.streamOverhead) { out, written in
-            message.withUnsafeReadableBytes { stream.push($0, final: final, into: UnsafeMutableRawBufferPointer(out)) }
-            written = message.readableBytes + Sodium.streamOverhead
-        }
     }
 }
 
 extension ACBClient {
-    /// Opens a sealed stream the bus delivered into a plaintext file at the same path.
+    /// Opens a sealed stream the bus delivered, in place: each message's plaintext is written over
+    /// the file ahead of the ciphertext still to be read (downloads are made readable by their owner
+    /// only, 0600), then the file is cut to the plaintext's size. The caller deletes the file when
+    /// this throws.
     /// - Returns: the stream, its size now the plaintext's.
     /// - Throws: ``SealError``: `tampered` (a chunk changed, replayed or reordered), `truncated`,
     ///   and the codes of a box for the header.
     func openStream(_ stream: IncomingStream) async throws -> IncomingStream {
-        guard let input = FileHandle(forReadingAtPath: stream.path) else {
-            throw SealError(.malformed, "cannot read \(stream.path)")
+        guard let file = FileHandle(forUpdatingAtPath: stream.path) else {
+            throw SealError(.malformed, "cannot open \(stream.path)")
         }
-        defer { try? input.close() }
-        let header = Array(try input.read(upToCount: SealedFormat.streamHeaderBytes) ?? Data())
+        defer { try? file.close() }
+        let header = Array(try file.read(upToCount: SealedFormat.streamHeaderBytes) ?? Data())
         guard header.count == SealedFormat.streamHeaderBytes else { throw SealError(.truncated, "no header") }
         let (purpose, _, content) = try await openBox(header, from: stream.from)
         var reader = SealedFormat.Reader(Array(content), skipping: 0)
@@ -141,45 +137,32 @@ extension ACBClient {
             var pull = SecretStream.pull(key: key, header: streamHeader)
         else { throw SealError(.malformed, "not a sealed stream's header") }
         let count = Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
-        let expected =
-            UInt64(SealedFormat.streamHeaderBytes) + size + UInt64((count + 1) * Sodium.streamOverhead) + 32
+        let expected = UInt64(SealedFormat.streamHeaderBytes) + size + UInt64((count + 1) * Sodium.streamOverhead)
         guard stream.size == expected else {
             throw SealError(.truncated, "the stream's length is not the one its header announces")
         }
-        // Readable by its owner only, made anew (never an existing file or link).
-        let plainPath = stream.path + ".open-\(UUID().uuidString)"
-        let descriptor = open(plainPath, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard descriptor >= 0 else { throw SealError(.malformed, "cannot write \(plainPath)") }
-        let output = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        defer { try? output.close() }
-        var hasher = SHA256()
+        var plaintext = [UInt8](repeating: 0, count: messageBytes)
         for index in 0...count {
-            let length =
-                index < count ? Int(min(UInt64(messageBytes), size - UInt64(index) * UInt64(messageBytes))) : 32
-            let sealed = try input.read(upToCount: length + Sodium.streamOverhead) ?? Data()
+            let length = index < count ? Int(min(UInt64(messageBytes), size - UInt64(index) * UInt64(messageBytes))) : 0
+            // Every message before this one is full, but the final one follows a short last.
+            let before = min(UInt64(index) * UInt64(messageBytes), size)
+            try file.seek(
+                toOffset: UInt64(SealedFormat.streamHeaderBytes) + before + UInt64(index * Sodium.streamOverhead))
+            let sealed = try file.read(upToCount: length + Sodium.streamOverhead) ?? Data()
             guard sealed.count == length + Sodium.streamOverhead else {
-                try? FileManager.default.removeItem(atPath: plainPath)
                 throw SealError(.truncated, "the stream ends in message \(index) of \(count + 1)")
             }
-            var opened = [UInt8](repeating: 0, count: length)
             let final = sealed.withUnsafeBytes { bytes in
-                opened.withUnsafeMutableBytes { pull.pull(bytes, into: $0) }
+                plaintext.withUnsafeMutableBytes { pull.pull(bytes, into: $0) }
             }
             guard let final, final == (index == count) else {
-                try? FileManager.default.removeItem(atPath: plainPath)
                 throw SealError(
                     .tampered, "message \(index) of the stream does not authenticate (changed, replayed or reordered)")
             }
-            if index < count {
-                hasher.update(data: opened)
-                try output.write(contentsOf: opened)
-            } else if opened != Array(hasher.finalize()) {
-                try? FileManager.default.removeItem(atPath: plainPath)
-                throw SealError(.tampered, "the plaintext does not match its SHA-256")
-            }
+            try file.seek(toOffset: before)
+            try file.write(contentsOf: plaintext[..<length])
         }
-        try FileManager.default.removeItem(atPath: stream.path)
-        try FileManager.default.moveItem(atPath: plainPath, toPath: stream.path)
+        try file.truncate(atOffset: size)
         var opened = stream
         opened.size = size
         opened.sealedBy = .agent

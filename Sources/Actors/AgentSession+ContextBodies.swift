@@ -110,7 +110,7 @@ extension AgentSession {
             guard let data = stream.body.readSlice(length: min(chunkSize, stream.body.readableBytes)),
                 data.readableBytes > 0
             else {
-                write(.streamEnd(StreamRef(ref: stream.ref, streamID: streamID)))
+                write(.streamEnd(StreamEnd(ref: stream.ref, streamID: streamID)))
                 continue
             }
             let index = stream.index

@@ -82,19 +82,20 @@ extension AgentSession {
     }
 
     /// STREAM_END: once every chunk is stored, verify the checksum and deliver.
-    func handleStreamEnd(_ end: StreamRef) {
+    func handleStreamEnd(_ end: StreamEnd) {
         guard uploads[end.streamID]?.held == nil else { return hold(.streamEnd(end), of: end.streamID) }
         guard let upload = uploads.removeValue(forKey: end.streamID) else {
             return fail(end.ref, BusError(.unknownStream, "no open stream \(end.streamID)"))
         }
         upload.chain.whenComplete { [self] result in
-            assumeIsolated { $0.finishUpload(upload.spool, ref: end.ref, stored: result) }
+            assumeIsolated { $0.finishUpload(upload.spool, end: end, stored: result) }
         }
     }
 
-    private func finishUpload(_ spool: UploadSpool, ref: UInt64, stored: Result<Void, any Error>) {
+    private func finishUpload(_ spool: UploadSpool, end: StreamEnd, stored: Result<Void, any Error>) {
         guard state != .closed else { return }
         defer { flush() }
+        let ref = end.ref
         do throws(BusError) {
             if case .failure(let error) = stored { throw BusError(.internal, "spooling failed: \(error)") }
             guard spool.assembly.isComplete else {
@@ -102,10 +103,18 @@ extension AgentSession {
                     .checksumMismatch,
                     "stream ended after \(spool.assembly.storedBytes) of \(spool.open.totalSize) bytes")
             }
-            guard spool.verify() else { throw BusError(.checksumMismatch, "SHA-256 of the payload does not match") }
+            guard let digest = spool.verified(atEnd: end.sha256) else {
+                throw BusError(
+                    .checksumMismatch,
+                    spool.open.sha256 == StreamOpen.checksumAtEnd && end.sha256 == nil
+                        ? "the STREAM_OPEN left the SHA-256 to the STREAM_END, which has none"
+                        : "SHA-256 of the payload does not match")
+            }
             if spool.open.target.kind == .context { return stage(spool, ref: ref) }
             let receiver = try resolve(spool.open.target)
-            try receiver.enqueue(.stream(CompletedStream(from: identity.agentID, open: spool.open, file: spool.file)))
+            var open = spool.open
+            open.sha256 = digest
+            try receiver.enqueue(.stream(CompletedStream(from: identity.agentID, open: open, file: spool.file)))
             audit("stream.completed", ["stream": spool.open.streamID, "bytes": "\(spool.open.totalSize)"])
             write(.ok(Ok(ref: ref, outcome: .delivered, recipients: 1)))
         } catch {
@@ -243,7 +252,7 @@ extension AgentSession {
             return flush()
         }
         guard UInt64(index) < open.chunkCount else {
-            write(.streamEnd(StreamRef(ref: deliveryID, streamID: open.streamID)))
+            write(.streamEnd(StreamEnd(ref: deliveryID, streamID: open.streamID)))
             flush()
             return downloadEnded(deliveryID)
         }

@@ -339,7 +339,8 @@ extension Frame {
         case .broadcast(let f), .publish(let f): f.ref
         case .subscribe(let f), .unsubscribe(let f): f.ref
         case .streamOpen(let f): f.ref
-        case .streamEnd(let f), .streamResume(let f): f.ref
+        case .streamEnd(let f): f.ref
+        case .streamResume(let f): f.ref
         case .contextWrite(let f): f.ref
         case .contextGet(let f): f.ref
         case .contextList(let f): f.ref

@@ -57,9 +57,14 @@ public final class UploadSpool: Sendable {
         progress.withLockedValue { $0.rewindToStored() }
     }
 
-    /// Whether every chunk is stored and the payload's SHA-256 is the announced one.
-    func verify() -> Bool {
-        assembly.isComplete && Array(hasher.withLockedValue { $0.finalize() }) == open.sha256
+    /// The payload's SHA-256 once every chunk is stored, if it is the one announced: in the STREAM_OPEN,
+    /// in the STREAM_END (`atEnd`), or in both (then both must be it). Nil otherwise, or if neither
+    /// announced one.
+    func verified(atEnd: [UInt8]?) -> [UInt8]? {
+        guard assembly.isComplete else { return nil }
+        let digest = Array(hasher.withLockedValue { $0.finalize() })
+        let announced = [open.sha256 == StreamOpen.checksumAtEnd ? nil : open.sha256, atEnd].compactMap { $0 }
+        return !announced.isEmpty && announced.allSatisfy { $0 == digest } ? digest : nil
     }
 }
 

@@ -62,7 +62,7 @@ extension Bench {
         result.usage = await usage?.stop()
         result.note =
             sealed
-            ? "from the first chunk read to the receiver's opened file: the ciphertext's SHA-256 checked by the bus, the plaintext's by the receiver"
+            ? "from the first chunk read to the receiver's opened file: the ciphertext's SHA-256 checked by the bus and the receiver, each message authenticated as the receiver opens it"
             : "from the first chunk read to the receiver's verified file, SHA-256 checked by both ends"
         return result
     }

@@ -12,7 +12,8 @@ public struct StreamOpen: FrameBody {
     public var totalSize: UInt64
     /// Every chunk but the last has exactly this many bytes (at most the WELCOME chunk size).
     public var chunkSize: UInt32
-    /// SHA-256 of the whole payload, 32 bytes.
+    /// SHA-256 of the whole payload, 32 bytes; from a sender, ``checksumAtEnd`` (all zero) to give
+    /// it in STREAM_END instead, after one pass over the payload.
     public var sha256: [UInt8]
     public var deadline: UInt64?
 
@@ -47,6 +48,9 @@ public struct StreamOpen: FrameBody {
         b.writeInteger(deadline.wireDeadline)
     }
 
+    /// The `sha256` of a STREAM_OPEN whose SHA-256 comes in its STREAM_END (docs/protocol.md 4.18).
+    public static let checksumAtEnd = [UInt8](repeating: 0, count: 32)
+
     /// How many chunks a payload of `totalSize` bytes takes.
     public var chunkCount: UInt64 {
         chunkSize == 0 ? 0 : (totalSize + UInt64(chunkSize) - 1) / UInt64(chunkSize)
@@ -76,7 +80,38 @@ public struct StreamChunk: FrameBody {
     }
 }
 
-/// STREAM_END (all chunks sent; verify and deliver) and STREAM_RESUME (where does this stream stand?).
+/// STREAM_END: from a sender, every chunk is sent (verify and deliver); from the server, the last
+/// chunk of a download is sent.
+public struct StreamEnd: FrameBody {
+    public var ref: UInt64
+    public var streamID: String
+    /// From a sender whose STREAM_OPEN gave ``StreamOpen/checksumAtEnd``: the payload's SHA-256,
+    /// the optional last field (32 bytes). Nil: absent.
+    public var sha256: [UInt8]?
+
+    public init(ref: UInt64, streamID: String, sha256: [UInt8]? = nil) {
+        self.ref = ref
+        self.streamID = streamID
+        self.sha256 = sha256
+    }
+
+    public init(reading r: inout WireReader) throws(BusError) {
+        self.init(
+            ref: try r.u64("ref"), streamID: try r.string("stream_id"),
+            sha256: r.isAtEnd ? nil : try r.fixed(32, "sha256"))
+    }
+
+    public func write(to b: inout ByteBuffer) {
+        b.writeInteger(ref)
+        b.writeWireString(streamID)
+        if let sha256 {
+            precondition(sha256.count == 32, "sha256 must be 32 bytes")
+            b.writeBytes(sha256)
+        }
+    }
+}
+
+/// STREAM_RESUME: where does this stream stand?
 public struct StreamRef: FrameBody {
     public var ref: UInt64
     public var streamID: String

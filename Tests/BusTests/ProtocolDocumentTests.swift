@@ -51,14 +51,16 @@ import Testing
             ]))
     }
 
-    /// Version 3's optional last fields have an example each: a durable SEND, a DELIVER with its id.
-    @Test func theVersionThreeFieldsHaveExamples() throws {
+    /// The optional last fields have an example each: a durable SEND, a DELIVER with its id, a
+    /// STREAM_END with the SHA-256.
+    @Test func theOptionalLastFieldsHaveExamples() throws {
         let frames = try Self.examples.compactMap { bytes in
             var buffer = ByteBuffer(bytes: bytes)
             return try Frame.decode(from: &buffer, maxFrameBytes: UInt32.max)
         }
         #expect(frames.contains { if case .send(let send) = $0 { send.flags == .durable } else { false } })
         #expect(frames.contains { if case .deliver(let deliver) = $0 { (deliver.messageID ?? 0) != 0 } else { false } })
+        #expect(frames.contains { if case .streamEnd(let end) = $0 { end.sha256 != nil } else { false } })
     }
 
     @Test func everyErrorCodeHasARowInTheTable() {

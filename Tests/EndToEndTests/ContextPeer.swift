@@ -158,7 +158,7 @@ struct ContextPeer {
             index += 1
         }
         let endRef = ref()
-        switch try await call(.streamEnd(StreamRef(ref: endRef, streamID: streamID)), ref: endRef) {
+        switch try await call(.streamEnd(StreamEnd(ref: endRef, streamID: streamID)), ref: endRef) {
         case .ok: return streamID
         case let other: throw BusError(.badFrame, "unexpected \(other)")
         }

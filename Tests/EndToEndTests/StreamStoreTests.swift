@@ -102,7 +102,7 @@ import Testing
                 [
                     .streamResume(StreamRef(ref: 2, streamID: "s1")),
                     .streamChunk(StreamChunk(streamID: "s1", index: 0, data: payload)),
-                    .streamEnd(StreamRef(ref: 3, streamID: "s1")),
+                    .streamEnd(StreamEnd(ref: 3, streamID: "s1")),
                 ], to: alice)
             writes.succeed()
             guard case .streamStatus(let resumed) = try await alice.read() else { Issue.record("no answer"); return }

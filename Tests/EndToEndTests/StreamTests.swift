@@ -1,6 +1,7 @@
 import ACBClient
 import Actors
 import Bus
+import Crypto
 import Foundation
 import Gateway
 import NIOCore
@@ -35,20 +36,41 @@ import Testing
         }
     }
 
-    @Test func aChecksumMismatchIsRefusedAndTheUploadIsGone() async throws {
+    /// What a STREAM_OPEN and its STREAM_END announce for the payload "the payload".
+    enum Announced: CaseIterable {
+        case wrongAtOpen, noneAtAll, wrongAtEnd, rightAtOpenWrongAtEnd
+        static let right = Array(SHA256.hash(data: Data("the payload".utf8)))
+        static let wrong = Array(SHA256.hash(data: Data("another payload".utf8)))
+        var atOpen: [UInt8] {
+            switch self {
+            case .wrongAtOpen: Self.wrong
+            case .rightAtOpenWrongAtEnd: Self.right
+            case .noneAtAll, .wrongAtEnd: StreamOpen.checksumAtEnd
+            }
+        }
+        var atEnd: [UInt8]? {
+            switch self {
+            case .wrongAtOpen, .noneAtAll: nil
+            case .wrongAtEnd, .rightAtOpenWrongAtEnd: Self.wrong
+            }
+        }
+    }
+
+    @Test(arguments: Announced.allCases)
+    func aChecksumMismatchIsRefusedAndTheUploadIsGone(_ announced: Announced) async throws {
         try await TestBus.with { bus in
             let bob = try await bus.client("bob")
             var alice = try await bus.raw()
             _ = try await alice.hello(try await bus.token("alice"))
-            let data = ByteBuffer(string: "not what the checksum says")
+            let data = ByteBuffer(string: "the payload")
             try await alice.send(
                 .streamOpen(
                     StreamOpen(
                         ref: 1, streamID: "s1", target: .agent("bob"), totalSize: UInt64(data.readableBytes),
-                        chunkSize: 1 << 20, sha256: Array(repeating: 0, count: 32))))
+                        chunkSize: 1 << 20, sha256: announced.atOpen)))
             guard case .streamStatus = try await alice.read() else { Issue.record("expected STREAM_STATUS"); return }
             try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data)))
-            try await alice.send(.streamEnd(StreamRef(ref: 2, streamID: "s1")))
+            try await alice.send(.streamEnd(StreamEnd(ref: 2, streamID: "s1", sha256: announced.atEnd)))
             var answer = try await alice.read()
             while case .streamStatus = answer { answer = try await alice.read() }
             guard case .error(let error) = answer else {
@@ -59,6 +81,35 @@ import Testing
             guard case .error(let gone) = try await alice.read() else { Issue.record("expected ERROR"); return }
             #expect(gone.ref == 3 && gone.error.code == .unknownStream)
             await bob.close()
+        }
+    }
+
+    @Test func aChecksumGivenAtTheEndIsCheckedAndTheReceiverIsToldIt() async throws {
+        try await TestBus.with { bus in
+            var bob = try await bus.raw()
+            _ = try await bob.hello(try await bus.token("bob"))
+            var alice = try await bus.raw()
+            _ = try await alice.hello(try await bus.token("alice"))
+            try await alice.send(
+                .streamOpen(
+                    StreamOpen(
+                        ref: 1, streamID: "s1", target: .agent("bob"), totalSize: 11, chunkSize: 6,
+                        sha256: StreamOpen.checksumAtEnd)))
+            guard case .streamStatus = try await alice.read() else { Issue.record("expected STREAM_STATUS"); return }
+            try await alice.send(
+                .streamChunk(StreamChunk(streamID: "s1", index: 0, data: ByteBuffer(string: "the pa"))))
+            try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 1, data: ByteBuffer(string: "yload"))))
+            try await alice.send(.streamEnd(StreamEnd(ref: 2, streamID: "s1", sha256: Announced.right)))
+            var answer = try await alice.read()
+            while case .streamStatus = answer { answer = try await alice.read() }
+            guard case .ok(let ok) = answer else {
+                Issue.record("expected OK, got \(String(describing: answer))"); return
+            }
+            #expect(ok.ref == 2 && ok.outcome == .delivered)
+            guard case .streamOpen(let delivered) = try await bob.read() else {
+                Issue.record("expected the download's STREAM_OPEN"); return
+            }
+            #expect(delivered.sha256 == Announced.right && delivered.totalSize == 11)
         }
     }
 
@@ -80,14 +131,13 @@ import Testing
         }
     }
 
-    /// A source that cuts the client's connection just before it hands out the byte at `cutAt` while
-    /// uploading (its second pass: the client reads the source once to hash it, then to send it).
+    /// A source that cuts the client's connection just before it first hands out the byte at `cutAt`
+    /// (the client reads it once, hashing what it sends, and gives the SHA-256 in STREAM_END).
     final class CuttingSource: StreamSource {
         let base: BufferSource
         let cutAt: UInt64
         let cut: @Sendable () -> Void
         let done = Atomic(false)
-        let passes = Atomic(0)
         var size: UInt64 { base.size }
 
         init(base: BufferSource, cutAt: UInt64, cut: @escaping @Sendable () -> Void) {
@@ -99,8 +149,7 @@ import Testing
         var didCut: Bool { done.load(ordering: .relaxed) }
 
         func read(offset: UInt64, count: Int) throws -> ByteBuffer {
-            if offset == 0 { passes.add(1, ordering: .relaxed) }
-            if passes.load(ordering: .relaxed) == 2, offset >= cutAt,
+            if offset >= cutAt,
                 done.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged
             {
                 cut()
@@ -125,6 +174,33 @@ import Testing
             #expect(seen == seen.sorted() && seen.last == 1 << 20, "after the cut it went on, never from 0")
             var streams = bob.streams.makeAsyncIterator()
             let stream = try await streams.take()
+            #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
+            try? FileManager.default.removeItem(atPath: stream.path)
+            await alice.close()
+            await bob.close()
+        }
+    }
+
+    /// A sealed upload re-reads what the bus had not stored after a resume: those messages encrypt
+    /// again to the same bytes, so the SHA-256 given at the end and the opened plaintext are right.
+    @Test func aBrokenSealedUploadResumesAndOpens() async throws {
+        try await TestBus.with({ $0.supervisor.limits.chunkSize = 64 << 10 }) { bus in
+            let alice = try await bus.client("alice") { $0.keys = .generate() }
+            let bob = try await bus.client("bob") {
+                $0.keys = .generate()
+                $0.downloadDirectory = NSTemporaryDirectory()
+            }
+            let message = 1 << 20  // a sealed stream's plaintext bytes per message
+            let payload = Self.payload(2 * message + 1_000)
+            let source = CuttingSource(base: BufferSource(payload), cutAt: UInt64(message)) {
+                alice.dropConnection()
+            }
+            try await alice.upload(to: .agent("bob"), from: source, sealed: true)
+            #expect(source.didCut)
+            #expect(bus.audit.count("session.opened") == 3, "alice, bob, and alice again after the cut")
+            var streams = bob.streams.makeAsyncIterator()
+            let stream = try await streams.take()
+            #expect(stream.sealedBy == .agent && stream.size == UInt64(payload.readableBytes))
             #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
             try? FileManager.default.removeItem(atPath: stream.path)
             await alice.close()

@@ -96,7 +96,7 @@ import Testing
             #expect(
                 code(try await alice.send(.streamChunk(StreamChunk(streamID: "s1", index: 0, data: data))))
                     == .unknownStream)
-            #expect(code(try await alice.send(.streamEnd(StreamRef(ref: 11, streamID: "s1")))) == .unknownStream)
+            #expect(code(try await alice.send(.streamEnd(StreamEnd(ref: 11, streamID: "s1")))) == .unknownStream)
             #expect(code(try await alice.send(.streamResume(StreamRef(ref: 12, streamID: "s1")))) == .unknownStream)
             #expect(try await alice.send(.unregister(RefOnly(ref: 13))) == .ok(Ok(ref: 13)))
             // globex's context, named by acme: unknown, unlisted, and its changes unheard.
@@ -146,7 +146,7 @@ import Testing
                 Issue.record("bob's upload was touched"); return
             }
             #expect(
-                try await bob.send(.streamEnd(StreamRef(ref: 4, streamID: "s1")))
+                try await bob.send(.streamEnd(StreamEnd(ref: 4, streamID: "s1")))
                     == .ok(Ok(ref: 4, outcome: .delivered, recipients: 1)))
             _ = try await bob.send(
                 .reply(Reply(correlationID: request.correlationID, payload: ByteBuffer(string: "a"))), answered: false)

@@ -746,22 +746,6 @@ class _AckBody:
 
 
 @dataclass(slots=True)
-class _StreamRef:
-    """The body of STREAM_END and STREAM_RESUME (4.20)."""
-
-    TYPE: ClassVar[int]
-    ref: int
-    stream_id: str
-
-    def encode(self) -> bytes:
-        return _frame(self.TYPE, [_pack_u64(self.ref), _str(self.stream_id)])
-
-    @classmethod
-    def _decode(cls, b: memoryview) -> Self:
-        return cls(*_rref_str(b, cls.TYPE))
-
-
-@dataclass(slots=True)
 class _ContextQuery:
     """The body of CONTEXT_HISTORY and CONTEXT_LINEAGE (4.26)."""
 
@@ -1218,17 +1202,45 @@ class StreamChunk:
 
 
 @dataclass(slots=True)
-class StreamEnd(_StreamRef):
-    """STREAM_END (0x42), both."""
+class StreamEnd:
+    """STREAM_END (0x42), both. ``sha256``, the optional last field (C→S only): the payload's
+    SHA-256, for an upload whose STREAM_OPEN gave 32 zero bytes (4.20)."""
 
     TYPE: ClassVar[int] = STREAM_END
+    ref: int
+    stream_id: str
+    sha256: bytes | None = None
+
+    def encode(self) -> bytes:
+        fields: list[_Buf] = [_pack_u64(self.ref), _str(self.stream_id)]
+        if self.sha256 is not None:
+            fields.append(_sha256(self.sha256))
+        return _frame(self.TYPE, fields)
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        (ref,) = _unpack_u64(b)
+        stream_id, o = _rstr(b, 8)
+        if o == len(b):
+            return cls(ref, stream_id)
+        _done(b, o + 32, STREAM_END)
+        return cls(ref, stream_id, b[o : o + 32].tobytes())
 
 
 @dataclass(slots=True)
-class StreamResume(_StreamRef):
-    """STREAM_RESUME (0x43), C→S: where does an upload stand."""
+class StreamResume:
+    """STREAM_RESUME (0x43), C→S: where does an upload stand (4.20)."""
 
     TYPE: ClassVar[int] = STREAM_RESUME
+    ref: int
+    stream_id: str
+
+    def encode(self) -> bytes:
+        return _frame(self.TYPE, [_pack_u64(self.ref), _str(self.stream_id)])
+
+    @classmethod
+    def _decode(cls, b: memoryview) -> Self:
+        return cls(*_rref_str(b, cls.TYPE))
 
 
 @dataclass(slots=True)

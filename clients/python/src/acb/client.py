@@ -641,9 +641,9 @@ class Client:
         the stream is verified and queued for the receiver.
 
         With `sealed`, the stream is sealed end to end for the agent `target` names (its keys'
-        `crypto_secretstream`, 1 MiB messages, then the plaintext's SHA-256): written sealed to a
-        file in the temporary folder first, uploaded from it (so a resume sends the same bytes),
-        then deleted. The receiving client opens it and checks the plaintext."""
+        `crypto_secretstream`, 1 MiB messages each authenticated, then an empty final one): written
+        sealed to a file in the temporary folder first, uploaded from it (so a resume sends the same
+        bytes), then deleted. The receiving client opens it, authenticating every message."""
         kind, name = resolve(target)
         if not sealed:
             return await self._streams.upload(Target(kind, name), source, stream_id, progress, deadline_ms)

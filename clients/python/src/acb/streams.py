@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -88,15 +89,14 @@ class _Chunks:
         self._file.seek(offset)
         return self._file.read(count)
 
-    def sha256(self, chunk_size: int) -> bytes:
-        digest = hashlib.sha256()
-        for offset in range(0, self.size, chunk_size):
-            digest.update(self.read(offset, chunk_size))
-        return digest.digest()
-
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+def _stream_end(stream_id: str, sha256: bytes, ref: int) -> bytes:
+    """STREAM_END of an upload, with the SHA-256 its STREAM_OPEN left to it (4.20)."""
+    return f.StreamEnd(ref=ref, stream_id=stream_id, sha256=sha256).encode()
 
 
 class _Upload:
@@ -209,9 +209,10 @@ class StreamHub:
                 target_name=target.name,
                 total_size=chunks.size,
                 chunk_size=chunk_size,
-                sha256=chunks.sha256(chunk_size),
+                sha256=bytes(32),  # given in STREAM_END, hashed as the chunks go out (4.20)
                 deadline_ms=deadline_ms,
             )
+            digest, hashed = hashlib.sha256(), 0
 
             def open_frame(ref: int) -> bytes:
                 opened.ref = ref
@@ -226,9 +227,13 @@ class StreamHub:
                         while sent - state.stored >= UPLOAD_WINDOW:
                             await state.changed(connection)
                         await connection.writable()
-                        connection.write(f.encode_chunk(sid, sent, chunks.read(sent * chunk_size, chunk_size)))
+                        data = chunks.read(sent * chunk_size, chunk_size)
+                        if sent == hashed:  # each chunk once: those sent again after a resume were hashed
+                            digest.update(data)
+                            hashed += 1
+                        connection.write(f.encode_chunk(sid, sent, data))
                         sent += 1
-                    answer = await connection.call(lambda ref: f.StreamEnd(ref=ref, stream_id=stream_id).encode())
+                    answer = await connection.call(functools.partial(_stream_end, stream_id, digest.digest()))
                     assert isinstance(answer, f.Ok)
                     if progress is not None and state.stored_bytes < chunks.size:
                         progress(stream_id, chunks.size, chunks.size)
