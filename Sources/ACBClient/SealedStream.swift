@@ -136,6 +136,10 @@ extension ACBClient {
         guard purpose == .streamKey, messageBytes > 0, messageBytes <= SealedSource.messageBytes,
             var pull = SecretStream.pull(key: key, header: streamHeader)
         else { throw SealError(.malformed, "not a sealed stream's header") }
+        // The sender wrote `size`: bounded by what arrived before any arithmetic on it.
+        guard size <= stream.size else {
+            throw SealError(.truncated, "the stream's length is not the one its header announces")
+        }
         let count = Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
         let expected = UInt64(SealedFormat.streamHeaderBytes) + size + UInt64((count + 1) * Sodium.streamOverhead)
         guard stream.size == expected else {

@@ -317,8 +317,8 @@ def test_rule_body_ends_inside_a_field(heading: str, frame: bytes) -> None:
         assert caught.value.code == errors.ErrorCode.BAD_FRAME
 
 
-#: The size of the optional last field of a frame type (version 3): an example without it takes that
-#: many bytes more.
+#: The size of the optional last field of a frame type: an example without it takes that many bytes
+#: more.
 _OPTIONAL_TAIL = {f.SEND: 1, f.REQUEST: 1, f.BROADCAST: 1, f.PUBLISH: 1, f.DELIVER: 8, f.STREAM_END: 32}
 
 
