@@ -36,7 +36,7 @@ public struct SealedSource: StreamSource {
         content.append(integer: plain.size)
         var header = SealedFormat.box(content, purpose: .streamKey, to: recipient, from: sender).sealed
         header[SealedFormat.magic.count] = SealedFormat.Kind.stream.rawValue
-        let count = Self.messageCount(plain.size)
+        let (count, sealedSize) = Self.layout(plain.size)
         var states: [SecretStream] = []
         states.reserveCapacity(count + 1)
         states.append(stream)
@@ -44,7 +44,7 @@ public struct SealedSource: StreamSource {
         self.header = header
         self.count = count
         self.progress = NIOLockedValueBox(Progress(states: states))
-        self.size = UInt64(header.count) + plain.size + UInt64((count + 1) * Sodium.streamOverhead)
+        self.size = sealedSize
     }
 
     public func read(offset: UInt64, count: Int) throws -> ByteBuffer {
@@ -106,9 +106,11 @@ public struct SealedSource: StreamSource {
         return sealed
     }
 
-    /// The messages of plaintext of `size` bytes (the empty final one not counted).
-    static func messageCount(_ size: UInt64) -> Int {
-        Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
+    /// A sealed stream of `size` plaintext bytes in messages of `messageBytes`: its data messages
+    /// (the empty final one not counted) and its size (header, plaintext, each message's overhead).
+    static func layout(_ size: UInt64, messageBytes: Int = messageBytes) -> (count: Int, sealedSize: UInt64) {
+        let count = Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
+        return (count, UInt64(SealedFormat.streamHeaderBytes) + size + UInt64((count + 1) * Sodium.streamOverhead))
     }
 }
 
@@ -140,8 +142,7 @@ extension ACBClient {
         guard size <= stream.size else {
             throw SealError(.truncated, "the stream's length is not the one its header announces")
         }
-        let count = Int((size + UInt64(messageBytes) - 1) / UInt64(messageBytes))
-        let expected = UInt64(SealedFormat.streamHeaderBytes) + size + UInt64((count + 1) * Sodium.streamOverhead)
+        let (count, expected) = SealedSource.layout(size, messageBytes: messageBytes)
         guard stream.size == expected else {
             throw SealError(.truncated, "the stream's length is not the one its header announces")
         }
