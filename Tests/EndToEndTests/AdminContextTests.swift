@@ -32,6 +32,10 @@ extension SidecarTests {
                 #expect(read.status == 200 && read.header("ETag") == "\"1\"")
                 #expect((read.json["body"] as? [String: Any])?["goal"] as? String == "ship")
                 #expect(try await alice.get("/api/v1/contexts/plan.q3?if_newer_than=1").status == 304)
+                // A value that starts with a combining mark (U+0301) still splits at the colon.
+                let filtered = try await alice.get("/api/v1/contexts?metadata=team%3A%CC%81core")
+                #expect(filtered.status == 200, "\(filtered.text)")
+                #expect((filtered.json["contexts"] as? [[String: Any]])?.isEmpty == true)
 
                 let replaced = try await alice.call(
                     "PUT", "/api/v1/contexts/plan.q3", ["body": ["goal": "ship it"]], headers: ["If-Match": "\"1\""])

@@ -128,11 +128,14 @@ extension AdminAPI {
         }
         var entries: [MetadataEntry] = []
         for filter in filters {
-            guard let colon = filter.firstIndex(of: ":") else {
+            // Among scalars, not Characters: a value that starts with a combining mark makes one
+            // Character of the colon and that mark.
+            let scalars = filter.unicodeScalars
+            guard let colon = scalars.firstIndex(of: ":") else {
                 throw AdminError(.invalidArgument, "a metadata filter is key:value", field: "metadata")
             }
-            let key = try AdminCheck.identifier(String(filter[..<colon]), field: "metadata")
-            entries.append(MetadataEntry(key: key, value: String(filter[filter.index(after: colon)...])))
+            let key = try AdminCheck.identifier(String(scalars[..<colon]), field: "metadata")
+            entries.append(MetadataEntry(key: key, value: String(scalars[scalars.index(after: colon)...])))
         }
         return entries
     }
