@@ -20,7 +20,16 @@ extension AgentSession {
                     let receiver: AgentSession
                     do throws(BusError) {
                         receiver = try resolve(send.target)
-                    } catch  where error.code == .offline && supervisor.store != nil {
+                    } catch {
+                        if let node = remoteNode(of: send.target) {
+                            // On another node: a durable one, or one behind this sender's stores
+                            // to it, is stored (that node is told); any other goes there now.
+                            guard durable || stores.isStoring(to: send.target.name) else {
+                                return forward(send, to: node, scopedKey: scoped)
+                            }
+                        } else {
+                            guard error.code == .offline, supervisor.store != nil else { throw error }
+                        }
                         return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: nil)
                     }
                     if durable {
@@ -116,15 +125,45 @@ extension AgentSession {
         }
     }
 
-    /// The store of command `ref` was answered: OK `queued` (with its credit back) or ERROR.
-    private func answerStored(_ ref: UInt64, scopedKey: String, recipients: UInt32, _ error: BusError?) {
+    /// SEND to an agent whose session is on `node`: OK `delivered` once the cluster's transport
+    /// holds it (docs/cluster.md). Under protocol 2, CONFIRM waits for that answer, and the send's
+    /// credit comes back with it.
+    private func forward(_ send: Send, to node: String, scopedKey: String) {
+        guard let cluster = supervisor.cluster else { return }
+        if sendWindow != nil { refs.storing(send.ref) }
+        let record = ClusterRecord(
+            kind: .direct, node: cluster.nodeID, tenant: identity.tenant, to: send.target.name,
+            from: identity.agentID, deadline: send.deadline, payload: send.payload)
+        cluster.forward(record, to: node) { error in
+            self.onLoop { session in
+                if error == nil {
+                    session.routed.add(.direct)
+                } else {
+                    session.supervisor.metrics.routed(.direct, .failed)
+                }
+                session.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, outcome: .delivered, error)
+            }
+        }
+    }
+
+    /// The node other than this one where the agent `target` names has its session, if any.
+    func remoteNode(of target: Target) -> String? {
+        guard let cluster = supervisor.cluster, target.kind == .agent else { return nil }
+        return cluster.node(of: AgentKey(tenant: identity.tenant, agentID: target.name))
+    }
+
+    /// The store (or the forwarding) of command `ref` was answered: OK `outcome` (with its credit
+    /// back) or ERROR.
+    private func answerStored(
+        _ ref: UInt64, scopedKey: String, recipients: UInt32, outcome: Outcome = .queued, _ error: BusError?
+    ) {
         refs.stored(ref)
         if let error {
             forgetIdempotencyKey(scopedKey)
             fail(ref, error)
         } else {
-            completeIdempotent(scopedKey, .ok(.queued, recipients: recipients))
-            write(.ok(Ok(ref: ref, outcome: .queued, recipients: recipients)))
+            completeIdempotent(scopedKey, .ok(outcome, recipients: recipients))
+            write(.ok(Ok(ref: ref, outcome: outcome, recipients: recipients)))
             sendWindow?.give(1)
         }
         // A group commit answers many stores in a row: one flush for them all.

@@ -33,24 +33,46 @@ extension AgentSession {
         }
     }
 
+    /// Routes a request to its responder, here or on another node, and times it out at `deadline`.
     private func dispatch(_ request: Send, deadline: UInt64, scopedKey: String, now: UInt64) throws(BusError) {
-        let responder = try resolve(request.target)
-        guard !responder.isDraining, responder.load.readiness != .draining else {
+        let responder: AgentSession?
+        let node: String?
+        do throws(BusError) {
+            responder = try resolve(request.target)
+            node = nil
+        } catch {
+            guard let remote = remoteNode(of: request.target) else { throw error }
+            (responder, node) = (nil, remote)
+        }
+        if let responder, responder.isDraining || responder.load.readiness == .draining {
             throw BusError(.unavailable, "\(responder.identity.agentID) is draining")
         }
         let local = try requests.insert(
             PendingRequest(
-                ref: request.ref, responder: responder.identity.agentID,
+                ref: request.ref, responder: responder?.identity.agentID ?? request.target.name,
                 idempotencyKey: scopedKey))
-        let message = Message(
-            kind: .request, from: identity.agentID,
-            correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local),
-            deadline: deadline, payload: request.payload)
-        do throws(BusError) {
-            try responder.enqueue(.message(message))
-        } catch {
-            _ = requests.remove(local)
-            throw error
+        let correlationID = CorrelationTable<PendingRequest>.wireID(session: number, local: local)
+        if let responder {
+            let message = Message(
+                kind: .request, from: identity.agentID, correlationID: correlationID, deadline: deadline,
+                payload: request.payload)
+            do throws(BusError) {
+                try responder.enqueue(.message(message))
+            } catch {
+                _ = requests.remove(local)
+                throw error
+            }
+        } else if let node, let cluster = supervisor.cluster {
+            let record = ClusterRecord(
+                kind: .request, node: cluster.nodeID, tenant: identity.tenant, to: request.target.name,
+                from: identity.agentID, correlationID: correlationID, deadline: deadline, payload: request.payload)
+            cluster.forward(record, to: node) { error in
+                guard let error else { return }
+                self.onLoop { session in
+                    session.failRequest(local: local, error)
+                    session.flushSoon()
+                }
+            }
         }
         let delay = TimeAmount.milliseconds(Int64(deadline - now))
         requests[local]?.timer = channel.eventLoop.scheduleTask(in: delay) { [self] in
@@ -80,6 +102,12 @@ extension AgentSession {
             return fail(0, error)
         }
         let (session, local) = CorrelationTable<PendingRequest>.split(reply.correlationID)
+        if session == 0 {
+            // A request from another node of the cluster.
+            guard supervisor.answerRemote(local, from: identity.key, status: reply.status, payload: reply.payload)
+            else { return supervisor.lateReply(from: identity.key) }
+            return
+        }
         guard let requester = supervisor.routing.session(number: session),
             requester.identity.tenant == identity.tenant,
             (try? requester.enqueue(
@@ -116,6 +144,7 @@ extension AgentSession {
     /// Tells the requester of a request this session received that it will get no reply.
     func failRequester(of message: Message, _ error: BusError) {
         let (session, local) = CorrelationTable<PendingRequest>.split(message.correlationID)
+        if session == 0 { return supervisor.failRemote(local, error) }
         guard let requester = supervisor.routing.session(number: session) else { return }
         try? requester.enqueue(.requestFailed(local: local, error))
     }

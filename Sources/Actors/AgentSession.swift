@@ -37,6 +37,8 @@ public actor AgentSession {
     /// Session number, unique while the server runs; the high half of correlation ids.
     public nonisolated let number: UInt32
     public nonisolated let identity: Identity
+    /// When the session opened (Unix ms): a takeover from another node ends only older sessions.
+    nonisolated let openedAtMs = WallClock.nowMs()
     /// The identity's roles, parsed once: every frame is checked against them.
     nonisolated let roles: [Role]
     /// Who the agent is to the scope of contexts.

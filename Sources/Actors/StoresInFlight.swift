@@ -27,6 +27,9 @@ struct StoresInFlight {
         if byAgent[agentID]?.isEmpty == true { byAgent[agentID] = nil }
     }
 
+    /// Whether a store to `agentID` is in flight, by any gate or none.
+    func isStoring(to agentID: String) -> Bool { byAgent[agentID] != nil }
+
     /// Whether a SEND to `agentID`, whose live session is `receiver`, must be stored behind a store
     /// of this sender that holds no gate of `receiver`.
     func mustStore(to agentID: String, receiver: AgentSession) -> Bool {

@@ -205,7 +205,11 @@ extension Supervisor {
     /// before the sender hears of it. A session whose gate the store held reads it when the hold
     /// ends; another one (the agent was offline, or connected again since) holds its gate first.
     private nonisolated func arrived(for key: AgentKey, holding gate: AgentSession? = nil) {
-        if let live = routing.session(for: key), live !== gate { live.backlogArrived() }
+        if let live = routing.session(for: key) {
+            if live !== gate { live.backlogArrived() }
+        } else {
+            cluster?.stored(for: key)
+        }
         gate?.backlogHoldEnded()
     }
 

@@ -27,6 +27,10 @@ public actor Supervisor {
     public nonisolated let store: (any MessageStore)?
     /// Presence and idempotency keys outside the process, if configured.
     public nonisolated let shared: (any SharedState)?
+    /// The other nodes of this node's cluster, if it is in one (docs/cluster.md).
+    public nonisolated let cluster: (any ClusterLink)?
+    /// Requests from other nodes that this node's agents are answering.
+    let remoteRequests: RemoteRequests
     public nonisolated let logger: Logger
     /// Counters and histograms of what sessions do.
     public nonisolated let metrics: BusMetrics
@@ -55,7 +59,8 @@ public actor Supervisor {
     public init(
         configuration: SupervisorConfiguration, audit: any AuditSink, store: (any MessageStore)? = nil,
         shared: (any SharedState)? = nil, contextStorage: (any ContextStorage)? = nil,
-        keyStorage: (any KeyStorage)? = nil, metrics: BusMetrics = BusMetrics(), logger: Logger
+        keyStorage: (any KeyStorage)? = nil, cluster: (any ClusterLink)? = nil, metrics: BusMetrics = BusMetrics(),
+        logger: Logger
     ) throws(BusError) {
         self.configuration = configuration
         self.metrics = metrics
@@ -63,6 +68,8 @@ public actor Supervisor {
         self.audit = audit
         self.store = store
         self.shared = shared
+        self.cluster = cluster
+        self.remoteRequests = RemoteRequests(capacity: configuration.remoteRequestCapacity)
         self.logger = logger
         self.registry = Registry(complete: store == nil)
         self.routing = RoutingTable(
@@ -106,6 +113,7 @@ public actor Supervisor {
             streams.expire(now: now)
             contexts.sweep(now: WallClock.nowMs())
             rateLimits?.forgetFull(nowMs: now)
+            if cluster != nil { remoteRequests.expire(now: WallClock.nowMs()) }
             if let shared { shared.online(routing.all.map(\.identity.key)) }
             saveSnapshotIfChanged()
         }
@@ -126,6 +134,12 @@ public actor Supervisor {
         let (replaced, orphans) = routing.attach(session)
         replaced?.closeSoon(GoAway(code: .replaced, message: "another connection of \(identity.agentID) took over"))
         session.requeue(orphans)
+        if let cluster {
+            // Its backlog is read only once the directory names this node: a message another node
+            // stores for it from then on is announced here (``ClusterLink/stored(for:)``).
+            session.mailbox.holdBacklog()
+            cluster.attached(identity.key, at: session.openedAtMs) { session.backlogHoldEnded() }
+        }
         // The session was made with its backlog gate closed (when there is a store), before anyone
         // could route to it: a SEND cannot overtake the stored messages.
         if store != nil { session.backlogArrived() }
@@ -149,7 +163,10 @@ public actor Supervisor {
         {
             deadLetter(envelope, to: agent, reason: .offline)
         }
-        if routing.session(for: key) == nil { shared?.presence(key, online: false) }
+        if routing.session(for: key) == nil {
+            shared?.presence(key, online: false)
+            cluster?.detached(key)
+        }
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
     }
 
@@ -239,8 +256,17 @@ public actor Supervisor {
     /// the clock goes back).
     public nonisolated func nextMessageID() -> UInt64 {
         let stamp = StoredMessage.firstID(atUnixMs: WallClock.nowMs())
+        guard let cluster else {
+            return lastMessageID.withLockedValue { last in
+                last = max(last + 1, stamp)
+                return last
+            }
+        }
+        // In a cluster, every id of this node is congruent to its slot: no other live node makes it.
+        let stride = ClusterRecord.idStride
         return lastMessageID.withLockedValue { last in
-            last = max(last + 1, stamp)
+            let next = max(last + 1, stamp)
+            last = next + (cluster.idSlot + stride - next % stride) % stride
             return last
         }
     }
@@ -326,7 +352,10 @@ public actor Supervisor {
         try? await snapshotWriter.shutdownGracefully()
         await keys.close()
         let contextStorage = contexts.storage
+        let cluster = cluster
         try? await threadPool.runIfActive {
+            // Leaving the cluster first: what other nodes send from then on goes elsewhere.
+            cluster?.close()
             contextStorage?.close()
             store?.close()
             shared?.close()

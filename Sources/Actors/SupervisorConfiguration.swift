@@ -57,6 +57,9 @@ public struct SupervisorConfiguration: Sendable {
     /// Where the registry's local snapshot is kept (``RegistrySnapshot``), beside the spools; nil
     /// keeps none (without a store the registry lives in memory only).
     public var registrySnapshotPath: String?
+    /// Requests from agents on other nodes of the cluster that this node's agents may be answering
+    /// at once; one more is refused with `overloaded`.
+    public var remoteRequestCapacity = 100_000
     /// Housekeeping tick of the supervisor: expiry of orphaned deliveries and parked uploads.
     public var housekeepingMs: UInt64 = 1_000
 

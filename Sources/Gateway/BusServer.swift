@@ -21,6 +21,8 @@ public struct BusServer: Sendable {
     public let store: PostgresStore?
     public let shared: RedisState?
     public let auditStream: AuditStream?
+    /// This node's link to the other nodes of its cluster, if it is in one.
+    public let cluster: ClusterNode?
     /// The admin REST API, when configured; a service to run beside ``listener``.
     public let admin: AdminServer?
     /// The supervised children: the writers' threads and the registry restorer (/readyz, /metrics).
@@ -90,6 +92,20 @@ public struct BusServer: Sendable {
             settings.spoolBytes = configuration.spoolBytes
             return try RedisState(settings: settings, logger: logger)
         }
+        var cluster: ClusterNode?
+        if let (name, nodeID) = configuration.cluster {
+            guard let redisURL = configuration.redisURL, let brokers = configuration.kafkaBrokers,
+                configuration.postgresURL != nil
+            else {
+                throw SidecarError(
+                    message:
+                        "a cluster node needs PostgreSQL, Redis and Kafka (--postgres-url, --redis-url, --kafka-brokers)",
+                    connectionLost: false)
+            }
+            let settings = ClusterNode.Settings(
+                cluster: name, nodeID: nodeID ?? ClusterNode.generatedNodeID(), redisURL: redisURL, brokers: brokers)
+            cluster = try await blocking.runIfActive { try ClusterNode(settings: settings, logger: logger) }
+        }
         let registry = PrometheusCollectorRegistry()
         var metrics = PrometheusMetricsFactory(registry: registry)
         // Requests relayed between agents take tens of microseconds to milliseconds.
@@ -101,8 +117,8 @@ public struct BusServer: Sendable {
         let contextStorage = configuration.postgresURL.map { PostgresContextStore(url: $0, logger: logger) }
         let supervisor = try Supervisor(
             configuration: supervision, audit: audit, store: store, shared: shared, contextStorage: contextStorage,
-            keyStorage: configuration.postgresURL.map(PostgresKeyStore.init), metrics: BusMetrics(factory: metrics),
-            logger: logger)
+            keyStorage: configuration.postgresURL.map(PostgresKeyStore.init), cluster: cluster,
+            metrics: BusMetrics(factory: metrics), logger: logger)
         var restorer: WorkerThread?
         if let snapshot, let contexts {
             supervisor.restore(agents: snapshot.agents, lastMessageID: snapshot.lastMessageID)
@@ -127,6 +143,9 @@ public struct BusServer: Sendable {
             }
         }
         supervisor.startHousekeeping(on: MultiThreadedEventLoopGroup.singleton.any())
+        if cluster != nil {
+            try await blocking.runIfActive { supervisor.joinCluster() }
+        }
         let authority = try await TokenAuthority(secret: configuration.tokenSecret, settings: configuration.tokens)
         let ledger = TokenLedger(shared: shared)
         if let url = configuration.redisURL {
@@ -149,7 +168,7 @@ public struct BusServer: Sendable {
             (store?.children ?? [])
             + [
                 contextStorage?.child, shared?.child, auditStream?.child, auditLog?.child, restorer?.status,
-            ].compactMap { $0 }
+            ].compactMap { $0 } + (cluster?.children ?? [])
         for child in children {
             // Escalation is audited once per run of failures (it is in the log and /readyz too).
             // Weakly: the supervisor holds the writers, whose statuses hold this closure.
@@ -177,7 +196,7 @@ public struct BusServer: Sendable {
         }
         return BusServer(
             supervisor: supervisor, listener: listener, authenticator: authenticator, certificates: certificates,
-            store: store, shared: shared, auditStream: auditStream, admin: admin, children: children)
+            store: store, shared: shared, auditStream: auditStream, cluster: cluster, admin: admin, children: children)
     }
 
     /// Reads the store's snapshot on a supervised thread of its own, once a second until PostgreSQL

@@ -24,3 +24,5 @@ struct AuditStreamSink: AuditSink {
 
     func close() { stream.close() }
 }
+
+extension ClusterNode: ClusterLink {}

@@ -30,6 +30,9 @@ public struct ServerConfiguration: Sendable {
     public var redisURL: String?
     /// Kafka bootstrap servers for the audit stream; nil sends audit events to `auditLogPath`, else the log.
     public var kafkaBrokers: String?
+    /// This node's cluster (docs/cluster.md), joined through `redisURL` and `kafkaBrokers`, and its
+    /// node id (nil: one is made up at start); nil runs a single node.
+    public var cluster: (name: String, nodeID: String?)?
     /// Where the spools of the sidecars (writes waiting for an unreachable sidecar, and the audit
     /// journal) are kept; they must survive a restart of the bus, so not a folder cleared at boot.
     public var spoolDirectory = "/var/tmp/acb-spool"

@@ -10,19 +10,8 @@ import Logging
 /// swift-log through a ``RateLimitedLog``, not to standard error. Topic handles are cached, at most
 /// ``maxTopicHandles`` of them.
 final class KafkaProducer {
-    /// What librdkafka calls back: delivery reports (the record's sequence number and nil, or the
-    /// error that failed it), on the polling thread, and log lines, from its own threads.
-    final class Callbacks {
-        let delivered: (UInt64, String?) -> Void
-        let log: RateLimitedLog
-        init(delivered: @escaping (UInt64, String?) -> Void, log: RateLimitedLog) {
-            self.delivered = delivered
-            self.log = log
-        }
-    }
-
     private let handle: OpaquePointer
-    private let callbacks: Callbacks
+    private let callbacks: KafkaCallbacks
     private var topics: [String: OpaquePointer] = [:]
     /// Most topic handles kept (one per tenant's audit topic); when full, the cache starts over
     /// (librdkafka keeps a released handle alive while records of it are in flight).
@@ -39,7 +28,6 @@ final class KafkaProducer {
         delivered: @escaping (UInt64, String?) -> Void
     ) throws(SidecarError) {
         self.maxTopicHandles = maxTopicHandles
-        let configuration = rd_kafka_conf_new()
         let settings =
             [
                 "bootstrap.servers": brokers,
@@ -58,32 +46,18 @@ final class KafkaProducer {
                 "reconnect.backoff.ms": "100",
                 "reconnect.backoff.max.ms": "2000",
             ].merging(options) { _, given in given }
-        var error = [CChar](repeating: 0, count: 512)
-        for (name, value) in settings
-        where rd_kafka_conf_set(configuration, name, value, &error, error.count) != RD_KAFKA_CONF_OK {
-            rd_kafka_conf_destroy(configuration)
-            throw SidecarError(
-                message: "librdkafka setting \(name): \(String(nulTerminated: error))", connectionLost: false)
-        }
-        callbacks = Callbacks(delivered: delivered, log: log)
-        rd_kafka_conf_set_opaque(configuration, Unmanaged.passUnretained(callbacks).toOpaque())
+        callbacks = KafkaCallbacks(delivered: delivered, log: log)
+        let configuration = try callbacks.configuration(settings)
         rd_kafka_conf_set_dr_msg_cb(configuration) { _, message, opaque in
             guard let message, let opaque else { return }
-            let callbacks = Unmanaged<Callbacks>.fromOpaque(opaque).takeUnretainedValue()
+            let callbacks = Unmanaged<KafkaCallbacks>.fromOpaque(opaque).takeUnretainedValue()
             let sequence = UInt64(UInt(bitPattern: message.pointee._private))
             let failure =
                 message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR
                 ? nil : String(cString: rd_kafka_err2str(message.pointee.err))
             callbacks.delivered(sequence, failure)
         }
-        rd_kafka_conf_set_log_cb(configuration) { handle, level, facility, line in
-            guard let handle, let opaque = rd_kafka_opaque(handle), let line else { return }
-            // syslog levels: 0-3 errors, 4 warning, 5-6 notice and info, 7 debug.
-            let swiftLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
-            Unmanaged<Callbacks>.fromOpaque(opaque).takeUnretainedValue().log.log(
-                level: swiftLevel, "librdkafka: \(String(cString: line))",
-                metadata: ["facility": "\(facility.map { String(cString: $0) } ?? "")"])
-        }
+        var error = [CChar](repeating: 0, count: 512)
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, configuration, &error, error.count) else {
             rd_kafka_conf_destroy(configuration)  // taken over only on success
             throw SidecarError(
@@ -92,22 +66,26 @@ final class KafkaProducer {
         self.handle = handle
     }
 
+    /// RD_KAFKA_PARTITION_UA: the partitioner picks the partition by key.
+    static let anyPartition: Int32 = -1
+
     deinit {
         for (_, topic) in topics { rd_kafka_topic_destroy(topic) }
         rd_kafka_destroy(handle)
     }
 
-    /// Hands a record to librdkafka (copied).
+    /// Hands a record to librdkafka (copied), for `partition` (by default the partitioner picks one by key).
     /// - Returns: false if its queue is full (``poll(timeoutMs:)`` and try again).
     /// - Throws: for any other refusal (an invalid topic, a fatal producer error).
-    func produce(topic: String, key: [UInt8], value: [UInt8], sequence: UInt64) throws(SidecarError) -> Bool {
+    func produce(
+        topic: String, partition: Int32 = KafkaProducer.anyPartition, key: [UInt8], value: [UInt8], sequence: UInt64
+    ) throws(SidecarError) -> Bool {
         let handle = try self.topic(topic)
         let copy: Int32 = 0x2  // RD_KAFKA_MSG_F_COPY
-        let unassigned: Int32 = -1  // RD_KAFKA_PARTITION_UA: the partitioner picks one by key
         let result = value.withUnsafeBytes { value in
             key.withUnsafeBytes { key in
                 rd_kafka_produce(
-                    handle, unassigned, copy, UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
+                    handle, partition, copy, UnsafeMutableRawPointer(mutating: value.baseAddress), value.count,
                     key.baseAddress, key.count, UnsafeMutableRawPointer(bitPattern: UInt(sequence)))
             }
         }

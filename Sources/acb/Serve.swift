@@ -53,6 +53,13 @@ struct Serve: AsyncParsableCommand {
         String?
     @Option(help: "Kafka bootstrap servers for the audit stream, host:port[,…]. Default: none (the log).")
     var kafkaBrokers: String?
+    @Option(
+        help:
+            "Join the cluster of this name on the shared PostgreSQL, Redis and Kafka (docs/cluster.md). Default: none (one node)."
+    )
+    var cluster: String?
+    @Option(help: "This node's id in its cluster, unique among the live nodes. Default: generated at start.")
+    var nodeId: String?
     @Option(help: "Directory of the sidecars' spools and the audit journal. Default /var/tmp/acb-spool.")
     var spoolDir: String?
     @Option(help: "Most bytes each spool may hold on disk. Default 1073741824 (1 GiB).") var spoolBytes: String?
@@ -186,6 +193,15 @@ struct Serve: AsyncParsableCommand {
         }
         configuration.redisURL = settings.string("redis-url", flag: redisUrl)
         configuration.kafkaBrokers = settings.string("kafka-brokers", flag: kafkaBrokers)
+        if let name = settings.string("cluster", flag: cluster) {
+            guard configuration.postgresURL != nil, configuration.redisURL != nil, configuration.kafkaBrokers != nil
+            else {
+                throw SettingError("cluster needs postgres-url, redis-url and kafka-brokers: the nodes share them")
+            }
+            configuration.cluster = (name, settings.string("node-id", flag: nodeId))
+        } else if settings.string("node-id", flag: nodeId) != nil {
+            throw SettingError("node-id needs cluster")
+        }
         configuration.spoolDirectory = settings.string("spool-dir", flag: spoolDir) ?? configuration.spoolDirectory
         configuration.messageRetentionMs =
             try settings.integer(

@@ -1,0 +1,35 @@
+public import Bus
+
+/// What the bus needs from the other nodes of its cluster (docs/cluster.md): where an agent's live
+/// session is, and a way to hand a record to another node. An implementation over Redis (the
+/// directory, membership) and Kafka (traffic) plugs in; a bus without one is a single node, and its
+/// hot path never asks.
+///
+/// Implementations never block the caller: calls come from event loops.
+public protocol ClusterLink: Sendable {
+    /// This node's id, unique among the live nodes.
+    var nodeID: String { get }
+    /// Added to every id this node makes (message ids) so that ids stay unique across the cluster:
+    /// in 0..<``ClusterRecord/idStride``, unique among the live nodes.
+    var idSlot: UInt64 { get }
+    /// The live node other than this one where `key` has its session, from this node's copy of
+    /// the directory (it may lag by a moment: see ``stored(for:)``).
+    func node(of key: AgentKey) -> String?
+    /// `key`'s session opened on this node: the directory records it (and the node that held it
+    /// before hears of the takeover), then `done` runs, on any thread.
+    func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void)
+    /// `key`'s session here ended with no successor here: the directory forgets it, unless
+    /// another node has taken it since.
+    func detached(_ key: AgentKey)
+    /// Hands `record` to `node`; `done` gets nil once the transport holds it, or why it could not.
+    /// A full outbound queue refuses at once with ``ErrorCode/overloaded``.
+    func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void)
+    /// A message was stored for `key`, which has no session on this node: the node that holds its
+    /// session, looked up afresh in the directory, is told to read its backlog.
+    func stored(for key: AgentKey)
+    /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order.
+    func start(inbox: @escaping @Sendable (ClusterRecord) -> Void)
+    /// Leaves the cluster: sends what is queued, stops taking records, and the directory forgets
+    /// this node. Called once, at shutdown, after the sessions closed. May block.
+    func close()
+}

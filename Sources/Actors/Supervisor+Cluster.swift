@@ -1,0 +1,138 @@
+import Bus
+import NIOCore
+
+/// What this node does with the records other nodes of its cluster send it (docs/cluster.md), and
+/// the answers its agents give to requests from other nodes.
+extension Supervisor {
+    /// Starts taking the records other nodes send this one; call once, after the restore.
+    public nonisolated func joinCluster() {
+        cluster?.start { [weak self] record in self?.receive(record) }
+    }
+
+    /// One record from another node, on the cluster's inbound thread, in the order that node sent them.
+    nonisolated func receive(_ record: ClusterRecord) {
+        let key = AgentKey(tenant: record.tenant, agentID: record.to)
+        switch record.kind {
+        case .direct:
+            deliver(record, to: key)
+        case .request:
+            deliverRequest(record, to: key)
+        case .response:
+            let (number, local) = CorrelationTable<Void>.split(record.correlationID)
+            let status = ReplyStatus(rawValue: record.status) ?? .error
+            guard let requester = routing.session(number: number), requester.identity.tenant == record.tenant,
+                (try? requester.enqueue(
+                    .response(local: local, from: record.from, status: status, payload: record.payload))) != nil
+            else { return lateReply(from: AgentKey(tenant: record.tenant, agentID: record.from)) }
+        case .requestFailed:
+            let (number, local) = CorrelationTable<Void>.split(record.correlationID)
+            guard let requester = routing.session(number: number), requester.identity.tenant == record.tenant
+            else { return }
+            try? requester.enqueue(.requestFailed(local: local, BusError(record.code, record.message)))
+        case .backlog:
+            routing.session(for: key)?.backlogArrived()
+        case .takeover:
+            guard let session = routing.session(for: key), session.openedAtMs <= record.at else { return }
+            session.closeSoon(
+                GoAway(code: .replaced, message: "another connection of \(key.agentID) took over on another node"))
+        }
+    }
+
+    /// A SEND from another node, already answered there (OK `delivered`): to the agent's session if
+    /// it is here and takes it now, else stored for it, in order behind anything it holds back.
+    private nonisolated func deliver(_ record: ClusterRecord, to key: AgentKey) {
+        guard let session = routing.session(for: key) else { return storeForwarded(record, to: key, holding: nil) }
+        let envelope = Envelope.message(
+            Message(kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload, credit: nil))
+        do throws(BusError) {
+            if try session.enqueueDirect(envelope, mustStore: false) { return }
+            storeForwarded(record, to: key, holding: session)
+        } catch  where error.code == .overloaded {
+            // The receiver is full: stored, and its gate held so that what follows stays behind it.
+            let heldGate = (try? session.enqueueDirect(envelope, mustStore: true)) == false
+            storeForwarded(record, to: key, holding: heldGate ? session : nil)
+        } catch {
+            storeForwarded(record, to: key, holding: nil)
+        }
+    }
+
+    /// Stores a forwarded SEND for `key` (its sender heard OK already): what the store refuses is
+    /// dead-lettered.
+    private nonisolated func storeForwarded(_ record: ClusterRecord, to key: AgentKey, holding gate: AgentSession?) {
+        let message = storedMessage(
+            to: key, from: record.from, payload: Array(record.payload.readableBytesView), deadline: record.deadline)
+        enqueueStored(message, holding: gate) { [self] error in
+            guard let error else { return }
+            deadLetter(
+                .message(
+                    Message(
+                        kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload,
+                        credit: nil)),
+                to: key, reason: error.code)
+        }
+    }
+
+    /// A REQUEST from another node: to the responder's session here, under a local number whose
+    /// answer goes back to the requester's node; refused back there if it cannot be.
+    private nonisolated func deliverRequest(_ record: ClusterRecord, to key: AgentKey) {
+        do throws(BusError) {
+            guard let responder = routing.session(for: key) else {
+                throw BusError(.offline, "\(key.agentID) is offline")
+            }
+            guard !responder.isDraining, responder.load.readiness != .draining else {
+                throw BusError(.unavailable, "\(key.agentID) is draining")
+            }
+            let origin = RemoteRequests.Origin(
+                node: record.node, tenant: record.tenant, correlationID: record.correlationID,
+                deadline: record.deadline ?? WallClock.nowMs() + configuration.defaultRequestTimeoutMs)
+            guard let number = remoteRequests.insert(origin) else {
+                throw BusError(.overloaded, "too many requests from other nodes in flight", retryAfterMs: 100)
+            }
+            let message = Message(
+                kind: .request, from: record.from,
+                correlationID: CorrelationTable<Void>.wireID(session: 0, local: number), deadline: origin.deadline,
+                payload: record.payload)
+            do throws(BusError) {
+                try responder.enqueue(.message(message))
+            } catch {
+                _ = remoteRequests.take(number)
+                throw error
+            }
+        } catch {
+            failRemoteRequest(node: record.node, tenant: record.tenant, correlationID: record.correlationID, error)
+        }
+    }
+
+    /// The answer of `responder` to request `number` from another node (correlation id session 0):
+    /// to the requester's node. - Returns: false if nobody waits for it any more.
+    nonisolated func answerRemote(_ number: UInt32, from responder: AgentKey, status: ReplyStatus, payload: ByteBuffer)
+        -> Bool
+    {
+        guard let cluster, let origin = remoteRequests.take(number), origin.tenant == responder.tenant else {
+            return false
+        }
+        cluster.forward(
+            ClusterRecord(
+                kind: .response, node: cluster.nodeID, tenant: origin.tenant, from: responder.agentID,
+                correlationID: origin.correlationID, status: status.rawValue, payload: payload),
+            to: origin.node
+        ) { _ in }
+        return true
+    }
+
+    /// Request `number` from another node will get no answer from its responder here.
+    nonisolated func failRemote(_ number: UInt32, _ error: BusError) {
+        guard let origin = remoteRequests.take(number) else { return }
+        failRemoteRequest(node: origin.node, tenant: origin.tenant, correlationID: origin.correlationID, error)
+    }
+
+    private nonisolated func failRemoteRequest(node: String, tenant: String, correlationID: UInt64, _ error: BusError) {
+        guard let cluster else { return }
+        cluster.forward(
+            ClusterRecord(
+                kind: .requestFailed, node: cluster.nodeID, tenant: tenant, correlationID: correlationID,
+                code: error.code, message: error.message),
+            to: node
+        ) { _ in }
+    }
+}

@@ -1,0 +1,112 @@
+public import NIOCore
+
+/// What one node of a cluster hands another through the Kafka topic of the receiving node
+/// (docs/cluster.md): a message or request for one of its agents, an answer to a request one of
+/// its agents made, or a word about an agent (read your backlog, another node took it over).
+///
+/// The encoding is the bus's own: big-endian integers, `str` (u16 length) and `bytes` (u32
+/// length), in the order of the fields below (`deadline` 0 for none). Nodes of one cluster run the same build.
+public struct ClusterRecord: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        /// A SEND to agent `to`, from `from`.
+        case direct = 1
+        /// A REQUEST to agent `to`; `correlationID` is the requester's, on the sending node.
+        case request = 2
+        /// The answer to request `correlationID` of the receiving node, from agent `from`.
+        case response = 3
+        /// Request `correlationID` of the receiving node cannot be answered: `code`, `message`.
+        case requestFailed = 4
+        /// A message was stored for agent `to`: its session reads its backlog.
+        case backlog = 5
+        /// Agent `to` opened a session on the sending node at `at` (Unix ms): an older one here ends.
+        case takeover = 6
+    }
+
+    /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live
+    /// at once in one cluster.
+    public static let idStride: UInt64 = 256
+
+    public var kind: Kind
+    /// The node that sent the record (where a request's answer goes).
+    public var node: String
+    public var tenant: String
+    public var to: String
+    public var from: String
+    public var correlationID: UInt64
+    /// A message's or request's deadline (Unix ms), if any.
+    public var deadline: UInt64?
+    /// Unix ms of what the record reports (a takeover's session opening).
+    public var at: UInt64
+    /// A response's ``ReplyStatus`` raw value.
+    public var status: UInt8
+    /// A failed request's error.
+    public var code: ErrorCode
+    public var message: String
+    public var payload: ByteBuffer
+
+    public init(
+        kind: Kind, node: String, tenant: String, to: String = "", from: String = "", correlationID: UInt64 = 0,
+        deadline: UInt64? = nil, at: UInt64 = 0, status: UInt8 = 0, code: ErrorCode = .internal, message: String = "",
+        payload: ByteBuffer = ByteBuffer()
+    ) {
+        self.kind = kind
+        self.node = node
+        self.tenant = tenant
+        self.to = to
+        self.from = from
+        self.correlationID = correlationID
+        self.deadline = deadline
+        self.at = at
+        self.status = status
+        self.code = code
+        self.message = message
+        self.payload = payload
+    }
+
+    /// The record's bytes, for a Kafka record's value.
+    public func encoded() -> [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(64 + tenant.utf8.count + to.utf8.count + from.utf8.count + payload.readableBytes)
+        buffer.writeInteger(kind.rawValue)
+        for text in [node, tenant, to, from] { buffer.writeWireString(text) }
+        buffer.writeMultipleIntegers(correlationID, deadline ?? 0, at, status, code.rawValue)
+        buffer.writeWireMessage(message)
+        buffer.writeWireBytes(payload)
+        return Array(buffer.readableBytesView)
+    }
+
+    /// Decodes ``encoded()``. - Throws: ``ErrorCode/badFrame`` for anything else.
+    public static func decode(_ bytes: [UInt8]) throws(BusError) -> ClusterRecord {
+        let buffer = ByteBuffer(bytes: bytes)
+        let decoded = buffer.withUnsafeReadableBytes { raw -> Result<ClusterRecord, BusError> in
+            var reader = WireReader(buffer, bytes: raw)
+            do throws(BusError) {
+                guard let kind = Kind(rawValue: try reader.u8("kind")) else {
+                    throw BusError(.badFrame, "unknown cluster record kind")
+                }
+                let node = try reader.string("node")
+                let tenant = try reader.string("tenant")
+                let to = try reader.string("to")
+                let from = try reader.string("from")
+                let correlationID = try reader.u64("correlation_id")
+                let deadline = try reader.u64("deadline")
+                let at = try reader.u64("at")
+                let status = try reader.u8("status")
+                guard let code = ErrorCode(rawValue: try reader.u16("code")) else {
+                    throw BusError(.badFrame, "unknown error code in a cluster record")
+                }
+                let message = try reader.string("message")
+                let payload = try reader.bytes("payload")
+                guard reader.isAtEnd else { throw BusError(.badFrame, "a cluster record has trailing bytes") }
+                return .success(
+                    ClusterRecord(
+                        kind: kind, node: node, tenant: tenant, to: to, from: from, correlationID: correlationID,
+                        deadline: deadline == 0 ? nil : deadline, at: at, status: status, code: code,
+                        message: message, payload: payload))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try decoded.get()
+    }
+}

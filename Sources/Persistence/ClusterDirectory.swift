@@ -1,0 +1,236 @@
+import Bus
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// A cluster's membership and directory in Redis (docs/cluster.md), and this node's copy of them.
+///
+/// Keys, under `acb:cluster:<cluster>:`:
+/// - `node:<id>`: exists while node `id` lives (its time to live is renewed every refresh);
+/// - `slot:<n>`: the id slot node `id` holds (``ClusterRecord/idStride`` of them), renewed with it;
+/// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session.
+///
+/// Writes (a session opened or ended) and fresh lookups queue here and run on the directory's
+/// thread, one pipeline per round; every refresh reads the live nodes and the whole hash again into
+/// the copy that ``node(of:)`` reads without blocking. The copy may lag by one refresh: what is
+/// stored meanwhile is announced after a fresh lookup (``lookup(_:then:)``).
+final class ClusterDirectory: Sendable {
+    struct Settings: Sendable {
+        var redisURL: String
+        var cluster: String
+        var nodeID: String
+        /// A node not heard from for this long is gone.
+        var nodeTTLMs: UInt64 = 3_000
+        /// How often the copy is read again and this node's keys renewed.
+        var refreshMs: UInt64 = 250
+    }
+
+    private enum Operation {
+        /// `key` opened here at `at`; `done` runs after Redis answered (or failed), `previous` with
+        /// the node that held it before, if another.
+        case attach(AgentKey, at: UInt64, done: @Sendable (_ previous: String?) -> Void)
+        case detach(AgentKey)
+        case lookup(AgentKey, then: @Sendable (String?) -> Void)
+    }
+
+    private struct State {
+        var pending: [Operation] = []
+        var stopping = false
+        /// Agents on other live nodes.
+        var agents: [AgentKey: String] = [:]
+        var liveNodes: Set<String> = []
+    }
+
+    let settings: Settings
+    /// This node's id slot, claimed at start.
+    let slot: UInt64
+    let thread = WorkerThread(name: "cluster-directory")
+    private let state = NIOLockedValueBox(State())
+
+    private var prefix: String { "acb:cluster:\(settings.cluster):" }
+    private var agentsKey: String { prefix + "agents" }
+
+    /// Claims an id slot and announces the node. - Throws: when Redis cannot be reached, when a
+    /// live node has this node's id, or when every slot is taken.
+    init(settings: Settings) throws(SidecarError) {
+        self.settings = settings
+        let redis = try RedisConnection(url: settings.redisURL)
+        let ttl = "\(settings.nodeTTLMs)"
+        let prefix = "acb:cluster:\(settings.cluster):"
+        guard try redis.command("SET", prefix + "node:" + settings.nodeID, "0", "NX", "PX", ttl) == .status("OK") else {
+            throw SidecarError(
+                message: "a live node of cluster \(settings.cluster) has node id \(settings.nodeID)",
+                connectionLost: false)
+        }
+        for slot in 0..<ClusterRecord.idStride
+        where try redis.command("SET", prefix + "slot:\(slot)", settings.nodeID, "NX", "PX", ttl) == .status("OK") {
+            self.slot = slot
+            return
+        }
+        _ = try? redis.command("DEL", prefix + "node:" + settings.nodeID)
+        throw SidecarError(
+            message: "cluster \(settings.cluster) has \(ClusterRecord.idStride) live nodes already",
+            connectionLost: false)
+    }
+
+    /// The live node other than this one holding `key`'s session, as of the last refresh.
+    func node(of key: AgentKey) -> String? {
+        state.withLockedValue { $0.agents[key] }
+    }
+
+    /// The live nodes, this one included, as of the last refresh.
+    var liveNodes: Set<String> { state.withLockedValue { $0.liveNodes } }
+
+    /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
+    /// Redis is unreachable (the write waits for it).
+    func attach(_ key: AgentKey, at: UInt64, done: @escaping @Sendable (_ previous: String?) -> Void) {
+        guard thread.status.current.state == .running else {
+            done(nil)
+            return submit(.attach(key, at: at, done: { _ in }))
+        }
+        submit(.attach(key, at: at, done: done))
+    }
+
+    func detach(_ key: AgentKey) { submit(.detach(key)) }
+
+    /// Looks `key` up in Redis itself (not the copy); `then` gets the node, nil when none or unreachable.
+    func lookup(_ key: AgentKey, then: @escaping @Sendable (String?) -> Void) {
+        submit(.lookup(key, then: then))
+    }
+
+    private func submit(_ operation: Operation) {
+        state.withLockedValue { $0.pending.append(operation) }
+        thread.wake()
+    }
+
+    /// Runs the directory's thread until ``stop()``; then this node's keys are removed.
+    func start(logger: Logger) {
+        thread.start(logger: logger) { [self] in
+            var nextRefresh: UInt64 = 0
+            var redis: RedisConnection?
+            while true {
+                try thread.checkpoint()
+                let (operations, stopping) = state.withLockedValue { state in
+                    defer { state.pending.removeAll() }
+                    return (state.pending, state.stopping)
+                }
+                do {
+                    let connection = try redis ?? RedisConnection(url: settings.redisURL)
+                    redis = connection
+                    if MonotonicClock.nowMs() >= nextRefresh {
+                        try refresh(connection)
+                        nextRefresh = MonotonicClock.nowMs() + settings.refreshMs
+                    }
+                    if !operations.isEmpty { try run(operations, on: connection) }
+                    if stopping {
+                        _ = try connection.pipeline(
+                            [["DEL", prefix + "node:" + settings.nodeID], ["DEL", prefix + "slot:\(slot)"]])
+                        return
+                    }
+                } catch {
+                    failed(operations)
+                    throw error
+                }
+                thread.sleep(seconds: Double(settings.refreshMs) / 1_000)
+            }
+        }
+    }
+
+    /// Ends the thread after one more round, which leaves the cluster, and waits for it.
+    func stop() {
+        state.withLockedValue { $0.stopping = true }
+        thread.stop()
+        thread.join()
+    }
+
+    /// Redis failed with `operations` taken: their completions run now, and the writes are queued
+    /// again for when it is back.
+    private func failed(_ operations: [Operation]) {
+        var retried: [Operation] = []
+        for operation in operations {
+            switch operation {
+            case .attach(let key, let at, let done):
+                done(nil)
+                retried.append(.attach(key, at: at, done: { _ in }))
+            case .detach:
+                retried.append(operation)
+            case .lookup(_, let then):
+                then(nil)
+            }
+        }
+        state.withLockedValue { $0.pending.insert(contentsOf: retried, at: 0) }
+    }
+
+    /// Runs `operations` in one pipeline.
+    private func run(_ operations: [Operation], on redis: RedisConnection) throws(SidecarError) {
+        let commands = operations.map { operation -> [String] in
+            switch operation {
+            case .attach(let key, _, _):
+                ["EVAL", Self.swapScript, "1", agentsKey, key.description, settings.nodeID]
+            case .detach(let key):
+                ["EVAL", Self.forgetScript, "1", agentsKey, key.description, settings.nodeID]
+            case .lookup(let key, _):
+                ["HGET", agentsKey, key.description]
+            }
+        }
+        let replies = try redis.pipeline(commands)
+        let live = liveNodes
+        for (operation, reply) in zip(operations, replies) {
+            switch operation {
+            case .attach(_, _, let done):
+                done(reply.text.flatMap { $0 != settings.nodeID && live.contains($0) ? $0 : nil })
+            case .detach:
+                break
+            case .lookup(_, let then):
+                then(reply.text.flatMap { live.contains($0) ? $0 : nil })
+            }
+        }
+    }
+
+    /// Renews this node's keys and reads the live nodes and the directory again. Entries of nodes
+    /// that are gone are removed (their agents reconnect elsewhere, or are offline).
+    private func refresh(_ redis: RedisConnection) throws(SidecarError) {
+        let ttl = "\(settings.nodeTTLMs)"
+        let replies = try redis.pipeline([
+            ["SET", prefix + "node:" + settings.nodeID, "0", "PX", ttl],
+            ["SET", prefix + "slot:\(slot)", settings.nodeID, "PX", ttl],
+            ["KEYS", prefix + "node:*"],
+            ["HGETALL", agentsKey],
+        ])
+        guard case .array(let nodeKeys) = replies[2], case .array(let fields) = replies[3] else {
+            throw SidecarError(
+                message: "Redis answered the cluster directory's read with \(replies)", connectionLost: true)
+        }
+        let live = Set(nodeKeys.compactMap { $0.text.map { String($0.dropFirst(prefix.count + "node:".count)) } })
+        var agents: [AgentKey: String] = [:]
+        var gone: [[String]] = []
+        for pair in stride(from: 0, to: fields.count - 1, by: 2) {
+            guard let field = fields[pair].text, let node = fields[pair + 1].text else { continue }
+            guard live.contains(node) else {
+                gone.append(["EVAL", Self.forgetScript, "1", agentsKey, field, node])
+                continue
+            }
+            guard node != settings.nodeID, let slash = field.firstIndex(of: "/") else { continue }
+            agents[AgentKey(tenant: String(field[..<slash]), agentID: String(field[field.index(after: slash)...]))] =
+                node
+        }
+        state.withLockedValue { state in
+            state.agents = agents
+            state.liveNodes = live
+        }
+        if !gone.isEmpty { _ = try redis.pipeline(Array(gone.prefix(1_000))) }
+    }
+
+    /// Sets field ARGV[1] to node ARGV[2] and returns what it was.
+    private static let swapScript = """
+        local previous = redis.call('HGET', KEYS[1], ARGV[1])
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        return previous
+        """
+
+    /// Removes field ARGV[1] if node ARGV[2] still holds it.
+    private static let forgetScript = """
+        if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+        return 0
+        """
+}

@@ -1,0 +1,205 @@
+public import Bus
+import Foundation
+public import Logging
+import NIOConcurrencyHelpers
+
+/// This process as a node of a cluster (docs/cluster.md): the directory and membership in Redis
+/// (``ClusterDirectory``), and traffic to and from the other nodes over Kafka, one topic per node
+/// (`acb-cluster.<cluster>.<node>`, one partition: what a node sends another arrives in order).
+///
+/// Three supervised threads: `cluster-directory` (Redis), `cluster-out` (the producer) and
+/// `cluster-in` (the consumer of this node's topic). Records to send wait in a bounded queue; a
+/// full one refuses at once with `overloaded`.
+public final class ClusterNode: Sendable {
+    public struct Settings: Sendable {
+        /// The cluster's name: nodes with the same sidecars and name form one cluster.
+        public var cluster: String
+        public var nodeID: String
+        public var redisURL: String
+        public var brokers: String
+        /// Records waiting to be handed to Kafka; one more is refused with `overloaded`.
+        public var outboundCapacity = 100_000
+        /// A node not heard from for this long is gone (its agents' entries are ignored).
+        public var nodeTTLMs: UInt64 = 3_000
+
+        public init(cluster: String, nodeID: String, redisURL: String, brokers: String) {
+            self.cluster = cluster
+            self.nodeID = nodeID
+            self.redisURL = redisURL
+            self.brokers = brokers
+        }
+    }
+
+    private struct Outbound {
+        var records: [(topic: String, value: [UInt8], done: @Sendable (BusError?) -> Void)] = []
+        var stopping = false
+    }
+
+    public let settings: Settings
+    public var nodeID: String { settings.nodeID }
+    public var idSlot: UInt64 { directory.slot }
+    let directory: ClusterDirectory
+    private let outbound = NIOLockedValueBox(Outbound())
+    private let sender = WorkerThread(name: "cluster-out")
+    private let receiver = WorkerThread(name: "cluster-in")
+    private let logger: Logger
+    private let log: RateLimitedLog
+
+    /// The threads' statuses, for /readyz and /metrics.
+    public var children: [ChildStatus] { [directory.thread.status, sender.status, receiver.status] }
+
+    /// Joins the cluster's directory (claims an id slot) and starts the directory's and the
+    /// sender's threads; ``start(inbox:)`` starts taking records.
+    /// - Throws: when Redis cannot be reached, or a live node has this id.
+    public init(settings: Settings, logger: Logger) throws(SidecarError) {
+        guard Self.isValidName(settings.cluster), Self.isValidName(settings.nodeID) else {
+            throw SidecarError(
+                message: "cluster names and node ids are 1-64 letters, digits, '.', '_' or '-'", connectionLost: false)
+        }
+        self.settings = settings
+        self.logger = logger
+        self.log = RateLimitedLog(logger: logger)
+        var directorySettings = ClusterDirectory.Settings(
+            redisURL: settings.redisURL, cluster: settings.cluster, nodeID: settings.nodeID)
+        directorySettings.nodeTTLMs = settings.nodeTTLMs
+        directory = try ClusterDirectory(settings: directorySettings)
+        directory.start(logger: logger)
+        sender.start(logger: logger) { [self] in try send() }
+    }
+
+    /// A node id made up at start, when none is given.
+    public static func generatedNodeID() -> String {
+        "node-" + String(UInt32.random(in: .min ... .max), radix: 16)
+    }
+
+    private static func isValidName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0))
+            }
+    }
+
+    private func topic(of node: String) -> String { "acb-cluster.\(settings.cluster).\(node)" }
+
+    public func node(of key: AgentKey) -> String? { directory.node(of: key) }
+
+    public func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void) {
+        directory.attach(key, at: at) { [self] previous in
+            if let previous {
+                forward(
+                    ClusterRecord(kind: .takeover, node: nodeID, tenant: key.tenant, to: key.agentID, at: at),
+                    to: previous
+                ) { _ in }
+            }
+            done()
+        }
+    }
+
+    public func detached(_ key: AgentKey) { directory.detach(key) }
+
+    public func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void) {
+        let value = record.encoded()
+        let accepted = outbound.withLockedValue { outbound in
+            guard outbound.records.count < settings.outboundCapacity, !outbound.stopping else { return false }
+            outbound.records.append((topic(of: node), value, done))
+            return true
+        }
+        guard accepted else {
+            return done(BusError(.overloaded, "too many records waiting for the other nodes", retryAfterMs: 100))
+        }
+        sender.wake()
+    }
+
+    public func stored(for key: AgentKey) {
+        directory.lookup(key) { [self] node in
+            guard let node, node != nodeID else { return }
+            forward(ClusterRecord(kind: .backlog, node: nodeID, tenant: key.tenant, to: key.agentID), to: node) { _ in }
+        }
+    }
+
+    public func start(inbox: @escaping @Sendable (ClusterRecord) -> Void) {
+        let ready = ConditionLock(value: 0)
+        receiver.start(logger: logger) { [self] in
+            let consumer = try KafkaConsumer(brokers: settings.brokers, topic: topic(of: nodeID), log: log)
+            ready.lock()
+            ready.unlock(withValue: 1)
+            while !outbound.withLockedValue(\.stopping) {
+                try receiver.checkpoint()
+                for value in try consumer.poll(limit: 1_000, timeoutMs: 100) {
+                    do throws(BusError) {
+                        inbox(try ClusterRecord.decode(value))
+                    } catch {
+                        log.log(level: .error, "a cluster record could not be read", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
+        // Other nodes send here once the directory names this node: the consumer is there first.
+        _ = ready.lock(whenValue: 1, timeoutSeconds: 10)
+        ready.unlock()
+    }
+
+    /// The sender's loop: hands queued records to Kafka and their delivery reports to their senders.
+    private func send() throws {
+        final class Waiting {
+            var next: UInt64 = 0
+            var done: [UInt64: @Sendable (BusError?) -> Void] = [:]
+        }
+        let waiting = Waiting()
+        let producer = try KafkaProducer(
+            brokers: settings.brokers,
+            options: [
+                "linger.ms": "0", "compression.type": "none", "socket.nagle.disable": "true",
+                "message.timeout.ms": "5000",
+            ],
+            log: log
+        ) { sequence, failure in
+            waiting.done.removeValue(forKey: sequence)?(
+                failure.map {
+                    BusError(.unavailable, "the other node cannot be reached through Kafka: \($0)", retryAfterMs: 1_000)
+                })
+        }
+        defer {
+            // What librdkafka still holds when the thread ends or restarts is failed: its senders hear it.
+            _ = producer.flush(timeoutMs: 5_000)
+            for (_, done) in waiting.done { done(BusError(.unavailable, "the cluster link restarted")) }
+        }
+        while true {
+            try sender.checkpoint()
+            let (records, stopping) = outbound.withLockedValue { outbound in
+                defer { outbound.records.removeAll(keepingCapacity: true) }
+                return (outbound.records, outbound.stopping)
+            }
+            for record in records {
+                waiting.next += 1
+                waiting.done[waiting.next] = record.done
+                do {
+                    while try !producer.produce(
+                        topic: record.topic, partition: 0, key: [], value: record.value, sequence: waiting.next)
+                    {
+                        producer.poll(timeoutMs: 10)
+                    }
+                } catch {
+                    waiting.done.removeValue(forKey: waiting.next)?(BusError(.unavailable, "\(error)"))
+                }
+            }
+            producer.poll(timeoutMs: 0)
+            if stopping && records.isEmpty { return }
+            if producer.queued > 0 {
+                producer.poll(timeoutMs: 1)
+            } else {
+                sender.sleep(seconds: 0.1)
+            }
+        }
+    }
+
+    /// Leaves the cluster: what is queued is sent, the directory forgets this node.
+    public func close() {
+        outbound.withLockedValue { $0.stopping = true }
+        sender.stop()
+        receiver.stop()
+        sender.join()
+        receiver.join()
+        directory.stop()
+    }
+}

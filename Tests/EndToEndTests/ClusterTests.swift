@@ -1,0 +1,170 @@
+import ACBClient
+import Actors
+import Bus
+import Foundation
+import Gateway
+import NIOCore
+import Testing
+
+/// Several buses in one cluster (docs/cluster.md) on the sidecars `make test` started: agents on
+/// different nodes reach each other, with the guarantees they have on one node.
+extension SidecarTests {
+    @Suite struct ClusterTests {
+        /// Runs `body` with `count` nodes of a cluster of their own, each a bus of this process with
+        /// PostgreSQL, Redis and Kafka.
+        static func withCluster(_ count: Int, _ body: ([TestBus]) async throws -> Void) async throws {
+            let name = "c-\(UUID().uuidString.prefix(8).lowercased())"
+            func nest(_ nodes: [TestBus]) async throws {
+                guard nodes.count < count else { return try await body(nodes) }
+                try await TestBus.withSidecars(redis: true, kafka: true, { $0.cluster = (name, "n\(nodes.count)") }) {
+                    try await nest(nodes + [$0])
+                }
+            }
+            try await nest([])
+        }
+
+        /// Sends from `sender` to `receiver`, not registered, until a send is delivered at once: the
+        /// sender's node knows where the receiver is (until then the receiver is an unknown agent).
+        static func untilRouted(_ sender: ACBClient, to receiver: String) async throws {
+            try await Sidecars.eventually("\(receiver) to be in the directory") {
+                let ok = try? await sender.send(to: .agent(receiver), ByteBuffer(string: "warm"))
+                return ok?.outcome == .delivered
+            }
+        }
+
+        @Test func sendsReachAnAgentOnAnotherNodeInOrder() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                var bob = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Self.untilRouted(alice, to: "bob")
+                for index in 0..<100 {
+                    let ok = try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)"))
+                    #expect(ok.outcome == .delivered && ok.recipients == 1)
+                }
+                var texts: [String] = []
+                while texts.count < 101 {
+                    let deliver = try await bob.nextDelivery()
+                    #expect(deliver.from == "alice")
+                    texts.append(String(buffer: deliver.payload))
+                    try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                }
+                #expect(Array(texts.suffix(100)) == (0..<100).map { "m\($0)" }, "in the order sent")
+                await alice.close()
+                await bob.connection.close()
+            }
+        }
+
+        @Test func aRequestIsAnsweredByAnAgentOnAnotherNode() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(3) { nodes in
+                let bob = try await nodes[2].client("bob", tenant: tenant)
+                bob.serve { request in ByteBuffer(string: "echo " + request.text) }
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Self.untilRouted(alice, to: "bob")
+                for index in 0..<20 {
+                    let answer = try await alice.request(
+                        .agent("bob"), ByteBuffer(string: "q\(index)"), timeoutMs: 10_000)
+                    #expect(answer.from == "bob" && answer.status == .ok && answer.text == "echo q\(index)")
+                }
+                await alice.close()
+                await bob.close()
+            }
+        }
+
+        /// A responder on another node that never answers: the requester's node times the request
+        /// out, and a late answer is dropped.
+        @Test func aRequestToAnotherNodeTimesOut() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                var bob = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Self.untilRouted(alice, to: "bob")
+                _ = try await bob.nextDelivery()
+                await #expect(throws: BusError.self) {
+                    _ = try await alice.request(.agent("bob"), ByteBuffer(string: "no answer"), timeoutMs: 300)
+                }
+                let request = try await bob.nextDelivery()
+                #expect(request.from == "alice" && request.correlationID != 0)
+                await alice.close()
+                await bob.connection.close()
+            }
+        }
+
+        /// A durable SEND to an agent on another node is stored first (OK `queued`), and that node
+        /// is told to read the agent's backlog.
+        @Test func aDurableSendToAnotherNodeIsStoredThenDelivered() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                var bob = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Self.untilRouted(alice, to: "bob")
+                let warm = try await bob.nextDelivery()
+                try await bob.connection.send(.ack(Ack(deliveryID: warm.deliveryID)))
+                let ok = try await alice.send(to: .agent("bob"), ByteBuffer(string: "kept"), durable: true)
+                #expect(ok.outcome == .queued)
+                let deliver = try await bob.nextDelivery()
+                #expect(String(buffer: deliver.payload) == "kept" && deliver.messageID != 0)
+                await alice.close()
+                await bob.connection.close()
+            }
+        }
+
+        /// A message stored for an offline agent is delivered when the agent connects to another node.
+        @Test func aStoredMessageIsDeliveredOnTheNodeTheAgentConnectsTo() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let registered = try await RawAgent.connect(
+                    port: nodes[0].port, token: try await nodes[0].token("bob", tenant: tenant), register: true)
+                await registered.connection.close()
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Sidecars.eventually("bob to be offline") {
+                    try await alice.send(to: .agent("bob"), ByteBuffer(string: "while away")).outcome == .queued
+                }
+                var bob = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                #expect(String(buffer: try await bob.nextDelivery().payload) == "while away")
+                await alice.close()
+                await bob.connection.close()
+            }
+        }
+
+        /// An agent's session is live on one node only: a newer one on another node ends the older.
+        @Test func aSessionOnAnotherNodeTakesOver() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                var first = try await RawAgent.connect(
+                    port: nodes[0].port, token: try await nodes[0].token("bob", tenant: tenant))
+                // Both nodes' directories must have seen the first: it is on n0 before the second opens.
+                try await Sidecars.eventually("the first session in the directory") {
+                    nodes[1].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) == "n0"
+                }
+                let second = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                var goAway: GoAway?
+                while goAway == nil, let frame = try await first.connection.read() {
+                    if case .goAway(let frame) = frame { goAway = frame }
+                }
+                #expect(goAway?.code == .replaced)
+                try await Sidecars.eventually("n0 to route to n1") {
+                    nodes[0].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) == "n1"
+                }
+                await second.connection.close()
+            }
+        }
+
+        /// Ids the nodes make never collide: each node's are congruent to its own slot.
+        @Test func eachNodeMakesIdsOfItsOwnSlot() async throws {
+            try await Self.withCluster(2) { nodes in
+                let slots = nodes.map { $0.server.supervisor.cluster?.idSlot }
+                #expect(Set(slots.compactMap { $0 }).count == 2)
+                for (node, slot) in zip(nodes, slots) {
+                    for _ in 0..<3 { #expect(node.server.supervisor.nextMessageID() % ClusterRecord.idStride == slot) }
+                }
+            }
+        }
+    }
+}
