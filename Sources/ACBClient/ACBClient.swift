@@ -25,6 +25,8 @@ public final class ACBClient: Sendable {
         var closed = false
         /// The refresh token of the last LOGIN or REFRESH, when the client logs in.
         var refreshToken: String?
+        /// Which of the configuration's addresses the client connects to now.
+        var address = 0
     }
 
     public let configuration: ClientConfiguration
@@ -62,13 +64,29 @@ public final class ACBClient: Sendable {
             // Unstructured: it runs as long as the client; close() ends its sequence.
             Task { [sealed = client.sealedInbox.stream] in await client.openDeliveries(sealed) }
         }
-        do {
-            try await client.establish()
-        } catch {
-            await client.close()
-            throw error
+        // Each address once, in turn, before giving up.
+        for attempt in 1...configuration.addresses.count {
+            do {
+                try await client.establish()
+                break
+            } catch {
+                guard attempt < configuration.addresses.count, !(error is BusError) else {
+                    await client.close()
+                    throw error
+                }
+            }
         }
         return client
+    }
+
+    /// The configuration, aimed at the address the client connects to now; each failure to
+    /// connect moves on to the next.
+    private var current: ClientConfiguration {
+        var current = configuration
+        let addresses = configuration.addresses
+        let address = addresses[link.withLockedValue { $0.address } % addresses.count]
+        (current.host, current.port) = (address.host, address.port)
+        return current
     }
 
     /// What the server said in WELCOME on the current connection.
@@ -265,9 +283,15 @@ public final class ACBClient: Sendable {
 
     /// Connects, then restores registration and subscriptions.
     private func establish() async throws {
-        let connection = try await ClientConnection.open(
-            configuration, token: try await accessToken(), partials: partials, delegate: self
-        ) { [weak self] in self?.link.withLockedValue { $0.readiness } ?? .ready }
+        let connection: ClientConnection
+        do {
+            connection = try await ClientConnection.open(
+                current, token: try await accessToken(), partials: partials, delegate: self
+            ) { [weak self] in self?.link.withLockedValue { $0.readiness } ?? .ready }
+        } catch {
+            if !(error is BusError) { link.withLockedValue { $0.address += 1 } }
+            throw error
+        }
         let (closed, description, patterns, readiness) = link.withLockedValue { link in
             if !link.closed { link.connection = connection }
             return (link.closed, link.description, link.patterns, link.readiness)
@@ -299,7 +323,7 @@ public final class ACBClient: Sendable {
         if let refreshToken = link.withLockedValue({ $0.refreshToken }) {
             do {
                 tokens = try await ClientConnection.exchange(
-                    .refresh(Refresh(refreshToken: refreshToken)), configuration)
+                    .refresh(Refresh(refreshToken: refreshToken)), current)
             } catch let error as BusError where error.code == .unauthenticated {
                 tokens = nil  // log in again
             }
@@ -308,7 +332,7 @@ public final class ACBClient: Sendable {
         if let tokens {
             fresh = tokens
         } else {
-            fresh = try await ClientConnection.exchange(.login(credentials), configuration)
+            fresh = try await ClientConnection.exchange(.login(credentials), current)
         }
         link.withLockedValue { $0.refreshToken = fresh.refreshToken }
         return fresh.accessToken

@@ -17,6 +17,9 @@ public struct ClientConfiguration: Sendable {
     public var tls: TLSContext?
     /// The name the server's certificate must carry; the host when nil.
     public var serverName: String?
+    /// Further nodes of the bus's cluster (docs/cluster.md): after a disconnect, or when a connect
+    /// fails, the client tries the next address in turn (``host``:``port`` first, then these).
+    public var otherNodes: [NodeAddress] = []
     /// Reconnect after an unexpected disconnect (never after being replaced by another connection).
     public var reconnect = true
     /// First reconnect delay, doubled after each failure up to ``maxBackoffMs``.
@@ -42,6 +45,9 @@ public struct ClientConfiguration: Sendable {
     /// Refuse plaintext deliveries (``SealError/Code/notSealed``): the bus could forge those.
     public var requireSealed = false
 
+    /// Every address the client may connect to: ``host``:``port``, then ``otherNodes``.
+    var addresses: [NodeAddress] { [NodeAddress(host: host, port: port)] + otherNodes }
+
     public init(host: String = "127.0.0.1", port: Int = 7400, token: String, clientName: String = "acb-swift") {
         self.host = host
         self.port = port
@@ -55,5 +61,16 @@ public struct ClientConfiguration: Sendable {
     ) {
         self.init(host: host, port: port, token: "", clientName: clientName)
         self.credentials = credentials
+    }
+}
+
+/// Where one node of a bus listens for agents.
+public struct NodeAddress: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
     }
 }

@@ -24,14 +24,16 @@ struct BusProcess: BusEndpoint {
     /// Starts the bus with PostgreSQL and Kafka and the spool folder `spool`, and waits for its port
     /// (on ``Command/threads``: a blocking read must not hold one of the cooperative pool's threads,
     /// which the other tests' buses need).
-    static func start(spool: String) async throws -> BusProcess {
+    /// - Parameter arguments: further flags of `acb serve`.
+    static func start(spool: String, arguments: [String] = []) async throws -> BusProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLITests.acb)
-        process.arguments = [
-            "serve", "--port", "0", "--token-secret", Self.secret, "--postgres-url", try Sidecars.postgres(),
-            "--kafka-brokers", try Sidecars.kafka(), "--spool-dir", spool, "--stream-dir", "\(spool)/streams",
-            "--log-level", "info", "--admin-port", "0",
-        ]
+        process.arguments =
+            [
+                "serve", "--port", "0", "--token-secret", Self.secret, "--postgres-url", try Sidecars.postgres(),
+                "--kafka-brokers", try Sidecars.kafka(), "--spool-dir", spool, "--stream-dir", "\(spool)/streams",
+                "--log-level", "info", "--admin-port", "0",
+            ] + arguments
         let stderr = Pipe()
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
@@ -58,9 +60,15 @@ struct BusProcess: BusEndpoint {
     }
 
     func client(_ agent: String, tenant: String) async throws -> ACBClient {
+        try await client(agent, tenant: tenant, otherNodes: [])
+    }
+
+    /// - Parameter otherNodes: where the client goes on when this bus is gone.
+    func client(_ agent: String, tenant: String, otherNodes: [BusProcess]) async throws -> ACBClient {
         var configuration = ClientConfiguration(
             port: port, token: try await token(agent, tenant: tenant), clientName: "test-\(agent)")
         configuration.initialBackoffMs = 20
+        configuration.otherNodes = otherNodes.map { NodeAddress(host: "127.0.0.1", port: $0.port) }
         return try await ACBClient.connect(configuration)
     }
 }

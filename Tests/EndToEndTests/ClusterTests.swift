@@ -3,6 +3,7 @@ import Actors
 import Bus
 import Foundation
 import Gateway
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
@@ -154,6 +155,49 @@ extension SidecarTests {
                 }
                 await second.connection.close()
             }
+        }
+
+        /// kill -9 of the node an agent is on: the agent's client moves on to another node, and every
+        /// durable message answered OK before, during and after is delivered to it.
+        @Test func nothingDurableIsLostWhenANodeIsKilled() async throws {
+            let tenant = TestBus.freshTenant()
+            let name = "c-\(UUID().uuidString.prefix(8).lowercased())"
+            var nodes: [BusProcess] = []
+            defer { nodes.forEach { $0.kill() } }
+            for index in 0..<3 {
+                let spool = Sidecars.scratch()
+                nodes.append(
+                    try await BusProcess.start(
+                        spool: spool,
+                        arguments: ["--redis-url", try Sidecars.redis(), "--cluster", name, "--node-id", "n\(index)"]))
+            }
+            let bob = try await nodes[0].client("bob", tenant: tenant, otherNodes: [nodes[1], nodes[2]])
+            let alice = try await nodes[2].client("alice", tenant: tenant)
+            let received = NIOLockedValueBox(Set<String>())
+            let reading = Task {
+                for await delivery in bob.deliveries {
+                    received.withLockedValue { _ = $0.insert(String(buffer: delivery.payload)) }
+                    delivery.ack()
+                }
+            }
+            try await Self.untilRouted(alice, to: "bob")
+            var answered: [String] = []
+            for index in 0..<60 {
+                if index == 20 { nodes[0].kill() }
+                let text = "d\(index)"
+                // Refused while bob is nowhere (an unknown agent to alice's node): sent again.
+                try await Sidecars.eventually("\(text) to be stored") {
+                    (try? await alice.send(to: .agent("bob"), ByteBuffer(string: text), durable: true))?.outcome
+                        == .queued
+                }
+                answered.append(text)
+            }
+            try await Sidecars.eventually("every answered message at bob") {
+                received.withLockedValue { $0.isSuperset(of: answered) }
+            }
+            reading.cancel()
+            await alice.close()
+            await bob.close()
         }
 
         /// Ids the nodes make never collide: each node's are congruent to its own slot.
