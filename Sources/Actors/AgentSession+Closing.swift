@@ -22,6 +22,7 @@ extension AgentSession {
             pending.timer?.cancel()
             forgetIdempotencyKey(pending.idempotencyKey)
         }
+        for pending in fanouts.removeAll() { pending.timer?.cancel() }
         let now = MonotonicClock.nowMs()
         // An upload still waiting for its resume parks with that wait as its chain; held frames go.
         for upload in uploads.values.sorted(by: { $0.spool.sequence < $1.spool.sequence }) {

@@ -186,9 +186,16 @@ extension AgentSession {
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
             }
             // With no receiver there is nothing to store: it is answered (and its credit given back) as a plain one.
-            if try isDurable(fanout.flags), !receivers.isEmpty {
+            let durable = try isDurable(fanout.flags)
+            if durable, !receivers.isEmpty {
                 return storeFanout(fanout, kind: kind, for: receivers)
             }
+            // Other nodes with agents of the tenant get a copy each (durable ones stay on this node).
+            let nodes = durable ? [] : supervisor.cluster?.nodes(withMembersOf: identity.tenant) ?? []
+            let pending =
+                nodes.isEmpty
+                ? nil
+                : try fanouts.insert(PendingFanout(ref: fanout.ref, taken: 0, waiting: nodes.count))
             let share = sendWindow.map { FanoutCredit(window: $0, receivers: receivers.count) }
             let envelope = Envelope.message(
                 Message(
@@ -198,6 +205,9 @@ extension AgentSession {
             for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { delivered += 1 }
             share?.offered(refused: receivers.count - Int(delivered))
             routed.add(kind)
+            if let pending {
+                return forward(fanout, kind: kind, pending: pending, to: nodes, taken: delivered)
+            }
             if delivered == receivers.count {
                 succeeded(fanout.ref, recipients: delivered)
             } else {

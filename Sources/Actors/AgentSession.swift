@@ -24,6 +24,17 @@ public actor AgentSession {
         var startedNs = NIODeadline.now().uptimeNanoseconds
     }
 
+    /// One BROADCAST or PUBLISH of this session that went to other nodes too, waiting for their
+    /// counts (docs/cluster.md).
+    struct PendingFanout {
+        var ref: UInt64
+        /// Receivers that took it so far, on every node that answered.
+        var taken: UInt32
+        /// Nodes yet to answer.
+        var waiting: Int
+        var timer: Scheduled<Void>?
+    }
+
     /// One upload in progress: its spool and the chain of chunk writes, in order.
     struct ActiveUpload {
         var spool: UploadSpool
@@ -55,6 +66,7 @@ public actor AgentSession {
     var state = State.active
     var window: DeliveryWindow<Envelope>
     var requests: CorrelationTable<PendingRequest>
+    var fanouts: CorrelationTable<PendingFanout>
     var patterns: [String: [Substring]] = [:]
     var uploads: [String: ActiveUpload] = [:]
     /// Downloads in progress: delivery id → the first chunk the receiver still needs (0 unless it
@@ -133,6 +145,7 @@ public actor AgentSession {
             reading: supervisor.store != nil)
         self.window = DeliveryWindow(capacity: Int(configuration.limits.maxUnacked))
         self.requests = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
+        self.fanouts = CorrelationTable(capacity: Int(configuration.limits.maxPendingRequests))
         self.bucket = supervisor.rateLimits?.bucket(for: identity.key, nowMs: MonotonicClock.nowMs())
         self.durableByDefault = supervisor.isDurable(identity.key)
     }

@@ -15,6 +15,9 @@ public protocol ClusterLink: Sendable {
     /// The live node other than this one where `key` has its session, from this node's copy of
     /// the directory (it may lag by a moment: see ``stored(for:)``).
     func node(of key: AgentKey) -> String?
+    /// The live nodes other than this one with sessions of `tenant`'s agents, from the same copy:
+    /// where a BROADCAST or PUBLISH of the tenant goes.
+    func nodes(withMembersOf tenant: String) -> [String]
     /// `key`'s session opened on this node: the directory records it (and the node that held it
     /// before hears of the takeover), then `done` runs, on any thread.
     func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void)

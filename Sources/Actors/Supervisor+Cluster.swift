@@ -31,6 +31,12 @@ extension Supervisor {
             try? requester.enqueue(.requestFailed(local: local, BusError(record.code, record.message)))
         case .backlog:
             routing.session(for: key)?.backlogArrived()
+        case .fanout:
+            fanOut(record)
+        case .fanoutAnswer:
+            let (number, local) = CorrelationTable<Void>.split(record.correlationID)
+            guard let sender = routing.session(number: number), sender.identity.tenant == record.tenant else { return }
+            sender.onLoop { $0.fanoutAnswered(local, taken: record.count) }
         case .takeover:
             guard let session = routing.session(for: key), session.openedAtMs <= record.at else { return }
             session.closeSoon(
@@ -70,6 +76,27 @@ extension Supervisor {
                         credit: nil)),
                 to: key, reason: error.code)
         }
+    }
+
+    /// A BROADCAST or PUBLISH from another node: to this node's members of the tenant or matching
+    /// subscribers (full ones skipped, as on one node), and their count back to its node.
+    private nonisolated func fanOut(_ record: ClusterRecord) {
+        guard let cluster, let kind = DeliveryKind(rawValue: record.status) else { return }
+        let receivers =
+            kind == .topic
+            ? routing.subscribers(tenant: record.tenant, topic: record.subject) : routing.members(of: record.tenant)
+        let envelope = Envelope.message(
+            Message(
+                kind: kind, from: record.from, subject: record.subject, deadline: record.deadline,
+                payload: record.payload, credit: nil))
+        var taken: UInt32 = 0
+        for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { taken += 1 }
+        cluster.forward(
+            ClusterRecord(
+                kind: .fanoutAnswer, node: cluster.nodeID, tenant: record.tenant, correlationID: record.correlationID,
+                count: taken),
+            to: record.node
+        ) { _ in }
     }
 
     /// A REQUEST from another node: to the responder's session here, under a local number whose

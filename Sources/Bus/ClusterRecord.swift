@@ -20,6 +20,11 @@ public struct ClusterRecord: Sendable, Equatable {
         case backlog = 5
         /// Agent `to` opened a session on the sending node at `at` (Unix ms): an older one here ends.
         case takeover = 6
+        /// A BROADCAST (`subject` empty) or PUBLISH on topic `subject` from `from`, of ``DeliveryKind``
+        /// `status`, for the receiving node's sessions; answered by a `fanoutAnswer`.
+        case fanout = 7
+        /// How many of the receiving node's sessions took fan-out `correlationID` (`count`).
+        case fanoutAnswer = 8
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live
@@ -32,32 +37,38 @@ public struct ClusterRecord: Sendable, Equatable {
     public var tenant: String
     public var to: String
     public var from: String
+    /// A fan-out's topic.
+    public var subject: String
     public var correlationID: UInt64
     /// A message's or request's deadline (Unix ms), if any.
     public var deadline: UInt64?
     /// Unix ms of what the record reports (a takeover's session opening).
     public var at: UInt64
-    /// A response's ``ReplyStatus`` raw value.
+    /// A response's ``ReplyStatus`` raw value, a fan-out's ``DeliveryKind``.
     public var status: UInt8
+    /// How many sessions took a fan-out.
+    public var count: UInt32
     /// A failed request's error.
     public var code: ErrorCode
     public var message: String
     public var payload: ByteBuffer
 
     public init(
-        kind: Kind, node: String, tenant: String, to: String = "", from: String = "", correlationID: UInt64 = 0,
-        deadline: UInt64? = nil, at: UInt64 = 0, status: UInt8 = 0, code: ErrorCode = .internal, message: String = "",
-        payload: ByteBuffer = ByteBuffer()
+        kind: Kind, node: String, tenant: String, to: String = "", from: String = "", subject: String = "",
+        correlationID: UInt64 = 0, deadline: UInt64? = nil, at: UInt64 = 0, status: UInt8 = 0, count: UInt32 = 0,
+        code: ErrorCode = .internal, message: String = "", payload: ByteBuffer = ByteBuffer()
     ) {
         self.kind = kind
         self.node = node
         self.tenant = tenant
         self.to = to
         self.from = from
+        self.subject = subject
         self.correlationID = correlationID
         self.deadline = deadline
         self.at = at
         self.status = status
+        self.count = count
         self.code = code
         self.message = message
         self.payload = payload
@@ -68,8 +79,8 @@ public struct ClusterRecord: Sendable, Equatable {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 + tenant.utf8.count + to.utf8.count + from.utf8.count + payload.readableBytes)
         buffer.writeInteger(kind.rawValue)
-        for text in [node, tenant, to, from] { buffer.writeWireString(text) }
-        buffer.writeMultipleIntegers(correlationID, deadline ?? 0, at, status, code.rawValue)
+        for text in [node, tenant, to, from, subject] { buffer.writeWireString(text) }
+        buffer.writeMultipleIntegers(correlationID, deadline ?? 0, at, status, count, code.rawValue)
         buffer.writeWireMessage(message)
         buffer.writeWireBytes(payload)
         return Array(buffer.readableBytesView)
@@ -88,10 +99,12 @@ public struct ClusterRecord: Sendable, Equatable {
                 let tenant = try reader.string("tenant")
                 let to = try reader.string("to")
                 let from = try reader.string("from")
+                let subject = try reader.string("subject")
                 let correlationID = try reader.u64("correlation_id")
                 let deadline = try reader.u64("deadline")
                 let at = try reader.u64("at")
                 let status = try reader.u8("status")
+                let count = try reader.u32("count")
                 guard let code = ErrorCode(rawValue: try reader.u16("code")) else {
                     throw BusError(.badFrame, "unknown error code in a cluster record")
                 }
@@ -100,8 +113,9 @@ public struct ClusterRecord: Sendable, Equatable {
                 guard reader.isAtEnd else { throw BusError(.badFrame, "a cluster record has trailing bytes") }
                 return .success(
                     ClusterRecord(
-                        kind: kind, node: node, tenant: tenant, to: to, from: from, correlationID: correlationID,
-                        deadline: deadline == 0 ? nil : deadline, at: at, status: status, code: code,
+                        kind: kind, node: node, tenant: tenant, to: to, from: from, subject: subject,
+                        correlationID: correlationID, deadline: deadline == 0 ? nil : deadline, at: at, status: status,
+                        count: count, code: code,
                         message: message, payload: payload))
             } catch {
                 return .failure(error)

@@ -38,6 +38,8 @@ final class ClusterDirectory: Sendable {
         var stopping = false
         /// Agents on other live nodes.
         var agents: [AgentKey: String] = [:]
+        /// Per tenant, the other live nodes with sessions of its agents.
+        var tenants: [String: [String]] = [:]
         var liveNodes: Set<String> = []
     }
 
@@ -76,6 +78,11 @@ final class ClusterDirectory: Sendable {
     /// The live node other than this one holding `key`'s session, as of the last refresh.
     func node(of key: AgentKey) -> String? {
         state.withLockedValue { $0.agents[key] }
+    }
+
+    /// The other live nodes with sessions of `tenant`'s agents, as of the last refresh.
+    func nodes(withMembersOf tenant: String) -> [String] {
+        state.withLockedValue { $0.tenants[tenant] ?? [] }
     }
 
     /// The live nodes, this one included, as of the last refresh.
@@ -214,8 +221,11 @@ final class ClusterDirectory: Sendable {
             agents[AgentKey(tenant: String(field[..<slash]), agentID: String(field[field.index(after: slash)...]))] =
                 node
         }
+        var tenants: [String: Set<String>] = [:]
+        for (key, node) in agents { tenants[key.tenant, default: []].insert(node) }
         state.withLockedValue { state in
             state.agents = agents
+            state.tenants = tenants.mapValues { $0.sorted() }
             state.liveNodes = live
         }
         if !gone.isEmpty { _ = try redis.pipeline(Array(gone.prefix(1_000))) }

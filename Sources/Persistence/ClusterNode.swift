@@ -83,6 +83,8 @@ public final class ClusterNode: Sendable {
 
     public func node(of key: AgentKey) -> String? { directory.node(of: key) }
 
+    public func nodes(withMembersOf tenant: String) -> [String] { directory.nodes(withMembersOf: tenant) }
+
     public func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void) {
         directory.attach(key, at: at) { [self] previous in
             if let previous {

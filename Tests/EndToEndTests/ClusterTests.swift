@@ -157,6 +157,39 @@ extension SidecarTests {
             }
         }
 
+        /// A BROADCAST reaches every member of the tenant on every node, and a PUBLISH every matching
+        /// subscriber; OK counts the receivers of every node.
+        @Test func broadcastsAndTopicsReachEveryNode() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(3) { nodes in
+                var receivers: [RawAgent] = []
+                for (index, node) in nodes.enumerated() {
+                    var agent = try await RawAgent.connect(
+                        port: node.port, token: try await node.token("r\(index)", tenant: tenant))
+                    try await agent.connection.send(.subscribe(PatternCommand(ref: 1, pattern: "orders.*")))
+                    guard case .ok = try await agent.connection.read() else { throw BusError(.internal, "no OK") }
+                    receivers.append(agent)
+                }
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Sidecars.eventually("every node in node 0's copy") {
+                    nodes[0].server.supervisor.cluster?.nodes(withMembersOf: tenant).count == 2
+                }
+                let broadcast = try await alice.broadcast(ByteBuffer(string: "to all"))
+                #expect(broadcast == 3, "one on each node; alice is not a receiver")
+                #expect(try await alice.publish(topic: "orders.new", ByteBuffer(string: "order 1")) == 3)
+                #expect(try await alice.publish(topic: "invoices.new", ByteBuffer(string: "nobody")) == 0)
+                for index in receivers.indices {
+                    let first = try await receivers[index].nextDelivery()
+                    #expect(
+                        first.kind == .broadcast && String(buffer: first.payload) == "to all" && first.from == "alice")
+                    let second = try await receivers[index].nextDelivery()
+                    #expect(second.kind == .topic && second.subject == "orders.new")
+                    await receivers[index].connection.close()
+                }
+                await alice.close()
+            }
+        }
+
         /// kill -9 of the node an agent is on: the agent's client moves on to another node, and every
         /// durable message answered OK before, during and after is delivered to it.
         @Test func nothingDurableIsLostWhenANodeIsKilled() async throws {
