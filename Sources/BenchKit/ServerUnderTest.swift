@@ -2,6 +2,7 @@ public import ACBTLS
 import Bus
 import Gateway
 import NIOCore
+import Synchronization
 
 /// A server the harness measures, and how its agents connect to it.
 public struct ServerUnderTest: Sendable {
@@ -18,6 +19,11 @@ public struct ServerUnderTest: Sendable {
     public let kind: Kind
     public let host: String
     public let port: Int
+    /// ACB only: further nodes of the same cluster (docs/cluster.md); agents connect to `host`:`port`
+    /// and these in turn, one after the other, so that consecutive agents (a producer and its consumer,
+    /// a requester and its responder) are on different nodes.
+    public let otherNodes: [(host: String, port: Int)]
+    private let connections = ConnectionCount()
     /// The server's process, whose resident memory the harness samples; nil to not sample.
     public let pid: Int32?
     /// ACB only: the wire protocol version its agents speak, 1 or 2 (older revisions speak only 1).
@@ -31,12 +37,13 @@ public struct ServerUnderTest: Sendable {
     ///   - tls: ``Kind/acbTLS`` only: how agents check the server's certificate.
     ///   - acbProtocol: ACB only: the wire protocol version, 1 or 2.
     public init(
-        kind: Kind, host: String, port: Int, pid: Int32?, tokenSecret: String? = nil, tls: TLSContext? = nil,
-        acbProtocol: UInt16 = 2
+        kind: Kind, host: String, port: Int, otherNodes: [(host: String, port: Int)] = [], pid: Int32?,
+        tokenSecret: String? = nil, tls: TLSContext? = nil, acbProtocol: UInt16 = 2
     ) async throws {
         self.kind = kind
         self.host = host
         self.port = port
+        self.otherNodes = otherNodes
         self.pid = pid
         self.tls = tls
         self.acbProtocol = acbProtocol
@@ -65,6 +72,8 @@ public struct ServerUnderTest: Sendable {
         switch kind {
         case .acb, .acbTLS:
             let version = acbProtocol
+            let nodes = [(host, port)] + otherNodes
+            let (host, port) = nodes[connections.next() % nodes.count]
             return try await Agent.connect(
                 wire: { ACBWire(name: name, credential: credential, version: version) }, host: host, port: port,
                 tls: tls, subscriptions: subscriptions, group: group, make: make)
@@ -84,4 +93,11 @@ public struct ServerUnderTest: Sendable {
             name: name, credential: try await credential(name: name, tenant: tenant),
             subscriptions: subscriptions, group: group, make: make)
     }
+}
+
+/// How many agents connected so far, for spreading them over the nodes.
+private final class ConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func next() -> Int { count.wrappingAdd(1, ordering: .relaxed).oldValue }
 }

@@ -17,6 +17,11 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(help: "ACB's agent port, as host:port.") var acb = "127.0.0.1:7480"
     @Option(help: "ACB's process id, to sample its memory and CPU time.") var acbPid: Int32?
+    @Option(
+        help:
+            "Another node of --acb's cluster, as host:port (repeatable): agents connect to --acb and these in turn."
+    )
+    var acbNode: [String] = []
     @Option(help: "Secret of ACB's agent tokens (else ACB_TOKEN_SECRET).") var tokenSecret: String?
     @Option(
         help:
@@ -95,7 +100,11 @@ struct BenchCommand: AsyncParsableCommand {
         settings.progress = { line in FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8)) }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        var servers = [try await Self.server(.acb, acb, pid: acbPid, secret: tokenSecret, acbProtocol: acbProtocol)]
+        var servers = [
+            try await Self.server(
+                .acb, acb, otherNodes: try acbNode.map(Self.address), pid: acbPid, secret: tokenSecret,
+                acbProtocol: acbProtocol)
+        ]
         if let acbTls {
             guard let tlsCa else { throw ValidationError("--acb-tls needs --tls-ca") }
             let tls = try TLSContext.client(TLSConfiguration(trustRoots: tlsCa))
@@ -150,15 +159,20 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     private static func server(
-        _ kind: ServerUnderTest.Kind, _ address: String, pid: Int32?, secret: String?, tls: TLSContext? = nil,
-        acbProtocol: UInt16 = 2
+        _ kind: ServerUnderTest.Kind, _ address: String, otherNodes: [(host: String, port: Int)] = [], pid: Int32?,
+        secret: String?, tls: TLSContext? = nil, acbProtocol: UInt16 = 2
     ) async throws -> ServerUnderTest {
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("'\(address)' is not host:port") }
+        let (host, port) = try Self.address(address)
         let secret = secret ?? ProcessInfo.processInfo.environment["ACB_TOKEN_SECRET"]
         return try await ServerUnderTest(
-            kind: kind, host: String(parts[0]), port: port, pid: pid, tokenSecret: secret, tls: tls,
+            kind: kind, host: host, port: port, otherNodes: otherNodes, pid: pid, tokenSecret: secret, tls: tls,
             acbProtocol: acbProtocol)
+    }
+
+    private static func address(_ address: String) throws -> (host: String, port: Int) {
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("'\(address)' is not host:port") }
+        return (String(parts[0]), port)
     }
 
     private static let encoder: JSONEncoder = {
