@@ -21,16 +21,21 @@ extension AgentSession {
                     do throws(BusError) {
                         receiver = try resolve(send.target)
                     } catch {
-                        if let node = remoteNode(of: send.target) {
-                            // On another node: a durable one, or one behind this sender's stores
-                            // to it, is stored (that node is told); any other goes there now.
-                            guard durable || stores.isStoring(to: send.target.name) else {
-                                return forward(send, to: node, scopedKey: scoped)
-                            }
-                        } else {
-                            guard error.code == .offline, supervisor.store != nil else { throw error }
+                        let node = remoteNode(of: send.target)
+                        guard node == nil, error.code == .unknownAgent, supervisor.cluster != nil else {
+                            return try routeMiss(send, error, to: node, durable: durable, scopedKey: scoped)
                         }
-                        return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: nil)
+                        // Perhaps connected to a node this one has not heard of yet: asked afresh.
+                        // (One registered here but offline is stored, and its node, if any, told.)
+                        return lookUp(send.target.name) { session, node in
+                            do throws(BusError) {
+                                try session.routeMiss(send, error, to: node, durable: durable, scopedKey: scoped)
+                            } catch {
+                                session.forgetIdempotencyKey(scoped)
+                                session.supervisor.metrics.routed(.direct, .failed)
+                                session.fail(send.ref, error)
+                            }
+                        }
                     }
                     if durable {
                         return try storeDurably(send, to: receiver, scopedKey: scoped)
@@ -54,6 +59,23 @@ extension AgentSession {
             supervisor.metrics.routed(.direct, .failed)
             fail(send.ref, error)
         }
+    }
+
+    /// A SEND whose target has no session on this node (`error` says why): to `node`, where the
+    /// directory says it is, or stored for it, or refused with `error`.
+    private func routeMiss(_ send: Send, _ error: BusError, to node: String?, durable: Bool, scopedKey: String)
+        throws(BusError)
+    {
+        if let node {
+            // On another node: a durable one, or one behind this sender's stores to it, is stored
+            // (that node is told); any other goes there now.
+            guard durable || stores.isStoring(to: send.target.name) else {
+                return forward(send, to: node, scopedKey: scopedKey)
+            }
+        } else {
+            guard error.code == .offline, supervisor.store != nil else { throw error }
+        }
+        storeForLater(send, to: send.target.name, scopedKey: scopedKey, holding: nil)
     }
 
     /// Whether a SEND, BROADCAST or PUBLISH with `flags` is durable: it asks, or its tenant is

@@ -20,7 +20,7 @@ extension AgentSession {
                 throw BusError(.conflict, "idempotency key was used for a send")
             case .run(let scoped):
                 do throws(BusError) {
-                    try dispatch(request, deadline: deadline, scopedKey: scoped, now: now)
+                    try dispatch(request, deadline: deadline, scopedKey: scoped)
                     routed.add(.request)
                 } catch {
                     forgetIdempotencyKey(scoped)
@@ -34,50 +34,72 @@ extension AgentSession {
     }
 
     /// Routes a request to its responder, here or on another node, and times it out at `deadline`.
-    private func dispatch(_ request: Send, deadline: UInt64, scopedKey: String, now: UInt64) throws(BusError) {
-        let responder: AgentSession?
-        let node: String?
+    private func dispatch(_ request: Send, deadline: UInt64, scopedKey: String) throws(BusError) {
+        let responder: AgentSession
         do throws(BusError) {
             responder = try resolve(request.target)
-            node = nil
         } catch {
-            guard let remote = remoteNode(of: request.target) else { throw error }
-            (responder, node) = (nil, remote)
-        }
-        if let responder, responder.isDraining || responder.load.readiness == .draining {
-            throw BusError(.unavailable, "\(responder.identity.agentID) is draining")
-        }
-        let local = try requests.insert(
-            PendingRequest(
-                ref: request.ref, responder: responder?.identity.agentID ?? request.target.name,
-                idempotencyKey: scopedKey))
-        let correlationID = CorrelationTable<PendingRequest>.wireID(session: number, local: local)
-        if let responder {
-            let message = Message(
-                kind: .request, from: identity.agentID, correlationID: correlationID, deadline: deadline,
-                payload: request.payload)
-            do throws(BusError) {
-                try responder.enqueue(.message(message))
-            } catch {
-                _ = requests.remove(local)
-                throw error
+            if let node = remoteNode(of: request.target) {
+                return try dispatch(request, to: node, deadline: deadline, scopedKey: scopedKey)
             }
-        } else if let node, let cluster = supervisor.cluster {
-            let record = ClusterRecord(
-                kind: .request, node: cluster.nodeID, tenant: identity.tenant, to: request.target.name,
-                from: identity.agentID, correlationID: correlationID, deadline: deadline, payload: request.payload)
-            cluster.forward(record, to: node) { error in
-                guard let error else { return }
-                self.onLoop { session in
-                    session.failRequest(local: local, error)
-                    session.flushSoon()
+            guard request.target.kind == .agent, supervisor.cluster != nil else { throw error }
+            // Perhaps connected to a node this one has not heard of yet: asked afresh.
+            return lookUp(request.target.name) { session, node in
+                do throws(BusError) {
+                    guard let node else { throw error }
+                    try session.dispatch(request, to: node, deadline: deadline, scopedKey: scopedKey)
+                } catch {
+                    session.forgetIdempotencyKey(scopedKey)
+                    session.supervisor.metrics.routed(.request, .failed)
+                    session.fail(request.ref, error)
                 }
             }
         }
-        let delay = TimeAmount.milliseconds(Int64(deadline - now))
+        guard !responder.isDraining, responder.load.readiness != .draining else {
+            throw BusError(.unavailable, "\(responder.identity.agentID) is draining")
+        }
+        let local = try pend(request, responder: responder.identity.agentID, deadline: deadline, scopedKey: scopedKey)
+        let message = Message(
+            kind: .request, from: identity.agentID,
+            correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local), deadline: deadline,
+            payload: request.payload)
+        do throws(BusError) {
+            try responder.enqueue(.message(message))
+        } catch {
+            _ = requests.remove(local)?.timer?.cancel()
+            throw error
+        }
+    }
+
+    /// Routes a request to its responder on `node`; a refusal of the transport fails it.
+    private func dispatch(_ request: Send, to node: String, deadline: UInt64, scopedKey: String) throws(BusError) {
+        guard let cluster = supervisor.cluster else { return }
+        let local = try pend(request, responder: request.target.name, deadline: deadline, scopedKey: scopedKey)
+        let record = ClusterRecord(
+            kind: .request, node: cluster.nodeID, tenant: identity.tenant, to: request.target.name,
+            from: identity.agentID,
+            correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local),
+            deadline: deadline, payload: request.payload)
+        cluster.forward(record, to: node) { error in
+            guard let error else { return }
+            self.onLoop { session in
+                session.failRequest(local: local, error)
+                session.flushSoon()
+            }
+        }
+    }
+
+    /// Remembers `request` as pending on `responder` until `deadline`, when it times out.
+    private func pend(_ request: Send, responder: String, deadline: UInt64, scopedKey: String) throws(BusError)
+        -> UInt32
+    {
+        let local = try requests.insert(
+            PendingRequest(ref: request.ref, responder: responder, idempotencyKey: scopedKey))
+        let delay = TimeAmount.milliseconds(Int64(deadline) - Int64(WallClock.nowMs()))
         requests[local]?.timer = channel.eventLoop.scheduleTask(in: delay) { [self] in
             assumeIsolated { $0.expireRequest(local) }
         }
+        return local
     }
 
     private func requestDeadline(_ asked: UInt64?, now: UInt64) throws(BusError) -> UInt64 {

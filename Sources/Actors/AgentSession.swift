@@ -66,6 +66,9 @@ public actor AgentSession {
     var state = State.active
     var window: DeliveryWindow<Envelope>
     var requests: CorrelationTable<PendingRequest>
+    /// Frames that arrived while the cluster's directory was asked where a target is
+    /// (``lookUp(_:then:)``); nil when no lookup is under way.
+    var heldForLookup: [Frame]?
     var fanouts: CorrelationTable<PendingFanout>
     var patterns: [String: [Substring]] = [:]
     var uploads: [String: ActiveUpload] = [:]
@@ -169,6 +172,7 @@ public actor AgentSession {
     /// Handles one frame from the agent.
     public func receive(_ frame: Frame) {
         guard state != .closed else { return }
+        if heldForLookup != nil { return heldForLookup!.append(frame) }
         guard frame.type.isSentByClients, !frame.type.isHandshake else {
             return fail(0, BusError(.badFrame, "\(frame.type) is not a client frame"))
         }

@@ -30,6 +30,10 @@ public protocol ClusterLink: Sendable {
     /// A message was stored for `key`, which has no session on this node: the node that holds its
     /// session, looked up afresh in the directory, is told to read its backlog.
     func stored(for key: AgentKey)
+    /// Looks `key` up in the directory itself, not this node's copy; `then` gets the live node other
+    /// than this one that holds its session (nil: none, or the directory cannot be reached), on any
+    /// thread. The copy learns the answer.
+    func lookup(_ key: AgentKey, then: @escaping @Sendable (String?) -> Void)
     /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order.
     func start(inbox: @escaping @Sendable (ClusterRecord) -> Void)
     /// Leaves the cluster: sends what is queued, stops taking records, and the directory forgets

@@ -188,8 +188,18 @@ final class ClusterDirectory: Sendable {
                 done(reply.text.flatMap { $0 != settings.nodeID && live.contains($0) ? $0 : nil })
             case .detach:
                 break
-            case .lookup(_, let then):
-                then(reply.text.flatMap { live.contains($0) ? $0 : nil })
+            case .lookup(let key, let then):
+                let node = reply.text.flatMap { live.contains($0) ? $0 : nil }
+                if let node, node != settings.nodeID {
+                    // The copy learns it now rather than at the next refresh.
+                    state.withLockedValue { state in
+                        state.agents[key] = node
+                        if !(state.tenants[key.tenant] ?? []).contains(node) {
+                            state.tenants[key.tenant, default: []].append(node)
+                        }
+                    }
+                }
+                then(node)
             }
         }
     }

@@ -112,9 +112,13 @@ public final class ClusterNode: Sendable {
         sender.wake()
     }
 
+    public func lookup(_ key: AgentKey, then: @escaping @Sendable (String?) -> Void) {
+        directory.lookup(key) { [self] node in then(node == nodeID ? nil : node) }
+    }
+
     public func stored(for key: AgentKey) {
-        directory.lookup(key) { [self] node in
-            guard let node, node != nodeID else { return }
+        lookup(key) { [self] node in
+            guard let node else { return }
             forward(ClusterRecord(kind: .backlog, node: nodeID, tenant: key.tenant, to: key.agentID), to: node) { _ in }
         }
     }

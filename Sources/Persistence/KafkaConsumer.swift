@@ -18,8 +18,10 @@ final class KafkaConsumer {
         let configuration = try callbacks.configuration([
             "bootstrap.servers": brokers,
             "enable.auto.commit": "false",
-            // Latency over batching: a fetch returns as soon as one record is there.
-            "fetch.wait.max.ms": "1",
+            // A fetch returns as soon as one record is there, or after 10 ms with none. Shorter waits
+            // cost the broker a poll each, even when idle (BENCHMARKS.md, the cluster section).
+            "fetch.min.bytes": "1",
+            "fetch.wait.max.ms": "10",
             "fetch.error.backoff.ms": "10",
             "socket.nagle.disable": "true",
             "reconnect.backoff.ms": "100",

@@ -7,6 +7,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
+@testable import Persistence
+
 /// Several buses in one cluster (docs/cluster.md) on the sidecars `make test` started: agents on
 /// different nodes reach each other, with the guarantees they have on one node.
 extension SidecarTests {
@@ -54,6 +56,30 @@ extension SidecarTests {
                 #expect(Array(texts.suffix(100)) == (0..<100).map { "m\($0)" }, "in the order sent")
                 await alice.close()
                 await bob.connection.close()
+            }
+        }
+
+        /// Once the directory in Redis names the receiver's node, a SEND and a REQUEST from another
+        /// node reach it, before that node's copy of the directory is read again (a fresh lookup).
+        @Test func anAgentThatJustConnectedToAnotherNodeIsFoundAtOnce() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                bob.serve { request in ByteBuffer(string: "echo " + request.text) }
+                let cluster = try #require(nodes[0].server.cluster?.settings.cluster)
+                let redis = try RedisConnection(url: try Sidecars.redis())
+                try await Sidecars.eventually("bob in the directory") {
+                    try redis.command("HGET", "acb:cluster:\(cluster):agents", "\(tenant)/bob").text == "n1"
+                }
+                let ok = try await alice.send(to: .agent("bob"), ByteBuffer(string: "right away"))
+                #expect(ok.outcome == .delivered)
+                let answer = try await alice.request(.agent("bob"), ByteBuffer(string: "q"), timeoutMs: 10_000)
+                #expect(answer.text == "echo q")
+                var deliveries = bob.deliveries.makeAsyncIterator()
+                #expect(await deliveries.next()?.payload == ByteBuffer(string: "right away"))
+                await alice.close()
+                await bob.close()
             }
         }
 

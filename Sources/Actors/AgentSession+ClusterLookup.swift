@@ -1,0 +1,37 @@
+import Bus
+import NIOCore
+
+/// A target this node's copy of the cluster's directory does not know may have connected to
+/// another node a moment ago (docs/cluster.md): the directory in Redis is asked afresh, and the
+/// session's later frames wait meanwhile, so that they keep their order behind the command.
+extension AgentSession {
+    /// Asks where `agentID` of this tenant has its session, then runs `then` with the node (nil:
+    /// none), on this session's event loop. Until then the frames that arrive are held, and the
+    /// connection is not read, so at most one read's worth waits in memory.
+    func lookUp(_ agentID: String, then: @escaping @Sendable (isolated AgentSession, String?) -> Void) {
+        guard let cluster = supervisor.cluster else { return then(self, nil) }
+        heldForLookup = []
+        try? channel.syncOptions?.setOption(.autoRead, value: false)
+        cluster.lookup(AgentKey(tenant: identity.tenant, agentID: agentID)) { node in
+            self.onLoop { session in
+                then(session, node)
+                session.resumeAfterLookup()
+            }
+        }
+    }
+
+    /// Runs the frames held during a lookup, in order, until one of them starts another.
+    private func resumeAfterLookup() {
+        guard var held = heldForLookup, state != .closed else { return }
+        heldForLookup = nil
+        while !held.isEmpty {
+            receive(held.removeFirst())
+            if heldForLookup != nil {
+                heldForLookup = held
+                return flush()
+            }
+        }
+        try? channel.syncOptions?.setOption(.autoRead, value: true)
+        flush()
+    }
+}
