@@ -21,15 +21,17 @@ extension AgentSession {
                     do throws(BusError) {
                         receiver = try resolve(send.target)
                     } catch {
-                        let node = remoteNode(of: send.target)
-                        guard node == nil, error.code == .unknownAgent, supervisor.cluster != nil else {
-                            return try routeMiss(send, error, to: node, durable: durable, scopedKey: scoped)
+                        let remote = remote(send.target)
+                        guard remote == nil, error.code == .unknownAgent, supervisor.cluster != nil else {
+                            return try routeMiss(send, error, to: remote, durable: durable, scopedKey: scoped)
                         }
                         // Perhaps connected to a node this one has not heard of yet: asked afresh.
                         // (One registered here but offline is stored, and its node, if any, told.)
                         return lookUp(send.target.name) { session, node in
                             do throws(BusError) {
-                                try session.routeMiss(send, error, to: node, durable: durable, scopedKey: scoped)
+                                try session.routeMiss(
+                                    send, error, to: node.map { (send.target.name, $0) }, durable: durable,
+                                    scopedKey: scoped)
                             } catch {
                                 session.forgetIdempotencyKey(scoped)
                                 session.supervisor.metrics.routed(.direct, .failed)
@@ -61,20 +63,21 @@ extension AgentSession {
         }
     }
 
-    /// A SEND whose target has no session on this node (`error` says why): to `node`, where the
-    /// directory says it is, or stored for it, or refused with `error`.
-    private func routeMiss(_ send: Send, _ error: BusError, to node: String?, durable: Bool, scopedKey: String)
-        throws(BusError)
-    {
-        if let node {
+    /// A SEND whose target has no session on this node (`error` says why): to `remote`, an agent on
+    /// another node, or stored for the agent it names, or refused with `error`.
+    private func routeMiss(
+        _ send: Send, _ error: BusError, to remote: (agentID: String, node: String)?, durable: Bool,
+        scopedKey: String
+    ) throws(BusError) {
+        if let remote {
             // On another node: a durable one, or one behind this sender's stores to it, is stored
             // (that node is told); any other goes there now.
-            guard durable || stores.isStoring(to: send.target.name) else {
-                return forward(send, to: node, scopedKey: scopedKey)
+            guard durable || stores.isStoring(to: remote.agentID) else {
+                return forward(send, to: remote, scopedKey: scopedKey)
             }
-        } else {
-            guard error.code == .offline, supervisor.store != nil else { throw error }
+            return storeForLater(send, to: remote.agentID, scopedKey: scopedKey, holding: nil)
         }
+        guard error.code == .offline, supervisor.store != nil else { throw error }
         storeForLater(send, to: send.target.name, scopedKey: scopedKey, holding: nil)
     }
 
@@ -147,16 +150,16 @@ extension AgentSession {
         }
     }
 
-    /// SEND to an agent whose session is on `node`: OK `delivered` once the cluster's transport
+    /// SEND to an agent whose session is on another node: OK `delivered` once the cluster's transport
     /// holds it (docs/cluster.md). Under protocol 2, CONFIRM waits for that answer, and the send's
     /// credit comes back with it.
-    private func forward(_ send: Send, to node: String, scopedKey: String) {
+    private func forward(_ send: Send, to remote: (agentID: String, node: String), scopedKey: String) {
         guard let cluster = supervisor.cluster else { return }
         if sendWindow != nil { refs.storing(send.ref) }
         let record = ClusterRecord(
-            kind: .direct, node: cluster.nodeID, tenant: identity.tenant, to: send.target.name,
+            kind: .direct, node: cluster.nodeID, tenant: identity.tenant, to: remote.agentID,
             from: identity.agentID, deadline: send.deadline, payload: send.payload)
-        cluster.forward(record, to: node) { error in
+        cluster.forward(record, to: remote.node) { error in
             self.onLoop { session in
                 if error == nil {
                     session.routed.add(.direct)
@@ -168,10 +171,18 @@ extension AgentSession {
         }
     }
 
-    /// The node other than this one where the agent `target` names has its session, if any.
-    func remoteNode(of target: Target) -> String? {
-        guard let cluster = supervisor.cluster, target.kind == .agent else { return nil }
-        return cluster.node(of: AgentKey(tenant: identity.tenant, agentID: target.name))
+    /// Where on another node `target` goes: the agent it names, or one offering the capability it
+    /// names, and that agent's node; nil if none.
+    func remote(_ target: Target) -> (agentID: String, node: String)? {
+        guard let cluster = supervisor.cluster else { return nil }
+        switch target.kind {
+        case .agent:
+            return cluster.node(of: AgentKey(tenant: identity.tenant, agentID: target.name)).map { (target.name, $0) }
+        case .capability:
+            return supervisor.remoteAgent(tenant: identity.tenant, capability: target.name)
+        case .context:
+            return nil
+        }
     }
 
     /// The store (or the forwarding) of command `ref` was answered: OK `outcome` (with its credit

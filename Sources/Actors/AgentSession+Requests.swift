@@ -39,15 +39,16 @@ extension AgentSession {
         do throws(BusError) {
             responder = try resolve(request.target)
         } catch {
-            if let node = remoteNode(of: request.target) {
-                return try dispatch(request, to: node, deadline: deadline, scopedKey: scopedKey)
+            if let remote = remote(request.target) {
+                return try dispatch(request, to: remote, deadline: deadline, scopedKey: scopedKey)
             }
             guard request.target.kind == .agent, supervisor.cluster != nil else { throw error }
             // Perhaps connected to a node this one has not heard of yet: asked afresh.
             return lookUp(request.target.name) { session, node in
                 do throws(BusError) {
                     guard let node else { throw error }
-                    try session.dispatch(request, to: node, deadline: deadline, scopedKey: scopedKey)
+                    try session.dispatch(
+                        request, to: (request.target.name, node), deadline: deadline, scopedKey: scopedKey)
                 } catch {
                     session.forgetIdempotencyKey(scopedKey)
                     session.supervisor.metrics.routed(.request, .failed)
@@ -71,16 +72,18 @@ extension AgentSession {
         }
     }
 
-    /// Routes a request to its responder on `node`; a refusal of the transport fails it.
-    private func dispatch(_ request: Send, to node: String, deadline: UInt64, scopedKey: String) throws(BusError) {
+    /// Routes a request to its responder on another node; a refusal of the transport fails it.
+    private func dispatch(
+        _ request: Send, to remote: (agentID: String, node: String), deadline: UInt64, scopedKey: String
+    ) throws(BusError) {
         guard let cluster = supervisor.cluster else { return }
-        let local = try pend(request, responder: request.target.name, deadline: deadline, scopedKey: scopedKey)
+        let local = try pend(request, responder: remote.agentID, deadline: deadline, scopedKey: scopedKey)
         let record = ClusterRecord(
-            kind: .request, node: cluster.nodeID, tenant: identity.tenant, to: request.target.name,
+            kind: .request, node: cluster.nodeID, tenant: identity.tenant, to: remote.agentID,
             from: identity.agentID,
             correlationID: CorrelationTable<PendingRequest>.wireID(session: number, local: local),
             deadline: deadline, payload: request.payload)
-        cluster.forward(record, to: node) { error in
+        cluster.forward(record, to: remote.node) { error in
             guard let error else { return }
             self.onLoop { session in
                 session.failRequest(local: local, error)

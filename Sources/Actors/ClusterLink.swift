@@ -15,6 +15,8 @@ public protocol ClusterLink: Sendable {
     /// The live node other than this one where `key` has its session, from this node's copy of
     /// the directory (it may lag by a moment: see ``stored(for:)``).
     func node(of key: AgentKey) -> String?
+    /// The live nodes other than this one, as of the copy's last refresh.
+    var otherNodes: [String] { get }
     /// The live nodes other than this one with sessions of `tenant`'s agents, from the same copy:
     /// where a BROADCAST or PUBLISH of the tenant goes.
     func nodes(withMembersOf tenant: String) -> [String]

@@ -103,6 +103,11 @@ public final class RoutingTable: Sendable {
         }
     }
 
+    /// The agents of `tenant` registered with `capability`, live here or not.
+    func capable(tenant: String, capability: String) -> Set<String> {
+        state.withLockedValue { $0.capabilities[tenant]?[capability] ?? [] }
+    }
+
     /// The live, ready agent of `tenant` with `capability` and the fewest deliveries in flight.
     public func leastLoaded(tenant: String, capability: String, excluding: UInt32) -> AgentSession? {
         state.withLockedValue { state in

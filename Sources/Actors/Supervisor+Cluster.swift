@@ -37,6 +37,16 @@ extension Supervisor {
             let (number, local) = CorrelationTable<Void>.split(record.correlationID)
             guard let sender = routing.session(number: number), sender.identity.tenant == record.tenant else { return }
             sender.onLoop { $0.fanoutAnswered(local, taken: record.count) }
+        case .registered:
+            var frame = record.payload
+            guard case .register(let register) = try? Frame.decode(from: &frame, maxFrameBytes: .max) else { return }
+            _ = registry.register(AgentKey(tenant: record.tenant, agentID: record.from), register.description)
+            routing.setCapabilities(
+                register.description.capabilities, for: AgentKey(tenant: record.tenant, agentID: record.from))
+        case .unregistered:
+            let agent = AgentKey(tenant: record.tenant, agentID: record.from)
+            _ = registry.unregister(agent)
+            routing.setCapabilities([], for: agent)
         case .takeover:
             guard let session = routing.session(for: key), session.openedAtMs <= record.at else { return }
             session.closeSoon(
@@ -76,6 +86,28 @@ extension Supervisor {
                         credit: nil)),
                 to: key, reason: error.code)
         }
+    }
+
+    /// Tells the other nodes that `key` registered with `description` (nil: unregistered), so that
+    /// their registries (DISCOVER, capabilities, messages stored for it) know it without a restart.
+    nonisolated func announce(_ key: AgentKey, _ description: AgentDescription?) {
+        guard let cluster else { return }
+        var record = ClusterRecord(kind: .unregistered, node: cluster.nodeID, tenant: key.tenant, from: key.agentID)
+        if let description {
+            record.kind = .registered
+            Frame.register(Register(ref: 0, description: description)).encode(into: &record.payload)
+        }
+        for node in cluster.otherNodes { cluster.forward(record, to: node) { _ in } }
+    }
+
+    /// A ready agent of `tenant` offering `capability` whose session is on another node, and that
+    /// node (the first such agent by id: other nodes' loads are not known here).
+    nonisolated func remoteAgent(tenant: String, capability: String) -> (agentID: String, node: String)? {
+        guard let cluster else { return nil }
+        for agentID in routing.capable(tenant: tenant, capability: capability).sorted() {
+            if let node = cluster.node(of: AgentKey(tenant: tenant, agentID: agentID)) { return (agentID, node) }
+        }
+        return nil
     }
 
     /// A BROADCAST or PUBLISH from another node: to this node's members of the tenant or matching

@@ -27,6 +27,7 @@ extension Supervisor {
         let isNew = registry.register(key, description)
         routing.setCapabilities(description.capabilities, for: key)
         save(key, description, saved)
+        announce(key, description)
         record(
             "agent.registered", tenant: key.tenant, agentID: key.agentID, by.details(["type": description.agentType]))
         return isNew
@@ -41,6 +42,7 @@ extension Supervisor {
         guard registry.unregister(key) else { throw unknown(key) }
         routing.setCapabilities([], for: key)
         save(key, nil, saved)
+        announce(key, nil)
         record("agent.unregistered", tenant: key.tenant, agentID: key.agentID, by.details())
     }
 
@@ -89,9 +91,13 @@ extension Supervisor {
         registry.info(of: key, live: live)
     }
 
-    /// The readiness and load of `key`'s live session, nil while it is offline.
+    /// The readiness and load of `key`'s live session, nil while it is offline. A session on another
+    /// node of the cluster counts as ready with nothing in flight: its load is not known here.
     private nonisolated func live(_ key: AgentKey) -> (Readiness, UInt32)? {
-        routing.session(for: key).map { ($0.load.readiness, UInt32(clamping: $0.load.inFlight)) }
+        if let session = routing.session(for: key) {
+            return (session.load.readiness, UInt32(clamping: session.load.inFlight))
+        }
+        return cluster?.node(of: key) != nil ? (.ready, 0) : nil
     }
 
     /// Stores a direct message for `to` from `from` and wakes `to`'s session, which delivers it

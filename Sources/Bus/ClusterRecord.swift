@@ -25,6 +25,10 @@ public struct ClusterRecord: Sendable, Equatable {
         case fanout = 7
         /// How many of the receiving node's sessions took fan-out `correlationID` (`count`).
         case fanoutAnswer = 8
+        /// Agent `from` registered on the sending node: `payload` is its REGISTER frame.
+        case registered = 9
+        /// Agent `from` unregistered on the sending node.
+        case unregistered = 10
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

@@ -85,6 +85,8 @@ public final class ClusterNode: Sendable {
 
     public func nodes(withMembersOf tenant: String) -> [String] { directory.nodes(withMembersOf: tenant) }
 
+    public var otherNodes: [String] { directory.liveNodes.subtracting([nodeID]).sorted() }
+
     public func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void) {
         directory.attach(key, at: at) { [self] previous in
             if let previous {

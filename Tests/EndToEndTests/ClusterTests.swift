@@ -216,6 +216,34 @@ extension SidecarTests {
             }
         }
 
+        /// A registration on one node is known to the others: DISCOVER lists the agent, a capability
+        /// target finds it on its node, and once it is offline messages to it are stored, not refused.
+        @Test func registrationsAndCapabilitiesReachEveryNode() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                bob.serve { request in ByteBuffer(string: "echo " + request.text) }
+                try await bob.register(AgentDescription(agentType: "echoer", capabilities: ["echo"]))
+                try await Sidecars.eventually("bob in node 0's registry and directory") {
+                    let found = try await alice.discover(capability: "echo").agents.map(\.agentID)
+                    let routed = nodes[0].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob"))
+                    return found == ["bob"] && routed == "n1"
+                }
+                let answer = try await alice.request(.capability("echo"), ByteBuffer(string: "q"), timeoutMs: 10_000)
+                #expect(answer.from == "bob" && answer.text == "echo q")
+                let ok = try await alice.send(to: .capability("echo"), ByteBuffer(string: "to whoever echoes"))
+                #expect(ok.outcome == .delivered)
+                var deliveries = bob.deliveries.makeAsyncIterator()
+                #expect(await deliveries.next()?.payload == ByteBuffer(string: "to whoever echoes"))
+                await bob.close()
+                try await Sidecars.eventually("bob to be offline at node 0") {
+                    (try? await alice.send(to: .agent("bob"), ByteBuffer(string: "later")))?.outcome == .queued
+                }
+                await alice.close()
+            }
+        }
+
         /// kill -9 of the node an agent is on: the agent's client moves on to another node, and every
         /// durable message answered OK before, during and after is delivered to it.
         @Test func nothingDurableIsLostWhenANodeIsKilled() async throws {
