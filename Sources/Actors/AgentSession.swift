@@ -62,6 +62,9 @@ public actor AgentSession {
     nonisolated let mailbox: Mailbox
     nonisolated let load = SessionLoad()
     nonisolated let drainingFlag = Atomic<Bool>(false)
+    /// A session of the same agent on another node of the cluster took over: what this one holds
+    /// goes to the store for it, not to a next session here.
+    nonisolated let movedAway = Atomic<Bool>(false)
 
     var state = State.active
     var window: DeliveryWindow<Envelope>

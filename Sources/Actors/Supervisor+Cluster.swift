@@ -1,5 +1,6 @@
 import Bus
 import NIOCore
+import Synchronization
 
 /// What this node does with the records other nodes of its cluster send it (docs/cluster.md), and
 /// the answers its agents give to requests from other nodes.
@@ -49,6 +50,7 @@ extension Supervisor {
             routing.setCapabilities([], for: agent)
         case .takeover:
             guard let session = routing.session(for: key), session.openedAtMs <= record.at else { return }
+            session.movedAway.store(true, ordering: .relaxed)
             session.closeSoon(
                 GoAway(code: .replaced, message: "another connection of \(key.agentID) took over on another node"))
         }
@@ -85,6 +87,25 @@ extension Supervisor {
                         kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload,
                         credit: nil)),
                 to: key, reason: error.code)
+        }
+    }
+
+    /// The deliveries a session held when a session of its agent on another node took over: each
+    /// message stored for the agent (kind and topic kept), which that node then reads; a stream is
+    /// dead-lettered (streams do not cross nodes yet). The stored ones it held are back in the
+    /// backlog already (``release(_:of:)``).
+    nonisolated func storeMoved(_ orphans: [Envelope], of key: AgentKey) {
+        for envelope in orphans {
+            guard case .message(let message) = envelope else {
+                deadLetter(envelope, to: key, reason: .offline)
+                continue
+            }
+            let stored = storedMessage(
+                to: key, from: message.from, kind: message.kind, subject: message.subject,
+                payload: Array(message.payload.readableBytesView), deadline: message.deadline)
+            enqueueStored(stored, holding: nil) { [self] error in
+                if let error { deadLetter(envelope, to: key, reason: error.code) }
+            }
         }
     }
 

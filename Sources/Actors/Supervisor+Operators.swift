@@ -199,7 +199,7 @@ extension Supervisor {
     /// already) reads them. Without it they would wait for their lease.
     nonisolated func release(_ ids: [UInt64], of key: AgentKey) {
         store?.release(ids) { [self] error in
-            if error == nil { routing.session(for: key)?.backlogArrived() }
+            if error == nil { arrived(for: key) }
         }
     }
 

@@ -157,8 +157,10 @@ public actor Supervisor {
     nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
         let key = session.identity.key
         session.bucket?.release()
+        let movedAway = session.movedAway.load(ordering: .relaxed)
+        if movedAway { storeMoved(orphans, of: key) }
         for (agent, envelope) in routing.detach(
-            session, patterns: patterns, orphans: orphans,
+            session, patterns: patterns, orphans: movedAway ? [] : orphans,
             now: MonotonicClock.nowMs())
         {
             deadLetter(envelope, to: agent, reason: .offline)

@@ -159,26 +159,41 @@ extension SidecarTests {
             }
         }
 
-        /// An agent's session is live on one node only: a newer one on another node ends the older.
+        /// An agent's session is live on one node only: a newer one on another node ends the older,
+        /// and what the older one held unacknowledged (a plain message and a durable one) comes to
+        /// the newer.
         @Test func aSessionOnAnotherNodeTakesOver() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(2) { nodes in
                 var first = try await RawAgent.connect(
                     port: nodes[0].port, token: try await nodes[0].token("bob", tenant: tenant))
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "plain"))
+                _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "durable"), durable: true)
+                for _ in 0..<2 { _ = try await first.nextDelivery() }  // taken, never acknowledged
                 // Both nodes' directories must have seen the first: it is on n0 before the second opens.
                 try await Sidecars.eventually("the first session in the directory") {
                     nodes[1].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) == "n0"
                 }
-                let second = try await RawAgent.connect(
+                var second = try await RawAgent.connect(
                     port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
                 var goAway: GoAway?
                 while goAway == nil, let frame = try await first.connection.read() {
                     if case .goAway(let frame) = frame { goAway = frame }
                 }
                 #expect(goAway?.code == .replaced)
+                var texts: Set<String> = []
+                while texts.count < 2 {
+                    // Acknowledged as they come: the next page of stored messages follows the last one's settling.
+                    let deliver = try await second.nextDelivery()
+                    texts.insert(String(buffer: deliver.payload))
+                    try await second.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                }
+                #expect(texts == ["plain", "durable"])
                 try await Sidecars.eventually("n0 to route to n1") {
                     nodes[0].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) == "n1"
                 }
+                await alice.close()
                 await second.connection.close()
             }
         }
