@@ -389,9 +389,6 @@ import Testing
         try await TestBus.with({
             $0.supervisor.watchQueueCapacity = 8
             $0.supervisor.contextHistory = 1_000
-            // Bob sends nothing while he does not read, for as long as 800 writes take on a loaded
-            // machine: he must not be taken for gone.
-            $0.supervisor.missedHeartbeats = 1_000
         }) { bus in
             var alice = try await ContextPeer.connect(bus, "alice")
             var bob = try await ContextPeer.connect(bus, "bob")

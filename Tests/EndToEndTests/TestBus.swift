@@ -28,6 +28,10 @@ struct TestBus {
         configuration.drainTimeout = .seconds(2)
         let scratch = NSTemporaryDirectory() + "acb-test-\(UUID().uuidString)"
         configuration.supervisor.streamDirectory = scratch
+        // At the start of a test run every suite starts at once, and two cores stall for up to about
+        // 20 s: a raw client that sends no heartbeats must not be taken for gone meanwhile (100 s
+        // here, not 15). Tests of heartbeats set their own.
+        configuration.supervisor.missedHeartbeats = 20
         configure(&configuration)
         let logger =
             logger
