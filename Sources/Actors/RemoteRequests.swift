@@ -47,6 +47,4 @@ final class RemoteRequests: Sendable {
     func expire(now: UInt64) {
         state.withLockedValue { $0.byNumber = $0.byNumber.filter { $0.value.deadline > now } }
     }
-
-    var count: Int { state.withLockedValue { $0.byNumber.count } }
 }

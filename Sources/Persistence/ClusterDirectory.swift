@@ -26,9 +26,9 @@ final class ClusterDirectory: Sendable {
     }
 
     private enum Operation {
-        /// `key` opened here at `at`; `done` runs after Redis answered (or failed), `previous` with
+        /// `key` opened here; `done` runs after Redis answered (or failed), `previous` with
         /// the node that held it before, if another.
-        case attach(AgentKey, at: UInt64, done: @Sendable (_ previous: String?) -> Void)
+        case attach(AgentKey, done: @Sendable (_ previous: String?) -> Void)
         case detach(AgentKey)
         case lookup(AgentKey, then: @Sendable (String?) -> Void)
     }
@@ -90,12 +90,12 @@ final class ClusterDirectory: Sendable {
 
     /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
     /// Redis is unreachable (the write waits for it).
-    func attach(_ key: AgentKey, at: UInt64, done: @escaping @Sendable (_ previous: String?) -> Void) {
+    func attach(_ key: AgentKey, done: @escaping @Sendable (_ previous: String?) -> Void) {
         guard thread.status.current.state == .running else {
             done(nil)
-            return submit(.attach(key, at: at, done: { _ in }))
+            return submit(.attach(key, done: { _ in }))
         }
-        submit(.attach(key, at: at, done: done))
+        submit(.attach(key, done: done))
     }
 
     func detach(_ key: AgentKey) { submit(.detach(key)) }
@@ -156,9 +156,9 @@ final class ClusterDirectory: Sendable {
         var retried: [Operation] = []
         for operation in operations {
             switch operation {
-            case .attach(let key, let at, let done):
+            case .attach(let key, let done):
                 done(nil)
-                retried.append(.attach(key, at: at, done: { _ in }))
+                retried.append(.attach(key, done: { _ in }))
             case .detach:
                 retried.append(operation)
             case .lookup(_, let then):
@@ -172,7 +172,7 @@ final class ClusterDirectory: Sendable {
     private func run(_ operations: [Operation], on redis: RedisConnection) throws(SidecarError) {
         let commands = operations.map { operation -> [String] in
             switch operation {
-            case .attach(let key, _, _):
+            case .attach(let key, _):
                 ["EVAL", Self.swapScript, "1", agentsKey, key.description, settings.nodeID]
             case .detach(let key):
                 ["EVAL", Self.forgetScript, "1", agentsKey, key.description, settings.nodeID]
@@ -184,7 +184,7 @@ final class ClusterDirectory: Sendable {
         let live = liveNodes
         for (operation, reply) in zip(operations, replies) {
             switch operation {
-            case .attach(_, _, let done):
+            case .attach(_, let done):
                 done(reply.text.flatMap { $0 != settings.nodeID && live.contains($0) ? $0 : nil })
             case .detach:
                 break

@@ -88,7 +88,7 @@ public final class ClusterNode: Sendable {
     public var otherNodes: [String] { directory.liveNodes.subtracting([nodeID]).sorted() }
 
     public func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void) {
-        directory.attach(key, at: at) { [self] previous in
+        directory.attach(key) { [self] previous in
             if let previous {
                 forward(
                     ClusterRecord(kind: .takeover, node: nodeID, tenant: key.tenant, to: key.agentID, at: at),
