@@ -7,6 +7,8 @@ public import Bus
 ///
 /// Implementations never block the caller: calls come from event loops.
 public protocol ClusterLink: Sendable {
+    /// The cluster's name.
+    var name: String { get }
     /// This node's id, unique among the live nodes.
     var nodeID: String { get }
     /// Added to every id this node makes (message ids) so that ids stay unique across the cluster:
@@ -36,8 +38,12 @@ public protocol ClusterLink: Sendable {
     /// than this one that holds its session (nil: none, or the directory cannot be reached), on any
     /// thread. The copy learns the answer.
     func lookup(_ key: AgentKey, then: @escaping @Sendable (String?) -> Void)
-    /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order.
-    func start(inbox: @escaping @Sendable (ClusterRecord) -> Void)
+    /// Every live node, this one included, with the load it reported and the agents the directory
+    /// places on it, as of the copy's last refresh (for operators).
+    var members: [ClusterMember] { get }
+    /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order,
+    /// and reporting `load()` to the other nodes.
+    func start(inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load)
     /// Leaves the cluster: sends what is queued, stops taking records, and the directory forgets
     /// this node. Called once, at shutdown, after the sessions closed. May block.
     func close()

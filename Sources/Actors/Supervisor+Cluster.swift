@@ -7,7 +7,12 @@ import Synchronization
 extension Supervisor {
     /// Starts taking the records other nodes send this one; call once, after the restore.
     public nonisolated func joinCluster() {
-        cluster?.start { [weak self] record in self?.receive(record) }
+        cluster?.start { [weak self] record in
+            self?.receive(record)
+        } load: { [weak self] in
+            let load = self?.load
+            return ClusterMember.Load(sessions: load?.sessions ?? 0, queuedDeliveries: load?.queuedDeliveries ?? 0)
+        }
     }
 
     /// One record from another node, on the cluster's inbound thread, in the order that node sent them.

@@ -91,6 +91,13 @@ extension Supervisor {
         registry.info(of: key, live: live)
     }
 
+    /// In a cluster, the node holding `key`'s live session (this node's id for a session here); nil
+    /// outside a cluster or while the agent is offline.
+    public nonisolated func node(of key: AgentKey) -> String? {
+        guard let cluster else { return nil }
+        return routing.session(for: key) != nil ? cluster.nodeID : cluster.node(of: key)
+    }
+
     /// The readiness and load of `key`'s live session, nil while it is offline. A session on another
     /// node of the cluster counts as ready with nothing in flight: its load is not known here.
     private nonisolated func live(_ key: AgentKey) -> (Readiness, UInt32)? {

@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 /// A cluster's membership and directory in Redis (docs/cluster.md), and this node's copy of them.
 ///
 /// Keys, under `acb:cluster:<cluster>:`:
-/// - `node:<id>`: exists while node `id` lives (its time to live is renewed every refresh);
+/// - `node:<id>`: exists while node `id` lives (its time to live is renewed every refresh); its
+///   value is the node's load (``ClusterMember/Load/text``);
 /// - `slot:<n>`: the id slot node `id` holds (``ClusterRecord/idStride`` of them), renewed with it;
 /// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session.
 ///
@@ -41,6 +42,10 @@ final class ClusterDirectory: Sendable {
         /// Per tenant, the other live nodes with sessions of its agents.
         var tenants: [String: [String]] = [:]
         var liveNodes: Set<String> = []
+        /// The live nodes, this one included, by id.
+        var members: [ClusterMember] = []
+        /// What this node reports of itself at each renewal.
+        var load: @Sendable () -> ClusterMember.Load = { ClusterMember.Load(sessions: 0, queuedDeliveries: 0) }
     }
 
     let settings: Settings
@@ -59,7 +64,9 @@ final class ClusterDirectory: Sendable {
         let redis = try RedisConnection(url: settings.redisURL)
         let ttl = "\(settings.nodeTTLMs)"
         let prefix = "acb:cluster:\(settings.cluster):"
-        guard try redis.command("SET", prefix + "node:" + settings.nodeID, "0", "NX", "PX", ttl) == .status("OK") else {
+        let idle = ClusterMember.Load(sessions: 0, queuedDeliveries: 0).text
+        guard try redis.command("SET", prefix + "node:" + settings.nodeID, idle, "NX", "PX", ttl) == .status("OK")
+        else {
             throw SidecarError(
                 message: "a live node of cluster \(settings.cluster) has node id \(settings.nodeID)",
                 connectionLost: false)
@@ -87,6 +94,14 @@ final class ClusterDirectory: Sendable {
 
     /// The live nodes, this one included, as of the last refresh.
     var liveNodes: Set<String> { state.withLockedValue { $0.liveNodes } }
+
+    /// The live nodes, this one included, with their loads and agents, as of the last refresh.
+    var members: [ClusterMember] { state.withLockedValue { $0.members } }
+
+    /// Sets what this node reports of itself from the next renewal on.
+    func report(_ load: @escaping @Sendable () -> ClusterMember.Load) {
+        state.withLockedValue { $0.load = load }
+    }
 
     /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
     /// Redis is unreachable (the write waits for it).
@@ -204,12 +219,14 @@ final class ClusterDirectory: Sendable {
         }
     }
 
-    /// Renews this node's keys and reads the live nodes and the directory again. Entries of nodes
-    /// that are gone are removed (their agents reconnect elsewhere, or are offline).
+    /// Renews this node's keys (with its load) and reads the live nodes, their loads and the
+    /// directory again. Entries of nodes that are gone are removed (their agents reconnect
+    /// elsewhere, or are offline).
     private func refresh(_ redis: RedisConnection) throws(SidecarError) {
         let ttl = "\(settings.nodeTTLMs)"
+        let load = state.withLockedValue { $0.load }()
         let replies = try redis.pipeline([
-            ["SET", prefix + "node:" + settings.nodeID, "0", "PX", ttl],
+            ["SET", prefix + "node:" + settings.nodeID, load.text, "PX", ttl],
             ["SET", prefix + "slot:\(slot)", settings.nodeID, "PX", ttl],
             ["KEYS", prefix + "node:*"],
             ["HGETALL", agentsKey],
@@ -218,8 +235,20 @@ final class ClusterDirectory: Sendable {
             throw SidecarError(
                 message: "Redis answered the cluster directory's read with \(replies)", connectionLost: true)
         }
-        let live = Set(nodeKeys.compactMap { $0.text.map { String($0.dropFirst(prefix.count + "node:".count)) } })
+        let keys = nodeKeys.compactMap(\.text)
+        // A node whose key expired between the two reads has no load: it is left out.
+        var values: [RedisReply] = []
+        if !keys.isEmpty {
+            let read = try redis.pipeline([["MGET"] + keys])
+            guard case .array(let loads) = read[0] else {
+                throw SidecarError(message: "Redis answered the nodes' loads with \(read)", connectionLost: true)
+            }
+            values = loads
+        }
+        let nodeIDs = keys.map { String($0.dropFirst(prefix.count + "node:".count)) }
+        let live = Set(nodeIDs)
         var agents: [AgentKey: String] = [:]
+        var agentCounts: [String: Int] = [:]
         var gone: [[String]] = []
         for pair in stride(from: 0, to: fields.count - 1, by: 2) {
             guard let field = fields[pair].text, let node = fields[pair + 1].text else { continue }
@@ -227,16 +256,23 @@ final class ClusterDirectory: Sendable {
                 gone.append(["EVAL", Self.forgetScript, "1", agentsKey, field, node])
                 continue
             }
+            agentCounts[node, default: 0] += 1
             guard node != settings.nodeID, let slash = field.firstIndex(of: "/") else { continue }
             agents[AgentKey(tenant: String(field[..<slash]), agentID: String(field[field.index(after: slash)...]))] =
                 node
         }
         var tenants: [String: Set<String>] = [:]
         for (key, node) in agents { tenants[key.tenant, default: []].insert(node) }
+        let members = zip(nodeIDs, values).compactMap { node, value in
+            value.text.flatMap(ClusterMember.Load.init(text:)).map {
+                ClusterMember(nodeID: node, load: $0, agents: agentCounts[node] ?? 0)
+            }
+        }
         state.withLockedValue { state in
             state.agents = agents
             state.tenants = tenants.mapValues { $0.sorted() }
             state.liveNodes = live
+            state.members = members.sorted { $0.nodeID < $1.nodeID }
         }
         if !gone.isEmpty { _ = try redis.pipeline(Array(gone.prefix(1_000))) }
     }

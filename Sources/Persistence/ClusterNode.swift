@@ -36,6 +36,7 @@ public final class ClusterNode: Sendable {
     }
 
     public let settings: Settings
+    public var name: String { settings.cluster }
     public var nodeID: String { settings.nodeID }
     public var idSlot: UInt64 { directory.slot }
     let directory: ClusterDirectory
@@ -125,7 +126,12 @@ public final class ClusterNode: Sendable {
         }
     }
 
-    public func start(inbox: @escaping @Sendable (ClusterRecord) -> Void) {
+    public var members: [ClusterMember] { directory.members }
+
+    public func start(
+        inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load
+    ) {
+        directory.report(load)
         let ready = ConditionLock(value: 0)
         receiver.start(logger: logger) { [self] in
             let consumer = try KafkaConsumer(brokers: settings.brokers, topic: topic(of: nodeID), log: log)

@@ -14,12 +14,19 @@ import Testing
 extension SidecarTests {
     @Suite struct ClusterTests {
         /// Runs `body` with `count` nodes of a cluster of their own, each a bus of this process with
-        /// PostgreSQL, Redis and Kafka.
+        /// PostgreSQL, Redis and Kafka, and an admin API.
         static func withCluster(_ count: Int, _ body: ([TestBus]) async throws -> Void) async throws {
             let name = "c-\(UUID().uuidString.prefix(8).lowercased())"
             func nest(_ nodes: [TestBus]) async throws {
                 guard nodes.count < count else { return try await body(nodes) }
-                try await TestBus.withSidecars(redis: true, kafka: true, { $0.cluster = (name, "n\(nodes.count)") }) {
+                try await TestBus.withSidecars(
+                    redis: true, kafka: true,
+                    {
+                        $0.cluster = (name, "n\(nodes.count)")
+                        $0.admin = AdminConfiguration()
+                        $0.admin?.port = 0
+                    }
+                ) {
                     try await nest(nodes + [$0])
                 }
             }
@@ -256,6 +263,39 @@ extension SidecarTests {
                     (try? await alice.send(to: .agent("bob"), ByteBuffer(string: "later")))?.outcome == .queued
                 }
                 await alice.close()
+            }
+        }
+
+        /// The admin API of any node lists the cluster's live nodes with their agents and load, and
+        /// where an agent's session is; each node's metrics carry its id.
+        @Test func theAdminAPIShowsTheCluster() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                try await bob.register(AgentDescription(agentType: "worker", capabilities: []))
+                let admin = try await nodes[0].admin(tenant: tenant)
+                try await Sidecars.eventually("both nodes listed, bob's session on n1") {
+                    let view = try? await admin.get("/api/v1/cluster").json
+                    let listed = view?["nodes"] as? [[String: Any]] ?? []
+                    return view?["node_id"] as? String == "n0"
+                        && listed.map { $0["node_id"] as? String } == ["n0", "n1"]
+                        && listed.map { $0["local"] as? Bool } == [true, false]
+                        && listed.map { $0["agents"] as? Int } == [0, 1]
+                        && listed.map { $0["sessions"] as? Int } == [0, 1]
+                }
+                #expect(try await admin.get("/api/v1/agents/bob").json["node"] as? String == "n1")
+                let metrics = try await admin.get("/metrics").text
+                #expect(metrics.contains("acb_cluster_nodes{node=\"n0\"} 2"))
+                #expect(metrics.contains("acb_agents_online{node=\"n0\"} 0"))
+                #expect(!metrics.split(separator: "\n").contains { !$0.hasPrefix("#") && !$0.contains("node=\"n0\"") })
+                await bob.close()
+            }
+            try await TestBus.withSidecars({
+                $0.admin = AdminConfiguration()
+                $0.admin?.port = 0
+            }) { single in
+                let reply = try await single.admin().get("/api/v1/cluster")
+                #expect(reply.status == 404 && reply.code == "not_found")
             }
         }
 

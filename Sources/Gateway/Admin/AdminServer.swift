@@ -42,6 +42,7 @@ public final class AdminServer: Service {
         api.addDeadLetterRoutes(to: routes)
         api.addStreamRoutes(to: routes)
         api.addTenantRoutes(to: routes)
+        api.addClusterRoutes(to: routes)
         api.addContextRoutes(to: routes)
         application = Application(
             router: routes.router,

@@ -18,8 +18,10 @@ extension AdminAPI {
         /// `ready`, `busy` or `draining` while online; `busy` offline.
         var readiness: String
         var inFlight: UInt32
+        /// In a cluster, the node holding the agent's live session.
+        var node: String?
 
-        init(_ info: AgentInfo, tenant: String) {
+        init(_ info: AgentInfo, tenant: String, node: String?) {
             agentID = info.agentID
             self.tenant = tenant
             type = info.description.agentType
@@ -29,6 +31,7 @@ extension AdminAPI {
             status = "\(info.status)"
             readiness = "\(info.readiness)"
             inFlight = info.inFlight
+            self.node = node
         }
     }
 
@@ -62,12 +65,12 @@ extension AdminAPI {
                 cursor: try query.identifier("cursor") ?? "", limit: UInt16(try query.limit()))
             let (agents, next) = supervisor.discover(tenant: tenant, filter)
             return AdminJSON.response(
-                Page(items: agents.map { AgentView($0, tenant: tenant) }, nextCursor: next.isEmpty ? nil : next))
+                Page(items: agents.map { view($0, tenant: tenant) }, nextCursor: next.isEmpty ? nil : next))
         }
         routes.on(.get, "/api/v1/agents/{agent_id}") { request, context in
             let key = try agentKey(request, context, try await caller(request))
             guard let info = supervisor.agent(key) else { throw AdminError(supervisor.unknown(key)) }
-            return AdminJSON.response(AgentView(info, tenant: key.tenant))
+            return AdminJSON.response(view(info, tenant: key.tenant))
         }
         routes.on(.put, "/api/v1/agents/{agent_id}") { request, context in
             let (key, caller) = try await managedAgent(request, context)
@@ -98,7 +101,7 @@ extension AdminAPI {
                 supervisor.agent(key)
                 ?? AgentInfo(
                     agentID: key.agentID, description: description, status: .offline, readiness: .busy, inFlight: 0)
-            return AdminJSON.response(AgentView(info, tenant: key.tenant), status: isNew ? .created : .ok)
+            return AdminJSON.response(view(info, tenant: key.tenant), status: isNew ? .created : .ok)
         }
         routes.on(.delete, "/api/v1/agents/{agent_id}") { request, context in
             let (key, caller) = try await managedAgent(request, context)
@@ -124,6 +127,11 @@ extension AdminAPI {
     }
 
     /// The agent the path names, in the tenant the caller may read (`tenant` parameter for admins).
+    /// `info` as the API shows it, with the node of its session in a cluster.
+    private func view(_ info: AgentInfo, tenant: String) -> AgentView {
+        AgentView(info, tenant: tenant, node: supervisor.node(of: AgentKey(tenant: tenant, agentID: info.agentID)))
+    }
+
     func agentKey(_ request: Request, _ context: AdminContext, _ caller: Caller) throws(AdminError) -> AgentKey {
         let query = try request.query(allowing: ["tenant"])
         return AgentKey(

@@ -41,6 +41,9 @@ final class MetricsSampler: Sendable {
             sidecar(name, up: up, spooled: spooled, batches: batches)
         }
         for child in children { supervised(child.current) }
+        if let cluster = supervisor.cluster {
+            gauge("acb_cluster_nodes", "Live nodes of the cluster, this one included", Double(cluster.members.count))
+        }
     }
 
     private func supervised(_ child: ChildStatus.Snapshot) {

@@ -65,9 +65,11 @@ extension AdminAPI {
         routes.on(.get, "/metrics") { request, _ in
             _ = try request.query(allowing: [])
             sampler.sample()
+            var text = registry.emitToBuffer()
+            if let cluster = supervisor.cluster { text = SeriesLabel.adding("node", cluster.nodeID, to: text) }
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
     }
 }
