@@ -7,6 +7,9 @@
 # cluster section is written from them by hand.
 #
 #   scripts/bench-cluster.sh [acb-bench arguments]   default: --scenarios p2p:10,rr:1,rr:10 --seconds 5
+#   scripts/bench-cluster.sh failover [RUNS]          recovery from a node's death, RUNS times (default 5):
+#       10 receivers on n1, a sender on n2; n1 is killed with SIGKILL (acb-bench --failover-kill),
+#       then started again for the next run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh
@@ -40,9 +43,26 @@ serve() { # NAME PORT [flags…]
   exit 1
 }
 cluster="bench-$$"
+node() { serve "n$1" $((base + $1)) --cluster "$cluster" --node-id "n$1"; }
+
+if [ "${1:-}" = failover ]; then
+  for i in 1 2 3; do node "$i"; done
+  for run in $(seq "${2:-5}"); do
+    echo "== failover, run $run"
+    "$bin/acb-bench" --failover-kill "${pids[0]}" --acb "127.0.0.1:$((base + 1))" \
+      --acb-node "127.0.0.1:$((base + 2))" --acb-node "127.0.0.1:$((base + 3))" --token-secret "$secret"
+    { wait "${pids[0]}"; } 2>/dev/null || true
+    # Its id is free again once its key has expired (3 s).
+    sleep 3.5
+    node 1
+    pids=("${pids[-1]}" "${pids[@]:1:2}")
+  done
+  exit 0
+fi
+
 serve single "$base"
 single_pid=${pids[-1]}
-for i in 1 2 3; do serve "n$i" $((base + i)) --cluster "$cluster" --node-id "n$i"; done
+for i in 1 2 3; do node "$i"; done
 
 arguments=("$@")
 [ $# -gt 0 ] || arguments=(--scenarios p2p:10,rr:1,rr:10 --seconds 5)

@@ -338,17 +338,25 @@ public final class ACBClient: Sendable {
         return fresh.accessToken
     }
 
+    /// Connects again after a pause, doubled after each round that failed. In a round every address
+    /// is tried once, one after the other: a node that refuses the connection (it died) hands over
+    /// to the next at once; an answer of the bus (a refused token) ends the round.
     private func reconnect() async {
         var backoff = configuration.initialBackoffMs
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(backoff))
-            guard !Task.isCancelled else { return }
-            do {
-                try await establish()
-                return
-            } catch {
-                backoff = min(backoff * 2, configuration.maxBackoffMs)
+            for _ in configuration.addresses.indices {
+                guard !Task.isCancelled else { return }
+                do {
+                    try await establish()
+                    return
+                } catch is BusError {
+                    break
+                } catch {
+                    continue
+                }
             }
+            backoff = min(backoff * 2, configuration.maxBackoffMs)
         }
     }
 }

@@ -46,6 +46,11 @@ struct BenchCommand: AsyncParsableCommand {
             "Compare the two shapes of a persistence writer (thread and lock, actor on a thread executor): this many submissions from 10 threads, with commits of 0 and 1,000 µs, then exit."
     )
     var writerQueue: Int?
+    @Option(
+        help:
+            "Measure a cluster's recovery from a node's death: 10 receivers on --acb (the node of process PID, which is killed with SIGKILL), a sender on the first --acb-node; then exit."
+    )
+    var failoverKill: Int32?
     @Option(help: "Seconds each timed scenario sends.") var seconds = 5.0
     @Option(help: "Payload bytes per message.") var payload = 256
     @Option(help: "Messages each producer of a /window scenario may have in flight.") var window = 1_000
@@ -72,6 +77,16 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
             print(report)
+            return
+        }
+        if let failoverKill {
+            guard let secret = tokenSecret ?? ProcessInfo.processInfo.environment["ACB_TOKEN_SECRET"] else {
+                throw ValidationError("--failover-kill needs --token-secret or ACB_TOKEN_SECRET")
+            }
+            print(
+                try await FailoverBench.run(
+                    victim: try Self.address(acb), pid: failoverKill, others: try acbNode.map(Self.address),
+                    secret: secret, receivers: 10))
             return
         }
         if let auditEvents {
