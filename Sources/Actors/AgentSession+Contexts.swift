@@ -19,11 +19,12 @@ extension AgentSession {
         commitContextWrite(command)
     }
 
-    /// Hands a write to the context service. It is answered once committed: at once without
+    /// Hands a write to the context service (in a cluster, at the node that writes the tenant's
+    /// contexts: Supervisor+ClusterContexts). It is answered once committed: at once without
     /// storage (on this event loop, no hop), else from the storage's thread, so back on the event
     /// loop, where the answers of one group commit share a flush.
     func commitContextWrite(_ command: ContextWrite) {
-        supervisor.contexts.write(command, by: principal) { [self] result in
+        supervisor.writeContext(command, by: principal) { [self] result in
             onLoop { $0.answer(command.ref, result) }
         }
     }

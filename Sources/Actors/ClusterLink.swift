@@ -41,8 +41,16 @@ public protocol ClusterLink: Sendable {
     /// Every live node, this one included, with the load it reported and the agents the directory
     /// places on it, as of the copy's last refresh (for operators).
     var members: [ClusterMember] { get }
+    /// The live node, this one included, that writes `tenant`'s contexts (their home), from this
+    /// node's copy of the directory; nil when none, or when it would be this node but its lease
+    /// in the directory may have lapsed.
+    func contextHome(of tenant: String) -> String?
+    /// Makes this node the home of `tenant`'s contexts unless a live node is; `then` gets the home,
+    /// nil when the directory cannot be reached, on any thread. The copy learns the answer.
+    func claimContexts(of tenant: String, then: @escaping @Sendable (String?) -> Void)
     /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order,
-    /// and reporting `load()` to the other nodes.
+    /// and reporting `load()` to the other nodes. Returns once the other nodes know this one, so
+    /// that what they send every node from then on reaches it. May block.
     func start(inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load)
     /// Leaves the cluster: sends what is queued, stops taking records, and the directory forgets
     /// this node. Called once, at shutdown, after the sessions closed. May block.

@@ -49,6 +49,14 @@ extension Supervisor {
             _ = registry.register(AgentKey(tenant: record.tenant, agentID: record.from), register.description)
             routing.setCapabilities(
                 register.description.capabilities, for: AgentKey(tenant: record.tenant, agentID: record.from))
+        case .contextWrite:
+            writeContext(record)
+        case .contextWritten:
+            contextWritten(record)
+        case .contextCommitted:
+            applyCommitted(record)
+        case .contextReload:
+            reloadContexts(of: record.tenant) { _ in }
         case .unregistered:
             let agent = AgentKey(tenant: record.tenant, agentID: record.from)
             _ = registry.unregister(agent)

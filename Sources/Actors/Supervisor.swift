@@ -31,6 +31,10 @@ public actor Supervisor {
     public nonisolated let cluster: (any ClusterLink)?
     /// Requests from other nodes that this node's agents are answering.
     let remoteRequests: RemoteRequests
+    /// Tenants whose contexts' home this node is settling, with who waits for the answer.
+    let contextClaims = Mutex<[String: [@Sendable (ContextHome?) -> Void]]>([:])
+    /// Context writes forwarded to their tenant's home on another node, waiting for its answer.
+    let contextWrites: PendingContextWrites
     public nonisolated let logger: Logger
     /// Counters and histograms of what sessions do.
     public nonisolated let metrics: BusMetrics
@@ -70,6 +74,7 @@ public actor Supervisor {
         self.shared = shared
         self.cluster = cluster
         self.remoteRequests = RemoteRequests(capacity: configuration.remoteRequestCapacity)
+        self.contextWrites = PendingContextWrites(capacity: configuration.remoteRequestCapacity)
         self.logger = logger
         self.registry = Registry(complete: store == nil)
         self.routing = RoutingTable(
@@ -83,7 +88,7 @@ public actor Supervisor {
                 audit.record(
                     AuditEvent(kind: kind, tenant: tenant, agentID: agentID, at: WallClock.nowMs(), detail: detail))
             },
-            mirror: shared.map { shared -> @Sendable (ContextRecord) -> Void in { shared.mirrorContext($0) } })
+            mirror: Self.contextMirror(shared: shared, cluster: cluster))
         self.idempotency = NIOLockedValueBox(
             IdempotencyWindow(
                 windowMs: configuration.idempotencyWindowMs, capacity: configuration.idempotencyCapacity,
@@ -111,7 +116,7 @@ public actor Supervisor {
                 deadLetter(envelope, to: agent, reason: .offline)
             }
             streams.expire(now: now)
-            contexts.sweep(now: WallClock.nowMs())
+            contexts.sweep(now: WallClock.nowMs()) { contextHome(of: $0) == .here }
             rateLimits?.forgetFull(nowMs: now)
             if cluster != nil { remoteRequests.expire(now: WallClock.nowMs()) }
             if let shared { shared.online(routing.all.map(\.identity.key)) }

@@ -58,7 +58,8 @@ public struct SupervisorConfiguration: Sendable {
     /// keeps none (without a store the registry lives in memory only).
     public var registrySnapshotPath: String?
     /// Requests from agents on other nodes of the cluster that this node's agents may be answering
-    /// at once; one more is refused with `overloaded`.
+    /// at once, and (a bound of its own) context writes of this node's callers waiting for their
+    /// tenant's home on another node; one more is refused with `overloaded`.
     public var remoteRequestCapacity = 100_000
     /// Housekeeping tick of the supervisor: expiry of orphaned deliveries and parked uploads.
     public var housekeepingMs: UInt64 = 1_000

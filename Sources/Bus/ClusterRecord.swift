@@ -29,6 +29,19 @@ public struct ClusterRecord: Sendable, Equatable {
         case registered = 9
         /// Agent `from` unregistered on the sending node.
         case unregistered = 10
+        /// A CONTEXT_WRITE (`payload`, the frame) of agent `from` for the receiving node, the home
+        /// of the tenant's contexts; `status` holds the agent's rights (``ContextPrincipal/rights``),
+        /// `correlationID` the number of its session, where the answer goes.
+        case contextWrite = 11
+        /// The answer to a `contextWrite`, for session `correlationID`: `payload` is the CONTEXT or
+        /// ERROR frame.
+        case contextWritten = 12
+        /// A version of one of the tenant's contexts its home committed: `payload` is a CONTEXT
+        /// frame with its head and body.
+        case contextCommitted = 13
+        /// The sending node became the home of the tenant's contexts: the receiving node reads them
+        /// again from PostgreSQL (the previous home may have committed versions it never sent).
+        case contextReload = 14
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

@@ -145,6 +145,17 @@ public struct BusServer: Sendable {
         supervisor.startHousekeeping(on: MultiThreadedEventLoopGroup.singleton.any())
         if cluster != nil {
             try await blocking.runIfActive { supervisor.joinCluster() }
+            // Registrations and context versions other nodes made between the reads above and
+            // joining (sent before this node read its topic, or before they knew it) are read now;
+            // those made since arrive as records.
+            if let url = configuration.postgresURL,
+                let (agents, versions) = try? await blocking.runIfActive({
+                    (try PostgresStore.open(url: url), try PostgresContextStore.load(url: url))
+                })
+            {
+                supervisor.restore(agents: agents.agents, lastMessageID: agents.lastMessageID)
+                supervisor.contexts.apply(versions)
+            }
         }
         let authority = try await TokenAuthority(secret: configuration.tokenSecret, settings: configuration.tokens)
         let ledger = TokenLedger(shared: shared)

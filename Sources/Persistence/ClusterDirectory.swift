@@ -9,7 +9,8 @@ import NIOConcurrencyHelpers
 /// - `node:<id>`: exists while node `id` lives (its time to live is renewed every refresh); its
 ///   value is the node's load (``ClusterMember/Load/text``);
 /// - `slot:<n>`: the id slot node `id` holds (``ClusterRecord/idStride`` of them), renewed with it;
-/// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session.
+/// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session;
+/// - `contexts`: a hash from a tenant to the home of its contexts, the node that writes them.
 ///
 /// Writes (a session opened or ended) and fresh lookups queue here and run on the directory's
 /// thread, one pipeline per round; every refresh reads the live nodes and the whole hash again into
@@ -32,6 +33,8 @@ final class ClusterDirectory: Sendable {
         case attach(AgentKey, done: @Sendable (_ previous: String?) -> Void)
         case detach(AgentKey)
         case lookup(AgentKey, then: @Sendable (String?) -> Void)
+        /// Makes this node the home of the tenant's contexts unless a live node is.
+        case claim(String, then: @Sendable (String?) -> Void)
     }
 
     private struct State {
@@ -44,6 +47,10 @@ final class ClusterDirectory: Sendable {
         var liveNodes: Set<String> = []
         /// The live nodes, this one included, by id.
         var members: [ClusterMember] = []
+        /// Per tenant, the live node that is the home of its contexts (this one included).
+        var homes: [String: String] = [:]
+        /// When the last renewal of this node's keys that Redis answered was sent (monotonic ms).
+        var renewedAt: UInt64 = 0
         /// What this node reports of itself at each renewal.
         var load: @Sendable () -> ClusterMember.Load = { ClusterMember.Load(sessions: 0, queuedDeliveries: 0) }
     }
@@ -51,11 +58,14 @@ final class ClusterDirectory: Sendable {
     let settings: Settings
     /// This node's id slot, claimed at start.
     let slot: UInt64
+    /// When this node announced itself (monotonic ms): other nodes know it one refresh later.
+    let announcedAt: UInt64
     let thread = WorkerThread(name: "cluster-directory")
     private let state = NIOLockedValueBox(State())
 
     private var prefix: String { "acb:cluster:\(settings.cluster):" }
     private var agentsKey: String { prefix + "agents" }
+    private var homesKey: String { prefix + "contexts" }
 
     /// Claims an id slot and announces the node. - Throws: when Redis cannot be reached, when a
     /// live node has this node's id, or when every slot is taken.
@@ -71,6 +81,7 @@ final class ClusterDirectory: Sendable {
                 message: "a live node of cluster \(settings.cluster) has node id \(settings.nodeID)",
                 connectionLost: false)
         }
+        announcedAt = MonotonicClock.nowMs()
         for slot in 0..<ClusterRecord.idStride
         where try redis.command("SET", prefix + "slot:\(slot)", settings.nodeID, "NX", "PX", ttl) == .status("OK") {
             self.slot = slot
@@ -101,6 +112,24 @@ final class ClusterDirectory: Sendable {
     /// Sets what this node reports of itself from the next renewal on.
     func report(_ load: @escaping @Sendable () -> ClusterMember.Load) {
         state.withLockedValue { $0.load = load }
+    }
+
+    /// The home of `tenant`'s contexts as of the last refresh or claim; nil when none, or when it is
+    /// this node but its keys were last renewed so long ago that they may have expired (another
+    /// node may then claim the home: this one must not write meanwhile).
+    func contextHome(of tenant: String) -> String? {
+        state.withLockedValue { state in
+            guard let home = state.homes[tenant] else { return nil }
+            guard home == settings.nodeID else { return home }
+            // A margin for the renewal's own trip to Redis and for clocks that run a little apart.
+            return MonotonicClock.nowMs() + 1_000 < state.renewedAt + settings.nodeTTLMs ? home : nil
+        }
+    }
+
+    /// Makes this node the home of `tenant`'s contexts unless a live node is; `then` gets the home,
+    /// nil when Redis cannot be reached.
+    func claimContexts(of tenant: String, then: @escaping @Sendable (String?) -> Void) {
+        submit(.claim(tenant, then: then))
     }
 
     /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
@@ -176,7 +205,7 @@ final class ClusterDirectory: Sendable {
                 retried.append(.attach(key, done: { _ in }))
             case .detach:
                 retried.append(operation)
-            case .lookup(_, let then):
+            case .lookup(_, let then), .claim(_, let then):
                 then(nil)
             }
         }
@@ -193,6 +222,8 @@ final class ClusterDirectory: Sendable {
                 ["EVAL", Self.forgetScript, "1", agentsKey, key.description, settings.nodeID]
             case .lookup(let key, _):
                 ["HGET", agentsKey, key.description]
+            case .claim(let tenant, _):
+                ["EVAL", Self.claimScript, "1", homesKey, tenant, settings.nodeID, prefix + "node:"]
             }
         }
         let replies = try redis.pipeline(commands)
@@ -215,6 +246,10 @@ final class ClusterDirectory: Sendable {
                     }
                 }
                 then(node)
+            case .claim(let tenant, let then):
+                let home = reply.text
+                if let home { state.withLockedValue { $0.homes[tenant] = home } }
+                then(home)
             }
         }
     }
@@ -225,13 +260,17 @@ final class ClusterDirectory: Sendable {
     private func refresh(_ redis: RedisConnection) throws(SidecarError) {
         let ttl = "\(settings.nodeTTLMs)"
         let load = state.withLockedValue { $0.load }()
+        let sent = MonotonicClock.nowMs()
         let replies = try redis.pipeline([
             ["SET", prefix + "node:" + settings.nodeID, load.text, "PX", ttl],
             ["SET", prefix + "slot:\(slot)", settings.nodeID, "PX", ttl],
             ["KEYS", prefix + "node:*"],
             ["HGETALL", agentsKey],
+            ["HGETALL", homesKey],
         ])
-        guard case .array(let nodeKeys) = replies[2], case .array(let fields) = replies[3] else {
+        guard case .array(let nodeKeys) = replies[2], case .array(let fields) = replies[3],
+            case .array(let homeFields) = replies[4]
+        else {
             throw SidecarError(
                 message: "Redis answered the cluster directory's read with \(replies)", connectionLost: true)
         }
@@ -268,7 +307,15 @@ final class ClusterDirectory: Sendable {
                 ClusterMember(nodeID: node, load: $0, agents: agentCounts[node] ?? 0)
             }
         }
+        var homes: [String: String] = [:]
+        for pair in stride(from: 0, to: homeFields.count - 1, by: 2) {
+            guard let tenant = homeFields[pair].text, let node = homeFields[pair + 1].text, live.contains(node)
+            else { continue }
+            homes[tenant] = node
+        }
         state.withLockedValue { state in
+            state.renewedAt = sent
+            state.homes = homes
             state.agents = agents
             state.tenants = tenants.mapValues { $0.sorted() }
             state.liveNodes = live
@@ -282,6 +329,15 @@ final class ClusterDirectory: Sendable {
         local previous = redis.call('HGET', KEYS[1], ARGV[1])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         return previous
+        """
+
+    /// Returns the node hash field ARGV[1] names if that node lives (its key, ARGV[3] followed by its
+    /// id, exists), else sets the field to node ARGV[2] and returns it.
+    private static let claimScript = """
+        local home = redis.call('HGET', KEYS[1], ARGV[1])
+        if home and redis.call('EXISTS', ARGV[3] .. home) == 1 then return home end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        return ARGV[2]
         """
 
     /// Removes field ARGV[1] if node ARGV[2] still holds it.

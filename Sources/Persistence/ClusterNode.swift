@@ -128,6 +128,12 @@ public final class ClusterNode: Sendable {
 
     public var members: [ClusterMember] { directory.members }
 
+    public func contextHome(of tenant: String) -> String? { directory.contextHome(of: tenant) }
+
+    public func claimContexts(of tenant: String, then: @escaping @Sendable (String?) -> Void) {
+        directory.claimContexts(of: tenant, then: then)
+    }
+
     public func start(
         inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load
     ) {
@@ -151,6 +157,11 @@ public final class ClusterNode: Sendable {
         // Other nodes send here once the directory names this node: the consumer is there first.
         _ = ready.lock(whenValue: 1, timeoutSeconds: 10)
         ready.unlock()
+        // Every other node reads the directory every refresh: two of them after the announcement,
+        // each knows this node, and sends it what it sends every node (committed context versions).
+        let known = directory.announcedAt + 2 * directory.settings.refreshMs + 100
+        let now = MonotonicClock.nowMs()
+        if now < known { Thread.sleep(forTimeInterval: Double(known - now) / 1_000) }
     }
 
     /// The sender's loop: hands queued records to Kafka and their delivery reports to their senders.
@@ -165,6 +176,8 @@ public final class ClusterNode: Sendable {
             options: [
                 "linger.ms": "0", "compression.type": "none", "socket.nagle.disable": "true",
                 "message.timeout.ms": "5000",
+                // A record carries at most one context body (64 MiB) and a little more.
+                "message.max.bytes": "\(KafkaConsumer.maxRecordBytes)",
             ],
             log: log
         ) { sequence, failure in

@@ -13,6 +13,9 @@ final class KafkaConsumer {
     /// - Parameters:
     ///   - brokers: `host:port[,host:port…]`.
     ///   - topic: the topic to read; created with one partition if missing.
+    /// The largest record it reads (a cluster record with a 64 MiB context body, and room to spare).
+    static let maxRecordBytes = 65 << 20
+
     init(brokers: String, topic name: String, log: RateLimitedLog) throws(SidecarError) {
         callbacks = KafkaCallbacks(log: log)
         let configuration = try callbacks.configuration([
@@ -26,6 +29,8 @@ final class KafkaConsumer {
             "socket.nagle.disable": "true",
             "reconnect.backoff.ms": "100",
             "reconnect.backoff.max.ms": "2000",
+            "fetch.max.bytes": "\(Self.maxRecordBytes)",
+            "receive.message.max.bytes": "\(Self.maxRecordBytes + 1 << 20)",
         ])
         var error = [CChar](repeating: 0, count: 512)
         guard let handle = rd_kafka_new(RD_KAFKA_CONSUMER, configuration, &error, error.count) else {

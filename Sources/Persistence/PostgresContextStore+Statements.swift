@@ -49,7 +49,13 @@ extension PostgresContextStore {
 
     /// Every row, in ``load(url:)``'s order; metadata as `{{key, value}, …}` sorted by key and
     /// parents as `{{id, version}, …}` in order, both `text[]`, read like readers and writers.
-    static let selectAll = """
+    static let selectAll = select(where: "")
+
+    /// The rows of tenant `$1`, in the same order.
+    static let selectTenant = select(where: "WHERE tenant_id = $1")
+
+    private static func select(where condition: String) -> String {
+        """
         SELECT tenant_id, context_id, version, revision, owner_id, kind, content_type, label, scope, readers,
             writers,
             ARRAY(SELECT ARRAY[key, value] FROM jsonb_each_text(metadata) ORDER BY key COLLATE "C"),
@@ -57,8 +63,10 @@ extension PostgresContextStore {
                 FROM jsonb_array_elements(parents) WITH ORDINALITY AS given (parent, place) ORDER BY place),
             source, checksum, size, created_ms, updated_ms, updated_by, expires_ms, state, body
         FROM context_versions
+        \(condition)
         ORDER BY tenant_id COLLATE "C", context_id COLLATE "C", version
         """
+    }
 
     /// The batch in PostgreSQL's binary COPY format, columns as in ``stagingColumns``.
     static func copyData(_ batch: [Pending]) -> [UInt8] {

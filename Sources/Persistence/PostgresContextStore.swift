@@ -71,9 +71,25 @@ public final class PostgresContextStore: Sendable {
     ///   row holds a value this build does not know.
     /// - Complexity: one query; every version and body is held in memory twice while it is read.
     public static func load(url: String) throws(SidecarError) -> [ContextRecord] {
+        try load(url: url, selectAll, [])
+    }
+
+    /// Every kept version of `tenant`'s contexts, in ``load(url:)``'s order; blocks while it reads.
+    /// - Throws: ``ErrorCode/storageUnavailable`` when PostgreSQL cannot be read.
+    public func load(tenant: String) throws(BusError) -> [ContextRecord] {
+        do {
+            return try Self.load(url: url, Self.selectTenant, [.text(tenant)])
+        } catch {
+            throw Self.unavailable(error.message)
+        }
+    }
+
+    private static func load(url: String, _ query: String, _ parameters: [PostgresParameter]) throws(SidecarError)
+        -> [ContextRecord]
+    {
         let connection = try PostgresConnection(url: url)
         try PostgresStore.checkSchema(connection)
-        let rows = try connection.query(selectAll)
+        let rows = try connection.query(query, parameters)
         var records: [ContextRecord] = []
         records.reserveCapacity(rows.count)
         for row in 0..<rows.count { records.append(try record(rows, row)) }

@@ -33,6 +33,21 @@ extension SidecarTests {
             try await nest([])
         }
 
+        /// Runs `body` with `count` `acb serve` processes forming a cluster of their own (n0, n1, …),
+        /// killed with SIGKILL afterwards (those the test did not kill already).
+        static func withProcesses(_ count: Int, _ body: ([BusProcess]) async throws -> Void) async throws {
+            let name = "c-\(UUID().uuidString.prefix(8).lowercased())"
+            var nodes: [BusProcess] = []
+            defer { nodes.forEach { $0.kill() } }
+            for index in 0..<count {
+                nodes.append(
+                    try await BusProcess.start(
+                        spool: Sidecars.scratch(),
+                        arguments: ["--redis-url", try Sidecars.redis(), "--cluster", name, "--node-id", "n\(index)"]))
+            }
+            try await body(nodes)
+        }
+
         /// Sends from `sender` to `receiver`, not registered, until a send is delivered at once: the
         /// sender's node knows where the receiver is (until then the receiver is an unknown agent).
         static func untilRouted(_ sender: ACBClient, to receiver: String) async throws {
@@ -266,6 +281,47 @@ extension SidecarTests {
             }
         }
 
+        /// A tenant's contexts are written at one node (the first to write claims it) and read and
+        /// watched on every node: a write on either node is read on the other, compare-and-swap
+        /// holds across nodes, and a watch on one node sees writes made through the other.
+        @Test func contextsAreSharedAcrossNodes() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                var events = try await bob.watch("plans.*").makeAsyncIterator()
+                let shared = ContextOptions(scope: .tenant, writers: ["bob"])
+                #expect(try await alice.share("plans.q3", "draft", options: shared).version == 1)
+                #expect(nodes[0].server.supervisor.contextHome(of: tenant) == .here)
+                try await Sidecars.eventually("node 1 to know node 0 writes the tenant's contexts") {
+                    nodes[1].server.supervisor.contextHome(of: tenant) == .node("n0")
+                }
+                // Bob's write goes to node 0, and node 1 has the new version before bob hears OK.
+                #expect(try await bob.update("plans.q3", "bob's", expectedVersion: 1).version == 2)
+                #expect(try await bob.get("plans.q3").text == "bob's")
+                let stale = await expectBusError(.versionConflict) {
+                    try await alice.update("plans.q3", "alice's", expectedVersion: 1)
+                }
+                #expect(stale?.currentVersion == 2)
+                try await Sidecars.eventually("alice's node to have bob's version") {
+                    (try? await alice.get("plans.q3"))?.text == "bob's"
+                }
+                // Over the inline limit: uploaded to node 1, then written through node 0.
+                let big = String(repeating: "x", count: 3_000_000)
+                #expect(try await bob.update("plans.q3", big).version == 3)
+                #expect(try await bob.get("plans.q3").text == big)
+                // The admin API of node 1 writes through node 0 as well.
+                let admin = try await nodes[1].admin(tenant: tenant)
+                #expect(try await admin.put("/api/v1/contexts/plans.q3?expected_version=3", ["body": 4]).status == 200)
+                #expect(try await alice.get("plans.q3").text == "4")
+                var seen: [UInt64] = []
+                for _ in 1...4 { seen.append(try await events.take().version) }
+                #expect(seen == [1, 2, 3, 4], "node 1's watch saw every write, in order")
+                await alice.close()
+                await bob.close()
+            }
+        }
+
         /// The admin API of any node lists the cluster's live nodes with their agents and load, and
         /// where an agent's session is; each node's metrics carry its id.
         @Test func theAdminAPIShowsTheCluster() async throws {
@@ -303,43 +359,64 @@ extension SidecarTests {
         /// durable message answered OK before, during and after is delivered to it.
         @Test func nothingDurableIsLostWhenANodeIsKilled() async throws {
             let tenant = TestBus.freshTenant()
-            let name = "c-\(UUID().uuidString.prefix(8).lowercased())"
-            var nodes: [BusProcess] = []
-            defer { nodes.forEach { $0.kill() } }
-            for index in 0..<3 {
-                let spool = Sidecars.scratch()
-                nodes.append(
-                    try await BusProcess.start(
-                        spool: spool,
-                        arguments: ["--redis-url", try Sidecars.redis(), "--cluster", name, "--node-id", "n\(index)"]))
-            }
-            let bob = try await nodes[0].client("bob", tenant: tenant, otherNodes: [nodes[1], nodes[2]])
-            let alice = try await nodes[2].client("alice", tenant: tenant)
-            let received = NIOLockedValueBox(Set<String>())
-            let reading = Task {
-                for await delivery in bob.deliveries {
-                    received.withLockedValue { _ = $0.insert(String(buffer: delivery.payload)) }
-                    delivery.ack()
+            try await Self.withProcesses(3) { nodes in
+                let bob = try await nodes[0].client("bob", tenant: tenant, otherNodes: [nodes[1], nodes[2]])
+                let alice = try await nodes[2].client("alice", tenant: tenant)
+                let received = NIOLockedValueBox(Set<String>())
+                let reading = Task {
+                    for await delivery in bob.deliveries {
+                        received.withLockedValue { _ = $0.insert(String(buffer: delivery.payload)) }
+                        delivery.ack()
+                    }
                 }
-            }
-            try await Self.untilRouted(alice, to: "bob")
-            var answered: [String] = []
-            for index in 0..<60 {
-                if index == 20 { nodes[0].kill() }
-                let text = "d\(index)"
-                // Refused while bob is nowhere (an unknown agent to alice's node): sent again.
-                try await Sidecars.eventually("\(text) to be stored") {
-                    (try? await alice.send(to: .agent("bob"), ByteBuffer(string: text), durable: true))?.outcome
-                        == .queued
+                try await Self.untilRouted(alice, to: "bob")
+                var answered: [String] = []
+                for index in 0..<60 {
+                    if index == 20 { nodes[0].kill() }
+                    let text = "d\(index)"
+                    // Refused while bob is nowhere (an unknown agent to alice's node): sent again.
+                    try await Sidecars.eventually("\(text) to be stored") {
+                        (try? await alice.send(to: .agent("bob"), ByteBuffer(string: text), durable: true))?.outcome
+                            == .queued
+                    }
+                    answered.append(text)
                 }
-                answered.append(text)
+                try await Sidecars.eventually("every answered message at bob") {
+                    received.withLockedValue { $0.isSuperset(of: answered) }
+                }
+                reading.cancel()
+                await alice.close()
+                await bob.close()
             }
-            try await Sidecars.eventually("every answered message at bob") {
-                received.withLockedValue { $0.isSuperset(of: answered) }
+        }
+
+        /// kill -9 of the node that writes a tenant's contexts: another node becomes their home,
+        /// reads them again from PostgreSQL, and takes writes; every write that was answered is kept.
+        @Test func contextsOutliveTheNodeThatWroteThem() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withProcesses(2) { nodes in
+                let alice = try await nodes[0].client("alice", tenant: tenant, otherNodes: [nodes[1]])
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                try await alice.share("doc", "w0", options: ContextOptions(scope: .tenant))
+                var answered: [(version: UInt64, text: String)] = []
+                for index in 1...12 {
+                    if index == 6 { nodes[0].kill() }
+                    let text = "w\(index)"
+                    // Refused while alice reconnects, and while node 1 still takes node 0 for the home
+                    // (until its key expires): written again.
+                    try await Sidecars.eventually("\(text) to be written") {
+                        guard let head = try? await alice.update("doc", text) else { return false }
+                        answered.append((head.version, text))
+                        return true
+                    }
+                }
+                #expect(try await bob.get("doc").text == "w12")
+                for (version, text) in answered {
+                    #expect(try await bob.get("doc", version: version).text == text, "version \(version)")
+                }
+                await alice.close()
+                await bob.close()
             }
-            reading.cancel()
-            await alice.close()
-            await bob.close()
         }
 
         /// Ids the nodes make never collide: each node's are congruent to its own slot.

@@ -34,21 +34,15 @@ extension ContextService {
         for effect in effects { effect() }
     }
 
-    /// Applies `write` for `principal` and returns the committed version's head.
-    /// - Throws: the ``BusError`` that refused it.
-    public func write(_ write: ContextWrite, by principal: ContextPrincipal) async throws -> ContextHead {
-        try await withCheckedThrowingContinuation { continuation in
-            self.write(write, by: principal) { continuation.resume(with: $0) }
-        }
-    }
-
     /// Writes a tombstone of kind `expired` for each context whose expiry has passed, at most
     /// `limit` per call (the next sweep takes the rest). A failed write is tried again next time.
-    public func sweep(now: UInt64, limit: Int = 1_024) {
+    /// - Parameter writesHere: whether this node writes the tenant's contexts (in a cluster, only
+    ///   their home does).
+    public func sweep(now: UInt64, limit: Int = 1_024, writesHere: (String) -> Bool = { _ in true }) {
         let effects = state.withLockedValue { state -> Effects in
             var effects: Effects = []
             var swept = 0
-            for (name, tenant) in state.tenants {
+            for (name, tenant) in state.tenants where writesHere(name) {
                 for entry in tenant.entries.values where swept < limit {
                     guard let tip = entry.tip, tip.head.state == .live, tip.head.isExpired(now: now) else { continue }
                     swept += 1

@@ -91,11 +91,17 @@ public final class ContextService: Sendable {
     }
 
     /// Puts back what storage kept (every kept version, oldest first per context); call at start,
-    /// before agents connect.
+    /// before agents connect. A version it has already, or has a newer one of, is skipped (in a
+    /// cluster, versions other nodes committed may have come first).
     public func restore(_ records: [ContextRecord]) {
         state.withLockedValue { state in
             state.loaded = true
             for record in records {
+                if let kept = state.tenants[record.tenant]?.entries[record.head.id]?.versions.last,
+                    kept.head.version >= record.head.version
+                {
+                    continue
+                }
                 let version = Version(head: record.head, body: ByteBuffer(bytes: record.body))
                 var tenant = state.tenants.removeValue(forKey: record.tenant) ?? Tenant()
                 var entry = tenant.entries.removeValue(forKey: record.head.id) ?? Entry()
@@ -179,27 +185,11 @@ public final class ContextService: Sendable {
         return failed.map { write in { write.done(.failure(error)) } }
     }
 
-    /// Makes the oldest pending version of its context the current one: compacts, links its
-    /// parents, offers it to the watches, and returns the writer's answer and the audit event.
+    /// Makes the oldest pending version of its context the current one (``install(_:tenant:pending:in:)``),
+    /// and returns the writer's answer and the audit event.
     private func commit(_ write: InFlight, in state: inout State) -> Effects {
         let head = write.version.head
-        // Taken out of their dictionaries while they change, so their buffers stay uniquely
-        // referenced and change in place instead of being copied on every commit.
-        guard var tenant = state.tenants.removeValue(forKey: write.tenant) else { return [] }
-        defer { state.tenants[write.tenant] = tenant }
-        var entry = tenant.entries.removeValue(forKey: head.id) ?? Entry()
-        let previous = entry.current
-        _ = entry.pending.popFirst()
-        entry.versions.append(write.version)
-        while entry.versions.count > configuration.contextHistory {
-            let old = entry.versions.removeFirst()
-            entry.compacted = (old.head.version, old.head.revision)
-            state.bytes -= old.cost
-        }
-        tenant.entries[head.id] = entry
-        tenant.revision = head.revision
-        for parent in head.attributes.parents { tenant.children[parent.id, default: []].insert(head.id) }
-        notify(&tenant, change: write.version, previous: previous)
+        let previous = install(write.version, tenant: write.tenant, pending: true, in: &state)
         let kind = Self.eventKind(head, previous: previous?.head)
         let detail = [
             "id": head.id, "version": "\(head.version)", "revision": "\(head.revision)",
@@ -215,6 +205,49 @@ public final class ContextService: Sendable {
                 write.done(.success(head))
             }
         ]
+    }
+
+    /// Makes `version` the current version of its context (taking it from the pending ones when
+    /// `pending`): compacts, links its parents, offers it to the watches. Runs under the lock.
+    /// - Returns: the version it follows.
+    @discardableResult
+    private func install(_ version: Version, tenant name: String, pending: Bool, in state: inout State) -> Version? {
+        let head = version.head
+        // Taken out of their dictionaries while they change, so their buffers stay uniquely
+        // referenced and change in place instead of being copied on every commit.
+        var tenant = state.tenants.removeValue(forKey: name) ?? Tenant()
+        defer { state.tenants[name] = tenant }
+        var entry = tenant.entries.removeValue(forKey: head.id) ?? Entry()
+        let previous = entry.current
+        if pending { _ = entry.pending.popFirst() }
+        entry.versions.append(version)
+        while entry.versions.count > configuration.contextHistory {
+            let old = entry.versions.removeFirst()
+            entry.compacted = (old.head.version, old.head.revision)
+            state.bytes -= old.cost
+        }
+        tenant.entries[head.id] = entry
+        tenant.revision = max(tenant.revision, head.revision)
+        tenant.tipRevision = max(tenant.tipRevision, head.revision)
+        for parent in head.attributes.parents { tenant.children[parent.id, default: []].insert(head.id) }
+        notify(&tenant, change: version, previous: previous)
+        return previous
+    }
+
+    /// Versions the home of their tenant's contexts committed, on another node of the cluster
+    /// (docs/cluster.md), or read again from storage: each is kept and offered to this node's
+    /// watches as if committed here, in order; one this node has already, or has a newer version
+    /// of, is skipped.
+    public func apply(_ records: [ContextRecord]) {
+        state.withLockedValue { state in
+            for record in records {
+                let entry = state.tenants[record.tenant]?.entries[record.head.id]
+                guard (entry?.tip?.head.version ?? 0) < record.head.version else { continue }
+                let version = Version(head: record.head, body: ByteBuffer(bytes: record.body))
+                state.bytes += version.cost
+                install(version, tenant: record.tenant, pending: false, in: &state)
+            }
+        }
     }
 
     /// What a change from `previous` to `head` is, for watchers and the audit stream.

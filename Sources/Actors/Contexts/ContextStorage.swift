@@ -18,6 +18,9 @@ public protocol ContextStorage: Sendable {
     func discardQueued() -> [ContextRecord]
     /// Commits what is queued, then stops; called once, at shutdown. May block.
     func close()
+    /// Every kept version of `tenant`'s contexts, oldest first per context (a node of a cluster
+    /// that becomes the tenant's home reads them again). Blocks: call it where waiting is fine.
+    func load(tenant: String) throws(BusError) -> [ContextRecord]
 }
 
 extension SharedState {

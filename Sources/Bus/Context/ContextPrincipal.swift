@@ -27,6 +27,15 @@ public struct ContextPrincipal: Sendable, Hashable {
             writesAll: roles.contains(.admin))
     }
 
+    /// What it may do beyond its own contexts, as one byte (a cluster record's `status`): 1 reads
+    /// all, 2 writes all.
+    public var rights: UInt8 { (readsAll ? 1 : 0) | (writesAll ? 2 : 0) }
+
+    /// The principal `agentID` of `tenant` with ``rights``.
+    public init(tenant: String, agentID: String, rights: UInt8) {
+        self.init(tenant: tenant, agentID: agentID, readsAll: rights & 1 != 0, writesAll: rights & 2 != 0)
+    }
+
     /// Whether this principal may read a context with `head`.
     public func mayRead(_ head: ContextHead) -> Bool {
         if readsAll || head.owner == agentID { return true }

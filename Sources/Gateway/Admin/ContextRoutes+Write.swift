@@ -106,7 +106,7 @@ extension AdminAPI {
     ) async throws(AdminError) -> ContextHead {
         try refuseWhileShuttingDown()
         do {
-            return try await supervisor.contexts.write(write, by: principal)
+            return try await supervisor.writeContext(write, by: principal)
         } catch let error as BusError {
             guard precondition == .conflicting, error.code == .versionConflict else {
                 throw AdminError(error, field: Self.writeField(error))

@@ -1,0 +1,31 @@
+import Bus
+import Synchronization
+
+/// Context writes this node forwarded to the home of their tenant's contexts on another node
+/// (docs/cluster.md), waiting for the answer under a number of this node's.
+final class PendingContextWrites: Sendable {
+    typealias Done = @Sendable (Result<ContextHead, BusError>) -> Void
+
+    private let capacity: Int
+    private let state = Mutex<(next: UInt64, waiting: [UInt64: Done])>((1, [:]))
+
+    /// - Parameter capacity: most writes waiting at once; one more is refused.
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// Keeps `done` under a new number; nil when `capacity` writes wait already.
+    func add(_ done: @escaping Done) -> UInt64? {
+        state.withLock { state in
+            guard state.waiting.count < capacity else { return nil }
+            defer { state.next += 1 }
+            state.waiting[state.next] = done
+            return state.next
+        }
+    }
+
+    /// Takes what waits under `number` (nil: answered already, or timed out).
+    func take(_ number: UInt64) -> Done? {
+        state.withLock { $0.waiting.removeValue(forKey: number) }
+    }
+}
