@@ -322,6 +322,56 @@ extension SidecarTests {
             }
         }
 
+        /// A node that joins while traffic runs: the traffic between the others goes on untouched,
+        /// and the new node's agent reads the contexts and reaches the agents of the others at once.
+        @Test func aNodeAddedWhileTrafficRunsTakesPartAtOnce() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let name = try #require(nodes[0].server.cluster?.settings.cluster)
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                try await alice.share("notes", "written before n2", options: ContextOptions(scope: .tenant))
+                try await Self.untilRouted(alice, to: "bob")
+                let fromAlice = NIOLockedValueBox([String]())
+                let reading = Task {
+                    for await delivery in bob.deliveries {
+                        delivery.ack()
+                        let text = String(buffer: delivery.payload)
+                        // Not the "warm" sends that show a route is there.
+                        guard delivery.from == "alice", text.hasPrefix("m") else { continue }
+                        fromAlice.withLockedValue { $0.append(text) }
+                    }
+                }
+                let joined = NIOLockedValueBox(false)
+                // Sends until the new node took part, and some more: how many it sent.
+                let sending = Task {
+                    var sent = 0
+                    while !joined.withLockedValue({ $0 }) || sent % 100 != 0 {
+                        let ok = try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(sent)"))
+                        #expect(ok.outcome == .delivered)
+                        sent += 1
+                    }
+                    return sent
+                }
+                try await TestBus.withSidecars(redis: true, kafka: true, { $0.cluster = (name, "n2") }) { third in
+                    let carol = try await third.client("carol", tenant: tenant)
+                    #expect(try await carol.get("notes").text == "written before n2")
+                    try await Self.untilRouted(carol, to: "bob")
+                    try await Self.untilRouted(alice, to: "carol")
+                    joined.withLockedValue { $0 = true }
+                    await carol.close()
+                }
+                let sent = try await sending.value
+                try await Sidecars.eventually("every message of alice at bob") {
+                    fromAlice.withLockedValue { $0.count } == sent
+                }
+                #expect(fromAlice.withLockedValue { $0 } == (0..<sent).map { "m\($0)" }, "in the order sent")
+                reading.cancel()
+                await alice.close()
+                await bob.close()
+            }
+        }
+
         /// The admin API of any node lists the cluster's live nodes with their agents and load, and
         /// where an agent's session is; each node's metrics carry its id.
         @Test func theAdminAPIShowsTheCluster() async throws {
