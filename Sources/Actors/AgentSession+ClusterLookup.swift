@@ -10,17 +10,28 @@ extension AgentSession {
     /// connection is not read, so at most one read's worth waits in memory.
     func lookUp(_ agentID: String, then: @escaping @Sendable (isolated AgentSession, String?) -> Void) {
         guard let cluster = supervisor.cluster else { return then(self, nil) }
+        holding({ cluster.lookup(AgentKey(tenant: identity.tenant, agentID: agentID), then: $0) }, then: then)
+    }
+
+    /// Starts `ask` (a question to the cluster's directory), and holds the frames that arrive,
+    /// without reading the connection, until it answers; then runs `then` with the answer, and the
+    /// held frames in order, on this session's event loop.
+    func holding<Answer: Sendable>(
+        _ ask: (@escaping @Sendable (Answer) -> Void) -> Void,
+        then: @escaping @Sendable (isolated AgentSession, Answer) -> Void
+    ) {
         heldForLookup = []
         try? channel.syncOptions?.setOption(.autoRead, value: false)
-        cluster.lookup(AgentKey(tenant: identity.tenant, agentID: agentID)) { node in
+        ask { answer in
             self.onLoop { session in
-                then(session, node)
+                then(session, answer)
                 session.resumeAfterLookup()
             }
         }
     }
 
-    /// Runs the frames held during a lookup, in order, until one of them starts another.
+    /// Runs the frames held during a lookup (``holding(_:then:)``), in order, until one of them
+    /// starts another.
     private func resumeAfterLookup() {
         guard var held = heldForLookup, state != .closed else { return }
         heldForLookup = nil

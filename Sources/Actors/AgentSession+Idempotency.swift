@@ -26,6 +26,26 @@ extension AgentSession {
         }
     }
 
+    /// In a cluster, a key this node's window lacks may have been used on another node, by the
+    /// agent's session there before it moved: every node keeps its keys in Redis, which is asked
+    /// first, with the session's later frames held (``holding(_:then:)``). `retry` then runs the
+    /// command again, with the key's first result in this node's window if Redis had one.
+    /// - Returns: whether the command waits for that (its handler returns at once).
+    func awaitsSharedKey(_ key: String, retry: @escaping @Sendable (isolated AgentSession) -> Void) -> Bool {
+        guard let cluster = supervisor.cluster, !key.isEmpty, key != sharedKeyChecked,
+            (try? Identifier.validate(key, field: "idempotency_key")) != nil
+        else { return false }
+        let scoped = "\(identity.tenant)/\(identity.agentID)/\(key)"
+        guard !supervisor.idempotency.withLockedValue({ $0.contains(scoped) }) else { return false }
+        holding({ cluster.sharedIdempotencyKey(scoped, then: $0) }) { session, kept in
+            if let kept { session.supervisor.restoreIdempotency([(scoped, kept.result, kept.ttlMs)]) }
+            session.sharedKeyChecked = key
+            defer { session.sharedKeyChecked = nil }
+            retry(session)
+        }
+        return true
+    }
+
     func completeIdempotent(_ scoped: String, _ result: IdempotentResult) {
         guard !scoped.isEmpty else { return }
         supervisor.idempotency.withLockedValue {

@@ -4,6 +4,7 @@ import Synchronization
 
 extension AgentSession {
     func handleSend(_ send: Send) {
+        if awaitsSharedKey(send.idempotencyKey, retry: { $0.handleSend(send) }) { return }
         do throws(BusError) {
             try checkInline(send.payload)
             try checkDeadline(send.deadline)

@@ -72,6 +72,9 @@ public actor AgentSession {
     /// Frames that arrived while the cluster's directory was asked where a target is
     /// (``lookUp(_:then:)``); nil when no lookup is under way.
     var heldForLookup: [Frame]?
+    /// The idempotency key whose command runs again right after Redis was asked for it
+    /// (``awaitsSharedKey(_:retry:)``).
+    var sharedKeyChecked: String?
     var fanouts: CorrelationTable<PendingFanout>
     var patterns: [String: [Substring]] = [:]
     var uploads: [String: ActiveUpload] = [:]

@@ -48,6 +48,11 @@ public protocol ClusterLink: Sendable {
     /// Makes this node the home of `tenant`'s contexts unless a live node is; `then` gets the home,
     /// nil when the directory cannot be reached, on any thread. The copy learns the answer.
     func claimContexts(of tenant: String, then: @escaping @Sendable (String?) -> Void)
+    /// The result every node keeps in Redis for idempotency key `scopedKey` (`tenant/agent/key`), and
+    /// how long it has left; `then` gets nil when there is none or Redis cannot be reached, on any
+    /// thread.
+    func sharedIdempotencyKey(
+        _ scopedKey: String, then: @escaping @Sendable ((result: String, ttlMs: UInt64)?) -> Void)
     /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order,
     /// and reporting `load()` to the other nodes. Returns once the other nodes know this one, so
     /// that what they send every node from then on reaches it. May block.

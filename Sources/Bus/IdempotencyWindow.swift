@@ -41,6 +41,9 @@ public struct IdempotencyWindow<Value: Sendable>: Sendable {
 
     public var count: Int { entries.count }
 
+    /// Whether `key` is held, pending or done (perhaps past its window, not yet evicted).
+    public func contains(_ key: String) -> Bool { entries[key] != nil }
+
     /// Looks `key` up; a new key is recorded as pending.
     public mutating func begin(_ key: String, now: UInt64) -> Lookup {
         evict(now: now)

@@ -35,6 +35,8 @@ final class ClusterDirectory: Sendable {
         case lookup(AgentKey, then: @Sendable (String?) -> Void)
         /// Makes this node the home of the tenant's contexts unless a live node is.
         case claim(String, then: @Sendable (String?) -> Void)
+        /// Reads an idempotency key's result and time left.
+        case idempotency(String, then: @Sendable ((result: String, ttlMs: UInt64)?) -> Void)
     }
 
     private struct State {
@@ -132,6 +134,14 @@ final class ClusterDirectory: Sendable {
         submit(.claim(tenant, then: then))
     }
 
+    /// Reads the result kept in Redis for idempotency key `scopedKey`, and its time left; `then` gets
+    /// nil when there is none or Redis cannot be reached.
+    func sharedIdempotencyKey(
+        _ scopedKey: String, then: @escaping @Sendable ((result: String, ttlMs: UInt64)?) -> Void
+    ) {
+        submit(.idempotency(scopedKey, then: then))
+    }
+
     /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
     /// Redis is unreachable (the write waits for it).
     func attach(_ key: AgentKey, done: @escaping @Sendable (_ previous: String?) -> Void) {
@@ -207,6 +217,8 @@ final class ClusterDirectory: Sendable {
                 retried.append(operation)
             case .lookup(_, let then), .claim(_, let then):
                 then(nil)
+            case .idempotency(_, let then):
+                then(nil)
             }
         }
         state.withLockedValue { $0.pending.insert(contentsOf: retried, at: 0) }
@@ -224,6 +236,11 @@ final class ClusterDirectory: Sendable {
                 ["HGET", agentsKey, key.description]
             case .claim(let tenant, _):
                 ["EVAL", Self.claimScript, "1", homesKey, tenant, settings.nodeID, prefix + "node:"]
+            case .idempotency(let scopedKey, _):
+                [
+                    "EVAL", "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}", "1",
+                    RedisState.idempotencyPrefix + scopedKey,
+                ]
             }
         }
         let replies = try redis.pipeline(commands)
@@ -250,6 +267,14 @@ final class ClusterDirectory: Sendable {
                 let home = reply.text
                 if let home { state.withLockedValue { $0.homes[tenant] = home } }
                 then(home)
+            case .idempotency(_, let then):
+                if case .array(let parts) = reply, parts.count == 2, let result = parts[0].text,
+                    case .integer(let ttl) = parts[1], ttl > 0
+                {
+                    then((result, UInt64(ttl)))
+                } else {
+                    then(nil)
+                }
             }
         }
     }

@@ -130,6 +130,12 @@ public final class ClusterNode: Sendable {
 
     public func contextHome(of tenant: String) -> String? { directory.contextHome(of: tenant) }
 
+    public func sharedIdempotencyKey(
+        _ scopedKey: String, then: @escaping @Sendable ((result: String, ttlMs: UInt64)?) -> Void
+    ) {
+        directory.sharedIdempotencyKey(scopedKey, then: then)
+    }
+
     public func claimContexts(of tenant: String, then: @escaping @Sendable (String?) -> Void) {
         directory.claimContexts(of: tenant, then: then)
     }

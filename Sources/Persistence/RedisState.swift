@@ -22,6 +22,8 @@ import NIOConcurrencyHelpers
 /// Full queue or spool: the write is dropped and counted in ``dropped`` (the running bus still
 /// deduplicates from memory; only a restart during the outage forgets those keys).
 public final class RedisState: Sendable {
+    /// Where idempotency keys are kept: this, then `<tenant>/<agent>/<key>`.
+    static let idempotencyPrefix = "acb:idem:"
     /// Where Redis is and how long presence lasts.
     public struct Settings: Sendable {
         /// `redis://host:port`.
@@ -88,7 +90,7 @@ public final class RedisState: Sendable {
     }
 
     public func rememberIdempotencyKey(_ scopedKey: String, result: String, ttlMs: UInt64) {
-        submit(.durable(["SET", "acb:idem:\(scopedKey)", result, "PX", "\(max(ttlMs, 1))"]))
+        submit(.durable(["SET", Self.idempotencyPrefix + scopedKey, result, "PX", "\(max(ttlMs, 1))"]))
     }
 
     public func rememberToken(_ key: String, value: String, ttlMs: UInt64) {
@@ -130,7 +132,7 @@ public final class RedisState: Sendable {
     public static func idempotencyKeys(url: String) throws(SidecarError) -> [(
         key: String, result: String, ttlMs: UInt64
     )] {
-        try entries(url: url, prefix: "acb:idem:").map { ($0.key, $0.value, $0.ttlMs) }
+        try entries(url: url, prefix: idempotencyPrefix).map { ($0.key, $0.value, $0.ttlMs) }
     }
 
     /// The token states Redis holds (see ``rememberToken(_:value:ttlMs:)``).

@@ -372,6 +372,35 @@ extension SidecarTests {
             }
         }
 
+        /// An idempotency key used on one node is honoured on another: the agent's retry there, after
+        /// it moved, is answered with the first result and delivers nothing again.
+        @Test func anIdempotencyKeyHoldsAcrossNodes() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                try await Self.untilRouted(alice, to: "bob")
+                var deliveries = bob.deliveries.makeAsyncIterator()
+                #expect(await deliveries.next()?.payload == ByteBuffer(string: "warm"))
+                let first = try await alice.send(to: .agent("bob"), ByteBuffer(string: "once"), idempotencyKey: "k1")
+                #expect(first.outcome == .delivered && first.recipients == 1)
+                #expect(await deliveries.next()?.payload == ByteBuffer(string: "once"))
+                let redis = try RedisConnection(url: try Sidecars.redis())
+                try await Sidecars.eventually("the key in Redis") {
+                    try redis.command("EXISTS", "acb:idem:\(tenant)/alice/k1") == .integer(1)
+                }
+                await alice.close()
+                // Alice again, now on bob's node, which has not seen the key.
+                let moved = try await nodes[1].client("alice", tenant: tenant)
+                let retry = try await moved.send(to: .agent("bob"), ByteBuffer(string: "once"), idempotencyKey: "k1")
+                #expect(retry.outcome == first.outcome && retry.recipients == first.recipients)
+                _ = try await moved.send(to: .agent("bob"), ByteBuffer(string: "after"))
+                #expect(await deliveries.next()?.payload == ByteBuffer(string: "after"), "no second copy")
+                await moved.close()
+                await bob.close()
+            }
+        }
+
         /// The admin API of any node lists the cluster's live nodes with their agents and load, and
         /// where an agent's session is; each node's metrics carry its id.
         @Test func theAdminAPIShowsTheCluster() async throws {
