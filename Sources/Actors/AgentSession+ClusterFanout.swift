@@ -17,7 +17,8 @@ extension AgentSession {
         fanouts[local]?.taken = taken
         if sendWindow != nil { refs.storing(fanout.ref) }
         let record = ClusterRecord(
-            kind: .fanout, node: cluster.nodeID, tenant: identity.tenant, from: identity.agentID,
+            kind: fanouts[local]?.durable == true ? .durableFanout : .fanout, node: cluster.nodeID,
+            tenant: identity.tenant, from: identity.agentID,
             subject: fanout.topic, correlationID: CorrelationTable<PendingFanout>.wireID(session: number, local: local),
             deadline: fanout.deadline, status: kind.rawValue, payload: fanout.payload)
         for node in nodes {
@@ -34,10 +35,11 @@ extension AgentSession {
         }
     }
 
-    /// One node answered fan-out `local` of this session.
-    func fanoutAnswered(_ local: UInt32, taken: UInt32) {
+    /// One node answered fan-out `local` of this session (`refused`: why it took none).
+    func fanoutAnswered(_ local: UInt32, taken: UInt32, refused: BusError? = nil) {
         guard var pending = fanouts[local] else { return }
         pending.taken += taken
+        if let refused { pending.refused = refused }
         pending.waiting -= 1
         guard pending.waiting == 0 else {
             fanouts[local] = pending
@@ -48,8 +50,13 @@ extension AgentSession {
         answer(pending)
     }
 
-    /// OK `delivered` with the receivers counted so far (a node that did not answer counts none).
+    /// OK `delivered` (durable: `queued`, or the last refusal when none stored it) with the
+    /// receivers counted so far (a node that did not answer counts none).
     private func answer(_ pending: PendingFanout) {
+        guard !pending.durable else {
+            return answerStored(
+                pending.ref, scopedKey: "", recipients: pending.taken, pending.taken == 0 ? pending.refused : nil)
+        }
         refs.stored(pending.ref)
         write(.ok(Ok(ref: pending.ref, outcome: .delivered, recipients: pending.taken)))
         flushSoon()

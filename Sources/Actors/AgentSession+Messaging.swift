@@ -188,7 +188,7 @@ extension AgentSession {
 
     /// The store (or the forwarding) of command `ref` was answered: OK `outcome` (with its credit
     /// back) or ERROR.
-    private func answerStored(
+    func answerStored(
         _ ref: UInt64, scopedKey: String, recipients: UInt32, outcome: Outcome = .queued, _ error: BusError?
     ) {
         refs.stored(ref)
@@ -219,13 +219,12 @@ extension AgentSession {
                 guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
                 receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
             }
+            // Other nodes with agents of the tenant get a copy each.
+            let nodes = supervisor.cluster?.nodes(withMembersOf: identity.tenant) ?? []
             // With no receiver there is nothing to store: it is answered (and its credit given back) as a plain one.
-            let durable = try isDurable(fanout.flags)
-            if durable, !receivers.isEmpty {
-                return storeFanout(fanout, kind: kind, for: receivers)
+            if try isDurable(fanout.flags), !receivers.isEmpty || !nodes.isEmpty {
+                return try storeFanout(fanout, kind: kind, for: receivers, nodes: nodes)
             }
-            // Other nodes with agents of the tenant get a copy each (durable ones stay on this node).
-            let nodes = durable ? [] : supervisor.cluster?.nodes(withMembersOf: identity.tenant) ?? []
             let pending =
                 nodes.isEmpty
                 ? nil
@@ -253,34 +252,31 @@ extension AgentSession {
         }
     }
 
-    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver that takes it, placed in its
-    /// mailbox like a durable SEND; a receiver whose mailbox is full is skipped, as by a plain one.
+    /// A durable BROADCAST or PUBLISH: a stored copy for each receiver that takes it, here
+    /// (``Supervisor/storeFanout(kind:from:subject:deadline:payload:for:done:)``) and on `nodes`.
     /// OK `queued` once every copy is answered, `recipients` counting the stored ones; ERROR when
     /// none could be taken or stored.
-    private func storeFanout(_ fanout: Fanout, kind: DeliveryKind, for receivers: [AgentSession]) {
-        if sendWindow != nil { refs.storing(fanout.ref) }
-        let payload = Array(fanout.payload.readableBytesView)
-        let tally = FanoutStores(receivers: receivers.count)
-        let answered: @Sendable (BusError?) -> Void = { error in
-            guard let (stored, error) = tally.answered(error) else { return }
-            self.onLoop { $0.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil) }
+    private func storeFanout(_ fanout: Fanout, kind: DeliveryKind, for receivers: [AgentSession], nodes: [String])
+        throws(BusError)
+    {
+        let store = { (done: @escaping @Sendable (UInt32, BusError?) -> Void) in
+            self.supervisor.storeFanout(
+                kind: kind, from: self.identity.agentID, subject: fanout.topic, deadline: fanout.deadline,
+                payload: fanout.payload, for: receivers, done: done)
         }
-        for receiver in receivers {
-            let message = supervisor.storedMessage(
-                to: receiver.identity.key, from: identity.agentID, kind: kind, subject: fanout.topic,
-                payload: payload, deadline: fanout.deadline, handedOut: true)
-            let commit = DurableCommit()
-            let envelope = Envelope.message(
-                Message(
-                    kind: kind, from: identity.agentID, subject: fanout.topic, deadline: fanout.deadline,
-                    payload: fanout.payload, storedID: message.id, credit: nil, commit: commit))
-            do throws(BusError) {
-                try receiver.enqueue(envelope)
-                supervisor.enqueueHandedOut(message, commit: commit, to: receiver, done: answered)
-            } catch {
-                answered(error)  // full, or just closed: skipped, not stored
+        guard !nodes.isEmpty else {
+            if sendWindow != nil { refs.storing(fanout.ref) }
+            return store { stored, error in
+                self.onLoop {
+                    $0.answerStored(fanout.ref, scopedKey: "", recipients: stored, stored == 0 ? error : nil)
+                }
             }
         }
+        // This node's copies are one more answer the fan-out waits for, beside the other nodes'.
+        let local = try fanouts.insert(
+            PendingFanout(ref: fanout.ref, taken: 0, waiting: nodes.count + 1, durable: true))
+        forward(fanout, kind: kind, pending: local, to: nodes, taken: 0)
+        store { stored, error in self.onLoop { $0.fanoutAnswered(local, taken: stored, refused: error) } }
     }
 
     /// Offers `envelope` to this session's mailbox, from any thread.

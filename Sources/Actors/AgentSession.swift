@@ -28,10 +28,14 @@ public actor AgentSession {
     /// counts (docs/cluster.md).
     struct PendingFanout {
         var ref: UInt64
-        /// Receivers that took it so far, on every node that answered.
+        /// Receivers that took it so far, on every node that answered (stored it, when durable).
         var taken: UInt32
-        /// Nodes yet to answer.
+        /// Nodes yet to answer (and for a durable one, this node's stores).
         var waiting: Int
+        /// Each receiving node stores its copies, and the answer is OK `queued`.
+        var durable = false
+        /// The last refusal of a copy, told when no copy was stored.
+        var refused: BusError?
         var timer: Scheduled<Void>?
     }
 

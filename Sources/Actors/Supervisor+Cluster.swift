@@ -37,12 +37,13 @@ extension Supervisor {
             try? requester.enqueue(.requestFailed(local: local, BusError(record.code, record.message)))
         case .backlog:
             routing.session(for: key)?.backlogArrived()
-        case .fanout:
+        case .fanout, .durableFanout:
             fanOut(record)
         case .fanoutAnswer:
             let (number, local) = CorrelationTable<Void>.split(record.correlationID)
             guard let sender = routing.session(number: number), sender.identity.tenant == record.tenant else { return }
-            sender.onLoop { $0.fanoutAnswered(local, taken: record.count) }
+            let refused = record.count == 0 && record.code != .internal ? BusError(record.code, record.message) : nil
+            sender.onLoop { $0.fanoutAnswered(local, taken: record.count, refused: refused) }
         case .registered:
             var frame = record.payload
             guard case .register(let register) = try? Frame.decode(from: &frame, maxFrameBytes: .max) else { return }
@@ -145,24 +146,66 @@ extension Supervisor {
     }
 
     /// A BROADCAST or PUBLISH from another node: to this node's members of the tenant or matching
-    /// subscribers (full ones skipped, as on one node), and their count back to its node.
+    /// subscribers (full ones skipped, as on one node), stored first when durable, and their count
+    /// back to its node.
     private nonisolated func fanOut(_ record: ClusterRecord) {
         guard let cluster, let kind = DeliveryKind(rawValue: record.status) else { return }
         let receivers =
             kind == .topic
             ? routing.subscribers(tenant: record.tenant, topic: record.subject) : routing.members(of: record.tenant)
+        let answer: @Sendable (UInt32, BusError?) -> Void = { taken, error in
+            cluster.forward(
+                ClusterRecord(
+                    kind: .fanoutAnswer, node: cluster.nodeID, tenant: record.tenant,
+                    correlationID: record.correlationID, count: taken, code: error?.code ?? .internal,
+                    message: error?.message ?? ""),
+                to: record.node
+            ) { _ in }
+        }
+        guard record.kind == .fanout else {
+            return storeFanout(
+                kind: kind, from: record.from, subject: record.subject, deadline: record.deadline,
+                payload: record.payload, for: receivers, done: answer)
+        }
         let envelope = Envelope.message(
             Message(
                 kind: kind, from: record.from, subject: record.subject, deadline: record.deadline,
                 payload: record.payload, credit: nil))
         var taken: UInt32 = 0
         for receiver in receivers where (try? receiver.enqueue(envelope)) != nil { taken += 1 }
-        cluster.forward(
-            ClusterRecord(
-                kind: .fanoutAnswer, node: cluster.nodeID, tenant: record.tenant, correlationID: record.correlationID,
-                count: taken),
-            to: record.node
-        ) { _ in }
+        answer(taken, nil)
+    }
+
+    /// The copies of a durable BROADCAST or PUBLISH for `receivers` of this node: each stored
+    /// (handed out) and placed in its mailbox like a durable SEND; a receiver whose mailbox is full
+    /// is skipped, as by a plain one. `done` gets, once every copy is answered, how many are stored,
+    /// and the last refusal (nil when there was none), on any thread.
+    nonisolated func storeFanout(
+        kind: DeliveryKind, from: String, subject: String, deadline: UInt64?, payload: ByteBuffer,
+        for receivers: [AgentSession], done: @escaping @Sendable (UInt32, BusError?) -> Void
+    ) {
+        guard !receivers.isEmpty else { return done(0, nil) }
+        let bytes = Array(payload.readableBytesView)
+        let tally = FanoutStores(receivers: receivers.count)
+        let answered: @Sendable (BusError?) -> Void = { error in
+            guard let (stored, error) = tally.answered(error) else { return }
+            done(stored, error)
+        }
+        for receiver in receivers {
+            let stored = storedMessage(
+                to: receiver.identity.key, from: from, kind: kind, subject: subject, payload: bytes,
+                deadline: deadline, handedOut: true)
+            let commit = DurableCommit()
+            let copy = Message(
+                kind: kind, from: from, subject: subject, deadline: deadline, payload: payload, storedID: stored.id,
+                credit: nil, commit: commit)
+            do throws(BusError) {
+                try receiver.enqueue(.message(copy))
+                enqueueHandedOut(stored, commit: commit, to: receiver, done: answered)
+            } catch {
+                answered(error)  // full, or just closed: skipped, not stored
+            }
+        }
     }
 
     /// A REQUEST from another node: to the responder's session here, under a local number whose

@@ -23,7 +23,8 @@ public struct ClusterRecord: Sendable, Equatable {
         /// A BROADCAST (`subject` empty) or PUBLISH on topic `subject` from `from`, of ``DeliveryKind``
         /// `status`, for the receiving node's sessions; answered by a `fanoutAnswer`.
         case fanout = 7
-        /// How many of the receiving node's sessions took fan-out `correlationID` (`count`).
+        /// How many of the receiving node's sessions took fan-out `correlationID` (`count`; for a
+        /// durable one, stored it), or, none having, why (`code`, `message`; `internal`: no refusal).
         case fanoutAnswer = 8
         /// Agent `from` registered on the sending node: `payload` is its REGISTER frame.
         case registered = 9
@@ -42,6 +43,9 @@ public struct ClusterRecord: Sendable, Equatable {
         /// The sending node became the home of the tenant's contexts: the receiving node reads them
         /// again from PostgreSQL (the previous home may have committed versions it never sent).
         case contextReload = 14
+        /// A durable BROADCAST or PUBLISH, as `fanout`: each receiving session's copy is stored, and
+        /// the `fanoutAnswer` counts those committed.
+        case durableFanout = 15
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

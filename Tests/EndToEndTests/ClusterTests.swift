@@ -221,7 +221,8 @@ extension SidecarTests {
         }
 
         /// A BROADCAST reaches every member of the tenant on every node, and a PUBLISH every matching
-        /// subscriber; OK counts the receivers of every node.
+        /// subscriber, plain or durable (each node stores its receivers' copies); OK counts the
+        /// receivers of every node.
         @Test func broadcastsAndTopicsReachEveryNode() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(3) { nodes in
@@ -241,12 +242,20 @@ extension SidecarTests {
                 #expect(broadcast == 3, "one on each node; alice is not a receiver")
                 #expect(try await alice.publish(topic: "orders.new", ByteBuffer(string: "order 1")) == 3)
                 #expect(try await alice.publish(topic: "invoices.new", ByteBuffer(string: "nobody")) == 0)
+                // Durable: each node stores its receivers' copies before it answers.
+                #expect(try await alice.broadcast(ByteBuffer(string: "kept"), durable: true) == 3)
+                #expect(try await alice.publish(topic: "orders.kept", ByteBuffer(string: "kept"), durable: true) == 3)
                 for index in receivers.indices {
                     let first = try await receivers[index].nextDelivery()
                     #expect(
                         first.kind == .broadcast && String(buffer: first.payload) == "to all" && first.from == "alice")
                     let second = try await receivers[index].nextDelivery()
                     #expect(second.kind == .topic && second.subject == "orders.new")
+                    for (kind, subject) in [(DeliveryKind.broadcast, ""), (.topic, "orders.kept")] {
+                        let kept = try await receivers[index].nextDelivery()
+                        #expect(kept.kind == kind && kept.subject == subject && kept.messageID != nil, "stored")
+                        try await receivers[index].connection.send(.ack(Ack(deliveryID: kept.deliveryID)))
+                    }
                     await receivers[index].connection.close()
                 }
                 await alice.close()
