@@ -69,7 +69,8 @@ extension ACBClient {
     /// Uploads a payload of any size to one agent as a chunked stream with a SHA-256 checksum.
     ///
     /// If the connection breaks, the upload waits for the client to reconnect, asks the bus how far
-    /// it got (STREAM_RESUME) and sends only the rest.
+    /// it got (STREAM_RESUME) and sends only the rest. A bus that no longer has it (the client
+    /// moved to another node of a cluster, or the bus restarted) gets it again from the start.
     /// - Parameters:
     ///   - streamID: names the upload for resumption; a fresh UUID by default.
     ///   - progress: called with bytes stored by the bus and the total.
@@ -98,11 +99,12 @@ extension ACBClient {
             chunkSize: chunkSize, sha256: source.knownSHA256 ?? StreamOpen.checksumAtEnd)
         var digest = source.knownSHA256 == nil ? UploadDigest() : nil
         var statuses = connection.watchUpload(streamID)
-        var next = try await startOrResume(connection) { ref in
+        let opening = { (ref: UInt64) -> Frame in
             var frame = open
             frame.ref = ref
             return .streamOpen(frame)
         }
+        var next = try await startOrResume(connection, opening)
         while true {
             do {
                 try await sendChunks(
@@ -118,7 +120,12 @@ extension ACBClient {
             } catch let error as BusError where error.code == .unavailable && configuration.reconnect {
                 connection = try await nextConnection()
                 statuses = connection.watchUpload(streamID)
-                next = try await resume(streamID, on: connection)
+                do {
+                    next = try await resume(streamID, on: connection)
+                } catch let error as BusError where error.code == .unknownStream {
+                    digest = source.knownSHA256 == nil ? UploadDigest() : nil
+                    next = try await startOrResume(connection, opening)
+                }
             }
         }
     }

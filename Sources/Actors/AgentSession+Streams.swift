@@ -19,7 +19,12 @@ extension AgentSession {
             if open.target.kind == .context {
                 try checkContextUpload(open)
             } else {
-                _ = try resolve(open.target)
+                do throws(BusError) {
+                    _ = try resolve(open.target)
+                } catch {
+                    // In a cluster, the receiver may be on another node: relayed there once uploaded.
+                    guard remote(open.target) != nil else { throw error }
+                }
             }
             let assembly = try StreamAssembly(
                 totalSize: open.totalSize, chunkSize: open.chunkSize,
@@ -111,14 +116,37 @@ extension AgentSession {
                         : "SHA-256 of the payload does not match")
             }
             if spool.open.target.kind == .context { return stage(spool, ref: ref) }
-            let receiver = try resolve(spool.open.target)
             var open = spool.open
             open.sha256 = digest
+            let receiver: AgentSession
+            do throws(BusError) {
+                receiver = try resolve(open.target)
+            } catch {
+                guard let remote = remote(open.target) else { throw error }
+                return relay(open, in: spool.file, to: remote, ref: ref)
+            }
             try receiver.enqueue(.stream(CompletedStream(from: identity.agentID, open: open, file: spool.file)))
-            audit("stream.completed", ["stream": spool.open.streamID, "bytes": "\(spool.open.totalSize)"])
-            write(.ok(Ok(ref: ref, outcome: .delivered, recipients: 1)))
+            streamDelivered(open, ref: ref)
         } catch {
             fail(ref, error)
+        }
+    }
+
+    private func streamDelivered(_ open: StreamOpen, ref: UInt64) {
+        audit("stream.completed", ["stream": open.streamID, "bytes": "\(open.totalSize)"])
+        write(.ok(Ok(ref: ref, outcome: .delivered, recipients: 1)))
+    }
+
+    /// An upload whose receiver is on another node: relayed there (Supervisor+ClusterStreams), and
+    /// answered once that node placed it in the receiver's session.
+    private func relay(_ open: StreamOpen, in file: SpoolFile, to remote: (agentID: String, node: String), ref: UInt64)
+    {
+        supervisor.relayStream(open, file: file, from: identity.key, to: remote.agentID, at: remote.node) { error in
+            self.onLoop { session in
+                guard session.state != .closed else { return }
+                if let error { session.fail(ref, error) } else { session.streamDelivered(open, ref: ref) }
+                session.flush()
+            }
         }
     }
 

@@ -56,6 +56,10 @@ extension Supervisor {
             contextWritten(record)
         case .contextCommitted:
             applyCommitted(record)
+        case .streamOpen, .streamPart:
+            receiveStream(record)
+        case .streamDelivered:
+            streamDelivered(record)
         case .contextReload:
             reloadContexts(of: record.tenant) { _ in }
         case .unregistered:

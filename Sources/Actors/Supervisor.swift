@@ -34,7 +34,12 @@ public actor Supervisor {
     /// Tenants whose contexts' home this node is settling, with who waits for the answer.
     let contextClaims = Mutex<[String: [@Sendable (ContextHome?) -> Void]]>([:])
     /// Context writes forwarded to their tenant's home on another node, waiting for its answer.
-    let contextWrites: PendingContextWrites
+    let contextWrites: PendingAnswers<Result<ContextHead, BusError>>
+    /// Streams relayed to their receiver's node, waiting for its word that the receiver has them.
+    let streamRelays: PendingAnswers<BusError?>
+    /// Streams other nodes relay to this node's agents, being written to spool files, by
+    /// `<node>/<number>`.
+    let incomingStreams = Mutex<[String: IncomingStream]>([:])
     public nonisolated let logger: Logger
     /// Counters and histograms of what sessions do.
     public nonisolated let metrics: BusMetrics
@@ -74,7 +79,8 @@ public actor Supervisor {
         self.shared = shared
         self.cluster = cluster
         self.remoteRequests = RemoteRequests(capacity: configuration.remoteRequestCapacity)
-        self.contextWrites = PendingContextWrites(capacity: configuration.remoteRequestCapacity)
+        self.contextWrites = PendingAnswers(capacity: configuration.remoteRequestCapacity)
+        self.streamRelays = PendingAnswers(capacity: IncomingStream.most)
         self.logger = logger
         self.registry = Registry(complete: store == nil)
         self.routing = RoutingTable(
@@ -118,7 +124,10 @@ public actor Supervisor {
             streams.expire(now: now)
             contexts.sweep(now: WallClock.nowMs()) { contextHome(of: $0) == .here }
             rateLimits?.forgetFull(nowMs: now)
-            if cluster != nil { remoteRequests.expire(now: WallClock.nowMs()) }
+            if cluster != nil {
+                remoteRequests.expire(now: WallClock.nowMs())
+                expireIncomingStreams(now: now)
+            }
             if let shared { shared.online(routing.all.map(\.identity.key)) }
             saveSnapshotIfChanged()
         }

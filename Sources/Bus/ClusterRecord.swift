@@ -46,6 +46,15 @@ public struct ClusterRecord: Sendable, Equatable {
         /// A durable BROADCAST or PUBLISH, as `fanout`: each receiving session's copy is stored, and
         /// the `fanoutAnswer` counts those committed.
         case durableFanout = 15
+        /// A stream from agent `from` to agent `to`, uploaded and verified on the sending node:
+        /// `payload` is its STREAM_OPEN frame (with the payload's SHA-256), `correlationID` the
+        /// sending node's number for it. Its `streamPart` records follow, in order.
+        case streamOpen = 16
+        /// Chunk `count` (from 0) of stream `correlationID` of the sending node: `payload`.
+        case streamPart = 17
+        /// Stream `correlationID` of the receiving node reached its receiver's session (`code`
+        /// `internal`, no message), or could not (`code`, `message`).
+        case streamDelivered = 18
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

@@ -57,6 +57,15 @@ extension SidecarTests {
             }
         }
 
+        /// Bob on node 1 and alice on node 0 (clients both), once alice's node routes to bob (the
+        /// message that showed it waits in bob's deliveries).
+        static func clients(_ nodes: [TestBus], tenant: String) async throws -> (alice: ACBClient, bob: ACBClient) {
+            let bob = try await nodes[1].client("bob", tenant: tenant)
+            let alice = try await nodes[0].client("alice", tenant: tenant)
+            try await untilRouted(alice, to: "bob")
+            return (alice, bob)
+        }
+
         /// Bob (a raw agent) on node 1 and alice (a client) on node 0, once alice's node routes to bob;
         /// the message that showed it was taken and acknowledged.
         static func pair(_ nodes: [TestBus], tenant: String) async throws -> (alice: ACBClient, bob: RawAgent) {
@@ -381,14 +390,34 @@ extension SidecarTests {
             }
         }
 
+        /// A stream to an agent on another node: uploaded and verified on the sender's node, relayed
+        /// to the receiver's, checked again there and downloaded whole; OK once the receiver has it.
+        @Test func aStreamReachesAnAgentOnAnotherNode() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let (alice, bob) = try await Self.clients(nodes, tenant: tenant)
+                var streams = bob.streams.makeAsyncIterator()
+                // Over two relay parts (1 MiB each), and one byte.
+                for (size, name) in [(2_500_000, "report"), (1, "tiny")] {
+                    let payload = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+                    let ok = try await alice.upload(to: .agent("bob"), from: BufferSource(payload), streamID: name)
+                    #expect(ok.outcome == .delivered)
+                    let stream = try await streams.take()
+                    #expect(stream.from == "alice" && stream.size == UInt64(size) && stream.streamID == name)
+                    #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
+                    try? FileManager.default.removeItem(atPath: stream.path)
+                }
+                await alice.close()
+                await bob.close()
+            }
+        }
+
         /// An idempotency key used on one node is honoured on another: the agent's retry there, after
         /// it moved, is answered with the first result and delivers nothing again.
         @Test func anIdempotencyKeyHoldsAcrossNodes() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(2) { nodes in
-                let bob = try await nodes[1].client("bob", tenant: tenant)
-                let alice = try await nodes[0].client("alice", tenant: tenant)
-                try await Self.untilRouted(alice, to: "bob")
+                let (alice, bob) = try await Self.clients(nodes, tenant: tenant)
                 var deliveries = bob.deliveries.makeAsyncIterator()
                 #expect(await deliveries.next()?.payload == ByteBuffer(string: "warm"))
                 let first = try await alice.send(to: .agent("bob"), ByteBuffer(string: "once"), idempotencyKey: "k1")
@@ -502,6 +531,34 @@ extension SidecarTests {
                 for (version, text) in answered {
                     #expect(try await bob.get("doc", version: version).text == text, "version \(version)")
                 }
+                await alice.close()
+                await bob.close()
+            }
+        }
+
+        /// kill -9 of the node an upload goes through: the sender's client moves to another node,
+        /// which does not have the part already sent, and uploads it again from the start there;
+        /// the receiver gets it once, whole.
+        @Test func anUploadCutByANodesDeathIsResumedOnAnother() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withProcesses(2) { nodes in
+                let bob = try await nodes[1].client("bob", tenant: tenant)
+                let alice = try await nodes[0].client("alice", tenant: tenant, otherNodes: [nodes[1]])
+                try await Self.untilRouted(alice, to: "bob")
+                let payload = ByteBuffer(bytes: (0..<30_000_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+                let killed = NIOLockedValueBox(false)
+                let ok = try await alice.upload(to: .agent("bob"), from: BufferSource(payload), streamID: "big") {
+                    stored, _ in
+                    guard stored > 4_000_000, !killed.withLockedValue({ $0 }) else { return }
+                    killed.withLockedValue { $0 = true }
+                    nodes[0].kill()
+                }
+                #expect(ok.outcome == .delivered && killed.withLockedValue { $0 })
+                var streams = bob.streams.makeAsyncIterator()
+                let stream = try await streams.take()
+                #expect(stream.streamID == "big" && stream.size == 30_000_000)
+                #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
+                try? FileManager.default.removeItem(atPath: stream.path)
                 await alice.close()
                 await bob.close()
             }

@@ -1,20 +1,21 @@
 import Bus
 import Synchronization
 
-/// Context writes this node forwarded to the home of their tenant's contexts on another node
-/// (docs/cluster.md), waiting for the answer under a number of this node's.
-final class PendingContextWrites: Sendable {
-    typealias Done = @Sendable (Result<ContextHead, BusError>) -> Void
+/// What this node asked another node of its cluster (docs/cluster.md) — a context write forwarded to
+/// the tenant's home, a stream relayed to its receiver's node — waiting for the answer under a
+/// number of this node's.
+final class PendingAnswers<Answer: Sendable>: Sendable {
+    typealias Done = @Sendable (Answer) -> Void
 
     private let capacity: Int
     private let state = Mutex<(next: UInt64, waiting: [UInt64: Done])>((1, [:]))
 
-    /// - Parameter capacity: most writes waiting at once; one more is refused.
+    /// - Parameter capacity: most waiting at once; one more is refused.
     init(capacity: Int) {
         self.capacity = capacity
     }
 
-    /// Keeps `done` under a new number; nil when `capacity` writes wait already.
+    /// Keeps `done` under a new number; nil when `capacity` wait already.
     func add(_ done: @escaping Done) -> UInt64? {
         state.withLock { state in
             guard state.waiting.count < capacity else { return nil }
