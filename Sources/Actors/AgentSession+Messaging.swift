@@ -180,7 +180,9 @@ extension AgentSession {
         case .agent:
             return cluster.node(of: AgentKey(tenant: identity.tenant, agentID: target.name)).map { (target.name, $0) }
         case .capability:
-            return supervisor.remoteAgent(tenant: identity.tenant, capability: target.name)
+            return supervisor.remoteAgent(tenant: identity.tenant, capability: target.name).map {
+                ($0.agentID, $0.node)
+            }
         case .context:
             return nil
         }
@@ -360,11 +362,16 @@ extension AgentSession {
             throw supervisor.registry.isRegistered(key)
                 ? BusError(.offline, "\(target.name) is offline") : supervisor.unknown(key)
         case .capability:
-            guard
-                let session = supervisor.routing.leastLoaded(
-                    tenant: identity.tenant, capability: target.name,
-                    excluding: number)
-            else { throw BusError(.noCapableAgent, "no ready agent offers \(target.name)") }
+            let session = supervisor.routing.leastLoaded(
+                tenant: identity.tenant, capability: target.name, excluding: number)
+            // In a cluster, a less loaded agent on another node wins: the caller then goes there
+            // (``remote(_:)``); on a tie, this node's.
+            if let remote = supervisor.remoteAgent(tenant: identity.tenant, capability: target.name),
+                session.map({ Int(remote.load) < $0.load.inFlight }) ?? true
+            {
+                throw BusError(.noCapableAgent, "the least loaded agent offering \(target.name) is on another node")
+            }
+            guard let session else { throw BusError(.noCapableAgent, "no ready agent offers \(target.name)") }
             return session
         case .context:
             throw BusError(.invalidArgument, "only STREAM_OPEN takes a context target (a context's body)")

@@ -108,6 +108,23 @@ public final class RoutingTable: Sendable {
         state.withLockedValue { $0.capabilities[tenant]?[capability] ?? [] }
     }
 
+    /// This node's live, ready agents that offer a capability, with their deliveries in flight: what
+    /// a node of a cluster reports to the others for capability routing.
+    public func readyCapable() -> [AgentKey: UInt32] {
+        state.withLockedValue { state in
+            var loads: [AgentKey: UInt32] = [:]
+            for (tenant, capabilities) in state.capabilities {
+                for agentID in capabilities.values.reduce(into: Set<String>(), { $0.formUnion($1) }) {
+                    let key = AgentKey(tenant: tenant, agentID: agentID)
+                    guard let session = state.byAgent[key], session.load.readiness == .ready, !session.isDraining
+                    else { continue }
+                    loads[key] = UInt32(clamping: session.load.inFlight)
+                }
+            }
+            return loads
+        }
+    }
+
     /// The live, ready agent of `tenant` with `capability` and the fewest deliveries in flight.
     public func leastLoaded(tenant: String, capability: String, excluding: UInt32) -> AgentSession? {
         state.withLockedValue { state in

@@ -12,6 +12,8 @@ extension Supervisor {
         } load: { [weak self] in
             let load = self?.load
             return ClusterMember.Load(sessions: load?.sessions ?? 0, queuedDeliveries: load?.queuedDeliveries ?? 0)
+        } capable: { [weak self] in
+            self?.routing.readyCapable() ?? [:]
         }
     }
 
@@ -139,14 +141,20 @@ extension Supervisor {
         for node in cluster.otherNodes { cluster.forward(record, to: node) { _ in } }
     }
 
-    /// A ready agent of `tenant` offering `capability` whose session is on another node, and that
-    /// node (the first such agent by id: other nodes' loads are not known here).
-    nonisolated func remoteAgent(tenant: String, capability: String) -> (agentID: String, node: String)? {
+    /// The ready agent of `tenant` offering `capability` whose session is on another node with the
+    /// fewest deliveries in flight, as the nodes last reported (the first by id among equals), its
+    /// node and that load. One whose node has not reported it (registered a moment ago, or not
+    /// ready) counts as loaded at `UInt32.max`: taken only when there is no other.
+    nonisolated func remoteAgent(tenant: String, capability: String) -> (agentID: String, node: String, load: UInt32)? {
         guard let cluster else { return nil }
+        var best: (agentID: String, node: String, load: UInt32)?
         for agentID in routing.capable(tenant: tenant, capability: capability).sorted() {
-            if let node = cluster.node(of: AgentKey(tenant: tenant, agentID: agentID)) { return (agentID, node) }
+            let key = AgentKey(tenant: tenant, agentID: agentID)
+            let load = cluster.remoteLoad(of: key) ?? .max
+            guard best.map({ load < $0.load }) ?? true, let node = cluster.node(of: key) else { continue }
+            best = (agentID, node, load)
         }
-        return nil
+        return best
     }
 
     /// A BROADCAST or PUBLISH from another node: to this node's members of the tenant or matching

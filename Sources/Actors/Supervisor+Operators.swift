@@ -99,12 +99,14 @@ extension Supervisor {
     }
 
     /// The readiness and load of `key`'s live session, nil while it is offline. A session on another
-    /// node of the cluster counts as ready with nothing in flight: its load is not known here.
+    /// node of the cluster counts as ready, with the deliveries in flight its node last reported
+    /// for an agent offering capabilities, else none.
     private nonisolated func live(_ key: AgentKey) -> (Readiness, UInt32)? {
         if let session = routing.session(for: key) {
             return (session.load.readiness, UInt32(clamping: session.load.inFlight))
         }
-        return cluster?.node(of: key) != nil ? (.ready, 0) : nil
+        guard let cluster, cluster.node(of: key) != nil else { return nil }
+        return (.ready, cluster.remoteLoad(of: key) ?? 0)
     }
 
     /// Stores a direct message for `to` from `from` and wakes `to`'s session, which delivers it

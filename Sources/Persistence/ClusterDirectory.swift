@@ -10,7 +10,9 @@ import NIOConcurrencyHelpers
 ///   value is the node's load (``ClusterMember/Load/text``);
 /// - `slot:<n>`: the id slot node `id` holds (``ClusterRecord/idStride`` of them), renewed with it;
 /// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session;
-/// - `contexts`: a hash from a tenant to the home of its contexts, the node that writes them.
+/// - `contexts`: a hash from a tenant to the home of its contexts, the node that writes them;
+/// - `load:<id>`: a hash from `<tenant>/<agent>` to the deliveries in flight of node `id`'s ready
+///   agents that offer capabilities, replaced at every refresh, living as long as the node key.
 ///
 /// Writes (a session opened or ended) and fresh lookups queue here and run on the directory's
 /// thread, one pipeline per round; every refresh reads the live nodes and the whole hash again into
@@ -55,6 +57,9 @@ final class ClusterDirectory: Sendable {
         var renewedAt: UInt64 = 0
         /// What this node reports of itself at each renewal.
         var load: @Sendable () -> ClusterMember.Load = { ClusterMember.Load(sessions: 0, queuedDeliveries: 0) }
+        var capable: @Sendable () -> [AgentKey: UInt32] = { [:] }
+        /// The other nodes' ready agents offering capabilities, with their deliveries in flight.
+        var remoteLoads: [AgentKey: UInt32] = [:]
     }
 
     let settings: Settings
@@ -111,9 +116,21 @@ final class ClusterDirectory: Sendable {
     /// The live nodes, this one included, with their loads and agents, as of the last refresh.
     var members: [ClusterMember] { state.withLockedValue { $0.members } }
 
-    /// Sets what this node reports of itself from the next renewal on.
-    func report(_ load: @escaping @Sendable () -> ClusterMember.Load) {
-        state.withLockedValue { $0.load = load }
+    /// Sets what this node reports of itself from the next renewal on: its load, and its ready
+    /// agents that offer capabilities with their deliveries in flight.
+    func report(
+        _ load: @escaping @Sendable () -> ClusterMember.Load, capable: @escaping @Sendable () -> [AgentKey: UInt32]
+    ) {
+        state.withLockedValue { state in
+            state.load = load
+            state.capable = capable
+        }
+    }
+
+    /// The deliveries in flight of `key`'s session on another node, if it is ready and offers a
+    /// capability, as of the last refresh.
+    func remoteLoad(of key: AgentKey) -> UInt32? {
+        state.withLockedValue { $0.remoteLoads[key] }
     }
 
     /// The home of `tenant`'s contexts as of the last refresh or claim; nil when none, or when it is
@@ -184,8 +201,10 @@ final class ClusterDirectory: Sendable {
                     }
                     if !operations.isEmpty { try run(operations, on: connection) }
                     if stopping {
-                        _ = try connection.pipeline(
-                            [["DEL", prefix + "node:" + settings.nodeID], ["DEL", prefix + "slot:\(slot)"]])
+                        _ = try connection.pipeline([
+                            ["DEL", prefix + "node:" + settings.nodeID], ["DEL", prefix + "slot:\(slot)"],
+                            ["DEL", prefix + "load:" + settings.nodeID],
+                        ])
                         return
                     }
                 } catch {
@@ -284,15 +303,26 @@ final class ClusterDirectory: Sendable {
     /// elsewhere, or are offline).
     private func refresh(_ redis: RedisConnection) throws(SidecarError) {
         let ttl = "\(settings.nodeTTLMs)"
-        let load = state.withLockedValue { $0.load }()
+        let (load, capable) = state.withLockedValue { ($0.load, $0.capable) }
+        let loads = capable()
+        let loadKey = prefix + "load:" + settings.nodeID
+        // Replaced whole, under a name of its own first, so that readers never see half of it.
+        let writeLoads: [[String]] =
+            loads.isEmpty
+            ? [["DEL", loadKey]]
+            : [
+                ["HSET", loadKey + ":next"] + loads.flatMap { [$0.key.description, "\($0.value)"] },
+                ["RENAME", loadKey + ":next", loadKey], ["PEXPIRE", loadKey, ttl],
+            ]
         let sent = MonotonicClock.nowMs()
-        let replies = try redis.pipeline([
-            ["SET", prefix + "node:" + settings.nodeID, load.text, "PX", ttl],
-            ["SET", prefix + "slot:\(slot)", settings.nodeID, "PX", ttl],
-            ["KEYS", prefix + "node:*"],
-            ["HGETALL", agentsKey],
-            ["HGETALL", homesKey],
-        ])
+        let replies = try redis.pipeline(
+            [
+                ["SET", prefix + "node:" + settings.nodeID, load().text, "PX", ttl],
+                ["SET", prefix + "slot:\(slot)", settings.nodeID, "PX", ttl],
+                ["KEYS", prefix + "node:*"],
+                ["HGETALL", agentsKey],
+                ["HGETALL", homesKey],
+            ] + writeLoads)
         guard case .array(let nodeKeys) = replies[2], case .array(let fields) = replies[3],
             case .array(let homeFields) = replies[4]
         else {
@@ -300,16 +330,26 @@ final class ClusterDirectory: Sendable {
                 message: "Redis answered the cluster directory's read with \(replies)", connectionLost: true)
         }
         let keys = nodeKeys.compactMap(\.text)
+        let nodeIDs = keys.map { String($0.dropFirst(prefix.count + "node:".count)) }
+        let others = nodeIDs.filter { $0 != settings.nodeID }
         // A node whose key expired between the two reads has no load: it is left out.
         var values: [RedisReply] = []
+        var remoteLoads: [AgentKey: UInt32] = [:]
         if !keys.isEmpty {
-            let read = try redis.pipeline([["MGET"] + keys])
+            let read = try redis.pipeline([["MGET"] + keys] + others.map { ["HGETALL", prefix + "load:" + $0] })
             guard case .array(let loads) = read[0] else {
                 throw SidecarError(message: "Redis answered the nodes' loads with \(read)", connectionLost: true)
             }
             values = loads
+            for case .array(let fields) in read.dropFirst() {
+                for pair in stride(from: 0, to: fields.count - 1, by: 2) {
+                    guard let key = fields[pair].text.flatMap(AgentKey.init(field:)),
+                        let load = fields[pair + 1].text.flatMap(UInt32.init)
+                    else { continue }
+                    remoteLoads[key] = load
+                }
+            }
         }
-        let nodeIDs = keys.map { String($0.dropFirst(prefix.count + "node:".count)) }
         let live = Set(nodeIDs)
         var agents: [AgentKey: String] = [:]
         var agentCounts: [String: Int] = [:]
@@ -321,9 +361,8 @@ final class ClusterDirectory: Sendable {
                 continue
             }
             agentCounts[node, default: 0] += 1
-            guard node != settings.nodeID, let slash = field.firstIndex(of: "/") else { continue }
-            agents[AgentKey(tenant: String(field[..<slash]), agentID: String(field[field.index(after: slash)...]))] =
-                node
+            guard node != settings.nodeID, let key = AgentKey(field: field) else { continue }
+            agents[key] = node
         }
         var tenants: [String: Set<String>] = [:]
         for (key, node) in agents { tenants[key.tenant, default: []].insert(node) }
@@ -341,6 +380,7 @@ final class ClusterDirectory: Sendable {
         state.withLockedValue { state in
             state.renewedAt = sent
             state.homes = homes
+            state.remoteLoads = remoteLoads
             state.agents = agents
             state.tenants = tenants.mapValues { $0.sorted() }
             state.liveNodes = live
@@ -370,4 +410,12 @@ final class ClusterDirectory: Sendable {
         if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
         return 0
         """
+}
+
+extension AgentKey {
+    /// Reads a hash field of the directory, `<tenant>/<agent>` (``description``).
+    init?(field: String) {
+        guard let slash = field.firstIndex(of: "/") else { return nil }
+        self.init(tenant: String(field[..<slash]), agentID: String(field[field.index(after: slash)...]))
+    }
 }

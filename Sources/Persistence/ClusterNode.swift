@@ -140,10 +140,13 @@ public final class ClusterNode: Sendable {
         directory.claimContexts(of: tenant, then: then)
     }
 
+    public func remoteLoad(of key: AgentKey) -> UInt32? { directory.remoteLoad(of: key) }
+
     public func start(
-        inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load
+        inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load,
+        capable: @escaping @Sendable () -> [AgentKey: UInt32]
     ) {
-        directory.report(load)
+        directory.report(load, capable: capable)
         let ready = ConditionLock(value: 0)
         receiver.start(logger: logger) { [self] in
             let consumer = try KafkaConsumer(brokers: settings.brokers, topic: topic(of: nodeID), log: log)

@@ -57,6 +57,22 @@ extension SidecarTests {
             }
         }
 
+        /// One raw agent on each node, named `prefix` and the node's index, each having sent `command`
+        /// (ref 1) and read its OK.
+        static func rawAgents(_ nodes: [TestBus], _ prefix: String, tenant: String, command: () -> Frame)
+            async throws -> [RawAgent]
+        {
+            var agents: [RawAgent] = []
+            for (index, node) in nodes.enumerated() {
+                var agent = try await RawAgent.connect(
+                    port: node.port, token: try await node.token("\(prefix)\(index)", tenant: tenant))
+                try await agent.connection.send(command())
+                guard case .ok = try await agent.connection.read() else { throw BusError(.internal, "no OK") }
+                agents.append(agent)
+            }
+            return agents
+        }
+
         /// Bob on node 1 and alice on node 0 (clients both), once alice's node routes to bob (the
         /// message that showed it waits in bob's deliveries).
         static func clients(_ nodes: [TestBus], tenant: String) async throws -> (alice: ACBClient, bob: ACBClient) {
@@ -235,13 +251,8 @@ extension SidecarTests {
         @Test func broadcastsAndTopicsReachEveryNode() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(3) { nodes in
-                var receivers: [RawAgent] = []
-                for (index, node) in nodes.enumerated() {
-                    var agent = try await RawAgent.connect(
-                        port: node.port, token: try await node.token("r\(index)", tenant: tenant))
-                    try await agent.connection.send(.subscribe(PatternCommand(ref: 1, pattern: "orders.*")))
-                    guard case .ok = try await agent.connection.read() else { throw BusError(.internal, "no OK") }
-                    receivers.append(agent)
+                var receivers = try await Self.rawAgents(nodes, "r", tenant: tenant) {
+                    .subscribe(PatternCommand(ref: 1, pattern: "orders.*"))
                 }
                 let alice = try await nodes[0].client("alice", tenant: tenant)
                 try await Sidecars.eventually("every node in node 0's copy") {
@@ -469,6 +480,33 @@ extension SidecarTests {
             }) { single in
                 let reply = try await single.admin().get("/api/v1/cluster")
                 #expect(reply.status == 404 && reply.code == "not_found")
+            }
+        }
+
+        /// A capability target goes to the least loaded ready agent of the whole cluster: one on
+        /// another node when the sender's node's own is busier, this node's on a tie.
+        @Test func aCapabilityGoesToTheLeastLoadedAgentOfTheCluster() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                var workers = try await Self.rawAgents(nodes, "w", tenant: tenant) {
+                    .register(
+                        Register(ref: 1, description: AgentDescription(agentType: "worker", capabilities: ["work"])))
+                }
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                let cluster = try #require(nodes[0].server.supervisor.cluster)
+                try await Sidecars.eventually("node 0 to know w1 offers work and is idle") {
+                    let offered = try await alice.discover(capability: "work").agents.count == 2
+                    return offered && cluster.remoteLoad(of: AgentKey(tenant: tenant, agentID: "w1")) == 0
+                }
+                let tie = try await alice.send(to: .capability("work"), ByteBuffer(string: "tie"))
+                #expect(tie.outcome == .delivered)
+                #expect(String(buffer: try await workers[0].nextDelivery().payload) == "tie", "this node's on a tie")
+                // w0 now has one delivery in flight (not acknowledged); w1, on the other node, none.
+                let job = try await alice.send(to: .capability("work"), ByteBuffer(string: "job"))
+                #expect(job.outcome == .delivered)
+                #expect(String(buffer: try await workers[1].nextDelivery().payload) == "job")
+                for worker in workers { await worker.connection.close() }
+                await alice.close()
             }
         }
 
