@@ -74,6 +74,9 @@ extension AgentSession {
             // On another node: a durable one, or one behind this sender's stores to it, is stored
             // (that node is told); any other goes there now.
             guard durable || stores.isStoring(to: remote.agentID) else {
+                guard !supervisor.isFullElsewhere(AgentKey(tenant: identity.tenant, agentID: remote.agentID)) else {
+                    throw BusError(.overloaded, "\(remote.agentID) is not keeping up", retryAfterMs: 100)
+                }
                 return forward(send, to: remote, scopedKey: scopedKey)
             }
             return storeForLater(send, to: remote.agentID, scopedKey: scopedKey, holding: nil)
@@ -298,8 +301,10 @@ extension AgentSession {
     /// - Returns: false if the caller must store it instead (it then holds the gate: the store's
     ///   completion releases it, see ``Supervisor/enqueueStored(_:holding:done:)``).
     /// - Throws: as ``enqueue(_:)``.
-    nonisolated func enqueueDirect(_ envelope: Envelope, mustStore: Bool) throws(BusError) -> Bool {
-        switch mailbox.offerDirect(envelope, mustStore: mustStore) {
+    nonisolated func enqueueDirect(_ envelope: Envelope, mustStore: Bool, overflow: Bool = false) throws(BusError)
+        -> Bool
+    {
+        switch mailbox.offerDirect(envelope, mustStore: mustStore, overflow: overflow) {
         case .accepted(let wake):
             if wake { scheduleDrain() }
             return true

@@ -81,12 +81,17 @@ final class Mailbox: Sendable {
     /// Adds a direct message (SEND by agent id) to the message lane, unless the backlog gate keeps
     /// it back (parked) or sends it to the store (see ``BacklogGate/route(mustStore:)``). The gate is
     /// read and held under the lock that the offer takes anyway: no atomic of its own on the hot path.
-    func offerDirect(_ envelope: Envelope, mustStore: Bool) -> DirectVerdict {
+    /// - Parameter overflow: take it beyond the capacity, up to twice it: a message from another node
+    ///   of the cluster, whose sender heard OK already (docs/cluster.md).
+    func offerDirect(_ envelope: Envelope, mustStore: Bool, overflow: Bool = false) -> DirectVerdict {
         state.withLockedValue { state in
             guard !state.closed else { return .closed }
             let route = state.gate.route(mustStore: mustStore)
             guard route != .store else { return .store }  // stored, it takes no room here
-            guard Self.hasRoom(&state, capacity: capacity) else { return .full }
+            guard
+                Self.hasRoom(&state, capacity: capacity)
+                    || (overflow && state.messages.count + state.parked.count < 2 * capacity)
+            else { return .full }
             if route == .park {
                 state.parked.append(envelope)
                 return .accepted(wake: false)

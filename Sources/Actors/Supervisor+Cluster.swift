@@ -62,6 +62,13 @@ extension Supervisor {
             receiveStream(record)
         case .streamDelivered:
             streamDelivered(record)
+        case .receiverFull:
+            let now = MonotonicClock.nowMs()
+            fullReceivers.withLock { full in
+                // Kept small: what has passed goes whenever one is added.
+                full = full.filter { $0.value > now }
+                full[key] = now + UInt64(record.count)
+            }
         case .contextReload:
             reloadContexts(of: record.tenant) { _ in }
         case .unregistered:
@@ -84,9 +91,15 @@ extension Supervisor {
             Message(kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload, credit: nil))
         do throws(BusError) {
             if try session.enqueueDirect(envelope, mustStore: false) { return }
+            // Behind stored messages it has still to read: stored behind them.
             storeForwarded(record, to: key, holding: session)
+            receiverFull(record)
         } catch  where error.code == .overloaded {
-            // The receiver is full: stored, and its gate held so that what follows stays behind it.
+            // The receiver is full. Its sender heard OK: it goes in all the same, behind what is
+            // queued (stored, it would be read back ahead of it), up to twice the queue's bound,
+            // while the sender's node stops sending to it; beyond that it is stored, its gate held.
+            receiverFull(record)
+            if (try? session.enqueueDirect(envelope, mustStore: false, overflow: true)) == true { return }
             let heldGate = (try? session.enqueueDirect(envelope, mustStore: true)) == false
             storeForwarded(record, to: key, holding: heldGate ? session : nil)
         } catch {
@@ -218,6 +231,29 @@ extension Supervisor {
                 answered(error)  // full, or just closed: skipped, not stored
             }
         }
+    }
+
+    /// How long a node refuses SENDs to an agent on another node after that node found it full.
+    static let fullReceiverPauseMs = 100
+
+    /// A SEND from another node found its receiver full, or behind stored messages, and was
+    /// stored: that node refuses the next SENDs to it for a moment, as this node would, so what
+    /// the receiver has to catch up on stays small.
+    private nonisolated func receiverFull(_ record: ClusterRecord) {
+        guard let cluster else { return }
+        cluster.forward(
+            ClusterRecord(
+                kind: .receiverFull, node: cluster.nodeID, tenant: record.tenant, to: record.to,
+                count: UInt32(Self.fullReceiverPauseMs)),
+            to: record.node
+        ) { _ in }
+    }
+
+    /// Whether `key`, on another node, was found full a moment ago: SENDs to it are refused with
+    /// `overloaded` until then, as its own node refuses them while its queue is full.
+    nonisolated func isFullElsewhere(_ key: AgentKey) -> Bool {
+        guard let until = fullReceivers.withLock({ $0[key] }) else { return false }
+        return until > MonotonicClock.nowMs()
     }
 
     /// A REQUEST from another node: to the responder's session here, under a local number whose

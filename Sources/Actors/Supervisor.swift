@@ -40,6 +40,8 @@ public actor Supervisor {
     /// Streams other nodes relay to this node's agents, being written to spool files, by
     /// `<node>/<number>`.
     let incomingStreams = Mutex<[String: IncomingStream]>([:])
+    /// Agents on other nodes found full there, until when SENDs to them are refused (monotonic ms).
+    let fullReceivers = Mutex<[AgentKey: UInt64]>([:])
     public nonisolated let logger: Logger
     /// Counters and histograms of what sessions do.
     public nonisolated let metrics: BusMetrics

@@ -55,6 +55,10 @@ public struct ClusterRecord: Sendable, Equatable {
         /// Stream `correlationID` of the receiving node reached its receiver's session (`code`
         /// `internal`, no message), or could not (`code`, `message`).
         case streamDelivered = 18
+        /// Agent `to`'s session on the sending node was full: a SEND from the receiving node was
+        /// stored for it instead. The receiving node refuses SENDs to it with `overloaded` for
+        /// `count` ms, as the agent's own node would.
+        case receiverFull = 19
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

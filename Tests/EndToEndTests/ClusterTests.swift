@@ -15,7 +15,10 @@ extension SidecarTests {
     @Suite struct ClusterTests {
         /// Runs `body` with `count` nodes of a cluster of their own, each a bus of this process with
         /// PostgreSQL, Redis and Kafka, and an admin API.
-        static func withCluster(_ count: Int, _ body: ([TestBus]) async throws -> Void) async throws {
+        static func withCluster(
+            _ count: Int, configure: @escaping (inout ServerConfiguration) -> Void = { _ in },
+            _ body: ([TestBus]) async throws -> Void
+        ) async throws {
             let name = "c-\(UUID().uuidString.prefix(8).lowercased())"
             func nest(_ nodes: [TestBus]) async throws {
                 guard nodes.count < count else { return try await body(nodes) }
@@ -25,6 +28,7 @@ extension SidecarTests {
                         $0.cluster = (name, "n\(nodes.count)")
                         $0.admin = AdminConfiguration()
                         $0.admin?.port = 0
+                        configure(&$0)
                     }
                 ) {
                     try await nest(nodes + [$0])
@@ -480,6 +484,45 @@ extension SidecarTests {
             }) { single in
                 let reply = try await single.admin().get("/api/v1/cluster")
                 #expect(reply.status == 404 && reply.code == "not_found")
+            }
+        }
+
+        /// A receiver that is full on its node: the message that found it so is stored (delivered
+        /// later, in order), and the sender's node refuses the next SENDs to it with `overloaded`
+        /// for a moment, as the receiver's node would; nothing answered OK is lost.
+        @Test func aFullReceiverOnAnotherNodeSlowsItsSenders() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(
+                2,
+                configure: {
+                    $0.supervisor.mailboxCapacity = 64
+                    $0.supervisor.limits.maxUnacked = 4
+                }
+            ) { nodes in
+                // Bob reads nothing until the end: his queue on node 1 (64, and 4 in flight) fills
+                // up. Fewer than twice that are sent, so none is stored even without the refusals.
+                var (alice, bob) = try await Self.pair(nodes, tenant: tenant)
+                var answered: [String] = []
+                var refused = 0
+                for index in 0..<120 {
+                    do {
+                        _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)"))
+                        answered.append("m\(index)")
+                    } catch let error as BusError where error.code == .overloaded {
+                        refused += 1
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                #expect(refused > 0, "the sender's node refused some while bob was full")
+                var texts: [String] = []
+                while texts.count < answered.count {
+                    let deliver = try await bob.nextDelivery()
+                    texts.append(String(buffer: deliver.payload))
+                    try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                }
+                #expect(texts == answered, "every answered message, in order")
+                await alice.close()
+                await bob.connection.close()
             }
         }
 
