@@ -23,8 +23,8 @@ extension AgentSession {
             deadline: fanout.deadline, status: kind.rawValue, payload: fanout.payload)
         for node in nodes {
             cluster.forward(record, to: node) { error in
-                guard error != nil else { return }
-                self.onLoop { $0.fanoutAnswered(local, taken: 0) }
+                guard let error else { return }
+                self.onLoop { $0.fanoutAnswered(local, taken: 0, refused: error) }
             }
         }
         fanouts[local]?.timer = channel.eventLoop.scheduleTask(in: Self.fanoutAnswerTimeout) { [self] in

@@ -15,16 +15,21 @@ extension AgentSession {
 
     /// Starts `ask` (a question to the cluster's directory), and holds the frames that arrive,
     /// without reading the connection, until it answers; then runs `then` with the answer, and the
-    /// held frames in order, on this session's event loop.
+    /// held frames in order, on this session's event loop. A hold that `then` starts (a command run
+    /// again after one question needs another) keeps the frames held so far, and the last answer
+    /// runs them.
     func holding<Answer: Sendable>(
         _ ask: (@escaping @Sendable (Answer) -> Void) -> Void,
         then: @escaping @Sendable (isolated AgentSession, Answer) -> Void
     ) {
-        heldForLookup = []
+        heldForLookup = heldForLookup ?? []
+        holds &+= 1
         try? channel.syncOptions?.setOption(.autoRead, value: false)
         ask { answer in
             self.onLoop { session in
+                let hold = session.holds
                 then(session, answer)
+                guard session.holds == hold else { return }
                 session.resumeAfterLookup()
             }
         }

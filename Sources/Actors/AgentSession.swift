@@ -76,6 +76,8 @@ public actor AgentSession {
     /// Frames that arrived while the cluster's directory was asked where a target is
     /// (``lookUp(_:then:)``); nil when no lookup is under way.
     var heldForLookup: [Frame]?
+    /// Holds started (``holding(_:then:)``), so that an answer knows whether its `then` started another.
+    var holds: UInt32 = 0
     /// The idempotency key whose command runs again right after Redis was asked for it
     /// (``awaitsSharedKey(_:retry:)``).
     var sharedKeyChecked: String?

@@ -53,16 +53,16 @@ public protocol ClusterLink: Sendable {
     /// thread.
     func sharedIdempotencyKey(
         _ scopedKey: String, then: @escaping @Sendable ((result: String, ttlMs: UInt64)?) -> Void)
-    /// The deliveries in flight of `key`'s session on another node, if it is ready and offers a
-    /// capability, as that node last reported (every refresh); nil otherwise.
-    func remoteLoad(of key: AgentKey) -> UInt32?
+    /// The readiness and deliveries in flight of `key`'s session on another node, if it offers a
+    /// capability, as that node last reported (every refresh); nil when not reported.
+    func remoteLoad(of key: AgentKey) -> ReportedLoad?
     /// Starts handing what other nodes send this one to `inbox`, one record at a time, in order,
-    /// and reporting `load()` and `capable()` (this node's ready agents offering capabilities, with
-    /// their deliveries in flight) to the other nodes. Returns once the other nodes know this one,
+    /// and reporting `load()` and `capable()` (this node's agents offering capabilities, their
+    /// readiness and deliveries in flight) to the other nodes. Returns once the other nodes know this one,
     /// so that what they send every node from then on reaches it. May block.
     func start(
         inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load,
-        capable: @escaping @Sendable () -> [AgentKey: UInt32])
+        capable: @escaping @Sendable () -> [AgentKey: ReportedLoad])
     /// Leaves the cluster: sends what is queued, stops taking records, and the directory forgets
     /// this node. Called once, at shutdown, after the sessions closed. May block.
     func close()

@@ -8,7 +8,9 @@ final class PendingAnswers<Answer: Sendable>: Sendable {
     typealias Done = @Sendable (Answer) -> Void
 
     private let capacity: Int
-    private let state = Mutex<(next: UInt64, waiting: [UInt64: Done])>((1, [:]))
+    /// Numbered from a random start, so that a late answer meant for an earlier run of this node
+    /// (same id, restarted) finds nothing.
+    private let state = Mutex<(next: UInt64, waiting: [UInt64: Done])>((.random(in: 1...(1 << 62)), [:]))
 
     /// - Parameter capacity: most waiting at once; one more is refused.
     init(capacity: Int) {

@@ -108,17 +108,18 @@ public final class RoutingTable: Sendable {
         state.withLockedValue { $0.capabilities[tenant]?[capability] ?? [] }
     }
 
-    /// This node's live, ready agents that offer a capability, with their deliveries in flight: what
-    /// a node of a cluster reports to the others for capability routing.
-    public func readyCapable() -> [AgentKey: UInt32] {
+    /// This node's live agents that offer a capability, ready (with their deliveries in flight) or
+    /// not: what a node of a cluster reports to the others for capability routing.
+    public func capableLoads() -> [AgentKey: ReportedLoad] {
         state.withLockedValue { state in
-            var loads: [AgentKey: UInt32] = [:]
+            var loads: [AgentKey: ReportedLoad] = [:]
             for (tenant, capabilities) in state.capabilities {
                 for agentID in capabilities.values.reduce(into: Set<String>(), { $0.formUnion($1) }) {
                     let key = AgentKey(tenant: tenant, agentID: agentID)
-                    guard let session = state.byAgent[key], session.load.readiness == .ready, !session.isDraining
-                    else { continue }
-                    loads[key] = UInt32(clamping: session.load.inFlight)
+                    guard let session = state.byAgent[key] else { continue }
+                    loads[key] =
+                        session.load.readiness == .ready && !session.isDraining
+                        ? .ready(inFlight: UInt32(clamping: session.load.inFlight)) : .notReady
                 }
             }
             return loads

@@ -6,7 +6,8 @@ import NIOPosix
 /// on the thread pool, and handed to Kafka once the one before was taken, so at most one part per
 /// stream waits in memory.
 final class StreamRelay: Sendable {
-    static let partBytes: UInt64 = 1 << 20
+    /// Under the 1 MiB a Kafka broker takes per record by default, with room for the record's fields.
+    static let partBytes: UInt64 = 512 << 10
 
     let template: ClusterRecord
     let file: SpoolFile

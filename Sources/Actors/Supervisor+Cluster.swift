@@ -13,7 +13,7 @@ extension Supervisor {
             let load = self?.load
             return ClusterMember.Load(sessions: load?.sessions ?? 0, queuedDeliveries: load?.queuedDeliveries ?? 0)
         } capable: { [weak self] in
-            self?.routing.readyCapable() ?? [:]
+            self?.routing.capableLoads() ?? [:]
         }
     }
 
@@ -156,14 +156,20 @@ extension Supervisor {
 
     /// The ready agent of `tenant` offering `capability` whose session is on another node with the
     /// fewest deliveries in flight, as the nodes last reported (the first by id among equals), its
-    /// node and that load. One whose node has not reported it (registered a moment ago, or not
-    /// ready) counts as loaded at `UInt32.max`: taken only when there is no other.
+    /// node and that load. One whose node has not reported it yet (registered a moment ago) counts
+    /// as loaded at `UInt32.max`: taken only when there is no other; one reported not ready is not
+    /// taken.
     nonisolated func remoteAgent(tenant: String, capability: String) -> (agentID: String, node: String, load: UInt32)? {
         guard let cluster else { return nil }
         var best: (agentID: String, node: String, load: UInt32)?
         for agentID in routing.capable(tenant: tenant, capability: capability).sorted() {
             let key = AgentKey(tenant: tenant, agentID: agentID)
-            let load = cluster.remoteLoad(of: key) ?? .max
+            let load: UInt32
+            switch cluster.remoteLoad(of: key) {
+            case .ready(let inFlight): load = inFlight
+            case .notReady: continue
+            case nil: load = .max
+            }
             guard best.map({ load < $0.load }) ?? true, let node = cluster.node(of: key) else { continue }
             best = (agentID, node, load)
         }

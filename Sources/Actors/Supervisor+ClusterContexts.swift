@@ -19,10 +19,11 @@ extension Supervisor {
     /// taking them up. Always here outside a cluster.
     public nonisolated func contextHome(of tenant: String) -> ContextHome? {
         guard let cluster else { return .here }
-        guard !contextClaims.withLock({ $0[tenant] != nil }), let node = cluster.contextHome(of: tenant) else {
-            return nil
-        }
-        return node == cluster.nodeID ? .here : .node(node)
+        guard !contextClaims.withLock({ $0.settling[tenant] != nil }), let node = cluster.contextHome(of: tenant)
+        else { return nil }
+        guard node == cluster.nodeID else { return .node(node) }
+        // Claimed, but not read again: not written here until a claim reads it.
+        return contextClaims.withLock { $0.unread.contains(tenant) } ? nil : .here
     }
 
     /// Settles the home of `tenant`'s contexts: the live node that holds them, or else this one,
@@ -31,17 +32,20 @@ extension Supervisor {
     /// reached, on any thread.
     nonisolated func claimContexts(of tenant: String, then: @escaping @Sendable (ContextHome?) -> Void) {
         guard let cluster else { return then(.here) }
-        let first = contextClaims.withLock { claims in
-            defer { claims[tenant, default: []].append(then) }
-            return claims[tenant] == nil
+        let (first, unread) = contextClaims.withLock { claims in
+            defer { claims.settling[tenant, default: []].append(then) }
+            return (claims.settling[tenant] == nil, claims.unread.contains(tenant))
         }
         guard first else { return }
-        let wasHere = cluster.contextHome(of: tenant) == cluster.nodeID
+        let wasHere = !unread && cluster.contextHome(of: tenant) == cluster.nodeID
         cluster.claimContexts(of: tenant) { [self] node in
             guard let node, node == cluster.nodeID, !wasHere else {
                 return settled(tenant, node.map { $0 == cluster.nodeID ? .here : .node($0) })
             }
             reloadContexts(of: tenant) { [self] read in
+                contextClaims.withLock { claims in
+                    if read { claims.unread.remove(tenant) } else { claims.unread.insert(tenant) }
+                }
                 guard read else { return settled(tenant, nil) }
                 let record = ClusterRecord(kind: .contextReload, node: cluster.nodeID, tenant: tenant)
                 for other in cluster.otherNodes { cluster.forward(record, to: other) { _ in } }
@@ -50,9 +54,18 @@ extension Supervisor {
         }
     }
 
+    /// Answers everyone waiting for the home of `tenant`, in order, those who come meanwhile
+    /// included (they see it still settling and queue up), then ends the settling.
     private nonisolated func settled(_ tenant: String, _ home: ContextHome?) {
-        let waiting = contextClaims.withLock { $0.removeValue(forKey: tenant) ?? [] }
-        for then in waiting { then(home) }
+        while true {
+            let waiting = contextClaims.withLock { claims in
+                let waiting = claims.settling[tenant] ?? []
+                claims.settling[tenant] = waiting.isEmpty ? nil : []
+                return waiting
+            }
+            guard !waiting.isEmpty else { return }
+            for then in waiting { then(home) }
+        }
     }
 
     /// Reads `tenant`'s contexts again from storage, on the thread pool, and keeps the versions this
@@ -88,7 +101,13 @@ extension Supervisor {
             ).encode(into: &payload)
             let committed = ClusterRecord(
                 kind: .contextCommitted, node: cluster.nodeID, tenant: record.tenant, payload: payload)
-            for node in cluster.otherNodes { cluster.forward(committed, to: node) { _ in } }
+            // One that Kafka refused is replaced by a word to read the tenant again (if that goes).
+            let reload = ClusterRecord(kind: .contextReload, node: cluster.nodeID, tenant: record.tenant)
+            for node in cluster.otherNodes {
+                cluster.forward(committed, to: node) { error in
+                    if error != nil { cluster.forward(reload, to: node) { _ in } }
+                }
+            }
         }
     }
 

@@ -99,14 +99,18 @@ extension Supervisor {
     }
 
     /// The readiness and load of `key`'s live session, nil while it is offline. A session on another
-    /// node of the cluster counts as ready, with the deliveries in flight its node last reported
-    /// for an agent offering capabilities, else none.
+    /// node of the cluster is as its node last reported it for an agent offering capabilities (busy
+    /// when not ready); any other counts as ready with none in flight.
     private nonisolated func live(_ key: AgentKey) -> (Readiness, UInt32)? {
         if let session = routing.session(for: key) {
             return (session.load.readiness, UInt32(clamping: session.load.inFlight))
         }
         guard let cluster, cluster.node(of: key) != nil else { return nil }
-        return (.ready, cluster.remoteLoad(of: key) ?? 0)
+        switch cluster.remoteLoad(of: key) {
+        case .ready(let inFlight): return (.ready, inFlight)
+        case .notReady: return (.busy, 0)
+        case nil: return (.ready, 0)
+        }
     }
 
     /// Stores a direct message for `to` from `from` and wakes `to`'s session, which delivers it

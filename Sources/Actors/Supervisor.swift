@@ -31,8 +31,10 @@ public actor Supervisor {
     public nonisolated let cluster: (any ClusterLink)?
     /// Requests from other nodes that this node's agents are answering.
     let remoteRequests: RemoteRequests
-    /// Tenants whose contexts' home this node is settling, with who waits for the answer.
-    let contextClaims = Mutex<[String: [@Sendable (ContextHome?) -> Void]]>([:])
+    /// Tenants whose contexts' home this node is settling, with who waits for the answer; and
+    /// those it claimed but could not read again from storage.
+    let contextClaims = Mutex<(settling: [String: [@Sendable (ContextHome?) -> Void]], unread: Set<String>)>(
+        ([:], []))
     /// Context writes forwarded to their tenant's home on another node, waiting for its answer.
     let contextWrites: PendingAnswers<Result<ContextHead, BusError>>
     /// Streams relayed to their receiver's node, waiting for its word that the receiver has them.

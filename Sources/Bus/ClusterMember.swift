@@ -36,3 +36,31 @@ public struct ClusterMember: Sendable, Equatable {
         self.agents = agents
     }
 }
+
+/// An agent offering capabilities as its node reports it to the other nodes of its cluster, for
+/// capability routing (docs/cluster.md).
+public enum ReportedLoad: Sendable, Equatable {
+    /// Ready, with this many deliveries in flight.
+    case ready(inFlight: UInt32)
+    /// Busy or draining: it takes no capability target.
+    case notReady
+
+    /// As kept in Redis: the count, or `-`.
+    public var text: String {
+        switch self {
+        case .ready(let inFlight): "\(inFlight)"
+        case .notReady: "-"
+        }
+    }
+
+    /// Reads ``text``; nil for anything else.
+    public init?(text: String) {
+        if text == "-" {
+            self = .notReady
+        } else if let inFlight = UInt32(text) {
+            self = .ready(inFlight: inFlight)
+        } else {
+            return nil
+        }
+    }
+}

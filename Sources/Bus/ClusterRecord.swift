@@ -32,10 +32,10 @@ public struct ClusterRecord: Sendable, Equatable {
         case unregistered = 10
         /// A CONTEXT_WRITE (`payload`, the frame) of agent `from` for the receiving node, the home
         /// of the tenant's contexts; `status` holds the agent's rights (``ContextPrincipal/rights``),
-        /// `correlationID` the number of its session, where the answer goes.
+        /// `correlationID` the sending node's number for the write, which the answer carries back.
         case contextWrite = 11
-        /// The answer to a `contextWrite`, for session `correlationID`: `payload` is the CONTEXT or
-        /// ERROR frame.
+        /// The answer to `contextWrite` `correlationID` of the receiving node: `payload` is the
+        /// CONTEXT or ERROR frame.
         case contextWritten = 12
         /// A version of one of the tenant's contexts its home committed: `payload` is a CONTEXT
         /// frame with its head and body.
@@ -50,7 +50,7 @@ public struct ClusterRecord: Sendable, Equatable {
         /// `payload` is its STREAM_OPEN frame (with the payload's SHA-256), `correlationID` the
         /// sending node's number for it. Its `streamPart` records follow, in order.
         case streamOpen = 16
-        /// Chunk `count` (from 0) of stream `correlationID` of the sending node: `payload`.
+        /// Part `count` (from 0, 512 KiB each) of stream `correlationID` of the sending node: `payload`.
         case streamPart = 17
         /// Stream `correlationID` of the receiving node reached its receiver's session (`code`
         /// `internal`, no message), or could not (`code`, `message`).

@@ -11,8 +11,8 @@ import NIOConcurrencyHelpers
 /// - `slot:<n>`: the id slot node `id` holds (``ClusterRecord/idStride`` of them), renewed with it;
 /// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session;
 /// - `contexts`: a hash from a tenant to the home of its contexts, the node that writes them;
-/// - `load:<id>`: a hash from `<tenant>/<agent>` to the deliveries in flight of node `id`'s ready
-///   agents that offer capabilities, replaced at every refresh, living as long as the node key.
+/// - `load:<id>`: a hash from `<tenant>/<agent>` to the deliveries in flight of node `id`'s agents
+///   that offer capabilities (`-`: not ready), replaced at every refresh, living as long as the node key.
 ///
 /// Writes (a session opened or ended) and fresh lookups queue here and run on the directory's
 /// thread, one pipeline per round; every refresh reads the live nodes and the whole hash again into
@@ -57,9 +57,9 @@ final class ClusterDirectory: Sendable {
         var renewedAt: UInt64 = 0
         /// What this node reports of itself at each renewal.
         var load: @Sendable () -> ClusterMember.Load = { ClusterMember.Load(sessions: 0, queuedDeliveries: 0) }
-        var capable: @Sendable () -> [AgentKey: UInt32] = { [:] }
-        /// The other nodes' ready agents offering capabilities, with their deliveries in flight.
-        var remoteLoads: [AgentKey: UInt32] = [:]
+        var capable: @Sendable () -> [AgentKey: ReportedLoad] = { [:] }
+        /// The other nodes' agents offering capabilities, with their readiness and load.
+        var remoteLoads: [AgentKey: ReportedLoad] = [:]
     }
 
     let settings: Settings
@@ -89,6 +89,9 @@ final class ClusterDirectory: Sendable {
                 connectionLost: false)
         }
         announcedAt = MonotonicClock.nowMs()
+        // An earlier run of this id may have been the home of contexts it committed and never
+        // sent: it gives them up, so the next write claims them and every node reads them again.
+        _ = try redis.command("EVAL", Self.forsakeScript, "1", prefix + "contexts", settings.nodeID)
         for slot in 0..<ClusterRecord.idStride
         where try redis.command("SET", prefix + "slot:\(slot)", settings.nodeID, "NX", "PX", ttl) == .status("OK") {
             self.slot = slot
@@ -116,10 +119,11 @@ final class ClusterDirectory: Sendable {
     /// The live nodes, this one included, with their loads and agents, as of the last refresh.
     var members: [ClusterMember] { state.withLockedValue { $0.members } }
 
-    /// Sets what this node reports of itself from the next renewal on: its load, and its ready
-    /// agents that offer capabilities with their deliveries in flight.
+    /// Sets what this node reports of itself from the next renewal on: its load, and its agents
+    /// that offer capabilities with their readiness and deliveries in flight.
     func report(
-        _ load: @escaping @Sendable () -> ClusterMember.Load, capable: @escaping @Sendable () -> [AgentKey: UInt32]
+        _ load: @escaping @Sendable () -> ClusterMember.Load,
+        capable: @escaping @Sendable () -> [AgentKey: ReportedLoad]
     ) {
         state.withLockedValue { state in
             state.load = load
@@ -127,9 +131,9 @@ final class ClusterDirectory: Sendable {
         }
     }
 
-    /// The deliveries in flight of `key`'s session on another node, if it is ready and offers a
-    /// capability, as of the last refresh.
-    func remoteLoad(of key: AgentKey) -> UInt32? {
+    /// The readiness and load of `key`'s session on another node, if it offers a capability, as of
+    /// the last refresh.
+    func remoteLoad(of key: AgentKey) -> ReportedLoad? {
         state.withLockedValue { $0.remoteLoads[key] }
     }
 
@@ -311,8 +315,9 @@ final class ClusterDirectory: Sendable {
             loads.isEmpty
             ? [["DEL", loadKey]]
             : [
-                ["HSET", loadKey + ":next"] + loads.flatMap { [$0.key.description, "\($0.value)"] },
-                ["RENAME", loadKey + ":next", loadKey], ["PEXPIRE", loadKey, ttl],
+                ["DEL", loadKey + ":next"],
+                ["HSET", loadKey + ":next"] + loads.flatMap { [$0.key.description, $0.value.text] },
+                ["PEXPIRE", loadKey + ":next", ttl], ["RENAME", loadKey + ":next", loadKey],
             ]
         let sent = MonotonicClock.nowMs()
         let replies = try redis.pipeline(
@@ -334,7 +339,7 @@ final class ClusterDirectory: Sendable {
         let others = nodeIDs.filter { $0 != settings.nodeID }
         // A node whose key expired between the two reads has no load: it is left out.
         var values: [RedisReply] = []
-        var remoteLoads: [AgentKey: UInt32] = [:]
+        var remoteLoads: [AgentKey: ReportedLoad] = [:]
         if !keys.isEmpty {
             let read = try redis.pipeline([["MGET"] + keys] + others.map { ["HGETALL", prefix + "load:" + $0] })
             guard case .array(let loads) = read[0] else {
@@ -344,7 +349,7 @@ final class ClusterDirectory: Sendable {
             for case .array(let fields) in read.dropFirst() {
                 for pair in stride(from: 0, to: fields.count - 1, by: 2) {
                     guard let key = fields[pair].text.flatMap(AgentKey.init(field:)),
-                        let load = fields[pair + 1].text.flatMap(UInt32.init)
+                        let load = fields[pair + 1].text.flatMap(ReportedLoad.init(text:))
                     else { continue }
                     remoteLoads[key] = load
                 }
@@ -397,12 +402,24 @@ final class ClusterDirectory: Sendable {
         """
 
     /// Returns the node hash field ARGV[1] names if that node lives (its key, ARGV[3] followed by its
-    /// id, exists), else sets the field to node ARGV[2] and returns it.
+    /// id, exists), else sets the field to node ARGV[2] and returns it; nil if node ARGV[2] itself
+    /// is not live (its key expired: it must not take a home). The node keys are not passed as
+    /// KEYS: this runs on a single Redis, not Redis Cluster.
     private static let claimScript = """
+        if redis.call('EXISTS', ARGV[3] .. ARGV[2]) == 0 then return false end
         local home = redis.call('HGET', KEYS[1], ARGV[1])
         if home and redis.call('EXISTS', ARGV[3] .. home) == 1 then return home end
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         return ARGV[2]
+        """
+
+    /// Removes every field of the hash that names node ARGV[1].
+    private static let forsakeScript = """
+        local fields = redis.call('HGETALL', KEYS[1])
+        for i = 1, #fields, 2 do
+            if fields[i + 1] == ARGV[1] then redis.call('HDEL', KEYS[1], fields[i]) end
+        end
+        return 0
         """
 
     /// Removes field ARGV[1] if node ARGV[2] still holds it.

@@ -140,11 +140,11 @@ public final class ClusterNode: Sendable {
         directory.claimContexts(of: tenant, then: then)
     }
 
-    public func remoteLoad(of key: AgentKey) -> UInt32? { directory.remoteLoad(of: key) }
+    public func remoteLoad(of key: AgentKey) -> ReportedLoad? { directory.remoteLoad(of: key) }
 
     public func start(
         inbox: @escaping @Sendable (ClusterRecord) -> Void, load: @escaping @Sendable () -> ClusterMember.Load,
-        capable: @escaping @Sendable () -> [AgentKey: UInt32]
+        capable: @escaping @Sendable () -> [AgentKey: ReportedLoad]
     ) {
         directory.report(load, capable: capable)
         let ready = ConditionLock(value: 0)

@@ -117,6 +117,8 @@ final class KafkaConsumer {
                 message: "invalid Kafka topic \(name): \(String(nulTerminated: error))", connectionLost: false)
         }
         defer { rd_kafka_NewTopic_destroy(newTopic) }
+        // Records as large as the consumer reads (a broker's default is about 1 MiB).
+        _ = rd_kafka_NewTopic_set_config(newTopic, "max.message.bytes", "\(maxRecordBytes)")
         let queue = rd_kafka_queue_new(handle)
         defer { rd_kafka_queue_destroy(queue) }
         var topics: [OpaquePointer?] = [newTopic]

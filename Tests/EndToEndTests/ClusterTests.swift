@@ -527,7 +527,8 @@ extension SidecarTests {
         }
 
         /// A capability target goes to the least loaded ready agent of the whole cluster: one on
-        /// another node when the sender's node's own is busier, this node's on a tie.
+        /// another node when the sender's node's own is busier, this node's on a tie, and never one
+        /// that its node reports not ready.
         @Test func aCapabilityGoesToTheLeastLoadedAgentOfTheCluster() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(2) { nodes in
@@ -539,7 +540,8 @@ extension SidecarTests {
                 let cluster = try #require(nodes[0].server.supervisor.cluster)
                 try await Sidecars.eventually("node 0 to know w1 offers work and is idle") {
                     let offered = try await alice.discover(capability: "work").agents.count == 2
-                    return offered && cluster.remoteLoad(of: AgentKey(tenant: tenant, agentID: "w1")) == 0
+                    return offered
+                        && cluster.remoteLoad(of: AgentKey(tenant: tenant, agentID: "w1")) == .ready(inFlight: 0)
                 }
                 let tie = try await alice.send(to: .capability("work"), ByteBuffer(string: "tie"))
                 #expect(tie.outcome == .delivered)
@@ -548,6 +550,15 @@ extension SidecarTests {
                 let job = try await alice.send(to: .capability("work"), ByteBuffer(string: "job"))
                 #expect(job.outcome == .delivered)
                 #expect(String(buffer: try await workers[1].nextDelivery().payload) == "job")
+                // w1 says it is busy and w0 leaves: no ready agent offers work anywhere.
+                try await workers[1].connection.send(.heartbeat(Heartbeat(readiness: .busy)))
+                await workers[0].connection.close()
+                try await Sidecars.eventually("node 0 to hear that w1 is busy") {
+                    cluster.remoteLoad(of: AgentKey(tenant: tenant, agentID: "w1")) == .notReady
+                }
+                await expectBusError(.noCapableAgent) {
+                    _ = try await alice.send(to: .capability("work"), ByteBuffer(string: "nobody"))
+                }
                 for worker in workers { await worker.connection.close() }
                 await alice.close()
             }
