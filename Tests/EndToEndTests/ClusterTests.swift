@@ -472,6 +472,10 @@ extension SidecarTests {
                         && listed.map { $0["sessions"] as? Int } == [0, 1]
                 }
                 #expect(try await admin.get("/api/v1/agents/bob").json["node"] as? String == "n1")
+                // The document's declaration of the cluster's view holds for a real cluster's answers.
+                let status = try await SidecarTests.AdminSchemaTests.schemathesis(
+                    port: admin.port, token: try #require(admin.token), ["--include-operation-id", "clusterNodes"])
+                #expect(status == 0, "GET /api/v1/cluster does not match openapi.yaml (the report is above)")
                 let metrics = try await admin.get("/metrics").text
                 #expect(metrics.contains("acb_cluster_nodes{node=\"n0\"} 2"))
                 #expect(metrics.contains("acb_agents_online{node=\"n0\"} 0"))
