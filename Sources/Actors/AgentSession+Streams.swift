@@ -168,32 +168,50 @@ extension AgentSession {
                 }
             }
         }
-        guard
-            let parked = supervisor.streams.take(
-                owner: identity.key, streamID: resume.streamID,
-                now: MonotonicClock.nowMs())
-        else {
+        if let parked = supervisor.streams.take(
+            owner: identity.key, streamID: resume.streamID, now: MonotonicClock.nowMs())
+        {
+            let spool = parked.spool
+            // A failed write leaves the assembly short, which END reports, so failures need no path here.
+            let ready = parked.chain.hop(to: channel.eventLoop).recover { _ in }.map { spool.rewind() }
+            return resumeUpload(spool, ready: ready, ref: resume.ref)
+        }
+        guard supervisor.cluster != nil else {
             return fail(resume.ref, BusError(.unknownStream, "no stream \(resume.streamID) to resume"))
         }
-        let spool = parked.spool
-        // The upload takes chunks again only once the old connection's writes are done and it is
-        // rewound; chunks that come meanwhile (pipelined behind this frame) are held until then.
-        // A failed write leaves the assembly short, which END reports, so failures need no path here.
-        let ready = parked.chain.hop(to: channel.eventLoop).recover { _ in }.map { spool.rewind() }
-        uploads[resume.streamID] = ActiveUpload(spool: spool, chain: ready, held: [])
-        ready.whenComplete { [self] _ in
+        // In a cluster, the upload may be parked on the node of the connection that broke: that
+        // node hands it over (Supervisor+ClusterResume), the session's frames held until it says so.
+        let (owner, streamID) = (identity.key, resume.streamID)
+        holding({ found in supervisor.fetchUpload(owner: owner, streamID: streamID, found: found) }) { session, found in
+            guard let found else {
+                return session.fail(resume.ref, BusError(.unknownStream, "no stream \(streamID) to resume"))
+            }
+            session.resumeUpload(found.spool, ready: found.arrived.hop(to: session.channel.eventLoop), ref: resume.ref)
+        }
+    }
+
+    /// Takes an upload back (parked, or handed over by another node): it takes chunks again only
+    /// once `ready` (the writes its old connection left are done, or the chunks another node held
+    /// are here), and chunks that come meanwhile (pipelined behind the STREAM_RESUME) are held until
+    /// then. If `ready` fails, the upload is dropped and the resume answered `unknown_stream`.
+    private func resumeUpload(_ spool: UploadSpool, ready: EventLoopFuture<Void>, ref: UInt64) {
+        let streamID = spool.open.streamID
+        uploads[streamID] = ActiveUpload(spool: spool, chain: ready, held: [])
+        ready.whenComplete { [self] result in
             assumeIsolated { session in
                 // A session that closed meanwhile parked the upload again (unless it was aborted).
                 guard session.state != .closed else { return }
-                guard let held = session.uploads[resume.streamID]?.held,
-                    session.uploads[resume.streamID]?.spool === spool
-                else {
-                    session.fail(
-                        resume.ref, BusError(.unknownStream, "stream \(resume.streamID) was aborted before it resumed"))
+                guard let held = session.uploads[streamID]?.held, session.uploads[streamID]?.spool === spool else {
+                    session.fail(ref, BusError(.unknownStream, "stream \(streamID) was aborted before it resumed"))
                     return session.flush()
                 }
-                session.uploads[resume.streamID]?.held = nil
-                session.writeStatus(spool, ref: resume.ref)
+                if case .failure(let error) = result {
+                    session.discardUpload(streamID)
+                    session.fail(ref, BusError(.unknownStream, "stream \(streamID) could not be taken over: \(error)"))
+                    return session.flush()
+                }
+                session.uploads[streamID]?.held = nil
+                session.writeStatus(spool, ref: ref)
                 for frame in held {
                     switch frame {
                     case .streamChunk(let chunk): session.handleStreamChunk(chunk)

@@ -2,13 +2,14 @@ import Bus
 import NIOCore
 import NIOPosix
 
-/// One stream on its way to another node, a part (1 MiB) at a time: each read from the spool file
-/// on the thread pool, and handed to Kafka once the one before was taken, so at most one part per
-/// stream waits in memory.
+/// One spooled stream on its way to another node, a part (512 KiB) at a time: each read from the
+/// spool file on the thread pool, and handed to Kafka once the one before was taken, so at most one
+/// part per stream waits in memory.
 final class StreamRelay: Sendable {
     /// Under the 1 MiB a Kafka broker takes per record by default, with room for the record's fields.
     static let partBytes: UInt64 = 512 << 10
 
+    /// Each part is this record with the part's number (`count`) and bytes (`payload`).
     let template: ClusterRecord
     let file: SpoolFile
     let total: UInt64
@@ -41,7 +42,6 @@ final class StreamRelay: Sendable {
             guard state == .active else { return failed(BusError(.shuttingDown, "the bus is shutting down")) }
             do throws(BusError) {
                 var record = template
-                record.kind = .streamPart
                 record.count = index
                 record.payload = try file.read(
                     count: Int(min(Self.partBytes, total - offset)), at: offset, allocator: ByteBufferAllocator())

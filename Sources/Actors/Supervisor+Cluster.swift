@@ -62,6 +62,12 @@ extension Supervisor {
             receiveStream(record)
         case .streamDelivered:
             streamDelivered(record)
+        case .uploadFetch:
+            handOverUpload(record)
+        case .uploadFound:
+            uploadFound(record)
+        case .uploadPart:
+            receiveHandedPart(record)
         case .receiverFull:
             let now = MonotonicClock.nowMs()
             fullReceivers.withLock { full in

@@ -29,8 +29,11 @@ extension Supervisor {
         let record = ClusterRecord(
             kind: .streamOpen, node: cluster.nodeID, tenant: from.tenant, to: agentID, from: from.agentID,
             correlationID: number, payload: frame)
+        var part = record
+        part.kind = .streamPart
+        part.payload = ByteBuffer()
         let relay = StreamRelay(
-            template: record, file: file, total: open.totalSize, cluster: cluster, node: node, pool: threadPool,
+            template: part, file: file, total: open.totalSize, cluster: cluster, node: node, pool: threadPool,
             failed: { [self] error in streamRelays.take(number)?(error) },
             sent: { [self] in
                 MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: Self.streamRelayAnswerTimeout) {

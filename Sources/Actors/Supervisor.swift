@@ -42,6 +42,10 @@ public actor Supervisor {
     /// Streams other nodes relay to this node's agents, being written to spool files, by
     /// `<node>/<number>`.
     let incomingStreams = Mutex<[String: IncomingStream]>([:])
+    /// Uploads this node asked the other nodes for (an agent resumed here one parked elsewhere).
+    let uploadFetches = PendingAnswers<Handover?>(capacity: IncomingStream.most)
+    /// Uploads other nodes hand over to this one, being written to spool files, by number.
+    let handedUploads = Mutex<[UInt64: HandedUpload]>([:])
     /// Agents on other nodes found full there, until when SENDs to them are refused (monotonic ms).
     let fullReceivers = Mutex<[AgentKey: UInt64]>([:])
     public nonisolated let logger: Logger
@@ -131,6 +135,7 @@ public actor Supervisor {
             if cluster != nil {
                 remoteRequests.expire(now: WallClock.nowMs())
                 expireIncomingStreams(now: now)
+                expireHandedUploads(now: now)
             }
             if let shared { shared.online(routing.all.map(\.identity.key)) }
             saveSnapshotIfChanged()

@@ -46,10 +46,17 @@ public final class UploadSpool: Sendable {
     func store(_ data: ByteBuffer, at offset: UInt64, pool: NIOThreadPool, loop: any EventLoop) -> EventLoopFuture<Void>
     {
         pool.runIfActive(eventLoop: loop) { [self] in
-            try file.write(data, at: offset)
-            hasher.withLockedValue { hasher in data.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
+            try append(data, at: offset)
             progress.withLockedValue { $0.stored(length: data.readableBytes) }
         }
+    }
+
+    /// Writes and hashes `data` at `offset`, blocking: the bytes that follow those hashed so far.
+    /// Chunks go through ``store(_:at:pool:loop:)``; the parts of an upload another node handed
+    /// over (its assembly restored up front) come straight here.
+    func append(_ data: ByteBuffer, at offset: UInt64) throws(BusError) {
+        try file.write(data, at: offset)
+        hasher.withLockedValue { hasher in data.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
     }
 
     /// The connection broke: chunks not yet stored must be sent again after resume.

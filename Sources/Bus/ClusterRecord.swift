@@ -59,6 +59,17 @@ public struct ClusterRecord: Sendable, Equatable {
         /// stored for it instead. The receiving node refuses SENDs to it with `overloaded` for
         /// `count` ms, as the agent's own node would.
         case receiverFull = 19
+        /// Agent `from` resumes its upload `subject` at the sending node: the receiving node hands
+        /// it over if it holds it parked (its connection broke there), answering with an
+        /// `uploadFound` under `correlationID`.
+        case uploadFetch = 20
+        /// The answer to `uploadFetch` `correlationID` of the receiving node: `payload` is the
+        /// upload's STREAM_OPEN frame and `count` its chunks stored, whose bytes follow in
+        /// `uploadPart` records; or, `payload` empty, the sending node holds no such upload.
+        case uploadFound = 21
+        /// Part `count` (from 0, 512 KiB each) of the upload handed over under `correlationID` of
+        /// the receiving node: `payload`.
+        case uploadPart = 22
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

@@ -65,6 +65,14 @@ public struct StreamAssembly: Sendable, Equatable {
         storedBytes += UInt64(length)
     }
 
+    /// Takes chunks `0..<count` as stored already (an upload another node held, its chunks
+    /// copied here). - Throws: ``ErrorCode/invalidArgument`` past the last chunk.
+    public mutating func restore(storedChunks count: UInt32) throws(BusError) {
+        guard count <= chunkCount else { throw BusError(.invalidArgument, "chunk \(count) is past the end") }
+        (nextIndex, storedIndex) = (count, count)
+        storedBytes = min(totalSize, UInt64(count) * UInt64(chunkSize))
+    }
+
     /// The connection broke: chunks received but not stored must be sent again.
     public mutating func rewindToStored() {
         nextIndex = storedIndex

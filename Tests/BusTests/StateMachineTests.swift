@@ -134,6 +134,17 @@ import Testing
         #expect(try assembly.receive(index: 1, length: 10) == .store(offset: 10))
     }
 
+    @Test func anUploadHandedOverStartsAfterTheChunksItHad() throws {
+        var assembly = try StreamAssembly(totalSize: 25, chunkSize: 10, maxChunkSize: 10, maxTotalSize: 100)
+        try assembly.restore(storedChunks: 2)
+        #expect(assembly.storedIndex == 2 && assembly.nextIndex == 2 && assembly.storedBytes == 20)
+        #expect(try assembly.receive(index: 1, length: 10) == .duplicate)
+        #expect(try assembly.receive(index: 2, length: 5) == .store(offset: 20))
+        try assembly.restore(storedChunks: 3)
+        #expect(assembly.isComplete && assembly.storedBytes == 25)
+        #expect(throws: BusError.self) { try assembly.restore(storedChunks: 4) }
+    }
+
     @Test func aSenderThatOutrunsStorageIsRefused() throws {
         var assembly = try StreamAssembly(totalSize: 1000, chunkSize: 1, maxChunkSize: 1, maxTotalSize: 1000)
         for index in 0..<Limits.maxChunksInFlight { _ = try assembly.receive(index: index, length: 1) }

@@ -1,6 +1,7 @@
 import ACBClient
 import Actors
 import Bus
+import Crypto
 import Foundation
 import Gateway
 import NIOConcurrencyHelpers
@@ -423,6 +424,88 @@ extension SidecarTests {
                     try? FileManager.default.removeItem(atPath: stream.path)
                 }
                 await alice.close()
+                await bob.close()
+            }
+        }
+
+        /// An upload whose connection broke on one node is resumed on another: the node it was
+        /// parked on hands over the chunks it stored, the upload goes on from there, and the
+        /// receiver (on the first node) gets it whole. A resume nobody holds is `unknown_stream`.
+        /// With `seenBroken` false the first node has not seen the connection break: the new
+        /// session takes over, and the handover waits until the old one has closed.
+        @Test(arguments: [true, false]) func anUploadIsResumedOnAnotherNode(seenBroken: Bool) async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2, configure: { $0.supervisor.limits.chunkSize = 256 << 10 }) { nodes in
+                let bob = try await nodes[0].client("bob", tenant: tenant)
+                try await Sidecars.eventually("node 1 to know bob's node") {
+                    nodes[1].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) != nil
+                }
+                let chunk = 256 << 10
+                let payload = ByteBuffer(bytes: (0..<(10 * chunk + 1_000)).map { UInt8(truncatingIfNeeded: $0 &* 29) })
+                func chunks(_ range: Range<Int>) -> [Frame] {
+                    range.map { index in
+                        let data = payload.getSlice(
+                            at: index * chunk, length: min(chunk, payload.readableBytes - index * chunk))!
+                        return .streamChunk(StreamChunk(streamID: "big", index: UInt32(index), data: data))
+                    }
+                }
+                let token = try await nodes[0].token("alice", tenant: tenant)
+                var first = try await RawAgent.connect(port: nodes[0].port, token: token)
+                try await first.connection.send(
+                    .streamOpen(
+                        StreamOpen(
+                            ref: 1, streamID: "big", target: .agent("bob"), totalSize: UInt64(payload.readableBytes),
+                            chunkSize: UInt32(chunk), sha256: Array(SHA256.hash(data: Data(payload.readableBytesView))))
+                    ))
+                for frame in chunks(0..<6) { try await first.connection.send(frame) }
+                var stored: UInt32 = 0
+                while stored < 6 {
+                    guard case .streamStatus(let status) = try await first.connection.read() else {
+                        Issue.record("expected STREAM_STATUS"); return
+                    }
+                    stored = status.nextIndex
+                }
+                if seenBroken {
+                    await first.connection.close()
+                    try await Sidecars.eventually("node 0 to park the upload") {
+                        nodes[0].server.supervisor.streams.count == 1
+                    }
+                }
+
+                var second = try await RawAgent.connect(port: nodes[1].port, token: token)
+                try await second.connection.send(.streamResume(StreamRef(ref: 2, streamID: "nothing")))
+                guard case .error(let unknown) = try await second.connection.read() else {
+                    Issue.record("expected ERROR"); return
+                }
+                #expect(unknown.ref == 2 && unknown.error.code == .unknownStream)
+                try await second.connection.send(.streamResume(StreamRef(ref: 3, streamID: "big")))
+                guard case .streamStatus(let resumed) = try await second.connection.read() else {
+                    Issue.record("expected STREAM_STATUS"); return
+                }
+                #expect(resumed.ref == 3 && resumed.nextIndex == 6 && resumed.bytes == UInt64(6 * chunk))
+                #expect(nodes[0].server.supervisor.streams.count == 0, "handed over, not parked there any more")
+                // Chunk 5 again (a duplicate, ignored), then the rest.
+                for frame in chunks(5..<11) { try await second.connection.send(frame) }
+                try await second.connection.send(.streamEnd(StreamEnd(ref: 4, streamID: "big")))
+                var answer = try await second.connection.read()
+                while case .streamStatus = answer { answer = try await second.connection.read() }
+                guard case .ok(let ok) = answer else {
+                    Issue.record("expected OK, got \(String(describing: answer))"); return
+                }
+                #expect(ok.ref == 4 && ok.outcome == .delivered)
+                var streams = bob.streams.makeAsyncIterator()
+                let stream = try await streams.take()
+                #expect(stream.from == "alice" && stream.streamID == "big")
+                #expect(FileManager.default.contents(atPath: stream.path) == Data(payload.readableBytesView))
+                try? FileManager.default.removeItem(atPath: stream.path)
+                if !seenBroken {
+                    guard case .goAway(let replaced) = try await first.connection.read() else {
+                        Issue.record("expected GOAWAY"); return
+                    }
+                    #expect(replaced.code == .replaced)
+                    await first.connection.close()
+                }
+                await second.connection.close()
                 await bob.close()
             }
         }
