@@ -180,11 +180,17 @@ public actor Supervisor {
     nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
         let key = session.identity.key
         session.bucket?.release()
-        let movedAway = session.movedAway.load(ordering: .relaxed)
-        if movedAway { storeMoved(orphans, of: key) }
+        var orphans = orphans
+        if session.movedAway.load(ordering: .relaxed) {
+            storeMoved(orphans, of: key)
+            orphans = []
+        } else if cluster != nil, routing.session(for: key).map({ $0 === session }) ?? true {
+            // No session of the agent here took over: it may come back on any node, where only
+            // what is stored reaches it. Its streams wait here (they do not move between nodes).
+            orphans = storeMoved(messagesOf: orphans, of: key)
+        }
         for (agent, envelope) in routing.detach(
-            session, patterns: patterns, orphans: movedAway ? [] : orphans,
-            now: MonotonicClock.nowMs())
+            session, patterns: patterns, orphans: orphans, now: MonotonicClock.nowMs())
         {
             deadLetter(envelope, to: agent, reason: .offline)
         }

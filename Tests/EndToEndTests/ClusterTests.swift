@@ -211,6 +211,25 @@ extension SidecarTests {
             }
         }
 
+        /// A message delivered to an agent that disconnected before it acknowledged it is delivered
+        /// again when the agent comes back on another node: its old node stores it for the agent.
+        @Test func aMessageNotAcknowledgedFollowsItsAgentToAnotherNode() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                let (alice, first) = try await Self.pair(nodes, tenant: tenant)
+                var bob = first
+                _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "unacknowledged"))
+                #expect(String(buffer: try await bob.nextDelivery().payload) == "unacknowledged")
+                await bob.connection.close()
+                bob = try await RawAgent.connect(
+                    port: nodes[0].port, token: try await nodes[0].token("bob", tenant: tenant))
+                let again = try await bob.nextDelivery()
+                #expect(String(buffer: again.payload) == "unacknowledged")
+                await alice.close()
+                await bob.connection.close()
+            }
+        }
+
         /// An agent's session is live on one node only: a newer one on another node ends the older,
         /// and what the older one held unacknowledged (a plain message and a durable one) comes to
         /// the newer.
