@@ -38,9 +38,15 @@ extension AgentSession {
             guard patterns[command.pattern] != nil || patterns.count < Limits.maxListCount else {
                 throw BusError(.overloaded, "at most \(Limits.maxListCount) subscriptions per session")
             }
-            patterns[command.pattern] = tokens
+            let added = patterns.updateValue(tokens, forKey: command.pattern) == nil
             supervisor.routing.subscribe(tenant: identity.tenant, pattern: tokens, number: number)
-            write(.ok(Ok(ref: command.ref)))
+            guard added, let interest = supervisor.interest else { return write(.ok(Ok(ref: command.ref))) }
+            // In a cluster, the OK waits until the other nodes are told (their PUBLISHes then come
+            // here), with the session's later frames held.
+            let (tenant, pattern) = (identity.tenant, command.pattern)
+            holding({ told in interest.subscribed(tenant: tenant, pattern: pattern) { told(()) } }) { session, _ in
+                session.write(.ok(Ok(ref: command.ref)))
+            }
         } catch {
             fail(command.ref, error)
         }
@@ -56,6 +62,7 @@ extension AgentSession {
             return fail(command.ref, BusError(.invalidArgument, "not subscribed to \(command.pattern)"))
         }
         _ = supervisor.routing.unsubscribe(tenant: identity.tenant, pattern: tokens, number: number)
+        supervisor.interest?.unsubscribed(tenant: identity.tenant, pattern: command.pattern)
         write(.ok(Ok(ref: command.ref)))
     }
 }

@@ -68,6 +68,8 @@ extension Supervisor {
             uploadFound(record)
         case .uploadPart:
             receiveHandedPart(record)
+        case .interest, .interestSet, .interestApplied:
+            interest?.receive(record)
         case .receiverFull:
             let now = MonotonicClock.nowMs()
             fullReceivers.withLock { full in

@@ -63,21 +63,21 @@ extension Supervisor {
 
     private nonisolated func handOverUpload(_ asked: ClusterRecord, of owner: AgentKey) {
         guard let cluster else { return }
-        var answer = ClusterRecord(
+        let none = ClusterRecord(
             kind: .uploadFound, node: cluster.nodeID, tenant: asked.tenant, from: asked.from,
             correlationID: asked.correlationID)
         guard let parked = streams.take(owner: owner, streamID: asked.subject, now: MonotonicClock.nowMs()) else {
-            return cluster.forward(answer, to: asked.node) { _ in }
+            return cluster.forward(none, to: asked.node) { _ in }
         }
         parked.chain.whenComplete { [self] _ in
             let spool = parked.spool
             spool.rewind()
             let assembly = spool.assembly
+            var answer = none
             answer.count = assembly.storedIndex
             Frame.streamOpen(spool.open).encode(into: &answer.payload)
-            var part = answer
+            var part = none
             part.kind = .uploadPart
-            part.payload = ByteBuffer()
             // What fails on the way makes the resuming node's handover time out: the agent uploads
             // again from the start.
             let relay = StreamRelay(

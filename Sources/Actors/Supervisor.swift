@@ -29,6 +29,8 @@ public actor Supervisor {
     public nonisolated let shared: (any SharedState)?
     /// The other nodes of this node's cluster, if it is in one (docs/cluster.md).
     public nonisolated let cluster: (any ClusterLink)?
+    /// The topic patterns each node of the cluster subscribes to (nil outside a cluster).
+    nonisolated let interest: ClusterInterest?
     /// Requests from other nodes that this node's agents are answering.
     let remoteRequests: RemoteRequests
     /// Tenants whose contexts' home this node is settling, with who waits for the answer; and
@@ -86,6 +88,7 @@ public actor Supervisor {
         self.store = store
         self.shared = shared
         self.cluster = cluster
+        self.interest = cluster.map { ClusterInterest(cluster: $0, loop: MultiThreadedEventLoopGroup.singleton.any()) }
         self.remoteRequests = RemoteRequests(capacity: configuration.remoteRequestCapacity)
         self.contextWrites = PendingAnswers(capacity: configuration.remoteRequestCapacity)
         self.streamRelays = PendingAnswers(capacity: IncomingStream.most)
@@ -136,6 +139,7 @@ public actor Supervisor {
                 remoteRequests.expire(now: WallClock.nowMs())
                 expireIncomingStreams(now: now)
                 expireHandedUploads(now: now)
+                interest?.refresh(now: now)
             }
             if let shared { shared.online(routing.all.map(\.identity.key)) }
             saveSnapshotIfChanged()
@@ -180,6 +184,9 @@ public actor Supervisor {
     nonisolated func retire(_ session: AgentSession, patterns: [[Substring]], orphans: [Envelope]) {
         let key = session.identity.key
         session.bucket?.release()
+        for pattern in patterns {
+            interest?.unsubscribed(tenant: key.tenant, pattern: pattern.joined(separator: "."))
+        }
         var orphans = orphans
         if session.movedAway.load(ordering: .relaxed) {
             storeMoved(orphans, of: key)

@@ -70,6 +70,15 @@ public struct ClusterRecord: Sendable, Equatable {
         /// Part `count` (from 0, 512 KiB each) of the upload handed over under `correlationID` of
         /// the receiving node: `payload`.
         case uploadPart = 22
+        /// The sending node now has sessions subscribed to pattern `subject` of the tenant
+        /// (`status` 1, answered by an `interestApplied` with the same `correlationID`), or none
+        /// any more (0).
+        case interest = 23
+        /// Every pattern the sending node's sessions subscribe to: `payload` holds, for each, the
+        /// tenant and the pattern (`str` each). `status` 1 asks for the receiving node's in return.
+        case interestSet = 24
+        /// The sending node applied `interest` record `correlationID` of the receiving node.
+        case interestApplied = 25
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

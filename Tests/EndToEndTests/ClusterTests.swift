@@ -1,5 +1,4 @@
 import ACBClient
-import Actors
 import Bus
 import Crypto
 import Foundation
@@ -8,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 
+@testable import Actors
 @testable import Persistence
 
 /// Several buses in one cluster (docs/cluster.md) on the sidecars `make test` started: agents on
@@ -303,6 +303,41 @@ extension SidecarTests {
                     await receivers[index].connection.close()
                 }
                 await alice.close()
+            }
+        }
+
+        /// A PUBLISH goes only to the nodes with a subscriber whose pattern matches. A SUBSCRIBE
+        /// is answered once every node knows of it, so a PUBLISH on another node right after the OK
+        /// reaches it; once it unsubscribes, its node gets none.
+        @Test func aPublishGoesOnlyToNodesWithAMatchingSubscriber() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(3) { nodes in
+                let publisher = try await nodes[0].client("publisher", tenant: tenant)
+                let reader = try await nodes[1].client("reader", tenant: tenant)
+                let idle = try await nodes[2].client("idle", tenant: tenant)
+                guard let interest = nodes[0].server.supervisor.interest else {
+                    Issue.record("a node of a cluster keeps the nodes' subscriptions"); return
+                }
+                func targets(_ topic: String) -> [String] {
+                    interest.nodes(for: tenant, topic: topic, candidates: ["n1", "n2"]).sorted()
+                }
+                try await Sidecars.eventually("node 0 to have the other nodes' subscriptions") {
+                    targets("news.a").isEmpty
+                }
+                try await reader.subscribe("news.>")
+                #expect(targets("news.a") == ["n1"] && targets("weather.a").isEmpty)
+                #expect(try await publisher.publish(topic: "news.a", ByteBuffer(string: "first")) == 1)
+                var readings = reader.deliveries.makeAsyncIterator()
+                #expect(await readings.next()?.text == "first")
+                #expect(try await publisher.publish(topic: "weather.a", ByteBuffer(string: "nobody")) == 0)
+                try await reader.unsubscribe("news.>")
+                try await Sidecars.eventually("node 1's subscription to be gone from node 0") {
+                    targets("news.a").isEmpty
+                }
+                #expect(try await publisher.publish(topic: "news.b", ByteBuffer(string: "nobody")) == 0)
+                await publisher.close()
+                await reader.close()
+                await idle.close()
             }
         }
 
