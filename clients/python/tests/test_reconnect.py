@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPOSITORY, Bus, Connect, eventually, mint_token, start_bus, take
+from conftest import REPOSITORY, Bus, Connect, eventually, mint_token, require_postgres, start_bus, take
 
 import acb
 from acb._frames import Welcome
@@ -369,3 +370,46 @@ async def test_heartbeats_keep_an_idle_session_alive(tenant: str) -> None:
             assert session_of(idle) == session
     finally:
         running.stop()
+
+
+async def test_a_client_moves_on_to_another_node_of_its_cluster_when_its_node_dies(tenant: str) -> None:
+    """Two nodes of a cluster (docs/cluster.md): a client that knows both goes on on the second when
+    the first is killed, and its sends reach an agent there; a client whose first address is dead
+    connects to the next."""
+    require_postgres("a cluster of buses")
+    name = f"py-{uuid.uuid4().hex[:8]}"
+    nodes = [start_bus("--cluster", name, "--node-id", f"n{index}") for index in range(2)]
+    try:
+        second = ("127.0.0.1", nodes[1].port)
+        bob = await acb.connect(*second, token=mint_token("bob", tenant))
+        alice = await acb.connect(
+            "127.0.0.1", nodes[0].port, other_nodes=[second], token=mint_token("alice", tenant), initial_backoff=0.05
+        )
+        async with bob, alice:
+
+            async def routed() -> bool:
+                try:
+                    outcome = await alice.send("bob", "warm")
+                except acb.ACBError:
+                    return False
+                return outcome is not None and outcome.outcome == acb.Outcome.DELIVERED
+
+            await eventually(routed)
+            session = session_of(alice)
+            await asyncio.to_thread(nodes[0].crash)
+            await reconnected(alice, session)
+            assert session_of(alice).session_id > 0
+            await alice.send("bob", "from the second node")
+            async with acb.connect(
+                "127.0.0.1", nodes[0].port, other_nodes=[second], token=mint_token("carol", tenant)
+            ) as carol:
+                await carol.send("bob", "from carol")
+            texts: list[str] = []
+            deliveries = bob.deliveries()
+            while "from carol" not in texts:
+                texts.append((await asyncio.wait_for(anext(deliveries), 20)).text)
+            assert [text for text in texts if text != "warm"] == ["from the second node", "from carol"]
+    finally:
+        for node in nodes:
+            node.stop()
+            shutil.rmtree(node.directory, ignore_errors=True)

@@ -11,7 +11,7 @@ import ssl
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -67,6 +67,9 @@ class Options:
 
     host: str = "127.0.0.1"
     port: int = 7400
+    #: Further nodes of the bus's cluster (docs/cluster.md), as (host, port): when a connect fails,
+    #: the client tries the next address in turn (`host`:`port` first, then these).
+    other_nodes: tuple[tuple[str, int], ...] = ()
     token: TokenSource | None = None
     credentials: Credentials | None = None
     tls: ssl.SSLContext | None = None
@@ -123,6 +126,8 @@ class Client:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        #: Which of the addresses (`host`:`port`, then `other_nodes`) the client connects to now.
+        self._address = 0
         self._streams = StreamHub(self)
         self.contexts: Contexts = Contexts(self)
         """Shared contexts: write, read, list and watch them (section 5.13)."""
@@ -130,13 +135,31 @@ class Client:
 
     # MARK: connecting
 
+    @property
+    def _addresses(self) -> list[tuple[str, int]]:
+        return [(self.options.host, self.options.port), *self.options.other_nodes]
+
     async def _start(self) -> Client:
-        await self._establish()
+        # Each address once, in turn, before giving up.
+        for attempt in range(len(self._addresses)):
+            try:
+                await self._establish()
+                break
+            except OSError:
+                if attempt == len(self._addresses) - 1:
+                    raise
         return self
 
     async def _establish(self) -> None:
+        """Connects to the current address; one that cannot be reached (or drops the connection
+        before WELCOME) makes the next address the current one."""
         options = self.options
-        connection = await Connection.open(self, options.host, options.port, options.tls, options.server_hostname)
+        host, port = self._addresses[self._address % len(self._addresses)]
+        try:
+            connection = await Connection.open(self, host, port, options.tls, options.server_hostname)
+        except OSError:
+            self._address += 1
+            raise
         try:
             token = await self._token(connection)
             answers: list[asyncio.Future[f.Frame]] = []
@@ -284,24 +307,35 @@ class Client:
         return not isinstance(error, ProtocolError)
 
     async def _reconnect(self) -> None:
+        """Connects again after a pause, doubled after each round that failed. In a round every
+        address is tried once, one after the other: a node that cannot be reached (it died) hands
+        over to the next at once; an answer of the bus (a refused token) ends the round."""
         options = self.options
         backoff = options.initial_backoff
         while not self._closed:
             await asyncio.sleep(backoff * (0.5 + random.random() / 2))
-            refreshing = self._refresh_token is not None
-            try:
-                await self._establish()
-                log.info("reconnected to the bus")
-                return
-            except AuthenticationError as error:
-                if not refreshing:
-                    self._fail(error)  # the token, or the secret itself, is refused
+            for _ in self._addresses:
+                refreshing = self._refresh_token is not None
+                try:
+                    await self._establish()
+                    log.info("reconnected to the bus")
                     return
-                log.warning("refresh refused (%s); logging in again", error)
-            except (OSError, ACBError) as error:
-                log.debug("reconnect failed: %s", error)
-            except Exception as error:  # the token function failed: try again, as after a network error
-                log.warning("reconnect failed: the token function raised %r", error)
+                except AuthenticationError as error:
+                    if not refreshing:
+                        self._fail(error)  # the token, or the secret itself, is refused
+                        return
+                    log.warning("refresh refused (%s); logging in again", error)
+                    break
+                except OSError as error:
+                    log.debug("reconnect failed: %s", error)
+                except ACBError as error:
+                    log.debug("reconnect failed: %s", error)
+                    break
+                except Exception as error:  # the token function failed: try again, as after a network error
+                    log.warning("reconnect failed: the token function raised %r", error)
+                    break
+                if self._closed:
+                    return
             backoff = min(backoff * 2, options.max_backoff)
 
     def _fail(self, error: ACBError) -> None:
@@ -794,6 +828,7 @@ def connect(
     host: str = "127.0.0.1",
     port: int = 7400,
     *,
+    other_nodes: Sequence[tuple[str, int]] = (),
     token: TokenSource | None = None,
     tenant: str | None = None,
     agent_id: str | None = None,
@@ -825,7 +860,8 @@ def connect(
     and `key_file`; or a ready `tls` context. After a lost connection it reconnects (unless
     `reconnect` is False) with backoff from `initial_backoff` doubling to `max_backoff` seconds;
     commands wait up to `reconnect_wait` seconds for the new connection. `keys` (`acb.AgentKeys`)
-    turn on end-to-end encryption (`acb.sealing`).
+    turn on end-to-end encryption (`acb.sealing`). `other_nodes` lists further nodes of the bus's
+    cluster, as (host, port): a connect that fails moves on to the next address in turn.
     """
     if tls is None and (ca_file or cert_file):
         tls = ssl.create_default_context(cafile=ca_file)
@@ -840,6 +876,7 @@ def connect(
         Options(
             host=host,
             port=port,
+            other_nodes=tuple(other_nodes),
             token=token,
             credentials=credentials,
             tls=tls,
