@@ -42,7 +42,7 @@ extension Supervisor {
             guard let node, node == cluster.nodeID, !wasHere else {
                 return settled(tenant, node.map { $0 == cluster.nodeID ? .here : .node($0) })
             }
-            reloadContexts(of: tenant) { [self] read in
+            reloadContexts(of: tenant, claiming: true) { [self] read in
                 contextClaims.withLock { claims in
                     if read { claims.unread.remove(tenant) } else { claims.unread.insert(tenant) }
                 }
@@ -69,12 +69,17 @@ extension Supervisor {
     }
 
     /// Reads `tenant`'s contexts again from storage, on the thread pool, and keeps the versions this
-    /// node lacks; `done` gets whether they were read.
-    nonisolated func reloadContexts(of tenant: String, done: @escaping @Sendable (Bool) -> Void) {
+    /// node lacks; `done` gets whether they were read. `claiming`: this node became their home, and
+    /// first fences the previous home off in storage (its commits from then on are refused), so the
+    /// read sees every commit the previous home will ever make.
+    nonisolated func reloadContexts(
+        of tenant: String, claiming: Bool = false, done: @escaping @Sendable (Bool) -> Void
+    ) {
         guard let storage = contexts.storage else { return done(true) }
         threadPool.submit { [self] state in
             guard state == .active else { return done(false) }
             do {
+                if claiming, let cluster { try storage.claimHome(of: tenant, node: cluster.nodeID) }
                 contexts.apply(try storage.load(tenant: tenant))
                 done(true)
             } catch {

@@ -9,14 +9,16 @@ extension PostgresContextStore {
             seq integer, keep bigint, tenant_id text, context_id text, version bigint, revision bigint,
             owner_id text, kind text, content_type smallint, label text, scope smallint, readers text,
             writers text, metadata text, parents text, source text, checksum bytea, size bigint,
-            created_ms bigint, updated_ms bigint, updated_by text, expires_ms bigint, state smallint, body bytea
+            created_ms bigint, updated_ms bigint, updated_by text, expires_ms bigint, state smallint, body bytea,
+            epoch bigint
         ) ON COMMIT DELETE ROWS
         """
 
     /// The staging table's columns, in the order ``copyData(_:)`` writes them.
     static let stagingColumns = """
         seq, keep, tenant_id, context_id, version, revision, owner_id, kind, content_type, label, scope, readers, \
-        writers, metadata, parents, source, checksum, size, created_ms, updated_ms, updated_by, expires_ms, state, body
+        writers, metadata, parents, source, checksum, size, created_ms, updated_ms, updated_by, expires_ms, state, body, \
+        epoch
         """
 
     /// One simple query, two statements (the prune must see the rows the upsert wrote, which a
@@ -47,6 +49,25 @@ extension PostgresContextStore {
             AND stale.version <= pruned.through
         """
 
+    /// The fence of a cluster's homes (migration 0006): locks the `context_homes` rows of the
+    /// batch's tenants that a home wrote (`epoch` above 0), until the COMMIT, then counts the rows
+    /// whose tenant's home has moved on since (another node claimed it: ``claimHome``).
+    static let fencedRows = """
+        WITH homes AS (
+            SELECT tenant_id, epoch FROM context_homes
+            WHERE tenant_id IN (SELECT tenant_id FROM context_batch WHERE epoch > 0)
+            FOR SHARE)
+        SELECT count(*) FROM context_batch AS batch LEFT JOIN homes USING (tenant_id)
+        WHERE batch.epoch > 0 AND batch.epoch IS DISTINCT FROM homes.epoch
+        """
+
+    /// Makes node `$2` the home of tenant `$1`, with the next epoch, which it returns.
+    static let claimHome = """
+        INSERT INTO context_homes (tenant_id, node, epoch) VALUES ($1, $2, 1)
+        ON CONFLICT (tenant_id) DO UPDATE SET node = excluded.node, epoch = context_homes.epoch + 1
+        RETURNING epoch
+        """
+
     /// Every row, in ``load(url:)``'s order; metadata as `{{key, value}, …}` sorted by key and
     /// parents as `{{id, version}, …}` in order, both `text[]`, read like readers and writers.
     static let selectAll = select(where: "")
@@ -74,7 +95,7 @@ extension PostgresContextStore {
         for (seq, pending) in batch.enumerated() {
             let head = pending.record.head
             let attributes = head.attributes
-            data.row(fields: 24)
+            data.row(fields: 25)
             data.integer(Int32(clamping: seq))
             data.integer(Int64(max(pending.keep, 0)))
             data.text(pending.record.tenant)
@@ -99,6 +120,7 @@ extension PostgresContextStore {
             data.integer(Int64(bitPattern: head.expiresMs))
             data.integer(Int16(head.state.rawValue))
             data.bytes(pending.record.body)
+            data.integer(pending.epoch)
         }
         return data.finished()
     }

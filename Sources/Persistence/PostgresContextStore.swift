@@ -23,6 +23,8 @@ public final class PostgresContextStore: Sendable {
     struct Pending {
         var record: ContextRecord
         var keep: Int
+        /// The home's epoch of the record's tenant (``claimHome(of:node:)``), 0 when unclaimed.
+        var epoch: Int64
     }
 
     private struct State {
@@ -33,6 +35,8 @@ public final class PostgresContextStore: Sendable {
         /// the first records after start wait for the first connection instead of being refused.
         var connected = true
         var batches = 0
+        /// The tenants this store's node became the home of, with the epoch it got.
+        var epochs: [String: Int64] = [:]
     }
 
     /// libpq connection string or `postgresql://` URI.
@@ -84,6 +88,22 @@ public final class PostgresContextStore: Sendable {
         }
     }
 
+    /// Makes `node` the home of `tenant`'s contexts in PostgreSQL, with a new epoch that this
+    /// store's later commits of the tenant carry: from then on, commits of an earlier home of the
+    /// tenant are refused, and one under way finishes first (it holds the row). Call it before
+    /// reading the tenant again (``load(tenant:)``). Blocks.
+    /// - Throws: ``ErrorCode/storageUnavailable`` when PostgreSQL cannot be written.
+    public func claimHome(of tenant: String, node: String) throws(BusError) {
+        do {
+            let connection = try PostgresConnection(url: url)
+            try PostgresStore.checkSchema(connection)
+            let epoch = try connection.query(Self.claimHome, [.text(tenant), .text(node)]).integer(0, 0)
+            state.withLockedValue { $0.epochs[tenant] = epoch }
+        } catch {
+            throw Self.unavailable(error.message)
+        }
+    }
+
     private static func load(url: String, _ query: String, _ parameters: [PostgresParameter]) throws(SidecarError)
         -> [ContextRecord]
     {
@@ -116,7 +136,7 @@ public final class PostgresContextStore: Sendable {
             guard state.started, !state.closed, state.connected, state.queue.count < queueCapacity else {
                 return (false, false)
             }
-            state.queue.append(Pending(record: record, keep: keep))
+            state.queue.append(Pending(record: record, keep: keep, epoch: state.epochs[record.tenant] ?? 0))
             return (true, state.queue.count == 1)
         }
         // Only the first record of an empty queue wakes the thread: it takes the whole queue (and
@@ -235,12 +255,17 @@ public final class PostgresContextStore: Sendable {
         }
     }
 
-    /// BEGIN, COPY into the staging table, upsert and prune, COMMIT; rolled back on any error
+    /// BEGIN, COPY into the staging table, the homes' fence (a batch with a record of a tenant
+    /// whose home moved on since this node claimed it is refused whole), upsert and prune, COMMIT; rolled back on any error
     /// (the staging rows go with it, or with the COMMIT: `ON COMMIT DELETE ROWS`).
     private static func write(_ batch: [Pending], on connection: PostgresConnection) throws(SidecarError) {
         try connection.execute("BEGIN")
         do throws(SidecarError) {
             try connection.copy("COPY context_batch (\(stagingColumns)) FROM STDIN (FORMAT binary)", copyData(batch))
+            if batch.contains(where: { $0.epoch > 0 }), try connection.query(fencedRows).integer(0, 0) > 0 {
+                throw SidecarError(
+                    message: "another node became the home of a tenant's contexts in this batch", connectionLost: false)
+            }
             try connection.execute(upsertAndPrune)
             try connection.execute("COMMIT")
         } catch {

@@ -64,7 +64,7 @@ public final class PostgresStore: Sendable {
     }
 
     /// The schema version this build expects (the newest file in `migrations/`).
-    public static let schemaVersion = 5
+    public static let schemaVersion = 6
 
     private struct Write {
         var operation: StoreOperation

@@ -46,6 +46,37 @@ extension SidecarTests {
             }
         }
 
+        /// The fence of a cluster's homes: once another node claimed a tenant's home, the earlier
+        /// home's commits of that tenant are refused (the whole batch), its commits of tenants it
+        /// still holds go on, and the new home's commit. A store that never claimed (a single node)
+        /// is not fenced.
+        @Test func aHomeThatAnotherNodeClaimedSinceCannotCommit() async throws {
+            try await Self.withDatabase { url in
+                let (earlier, earlierOutcomes) = try await Self.started(url)
+                let (later, laterOutcomes) = try await Self.started(url)
+                let (single, singleOutcomes) = try await Self.started(url)
+                try earlier.claimHome(of: "acme", node: "n0")
+                try earlier.claimHome(of: "globex", node: "n0")
+                #expect(earlier.submit(Self.record("acme", "plan", version: 1), keep: 10))
+                try await Sidecars.eventually("the first home's commit") { earlierOutcomes.committed.count == 1 }
+                try later.claimHome(of: "acme", node: "n1")
+                #expect(earlier.submit(Self.record("acme", "plan", version: 2), keep: 10))
+                try await Sidecars.eventually("the fenced commit to fail") { earlierOutcomes.failed.count == 1 }
+                #expect(earlier.submit(Self.record("globex", "plan", version: 1), keep: 10))
+                #expect(later.submit(Self.record("acme", "plan", version: 2, body: #"{"by":"n1"}"#), keep: 10))
+                #expect(single.submit(Self.record("initech", "plan", version: 1), keep: 10))
+                try await Sidecars.eventually("the other commits") {
+                    earlierOutcomes.committed.count == 2 && laterOutcomes.committed.count == 1
+                        && singleOutcomes.committed.count == 1
+                }
+                for store in [earlier, later, single] { store.close() }
+                let stored = try PostgresContextStore.load(url: url)
+                #expect(
+                    stored.map { "\($0.tenant)/\($0.head.version)" } == ["acme/1", "acme/2", "globex/1", "initech/1"])
+                #expect(stored[1].body == Array(#"{"by":"n1"}"#.utf8))
+            }
+        }
+
         @Test func aVersionWrittenAgainReplacesTheStoredOne() async throws {
             try await Self.withDatabase { url in
                 let (store, outcomes) = try await Self.started(url)

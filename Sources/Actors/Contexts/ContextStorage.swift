@@ -21,6 +21,10 @@ public protocol ContextStorage: Sendable {
     /// Every kept version of `tenant`'s contexts, oldest first per context (a node of a cluster
     /// that becomes the tenant's home reads them again). Blocks: call it where waiting is fine.
     func load(tenant: String) throws(BusError) -> [ContextRecord]
+    /// Makes `node` the home of `tenant`'s contexts in storage, before it reads them again (a
+    /// cluster's fence, docs/cluster.md): from then on an earlier home's commits of the tenant
+    /// are refused. Blocks: call it where waiting is fine.
+    func claimHome(of tenant: String, node: String) throws(BusError)
 }
 
 extension SharedState {
