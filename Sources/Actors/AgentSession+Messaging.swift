@@ -226,10 +226,10 @@ extension AgentSession {
             }
             // Other nodes with agents of the tenant get a copy each; of a PUBLISH, those with a
             // matching subscriber (or whose subscriptions this node does not know yet).
-            var nodes = supervisor.cluster?.nodes(withMembersOf: identity.tenant) ?? []
-            if kind == .topic, let interest = supervisor.interest {
-                nodes = interest.nodes(for: identity.tenant, topic: fanout.topic, candidates: nodes)
-            }
+            let nodes =
+                kind == .topic
+                ? supervisor.interest?.nodes(for: identity.tenant, topic: fanout.topic) ?? []
+                : supervisor.cluster?.nodes(withMembersOf: identity.tenant) ?? []
             // With no receiver there is nothing to store: it is answered (and its credit given back) as a plain one.
             if try isDurable(fanout.flags), !receivers.isEmpty || !nodes.isEmpty {
                 return try storeFanout(fanout, kind: kind, for: receivers, nodes: nodes)

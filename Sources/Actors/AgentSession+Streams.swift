@@ -186,6 +186,10 @@ extension AgentSession {
             guard let found else {
                 return session.fail(resume.ref, BusError(.unknownStream, "no stream \(streamID) to resume"))
             }
+            guard session.state != .closed else {
+                // Closed meanwhile: parked here, as its uploads were.
+                return session.supervisor.streams.park(found.spool, chain: found.arrived, now: MonotonicClock.nowMs())
+            }
             session.resumeUpload(found.spool, ready: found.arrived.hop(to: session.channel.eventLoop), ref: resume.ref)
         }
     }

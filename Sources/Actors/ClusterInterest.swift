@@ -25,8 +25,10 @@ final class ClusterInterest: Sendable {
         var peers: Set<String> = []
         /// When this node last sent each node its set (monotonic ms), waiting for its answer.
         var asked: [String: UInt64] = [:]
-        /// Patterns new here that the other nodes are being told of, with who waits for that.
-        var telling: [Entry: [@Sendable () -> Void]] = [:]
+        /// Patterns new here that the other nodes are being told of (numbered by `told`), with
+        /// who waits for that.
+        var telling: [Entry: (told: UInt64, waiting: [@Sendable () -> Void])] = [:]
+        var told: UInt64 = 0
     }
 
     private struct Remote {
@@ -63,22 +65,31 @@ final class ClusterInterest: Sendable {
     /// ``answerTimeout`` (that node is sent the whole set again later): from then on a PUBLISH
     /// on any node reaches this one.
     func subscribed(tenant: String, pattern: String, done: @escaping @Sendable () -> Void) {
-        local.withLock { local in
+        let known = local.withLock { local -> Bool in
             let key = Entry(tenant: tenant, pattern: pattern)
             local.counts[tenant, default: [:]][pattern, default: 0] += 1
             if local.counts[tenant]?[pattern] != 1 {
                 // Known already, or being told: done once it is.
-                guard local.telling[key] != nil else { return done() }
-                local.telling[key]?.append(done)
-                return
+                guard local.telling[key] != nil else { return true }
+                local.telling[key]?.waiting.append(done)
+                return false
             }
-            local.telling[key] = [done]
+            local.told &+= 1
+            let told = local.told
+            local.telling[key] = (told, [done])
             let record = ClusterRecord(
                 kind: .interest, node: cluster.nodeID, tenant: tenant, subject: pattern, status: 1)
             tell(&local, record) { [self] in
-                for done in self.local.withLock({ $0.telling.removeValue(forKey: key) ?? [] }) { done() }
+                let waiting = self.local.withLock { local -> [@Sendable () -> Void] in
+                    // A later telling of the pattern (dropped and subscribed again meanwhile) answers its own.
+                    guard local.telling[key]?.told == told else { return [] }
+                    return local.telling.removeValue(forKey: key)?.waiting ?? []
+                }
+                for done in waiting { done() }
             }
+            return false
         }
+        if known { done() }
     }
 
     /// A session here no longer subscribes to `pattern` of `tenant` (it unsubscribed or ended).
@@ -134,15 +145,14 @@ final class ClusterInterest: Sendable {
         }
     }
 
-    /// Of `candidates` (the live nodes with agents of `tenant`), and the live nodes known to have a
-    /// subscriber of it, those a PUBLISH on `topic` goes to: each known to have a matching
-    /// subscriber, and each whose set is not known yet.
-    func nodes(for tenant: String, topic: String, candidates: [String]) -> [String] {
+    /// The live nodes a PUBLISH of `tenant` on `topic` goes to: each known to have a subscriber
+    /// whose pattern matches, and each whose set is not known yet (it may have one: it acknowledged
+    /// a new pattern it could not apply).
+    func nodes(for tenant: String, topic: String) -> [String] {
         let live = cluster.otherNodes
         return remote.withLock { remote in
             let matching = remote.index[tenant]?.subscribers(of: topic) ?? []
-            let unknown = candidates.filter { remote.sets[$0] == nil }
-            return unknown + live.filter { matching.contains($0) && !unknown.contains($0) }
+            return live.filter { remote.sets[$0] == nil || matching.contains($0) }
         }
     }
 

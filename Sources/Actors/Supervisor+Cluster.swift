@@ -131,23 +131,15 @@ extension Supervisor {
         }
     }
 
-    /// The deliveries a session held when a session of its agent on another node took over: each
-    /// message stored for the agent (kind and topic kept), which that node then reads; a stream is
-    /// dead-lettered (a download does not move between nodes). The stored ones it held are back in
-    /// the backlog already (``release(_:of:)``).
+    /// Deliveries a closed session held that must reach its agent on whichever node it is now: a
+    /// session of the agent on another node took over, or, in a cluster, none here did. Each
+    /// message is stored for the agent (kind and topic kept), which that node then reads; a stream
+    /// is dead-lettered (a download does not move between nodes). The stored ones it held are back
+    /// in the backlog already (``release(_:of:)``); what the store refuses is dead-lettered.
     nonisolated func storeMoved(_ orphans: [Envelope], of key: AgentKey) {
-        for envelope in storeMoved(messagesOf: orphans, of: key) {
-            deadLetter(envelope, to: key, reason: .offline)
-        }
-    }
-
-    /// Stores the messages among `orphans` for `key` (kind and topic kept), whichever node reads
-    /// them; returns the rest (streams). What the store refuses is dead-lettered.
-    nonisolated func storeMoved(messagesOf orphans: [Envelope], of key: AgentKey) -> [Envelope] {
-        var rest: [Envelope] = []
         for envelope in orphans {
             guard case .message(let message) = envelope else {
-                rest.append(envelope)
+                deadLetter(envelope, to: key, reason: .offline)
                 continue
             }
             let stored = storedMessage(
@@ -157,7 +149,6 @@ extension Supervisor {
                 if let error { deadLetter(envelope, to: key, reason: error.code) }
             }
         }
-        return rest
     }
 
     /// Tells the other nodes that `key` registered with `description` (nil: unregistered), so that

@@ -12,6 +12,9 @@ import Synchronization
 extension Supervisor {
     /// How long the resuming node waits for the other nodes to say whether they hold the upload.
     static let uploadFetchTimeout = TimeAmount.seconds(2)
+    /// How long a node asked for an upload may take to hand it over (less than the asker waits,
+    /// so that an upload is never taken out of its parking lot for an asker that gave up).
+    static let uploadHandoverMs: UInt64 = 1_500
 
     /// An upload handed over by another node: the spool it goes on in, and when its stored chunks
     /// are all here.
@@ -44,7 +47,7 @@ extension Supervisor {
             }
             let ask = ClusterRecord(
                 kind: .uploadFetch, node: cluster.nodeID, tenant: owner.tenant, from: owner.agentID,
-                subject: streamID, correlationID: number)
+                subject: streamID, correlationID: number, deadline: WallClock.nowMs() + Self.uploadHandoverMs)
             cluster.forward(ask, to: node) { error in
                 if error != nil { self.uploadFetches.take(number)?(nil) }
             }
@@ -54,11 +57,19 @@ extension Supervisor {
     /// Another node asks for an upload: if it is parked here, this node hands it over, once the
     /// writes its broken connection left are done. If the agent's session here has not closed yet
     /// (its connection broke unseen, and the asking node's newer session is taking over), the
-    /// answer waits until it has, and so has parked its uploads.
+    /// answer waits until it has, and so has parked its uploads. Past the asker's deadline the
+    /// upload stays parked here, and the answer is none.
     nonisolated func handOverUpload(_ asked: ClusterRecord) {
         let owner = AgentKey(tenant: asked.tenant, agentID: asked.from)
         guard let session = routing.session(for: owner) else { return handOverUpload(asked, of: owner) }
-        session.channel.closeFuture.whenComplete { [self] _ in handOverUpload(asked, of: owner) }
+        let waited = Atomic(false)
+        let go: @Sendable () -> Void = { [self] in
+            guard !waited.exchange(true, ordering: .relaxed) else { return }
+            handOverUpload(asked, of: owner)
+        }
+        session.channel.closeFuture.whenComplete { _ in go() }
+        let left = (asked.deadline ?? 0) > WallClock.nowMs() ? (asked.deadline ?? 0) - WallClock.nowMs() : 0
+        session.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(left))) { go() }
     }
 
     private nonisolated func handOverUpload(_ asked: ClusterRecord, of owner: AgentKey) {
@@ -66,11 +77,19 @@ extension Supervisor {
         let none = ClusterRecord(
             kind: .uploadFound, node: cluster.nodeID, tenant: asked.tenant, from: asked.from,
             correlationID: asked.correlationID)
-        guard let parked = streams.take(owner: owner, streamID: asked.subject, now: MonotonicClock.nowMs()) else {
-            return cluster.forward(none, to: asked.node) { _ in }
-        }
+        let inTime: @Sendable () -> Bool = { WallClock.nowMs() < asked.deadline ?? .max }
+        guard inTime(), let parked = streams.take(owner: owner, streamID: asked.subject, now: MonotonicClock.nowMs())
+        else { return cluster.forward(none, to: asked.node) { _ in } }
         parked.chain.whenComplete { [self] _ in
             let spool = parked.spool
+            // Kept here if the asker gave up meanwhile, or cannot be told.
+            let keep: @Sendable () -> Void = {
+                self.streams.park(spool, chain: parked.chain, now: MonotonicClock.nowMs())
+            }
+            guard inTime() else {
+                keep()
+                return cluster.forward(none, to: asked.node) { _ in }
+            }
             spool.rewind()
             let assembly = spool.assembly
             var answer = none
@@ -84,7 +103,7 @@ extension Supervisor {
                 template: part, file: spool.file, total: assembly.storedBytes, cluster: cluster, node: asked.node,
                 pool: threadPool, failed: { _ in }, sent: {})
             cluster.forward(answer, to: asked.node) { error in
-                if error == nil { relay.send(0) }
+                if error == nil { relay.send(0) } else { keep() }
             }
         }
     }
@@ -124,6 +143,7 @@ extension Supervisor {
             }
             try handed.spool.append(record.payload, at: handed.bytes)
         } catch {
+            handed.spool.restart()
             return handed.done.fail(error)
         }
         handed.bytes += UInt64(record.payload.readableBytes)
@@ -133,7 +153,8 @@ extension Supervisor {
         handedUploads.withLock { $0[record.correlationID] = handed }
     }
 
-    /// Fails handovers whose parts stopped coming (the node handing them over died).
+    /// Fails handovers whose parts stopped coming (the node handing them over died), and, at
+    /// shutdown (`now` the largest), every one. The upload starts again from chunk 0 if resumed.
     nonisolated func expireHandedUploads(now: UInt64) {
         let stalled = handedUploads.withLock { handed in
             let stalled = handed.filter { $0.value.lastMs + HandedUpload.partTimeoutMs <= now }
@@ -141,6 +162,7 @@ extension Supervisor {
             return stalled.values
         }
         for handed in stalled {
+            handed.spool.restart()
             handed.done.fail(BusError(.unavailable, "the node that held the upload stopped handing it over"))
         }
     }

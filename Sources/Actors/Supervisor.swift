@@ -187,20 +187,22 @@ public actor Supervisor {
         for pattern in patterns {
             interest?.unsubscribed(tenant: key.tenant, pattern: pattern.joined(separator: "."))
         }
-        var orphans = orphans
+        // Stored after the session is detached, so that a quick commit is announced to the agent's
+        // node rather than to this closing session.
+        var (stored, kept) = ([Envelope](), orphans)
         if session.movedAway.load(ordering: .relaxed) {
-            storeMoved(orphans, of: key)
-            orphans = []
+            (stored, kept) = (orphans, [])
         } else if cluster != nil, routing.session(for: key).map({ $0 === session }) ?? true {
             // No session of the agent here took over: it may come back on any node, where only
             // what is stored reaches it. Its streams wait here (they do not move between nodes).
-            orphans = storeMoved(messagesOf: orphans, of: key)
+            stored = orphans.filter { !$0.isStream }
+            kept = orphans.filter(\.isStream)
         }
-        for (agent, envelope) in routing.detach(
-            session, patterns: patterns, orphans: orphans, now: MonotonicClock.nowMs())
+        for (agent, envelope) in routing.detach(session, patterns: patterns, orphans: kept, now: MonotonicClock.nowMs())
         {
             deadLetter(envelope, to: agent, reason: .offline)
         }
+        storeMoved(stored, of: key)
         if routing.session(for: key) == nil {
             shared?.presence(key, online: false)
             cluster?.detached(key)
@@ -399,6 +401,8 @@ public actor Supervisor {
             shared?.close()
             audit.close()
         }
+        // The cluster is left: no more parts come for uploads other nodes were handing over.
+        expireHandedUploads(now: .max)
         try? await threadPool.shutdownGracefully()
     }
 }

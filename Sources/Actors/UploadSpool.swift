@@ -59,6 +59,13 @@ public final class UploadSpool: Sendable {
         hasher.withLockedValue { hasher in data.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) } }
     }
 
+    /// Forgets every chunk: a handover from another node broke off, and the assembly restored for
+    /// it counts chunks that never arrived. A resume then starts again at chunk 0.
+    func restart() {
+        progress.withLockedValue { try? $0.restore(storedChunks: 0) }
+        hasher.withLockedValue { $0 = SHA256() }
+    }
+
     /// The connection broke: chunks not yet stored must be sent again after resume.
     func rewind() {
         progress.withLockedValue { $0.rewindToStored() }

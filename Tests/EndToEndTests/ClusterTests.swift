@@ -319,7 +319,7 @@ extension SidecarTests {
                     Issue.record("a node of a cluster keeps the nodes' subscriptions"); return
                 }
                 func targets(_ topic: String) -> [String] {
-                    interest.nodes(for: tenant, topic: topic, candidates: ["n1", "n2"]).sorted()
+                    interest.nodes(for: tenant, topic: topic).sorted()
                 }
                 try await Sidecars.eventually("node 0 to have the other nodes' subscriptions") {
                     targets("news.a").isEmpty

@@ -252,14 +252,15 @@ extension SidecarTests {
                 #expect(error.message.contains("run `acb migrate`") && !error.connectionLost)
             }
             let migrator = try Migrator(directory: "\(Sidecars.root)/migrations")
-            #expect(try migrator.apply(url: url).map(\.version) == [1, 2, 3, 4, 5])
+            #expect(try migrator.apply(url: url).map(\.version) == [1, 2, 3, 4, 5, 6])
             #expect(try migrator.apply(url: url).isEmpty)
             let tables = try PostgresConnection(url: url).query(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
             #expect(
                 (0..<tables.count).map { tables.string($0, 0) }
                     == [
-                        "agent_credentials", "agent_keys", "agents", "audit_log", "context_versions", "dead_letters",
+                        "agent_credentials", "agent_keys", "agents", "audit_log", "context_homes", "context_versions",
+                        "dead_letters",
                         "messages", "schema_migrations", "tenants",
                     ])
             #expect(try PostgresStore.open(url: url).agents.isEmpty)
