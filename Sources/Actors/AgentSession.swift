@@ -66,9 +66,9 @@ public actor AgentSession {
     nonisolated let mailbox: Mailbox
     nonisolated let load = SessionLoad()
     nonisolated let drainingFlag = Atomic<Bool>(false)
-    /// A session of the same agent on another node of the cluster took over: what this one holds
-    /// goes to the store for it, not to a next session here.
-    nonisolated let movedAway = Atomic<Bool>(false)
+    /// The node of the cluster where a session of the same agent took over: what this one holds
+    /// goes there (messages stored for the agent, streams relayed), not to a next session here.
+    nonisolated let movedTo = Mutex<String?>(nil)
 
     var state = State.active
     var window: DeliveryWindow<Envelope>

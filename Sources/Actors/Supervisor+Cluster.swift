@@ -85,7 +85,7 @@ extension Supervisor {
             routing.setCapabilities([], for: agent)
         case .takeover:
             guard let session = routing.session(for: key), session.openedAtMs <= record.at else { return }
-            session.movedAway.store(true, ordering: .relaxed)
+            session.movedTo.withLock { $0 = record.node }
             session.closeSoon(
                 GoAway(code: .replaced, message: "another connection of \(key.agentID) took over on another node"))
         }
@@ -132,21 +132,32 @@ extension Supervisor {
     }
 
     /// Deliveries a closed session held that must reach its agent on whichever node it is now: a
-    /// session of the agent on another node took over, or, in a cluster, none here did. Each
-    /// message is stored for the agent (kind and topic kept), which that node then reads; a stream
-    /// is dead-lettered (a download does not move between nodes). The stored ones it held are back
-    /// in the backlog already (``release(_:of:)``); what the store refuses is dead-lettered.
-    nonisolated func storeMoved(_ orphans: [Envelope], of key: AgentKey) {
+    /// session of the agent on `node` took over, or, in a cluster, none here did (`node` nil, and
+    /// only messages). Each message is stored for the agent (kind and topic kept), which its node
+    /// then reads; a stream is relayed to `node`, whose session downloads it anew (the receiver may
+    /// skip the chunks it kept, docs/protocol.md 5.9). The stored ones it held are back in the
+    /// backlog already (``release(_:of:)``); what cannot be stored or relayed is dead-lettered.
+    nonisolated func storeMoved(_ orphans: [Envelope], of key: AgentKey, streamsTo node: String?) {
         for envelope in orphans {
-            guard case .message(let message) = envelope else {
+            switch envelope {
+            case .message(let message):
+                let stored = storedMessage(
+                    to: key, from: message.from, kind: message.kind, subject: message.subject,
+                    payload: Array(message.payload.readableBytesView), deadline: message.deadline)
+                enqueueStored(stored, holding: nil) { [self] error in
+                    if let error { deadLetter(envelope, to: key, reason: error.code) }
+                }
+            case .stream(let stream):
+                guard let node else {
+                    deadLetter(envelope, to: key, reason: .offline)
+                    continue
+                }
+                let sender = AgentKey(tenant: key.tenant, agentID: stream.from)
+                relayStream(stream.open, file: stream.file, from: sender, to: key.agentID, at: node) { [self] error in
+                    if let error { deadLetter(envelope, to: key, reason: error.code) }
+                }
+            default:
                 deadLetter(envelope, to: key, reason: .offline)
-                continue
-            }
-            let stored = storedMessage(
-                to: key, from: message.from, kind: message.kind, subject: message.subject,
-                payload: Array(message.payload.readableBytesView), deadline: message.deadline)
-            enqueueStored(stored, holding: nil) { [self] error in
-                if let error { deadLetter(envelope, to: key, reason: error.code) }
             }
         }
     }

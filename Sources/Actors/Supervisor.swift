@@ -190,7 +190,8 @@ public actor Supervisor {
         // Stored after the session is detached, so that a quick commit is announced to the agent's
         // node rather than to this closing session.
         var (stored, kept) = ([Envelope](), orphans)
-        if session.movedAway.load(ordering: .relaxed) {
+        let movedTo = session.movedTo.withLock { $0 }
+        if movedTo != nil {
             (stored, kept) = (orphans, [])
         } else if cluster != nil, routing.session(for: key).map({ $0 === session }) ?? true {
             // No session of the agent here took over: it may come back on any node, where only
@@ -202,7 +203,7 @@ public actor Supervisor {
         {
             deadLetter(envelope, to: agent, reason: .offline)
         }
-        storeMoved(stored, of: key)
+        storeMoved(stored, of: key, streamsTo: movedTo)
         if routing.session(for: key) == nil {
             shared?.presence(key, online: false)
             cluster?.detached(key)

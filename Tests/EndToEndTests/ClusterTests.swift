@@ -231,8 +231,8 @@ extension SidecarTests {
         }
 
         /// An agent's session is live on one node only: a newer one on another node ends the older,
-        /// and what the older one held unacknowledged (a plain message and a durable one) comes to
-        /// the newer.
+        /// and what the older one held unacknowledged (a plain message, a durable one and a stream)
+        /// comes to the newer.
         @Test func aSessionOnAnotherNodeTakesOver() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(2) { nodes in
@@ -241,7 +241,12 @@ extension SidecarTests {
                 let alice = try await nodes[0].client("alice", tenant: tenant)
                 _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "plain"))
                 _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "durable"), durable: true)
-                for _ in 0..<2 { _ = try await first.nextDelivery() }  // taken, never acknowledged
+                let report = ByteBuffer(bytes: (0..<700_000).map { UInt8(truncatingIfNeeded: $0 &* 3) })
+                _ = try await alice.upload(to: .agent("bob"), from: BufferSource(report), streamID: "report")
+                // Taken, never acknowledged: two messages and the stream, downloaded whole.
+                while let frame = try await first.connection.read() {
+                    if case .streamEnd = frame { break }
+                }
                 // Both nodes' directories must have seen the first: it is on n0 before the second opens.
                 try await Sidecars.eventually("the first session in the directory") {
                     nodes[1].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) == "n0"
@@ -254,13 +259,25 @@ extension SidecarTests {
                 }
                 #expect(goAway?.code == .replaced)
                 var texts: Set<String> = []
-                while texts.count < 2 {
+                var download = ByteBuffer()
+                var downloaded = false
+                while texts.count < 2 || !downloaded, let frame = try await second.connection.read() {
                     // Acknowledged as they come: the next page of stored messages follows the last one's settling.
-                    let deliver = try await second.nextDelivery()
-                    texts.insert(String(buffer: deliver.payload))
-                    try await second.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                    switch frame {
+                    case .deliver(let deliver):
+                        texts.insert(String(buffer: deliver.payload))
+                        try await second.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                    case .streamChunk(var chunk):
+                        download.writeBuffer(&chunk.data)
+                    case .streamEnd(let end):
+                        downloaded = true
+                        try await second.connection.send(.ack(Ack(deliveryID: end.ref)))
+                    default:
+                        continue
+                    }
                 }
                 #expect(texts == ["plain", "durable"])
+                #expect(download == report, "relayed from the node it was on, and downloaded anew")
                 try await Sidecars.eventually("n0 to route to n1") {
                     nodes[0].server.supervisor.cluster?.node(of: AgentKey(tenant: tenant, agentID: "bob")) == "n1"
                 }
