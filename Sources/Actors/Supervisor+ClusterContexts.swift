@@ -54,6 +54,14 @@ extension Supervisor {
         }
     }
 
+    /// Tenants whose commits the fence refused (another node claimed their home in PostgreSQL
+    /// since this one did) are written here again only after a new claim, in Redis and then in
+    /// PostgreSQL, which reads them again too. Called every housekeeping round.
+    nonisolated func refenceContexts() {
+        guard let fenced = contexts.storage?.takeFenced(), !fenced.isEmpty else { return }
+        contextClaims.withLock { $0.unread.formUnion(fenced) }
+    }
+
     /// Answers everyone waiting for the home of `tenant`, in order, those who come meanwhile
     /// included (they see it still settling and queue up), then ends the settling.
     private nonisolated func settled(_ tenant: String, _ home: ContextHome?) {

@@ -12,8 +12,8 @@ import Synchronization
 extension Supervisor {
     /// How long the resuming node waits for the other nodes to say whether they hold the upload.
     static let uploadFetchTimeout = TimeAmount.seconds(2)
-    /// How long a node asked for an upload may take to hand it over (less than the asker waits,
-    /// so that an upload is never taken out of its parking lot for an asker that gave up).
+    /// How long a node asked for an upload may take to hand it over (less than the asker waits;
+    /// an answer that still comes too late is parked at the asker).
     static let uploadHandoverMs: UInt64 = 1_500
 
     /// An upload handed over by another node: the spool it goes on in, and when its stored chunks
@@ -109,8 +109,10 @@ extension Supervisor {
     }
 
     /// The answer of a node asked for an upload: nothing, or the upload, whose parts follow.
+    /// One that comes after the question timed out (the agent heard `unknown_stream`) is kept
+    /// parked here instead, as the other node gave it up.
     nonisolated func uploadFound(_ record: ClusterRecord) {
-        guard let answer = uploadFetches.take(record.correlationID) else { return }
+        let answer = uploadFetches.take(record.correlationID)
         var frame = record.payload
         guard record.payload.readableBytes > 0,
             case .streamOpen(let open) = try? Frame.decode(from: &frame, maxFrameBytes: .max),
@@ -118,7 +120,7 @@ extension Supervisor {
                 totalSize: open.totalSize, chunkSize: open.chunkSize, maxChunkSize: open.chunkSize,
                 maxTotalSize: open.totalSize),
             (try? assembly.restore(storedChunks: record.count)) != nil
-        else { return answer(nil) }
+        else { return answer?(nil) ?? () }
         let spool = UploadSpool(
             owner: AgentKey(tenant: record.tenant, agentID: record.from), open: open,
             file: SpoolFile(directory: configuration.streamDirectory, session: 0), assembly: assembly)
@@ -129,6 +131,9 @@ extension Supervisor {
             handedUploads.withLock {
                 $0[record.correlationID] = HandedUpload(spool: spool, done: done, lastMs: MonotonicClock.nowMs())
             }
+        }
+        guard let answer else {
+            return streams.park(spool, chain: done.futureResult, now: MonotonicClock.nowMs())
         }
         answer((spool, done.futureResult))
     }

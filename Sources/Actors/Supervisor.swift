@@ -140,6 +140,7 @@ public actor Supervisor {
                 expireIncomingStreams(now: now)
                 expireHandedUploads(now: now)
                 interest?.refresh(now: now)
+                refenceContexts()
             }
             if let shared { shared.online(routing.all.map(\.identity.key)) }
             saveSnapshotIfChanged()

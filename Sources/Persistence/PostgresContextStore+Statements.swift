@@ -50,14 +50,14 @@ extension PostgresContextStore {
         """
 
     /// The fence of a cluster's homes (migration 0006): locks the `context_homes` rows of the
-    /// batch's tenants that a home wrote (`epoch` above 0), until the COMMIT, then counts the rows
-    /// whose tenant's home has moved on since (another node claimed it: ``claimHome``).
-    static let fencedRows = """
+    /// batch's tenants that a home wrote (`epoch` above 0), until the COMMIT, then lists the
+    /// tenants whose home has moved on since (another node claimed it: ``claimHome``).
+    static let fencedTenants = """
         WITH homes AS (
             SELECT tenant_id, epoch FROM context_homes
             WHERE tenant_id IN (SELECT tenant_id FROM context_batch WHERE epoch > 0)
             FOR SHARE)
-        SELECT count(*) FROM context_batch AS batch LEFT JOIN homes USING (tenant_id)
+        SELECT DISTINCT tenant_id FROM context_batch AS batch LEFT JOIN homes USING (tenant_id)
         WHERE batch.epoch > 0 AND batch.epoch IS DISTINCT FROM homes.epoch
         """
 

@@ -37,6 +37,8 @@ public final class PostgresContextStore: Sendable {
         var batches = 0
         /// The tenants this store's node became the home of, with the epoch it got.
         var epochs: [String: Int64] = [:]
+        /// Tenants whose commits the fence refused since ``takeFenced()`` was last called.
+        var fenced: Set<String> = []
     }
 
     /// libpq connection string or `postgresql://` URI.
@@ -97,6 +99,9 @@ public final class PostgresContextStore: Sendable {
         do {
             let connection = try PostgresConnection(url: url)
             try PostgresStore.checkSchema(connection)
+            // An earlier home's commit under way holds the row; one cut off mid-transaction would
+            // hold it until PostgreSQL drops its connection: the claim gives up after 5 s instead.
+            try connection.execute("SET lock_timeout = '5s'")
             let epoch = try connection.query(Self.claimHome, [.text(tenant), .text(node)]).integer(0, 0)
             state.withLockedValue { $0.epochs[tenant] = epoch }
         } catch {
@@ -151,6 +156,15 @@ public final class PostgresContextStore: Sendable {
         state.withLockedValue { state in
             defer { state.queue.removeAll() }
             return state.queue.map(\.record)
+        }
+    }
+
+    /// The tenants whose commits the fence refused since the last call (another node claimed
+    /// their home in PostgreSQL): this node must claim them again before it writes them.
+    public func takeFenced() -> Set<String> {
+        state.withLockedValue { state in
+            defer { state.fenced = [] }
+            return state.fenced
         }
     }
 
@@ -216,6 +230,9 @@ public final class PostgresContextStore: Sendable {
     private func connect() throws(SidecarError) -> PostgresConnection {
         let connection = try PostgresConnection(url: url)
         try PostgresStore.checkSchema(connection)
+        // A transaction left open by a node cut off from PostgreSQL would hold the rows of its
+        // tenants' homes (the fence) until the server drops it: at most 10 s.
+        try connection.execute("SET idle_in_transaction_session_timeout = '10s'")
         try connection.execute(Self.createStaging)
         return connection
     }
@@ -230,7 +247,7 @@ public final class PostgresContextStore: Sendable {
         let records = batch.map(\.record)
         guard let connection else { return ([.failed(records, Self.unavailable("PostgreSQL is unreachable"))], 0) }
         do throws(SidecarError) {
-            try Self.write(batch, on: connection)
+            try write(batch, on: connection)
             return ([.committed(records)], 1)
         } catch  where error.isPermanent && batch.count > 1 {
             var outcomes: [ContextStorageOutcome] = []
@@ -258,15 +275,22 @@ public final class PostgresContextStore: Sendable {
     /// BEGIN, COPY into the staging table, the homes' fence (a batch with a record of a tenant
     /// whose home moved on since this node claimed it is refused whole), upsert and prune, COMMIT; rolled back on any error
     /// (the staging rows go with it, or with the COMMIT: `ON COMMIT DELETE ROWS`).
-    private static func write(_ batch: [Pending], on connection: PostgresConnection) throws(SidecarError) {
+    private func write(_ batch: [Pending], on connection: PostgresConnection) throws(SidecarError) {
         try connection.execute("BEGIN")
         do throws(SidecarError) {
-            try connection.copy("COPY context_batch (\(stagingColumns)) FROM STDIN (FORMAT binary)", copyData(batch))
-            if batch.contains(where: { $0.epoch > 0 }), try connection.query(fencedRows).integer(0, 0) > 0 {
-                throw SidecarError(
-                    message: "another node became the home of a tenant's contexts in this batch", connectionLost: false)
+            try connection.copy(
+                "COPY context_batch (\(Self.stagingColumns)) FROM STDIN (FORMAT binary)", Self.copyData(batch))
+            if batch.contains(where: { $0.epoch > 0 }) {
+                let rows = try connection.query(Self.fencedTenants)
+                let tenants = Set((0..<rows.count).map { rows.string($0, 0) })
+                if !tenants.isEmpty {
+                    state.withLockedValue { $0.fenced.formUnion(tenants) }
+                    throw SidecarError(
+                        message: "another node became the home of the contexts of \(tenants.sorted())",
+                        connectionLost: false)
+                }
             }
-            try connection.execute(upsertAndPrune)
+            try connection.execute(Self.upsertAndPrune)
             try connection.execute("COMMIT")
         } catch {
             if !error.connectionLost { try? connection.execute("ROLLBACK") }

@@ -47,9 +47,9 @@ extension SidecarTests {
         }
 
         /// The fence of a cluster's homes: once another node claimed a tenant's home, the earlier
-        /// home's commits of that tenant are refused (the whole batch), its commits of tenants it
-        /// still holds go on, and the new home's commit. A store that never claimed (a single node)
-        /// is not fenced.
+        /// home's commits of that tenant are refused (the whole batch), and the tenant is reported
+        /// fenced; its commits of tenants it still holds go on, and the new home's commit; a new
+        /// claim lets it commit again. A store that never claimed (a single node) is not fenced.
         @Test func aHomeThatAnotherNodeClaimedSinceCannotCommit() async throws {
             try await Self.withDatabase { url in
                 let (earlier, earlierOutcomes) = try await Self.started(url)
@@ -62,6 +62,7 @@ extension SidecarTests {
                 try later.claimHome(of: "acme", node: "n1")
                 #expect(earlier.submit(Self.record("acme", "plan", version: 2), keep: 10))
                 try await Sidecars.eventually("the fenced commit to fail") { earlierOutcomes.failed.count == 1 }
+                #expect(earlier.takeFenced() == ["acme"] && earlier.takeFenced().isEmpty)
                 #expect(earlier.submit(Self.record("globex", "plan", version: 1), keep: 10))
                 #expect(later.submit(Self.record("acme", "plan", version: 2, body: #"{"by":"n1"}"#), keep: 10))
                 #expect(single.submit(Self.record("initech", "plan", version: 1), keep: 10))
@@ -69,10 +70,15 @@ extension SidecarTests {
                     earlierOutcomes.committed.count == 2 && laterOutcomes.committed.count == 1
                         && singleOutcomes.committed.count == 1
                 }
+                try earlier.claimHome(of: "acme", node: "n0")
+                #expect(earlier.submit(Self.record("acme", "plan", version: 3), keep: 10))
+                try await Sidecars.eventually("the commit after a new claim") { earlierOutcomes.committed.count == 3 }
                 for store in [earlier, later, single] { store.close() }
                 let stored = try PostgresContextStore.load(url: url)
                 #expect(
-                    stored.map { "\($0.tenant)/\($0.head.version)" } == ["acme/1", "acme/2", "globex/1", "initech/1"])
+                    stored.map { "\($0.tenant)/\($0.head.version)" } == [
+                        "acme/1", "acme/2", "acme/3", "globex/1", "initech/1",
+                    ])
                 #expect(stored[1].body == Array(#"{"by":"n1"}"#.utf8))
             }
         }

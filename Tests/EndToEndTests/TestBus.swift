@@ -30,8 +30,10 @@ struct TestBus {
         configuration.supervisor.streamDirectory = scratch
         // At the start of a test run every suite starts at once, and two cores stall for up to about
         // 20 s: a raw client that sends no heartbeats must not be taken for gone meanwhile (100 s
-        // here, not 15). Tests of heartbeats set their own.
+        // here, not 15), nor a connection whose HELLO is slow to be read or checked (100 s, not 10).
+        // Tests of heartbeats and of the handshake set their own.
         configuration.supervisor.missedHeartbeats = 20
+        configuration.handshakeTimeout = .seconds(100)
         configure(&configuration)
         let logger =
             logger

@@ -25,6 +25,9 @@ public protocol ContextStorage: Sendable {
     /// cluster's fence, docs/cluster.md): from then on an earlier home's commits of the tenant
     /// are refused. Blocks: call it where waiting is fine.
     func claimHome(of tenant: String, node: String) throws(BusError)
+    /// The tenants whose commits were refused since the last call because another node claimed
+    /// their home since this one did: this node must claim them again before it writes them.
+    func takeFenced() -> Set<String>
 }
 
 extension SharedState {
