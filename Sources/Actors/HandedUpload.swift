@@ -11,9 +11,7 @@ struct HandedUpload: Sendable {
     let spool: UploadSpool
     /// Succeeds once every part is written, fails if one is out of place or stops coming.
     let done: EventLoopPromise<Void>
-    /// The next part expected, and the bytes written so far.
-    var next: UInt32 = 0
-    var bytes: UInt64 = 0
+    var cursor = PartCursor()
     /// When the last part came (monotonic ms).
     var lastMs: UInt64
 }

@@ -11,9 +11,7 @@ struct IncomingStream: Sendable {
     var to: String
     var open: StreamOpen
     let file: SpoolFile
-    /// The next part expected, and the bytes written so far.
-    var next: UInt32 = 0
-    var bytes: UInt64 = 0
+    var cursor = PartCursor()
     var hash = SHA256()
     /// When its STREAM_OPEN came (monotonic ms): one not finished within the resume window is dropped.
     let openedMs: UInt64

@@ -143,18 +143,14 @@ extension Supervisor {
         guard var handed = handedUploads.withLock({ $0.removeValue(forKey: record.correlationID) }) else { return }
         let total = handed.spool.assembly.storedBytes
         do throws(BusError) {
-            guard record.count == handed.next, handed.bytes + UInt64(record.payload.readableBytes) <= total else {
-                throw BusError(.internal, "a handed-over upload's parts came out of order")
-            }
-            try handed.spool.append(record.payload, at: handed.bytes)
+            let offset = try handed.cursor.place(record.count, length: record.payload.readableBytes, total: total)
+            try handed.spool.append(record.payload, at: offset)
         } catch {
             handed.spool.restart()
             return handed.done.fail(error)
         }
-        handed.bytes += UInt64(record.payload.readableBytes)
-        handed.next += 1
         handed.lastMs = MonotonicClock.nowMs()
-        guard handed.bytes < total else { return handed.done.succeed() }
+        guard handed.cursor.bytes < total else { return handed.done.succeed() }
         handedUploads.withLock { $0[record.correlationID] = handed }
     }
 

@@ -71,18 +71,15 @@ extension Supervisor {
         }
         guard var stream = incomingStreams.withLock({ $0.removeValue(forKey: key) }) else { return }
         do throws(BusError) {
-            guard record.count == stream.next,
-                stream.bytes + UInt64(record.payload.readableBytes) <= stream.open.totalSize
-            else { throw BusError(.internal, "a relayed stream's parts came out of order") }
-            try stream.file.write(record.payload, at: stream.bytes)
+            let offset = try stream.cursor.place(
+                record.count, length: record.payload.readableBytes, total: stream.open.totalSize)
+            try stream.file.write(record.payload, at: offset)
             record.payload.withUnsafeReadableBytes { stream.hash.update(bufferPointer: $0) }
-            stream.bytes += UInt64(record.payload.readableBytes)
-            stream.next += 1
         } catch {
             return answerStream(record, error)
         }
         incomingStreams.withLock { $0[key] = stream }
-        if stream.bytes == stream.open.totalSize { finishStream(key, record) }
+        if stream.cursor.bytes == stream.open.totalSize { finishStream(key, record) }
     }
 
     /// The whole stream is here: checked, and placed in its receiver's session.
