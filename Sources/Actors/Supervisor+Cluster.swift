@@ -99,9 +99,9 @@ extension Supervisor {
             Message(kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload, credit: nil))
         do throws(BusError) {
             if try session.enqueueDirect(envelope, mustStore: false) { return }
-            // Behind stored messages it has still to read: stored behind them.
+            // Behind stored messages it has still to read: stored behind them, as a SEND from this
+            // node would be; the sender is not slowed (a full queue slows it, below).
             storeForwarded(record, to: key, holding: session)
-            receiverFull(record)
         } catch  where error.code == .overloaded {
             // The receiver is full. Its sender heard OK: it goes in all the same, behind what is
             // queued (stored, it would be read back ahead of it), up to twice the queue's bound,
@@ -262,9 +262,8 @@ extension Supervisor {
     /// How long a node refuses SENDs to an agent on another node after that node found it full.
     static let fullReceiverPauseMs = 100
 
-    /// A SEND from another node found its receiver full, or behind stored messages, and was
-    /// stored: that node refuses the next SENDs to it for a moment, as this node would, so what
-    /// the receiver has to catch up on stays small.
+    /// A SEND from another node found its receiver's queue full: that node refuses the next SENDs
+    /// to it for a moment, as this node would, so what the receiver has to catch up on stays small.
     private nonisolated func receiverFull(_ record: ClusterRecord) {
         guard let cluster else { return }
         cluster.forward(

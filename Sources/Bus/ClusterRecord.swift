@@ -55,9 +55,9 @@ public struct ClusterRecord: Sendable, Equatable {
         /// Stream `correlationID` of the receiving node reached its receiver's session (`code`
         /// `internal`, no message), or could not (`code`, `message`).
         case streamDelivered = 18
-        /// Agent `to`'s session on the sending node was full: a SEND from the receiving node was
-        /// stored for it instead. The receiving node refuses SENDs to it with `overloaded` for
-        /// `count` ms, as the agent's own node would.
+        /// Agent `to`'s session on the sending node had a full queue when a SEND from the receiving
+        /// node came. The receiving node refuses SENDs to it with `overloaded` for `count` ms, as
+        /// the agent's own node would.
         case receiverFull = 19
         /// Agent `from` resumes its upload `subject` at the sending node: the receiving node hands
         /// it over if it holds it parked (its connection broke there), answering with an
