@@ -23,11 +23,14 @@ public protocol ClusterLink: Sendable {
     /// where a BROADCAST or PUBLISH of the tenant goes.
     func nodes(withMembersOf tenant: String) -> [String]
     /// `key`'s session opened on this node: the directory records it (and the node that held it
-    /// before hears of the takeover), then `done` runs, on any thread.
+    /// before, or holds deliveries of its ended session, hears of the takeover), then `done` runs,
+    /// on any thread.
     func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void)
     /// `key`'s session here ended with no successor here: the directory forgets it, unless
-    /// another node has taken it since.
-    func detached(_ key: AgentKey)
+    /// another node has taken it since. If this node keeps deliveries of it for `holdingMs` (0:
+    /// none), the directory names this node for as long, so that the agent's next session
+    /// elsewhere asks for them.
+    func detached(_ key: AgentKey, holdingMs: UInt64)
     /// Hands `record` to `node`; `done` gets nil once the transport holds it, or why it could not.
     /// A full outbound queue refuses at once with ``ErrorCode/overloaded``.
     func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void)

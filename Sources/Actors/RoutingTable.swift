@@ -40,6 +40,11 @@ public final class RoutingTable: Sendable {
         }
     }
 
+    /// Takes the deliveries kept for `key`'s next session (it opened one on another node).
+    func takeOrphans(of key: AgentKey) -> [Envelope] {
+        state.withLockedValue { $0.orphans.removeValue(forKey: key)?.envelopes ?? [] }
+    }
+
     /// Forgets `session` and its subscriptions. Its unacknowledged deliveries go to the agent's
     /// newer session if one took over, else they wait for the next one. Orphans over the per-agent
     /// bound (oldest first) are returned, with their agent, for dead-lettering.

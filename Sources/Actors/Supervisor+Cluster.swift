@@ -84,11 +84,22 @@ extension Supervisor {
             _ = registry.unregister(agent)
             routing.setCapabilities([], for: agent)
         case .takeover:
-            guard let session = routing.session(for: key), session.openedAtMs <= record.at else { return }
-            session.movedTo.withLock { $0 = record.node }
-            session.closeSoon(
-                GoAway(code: .replaced, message: "another connection of \(key.agentID) took over on another node"))
+            if let session = routing.session(for: key) {
+                guard session.openedAtMs <= record.at else { return }
+                session.movedTo.withLock { $0 = record.node }
+                session.closeSoon(
+                    GoAway(code: .replaced, message: "another connection of \(key.agentID) took over on another node"))
+            }
+            // Its session here had ended (maybe just now, see ``retire``): what was kept for its
+            // next session here goes to its new node.
+            if routing.session(for: key) == nil { handOverOrphans(of: key, to: record.node) }
         }
+    }
+
+    /// Hands what is kept for `key`'s next session here (the streams its ended sessions held) to
+    /// its session on `node`.
+    nonisolated func handOverOrphans(of key: AgentKey, to node: String) {
+        storeMoved(routing.takeOrphans(of: key), of: key, streamsTo: node)
     }
 
     /// A SEND from another node, already answered there (OK `delivered`): to the agent's session if

@@ -196,7 +196,8 @@ public actor Supervisor {
             (stored, kept) = (orphans, [])
         } else if cluster != nil, routing.session(for: key).map({ $0 === session }) ?? true {
             // No session of the agent here took over: it may come back on any node, where only
-            // what is stored reaches it. Its streams wait here (they do not move between nodes).
+            // what is stored reaches it. Its streams wait here: here for its next session, or
+            // relayed to the node it opens one on (the directory names this node meanwhile).
             stored = orphans.filter { !$0.isStream }
             kept = orphans.filter(\.isStream)
         }
@@ -205,9 +206,12 @@ public actor Supervisor {
             deadLetter(envelope, to: agent, reason: .offline)
         }
         storeMoved(stored, of: key, streamsTo: movedTo)
+        // A takeover from another node that came while the session was being detached: either it
+        // sees the session gone, or this sees where the agent went.
+        if movedTo == nil, let movedLate = session.movedTo.withLock({ $0 }) { handOverOrphans(of: key, to: movedLate) }
         if routing.session(for: key) == nil {
             shared?.presence(key, online: false)
-            cluster?.detached(key)
+            cluster?.detached(key, holdingMs: kept.isEmpty ? 0 : configuration.orphanTTLMs)
         }
         record("session.closed", tenant: key.tenant, agentID: key.agentID, ["session": "\(session.number)"])
     }

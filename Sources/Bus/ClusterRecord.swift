@@ -18,7 +18,8 @@ public struct ClusterRecord: Sendable, Equatable {
         case requestFailed = 4
         /// A message was stored for agent `to`: its session reads its backlog.
         case backlog = 5
-        /// Agent `to` opened a session on the sending node at `at` (Unix ms): an older one here ends.
+        /// Agent `to` opened a session on the sending node at `at` (Unix ms): an older one here ends,
+        /// and the streams kept here for the agent's next session are relayed to the sending node.
         case takeover = 6
         /// A BROADCAST (`subject` empty) or PUBLISH on topic `subject` from `from`, of ``DeliveryKind``
         /// `status`, for the receiving node's sessions; answered by a `fanoutAnswer`.

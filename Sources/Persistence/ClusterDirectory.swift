@@ -10,6 +10,9 @@ import NIOConcurrencyHelpers
 ///   value is the node's load (``ClusterMember/Load/text``);
 /// - `slot:<n>`: the id slot node `id` holds (``ClusterRecord/idStride`` of them), renewed with it;
 /// - `agents`: a hash from `<tenant>/<agent>` to the node holding the agent's live session;
+/// - `held:<tenant>/<agent>`: the node that holds deliveries of the agent's ended session (streams
+///   it took and did not acknowledge), for as long as that node keeps them; the node the agent
+///   opens a session on next takes it and asks for them;
 /// - `contexts`: a hash from a tenant to the home of its contexts, the node that writes them;
 /// - `load:<id>`: a hash from `<tenant>/<agent>` to the deliveries in flight of node `id`'s agents
 ///   that offer capabilities (`-`: not ready), replaced at every refresh, living as long as the node key.
@@ -30,10 +33,11 @@ final class ClusterDirectory: Sendable {
     }
 
     private enum Operation {
-        /// `key` opened here; `done` runs after Redis answered (or failed), `previous` with
-        /// the node that held it before, if another.
-        case attach(AgentKey, done: @Sendable (_ previous: String?) -> Void)
-        case detach(AgentKey)
+        /// `key` opened here; `done` runs after Redis answered (or failed), with the other live
+        /// nodes that held its session before or hold deliveries of an ended one.
+        case attach(AgentKey, done: @Sendable (_ holders: Set<String>) -> Void)
+        /// `key`'s session here ended; this node keeps its deliveries for `holdMs` (0: none).
+        case detach(AgentKey, holdMs: UInt64)
         case lookup(AgentKey, then: @Sendable (String?) -> Void)
         /// Makes this node the home of the tenant's contexts unless a live node is.
         case claim(String, then: @Sendable (String?) -> Void)
@@ -73,6 +77,7 @@ final class ClusterDirectory: Sendable {
     private var prefix: String { "acb:cluster:\(settings.cluster):" }
     private var agentsKey: String { prefix + "agents" }
     private var homesKey: String { prefix + "contexts" }
+    private func heldKey(_ key: AgentKey) -> String { prefix + "held:" + key.description }
 
     /// Claims an id slot and announces the node. - Throws: when Redis cannot be reached, when a
     /// live node has this node's id, or when every slot is taken.
@@ -164,16 +169,19 @@ final class ClusterDirectory: Sendable {
     }
 
     /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
-    /// Redis is unreachable (the write waits for it).
-    func attach(_ key: AgentKey, done: @escaping @Sendable (_ previous: String?) -> Void) {
+    /// Redis is unreachable (the write waits for it), with the other live nodes that held its
+    /// session or hold deliveries of an ended one.
+    func attach(_ key: AgentKey, done: @escaping @Sendable (_ holders: Set<String>) -> Void) {
         guard thread.status.current.state == .running else {
-            done(nil)
+            done([])
             return submit(.attach(key, done: { _ in }))
         }
         submit(.attach(key, done: done))
     }
 
-    func detach(_ key: AgentKey) { submit(.detach(key)) }
+    /// Forgets `key`'s session here, unless another node took it since; if this node keeps its
+    /// deliveries for `holdMs`, the directory says so for as long.
+    func detach(_ key: AgentKey, holdMs: UInt64) { submit(.detach(key, holdMs: holdMs)) }
 
     /// Looks `key` up in Redis itself (not the copy); `then` gets the node, nil when none or unreachable.
     func lookup(_ key: AgentKey, then: @escaping @Sendable (String?) -> Void) {
@@ -234,7 +242,7 @@ final class ClusterDirectory: Sendable {
         for operation in operations {
             switch operation {
             case .attach(let key, let done):
-                done(nil)
+                done([])
                 retried.append(.attach(key, done: { _ in }))
             case .detach:
                 retried.append(operation)
@@ -252,9 +260,9 @@ final class ClusterDirectory: Sendable {
         let commands = operations.map { operation -> [String] in
             switch operation {
             case .attach(let key, _):
-                ["EVAL", Self.swapScript, "1", agentsKey, key.description, settings.nodeID]
-            case .detach(let key):
-                ["EVAL", Self.forgetScript, "1", agentsKey, key.description, settings.nodeID]
+                ["EVAL", Self.swapScript, "2", agentsKey, heldKey(key), key.description, settings.nodeID]
+            case .detach(let key, let holdMs):
+                ["EVAL", Self.leaveScript, "2", agentsKey, heldKey(key), key.description, settings.nodeID, "\(holdMs)"]
             case .lookup(let key, _):
                 ["HGET", agentsKey, key.description]
             case .claim(let tenant, _):
@@ -271,7 +279,11 @@ final class ClusterDirectory: Sendable {
         for (operation, reply) in zip(operations, replies) {
             switch operation {
             case .attach(_, let done):
-                done(reply.text.flatMap { $0 != settings.nodeID && live.contains($0) ? $0 : nil })
+                guard case .array(let holders) = reply else {
+                    done([])
+                    continue
+                }
+                done(Set(holders.compactMap(\.text).filter { $0 != settings.nodeID && live.contains($0) }))
             case .detach:
                 break
             case .lookup(let key, let then):
@@ -394,11 +406,23 @@ final class ClusterDirectory: Sendable {
         if !gone.isEmpty { _ = try redis.pipeline(Array(gone.prefix(1_000))) }
     }
 
-    /// Sets field ARGV[1] to node ARGV[2] and returns what it was.
+    /// Sets field ARGV[1] to node ARGV[2]; returns what it was and the node KEYS[2] named, which it
+    /// removes.
     private static let swapScript = """
         local previous = redis.call('HGET', KEYS[1], ARGV[1])
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-        return previous
+        local held = redis.call('GET', KEYS[2])
+        redis.call('DEL', KEYS[2])
+        return {previous, held}
+        """
+
+    /// Removes field ARGV[1] if node ARGV[2] still holds it, and then, if ARGV[3] is not 0, names
+    /// that node in KEYS[2] for ARGV[3] ms.
+    private static let leaveScript = """
+        if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+        redis.call('HDEL', KEYS[1], ARGV[1])
+        if ARGV[3] ~= '0' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+        return 0
         """
 
     /// Returns the node hash field ARGV[1] names if that node lives (its key, ARGV[3] followed by its

@@ -89,18 +89,18 @@ public final class ClusterNode: Sendable {
     public var otherNodes: [String] { directory.liveNodes.subtracting([nodeID]).sorted() }
 
     public func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void) {
-        directory.attach(key) { [self] previous in
-            if let previous {
+        directory.attach(key) { [self] holders in
+            for holder in holders.sorted() {
                 forward(
                     ClusterRecord(kind: .takeover, node: nodeID, tenant: key.tenant, to: key.agentID, at: at),
-                    to: previous
+                    to: holder
                 ) { _ in }
             }
             done()
         }
     }
 
-    public func detached(_ key: AgentKey) { directory.detach(key) }
+    public func detached(_ key: AgentKey, holdingMs: UInt64) { directory.detach(key, holdMs: holdingMs) }
 
     public func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void) {
         let value = record.encoded()

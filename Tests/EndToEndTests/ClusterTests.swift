@@ -581,6 +581,56 @@ extension SidecarTests {
             }
         }
 
+        /// A download whose connection closed on one node goes on on the node the agent connects to
+        /// next: the stream kept for it is relayed there and offered anew, and the receiver resumes
+        /// it from the chunks it kept (STREAM_STATUS).
+        @Test func anInterruptedDownloadIsResumedOnAnotherNode() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2, configure: { $0.supervisor.limits.chunkSize = 256 << 10 }) { nodes in
+                let alice = try await nodes[0].client("alice", tenant: tenant)
+                var first = try await RawAgent.connect(
+                    port: nodes[0].port, token: try await nodes[0].token("bob", tenant: tenant))
+                let report = ByteBuffer(bytes: (0..<700_000).map { UInt8(truncatingIfNeeded: $0 &* 5) })
+                _ = try await alice.upload(to: .agent("bob"), from: BufferSource(report), streamID: "report")
+                // Bob keeps chunk 0 of the three, then his connection closes.
+                var kept = ByteBuffer()
+                while kept.readableBytes == 0, let frame = try await first.connection.read() {
+                    if case .streamChunk(var chunk) = frame, chunk.index == 0 { kept.writeBuffer(&chunk.data) }
+                }
+                await first.connection.close()
+                let bob = AgentKey(tenant: tenant, agentID: "bob")
+                try await Sidecars.eventually("node 1 to hear bob left node 0") {
+                    nodes[1].server.supervisor.cluster?.node(of: bob) == nil
+                }
+
+                var second = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                var open: StreamOpen?
+                while open == nil, let frame = try await second.connection.read() {
+                    if case .streamOpen(let frame) = frame { open = frame }
+                }
+                let offered = try #require(open)
+                #expect(offered.streamID.hasSuffix("/report") && offered.totalSize == 700_000)
+                try await second.connection.send(
+                    .streamStatus(
+                        StreamStatus(
+                            ref: offered.ref, streamID: offered.streamID, nextIndex: 1,
+                            bytes: UInt64(kept.readableBytes))))
+                var download = kept
+                while let frame = try await second.connection.read() {
+                    if case .streamChunk(var chunk) = frame, chunk.index >= 1 { download.writeBuffer(&chunk.data) }
+                    if case .streamEnd(let end) = frame {
+                        try await second.connection.send(.ack(Ack(deliveryID: end.ref)))
+                        break
+                    }
+                }
+                #expect(download == report, "chunk 0 kept, the rest downloaded on node 1")
+                #expect(nodes[0].server.supervisor.routing.takeOrphans(of: bob).isEmpty, "nothing left on node 0")
+                await alice.close()
+                await second.connection.close()
+            }
+        }
+
         /// An idempotency key used on one node is honoured on another: the agent's retry there, after
         /// it moved, is answered with the first result and delivers nothing again.
         @Test func anIdempotencyKeyHoldsAcrossNodes() async throws {
