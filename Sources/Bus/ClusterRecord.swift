@@ -4,8 +4,9 @@ public import NIOCore
 /// (docs/cluster.md): a message or request for one of its agents, an answer to a request one of
 /// its agents made, or a word about an agent (read your backlog, another node took it over).
 ///
-/// The encoding is the bus's own: big-endian integers, `str` (u16 length) and `bytes` (u32
-/// length), in the order of the fields below (`deadline` 0 for none). Nodes of one cluster run the same build.
+/// The encoding is the bus's own: its length (u32), then big-endian integers, `str` (u16 length)
+/// and `bytes` (u32 length), in the order of the fields below (`deadline` 0 for none). One Kafka
+/// record carries one or more, back to back. Nodes of one cluster run the same build.
 public struct ClusterRecord: Sendable, Equatable {
     public enum Kind: UInt8, Sendable {
         /// A SEND to agent `to`, from `from`.
@@ -129,53 +130,68 @@ public struct ClusterRecord: Sendable, Equatable {
         self.payload = payload
     }
 
-    /// The record's bytes, for a Kafka record's value.
-    public func encoded() -> [UInt8] {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(64 + tenant.utf8.count + to.utf8.count + from.utf8.count + payload.readableBytes)
-        buffer.writeInteger(kind.rawValue)
-        for text in [node, tenant, to, from, subject] { buffer.writeWireString(text) }
-        buffer.writeMultipleIntegers(correlationID, deadline ?? 0, at, status, count, code.rawValue)
-        buffer.writeWireMessage(message)
-        buffer.writeWireBytes(payload)
-        return Array(buffer.readableBytesView)
+    /// Appends the record to `value`, a Kafka record's value that carries one or more of them, each
+    /// behind its length (u32).
+    public func encode(into value: inout ByteBuffer) {
+        let start = value.writerIndex
+        value.writeInteger(UInt32(0))
+        value.writeInteger(kind.rawValue)
+        for text in [node, tenant, to, from, subject] { value.writeWireString(text) }
+        value.writeMultipleIntegers(correlationID, deadline ?? 0, at, status, count, code.rawValue)
+        value.writeWireMessage(message)
+        value.writeWireBytes(payload)
+        value.setInteger(UInt32(value.writerIndex - start - 4), at: start)
     }
 
-    /// Decodes ``encoded()``. - Throws: ``ErrorCode/badFrame`` for anything else.
-    public static func decode(_ bytes: [UInt8]) throws(BusError) -> ClusterRecord {
+    /// Decodes the records of a value made by ``encode(into:)``, in order.
+    /// - Throws: ``ErrorCode/badFrame`` for anything else.
+    public static func decodeAll(_ bytes: UnsafeRawBufferPointer) throws(BusError) -> [ClusterRecord] {
         let buffer = ByteBuffer(bytes: bytes)
-        let decoded = buffer.withUnsafeReadableBytes { raw -> Result<ClusterRecord, BusError> in
+        let decoded = buffer.withUnsafeReadableBytes { raw -> Result<[ClusterRecord], BusError> in
             var reader = WireReader(buffer, bytes: raw)
+            var records: [ClusterRecord] = []
             do throws(BusError) {
-                guard let kind = Kind(rawValue: try reader.u8("kind")) else {
-                    throw BusError(.badFrame, "unknown cluster record kind")
+                while !reader.isAtEnd {
+                    let length = Int(try reader.u32("length"))
+                    let end = reader.offset + length
+                    var record = try decode(&reader)
+                    guard reader.offset == end else { throw BusError(.badFrame, "a cluster record's length is wrong") }
+                    if length + 4 < bytes.count {
+                        // A payload of its own: one that stays queued must not keep the others' alive.
+                        record.payload = ByteBuffer(bytes: record.payload.readableBytesView)
+                    }
+                    records.append(record)
                 }
-                let node = try reader.string("node")
-                let tenant = try reader.string("tenant")
-                let to = try reader.string("to")
-                let from = try reader.string("from")
-                let subject = try reader.string("subject")
-                let correlationID = try reader.u64("correlation_id")
-                let deadline = try reader.u64("deadline")
-                let at = try reader.u64("at")
-                let status = try reader.u8("status")
-                let count = try reader.u32("count")
-                guard let code = ErrorCode(rawValue: try reader.u16("code")) else {
-                    throw BusError(.badFrame, "unknown error code in a cluster record")
-                }
-                let message = try reader.string("message")
-                let payload = try reader.bytes("payload")
-                guard reader.isAtEnd else { throw BusError(.badFrame, "a cluster record has trailing bytes") }
-                return .success(
-                    ClusterRecord(
-                        kind: kind, node: node, tenant: tenant, to: to, from: from, subject: subject,
-                        correlationID: correlationID, deadline: deadline == 0 ? nil : deadline, at: at, status: status,
-                        count: count, code: code,
-                        message: message, payload: payload))
+                return .success(records)
             } catch {
                 return .failure(error)
             }
         }
         return try decoded.get()
+    }
+
+    private static func decode(_ reader: inout WireReader) throws(BusError) -> ClusterRecord {
+        guard let kind = Kind(rawValue: try reader.u8("kind")) else {
+            throw BusError(.badFrame, "unknown cluster record kind")
+        }
+        let node = try reader.string("node")
+        let tenant = try reader.string("tenant")
+        let to = try reader.string("to")
+        let from = try reader.string("from")
+        let subject = try reader.string("subject")
+        let correlationID = try reader.u64("correlation_id")
+        let deadline = try reader.u64("deadline")
+        let at = try reader.u64("at")
+        let status = try reader.u8("status")
+        let count = try reader.u32("count")
+        guard let code = ErrorCode(rawValue: try reader.u16("code")) else {
+            throw BusError(.badFrame, "unknown error code in a cluster record")
+        }
+        let message = try reader.string("message")
+        let payload = try reader.bytes("payload")
+        return ClusterRecord(
+            kind: kind, node: node, tenant: tenant, to: to, from: from, subject: subject,
+            correlationID: correlationID, deadline: deadline == 0 ? nil : deadline, at: at, status: status,
+            count: count, code: code, message: message, payload: payload)
     }
 }

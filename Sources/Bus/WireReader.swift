@@ -11,7 +11,7 @@ public struct WireReader {
     private let buffer: ByteBuffer
     /// The body's readable bytes.
     private let bytes: UnsafeRawBufferPointer
-    private var offset = 0
+    private(set) var offset = 0
 
     init(_ buffer: ByteBuffer, bytes: UnsafeRawBufferPointer) {
         self.buffer = buffer

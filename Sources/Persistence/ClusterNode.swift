@@ -2,6 +2,7 @@ public import Bus
 import Foundation
 public import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// This process as a node of a cluster (docs/cluster.md): the directory and membership in Redis
 /// (``ClusterDirectory``), and traffic to and from the other nodes over Kafka, one topic per node
@@ -31,7 +32,7 @@ public final class ClusterNode: Sendable {
     }
 
     private struct Outbound {
-        var records: [(topic: String, value: [UInt8], done: @Sendable (BusError?) -> Void)] = []
+        var records: [(topic: String, record: ClusterRecord, done: @Sendable (BusError?) -> Void)] = []
         var stopping = false
     }
 
@@ -103,10 +104,9 @@ public final class ClusterNode: Sendable {
     public func detached(_ key: AgentKey, holdingMs: UInt64) { directory.detach(key, holdMs: holdingMs) }
 
     public func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void) {
-        let value = record.encoded()
         let accepted = outbound.withLockedValue { outbound in
             guard outbound.records.count < settings.outboundCapacity, !outbound.stopping else { return false }
-            outbound.records.append((topic(of: node), value, done))
+            outbound.records.append((topic(of: node), record, done))
             return true
         }
         guard accepted else {
@@ -154,9 +154,9 @@ public final class ClusterNode: Sendable {
             ready.unlock(withValue: 1)
             while !outbound.withLockedValue(\.stopping) {
                 try receiver.checkpoint()
-                for value in try consumer.poll(limit: 1_000, timeoutMs: 100) {
+                try consumer.poll(limit: 1_000, timeoutMs: 100) { value in
                     do throws(BusError) {
-                        inbox(try ClusterRecord.decode(value))
+                        for record in try ClusterRecord.decodeAll(value) { inbox(record) }
                     } catch {
                         log.log(level: .error, "a cluster record could not be read", metadata: ["error": "\(error)"])
                     }
@@ -177,7 +177,7 @@ public final class ClusterNode: Sendable {
     private func send() throws {
         final class Waiting {
             var next: UInt64 = 0
-            var done: [UInt64: @Sendable (BusError?) -> Void] = [:]
+            var done: [UInt64: [@Sendable (BusError?) -> Void]] = [:]
         }
         let waiting = Waiting()
         let producer = try KafkaProducer(
@@ -190,15 +190,15 @@ public final class ClusterNode: Sendable {
             ],
             log: log
         ) { sequence, failure in
-            waiting.done.removeValue(forKey: sequence)?(
-                failure.map {
-                    BusError(.unavailable, "the other node cannot be reached through Kafka: \($0)", retryAfterMs: 1_000)
-                })
+            let error = failure.map {
+                BusError(.unavailable, "the other node cannot be reached through Kafka: \($0)", retryAfterMs: 1_000)
+            }
+            for done in waiting.done.removeValue(forKey: sequence) ?? [] { done(error) }
         }
         defer {
             // What librdkafka still holds when the thread ends or restarts is failed: its senders hear it.
             _ = producer.flush(timeoutMs: 5_000)
-            for (_, done) in waiting.done { done(BusError(.unavailable, "the cluster link restarted")) }
+            for done in waiting.done.values.joined() { done(BusError(.unavailable, "the cluster link restarted")) }
         }
         while true {
             try sender.checkpoint()
@@ -206,17 +206,20 @@ public final class ClusterNode: Sendable {
                 defer { outbound.records.removeAll(keepingCapacity: true) }
                 return (outbound.records, outbound.stopping)
             }
-            for record in records {
+            for batch in Self.packed(records) {
                 waiting.next += 1
-                waiting.done[waiting.next] = record.done
+                waiting.done[waiting.next] = batch.done
                 do {
-                    while try !producer.produce(
-                        topic: record.topic, partition: 0, key: [], value: record.value, sequence: waiting.next)
-                    {
+                    while try !batch.value.withUnsafeReadableBytes({ value throws(SidecarError) in
+                        try producer.produce(
+                            topic: batch.topic, partition: 0, key: [], value: value, sequence: waiting.next)
+                    }) {
                         producer.poll(timeoutMs: 10)
                     }
                 } catch {
-                    waiting.done.removeValue(forKey: waiting.next)?(BusError(.unavailable, "\(error)"))
+                    for done in waiting.done.removeValue(forKey: waiting.next) ?? [] {
+                        done(BusError(.unavailable, "\(error)"))
+                    }
                 }
             }
             producer.poll(timeoutMs: 0)
@@ -227,6 +230,34 @@ public final class ClusterNode: Sendable {
                 sender.sleep(seconds: 0.1)
             }
         }
+    }
+
+    /// Most bytes of records packed into one Kafka record; a larger record goes alone.
+    static let batchBytes = 256 << 10
+
+    /// `records` packed per topic, in order, into Kafka values of at most about ``batchBytes``
+    /// (``ClusterRecord/encode(into:)``), each with the completions of the records it carries: one
+    /// Kafka record for many saves the broker and librdkafka their work per record.
+    private static func packed(_ records: [(topic: String, record: ClusterRecord, done: @Sendable (BusError?) -> Void)])
+        -> [(topic: String, value: ByteBuffer, done: [@Sendable (BusError?) -> Void])]
+    {
+        var batches: [(topic: String, value: ByteBuffer, done: [@Sendable (BusError?) -> Void])] = []
+        var filling: [String: Int] = [:]
+        for (topic, record, done) in records {
+            // The record's bytes beyond its payload are a few hundred at most.
+            if let index = filling[topic],
+                batches[index].value.readableBytes + record.payload.readableBytes < batchBytes
+            {
+                record.encode(into: &batches[index].value)
+                batches[index].done.append(done)
+            } else {
+                var value = ByteBuffer()
+                record.encode(into: &value)
+                filling[topic] = batches.count
+                batches.append((topic, value, [done]))
+            }
+        }
+        return batches
     }
 
     /// Leaves the cluster: what is queued is sent, the directory forgets this node.

@@ -84,29 +84,28 @@ final class KafkaConsumer {
         rd_kafka_destroy(handle)
     }
 
-    /// The values of up to `limit` records, waiting up to `timeoutMs` for the first (and not at
-    /// all for the others: a batch waits for a full one, or its whole timeout).
-    /// - Throws: when the broker reports an error other than the partition's end.
-    func poll(limit: Int, timeoutMs: Int32) throws(SidecarError) -> [[UInt8]] {
-        guard let first = rd_kafka_consume(topic, 0, timeoutMs) else { return [] }
+    /// Hands `each` the values of up to `limit` records (each valid only during its call), waiting up
+    /// to `timeoutMs` for the first (and not at all for the others: a batch waits for a full one,
+    /// or its whole timeout).
+    /// - Throws: when the broker reports an error other than the partition's end, and no record came.
+    func poll(limit: Int, timeoutMs: Int32, _ each: (UnsafeRawBufferPointer) -> Void) throws(SidecarError) {
+        guard let first = rd_kafka_consume(topic, 0, timeoutMs) else { return }
         var rest = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: max(limit - 1, 1))
         let count = max(rd_kafka_consume_batch(topic, 0, 0, &rest, rest.count), 0)
-        var values: [[UInt8]] = []
-        var failure: SidecarError?
+        var (read, failure) = (0, SidecarError?.none)
         for message in [first] + rest.prefix(count) {
             guard let message else { continue }
             defer { rd_kafka_message_destroy(message) }
             let error = message.pointee.err
             if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let bytes = message.pointee.payload?.assumingMemoryBound(to: UInt8.self)
-                values.append(Array(UnsafeBufferPointer(start: bytes, count: message.pointee.len)))
+                each(UnsafeRawBufferPointer(start: message.pointee.payload, count: message.pointee.len))
+                read += 1
             } else if error != RD_KAFKA_RESP_ERR__PARTITION_EOF {
                 failure = SidecarError(
                     message: "Kafka consume failed: \(String(cString: rd_kafka_err2str(error)))", connectionLost: true)
             }
         }
-        if let failure, values.isEmpty { throw failure }
-        return values
+        if let failure, read == 0 { throw failure }
     }
 
     /// Creates topic `name` with one partition; one that exists already is fine.

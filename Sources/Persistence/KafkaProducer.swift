@@ -1,5 +1,6 @@
 import Bus
 import CRdKafka
+import Foundation
 import Logging
 
 /// A librdkafka producer: idempotent, `acks=all`, lz4-compressed batches. Blocking and not
@@ -78,7 +79,8 @@ final class KafkaProducer {
     /// - Returns: false if its queue is full (``poll(timeoutMs:)`` and try again).
     /// - Throws: for any other refusal (an invalid topic, a fatal producer error).
     func produce(
-        topic: String, partition: Int32 = KafkaProducer.anyPartition, key: [UInt8], value: [UInt8], sequence: UInt64
+        topic: String, partition: Int32 = KafkaProducer.anyPartition, key: [UInt8], value: some ContiguousBytes,
+        sequence: UInt64
     ) throws(SidecarError) -> Bool {
         let handle = try self.topic(topic)
         let copy: Int32 = 0x2  // RD_KAFKA_MSG_F_COPY
