@@ -70,8 +70,15 @@ end() {
   wait_gone "$command" "$pid"
   if [ "$signal" = KILL ]; then say "$name killed (pid $pid)"; else say "$name stopped"; fi
 }
+# A server killed a moment ago may hold its port until its last thread is gone (its main thread is
+# a zombie already): a few seconds are allowed for that.
 port_free() {
-  ! port_open "$2" || die "port $2 for $1 is taken by another process; stop it or choose another port (ACB_${3}_PORT)"
+  local deadline=$((SECONDS + 5))
+  while port_open "$2"; do
+    [ "$SECONDS" -lt "$deadline" ] ||
+      die "port $2 for $1 is taken by another process; stop it or choose another port (ACB_${3}_PORT)"
+    sleep 0.1
+  done
 }
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
