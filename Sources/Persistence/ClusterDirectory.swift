@@ -33,9 +33,10 @@ final class ClusterDirectory: Sendable {
     }
 
     private enum Operation {
-        /// `key` opened here; `done` runs after Redis answered (or failed), with the other live
-        /// nodes that held its session before or hold deliveries of an ended one.
-        case attach(AgentKey, done: @Sendable (_ holders: Set<String>) -> Void)
+        /// `key` opened here: `holders` gets the other live nodes that held its session before or
+        /// hold deliveries of an ended one once Redis answered; `done` runs then, or when Redis
+        /// failed (and the write waits for it).
+        case attach(AgentKey, holders: @Sendable (Set<String>) -> Void, done: @Sendable () -> Void)
         /// `key`'s session here ended; this node keeps its deliveries for `holdMs` (0: none).
         case detach(AgentKey, holdMs: UInt64)
         case lookup(AgentKey, then: @Sendable (String?) -> Void)
@@ -168,15 +169,17 @@ final class ClusterDirectory: Sendable {
         submit(.idempotency(scopedKey, then: then))
     }
 
-    /// Records that `key`'s session opened here; `done` runs once Redis answered, or at once while
-    /// Redis is unreachable (the write waits for it), with the other live nodes that held its
-    /// session or hold deliveries of an ended one.
-    func attach(_ key: AgentKey, done: @escaping @Sendable (_ holders: Set<String>) -> Void) {
+    /// Records that `key`'s session opened here. Once Redis answered, `holders` gets the other
+    /// live nodes that held its session or hold deliveries of an ended one, then `done` runs;
+    /// while Redis is unreachable `done` runs at once, and `holders` when the write is through.
+    func attach(
+        _ key: AgentKey, holders: @escaping @Sendable (Set<String>) -> Void, done: @escaping @Sendable () -> Void
+    ) {
         guard thread.status.current.state == .running else {
-            done([])
-            return submit(.attach(key, done: { _ in }))
+            done()
+            return submit(.attach(key, holders: holders, done: {}))
         }
-        submit(.attach(key, done: done))
+        submit(.attach(key, holders: holders, done: done))
     }
 
     /// Forgets `key`'s session here, unless another node took it since; if this node keeps its
@@ -241,9 +244,9 @@ final class ClusterDirectory: Sendable {
         var retried: [Operation] = []
         for operation in operations {
             switch operation {
-            case .attach(let key, let done):
-                done([])
-                retried.append(.attach(key, done: { _ in }))
+            case .attach(let key, let holders, let done):
+                done()
+                retried.append(.attach(key, holders: holders, done: {}))
             case .detach:
                 retried.append(operation)
             case .lookup(_, let then), .claim(_, let then):
@@ -259,7 +262,7 @@ final class ClusterDirectory: Sendable {
     private func run(_ operations: [Operation], on redis: RedisConnection) throws(SidecarError) {
         let commands = operations.map { operation -> [String] in
             switch operation {
-            case .attach(let key, _):
+            case .attach(let key, _, _):
                 ["EVAL", Self.swapScript, "2", agentsKey, heldKey(key), key.description, settings.nodeID]
             case .detach(let key, let holdMs):
                 ["EVAL", Self.leaveScript, "2", agentsKey, heldKey(key), key.description, settings.nodeID, "\(holdMs)"]
@@ -278,12 +281,11 @@ final class ClusterDirectory: Sendable {
         let live = liveNodes
         for (operation, reply) in zip(operations, replies) {
             switch operation {
-            case .attach(_, let done):
-                guard case .array(let holders) = reply else {
-                    done([])
-                    continue
+            case .attach(_, let holders, let done):
+                if case .array(let nodes) = reply {
+                    holders(Set(nodes.compactMap(\.text).filter { $0 != settings.nodeID && live.contains($0) }))
                 }
-                done(Set(holders.compactMap(\.text).filter { $0 != settings.nodeID && live.contains($0) }))
+                done()
             case .detach:
                 break
             case .lookup(let key, let then):

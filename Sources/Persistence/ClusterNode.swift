@@ -90,15 +90,16 @@ public final class ClusterNode: Sendable {
     public var otherNodes: [String] { directory.liveNodes.subtracting([nodeID]).sorted() }
 
     public func attached(_ key: AgentKey, at: UInt64, done: @escaping @Sendable () -> Void) {
-        directory.attach(key) { [self] holders in
-            for holder in holders.sorted() {
-                forward(
-                    ClusterRecord(kind: .takeover, node: nodeID, tenant: key.tenant, to: key.agentID, at: at),
-                    to: holder
-                ) { _ in }
-            }
-            done()
-        }
+        directory.attach(
+            key,
+            holders: { [self] holders in
+                for holder in holders.sorted() {
+                    forward(
+                        ClusterRecord(kind: .takeover, node: nodeID, tenant: key.tenant, to: key.agentID, at: at),
+                        to: holder
+                    ) { _ in }
+                }
+            }, done: done)
     }
 
     public func detached(_ key: AgentKey, holdingMs: UInt64) { directory.detach(key, holdMs: holdingMs) }

@@ -286,6 +286,32 @@ extension SidecarTests {
             }
         }
 
+        /// A session that opens while Redis is away cannot tell the directory yet: once Redis is
+        /// back its write goes through, and the agent's older session on another node is replaced
+        /// then (never live on two nodes for longer than the outage).
+        @Test func aSessionOpenedWhileRedisIsAwayTakesOverWhenItIsBack() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(2) { nodes in
+                var first = try await RawAgent.connect(
+                    port: nodes[0].port, token: try await nodes[0].token("bob", tenant: tenant))
+                let bob = AgentKey(tenant: tenant, agentID: "bob")
+                try await Sidecars.eventually("node 1 to see bob on node 0") {
+                    nodes[1].server.supervisor.cluster?.node(of: bob) == "n0"
+                }
+                let token = try await nodes[1].token("bob", tenant: tenant)
+                var second: RawAgent?
+                try await SidecarFaultTests.during(outageOf: "redis") {
+                    second = try await RawAgent.connect(port: nodes[1].port, token: token)
+                }
+                var goAway: GoAway?
+                while goAway == nil, let frame = try await first.connection.read() {
+                    if case .goAway(let frame) = frame { goAway = frame }
+                }
+                #expect(goAway?.code == .replaced)
+                await second?.connection.close()
+            }
+        }
+
         /// A BROADCAST reaches every member of the tenant on every node, and a PUBLISH every matching
         /// subscriber, plain or durable (each node stores its receivers' copies); OK counts the
         /// receivers of every node.
