@@ -15,6 +15,8 @@ final class KafkaConsumer {
     ///   - topic: the topic to read; created with one partition if missing.
     /// The largest record it reads (a cluster record with a 64 MiB context body, and room to spare).
     static let maxRecordBytes = 65 << 20
+    /// How long the broker keeps the records of a topic it creates.
+    static let retentionMs = 3_600_000
 
     init(brokers: String, topic name: String, log: RateLimitedLog) throws(SidecarError) {
         callbacks = KafkaCallbacks(log: log)
@@ -118,6 +120,9 @@ final class KafkaConsumer {
         defer { rd_kafka_NewTopic_destroy(newTopic) }
         // Records as large as the consumer reads (a broker's default is about 1 MiB).
         _ = rd_kafka_NewTopic_set_config(newTopic, "max.message.bytes", "\(maxRecordBytes)")
+        // Kept an hour: a node reads its topic from the end when it starts, so older records are
+        // read by nobody (a broker's default keeps them a week).
+        _ = rd_kafka_NewTopic_set_config(newTopic, "retention.ms", "\(retentionMs)")
         let queue = rd_kafka_queue_new(handle)
         defer { rd_kafka_queue_destroy(queue) }
         var topics: [OpaquePointer?] = [newTopic]
