@@ -184,7 +184,7 @@ public final class ClusterNode: Sendable {
         let producer = try KafkaProducer(
             brokers: settings.brokers,
             options: [
-                "linger.ms": "0", "compression.type": "none", "socket.nagle.disable": "true",
+                "linger.ms": "0", "compression.type": "lz4", "socket.nagle.disable": "true",
                 "message.timeout.ms": "5000",
                 // A record carries at most one context body (64 MiB) and a little more.
                 "message.max.bytes": "\(KafkaConsumer.maxRecordBytes)",
