@@ -120,7 +120,10 @@ extension Supervisor {
                 totalSize: open.totalSize, chunkSize: open.chunkSize, maxChunkSize: open.chunkSize,
                 maxTotalSize: open.totalSize),
             (try? assembly.restore(storedChunks: record.count)) != nil
-        else { return answer?(nil) ?? () }
+        else {
+            answer?(nil)
+            return
+        }
         let spool = UploadSpool(
             owner: AgentKey(tenant: record.tenant, agentID: record.from), open: open,
             file: SpoolFile(directory: configuration.streamDirectory, session: 0), assembly: assembly)

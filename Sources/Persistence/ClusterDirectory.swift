@@ -78,7 +78,8 @@ final class ClusterDirectory: Sendable {
     private var prefix: String { "acb:cluster:\(settings.cluster):" }
     private var agentsKey: String { prefix + "agents" }
     private var homesKey: String { prefix + "contexts" }
-    private func heldKey(_ key: AgentKey) -> String { prefix + "held:" + key.description }
+    /// The `held:` key of the directory field `field` (`<tenant>/<agent>`).
+    private func heldKey(_ field: String) -> String { prefix + "held:" + field }
 
     /// Claims an id slot and announces the node. - Throws: when Redis cannot be reached, when a
     /// live node has this node's id, or when every slot is taken.
@@ -263,9 +264,12 @@ final class ClusterDirectory: Sendable {
         let commands = operations.map { operation -> [String] in
             switch operation {
             case .attach(let key, _, _):
-                ["EVAL", Self.swapScript, "2", agentsKey, heldKey(key), key.description, settings.nodeID]
+                ["EVAL", Self.swapScript, "2", agentsKey, heldKey(key.description), key.description, settings.nodeID]
             case .detach(let key, let holdMs):
-                ["EVAL", Self.leaveScript, "2", agentsKey, heldKey(key), key.description, settings.nodeID, "\(holdMs)"]
+                [
+                    "EVAL", Self.leaveScript, "2", agentsKey, heldKey(key.description), key.description,
+                    settings.nodeID, "\(holdMs)",
+                ]
             case .lookup(let key, _):
                 ["HGET", agentsKey, key.description]
             case .claim(let tenant, _):
@@ -376,7 +380,7 @@ final class ClusterDirectory: Sendable {
         for pair in stride(from: 0, to: fields.count - 1, by: 2) {
             guard let field = fields[pair].text, let node = fields[pair + 1].text else { continue }
             guard live.contains(node) else {
-                gone.append(["EVAL", Self.forgetScript, "1", agentsKey, field, node])
+                gone.append(["EVAL", Self.leaveScript, "2", agentsKey, heldKey(field), field, node, "0"])
                 continue
             }
             agentCounts[node, default: 0] += 1
@@ -445,12 +449,6 @@ final class ClusterDirectory: Sendable {
         for i = 1, #fields, 2 do
             if fields[i + 1] == ARGV[1] then redis.call('HDEL', KEYS[1], fields[i]) end
         end
-        return 0
-        """
-
-    /// Removes field ARGV[1] if node ARGV[2] still holds it.
-    private static let forgetScript = """
-        if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
         return 0
         """
 }
