@@ -3,9 +3,10 @@ import NIOCore
 
 extension AgentSession {
     /// Writes what the mailbox holds: answers to this agent's requests always, messages while the
-    /// unacked window has room and the socket is writable. One flush per drain.
+    /// unacked window has room and the socket is writable. One flush per drain. Nothing before
+    /// WELCOME: ``start(protocolVersion:)`` drains then.
     func drain() {
-        guard state != .closed else { return }
+        guard state != .closed, started else { return }
         mailbox.beginDrain()
         let (now, clock) = (WallClock.nowMs(), MonotonicClock.nowMs())
         var returns = CreditReturns()

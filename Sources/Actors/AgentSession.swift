@@ -96,6 +96,8 @@ public actor AgentSession {
     /// When a frame last arrived, on the ``MonotonicClock``.
     var lastHeard = MonotonicClock.nowMs()
     var ticker: RepeatedTask?
+    /// Whether ``start(protocolVersion:)`` ran, i.e. WELCOME is out: nothing is delivered before.
+    var started = false
     /// The agent's rate limit (nil: none), shared with its other sessions.
     let bucket: RateLimits.Bucket?
     /// Tokens drawn from `bucket` and not yet spent: the session draws up to ``creditBatch`` at a
@@ -166,14 +168,17 @@ public actor AgentSession {
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks) and, under protocol 2,
-    /// flow control: the first CREDIT. Call once, after WELCOME.
+    /// flow control: the first CREDIT; then delivers what came for the agent meanwhile. Call once,
+    /// after WELCOME.
     public func start(protocolVersion: UInt16) {
+        started = true
         if protocolVersion >= 2 { openWindow() }
         deliversMessageIDs = protocolVersion >= 3
         let period = TimeAmount.milliseconds(Int64(configuration.tickMs))
         ticker = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [self] _ in
             assumeIsolated { $0.tick() }
         }
+        drain()
     }
 
     /// The agent's connection delivered bytes: it is alive. Called once per read, not per frame.

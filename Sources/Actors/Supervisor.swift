@@ -150,7 +150,12 @@ public actor Supervisor {
 
     /// Creates the session of an authenticated connection and makes it its agent's live session.
     /// A previous session of the same agent gets GOAWAY `replaced`. Call on `channel`'s event loop.
-    public nonisolated func openSession(identity: Identity, channel: any Channel) throws(BusError) -> AgentSession {
+    /// - Parameter listed: runs, on any thread, once every node finds the session: at once on a bus
+    ///   alone, else once the cluster's directory names this node (or could not be reached). The
+    ///   gateway writes WELCOME then, so a SEND from another node after it never misses the agent.
+    public nonisolated func openSession(
+        identity: Identity, channel: any Channel, listed: @escaping @Sendable () -> Void = {}
+    ) throws(BusError) -> AgentSession {
         guard !isShuttingDown else {
             throw BusError(.shuttingDown, "the server is shutting down")
         }
@@ -166,13 +171,17 @@ public actor Supervisor {
             // Its backlog is read only once the directory names this node: a message another node
             // stores for it from then on is announced here (``ClusterLink/stored(for:)``).
             session.mailbox.holdBacklog()
-            cluster.attached(identity.key, at: session.openedAtMs) { session.backlogHoldEnded() }
+            cluster.attached(identity.key, at: session.openedAtMs) {
+                session.backlogHoldEnded()
+                listed()
+            }
         }
         // The session was made with its backlog gate closed (when there is a store), before anyone
         // could route to it: a SEND cannot overtake the stored messages.
         if store != nil { session.backlogArrived() }
         shared?.presence(identity.key, online: true)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
+        if cluster == nil { listed() }
         return session
     }
 

@@ -21,6 +21,9 @@ final class SessionHandler: ChannelInboundHandler {
         /// A HELLO, LOGIN or REFRESH is being checked off the event loop. A protocol 2 HELLO's
         /// `held` keeps the frames pipelined behind it, run once WELCOME is out; nil refuses them.
         case checking(held: [Frame]?)
+        /// The session is open and waits until every node can find it (a cluster's directory names
+        /// this node) for WELCOME; `held` as in `checking`.
+        case opening(AgentSession, TokenAuthority.Verified, held: [Frame]?)
         /// The session, and the access token that opened it (LOGOUT revokes it).
         case active(AgentSession, TokenAuthority.Verified)
         case closed
@@ -54,7 +57,7 @@ final class SessionHandler: ChannelInboundHandler {
             switch handler.state {
             case .awaitingHello, .checking:
                 handler.refuse(context, BusError(.unauthenticated, "no HELLO within the handshake timeout"))
-            case .active, .closed:
+            case .opening, .active, .closed:
                 break
             }
         }
@@ -120,16 +123,23 @@ final class SessionHandler: ChannelInboundHandler {
             }
         case (.awaitingHello, _):
             refuse(context, BusError(.badFrame, "the first frame must be HELLO, LOGIN or REFRESH"))
-        case (.checking(held: var held?), _):
-            guard held.count < Limits.maxFramesBeforeWelcome else {
-                return refuse(
-                    context, BusError(.badFrame, "more than \(Limits.maxFramesBeforeWelcome) frames before WELCOME"))
-            }
-            held.append(frame)
-            state = .checking(held: held)
-        case (.checking, _):
+        case (.checking(held: let held?), _):
+            if let held = holding(frame, after: held, context) { state = .checking(held: held) }
+        case (.opening(let session, let token, held: let held?), _):
+            if let held = holding(frame, after: held, context) { state = .opening(session, token, held: held) }
+        case (.checking, _), (.opening, _):
             refuse(context, BusError(.badFrame, "wait for the answer before sending \(frame.type)"))
         }
+    }
+
+    /// `held` and `frame`, a frame pipelined before WELCOME; nil when that is more than a client may
+    /// send before WELCOME, and the connection is refused.
+    private func holding(_ frame: Frame, after held: [Frame], _ context: ChannelHandlerContext) -> [Frame]? {
+        guard held.count < Limits.maxFramesBeforeWelcome else {
+            refuse(context, BusError(.badFrame, "more than \(Limits.maxFramesBeforeWelcome) frames before WELCOME"))
+            return nil
+        }
+        return held + [frame]
     }
 
     /// LOGOUT: revokes the session's token and family, answers OK, ends the session.
@@ -154,7 +164,7 @@ final class SessionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
-        if case .active(let session, _) = state { session.assumeIsolated { $0.channelClosed() } }
+        opened?.assumeIsolated { $0.channelClosed() }
         state = .closed
         context.fireChannelInactive()
     }
@@ -237,40 +247,64 @@ final class SessionHandler: ChannelInboundHandler {
         try? context.channel.syncOptions?.setOption(.autoRead, value: on)
     }
 
-    /// Opens the session, then runs the frames pipelined behind a protocol 2 HELLO.
+    /// The session of an `opening` or `active` connection.
+    private var opened: AgentSession? {
+        switch state {
+        case .opening(let session, _, _), .active(let session, _): session
+        case .awaitingHello, .checking, .closed: nil
+        }
+    }
+
+    /// Opens the session, then, once every node can find it, welcomes the client.
     private func open(
         _ token: TokenAuthority.Verified, hello: Hello, held: [Frame], context: ChannelHandlerContext
     ) {
         timer?.cancel()
-        let identity = token.identity
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loop = context.eventLoop
         do throws(BusError) {
-            let session = try supervisor.openSession(identity: identity, channel: context.channel)
-            state = .active(session, token)
-            endSession(context, when: token)
-            let welcome = Welcome(
-                sessionID: UInt64(session.number), tenant: identity.tenant,
-                agentID: identity.agentID, limits: supervisor.configuration.limits)
-            answer(.welcome(welcome), context)
-            session.assumeIsolated { $0.start(protocolVersion: hello.version) }
-            supervisor.logger.debug(
-                "session opened",
-                metadata: [
-                    "agent": "\(identity.key)", "client": "\(hello.clientName)", "session": "\(session.number)",
-                    "protocol": "\(hello.version)",
-                ])
-            for frame in held { handle(frame, context: context) }
-            session.assumeIsolated { $0.flush() }
-            if hello.version >= 2 { reading(true, context) }
+            let session = try supervisor.openSession(identity: token.identity, channel: context.channel) {
+                loop.execute {
+                    let (handler, context) = bound.value
+                    handler.welcome(hello, context)
+                }
+            }
+            state = .opening(session, token, held: hello.version >= 2 ? held : nil)
         } catch {
             refuse(context, error)
         }
     }
 
-    /// Answers the handshake with ERROR and closes.
+    /// Answers WELCOME to an `opening` connection, starts its session, then runs the frames
+    /// pipelined behind a protocol 2 HELLO.
+    private func welcome(_ hello: Hello, _ context: ChannelHandlerContext) {
+        guard case .opening(let session, let token, let held) = state else { return }
+        let identity = token.identity
+        state = .active(session, token)
+        endSession(context, when: token)
+        let welcome = Welcome(
+            sessionID: UInt64(session.number), tenant: identity.tenant,
+            agentID: identity.agentID, limits: supervisor.configuration.limits)
+        answer(.welcome(welcome), context)
+        session.assumeIsolated { $0.start(protocolVersion: hello.version) }
+        supervisor.logger.debug(
+            "session opened",
+            metadata: [
+                "agent": "\(identity.key)", "client": "\(hello.clientName)", "session": "\(session.number)",
+                "protocol": "\(hello.version)",
+            ])
+        for frame in held ?? [] { handle(frame, context: context) }
+        session.assumeIsolated { $0.flush() }
+        if hello.version >= 2 { reading(true, context) }
+    }
+
+    /// Answers the handshake with ERROR and closes (a session opened for it closes too).
     private func refuse(_ context: ChannelHandlerContext, _ error: BusError) {
+        let session = opened
         state = .closed
         answer(.error(ErrorFrame(ref: 0, error: error)), context)
         context.close(promise: nil)
+        session?.assumeIsolated { $0.channelClosed() }
     }
 
     /// Writes a handshake answer (the session writes everything after WELCOME).
