@@ -24,6 +24,22 @@ extension AgentSession {
         flush()
     }
 
+    /// `count` of this session's SENDs to agents on `node` left their queues there: its window gets
+    /// them back, as from receivers on this node.
+    func creditReturned(_ count: Int, from node: String) {
+        guard let sendWindow else { return }
+        remoteCredit.returned(count, from: node, nowMs: MonotonicClock.nowMs())
+        sendWindow.give(count)
+    }
+
+    /// Gives the window back what nodes that are gone, or silent for long, hold of it: their
+    /// `credit` records will not come.
+    func reclaimRemoteCredit(nowMs: UInt64) {
+        let live = Set(supervisor.cluster?.otherNodes ?? [])
+        let reclaimed = remoteCredit.reclaim(live: live, nowMs: nowMs)
+        if reclaimed > 0 { sendWindow?.give(reclaimed) }
+    }
+
     /// A SEND, BROADCAST or PUBLISH succeeded: under protocol 1 its OK, under 2 a later CONFIRM.
     func succeeded(_ ref: UInt64, _ outcome: Outcome = .delivered, recipients: UInt32) {
         if sendWindow != nil {

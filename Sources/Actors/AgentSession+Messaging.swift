@@ -160,17 +160,23 @@ extension AgentSession {
     private func forward(_ send: Send, to remote: (agentID: String, node: String), scopedKey: String) {
         guard let cluster = supervisor.cluster else { return }
         if sendWindow != nil { refs.storing(send.ref) }
+        // Under protocol 2 its credit comes back from the receiver's node once the receiver took it.
         let record = ClusterRecord(
             kind: .direct, node: cluster.nodeID, tenant: identity.tenant, to: remote.agentID,
-            from: identity.agentID, deadline: send.deadline, payload: send.payload)
+            from: identity.agentID, correlationID: sendWindow == nil ? 0 : UInt64(number), deadline: send.deadline,
+            payload: send.payload)
         cluster.forward(record, to: remote.node) { error in
             self.onLoop { session in
                 if error == nil {
                     session.routed.add(.direct)
+                    if session.sendWindow != nil {
+                        session.remoteCredit.lend(to: remote.node, nowMs: MonotonicClock.nowMs())
+                    }
                 } else {
                     session.supervisor.metrics.routed(.direct, .failed)
                 }
-                session.answerStored(send.ref, scopedKey: scopedKey, recipients: 1, outcome: .delivered, error)
+                session.answerStored(
+                    send.ref, scopedKey: scopedKey, recipients: 1, outcome: .delivered, creditBack: false, error)
             }
         }
     }
@@ -192,9 +198,10 @@ extension AgentSession {
     }
 
     /// The store (or the forwarding) of command `ref` was answered: OK `outcome` (with its credit
-    /// back) or ERROR.
+    /// back, unless `creditBack` is false: it comes later) or ERROR.
     func answerStored(
-        _ ref: UInt64, scopedKey: String, recipients: UInt32, outcome: Outcome = .queued, _ error: BusError?
+        _ ref: UInt64, scopedKey: String, recipients: UInt32, outcome: Outcome = .queued, creditBack: Bool = true,
+        _ error: BusError?
     ) {
         refs.stored(ref)
         if let error {
@@ -203,7 +210,7 @@ extension AgentSession {
         } else {
             completeIdempotent(scopedKey, .ok(outcome, recipients: recipients))
             write(.ok(Ok(ref: ref, outcome: outcome, recipients: recipients)))
-            sendWindow?.give(1)
+            if creditBack { sendWindow?.give(1) }
         }
         // A group commit answers many stores in a row: one flush for them all.
         flushSoon()

@@ -128,6 +128,8 @@ public actor AgentSession {
     var routed = BusMetrics.DeliveredTally()
     /// Protocol 2 only (nil under 1): the window CREDIT grants, given back as receivers take messages.
     var sendWindow: SendWindow?
+    /// Protocol 2 in a cluster: what this session's SENDs to agents on other nodes hold of its window.
+    var remoteCredit = RemoteCreditLedger()
     /// Protocol 2: the last ref of a SEND, BROADCAST or PUBLISH (they must increase), the last one
     /// that succeeded, and the last one CONFIRM covered.
     var refs = ConfirmedRefs()
@@ -360,6 +362,7 @@ public actor AgentSession {
             retryOrDeadLetter(entry.item, attempts: entry.attempt, reason: .timeout)
         }
         if backlog.retry { fetchBacklog() }
+        if !remoteCredit.isEmpty { reclaimRemoteCredit(nowMs: now) }
         drain()
     }
 }

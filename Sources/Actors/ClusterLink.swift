@@ -34,6 +34,11 @@ public protocol ClusterLink: Sendable {
     /// Hands `record` to `node`; `done` gets nil once the transport holds it, or why it could not.
     /// A full outbound queue refuses at once with ``ErrorCode/overloaded``.
     func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void)
+    /// Gives `count` of the send window of session `number` on `node` back to it (a `credit`
+    /// record): that many of its SENDs to this node's agents left their queues. Never refused for a
+    /// full outbound queue, so that no window shrinks for good: such records come only for messages
+    /// that came from other nodes and were taken from this node's bounded queues.
+    func returnCredit(_ count: Int, to number: UInt32, of tenant: String, on node: String)
     /// A message was stored for `key`, which has no session on this node: the node that holds its
     /// session, looked up afresh in the directory, is told to read its backlog.
     func stored(for key: AgentKey)

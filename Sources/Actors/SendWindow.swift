@@ -72,12 +72,15 @@ enum CreditOwner: Sendable {
     case message(SendWindow)
     /// A copy of a PUBLISH or BROADCAST.
     case copy(FanoutCredit)
+    /// A SEND from a session on another node.
+    case remote(RemoteSender)
 }
 
-/// Gives credit back for messages a session takes out of its mailbox, one atomic add per run of
-/// messages from the same sender.
+/// Gives credit back for messages a session takes out of its mailbox, one atomic add (or, for a
+/// sender on another node, one record) per run of messages from the same sender.
 struct CreditReturns {
     private var window: SendWindow?
+    private var remote: RemoteSender?
     private var count = 0
 
     mutating func add(_ owner: CreditOwner?) {
@@ -90,12 +93,20 @@ struct CreditReturns {
                 window = sender
             }
             count += 1
+        case .remote(let sender):
+            if sender !== remote {
+                flush()
+                remote = sender
+            }
+            count += 1
         }
     }
 
     mutating func flush() {
-        if let window, count > 0 { window.give(count) }
-        window = nil
-        count = 0
+        if count > 0 {
+            window?.give(count)
+            remote?.give(count)
+        }
+        (window, remote, count) = (nil, nil, 0)
     }
 }

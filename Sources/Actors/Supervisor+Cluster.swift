@@ -77,6 +77,11 @@ extension Supervisor {
                 full = full.filter { $0.value > now }
                 full[key] = now + UInt64(record.count)
             }
+        case .credit:
+            guard let sender = routing.session(number: UInt32(truncatingIfNeeded: record.correlationID)),
+                sender.identity.tenant == record.tenant
+            else { return }
+            sender.onLoop { $0.creditReturned(Int(record.count), from: record.node) }
         case .contextReload:
             reloadContexts(of: record.tenant) { _ in }
         case .unregistered:
@@ -103,16 +108,22 @@ extension Supervisor {
     }
 
     /// A SEND from another node, already answered there (OK `delivered`): to the agent's session if
-    /// it is here and takes it now, else stored for it, in order behind anything it holds back.
+    /// it is here and takes it now, else stored for it, in order behind anything it holds back. The
+    /// sender's credit goes back when the session takes it, or at once when it is stored.
     private nonisolated func deliver(_ record: ClusterRecord, to key: AgentKey) {
-        guard let session = routing.session(for: key) else { return storeForwarded(record, to: key, holding: nil) }
+        let sender = remoteSender(of: record)
+        guard let session = routing.session(for: key) else {
+            return storeForwarded(record, to: key, holding: nil, credit: sender)
+        }
         let envelope = Envelope.message(
-            Message(kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload, credit: nil))
+            Message(
+                kind: .direct, from: record.from, deadline: record.deadline, payload: record.payload,
+                credit: sender.map { .remote($0) }))
         do throws(BusError) {
             if try session.enqueueDirect(envelope, mustStore: false) { return }
             // Behind stored messages it has still to read: stored behind them, as a SEND from this
             // node would be; the sender is not slowed (a full queue slows it, below).
-            storeForwarded(record, to: key, holding: session)
+            storeForwarded(record, to: key, holding: session, credit: sender)
         } catch  where error.code == .overloaded {
             // The receiver is full. Its sender heard OK: it goes in all the same, behind what is
             // queued (stored, it would be read back ahead of it), up to twice the queue's bound,
@@ -120,15 +131,32 @@ extension Supervisor {
             receiverFull(record)
             if (try? session.enqueueDirect(envelope, mustStore: false, overflow: true)) == true { return }
             let heldGate = (try? session.enqueueDirect(envelope, mustStore: true)) == false
-            storeForwarded(record, to: key, holding: heldGate ? session : nil)
+            storeForwarded(record, to: key, holding: heldGate ? session : nil, credit: sender)
         } catch {
-            storeForwarded(record, to: key, holding: nil)
+            storeForwarded(record, to: key, holding: nil, credit: sender)
         }
     }
 
-    /// Stores a forwarded SEND for `key` (its sender heard OK already): what the store refuses is
-    /// dead-lettered.
-    private nonisolated func storeForwarded(_ record: ClusterRecord, to key: AgentKey, holding gate: AgentSession?) {
+    /// The send window on another node that forwarded SEND `record` counts against; nil if none.
+    private nonisolated func remoteSender(of record: ClusterRecord) -> RemoteSender? {
+        guard record.correlationID != 0, let cluster else { return nil }
+        let key = RemoteSender.Key(node: record.node, number: UInt32(truncatingIfNeeded: record.correlationID))
+        return remoteSenders.withLock { senders in
+            if let sender = senders[key], sender.tenant == record.tenant { return sender }
+            // Kept only to batch their credit: senders that ended go with the lot.
+            if senders.count >= 4_096 { senders.removeAll() }
+            let sender = RemoteSender(key, tenant: record.tenant, link: cluster)
+            senders[key] = sender
+            return sender
+        }
+    }
+
+    /// Stores a forwarded SEND for `key` (its sender heard OK already), and gives its sender's
+    /// `credit` back at once (the message left the queues): what the store refuses is dead-lettered.
+    private nonisolated func storeForwarded(
+        _ record: ClusterRecord, to key: AgentKey, holding gate: AgentSession?, credit: RemoteSender?
+    ) {
+        credit?.give(1)
         let message = storedMessage(
             to: key, from: record.from, payload: Array(record.payload.readableBytesView), deadline: record.deadline)
         enqueueStored(message, holding: gate) { [self] error in

@@ -50,6 +50,9 @@ public actor Supervisor {
     let handedUploads = Mutex<[UInt64: HandedUpload]>([:])
     /// Agents on other nodes found full there, until when SENDs to them are refused (monotonic ms).
     let fullReceivers = Mutex<[AgentKey: UInt64]>([:])
+    /// The send windows of senders on other nodes whose SENDs came lately, so that a run of their
+    /// messages taken here goes back as one `credit` record (see ``RemoteSender``).
+    let remoteSenders = Mutex<[RemoteSender.Key: RemoteSender]>([:])
     public nonisolated let logger: Logger
     /// Counters and histograms of what sessions do.
     public nonisolated let metrics: BusMetrics

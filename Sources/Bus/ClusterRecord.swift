@@ -9,7 +9,8 @@ public import NIOCore
 /// record carries one or more, back to back. Nodes of one cluster run the same build.
 public struct ClusterRecord: Sendable, Equatable {
     public enum Kind: UInt8, Sendable {
-        /// A SEND to agent `to`, from `from`.
+        /// A SEND to agent `to`, from `from`; `correlationID` is the number of the sender's session
+        /// on the sending node when the message counts against its send window (0: it does not).
         case direct = 1
         /// A REQUEST to agent `to`; `correlationID` is the requester's, on the sending node.
         case request = 2
@@ -81,6 +82,10 @@ public struct ClusterRecord: Sendable, Equatable {
         case interestSet = 24
         /// The sending node applied `interest` record `correlationID` of the receiving node.
         case interestApplied = 25
+        /// `count` of the SENDs of session `correlationID` of the receiving node left the queues of
+        /// their receivers on the sending node (taken, or stored there): its send window gets them
+        /// back.
+        case credit = 26
     }
 
     /// Ids made by one node are congruent to its id slot modulo this: at most this many nodes live

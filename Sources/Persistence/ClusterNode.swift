@@ -18,7 +18,8 @@ public final class ClusterNode: Sendable {
         public var nodeID: String
         public var redisURL: String
         public var brokers: String
-        /// Records waiting to be handed to Kafka; one more is refused with `overloaded`.
+        /// Records waiting to be handed to Kafka; one more is refused with `overloaded` (credit
+        /// returns excepted, see ``returnCredit(_:to:of:on:)``).
         public var outboundCapacity = 100_000
         /// A node not heard from for this long is gone (its agents' entries are ignored).
         public var nodeTTLMs: UInt64 = 3_000
@@ -105,15 +106,31 @@ public final class ClusterNode: Sendable {
     public func detached(_ key: AgentKey, holdingMs: UInt64) { directory.detach(key, holdMs: holdingMs) }
 
     public func forward(_ record: ClusterRecord, to node: String, done: @escaping @Sendable (BusError?) -> Void) {
+        guard queue(record, to: node, bounded: true, done: done) else {
+            return done(BusError(.overloaded, "too many records waiting for the other nodes", retryAfterMs: 100))
+        }
+    }
+
+    public func returnCredit(_ count: Int, to number: UInt32, of tenant: String, on node: String) {
+        let record = ClusterRecord(
+            kind: .credit, node: nodeID, tenant: tenant, correlationID: UInt64(number), count: UInt32(clamping: count))
+        _ = queue(record, to: node, bounded: false) { _ in }
+    }
+
+    /// Queues `record` for `node` and wakes `cluster-out`; false when this node is stopping or,
+    /// `bounded`, the outbound queue is full.
+    private func queue(
+        _ record: ClusterRecord, to node: String, bounded: Bool, done: @escaping @Sendable (BusError?) -> Void
+    ) -> Bool {
         let accepted = outbound.withLockedValue { outbound in
-            guard outbound.records.count < settings.outboundCapacity, !outbound.stopping else { return false }
+            guard !bounded || outbound.records.count < settings.outboundCapacity, !outbound.stopping else {
+                return false
+            }
             outbound.records.append((topic(of: node), record, done))
             return true
         }
-        guard accepted else {
-            return done(BusError(.overloaded, "too many records waiting for the other nodes", retryAfterMs: 100))
-        }
-        sender.wake()
+        if accepted { sender.wake() }
+        return accepted
     }
 
     public func lookup(_ key: AgentKey, then: @escaping @Sendable (String?) -> Void) {

@@ -730,9 +730,10 @@ extension SidecarTests {
             }
         }
 
-        /// A receiver that is full on its node: the message that found it so is stored (delivered
-        /// later, in order), and the sender's node refuses the next SENDs to it with `overloaded`
-        /// for a moment, as the receiver's node would; nothing answered OK is lost.
+        /// A receiver that is full on its node, and a protocol 1 sender (no credit to keep to): the
+        /// messages that find it so are queued all the same, in order, and the sender's node refuses
+        /// the next SENDs to it with `overloaded` for a moment, as the receiver's node would; nothing
+        /// answered OK is lost.
         @Test func aFullReceiverOnAnotherNodeSlowsItsSenders() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(
@@ -742,21 +743,24 @@ extension SidecarTests {
                     $0.supervisor.limits.maxUnacked = 4
                 }
             ) { nodes in
-                // Bob reads nothing until the end: his queue on node 1 (64, and 4 in flight) fills
-                // up. Fewer than twice that are sent, so none is stored even without the refusals.
+                // Bob reads nothing until the end: his queue on node 1 (64, and 4 in flight) is full
+                // after 68. Alice sends until her node refuses one, slowly after those 68, so that
+                // the word from bob's node comes long before twice the queue's bound (beyond it,
+                // what comes is stored and may overtake what is queued).
                 var (alice, bob) = try await Self.pair(nodes, tenant: tenant)
                 var answered: [String] = []
-                var refused = 0
-                for index in 0..<120 {
+                var refused = false
+                while !refused, answered.count < 128 {
+                    let text = "m\(answered.count)"
                     do {
-                        _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: "m\(index)"))
-                        answered.append("m\(index)")
+                        _ = try await alice.send(to: .agent("bob"), ByteBuffer(string: text))
+                        answered.append(text)
                     } catch let error as BusError where error.code == .overloaded {
-                        refused += 1
-                        try await Task.sleep(for: .milliseconds(20))
+                        refused = true
                     }
+                    if answered.count >= 68 { try await Task.sleep(for: .milliseconds(20)) }
                 }
-                #expect(refused > 0, "the sender's node refused some while bob was full")
+                #expect(refused, "the sender's node refused one while bob was full")
                 var texts: [String] = []
                 while texts.count < answered.count {
                     let deliver = try await bob.nextDelivery()
@@ -765,6 +769,56 @@ extension SidecarTests {
                 }
                 #expect(texts == answered, "every answered message, in order")
                 await alice.close()
+                await bob.connection.close()
+            }
+        }
+
+        /// A protocol 2 sender's credit for a SEND to an agent on another node comes back when the
+        /// receiver's session takes the message there, not when Kafka took it: with a window of 16
+        /// and bob taking 4 at a time (4 unacknowledged at most), alice has 4 back after all 16 were
+        /// answered, 8 once bob acknowledged 4, and all 16 once he acknowledged them all.
+        @Test func aSendersCreditComesBackWhenAReceiverOnAnotherNodeTakesItsMessages() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(
+                2,
+                configure: {
+                    $0.supervisor.sendWindow = 16
+                    $0.supervisor.limits.maxUnacked = 4
+                }
+            ) { nodes in
+                var bob = try await RawAgent.connect(
+                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                var alice = try await RawAgent.connect(
+                    port: nodes[0].port, token: try await nodes[0].token("alice", tenant: tenant))
+                try await alice.send(16, to: "bob") { _ in false }
+                var (answered, granted) = (UInt64(0), UInt32(0))
+                /// Reads alice's frames until `enough` holds of what was answered and granted so far.
+                func read(until enough: () -> Bool) async throws {
+                    while !enough() {
+                        switch try await alice.connection.read() {
+                        case .ok(let ok): answered = max(answered, ok.ref)
+                        case .confirm(let confirm): answered = max(answered, confirm.ref)
+                        case .credit(let credit): granted += credit.grant
+                        case let other: throw BusError(.internal, "alice got \(String(describing: other))")
+                        }
+                    }
+                }
+                try await read { answered == 16 && granted >= 4 }
+                #expect(granted == 4, "only what bob's session took")
+                var deliveries: [Deliver] = []
+                for _ in 0..<4 { deliveries.append(try await bob.nextDelivery()) }
+                for deliver in deliveries { try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID))) }
+                try await read { granted >= 8 }
+                #expect(granted == 8)
+                while deliveries.count < 16 {
+                    let deliver = try await bob.nextDelivery()
+                    deliveries.append(deliver)
+                    try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
+                }
+                #expect(deliveries.map { String(buffer: $0.payload) } == (0..<16).map { "m\($0)" })
+                try await read { granted >= 16 }
+                #expect(granted == 16)
+                await alice.connection.close()
                 await bob.connection.close()
             }
         }
