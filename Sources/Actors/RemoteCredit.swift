@@ -1,9 +1,9 @@
 /// The send window of a protocol 2 session on another node, whose SENDs reach this node's agents
-/// (docs/cluster.md, *Backpressure across nodes*): what its receivers here take, or what is stored
+/// (docs/cluster.md, *Credit across nodes*): what its receivers here take, or what is stored
 /// for them here, goes back to its node, as a receiver on its own node gives a
 /// ``SendWindow`` back.
 final class RemoteSender: Sendable {
-    /// Where messages and credit of one remote sender are told apart.
+    /// The sender's node, and its session's number there.
     struct Key: Hashable, Sendable {
         let node: String
         let number: UInt32
