@@ -4,7 +4,7 @@ import NIOCore
 extension AgentSession {
     /// Writes what the mailbox holds: answers to this agent's requests always, messages while the
     /// unacked window has room and the socket is writable. One flush per drain. Nothing before
-    /// WELCOME: ``start(protocolVersion:)`` drains then.
+    /// WELCOME: ``start(protocolVersion:)`` asks for a drain.
     func drain() {
         guard state != .closed, started else { return }
         mailbox.beginDrain()

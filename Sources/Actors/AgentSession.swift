@@ -170,8 +170,8 @@ public actor AgentSession {
     }
 
     /// Starts housekeeping (redelivery, heartbeat and slow-consumer checks) and, under protocol 2,
-    /// flow control: the first CREDIT; then delivers what came for the agent meanwhile. Call once,
-    /// after WELCOME.
+    /// flow control: the first CREDIT; what came for the agent meanwhile is delivered next, behind
+    /// the answers to the frames pipelined with HELLO. Call once, after WELCOME.
     public func start(protocolVersion: UInt16) {
         started = true
         if protocolVersion >= 2 { openWindow() }
@@ -180,7 +180,7 @@ public actor AgentSession {
         ticker = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [self] _ in
             assumeIsolated { $0.tick() }
         }
-        drain()
+        scheduleDrain()
     }
 
     /// The agent's connection delivered bytes: it is alive. Called once per read, not per frame.

@@ -153,11 +153,11 @@ public actor Supervisor {
 
     /// Creates the session of an authenticated connection and makes it its agent's live session.
     /// A previous session of the same agent gets GOAWAY `replaced`. Call on `channel`'s event loop.
-    /// - Parameter listed: runs, on any thread, once every node finds the session: at once on a bus
-    ///   alone, else once the cluster's directory names this node (or could not be reached). The
-    ///   gateway writes WELCOME then, so a SEND from another node after it never misses the agent.
+    /// - Parameter listed: in a cluster, runs on any thread once every node finds the session: once
+    ///   the cluster's directory names this node (or could not be reached). The gateway writes
+    ///   WELCOME then, so that a SEND from another node after it never misses the agent.
     public nonisolated func openSession(
-        identity: Identity, channel: any Channel, listed: @escaping @Sendable () -> Void = {}
+        identity: Identity, channel: any Channel, listed: (@Sendable () -> Void)? = nil
     ) throws(BusError) -> AgentSession {
         guard !isShuttingDown else {
             throw BusError(.shuttingDown, "the server is shutting down")
@@ -176,7 +176,7 @@ public actor Supervisor {
             session.mailbox.holdBacklog()
             cluster.attached(identity.key, at: session.openedAtMs) {
                 session.backlogHoldEnded()
-                listed()
+                listed?()
             }
         }
         // The session was made with its backlog gate closed (when there is a store), before anyone
@@ -184,7 +184,6 @@ public actor Supervisor {
         if store != nil { session.backlogArrived() }
         shared?.presence(identity.key, online: true)
         record("session.opened", tenant: identity.tenant, agentID: identity.agentID, ["session": "\(number)"])
-        if cluster == nil { listed() }
         return session
     }
 

@@ -255,21 +255,27 @@ final class SessionHandler: ChannelInboundHandler {
         }
     }
 
-    /// Opens the session, then, once every node can find it, welcomes the client.
+    /// Opens the session, then, once every node can find it (at once on a bus alone), welcomes the
+    /// client.
     private func open(
         _ token: TokenAuthority.Verified, hello: Hello, held: [Frame], context: ChannelHandlerContext
     ) {
         timer?.cancel()
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let loop = context.eventLoop
-        do throws(BusError) {
-            let session = try supervisor.openSession(identity: token.identity, channel: context.channel) {
+        var listed: (@Sendable () -> Void)?
+        if supervisor.cluster != nil {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let loop = context.eventLoop
+            listed = {
                 loop.execute {
                     let (handler, context) = bound.value
                     handler.welcome(hello, context)
                 }
             }
+        }
+        do throws(BusError) {
+            let session = try supervisor.openSession(identity: token.identity, channel: context.channel, listed: listed)
             state = .opening(session, token, held: hello.version >= 2 ? held : nil)
+            if listed == nil { welcome(hello, context) }
         } catch {
             refuse(context, error)
         }

@@ -86,12 +86,14 @@ extension SidecarTests {
             return (alice, bob)
         }
 
-        /// Bob (a raw agent) on node 1 and alice (a client) on node 0, once alice's node routes to bob;
-        /// the message that showed it was taken and acknowledged.
-        static func pair(_ nodes: [TestBus], tenant: String) async throws -> (alice: ACBClient, bob: RawAgent) {
+        /// Bob (a raw agent) on node 1 and `sender` (a client) on node 0, once its node routes to
+        /// bob; the message that showed it was taken and acknowledged.
+        static func pair(_ nodes: [TestBus], tenant: String, sender: String = "alice") async throws
+            -> (alice: ACBClient, bob: RawAgent)
+        {
             var bob = try await RawAgent.connect(
                 port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
-            let alice = try await nodes[0].client("alice", tenant: tenant)
+            let alice = try await nodes[0].client(sender, tenant: tenant)
             try await routed(alice, to: "bob")
             let warm = try await bob.nextDelivery()
             try await bob.connection.send(.ack(Ack(deliveryID: warm.deliveryID)))
@@ -776,7 +778,8 @@ extension SidecarTests {
         /// A protocol 2 sender's credit for a SEND to an agent on another node comes back when the
         /// receiver's session takes the message there, not when Kafka took it: with a window of 16
         /// and bob taking 4 at a time (4 unacknowledged at most), alice has 4 back after all 16 were
-        /// answered, 8 once bob acknowledged 4, and all 16 once he acknowledged them all.
+        /// answered, 8 once bob acknowledged 4, and all but less than a quarter of the window (the
+        /// bus grants a quarter at a time) once he acknowledged them all.
         @Test func aSendersCreditComesBackWhenAReceiverOnAnotherNodeTakesItsMessages() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(
@@ -786,8 +789,9 @@ extension SidecarTests {
                     $0.supervisor.limits.maxUnacked = 4
                 }
             ) { nodes in
-                var bob = try await RawAgent.connect(
-                    port: nodes[1].port, token: try await nodes[1].token("bob", tenant: tenant))
+                // Bob takes a message from carol (protocol 1, no credit) first: he has read his
+                // backlog, so none of alice's is stored (which would give its credit back at once).
+                var (carol, bob) = try await Self.pair(nodes, tenant: tenant, sender: "carol")
                 var alice = try await RawAgent.connect(
                     port: nodes[0].port, token: try await nodes[0].token("alice", tenant: tenant))
                 try await alice.send(16, to: "bob") { _ in false }
@@ -816,8 +820,10 @@ extension SidecarTests {
                     try await bob.connection.send(.ack(Ack(deliveryID: deliver.deliveryID)))
                 }
                 #expect(deliveries.map { String(buffer: $0.payload) } == (0..<16).map { "m\($0)" })
-                try await read { granted >= 16 }
-                #expect(granted == 16)
+                // The bus grants once a quarter of the window (4) is back: at most 3 wait for more.
+                try await read { granted > 12 }
+                #expect(granted <= 16)
+                await carol.close()
                 await alice.connection.close()
                 await bob.connection.close()
             }
