@@ -69,10 +69,11 @@ extension AgentSession {
         if !released.isEmpty { supervisor.release(released, of: identity.key) }
     }
 
-    /// Writes GOAWAY and closes the connection.
+    /// Writes GOAWAY and closes the connection; before WELCOME (a cluster node waiting for its
+    /// directory), ERROR with ref 0 instead, as the handshake answers.
     public func close(_ goAway: GoAway) {
         guard state != .closed else { return }
-        write(.goAway(goAway))
+        write(started ? .goAway(goAway) : .error(ErrorFrame(ref: 0, error: BusError(goAway.code, goAway.message))))
         flush()
         channel.close(promise: nil)
     }
@@ -89,6 +90,9 @@ extension AgentSession {
         channel.eventLoop.execute {
             self.assumeIsolated { session in
                 guard session.state == .active else { return }
+                guard session.started else {
+                    return session.close(GoAway(code: .shuttingDown, message: "the server is shutting down"))
+                }
                 session.state = .draining
                 session.drainingFlag.store(true, ordering: .relaxed)
                 // The backlog is read no more: what waits for it in the mailbox goes now.

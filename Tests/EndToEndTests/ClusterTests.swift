@@ -159,6 +159,34 @@ extension SidecarTests {
             }
         }
 
+        /// Two connections of one agent that both wait for their WELCOME (Redis's writes paused, so
+        /// the node's directory write waits): the newer takes over, and the older gets what the
+        /// handshake answers, ERROR `replaced` with ref 0, not a GOAWAY before any WELCOME.
+        @Test func aConnectionTakenOverBeforeItsWelcomeGetsAnError() async throws {
+            let tenant = TestBus.freshTenant()
+            try await Self.withCluster(1) { nodes in
+                let token = try await nodes[0].token("bob", tenant: tenant)
+                var connections = [
+                    try await RawConnection.connect(port: nodes[0].port),
+                    try await RawConnection.connect(port: nodes[0].port),
+                ]
+                _ = try RedisConnection(url: try Sidecars.redis()).command("CLIENT", "PAUSE", "500", "WRITE")
+                for connection in connections {
+                    try await connection.send(.hello(Hello(version: 3, token: token, clientName: "raw")))
+                }
+                var (welcomed, refused) = (0, 0)
+                for index in connections.indices {
+                    switch try await connections[index].read() {
+                    case .welcome: welcomed += 1
+                    case .error(let frame) where frame.ref == 0 && frame.error.code == .replaced: refused += 1
+                    case let other: Issue.record("a handshake answered \(String(describing: other))")
+                    }
+                }
+                #expect(welcomed == 1 && refused == 1)
+                for connection in connections { await connection.close() }
+            }
+        }
+
         @Test func aRequestIsAnsweredByAnAgentOnAnotherNode() async throws {
             let tenant = TestBus.freshTenant()
             try await Self.withCluster(3) { nodes in
