@@ -40,15 +40,24 @@ extension AgentSession {
                             }
                         }
                     }
-                    if durable {
-                        return try storeDurably(send, to: receiver, scopedKey: scoped)
-                    }
-                    let message = Envelope.message(
-                        Message(
-                            kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
-                            credit: sendWindow.map { .message($0) }))
-                    guard try offer(message, of: send, to: receiver) else {
-                        return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: receiver)
+                    do throws(BusError) {
+                        if durable {
+                            return try storeDurably(send, to: receiver, scopedKey: scoped)
+                        }
+                        let message = Envelope.message(
+                            Message(
+                                kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
+                                credit: sendWindow.map { .message($0) }))
+                        guard try offer(message, of: send, to: receiver) else {
+                            return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: receiver)
+                        }
+                    } catch
+                        where error.code == .offline && send.target.kind == .agent && supervisor.store != nil
+                        && supervisor.registry.isRegistered(receiver.identity.key)
+                    {
+                        // Its session closed since it was found: the agent is offline now, and the
+                        // SEND is stored for it, as for any registered agent that is offline.
+                        return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: nil)
                     }
                     completeIdempotent(scoped, .ok(.delivered, recipients: 1))
                     routed.add(.direct)
