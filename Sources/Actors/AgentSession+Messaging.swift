@@ -40,28 +40,7 @@ extension AgentSession {
                             }
                         }
                     }
-                    do throws(BusError) {
-                        if durable {
-                            return try storeDurably(send, to: receiver, scopedKey: scoped)
-                        }
-                        let message = Envelope.message(
-                            Message(
-                                kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
-                                credit: sendWindow.map { .message($0) }))
-                        guard try offer(message, of: send, to: receiver) else {
-                            return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: receiver)
-                        }
-                    } catch
-                        where error.code == .offline && send.target.kind == .agent && supervisor.store != nil
-                        && supervisor.registry.isRegistered(receiver.identity.key)
-                    {
-                        // Its session closed since it was found: the agent is offline now, and the
-                        // SEND is stored for it, as for any registered agent that is offline.
-                        return storeForLater(send, to: send.target.name, scopedKey: scoped, holding: nil)
-                    }
-                    completeIdempotent(scoped, .ok(.delivered, recipients: 1))
-                    routed.add(.direct)
-                    succeeded(send.ref, recipients: 1)
+                    try sendLocally(send, to: receiver, durable: durable, scopedKey: scoped)
                 } catch {
                     forgetIdempotencyKey(scoped)
                     throw error
@@ -71,6 +50,34 @@ extension AgentSession {
             supervisor.metrics.routed(.direct, .failed)
             fail(send.ref, error)
         }
+    }
+
+    /// A SEND to `receiver`, a session of this node: into its mailbox (stored first if durable, or
+    /// stored behind the messages it has still to read back). One whose session closed since it was
+    /// found goes as a SEND to an agent that is offline (``routeMiss(_:_:to:durable:scopedKey:)``).
+    private func sendLocally(_ send: Send, to receiver: AgentSession, durable: Bool, scopedKey: String)
+        throws(BusError)
+    {
+        do throws(BusError) {
+            if durable {
+                return try storeDurably(send, to: receiver, scopedKey: scopedKey)
+            }
+            let message = Envelope.message(
+                Message(
+                    kind: .direct, from: identity.agentID, deadline: send.deadline, payload: send.payload,
+                    credit: sendWindow.map { .message($0) }))
+            guard try offer(message, of: send, to: receiver) else {
+                return storeForLater(send, to: send.target.name, scopedKey: scopedKey, holding: receiver)
+            }
+        } catch
+            where error.code == .offline && send.target.kind == .agent
+            && supervisor.registry.isRegistered(receiver.identity.key)
+        {
+            return try routeMiss(send, error, to: nil, durable: durable, scopedKey: scopedKey)
+        }
+        completeIdempotent(scopedKey, .ok(.delivered, recipients: 1))
+        routed.add(.direct)
+        succeeded(send.ref, recipients: 1)
     }
 
     /// A SEND whose target has no session on this node (`error` says why): to `remote`, an agent on
