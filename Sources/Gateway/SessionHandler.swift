@@ -66,7 +66,6 @@ final class SessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !reading else { return laterReads.append(unwrapInboundIn(data)) }
-        if case .active(let session, _) = state { session.assumeIsolated { $0.heard() } }
         reading = true
         defer {
             reading = false
@@ -74,18 +73,45 @@ final class SessionHandler: ChannelInboundHandler {
         }
         var bytes = unwrapInboundIn(data)
         while true {
-            do throws(BusError) {
-                try reader.read(bytes) { frame in handle(frame, context: context) }
-            } catch {
-                return failed(error, context: context)
+            let error: BusError?
+            if case .active(let session, _) = state {
+                // The hot path: one isolation check per read, not one per frame (a pipelining
+                // client's read holds dozens), and the state's payload copied once.
+                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                error = session.assumeIsolated { session in
+                    let (handler, context) = bound.value
+                    session.heard()
+                    return handler.read(bytes) { frame in handler.handle(frame, in: session, context) }
+                }
+            } else {
+                error = read(bytes) { frame in handle(frame, context: context) }
             }
+            if let error { return failed(error, context: context) }
             guard !laterReads.isEmpty else { return }
             bytes = laterReads.removeFirst()
         }
     }
 
+    /// The frames of `bytes`, each given to `body`; a decoding error stops them.
+    private func read(_ bytes: ByteBuffer, _ body: (Frame) -> Void) -> BusError? {
+        do throws(BusError) {
+            try reader.read(bytes, body)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// A frame read while the session is open goes to it; LOGOUT, and a frame read after the
+    /// connection closed, take the general path.
+    private func handle(_ frame: Frame, in session: isolated AgentSession, _ context: ChannelHandlerContext) {
+        guard case .active = state else { return handle(frame, context: context) }
+        guard case .logout = frame else { return session.receive(frame) }
+        handle(frame, context: context)
+    }
+
+    /// Any frame, in any state: the handshake's, those held behind a HELLO, and LOGOUT.
     private func handle(_ frame: Frame, context: ChannelHandlerContext) {
-        // The hot path first, binding no more than the session.
         if case .active(let session, _) = state {
             guard case .logout(let command) = frame else { return session.assumeIsolated { $0.receive(frame) } }
             return logout(command, context)
