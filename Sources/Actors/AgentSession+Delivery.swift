@@ -66,12 +66,11 @@ extension AgentSession {
             let attempt = message.attempts + 1
             let id = window.send(envelope, attempt: attempt, now: clock)
             write(
-                .deliver(
-                    Deliver(
-                        deliveryID: id, kind: message.kind, from: message.from, subject: message.subject,
-                        correlationID: message.correlationID, deadline: message.deadline,
-                        attempt: attempt, payload: message.payload,
-                        messageID: deliversMessageIDs ? message.storedID : nil)))
+                Deliver(
+                    deliveryID: id, kind: message.kind, from: message.from, subject: message.subject,
+                    correlationID: message.correlationID, deadline: message.deadline,
+                    attempt: attempt, payload: message.payload,
+                    messageID: deliversMessageIDs ? message.storedID : nil))
         case .stream(let stream):
             let id = window.send(envelope, attempt: stream.attempts + 1, now: clock)
             startDownload(stream, deliveryID: id)

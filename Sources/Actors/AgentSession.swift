@@ -210,22 +210,15 @@ public actor AgentSession {
             }
             credit -= 1
         }
-        // Checked after the refusals above, so a command refused before it ran can be sent again
-        // with the same ref.
-        if sendWindow != nil, frame.isMessage {
-            guard refs.take(frame.ref) else {
-                return fail(frame.ref, BusError(.invalidArgument, "refs of SEND, BROADCAST and PUBLISH must increase"))
-            }
-        }
         switch frame {
         case .register(let register): handleRegister(register)
         case .unregister(let command): handleUnregister(command.ref)
         case .discover(let discover): handleDiscover(discover)
         case .heartbeat(let heartbeat): load.readiness = heartbeat.readiness
         case .ping(let ping): pong(ping)
-        case .send(let send): handleSend(send)
-        case .broadcast(let fanout): handleFanout(fanout, kind: .broadcast)
-        case .publish(let fanout): handleFanout(fanout, kind: .topic)
+        case .send(let send): if increases(send.ref) { handleSend(send) }
+        case .broadcast(let fanout): if increases(fanout.ref) { handleFanout(fanout, kind: .broadcast) }
+        case .publish(let fanout): if increases(fanout.ref) { handleFanout(fanout, kind: .topic) }
         case .subscribe(let command): handleSubscribe(command)
         case .unsubscribe(let command): handleUnsubscribe(command)
         case .ack(let ack): handleAck(ack)
@@ -318,6 +311,12 @@ public actor AgentSession {
         if output.readableBytes >= Self.handOverBytes { handOver() }
     }
 
+    /// A DELIVER, the frame every message becomes, written with no `Frame` around it to copy.
+    func write(_ deliver: Deliver) {
+        deliver.encodeFrame(into: &output)
+        if output.readableBytes >= Self.handOverBytes { handOver() }
+    }
+
     /// Writes what is buffered, then `frame` on its own, completing `promise` once it is on the socket.
     /// - Parameter capacity: about what the encoded frame needs, so a 1 MiB chunk is not grown by doubling.
     func writeAndFlush(_ frame: Frame, capacity: Int, promise: EventLoopPromise<Void>) {
@@ -330,6 +329,18 @@ public actor AgentSession {
     func fail(_ ref: UInt64, _ error: BusError) {
         supervisor.metrics.rejected(error.code)
         write(.error(ErrorFrame(ref: ref, error: error)))
+    }
+
+    /// Whether a SEND, BROADCAST or PUBLISH may run: under protocol 2 its ref must be above the
+    /// last one (else ERROR `invalid_argument`). Checked after `receive`'s refusals, so a command
+    /// refused before it ran can be sent again with the same ref.
+    private func increases(_ ref: UInt64) -> Bool {
+        guard sendWindow != nil else { return true }
+        guard refs.take(ref) else {
+            fail(ref, BusError(.invalidArgument, "refs of SEND, BROADCAST and PUBLISH must increase"))
+            return false
+        }
+        return true
     }
 
     private func refuseOverRate(_ frame: Frame, retryAfterMs: UInt32) {
@@ -389,14 +400,6 @@ extension Frame {
         case .keyPublish(let f): f.ref
         case .keyFetch(let f): f.ref
         default: 0
-        }
-    }
-
-    /// Whether the frame is a SEND, BROADCAST or PUBLISH: under protocol 2, CONFIRM answers them.
-    var isMessage: Bool {
-        switch self {
-        case .send, .broadcast, .publish: true
-        default: false
         }
     }
 

@@ -53,7 +53,7 @@ extension ByteBuffer {
 extension Deliver {
     /// The whole DELIVER frame, header included (the per-message frame every receiver gets).
     @inlinable
-    func encodeFrame(into buffer: inout ByteBuffer) {
+    public func encodeFrame(into buffer: inout ByteBuffer) {
         let size =
             8 + 1 + 2 + from.utf8.count + 2 + subject.utf8.count + 8 + 8 + 2 + 4 + payload.readableBytes
             + (messageID == nil ? 0 : 8)
