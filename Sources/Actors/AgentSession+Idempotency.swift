@@ -30,18 +30,13 @@ extension AgentSession {
     /// agent's session there before it moved: every node keeps its keys in Redis, which is asked
     /// first, with the session's later frames held (``holding(_:then:)``). `retry` then runs the
     /// command again, with the key's first result in this node's window if Redis had one.
-    /// - Parameter retry: an autoclosure, so the closure (an allocation and a copy of the command)
-    ///   is made only for a command that waits, not for every SEND.
     /// - Returns: whether the command waits for that (its handler returns at once).
-    func awaitsSharedKey(
-        _ key: String, retry: @autoclosure () -> @Sendable (isolated AgentSession) -> Void
-    ) -> Bool {
+    func awaitsSharedKey(_ key: String, retry: @escaping @Sendable (isolated AgentSession) -> Void) -> Bool {
         guard let cluster = supervisor.cluster, !key.isEmpty, key != sharedKeyChecked,
             (try? Identifier.validate(key, field: "idempotency_key")) != nil
         else { return false }
         let scoped = "\(identity.tenant)/\(identity.agentID)/\(key)"
         guard !supervisor.idempotency.withLockedValue({ $0.contains(scoped) }) else { return false }
-        let retry = retry()
         holding({ cluster.sharedIdempotencyKey(scoped, then: $0) }) { session, kept in
             if let kept { session.supervisor.restoreIdempotency([(scoped, kept.result, kept.ttlMs)]) }
             session.sharedKeyChecked = key

@@ -4,7 +4,10 @@ import Synchronization
 
 extension AgentSession {
     func handleSend(_ send: Send) {
-        if awaitsSharedKey(send.idempotencyKey, retry: { $0.handleSend(send) }) { return }
+        // The cluster is checked here first: the retry closure copies the command, on every SEND.
+        if supervisor.cluster != nil, awaitsSharedKey(send.idempotencyKey, retry: { $0.handleSend(send) }) {
+            return
+        }
         do throws(BusError) {
             try checkInline(send.payload)
             try checkDeadline(send.deadline)

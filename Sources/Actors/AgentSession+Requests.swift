@@ -4,7 +4,9 @@ import NIOCore
 extension AgentSession {
     /// REQUEST: route like a SEND, remember it with a deadline, answer with RESPONSE or ERROR.
     func handleRequest(_ request: Send) {
-        if awaitsSharedKey(request.idempotencyKey, retry: { $0.handleRequest(request) }) { return }
+        if supervisor.cluster != nil, awaitsSharedKey(request.idempotencyKey, retry: { $0.handleRequest(request) }) {
+            return
+        }
         do throws(BusError) {
             let now = WallClock.nowMs()
             try checkInline(request.payload)
