@@ -12,7 +12,7 @@ swift build -c release --product acb-hotpath >&2
 bin=$(swift build -c release --show-bin-path)/acb-hotpath
 small=6400
 large=$((small + 25600))
-libc=$(ldd "$bin" | awk '/libc\.so/ { print $3 }')
+libc=$(ldd "$bin" | awk '$1 ~ /^libc\.so/ { print $3 }')
 allocators=(malloc calloc realloc posix_memalign)
 for function in "${allocators[@]}"; do perf probe -q -x "$libc" "$function" 2>/dev/null || true; done
 if ! perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc'; then
