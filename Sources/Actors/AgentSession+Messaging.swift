@@ -242,14 +242,7 @@ extension AgentSession {
         do throws(BusError) {
             try checkInline(fanout.payload)
             try checkDeadline(fanout.deadline)
-            let receivers: [AgentSession]
-            if kind == .topic {
-                try Topic.validate(fanout.topic)
-                receivers = supervisor.routing.subscribers(tenant: identity.tenant, topic: fanout.topic)
-            } else {
-                guard fanout.topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
-                receivers = supervisor.routing.members(of: identity.tenant).filter { $0 !== self }
-            }
+            let receivers = try fanoutReceivers(kind, topic: fanout.topic)
             // Other nodes with agents of the tenant get a copy each; of a PUBLISH, those with a
             // matching subscriber (or whose subscriptions this node does not know yet).
             let nodes =
@@ -285,6 +278,28 @@ extension AgentSession {
             supervisor.metrics.routed(kind, .failed)
             fail(fanout.ref, error)
         }
+    }
+
+    /// The receivers of a BROADCAST (every other live session of the tenant) or of a PUBLISH (the
+    /// subscribers of its topic). Kept while the routing table is unchanged: a publisher usually
+    /// sends to the same topics, and this spares it the table's lock, the topic's validation and
+    /// the lookup's dozen allocations.
+    private func fanoutReceivers(_ kind: DeliveryKind, topic: String) throws(BusError) -> [AgentSession] {
+        let routing = supervisor.routing
+        if let last = lastFanout, last.kind == kind, last.topic == topic, !routing.changed(since: last.at) {
+            return last.receivers
+        }
+        let found: (sessions: [AgentSession], at: UInt64)
+        if kind == .topic {
+            try Topic.validate(topic)
+            found = routing.subscribers(tenant: identity.tenant, topic: topic)
+        } else {
+            guard topic.isEmpty else { throw BusError(.invalidArgument, "a broadcast has no topic") }
+            let members = routing.members(of: identity.tenant)
+            found = (members.sessions.filter { $0 !== self }, members.at)
+        }
+        lastFanout = (kind, topic, found.at, found.sessions)
+        return found.sessions
     }
 
     /// A durable BROADCAST or PUBLISH: a stored copy for each receiver that takes it, here

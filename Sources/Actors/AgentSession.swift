@@ -121,6 +121,10 @@ public actor AgentSession {
     /// agents, and this spares it the routing table's lock and lookup. Used while that session is
     /// open; a takeover's old session hands what it took to its successor (``RoutingTable/detach``).
     var lastRoute: (agentID: String, session: AgentSession)?
+    /// The receivers of the last BROADCAST or PUBLISH, with the routing table's change count they
+    /// were read at (``fanoutReceivers(_:topic:)``); dropped by the tick once stale, so it does not
+    /// keep closed sessions.
+    var lastFanout: (kind: DeliveryKind, topic: String, at: UInt64, receivers: [AgentSession])?
     /// What a drain took from the mailbox and is writing; kept between drains (it trades buffers
     /// with the mailbox, see ``Mailbox/take(into:messages:takeStream:)``), empty outside one.
     var batch = CircularBuffer<Envelope>(initialCapacity: 1)
@@ -374,6 +378,7 @@ public actor AgentSession {
         }
         if backlog.retry { fetchBacklog() }
         if !remoteCredit.isEmpty { reclaimRemoteCredit(nowMs: now) }
+        if let last = lastFanout, supervisor.routing.changed(since: last.at) { lastFanout = nil }
         drain()
     }
 }

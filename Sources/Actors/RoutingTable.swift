@@ -1,5 +1,6 @@
 public import Bus
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// Who is online and who listens to what, per tenant: read by every session on the hot path
 /// under one short lock, never through an actor hop.
@@ -18,6 +19,9 @@ public final class RoutingTable: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// Counts the changes to who is live and who subscribes to what, made under the lock: a
+    /// fan-out's receivers looked up at one count are still its receivers while it stays the same.
+    private let changes = Atomic<UInt64>(0)
     /// Most orphaned deliveries kept per agent; older ones are returned for dead-lettering.
     private let orphanCapacity: Int
     /// How long orphaned deliveries wait for their agent before they are dead-lettered.
@@ -36,6 +40,7 @@ public final class RoutingTable: Sendable {
             let replaced = state.byAgent.updateValue(session, forKey: key)
             state.byNumber[session.number] = session
             state.members[key.tenant, default: []].insert(session.number)
+            countChange()
             return (replaced, state.orphans.removeValue(forKey: key)?.envelopes ?? [])
         }
     }
@@ -56,6 +61,7 @@ public final class RoutingTable: Sendable {
             state.byNumber[session.number] = nil
             state.members[key.tenant]?.remove(session.number)
             for pattern in patterns { state.topics[key.tenant]?.remove(pattern, session.number) }
+            countChange()
             if state.byAgent[key] === session { state.byAgent[key] = nil }
             if let successor = state.byAgent[key], successor.requeue(orphans) { return [] }
             guard !orphans.isEmpty else { return [] }
@@ -89,12 +95,18 @@ public final class RoutingTable: Sendable {
         state.withLockedValue { $0.byAgent[key] }
     }
 
-    /// Every live session of `tenant`.
-    public func members(of tenant: String) -> [AgentSession] {
+    /// Every live session of `tenant`, and the change count they were read at.
+    func members(of tenant: String) -> (sessions: [AgentSession], at: UInt64) {
         state.withLockedValue { state in
-            (state.members[tenant] ?? []).compactMap { state.byNumber[$0] }
+            ((state.members[tenant] ?? []).compactMap { state.byNumber[$0] }, changes.load(ordering: .relaxed))
         }
     }
+
+    /// Whether sessions or subscriptions changed since the count `at`.
+    func changed(since at: UInt64) -> Bool { changes.load(ordering: .acquiring) != at }
+
+    /// Called under the lock for every change of `byNumber` or `topics`.
+    private func countChange() { changes.add(1, ordering: .releasing) }
 
     /// Records the capabilities an agent registered (replacing earlier ones).
     func setCapabilities(_ capabilities: [String], for key: AgentKey) {
@@ -153,18 +165,28 @@ public final class RoutingTable: Sendable {
 
     /// Adds a subscription of session `number` in `tenant`.
     func subscribe(tenant: String, pattern: [Substring], number: UInt32) {
-        _ = state.withLockedValue { $0.topics[tenant, default: SubscriptionIndex()].insert(pattern, number) }
+        state.withLockedValue { state in
+            state.topics[tenant, default: SubscriptionIndex()].insert(pattern, number)
+            countChange()
+        }
     }
 
     /// Removes a subscription. - Returns: whether it existed.
     func unsubscribe(tenant: String, pattern: [Substring], number: UInt32) -> Bool {
-        state.withLockedValue { $0.topics[tenant]?.remove(pattern, number) ?? false }
+        state.withLockedValue { state in
+            countChange()
+            return state.topics[tenant]?.remove(pattern, number) ?? false
+        }
     }
 
-    /// Live sessions of `tenant` subscribed to a pattern matching `topic`.
-    public func subscribers(tenant: String, topic: String) -> [AgentSession] {
+    /// Live sessions of `tenant` subscribed to a pattern matching `topic`, and the change count they
+    /// were read at.
+    func subscribers(tenant: String, topic: String) -> (sessions: [AgentSession], at: UInt64) {
         state.withLockedValue { state in
-            (state.topics[tenant]?.subscribers(of: topic) ?? []).compactMap { state.byNumber[$0] }
+            (
+                (state.topics[tenant]?.subscribers(of: topic) ?? []).compactMap { state.byNumber[$0] },
+                changes.load(ordering: .relaxed)
+            )
         }
     }
 

@@ -242,7 +242,8 @@ extension Supervisor {
         guard let cluster, let kind = DeliveryKind(rawValue: record.status) else { return }
         let receivers =
             kind == .topic
-            ? routing.subscribers(tenant: record.tenant, topic: record.subject) : routing.members(of: record.tenant)
+            ? routing.subscribers(tenant: record.tenant, topic: record.subject).sessions
+            : routing.members(of: record.tenant).sessions
         let answer: @Sendable (UInt32, BusError?) -> Void = { taken, error in
             cluster.forward(
                 ClusterRecord(

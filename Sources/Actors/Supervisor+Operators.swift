@@ -234,7 +234,7 @@ extension Supervisor {
 
     /// How many agents of `tenant` are registered and how many are online.
     public nonisolated func agentCounts(of tenant: String) -> (registered: Int, online: Int) {
-        (registry.count(of: tenant), routing.members(of: tenant).count)
+        (registry.count(of: tenant), routing.members(of: tenant).sessions.count)
     }
 
     /// Sessions online now, their deliveries queued, and the agents registered, across tenants.

@@ -139,6 +139,34 @@ import Testing
         }
     }
 
+    /// A publisher keeps the receivers of its last fan-out while nobody connects, leaves,
+    /// subscribes or unsubscribes: each such change shows in its very next PUBLISH or BROADCAST.
+    @Test func aRepeatedFanoutFollowsEveryChangeOfItsReceivers() async throws {
+        try await TestBus.with { bus in
+            let publisher = try await bus.client("pub")
+            let topic = "news.eu"
+            #expect(try await publisher.publish(topic: topic, ByteBuffer(string: "n0")) == 0)
+            #expect(try await publisher.broadcast(ByteBuffer(string: "b0")) == 0)
+            let bob = try await bus.client("bob")
+            #expect(try await publisher.broadcast(ByteBuffer(string: "b1")) == 1)
+            #expect(try await publisher.publish(topic: topic, ByteBuffer(string: "n1")) == 0)
+            try await bob.subscribe("news.*")
+            #expect(try await publisher.publish(topic: topic, ByteBuffer(string: "n2")) == 1)
+            let carol = try await bus.client("carol")
+            try await carol.subscribe("news.>")
+            #expect(try await publisher.publish(topic: topic, ByteBuffer(string: "n3")) == 2)
+            try await bob.unsubscribe("news.*")
+            #expect(try await publisher.publish(topic: topic, ByteBuffer(string: "n4")) == 1)
+            await carol.close()
+            await bus.audit.first("session.closed", agent: "carol")
+            #expect(try await publisher.publish(topic: topic, ByteBuffer(string: "n5")) == 0)
+            #expect(try await publisher.broadcast(ByteBuffer(string: "b2")) == 1)
+            var inbox = bob.deliveries.makeAsyncIterator()
+            for expected in ["b1", "n2", "n3", "b2"] { #expect(try await inbox.take().text == expected) }
+            for client in [publisher, bob] { await client.close() }
+        }
+    }
+
     @Test func aRetriedSendWithTheSameIdempotencyKeyIsDeliveredOnce() async throws {
         try await TestBus.with { bus in
             let alice = try await bus.client("alice")
