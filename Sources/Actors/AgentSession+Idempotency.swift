@@ -28,22 +28,28 @@ extension AgentSession {
 
     /// In a cluster, a key this node's window lacks may have been used on another node, by the
     /// agent's session there before it moved: every node keeps its keys in Redis, which is asked
-    /// first, with the session's later frames held (``holding(_:then:)``). `retry` then runs the
-    /// command again, with the key's first result in this node's window if Redis had one.
-    /// - Returns: whether the command waits for that (its handler returns at once).
-    func awaitsSharedKey(_ key: String, retry: @escaping @Sendable (isolated AgentSession) -> Void) -> Bool {
-        guard let cluster = supervisor.cluster, !key.isEmpty, key != sharedKeyChecked,
+    /// first (``awaitSharedKey(_:_:retry:)``).
+    /// - Returns: the key scoped to the agent when Redis must be asked; nil otherwise (outside a
+    ///   cluster, without a key, or with a key this node knows), at the cost of a nil check.
+    func sharedKeyToAsk(_ key: String) -> String? {
+        guard supervisor.cluster != nil, !key.isEmpty, key != sharedKeyChecked,
             (try? Identifier.validate(key, field: "idempotency_key")) != nil
-        else { return false }
+        else { return nil }
         let scoped = "\(identity.tenant)/\(identity.agentID)/\(key)"
-        guard !supervisor.idempotency.withLockedValue({ $0.contains(scoped) }) else { return false }
+        return supervisor.idempotency.withLockedValue({ $0.contains(scoped) }) ? nil : scoped
+    }
+
+    /// Asks Redis for `key` (scoped by ``sharedKeyToAsk(_:)``), with the session's later frames held
+    /// (``holding(_:then:)``); `retry` then runs the command again, with the key's first result in
+    /// this node's window if Redis had one.
+    func awaitSharedKey(_ scoped: String, _ key: String, retry: @escaping @Sendable (isolated AgentSession) -> Void) {
+        guard let cluster = supervisor.cluster else { return retry(self) }
         holding({ cluster.sharedIdempotencyKey(scoped, then: $0) }) { session, kept in
             if let kept { session.supervisor.restoreIdempotency([(scoped, kept.result, kept.ttlMs)]) }
             session.sharedKeyChecked = key
             defer { session.sharedKeyChecked = nil }
             retry(session)
         }
-        return true
     }
 
     func completeIdempotent(_ scoped: String, _ result: IdempotentResult) {

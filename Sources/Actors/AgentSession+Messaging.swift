@@ -4,9 +4,9 @@ import Synchronization
 
 extension AgentSession {
     func handleSend(_ send: Send) {
-        // The cluster is checked here first: the retry closure copies the command, on every SEND.
-        if supervisor.cluster != nil, awaitsSharedKey(send.idempotencyKey, retry: { $0.handleSend(send) }) {
-            return
+        // The retry closure (a copy of the command) is made only for a key Redis must be asked about.
+        if let scoped = sharedKeyToAsk(send.idempotencyKey) {
+            return awaitSharedKey(scoped, send.idempotencyKey) { $0.handleSend(send) }
         }
         do throws(BusError) {
             try checkInline(send.payload)

@@ -4,8 +4,8 @@ import NIOCore
 extension AgentSession {
     /// REQUEST: route like a SEND, remember it with a deadline, answer with RESPONSE or ERROR.
     func handleRequest(_ request: Send) {
-        if supervisor.cluster != nil, awaitsSharedKey(request.idempotencyKey, retry: { $0.handleRequest(request) }) {
-            return
+        if let scoped = sharedKeyToAsk(request.idempotencyKey) {
+            return awaitSharedKey(scoped, request.idempotencyKey) { $0.handleRequest(request) }
         }
         do throws(BusError) {
             let now = WallClock.nowMs()

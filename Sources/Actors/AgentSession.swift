@@ -79,7 +79,7 @@ public actor AgentSession {
     /// Holds started (``holding(_:then:)``), so that an answer knows whether its `then` started another.
     var holds: UInt32 = 0
     /// The idempotency key whose command runs again right after Redis was asked for it
-    /// (``awaitsSharedKey(_:retry:)``).
+    /// (``awaitSharedKey(_:_:retry:)``).
     var sharedKeyChecked: String?
     var fanouts: CorrelationTable<PendingFanout>
     var patterns: [String: [Substring]] = [:]
